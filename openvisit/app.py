@@ -1,0 +1,110 @@
+"""``create_app()``: routers, middleware, error handlers and the lifespan of one process.
+
+The same application runs in three roles: ``web`` (always), plus ``worker`` and ``mllp`` when
+``openvisit serve`` runs everything in one process (the embedded default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+from openvisit import __version__
+from openvisit.config import Settings, load_settings
+from openvisit.context import AppContext
+from openvisit.logging import configure_logging, get_logger
+from openvisit.ops.endpoints import router as ops_router
+from openvisit.web import errors
+from openvisit.web.middleware import MetricsMiddleware
+from openvisit.web.templating import STATIC_DIR, templates
+
+log = get_logger(__name__)
+
+#: Background roles: name → factory of a coroutine that runs until the stop event is set.
+RoleRunner = Callable[[AppContext, asyncio.Event], Awaitable[None]]
+
+
+async def run_worker(ctx: AppContext, stop: asyncio.Event) -> None:
+    from openvisit.jobs.worker import Worker
+
+    await Worker(ctx).run(stop)
+
+
+async def run_mllp(ctx: AppContext, stop: asyncio.Event) -> None:
+    from openvisit.scheduling.mllp import serve_mllp
+
+    await serve_mllp(ctx, stop=stop)
+
+
+ROLE_RUNNERS: dict[str, RoleRunner] = {"worker": run_worker, "mllp": run_mllp}
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    ctx: AppContext | None = None,
+    roles: Iterable[str] = (),
+) -> FastAPI:
+    """Build the ASGI app; ``roles`` adds background roles to this process."""
+    settings = settings or (ctx.settings if ctx else load_settings())
+    configure_logging(level=settings.log_level, json=settings.log_json)
+    context = ctx or AppContext.create(settings)
+    background = list(roles)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await context.start()
+        stop = asyncio.Event()
+        tasks = [
+            asyncio.create_task(ROLE_RUNNERS[role](context, stop), name=f"role-{role}")
+            for role in background
+        ]
+        log.info("openvisit_started", roles=["web", *background], version=__version__)
+        try:
+            yield
+        finally:
+            stop.set()
+            for task in tasks:
+                try:
+                    await asyncio.wait_for(task, timeout=15)
+                except (TimeoutError, asyncio.CancelledError):
+                    task.cancel()
+                except Exception:
+                    log.exception("role_failed_on_stop", role=task.get_name())
+            if ctx is None:
+                await context.close()
+
+    app = FastAPI(
+        title="OpenVisit",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        redoc_url=None,
+    )
+    app.state.ctx = context
+    app.state.settings = settings
+    app.add_middleware(MetricsMiddleware)
+    errors.install(app)
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    app.include_router(ops_router)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index(request: Request) -> HTMLResponse:
+        return templates.TemplateResponse(
+            request,
+            "index.html",
+            {
+                "links": [("API documentation", "/api/docs"), ("Readiness", "/readyz")],
+                "version": __version__,
+                "database": context.db.engine.dialect.name,
+                "bus": type(context.bus).__name__,
+            },
+        )
+
+    return app

@@ -1,0 +1,175 @@
+"""Settings: one object, read once at start-up. Nothing else in OpenVisit reads ``os.environ``.
+
+Every setting comes from an ``OPENVISIT_``-prefixed environment variable (or a ``.env`` file).
+Secrets also accept a ``*_FILE`` variant (``OPENVISIT_SECRET_KEY_FILE=/run/secrets/key``) so
+they can come from Docker/Kubernetes secrets instead of the environment.
+
+The embedded default needs no settings at all: SQLite in the working directory and an
+in-process bus. Outside ``environment="development"`` placeholder secrets are refused, so a
+production deployment cannot start with the demo key by accident.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from openvisit.errors import ConfigurationError
+
+#: A well-known value that only development may use. Production refuses it (and anything short).
+DEV_SECRET_KEY = "openvisit-development-secret-key-do-not-use-in-production"
+_PLACEHOLDERS = {"", "changeme", "change-me", "changethis", "secret", DEV_SECRET_KEY}
+
+#: Settings whose value may come from a file named by ``OPENVISIT_<NAME>_FILE``.
+SECRET_FIELDS = (
+    "secret_key",
+    "field_encryption_keys",
+    "database_url",
+    "redis_url",
+    "turn_secret",
+    "oidc_client_secret",
+)
+
+
+class _FileSecretsSource(PydanticBaseSettingsSource):
+    """Reads ``OPENVISIT_<NAME>_FILE`` for each secret field (trailing newline stripped)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name in SECRET_FIELDS:
+            path = os.environ.get(f"OPENVISIT_{name.upper()}_FILE")
+            if path:
+                try:
+                    values[name] = Path(path).read_text(encoding="utf-8").strip()
+                except OSError as exc:
+                    raise ConfigurationError(
+                        f"OPENVISIT_{name.upper()}_FILE names {path!r}, which cannot be read "
+                        f"({exc.strerror})."
+                    ) from exc
+        return values
+
+
+class Settings(BaseSettings):
+    """Every setting of an OpenVisit deployment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="OPENVISIT_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    environment: Literal["development", "test", "production"] = "development"
+    #: The URL browsers and the EHR use to reach this deployment (links, redirect URIs).
+    public_url: str = "http://127.0.0.1:8000"
+    database_url: str = "sqlite+aiosqlite:///./openvisit.db"
+    #: Empty = in-process bus (embedded default; only valid with a single web process).
+    redis_url: str = ""
+    secret_key: str = DEV_SECRET_KEY
+    #: Comma-separated Fernet keys, newest first. Empty in development = derived from secret_key.
+    field_encryption_keys: str = ""
+    #: Run migrations on start-up (the embedded default); production runs `openvisit migrate`.
+    auto_migrate: bool | None = None
+
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    # Durable jobs (see openvisit.jobs).
+    job_lease_seconds: float = 60.0
+    job_max_attempts: int = 8
+    job_backoff_base_seconds: float = 5.0
+    job_backoff_max_seconds: float = 3600.0
+    job_poll_seconds: float = 1.0
+    job_concurrency: int = 8
+    #: Extra modules whose import registers job handlers (plug-ins).
+    job_modules: list[str] = Field(default_factory=list)
+
+    # MLLP listener.
+    mllp_host: str = "127.0.0.1"
+    mllp_port: int = 2575
+
+    # TURN (coturn REST shared secret scheme).
+    turn_urls: list[str] = Field(default_factory=list)
+    turn_secret: str = ""
+    turn_ttl_seconds: int = 3600
+    stun_urls: list[str] = Field(default_factory=list)
+
+    # Organisation IdP for provider/staff sign-in (OpenID Connect).
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+
+    # Visits.
+    join_window_before_minutes: int = 30
+    join_window_after_minutes: int = 240
+    contact_grace_hours: int = 24
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Explicit arguments win, then *_FILE secrets, then the environment, then .env.
+        return (
+            init_settings,
+            _FileSecretsSource(settings_cls),
+            env_settings,
+            dotenv_settings,
+        )
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> Settings:
+        if self.environment == "development":
+            return self
+        if self.secret_key.strip().lower() in _PLACEHOLDERS or len(self.secret_key) < 32:
+            raise ValueError(
+                "OPENVISIT_SECRET_KEY is a placeholder or shorter than 32 characters; outside "
+                "development set a random value, e.g. `python -c \"import secrets; "
+                'print(secrets.token_urlsafe(48))"`.'
+            )
+        if not self.field_encryption_keys.strip():
+            raise ValueError(
+                "OPENVISIT_FIELD_ENCRYPTION_KEYS is empty; outside development contact details "
+                "need their own Fernet key (`openvisit keys generate`)."
+            )
+        if self.uses_sqlite is False and not self.redis_url:
+            raise ValueError(
+                "OPENVISIT_REDIS_URL is empty but the database is not SQLite: several web "
+                "processes need Redis for live updates. Set OPENVISIT_REDIS_URL."
+            )
+        return self
+
+    @cached_property
+    def uses_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def should_auto_migrate(self) -> bool:
+        return self.uses_sqlite if self.auto_migrate is None else self.auto_migrate
+
+    def encryption_keys(self) -> list[str]:
+        """Fernet keys, newest first; in development a key derived from ``secret_key``."""
+        keys = [k.strip() for k in self.field_encryption_keys.split(",") if k.strip()]
+        return keys
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings once; raises :class:`ConfigurationError` with the reason if invalid."""
+    try:
+        return Settings(**overrides)
+    except ValueError as exc:
+        raise ConfigurationError(f"Invalid settings: {exc}") from exc

@@ -1,0 +1,106 @@
+"""Database engine and the transaction wrapper: the only place that commits or rolls back.
+
+Services receive an ``AsyncSession`` and ``flush()``; the request wrapper (``SessionDep``) or
+the job runner owns the transaction. Work that must happen only once the change is durable
+(publishing on the bus, waking workers) is registered with :func:`after_commit` and runs after
+a successful commit, never after a rollback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import NullPool
+
+from openvisit.logging import get_logger
+
+log = get_logger(__name__)
+
+AfterCommit = Callable[[], Awaitable[None]]
+_HOOKS_KEY = "openvisit.after_commit"
+
+
+def after_commit(session: AsyncSession, hook: AfterCommit) -> None:
+    """Run ``hook`` once the session's current transaction has committed."""
+    session.info.setdefault(_HOOKS_KEY, []).append(hook)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers proceed while a writer commits; busy_timeout makes concurrent writers
+    # (web + worker + mllp in one process, or a second CLI) wait instead of failing.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
+    """An async engine for SQLite (aiosqlite) or PostgreSQL (asyncpg)."""
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, echo=echo, poolclass=NullPool)
+        sync_engine: Engine = engine.sync_engine
+        event.listen(sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(
+        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+    )
+
+
+class Database:
+    """Engine + session factory of one deployment."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.engine = create_engine(url, echo=echo)
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """Open a session, commit on success, roll back on any exception.
+
+        After-commit hooks run after the commit; a failing hook is logged, never raised,
+        because the change it follows is already durable.
+        """
+        async with self.sessionmaker() as session:
+            try:
+                yield session
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                session.info.pop(_HOOKS_KEY, None)
+                raise
+            hooks: list[AfterCommit] = session.info.pop(_HOOKS_KEY, [])
+        for hook in hooks:
+            try:
+                await hook()
+            except Exception:
+                log.exception("after_commit_hook_failed")
+
+    async def ping(self) -> None:
+        """Raise if the database cannot answer a trivial query."""
+
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,79 @@
+"""Job handlers by kind, periodic jobs, and the context a handler receives."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openvisit.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from openvisit.context import AppContext
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a handler gets: the job's data and a session in the job's own transaction.
+
+    Database changes made through ``session`` commit together with the job being marked
+    done. ``idempotency_key`` must be passed to any outside call that supports one.
+    """
+
+    job_id: int
+    kind: str
+    payload: dict[str, Any]
+    idempotency_key: str
+    attempt: int
+    session: AsyncSession
+    app: AppContext
+
+
+Handler = Callable[[JobContext], Awaitable[None]]
+
+_HANDLERS: dict[str, Handler] = {}
+_PERIODIC: dict[str, timedelta] = {}
+
+#: Modules whose import registers the product's own job handlers.
+BUILTIN_MODULES: list[str] = []
+
+
+def job_handler(kind: str) -> Callable[[Handler], Handler]:
+    """Register ``func`` as the handler of jobs of ``kind`` (one handler per kind)."""
+
+    def register(func: Handler) -> Handler:
+        existing = _HANDLERS.get(kind)
+        if existing is not None and existing is not func:
+            raise ConfigurationError(f"Two handlers registered for job kind {kind!r}.")
+        _HANDLERS[kind] = func
+        return func
+
+    return register
+
+
+def periodic_job(kind: str, *, every: timedelta) -> None:
+    """Ask workers to enqueue a ``kind`` job once per ``every`` (idempotent per time bucket)."""
+    _PERIODIC[kind] = every
+
+
+def get_handler(kind: str) -> Handler | None:
+    return _HANDLERS.get(kind)
+
+
+def periodic_jobs() -> dict[str, timedelta]:
+    return dict(_PERIODIC)
+
+
+def load_modules(extra: list[str]) -> None:
+    """Import the built-in job modules and the configured plug-in modules."""
+    for name in [*BUILTIN_MODULES, *extra]:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"Job module {name!r} (OPENVISIT_JOB_MODULES) cannot be imported: {exc}"
+            ) from exc

@@ -1,0 +1,130 @@
+"""The worker's queries: claim with a lease, renew, complete, fail.
+
+Every state change after the claim is conditional on ``locked_by`` and ``attempts``: a worker
+whose lease expired (it stalled, or was presumed dead) can no longer touch the job that
+another worker has taken over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openvisit.models import Job
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    idempotency_key: str
+    attempt: int
+    max_attempts: int
+
+
+def _claimable(now: datetime) -> Any:
+    return or_(
+        and_(Job.state == "pending", Job.due_at <= now),
+        and_(Job.state == "running", Job.lease_until < now),
+    )
+
+
+async def claim(
+    session: AsyncSession, *, worker_id: str, now: datetime, lease: timedelta, limit: int
+) -> list[ClaimedJob]:
+    """Atomically take up to ``limit`` due jobs (and jobs whose lease expired).
+
+    PostgreSQL: ``FOR UPDATE SKIP LOCKED`` so concurrent workers never take the same row and
+    never wait on each other. SQLite ignores the clause; its single writer serialises claims.
+    """
+    candidates = (
+        select(Job.id)
+        .where(_claimable(now))
+        .order_by(Job.due_at, Job.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    result = await session.execute(
+        update(Job)
+        .where(Job.id.in_(candidates), _claimable(now))
+        .values(
+            state="running",
+            attempts=Job.attempts + 1,
+            locked_by=worker_id,
+            lease_until=now + lease,
+        )
+        .returning(
+            Job.id, Job.kind, Job.payload, Job.idempotency_key, Job.attempts, Job.max_attempts
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return [ClaimedJob(*row) for row in result.all()]
+
+
+def _mine(job: ClaimedJob, worker_id: str) -> Any:
+    return and_(
+        Job.id == job.id,
+        Job.locked_by == worker_id,
+        Job.attempts == job.attempt,
+        Job.state == "running",
+    )
+
+
+async def renew(
+    session: AsyncSession, job: ClaimedJob, *, worker_id: str, lease_until: datetime
+) -> bool:
+    """Extend the lease of a job still running here; False if it was taken over."""
+    result = await session.execute(
+        update(Job)
+        .where(_mine(job, worker_id))
+        .values(lease_until=lease_until)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def complete(session: AsyncSession, job: ClaimedJob, *, worker_id: str, now: datetime) -> bool:
+    result = await session.execute(
+        update(Job)
+        .where(_mine(job, worker_id))
+        .values(state="done", finished_at=now, lease_until=None, last_error=None)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def fail(
+    session: AsyncSession,
+    job: ClaimedJob,
+    *,
+    worker_id: str,
+    now: datetime,
+    error: str,
+    retry_at: datetime | None,
+) -> bool:
+    """Record a failure: back to pending at ``retry_at``, or dead when ``retry_at`` is None."""
+    values: dict[str, Any] = {"last_error": error[:2000], "lease_until": None, "locked_by": None}
+    if retry_at is None:
+        values.update(state="dead", finished_at=now)
+    else:
+        values.update(state="pending", due_at=retry_at)
+    result = await session.execute(
+        update(Job)
+        .where(_mine(job, worker_id))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def counts_by_state(session: AsyncSession) -> dict[str, int]:
+    from sqlalchemy import func
+
+    rows = await session.execute(select(Job.state, func.count()).group_by(Job.state))
+    return {state: count for state, count in rows.all()}

@@ -1,0 +1,91 @@
+"""Enqueue, cancel and re-run jobs inside the caller's transaction."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openvisit.errors import InvalidInput, NotFound
+from openvisit.models import Job, utcnow
+
+
+async def enqueue(
+    session: AsyncSession,
+    kind: str,
+    *,
+    payload: dict[str, Any] | None = None,
+    idempotency_key: str | None = None,
+    due_at: datetime | None = None,
+    max_attempts: int = 8,
+) -> Job:
+    """Add a job to the caller's transaction; it exists only if that transaction commits.
+
+    With an ``idempotency_key`` that is already taken, the existing job is returned and
+    nothing new is written: enqueueing the same effect twice cannot send it twice.
+    """
+    key = idempotency_key or f"{kind}:{uuid.uuid4()}"
+    existing = await session.scalar(select(Job).where(Job.idempotency_key == key))
+    if existing is not None:
+        return existing
+    job = Job(
+        kind=kind,
+        payload=payload or {},
+        idempotency_key=key,
+        due_at=due_at or utcnow(),
+        max_attempts=max_attempts,
+    )
+    try:
+        async with session.begin_nested():
+            session.add(job)
+            await session.flush()
+    except IntegrityError:
+        # Another transaction took the key between our look-up and insert.
+        existing = await session.scalar(select(Job).where(Job.idempotency_key == key))
+        if existing is None:
+            raise
+        return existing
+    session.info["openvisit.jobs_enqueued"] = True
+    return job
+
+
+async def cancel(session: AsyncSession, *, idempotency_key: str) -> bool:
+    """Cancel a job that has not started; returns whether one was cancelled."""
+    result = await session.execute(
+        update(Job)
+        .where(Job.idempotency_key == idempotency_key, Job.state == "pending")
+        .values(state="cancelled", finished_at=utcnow())
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def retry_dead(session: AsyncSession, job_id: int) -> Job:
+    """Put a dead-lettered job back in the queue with a fresh attempt budget."""
+    job = await session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"There is no job {job_id}.")
+    if job.state != "dead":
+        raise InvalidInput(f"Job {job_id} is {job.state}, not dead; only dead jobs are re-run.")
+    job.state = "pending"
+    job.attempts = 0
+    job.due_at = utcnow()
+    job.locked_by = None
+    job.lease_until = None
+    session.info["openvisit.jobs_enqueued"] = True
+    await session.flush()
+    return job
+
+
+async def list_jobs(
+    session: AsyncSession, *, state: str | None = None, kind: str | None = None, limit: int = 50
+) -> list[Job]:
+    query = select(Job).order_by(Job.id.desc()).limit(limit)
+    if state:
+        query = query.where(Job.state == state)
+    if kind:
+        query = query.where(Job.kind == kind)
+    return list((await session.scalars(query)).all())

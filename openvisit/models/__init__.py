@@ -1,0 +1,50 @@
+"""SQLAlchemy models: the only things OpenVisit stores (DESIGN §4)."""
+
+from openvisit.models.base import Base, utcnow
+from openvisit.models.endpoint import (
+    Certificate,
+    EhrEndpoint,
+    PhoneNumber,
+    PhoneNumberEndpoint,
+    SmsSettings,
+)
+from openvisit.models.ops import (
+    AuditLog,
+    ContextToken,
+    InboundMessage,
+    Job,
+    KeyMaterial,
+    MessageLog,
+    OptOut,
+    QualitySample,
+    SeenNonce,
+)
+from openvisit.models.organisation import Organisation, ProviderLink, StaffAccount
+from openvisit.models.visit import Appointment, Contact, Participant, Visit, VisitEvent
+
+__all__ = [
+    "Appointment",
+    "AuditLog",
+    "Base",
+    "Certificate",
+    "Contact",
+    "ContextToken",
+    "EhrEndpoint",
+    "InboundMessage",
+    "Job",
+    "KeyMaterial",
+    "MessageLog",
+    "OptOut",
+    "Organisation",
+    "Participant",
+    "PhoneNumber",
+    "PhoneNumberEndpoint",
+    "ProviderLink",
+    "QualitySample",
+    "SeenNonce",
+    "SmsSettings",
+    "StaffAccount",
+    "Visit",
+    "VisitEvent",
+    "utcnow",
+]

@@ -1,0 +1,81 @@
+"""Organisations, staff accounts and the IdP ↔ EHR user link (DESIGN §4)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from openvisit.models.base import Base, Timestamped, new_id
+
+
+class Organisation(Timestamped, Base):
+    """A hospital or practice group: pinned to a data region, with a monthly visit allocation."""
+
+    __tablename__ = "organisation"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    #: Data region (geography) the organisation's data must stay in, e.g. "eu-central".
+    region: Mapped[str] = mapped_column(String(32), default="local")
+    #: Visits allowed per calendar month; reports flag visits beyond it. None = unlimited.
+    allocation_limit: Mapped[int | None] = mapped_column(default=None)
+    #: ISO 3166 region used to normalise local phone numbers to E.164.
+    default_phone_region: Mapped[str] = mapped_column(String(2), default="US")
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    #: How patients see providers: "role" ("Your clinician") or "display" (configured label).
+    provider_label_mode: Mapped[str] = mapped_column(String(16), default="role")
+
+
+class StaffAccount(Timestamped, Base):
+    """Someone who signs in to the portal: org admin, approver or reporter.
+
+    Local accounts (embedded default) have a username + argon2 hash; IdP accounts have the
+    issuer + subject. No names or e-mail addresses are stored.
+    """
+
+    __tablename__ = "staff_account"
+    __table_args__ = (
+        UniqueConstraint("organisation_id", "username", name="uq_staff_account_org_username"),
+        UniqueConstraint("idp_issuer", "idp_subject", name="uq_staff_account_idp"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organisation.id", ondelete="CASCADE"), index=True
+    )
+    username: Mapped[str | None] = mapped_column(String(150), default=None)
+    password_hash: Mapped[str | None] = mapped_column(String(255), default=None)
+    idp_issuer: Mapped[str | None] = mapped_column(String(500), default=None)
+    idp_subject: Mapped[str | None] = mapped_column(String(255), default=None)
+    roles: Mapped[list[str]] = mapped_column(JSON, default=list)
+    is_active: Mapped[bool] = mapped_column(default=True)
+    last_login_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class ProviderLink(Timestamped, Base):
+    """The one piece of identity data kept for clinicians: IdP subject ↔ EHR user id.
+
+    Created on a provider's first launch after the one-time IdP sign-in; later launches by the
+    same ``fhirUser`` on the same endpoint go straight to the visit.
+    """
+
+    __tablename__ = "provider_link"
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "ehr_user_id", name="uq_provider_link_endpoint_user"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organisation.id", ondelete="CASCADE"), index=True
+    )
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("ehr_endpoint.id", ondelete="CASCADE"), index=True
+    )
+    #: The EHR user id (fhirUser reference, e.g. "Practitioner/123").
+    ehr_user_id: Mapped[str] = mapped_column(String(255))
+    idp_issuer: Mapped[str] = mapped_column(String(500))
+    idp_subject: Mapped[str] = mapped_column(String(255))

@@ -1,0 +1,128 @@
+"""Appointments, visits, participants, visit events and contacts (DESIGN §2.3, §4)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from openvisit.models.base import Base, BigIntId, Timestamped, new_id, utcnow
+
+ROLES = ("provider", "patient", "interpreter", "guest")
+LOBBY_STATES = ("invited", "waiting", "admitted", "removed", "left")
+
+
+class Appointment(Timestamped, Base):
+    """An EHR appointment as OpenVisit knows it: references and times, no clinical data."""
+
+    __tablename__ = "appointment"
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "ehr_appointment_id", name="uq_appointment_endpoint_ref"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organisation.id", ondelete="CASCADE"), index=True
+    )
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("ehr_endpoint.id", ondelete="CASCADE"), index=True
+    )
+    #: FHIR Appointment id, or the HL7 filler appointment id (SCH-2) when fed by SIU.
+    ehr_appointment_id: Mapped[str] = mapped_column(String(255))
+    placer_appointment_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    #: Encounter id / Epic CSN (PV1-19).
+    encounter_id: Mapped[str | None] = mapped_column(String(255), default=None, index=True)
+    #: FHIR Patient id or PID-3 identifier: a reference, never a name.
+    patient_ref: Mapped[str | None] = mapped_column(String(255), default=None)
+    provider_ehr_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    department: Mapped[str | None] = mapped_column(String(255), default=None)
+    start_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+    end_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: FHIR Appointment.status vocabulary (booked, cancelled, noshow, fulfilled…).
+    status: Mapped[str] = mapped_column(String(24), default="booked")
+    language: Mapped[str | None] = mapped_column(String(8), default=None)
+    #: "fhir" (launch), "hl7" (SIU feed), "epic-link" or "adhoc".
+    source: Mapped[str] = mapped_column(String(16), default="fhir")
+
+
+class Visit(Timestamped, Base):
+    """One video visit. At most one per appointment, so relaunches land in the same visit."""
+
+    __tablename__ = "visit"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organisation.id", ondelete="CASCADE"), index=True
+    )
+    appointment_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("appointment.id", ondelete="SET NULL"), unique=True, default=None
+    )
+    #: Epic group visits key on a conference id instead of the CSN.
+    conference_id: Mapped[str | None] = mapped_column(String(255), default=None, index=True)
+    #: scheduled → active → ended.
+    status: Mapped[str] = mapped_column(String(16), default="scheduled")
+    kind: Mapped[str] = mapped_column(String(16), default="visit")  # visit | devicetest
+    window_start: Mapped[datetime | None] = mapped_column(default=None)
+    window_end: Mapped[datetime | None] = mapped_column(default=None)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+    media_backend: Mapped[str] = mapped_column(String(16), default="mesh")
+
+
+class Participant(Timestamped, Base):
+    """A seat in a visit with a role and a lobby state enforced by the server."""
+
+    __tablename__ = "participant"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    visit_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("visit.id", ondelete="CASCADE"), index=True
+    )
+    role: Mapped[str] = mapped_column(String(16))
+    lobby_state: Mapped[str] = mapped_column(String(16), default="invited")
+    #: Staff only: the EHR user id. Never a patient identifier.
+    ehr_user_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    #: Role-based label shown to others ("Patient 2", "Interpreter"); never a name.
+    label: Mapped[str] = mapped_column(String(64), default="")
+    #: SHA-256 of the join token; the token itself is only ever in the link.
+    join_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
+    language: Mapped[str | None] = mapped_column(String(8), default=None)
+    connected: Mapped[bool] = mapped_column(default=False)
+    waiting_since: Mapped[datetime | None] = mapped_column(default=None)
+    admitted_at: Mapped[datetime | None] = mapped_column(default=None)
+    left_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_seen_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class VisitEvent(Base):
+    """Append-only log of what happened in a visit: the basis of write-back and reports."""
+
+    __tablename__ = "visit_event"
+    __table_args__ = (Index("ix_visit_event_visit_at", "visit_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    visit_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("visit.id", ondelete="CASCADE"))
+    participant_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    #: joined, admitted, returned_to_lobby, connected, disconnected, left, removed, ended…
+    kind: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Contact(Base):
+    """A patient's mobile number or e-mail, encrypted, deleted when the appointment is over."""
+
+    __tablename__ = "contact"
+    __table_args__ = (UniqueConstraint("appointment_id", "kind", name="uq_contact_appt_kind"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    appointment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("appointment.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(8))  # sms | email
+    value_enc: Mapped[str] = mapped_column(Text)
+    purge_at: Mapped[datetime] = mapped_column(index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

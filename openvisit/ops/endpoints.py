@@ -1,0 +1,45 @@
+"""``/healthz`` (alive), ``/readyz`` (database and bus reachable) and ``/metrics``."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from openvisit.logging import get_logger
+from openvisit.web.deps import CtxDep
+
+log = get_logger(__name__)
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is alive and serving requests."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(ctx: CtxDep) -> Response:
+    """200 when the database and the bus answer within 3 s, else 503 naming what is down."""
+    checks: dict[str, str] = {}
+    for name, probe in (("database", ctx.db.ping), ("bus", ctx.bus.ping)):
+        try:
+            await asyncio.wait_for(probe(), timeout=3.0)
+            checks[name] = "ok"
+        except Exception as exc:  # any failure means not ready
+            log.warning("readiness_check_failed", check=name, error_type=type(exc).__name__)
+            checks[name] = f"unavailable ({type(exc).__name__})"
+    ok = all(v == "ok" for v in checks.values())
+    return JSONResponse(
+        {"status": "ok" if ok else "unavailable", "checks": checks},
+        status_code=200 if ok else 503,
+    )
+
+
+@router.get("/metrics")
+async def metrics() -> Response:
+    """Prometheus text exposition of this process's metrics."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,1 @@
+"""Configuration portal: organisations, staff, EHR endpoints, SMS, certificates, records."""

@@ -1,0 +1,1 @@
+"""Web plumbing shared by every domain package: dependencies, errors, templates."""

@@ -1,0 +1,26 @@
+"""FastAPI dependency aliases: the request owns one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openvisit.context import AppContext
+
+
+def get_app_context(request: Request) -> AppContext:
+    ctx: AppContext = request.app.state.ctx
+    return ctx
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One transaction per request: committed when the endpoint returns, else rolled back."""
+    async with get_app_context(request).transaction() as session:
+        yield session
+
+
+CtxDep = Annotated[AppContext, Depends(get_app_context)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
