@@ -36,6 +36,10 @@ def after_commit(session: AsyncSession, hook: AfterCommit) -> None:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Take transaction control away from the sqlite3 module: left to itself it begins
+    # transactions lazily, so a SAVEPOINT could start (and its RELEASE commit) the outer
+    # transaction. We emit BEGIN ourselves in _sqlite_begin.
+    dbapi_connection.isolation_level = None
     # WAL lets readers proceed while a writer commits; busy_timeout makes concurrent writers
     # (web + worker + mllp in one process, or a second CLI) wait instead of failing.
     cursor = dbapi_connection.cursor()
@@ -46,12 +50,21 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_begin(conn: Any) -> None:
+    # IMMEDIATE takes the write lock up front. A deferred transaction that reads and then
+    # writes can fail at once with SQLITE_BUSY when another connection committed meanwhile;
+    # an immediate one waits (busy_timeout) instead. The embedded default is one process
+    # with modest traffic, so serialising transactions costs little.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
     """An async engine for SQLite (aiosqlite) or PostgreSQL (asyncpg)."""
     if url.startswith("sqlite"):
         engine = create_async_engine(url, echo=echo, poolclass=NullPool)
         sync_engine: Engine = engine.sync_engine
         event.listen(sync_engine, "connect", _sqlite_pragmas)
+        event.listen(sync_engine, "begin", _sqlite_begin)
         return engine
     return create_async_engine(
         url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True

@@ -43,8 +43,16 @@ else
         exit 1
     fi
     log "installing: ${missing[*]}"
+    # Keep the packages' own services (janus, coturn on 3478, ...) from starting at install
+    # time: the tests start their peers themselves, and ensure-services.sh starts the
+    # databases. Only when no policy is in place already; removed again on exit.
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    apt-get install -y -qq "${missing[@]}"
 fi
 
 node_major=$(node -p 'process.versions.node.split(".")[0]')

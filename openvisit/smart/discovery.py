@@ -297,7 +297,7 @@ async def fetch_capability_statement(
     body = json_object(response, what=what, error_cls=SmartDiscoveryError)
     resource_type = body.get("resourceType")
     if resource_type != "CapabilityStatement":
-        got = f"a {resource_type}" if isinstance(resource_type, str) else "no FHIR resource"
+        got = f"a FHIR {resource_type}" if isinstance(resource_type, str) else "no FHIR resource"
         raise SmartDiscoveryError(
             f"{describe_url(url)} returned {got}, not a CapabilityStatement. The URL is "
             "probably not a FHIR base (Conformance means DSTU2; use the R4 base).",
@@ -311,7 +311,8 @@ async def fetch_capability_statement(
             "OpenVisit needs FHIR R4 (4.0.x). Use the EHR's R4 base URL (Epic: …/api/FHIR/R4).",
             permanent=True,
         )
-    software = body.get("software") if isinstance(body.get("software"), dict) else {}
+    software_value = body.get("software")
+    software: dict[str, Any] = software_value if isinstance(software_value, dict) else {}
     types: set[str] = set()
     for rest in body.get("rest") or []:
         if isinstance(rest, dict) and rest.get("mode", "server") == "server":

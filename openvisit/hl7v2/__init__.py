@@ -1,0 +1,82 @@
+"""HL7 v2 protocol core: MLLP framing, SIU parsing and ACK building; no I/O, no framework.
+
+Layers, bottom up: :mod:`.mllp` (bytes ↔ frames), :mod:`.er7` (encoding rules), :mod:`.msh`
+and :mod:`.siu` (message content), :mod:`.ack` (answers). A listener feeds socket bytes to
+:class:`MllpDecoder`, reads each message's header with :func:`parse_msh`, parses it with
+:func:`parse_siu`, and answers with :func:`build_ack` in the mode :func:`ack_mode` names (or
+:func:`build_fallback_ack` when nothing could be read).
+"""
+
+from openvisit.hl7v2.ack import (
+    AckCode,
+    AckCondition,
+    AckMode,
+    ack_mode,
+    build_ack,
+    build_fallback_ack,
+)
+from openvisit.hl7v2.contact import normalise_phone
+from openvisit.hl7v2.errors import (
+    HL7_ERROR_TEXT,
+    DataTypeError,
+    ErrorLocation,
+    Hl7ApplicationError,
+    Hl7Error,
+    Hl7ParseError,
+    MllpError,
+    MllpFrameTooLarge,
+    RequiredFieldMissing,
+    SegmentSequenceError,
+    TableValueNotFound,
+    UnsupportedEvent,
+    UnsupportedMessageType,
+    UnsupportedProcessingId,
+    UnsupportedVersion,
+)
+from openvisit.hl7v2.mllp import DEFAULT_MAX_FRAME_BYTES, MllpDecoder, encode_frame
+from openvisit.hl7v2.msh import HierarchicDesignator, MshHeader, parse_msh
+from openvisit.hl7v2.siu import (
+    SUPPORTED_VERSIONS,
+    CodedValue,
+    PatientIdentifier,
+    SiuEvent,
+    SiuMessage,
+    parse_siu,
+)
+
+__all__ = [
+    "DEFAULT_MAX_FRAME_BYTES",
+    "HL7_ERROR_TEXT",
+    "SUPPORTED_VERSIONS",
+    "AckCode",
+    "AckCondition",
+    "AckMode",
+    "CodedValue",
+    "DataTypeError",
+    "ErrorLocation",
+    "HierarchicDesignator",
+    "Hl7ApplicationError",
+    "Hl7Error",
+    "Hl7ParseError",
+    "MllpDecoder",
+    "MllpError",
+    "MllpFrameTooLarge",
+    "MshHeader",
+    "PatientIdentifier",
+    "RequiredFieldMissing",
+    "SegmentSequenceError",
+    "SiuEvent",
+    "SiuMessage",
+    "TableValueNotFound",
+    "UnsupportedEvent",
+    "UnsupportedMessageType",
+    "UnsupportedProcessingId",
+    "UnsupportedVersion",
+    "ack_mode",
+    "build_ack",
+    "build_fallback_ack",
+    "encode_frame",
+    "normalise_phone",
+    "parse_msh",
+    "parse_siu",
+]
