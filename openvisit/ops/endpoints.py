@@ -6,13 +6,19 @@ import asyncio
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+
+from openvisit.jobs import repository as jobs_repository
+from openvisit.models.ops import JOB_STATES
 
 from openvisit.logging import get_logger
 from openvisit.web.deps import CtxDep
 
 log = get_logger(__name__)
 router = APIRouter(tags=["operations"])
+
+JOBS_BY_STATE = Gauge("openvisit_jobs", "Jobs in the queue by state (dead = needs a person)",
+                      ["state"])
 
 
 @router.get("/healthz")
@@ -40,6 +46,13 @@ async def readyz(ctx: CtxDep) -> Response:
 
 
 @router.get("/metrics")
-async def metrics() -> Response:
-    """Prometheus text exposition of this process's metrics."""
+async def metrics(ctx: CtxDep) -> Response:
+    """Prometheus text exposition: this process's counters plus the job queue by state."""
+    try:
+        async with ctx.transaction() as session:
+            counts = await jobs_repository.counts_by_state(session)
+        for state in JOB_STATES:
+            JOBS_BY_STATE.labels(state).set(counts.get(state, 0))
+    except Exception as exc:  # metrics must still answer when the database is down
+        log.warning("metrics_job_counts_failed", error_type=type(exc).__name__)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -19,9 +19,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc import jwt
-from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 
 from openvisit.smart.errors import ClientKeyError
@@ -31,8 +31,7 @@ _FORMAT_VERSION = 1
 _MIN_RSA_BITS = 2048
 
 
-def _check_strength(key: RSAKey | ECKey) -> SigningAlg:
-    private = key.private_key
+def _check_strength(private: object) -> SigningAlg:
     if isinstance(private, rsa.RSAPrivateKey):
         if private.key_size < _MIN_RSA_BITS:
             raise ClientKeyError(
@@ -82,21 +81,22 @@ class SigningKey:
         """Import a PEM private key (PKCS#8 or traditional); the algorithm follows the key."""
         data = pem.encode("ascii") if isinstance(pem, str) else pem
         try:
-            key: RSAKey | ECKey = RSAKey.import_key(data)
-        except (JoseError, ValueError, TypeError):
-            try:
-                key = ECKey.import_key(data)
-            except (JoseError, ValueError, TypeError):
-                raise ClientKeyError(
-                    "The signing key is not a readable PEM private key (RSA or EC P-384)."
-                ) from None
-        if not key.is_private:
-            raise ClientKeyError("The PEM holds a public key; OpenVisit needs the private key.")
+            private = serialization.load_pem_private_key(data, password=None)
+        except (ValueError, TypeError):
+            raise ClientKeyError(
+                "The signing key is not a readable, unencrypted PEM private key."
+            ) from None
+        # Check strength before joserfc sees the key (it only warns about short RSA keys).
+        _check_strength(private)
+        if isinstance(private, rsa.RSAPrivateKey):
+            key: RSAKey | ECKey = RSAKey.import_key(private)
+        else:
+            key = ECKey.import_key(cast(ec.EllipticCurvePrivateKey, private))
         return cls._wrap(key, kid=kid, now=now)
 
     @classmethod
     def _wrap(cls, key: RSAKey | ECKey, *, kid: str | None, now: float | None) -> SigningKey:
-        alg = _check_strength(key)
+        alg = _check_strength(key.private_key)
         created = int(time.time() if now is None else now)
         return cls(kid=kid or key.thumbprint(), alg=alg, created_at=created, jwk=key)
 
