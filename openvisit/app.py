@@ -7,6 +7,7 @@ The same application runs in three roles: ``web`` (always), plus ``worker`` and 
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 
@@ -18,7 +19,6 @@ from openvisit import __version__
 from openvisit.config import Settings, load_settings
 from openvisit.context import AppContext
 from openvisit.logging import configure_logging, get_logger
-from openvisit.ops.endpoints import router as ops_router
 from openvisit.web import errors
 from openvisit.web.middleware import MetricsMiddleware
 from openvisit.web.templating import STATIC_DIR, templates
@@ -42,6 +42,12 @@ async def run_mllp(ctx: AppContext, stop: asyncio.Event) -> None:
 
 
 ROLE_RUNNERS: dict[str, RoleRunner] = {"worker": run_worker, "mllp": run_mllp}
+
+#: Modules with a module-level ``router`` (fastapi.APIRouter), included in this order.
+#: Each domain package adds its own line here.
+ROUTER_MODULES: tuple[str, ...] = (
+    "openvisit.ops.endpoints",
+)
 
 
 def create_app(
@@ -92,7 +98,8 @@ def create_app(
     app.add_middleware(MetricsMiddleware)
     errors.install(app)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
-    app.include_router(ops_router)
+    for module_name in ROUTER_MODULES:
+        app.include_router(importlib.import_module(module_name).router)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index(request: Request) -> HTMLResponse:

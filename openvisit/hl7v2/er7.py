@@ -19,9 +19,11 @@ from openvisit.hl7v2.errors import (
 )
 
 _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
+# ASCII digits only: Python's \d (and int()) would also take e.g. full-width digits.
 _TS = re.compile(
     r"(\d{4})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:\.(\d{1,4}))?)?)?)?)?)?"
-    r"(?:([+-])(\d{2})(\d{2}))?"
+    r"(?:([+-])(\d{2})(\d{2}))?",
+    re.ASCII,
 )
 # HL7 table 0211 names → Python codecs. Unlisted or ASCII declarations fall back to UTF-8 then
 # Latin-1, because senders often declare ASCII and still send accented names.

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
-from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -45,6 +44,8 @@ _UNITS = {
     **dict.fromkeys(("d", "day", "days"), timedelta(days=1)),
 }
 _SAFE_CODE = re.compile(r"[A-Za-z0-9_.]{1,12}")
+_LONGEST = timedelta(days=366)
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 
 
 class SiuEvent(StrEnum):
@@ -348,11 +349,7 @@ def _duration(segment: er7.Segment, amount_field: int, units_field: int) -> time
     raw = segment.get(amount_field)
     if not raw:
         return None
-    try:
-        amount = Decimal(raw)
-    except InvalidOperation:
-        amount = Decimal("NaN")
-    if not amount.is_finite() or abs(amount) > 1_000_000:
+    if not _NUMBER.fullmatch(raw) or len(raw) > 12:
         raise DataTypeError(
             f"{segment.name}-{amount_field} (duration) is not a number",
             location=segment.at(amount_field),
@@ -366,7 +363,13 @@ def _duration(segment: er7.Segment, amount_field: int, units_field: int) -> time
             location=segment.at(units_field),
         )
     # Absent units mean minutes: that is what schedulers send, and seconds would be absurd.
-    return unit * float(amount)
+    seconds = float(raw) * unit.total_seconds()
+    if abs(seconds) > _LONGEST.total_seconds():
+        raise DataTypeError(
+            f"{segment.name}-{amount_field} (duration) is longer than a year",
+            location=segment.at(amount_field),
+        )
+    return timedelta(seconds=seconds)
 
 
 def _identifiers(pid: er7.Segment | None) -> tuple[PatientIdentifier, ...]:

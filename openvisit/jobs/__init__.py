@@ -9,7 +9,7 @@ the outside system can recognise the retry. Failures retry with exponential back
 and move to the dead letter (state ``dead``) after ``max_attempts``.
 """
 
-from openvisit.jobs.registry import JobContext, job_handler, periodic_job
+from openvisit.jobs.registry import Defer, JobContext, job_handler, periodic_job
 from openvisit.jobs.service import cancel, enqueue, retry_dead
 
-__all__ = ["JobContext", "cancel", "enqueue", "job_handler", "periodic_job", "retry_dead"]
+__all__ = ["Defer", "JobContext", "cancel", "enqueue", "job_handler", "periodic_job", "retry_dead"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,6 +34,19 @@ class JobContext:
 
 
 Handler = Callable[[JobContext], Awaitable[None]]
+
+
+class Defer(Exception):  # noqa: N818 - it is a control signal, not an error
+    """Raised by a handler to run the job again at ``until`` without spending an attempt.
+
+    For waits that are not failures: quiet hours, a per-number send rate limit. Database
+    changes the handler made before raising are rolled back.
+    """
+
+    def __init__(self, until: datetime, *, reason: str) -> None:
+        super().__init__(reason)
+        self.until = until
+        self.reason = reason
 
 _HANDLERS: dict[str, Handler] = {}
 _PERIODIC: dict[str, timedelta] = {}

@@ -123,6 +123,20 @@ async def fail(
     return bool(getattr(result, "rowcount", 0))
 
 
+async def defer(
+    session: AsyncSession, job: ClaimedJob, *, worker_id: str, until: datetime, reason: str
+) -> bool:
+    """Put the job back to pending at ``until`` and give back the attempt it used."""
+    result = await session.execute(
+        update(Job)
+        .where(_mine(job, worker_id))
+        .values(state="pending", due_at=until, attempts=Job.attempts - 1, locked_by=None,
+                lease_until=None, last_error=f"deferred: {reason}"[:2000])
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
 async def counts_by_state(session: AsyncSession) -> dict[str, int]:
     from sqlalchemy import func
 

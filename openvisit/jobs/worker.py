@@ -18,7 +18,7 @@ from prometheus_client import Counter, Histogram
 from openvisit.context import JOBS_CHANNEL, AppContext
 from openvisit.errors import OpenVisitError
 from openvisit.jobs import repository
-from openvisit.jobs.registry import JobContext, get_handler, load_modules, periodic_jobs
+from openvisit.jobs.registry import Defer, JobContext, get_handler, load_modules, periodic_jobs
 from openvisit.jobs.service import enqueue
 from openvisit.logging import get_logger, scrub
 from openvisit.models import utcnow
@@ -171,6 +171,12 @@ class Worker:
                     session, job, worker_id=self.worker_id, now=utcnow()
                 ):
                     raise LeaseLost
+        except Defer as deferral:
+            async with self.app.transaction() as session:
+                await repository.defer(session, job, worker_id=self.worker_id,
+                                       until=deferral.until, reason=deferral.reason)
+            JOBS_RUN.labels(job.kind, "deferred").inc()
+            log.info("job_deferred", job_id=job.id, kind=job.kind, reason=deferral.reason)
         except LeaseLost:
             JOBS_RUN.labels(job.kind, "lease_lost").inc()
             log.warning("job_lease_lost", job_id=job.id, kind=job.kind)

@@ -27,7 +27,8 @@ def _allowed(request: Request) -> bool:
     if sandbox.admin_token:
         scheme, _, value = request.headers.get("authorization", "").partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(
-            value.strip().encode(), sandbox.admin_token.encode())
+            value.strip().encode(), sandbox.admin_token.encode()
+        )
     return request.client is not None and request.client.host in _LOOPBACK
 
 
@@ -45,10 +46,13 @@ async def register_client(request: Request) -> Response:
             raise InvalidInput("body must be a JSON object")
         client = SandboxClient.from_json(data)
     except ValueError as exc:
-        return JSONResponse({"error": "invalid_client_metadata", "detail": str(exc)}, status_code=400)
+        return JSONResponse(
+            {"error": "invalid_client_metadata", "detail": str(exc)}, status_code=400
+        )
     except InvalidInput as exc:
-        return JSONResponse({"error": "invalid_client_metadata", "detail": exc.message},
-                            status_code=400)
+        return JSONResponse(
+            {"error": "invalid_client_metadata", "detail": exc.message}, status_code=400
+        )
     get_sandbox(request).clients.register(client, persist=True)
     return JSONResponse(client.to_json(include_secret=False), status_code=201)
 

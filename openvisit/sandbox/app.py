@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -99,13 +99,17 @@ def create_sandbox_app(
     clock = now or _local_now
     if clock().tzinfo is None:
         raise ValueError("now() must return an aware datetime")
-    urls = SandboxUrls(base_url=base_url.rstrip("/"), provider_launch_url=provider_launch_url,
-                       patient_launch_url=patient_launch_url)
+    urls = SandboxUrls(
+        base_url=base_url.rstrip("/"),
+        provider_launch_url=provider_launch_url,
+        patient_launch_url=patient_launch_url,
+    )
     sandbox = Sandbox(
         urls=urls,
         store=ResourceStore(path=state_path / "fhir.json" if state_path else None, now=clock),
-        clients=ClientRegistry(clients or (),
-                               persist_path=state_path / "clients.json" if state_path else None),
+        clients=ClientRegistry(
+            clients or (), persist_path=state_path / "clients.json" if state_path else None
+        ),
         grants=GrantStore(),
         key=ServerKey.load_or_create(state_path / "server-key.pem" if state_path else None),
         now=clock,
@@ -117,18 +121,24 @@ def create_sandbox_app(
     ensure_seeded(sandbox)
     app = Starlette(
         routes=[
-            *pages.routes(), *authorize.routes(), *tokens.routes(), *fhir_api.routes(),
-            *admin.routes(), Mount("/static", StaticFiles(directory=str(_HERE / "static")),
-                                   name="static"),
+            *pages.routes(),
+            *authorize.routes(),
+            *tokens.routes(),
+            *fhir_api.routes(),
+            *admin.routes(),
+            Mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static"),
         ],
         middleware=[
             Middleware(_DailySeed, sandbox=sandbox),
             # Browser-based SMART apps call the token endpoint and FHIR API cross-origin;
             # bearer tokens, not cookies, so no credentials.
-            Middleware(CORSMiddleware, allow_origins=["*"],
-                       allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-                       allow_headers=["Authorization", "Content-Type", "If-Match", "Prefer"],
-                       expose_headers=["Location", "ETag", "Last-Modified"]),
+            Middleware(
+                CORSMiddleware,
+                allow_origins=["*"],
+                allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                allow_headers=["Authorization", "Content-Type", "If-Match", "Prefer"],
+                expose_headers=["Location", "ETag", "Last-Modified"],
+            ),
         ],
         exception_handlers={FhirError: _fhir_error},
     )
@@ -156,11 +166,14 @@ def run(
     """
     clients = load_clients_file(clients_file) if clients_file is not None else []
     app = create_sandbox_app(
-        base_url=base_url or f"http://{host}:{port}", state_path=state_path, clients=clients,
-        provider_launch_url=provider_launch_url, patient_launch_url=patient_launch_url,
+        base_url=base_url or f"http://{host}:{port}",
+        state_path=state_path,
+        clients=clients,
+        provider_launch_url=provider_launch_url,
+        patient_launch_url=patient_launch_url,
         admin_token=admin_token,
     )
     uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=False)
 
 
-__all__ = ["JSONResponse", "create_sandbox_app", "ensure_seeded", "run"]
+__all__ = ["create_sandbox_app", "ensure_seeded", "run"]

@@ -35,8 +35,18 @@ SCOPE_TEXT = {
     "online_access": "Stay signed in while you are online",
     "offline_access": "Stay signed in after you leave",
 }
-_PARAMS = ("response_type", "client_id", "redirect_uri", "scope", "state", "aud",
-           "code_challenge", "code_challenge_method", "launch", "nonce")
+_PARAMS = (
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "aud",
+    "code_challenge",
+    "code_challenge_method",
+    "launch",
+    "nonce",
+)
 
 
 class _ShowError(Exception):
@@ -69,8 +79,11 @@ async def authorize(request: Request) -> Response:
         log.info("sandbox.authorize_refused error=%s", exc.error.error)
         return _redirect_error(exc)
     sandbox.grants.put_pending(pending)
-    log.info("sandbox.authorize_pending client_id=%s launch=%s", pending.client_id,
-             pending.launch is not None)
+    log.info(
+        "sandbox.authorize_pending client_id=%s launch=%s",
+        pending.client_id,
+        pending.launch is not None,
+    )
     return _pick_page(request, sandbox, pending)
 
 
@@ -81,23 +94,34 @@ async def decide(request: Request) -> Response:
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
     pending = sandbox.grants.take_pending(fields.get("request_id", ""), now=sandbox.now())
     if pending is None:
-        return _error_page(request, "This sign-in request has expired or was already used. "
-                                    "Start the app again from the EHR.")
+        return _error_page(
+            request,
+            "This sign-in request has expired or was already used. "
+            "Start the app again from the EHR.",
+        )
     if fields.get("action") != "approve":
-        return _redirect_error(_RedirectError(
-            OAuthError("access_denied", "the user declined"), redirect_uri=pending.redirect_uri,
-            state=pending.state))
+        return _redirect_error(
+            _RedirectError(
+                OAuthError("access_denied", "the user declined"),
+                redirect_uri=pending.redirect_uri,
+                state=pending.state,
+            )
+        )
     users, patients = _choices(sandbox, pending)
     user = fields.get("user", "")
     if user not in {c.reference for c in users}:
         return _error_page(request, "Pick one of the listed users.")
-    patient = _context_patient(pending, user=user, picked=fields.get("patient", ""),
-                               patients=patients)
+    patient = _context_patient(
+        pending, user=user, picked=fields.get("patient", ""), patients=patients
+    )
     if patient == "":
         return _error_page(request, "Pick a patient.")
     launch = pending.launch if "launch" in pending.scopes else None
     context = TokenContext(
-        client_id=pending.client_id, scopes=pending.scopes, user=user, patient=patient,
+        client_id=pending.client_id,
+        scopes=pending.scopes,
+        user=user,
+        patient=patient,
         encounter=launch.encounter if launch is not None and launch.kind == "provider" else None,
         appointment=launch.appointment if launch is not None else None,
         nonce=pending.nonce,
@@ -105,7 +129,9 @@ async def decide(request: Request) -> Response:
         auth_time=int(sandbox.now().timestamp()),
     )
     code = sandbox.grants.issue_code(
-        context=context, redirect_uri=pending.redirect_uri, code_challenge=pending.code_challenge,
+        context=context,
+        redirect_uri=pending.redirect_uri,
+        code_challenge=pending.code_challenge,
         expires_at=sandbox.now() + sandbox.lifetimes.code,
     )
     log.info("sandbox.code_issued client_id=%s user=%s", pending.client_id, user)
@@ -129,11 +155,14 @@ def _validate(items: list[tuple[str, str]], sandbox: Sandbox) -> PendingAuthoriz
     state = params.get("state")
 
     def fail(error: str, description: str) -> _RedirectError:
-        return _RedirectError(OAuthError(error, description), redirect_uri=redirect_uri,
-                              state=state)
+        return _RedirectError(
+            OAuthError(error, description), redirect_uri=redirect_uri, state=state
+        )
 
     if repeated:
-        raise fail("invalid_request", f"parameters given more than once: {', '.join(sorted(repeated))}")
+        raise fail(
+            "invalid_request", f"parameters given more than once: {', '.join(sorted(repeated))}"
+        )
     if params.get("response_type") != "code":
         raise fail("unsupported_response_type", "response_type must be code")
     if not state:
@@ -152,26 +181,36 @@ def _validate(items: list[tuple[str, str]], sandbox: Sandbox) -> PendingAuthoriz
     if params.get("launch"):
         launch = sandbox.grants.get_launch(params["launch"], now=now)
         if launch is None:
-            raise fail("invalid_request", "launch is unknown or has expired: start again from the EHR")
+            raise fail(
+                "invalid_request", "launch is unknown or has expired: start again from the EHR"
+            )
     granted = scopes.grant(params.get("scope", "").split(), allowed=client.scopes)
     if launch is None and "launch" in granted:
         granted.remove("launch")  # the launch scope only means something with a launch id
     if not granted:
         raise fail("invalid_scope", "none of the requested scopes can be granted to this app")
     return PendingAuthorization(
-        request_id=new_secret(), client_id=client.client_id, redirect_uri=redirect_uri,
-        state=state, scopes=tuple(granted), code_challenge=challenge, nonce=params.get("nonce"),
-        launch=launch, expires_at=now + sandbox.lifetimes.pending,
+        request_id=new_secret(),
+        client_id=client.client_id,
+        redirect_uri=redirect_uri,
+        state=state,
+        scopes=tuple(granted),
+        code_challenge=challenge,
+        nonce=params.get("nonce"),
+        launch=launch,
+        expires_at=now + sandbox.lifetimes.pending,
     )
 
 
 def _patient_facing(pending: PendingAuthorization) -> bool:
     return scopes.has_context(pending.scopes, "patient") and not scopes.has_context(
-        pending.scopes, "user")
+        pending.scopes, "user"
+    )
 
 
 def _choices(sandbox: Sandbox, pending: PendingAuthorization) -> tuple[list[Choice], list[Choice]]:
     """Who may sign in, and (for a practitioner's standalone launch/patient) which patients."""
+
     def choices(rtype: str) -> list[Choice]:
         return [Choice(f"{rtype}/{r['id']}", display_name(r)) for r in sandbox.store.all(rtype)]
 
@@ -192,7 +231,9 @@ def _context_patient(
     """The patient in context: from the launch, the patient user, or the picker ("" = missing)."""
     if pending.launch is not None:
         return pending.launch.patient if "launch" in pending.scopes else None
-    wants_patient = "launch/patient" in pending.scopes or scopes.has_context(pending.scopes, "patient")
+    wants_patient = "launch/patient" in pending.scopes or scopes.has_context(
+        pending.scopes, "patient"
+    )
     if not wants_patient:
         return None
     if user.startswith("Patient/"):
@@ -206,20 +247,28 @@ def _pick_page(request: Request, sandbox: Sandbox, pending: PendingAuthorization
     users, patients = _choices(sandbox, pending)
     client = sandbox.clients.get(pending.client_id)
     default_user = pending.launch.user if pending.launch is not None else users[0].reference
-    return sandbox.templates.TemplateResponse(request, "authorize.html", {
-        "client_name": (client.name if client is not None and client.name else pending.client_id),
-        "pending": pending,
-        "users": users,
-        "patients": patients,
-        "default_user": default_user,
-        "scope_lines": [(s, SCOPE_TEXT.get(s, "")) for s in pending.scopes],
-        "launch_kind": pending.launch.kind if pending.launch is not None else "standalone",
-    }, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+    return sandbox.templates.TemplateResponse(
+        request,
+        "authorize.html",
+        {
+            "client_name": (
+                client.name if client is not None and client.name else pending.client_id
+            ),
+            "pending": pending,
+            "users": users,
+            "patients": patients,
+            "default_user": default_user,
+            "scope_lines": [(s, SCOPE_TEXT.get(s, "")) for s in pending.scopes],
+            "launch_kind": pending.launch.kind if pending.launch is not None else "standalone",
+        },
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+    )
 
 
 def _error_page(request: Request, message: str) -> Response:
     return get_sandbox(request).templates.TemplateResponse(
-        request, "error.html", {"title": "Cannot sign in", "message": message}, status_code=400)
+        request, "error.html", {"title": "Cannot sign in", "message": message}, status_code=400
+    )
 
 
 def _redirect_error(exc: _RedirectError) -> Response:

@@ -77,11 +77,15 @@ async def authenticate_client(
     """
     basic = _parse_basic(authorization)
     assertion = form.get("client_assertion")
-    used = [m for m, present in (
-        ("client_secret_basic", basic is not None),
-        ("private_key_jwt", assertion is not None or "client_assertion_type" in form),
-        ("client_secret_post", "client_secret" in form),
-    ) if present]
+    used = [
+        m
+        for m, present in (
+            ("client_secret_basic", basic is not None),
+            ("private_key_jwt", assertion is not None or "client_assertion_type" in form),
+            ("client_secret_post", "client_secret" in form),
+        )
+        if present
+    ]
     if len(used) > 1:
         raise OAuthError("invalid_request", "use exactly one client authentication method")
     method = used[0] if used else "none"
@@ -105,7 +109,11 @@ async def authenticate_client(
             assert client.jwks_uri is not None
             keys = await jwks_fetcher(client.jwks_uri)
         verify_client_assertion(
-            assertion, client=client, jwks=keys, token_url=token_url, now=now,
+            assertion,
+            client=client,
+            jwks=keys,
+            token_url=token_url,
+            now=now,
             remember_jti=remember_jti,
         )
     else:
@@ -128,7 +136,9 @@ def verify_client_assertion(
     details"). Raises ``invalid_client`` with the reason."""
     header = _unverified(assertion)[0]
     if header.get("alg") not in ASSERTION_ALGS:
-        raise OAuthError("invalid_client", f"assertion alg must be one of {', '.join(ASSERTION_ALGS)}")
+        raise OAuthError(
+            "invalid_client", f"assertion alg must be one of {', '.join(ASSERTION_ALGS)}"
+        )
     jku = header.get("jku")
     if jku is not None and jku != client.jwks_uri:
         raise OAuthError("invalid_client", "assertion jku is not the registered jwks_uri")

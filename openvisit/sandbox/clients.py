@@ -99,8 +99,15 @@ class SandboxClient:
         :class:`InvalidInput` for unknown keys or wrong types.
         """
         known = {
-            "client_id", "redirect_uris", "client_secret", "jwks_uri", "jwks", "scopes",
-            "scope", "confidential", "name",
+            "client_id",
+            "redirect_uris",
+            "client_secret",
+            "jwks_uri",
+            "jwks",
+            "scopes",
+            "scope",
+            "confidential",
+            "name",
         }
         unknown = set(data) - known
         if unknown:
@@ -112,7 +119,9 @@ class SandboxClient:
             scopes = _str(data["scope"], "scope").split()
         confidential = data.get("confidential")
         if confidential is None:
-            confidential = bool(data.get("client_secret") or data.get("jwks_uri") or data.get("jwks"))
+            confidential = bool(
+                data.get("client_secret") or data.get("jwks_uri") or data.get("jwks")
+            )
         if not isinstance(confidential, bool):
             raise InvalidInput("confidential must be true or false")
         jwks = data.get("jwks")

@@ -15,26 +15,51 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from openvisit.sandbox.fhir_search import SEARCH_PARAMS
+from openvisit.sandbox.fhir_params import SEARCH_PARAMS
 from openvisit.sandbox.fhir_store import RESOURCE_TYPES
 from openvisit.sandbox.keys import ID_TOKEN_ALG
 from openvisit.sandbox.runtime import SandboxUrls
 
 CAPABILITIES = (
-    "launch-ehr", "launch-standalone", "authorize-post", "client-public",
-    "client-confidential-symmetric", "client-confidential-asymmetric", "context-banner",
-    "context-style", "context-ehr-patient", "context-ehr-encounter",
-    "context-standalone-patient", "sso-openid-connect", "permission-offline",
-    "permission-online", "permission-patient", "permission-user", "permission-v1",
+    "launch-ehr",
+    "launch-standalone",
+    "authorize-post",
+    "client-public",
+    "client-confidential-symmetric",
+    "client-confidential-asymmetric",
+    "context-banner",
+    "context-style",
+    "context-ehr-patient",
+    "context-ehr-encounter",
+    "context-standalone-patient",
+    "sso-openid-connect",
+    "permission-offline",
+    "permission-online",
+    "permission-patient",
+    "permission-user",
+    "permission-v1",
     "permission-v2",
 )
 AUTH_METHODS = ("private_key_jwt", "client_secret_basic", "client_secret_post")
 ASSERTION_SIGNING_ALGS = ("RS384", "ES384")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 SCOPES_SUPPORTED = (
-    "openid", "fhirUser", "profile", "launch", "launch/patient", "launch/encounter",
-    "online_access", "offline_access", "patient/*.cruds", "user/*.cruds", "system/*.cruds",
-    "patient/*.read", "user/*.read", "system/*.read", "patient/*.write", "user/*.write",
+    "openid",
+    "fhirUser",
+    "profile",
+    "launch",
+    "launch/patient",
+    "launch/encounter",
+    "online_access",
+    "offline_access",
+    "patient/*.cruds",
+    "user/*.cruds",
+    "system/*.cruds",
+    "patient/*.read",
+    "user/*.read",
+    "system/*.read",
+    "patient/*.write",
+    "user/*.write",
     "system/*.write",
 )
 
@@ -86,17 +111,19 @@ def capability_statement(urls: SandboxUrls, *, now: datetime) -> dict[str, Any]:
         params = [{"name": "_id", "type": "token"}] + [
             {"name": name, "type": spec.kind} for name, spec in SEARCH_PARAMS.get(rtype, {}).items()
         ]
-        resources.append({
-            "type": rtype,
-            "interaction": [{"code": code} for code in interactions],
-            "versioning": "versioned-update",
-            "readHistory": False,
-            "updateCreate": True,
-            "conditionalCreate": False,
-            "conditionalUpdate": False,
-            "conditionalDelete": "not-supported",
-            "searchParam": params,
-        })
+        resources.append(
+            {
+                "type": rtype,
+                "interaction": [{"code": code} for code in interactions],
+                "versioning": "versioned-update",
+                "readHistory": False,
+                "updateCreate": True,
+                "conditionalCreate": False,
+                "conditionalUpdate": False,
+                "conditionalDelete": "not-supported",
+                "searchParam": params,
+            }
+        )
     return {
         "resourceType": "CapabilityStatement",
         "id": "openvisit-sandbox",
@@ -109,22 +136,32 @@ def capability_statement(urls: SandboxUrls, *, now: datetime) -> dict[str, Any]:
         "fhirVersion": "4.0.1",
         "format": ["json"],
         "patchFormat": ["application/json-patch+json"],
-        "rest": [{
-            "mode": "server",
-            "security": {
-                "cors": True,
-                "service": [{"coding": [{
-                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
-                    "code": "SMART-on-FHIR",
-                }]}],
-                "extension": [{
-                    "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
-                    "extension": [
-                        {"url": "authorize", "valueUri": urls.authorize_url},
-                        {"url": "token", "valueUri": urls.token_url},
+        "rest": [
+            {
+                "mode": "server",
+                "security": {
+                    "cors": True,
+                    "service": [
+                        {
+                            "coding": [
+                                {
+                                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                    "code": "SMART-on-FHIR",
+                                }
+                            ]
+                        }
                     ],
-                }],
-            },
-            "resource": resources,
-        }],
+                    "extension": [
+                        {
+                            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                            "extension": [
+                                {"url": "authorize", "valueUri": urls.authorize_url},
+                                {"url": "token", "valueUri": urls.token_url},
+                            ],
+                        }
+                    ],
+                },
+                "resource": resources,
+            }
+        ],
     }

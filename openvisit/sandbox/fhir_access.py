@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from openvisit.sandbox.errors import FhirError
-from openvisit.sandbox.fhir_search import SEARCH_PARAMS
+from openvisit.sandbox.fhir_params import SEARCH_PARAMS
 from openvisit.sandbox.grants import GrantStore, IssuedToken
 from openvisit.sandbox.scopes import contexts_allowing
 
@@ -52,13 +52,17 @@ def bearer_token(
     scheme, _, value = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         raise FhirError(
-            "a Bearer access token is required", status_code=401, issue_code="login",
+            "a Bearer access token is required",
+            status_code=401,
+            issue_code="login",
             headers={"WWW-Authenticate": f'Bearer realm="{realm}"'},
         )
     token = grants.get_access(value.strip(), now=now)
     if token is None:
         raise FhirError(
-            "the access token is invalid or has expired", status_code=401, issue_code="expired",
+            "the access token is invalid or has expired",
+            status_code=401,
+            issue_code="expired",
             headers={"WWW-Authenticate": f'Bearer realm="{realm}", error="invalid_token"'},
         )
     return token
@@ -80,7 +84,9 @@ def check_access(token: IssuedToken, *, resource_type: str, permission: str) -> 
             unrestricted = True
     if "patient" in contexts:
         if ctx.patient is None:
-            raise _forbidden("patient/ scopes need a patient in context", f"patient/{resource_type}")
+            raise _forbidden(
+                "patient/ scopes need a patient in context", f"patient/{resource_type}"
+            )
         restrictions.append(ctx.patient)
     if unrestricted:
         return Access(patient=None)
@@ -90,8 +96,10 @@ def check_access(token: IssuedToken, *, resource_type: str, permission: str) -> 
             f"user/{resource_type}.{permission}",
         )
     if resource_type not in COMPARTMENT_PARAMS and permission not in {"r", "s"}:
-        raise _forbidden(f"a patient-restricted token cannot write {resource_type}",
-                         f"user/{resource_type}.{permission}")
+        raise _forbidden(
+            f"a patient-restricted token cannot write {resource_type}",
+            f"user/{resource_type}.{permission}",
+        )
     return Access(patient=restrictions[0])
 
 
@@ -104,8 +112,9 @@ def _forbidden(message: str, needed: str | None) -> FhirError:
     challenge = 'Bearer error="insufficient_scope"'
     if needed:
         challenge += f', scope="{needed}"'
-    return FhirError(message, status_code=403, issue_code="forbidden",
-                     headers={"WWW-Authenticate": challenge})
+    return FhirError(
+        message, status_code=403, issue_code="forbidden", headers={"WWW-Authenticate": challenge}
+    )
 
 
 def in_patient_compartment(resource: dict[str, Any], patient_id: str) -> bool | None:
@@ -134,4 +143,6 @@ def _refs(resource: dict[str, Any], path: str) -> list[str]:
                 value = node[part]
                 nxt.extend(value if isinstance(value, list) else [value])
         nodes = nxt
-    return [n["reference"] for n in nodes if isinstance(n, dict) and isinstance(n.get("reference"), str)]
+    return [
+        n["reference"] for n in nodes if isinstance(n, dict) and isinstance(n.get("reference"), str)
+    ]

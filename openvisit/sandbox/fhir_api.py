@@ -65,14 +65,17 @@ def _resource_headers(resource: Resource) -> dict[str, str]:
 
 def _location(sandbox: Sandbox, resource: Resource) -> str:
     version = resource.get("meta", {}).get("versionId", "1")
-    return f"{sandbox.urls.fhir_base}/{resource['resourceType']}/{resource['id']}/_history/{version}"
+    return (
+        f"{sandbox.urls.fhir_base}/{resource['resourceType']}/{resource['id']}/_history/{version}"
+    )
 
 
 def _resource_type(request: Request) -> str:
     rtype: str = request.path_params["rtype"]
     if rtype not in RESOURCE_TYPES:
-        raise FhirError(f"resource type {rtype!r} is not supported", status_code=404,
-                        issue_code="not-supported")
+        raise FhirError(
+            f"resource type {rtype!r} is not supported", status_code=404, issue_code="not-supported"
+        )
     return rtype
 
 
@@ -86,7 +89,9 @@ def _resource_id(request: Request) -> str:
 def _authorize(request: Request, *, resource_type: str, permission: str) -> Access:
     sandbox = get_sandbox(request)
     token = bearer_token(
-        request.headers.get("authorization"), grants=sandbox.grants, now=sandbox.now(),
+        request.headers.get("authorization"),
+        grants=sandbox.grants,
+        now=sandbox.now(),
         realm=sandbox.urls.fhir_base,
     )
     return check_access(token, resource_type=resource_type, permission=permission)
@@ -95,8 +100,11 @@ def _authorize(request: Request, *, resource_type: str, permission: str) -> Acce
 async def _json_body(request: Request, *, allowed: tuple[str, ...]) -> Any:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in allowed:
-        raise FhirError(f"Content-Type must be one of {', '.join(allowed)}", status_code=415,
-                        issue_code="not-supported")
+        raise FhirError(
+            f"Content-Type must be one of {', '.join(allowed)}",
+            status_code=415,
+            issue_code="not-supported",
+        )
     body = await request.body()
     if len(body) > MAX_BODY:
         raise FhirError("body too large", status_code=413, issue_code="too-costly")
@@ -107,6 +115,7 @@ async def _json_body(request: Request, *, allowed: tuple[str, ...]) -> Any:
 
 
 # -- public documents -----------------------------------------------------------------------
+
 
 async def metadata(request: Request) -> Response:
     sandbox = get_sandbox(request)
@@ -122,11 +131,13 @@ async def openid_configuration(request: Request) -> Response:
 
 
 async def jwks(request: Request) -> Response:
-    return JSONResponse(get_sandbox(request).key.public_jwks(),
-                        headers={"Cache-Control": "public, max-age=300"})
+    return JSONResponse(
+        get_sandbox(request).key.public_jwks(), headers={"Cache-Control": "public, max-age=300"}
+    )
 
 
 # -- interactions ---------------------------------------------------------------------------
+
 
 async def read(request: Request) -> Response:
     rtype, rid = _resource_type(request), _resource_id(request)
@@ -159,19 +170,44 @@ async def search_type(request: Request) -> Response:
     used.pop("_offset", None)
     links = [{"relation": "self", "url": with_query(base, {**used, "_offset": str(result.offset)})}]
     if result.offset + result.count < len(result.matches):
-        links.append({"relation": "next", "url": with_query(
-            base, {**used, "_offset": str(result.offset + result.count), "_count": str(result.count)})})
+        links.append(
+            {
+                "relation": "next",
+                "url": with_query(
+                    base,
+                    {
+                        **used,
+                        "_offset": str(result.offset + result.count),
+                        "_count": str(result.count),
+                    },
+                ),
+            }
+        )
     entries: list[dict[str, Any]] = [
         {"fullUrl": f"{base}/{r['id']}", "resource": r, "search": {"mode": "match"}} for r in window
     ]
     if result.ignored:
-        entries.append({"resource": operation_outcome([{
-            "severity": "warning", "code": "not-supported",
-            "diagnostics": f"ignored search parameters: {', '.join(result.ignored)}",
-        }]), "search": {"mode": "outcome"}})
+        entries.append(
+            {
+                "resource": operation_outcome(
+                    [
+                        {
+                            "severity": "warning",
+                            "code": "not-supported",
+                            "diagnostics": "ignored search parameters: "
+                            + ", ".join(result.ignored),
+                        }
+                    ]
+                ),
+                "search": {"mode": "outcome"},
+            }
+        )
     bundle = {
-        "resourceType": "Bundle", "type": "searchset", "total": len(result.matches),
-        "link": links, "entry": entries,
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(result.matches),
+        "link": links,
+        "entry": entries,
     }
     log.info("sandbox.fhir_search type=%s total=%d", rtype, len(result.matches))
     return fhir_response(bundle)
@@ -198,8 +234,9 @@ async def update(request: Request) -> Response:
     resource = await _json_body(request, allowed=(FHIR_JSON, "application/json"))
     validate(resource, resource_type=rtype)
     if resource.get("id") != rid:
-        raise FhirError("the body's id must equal the id in the URL", status_code=400,
-                        issue_code="invalid")
+        raise FhirError(
+            "the body's id must equal the id in the URL", status_code=400, issue_code="invalid"
+        )
     if not access.permits(resource):
         raise forbidden_resource(rtype)
 
@@ -209,7 +246,11 @@ async def update(request: Request) -> Response:
         return dict(resource)
 
     stored, created = sandbox.store.update(
-        rtype, rid, change, if_match=request.headers.get("if-match"), allow_create=True,
+        rtype,
+        rid,
+        change,
+        if_match=request.headers.get("if-match"),
+        allow_create=True,
     )
     headers = _resource_headers(stored)
     if created:
@@ -234,15 +275,20 @@ async def patch(request: Request) -> Response:
         except PatchInvalid as exc:
             raise FhirError(str(exc), status_code=422, issue_code="processing") from None
         if not isinstance(patched, dict) or patched.get("id") != rid:
-            raise FhirError("a patch cannot change the resource id", status_code=422,
-                            issue_code="processing")
+            raise FhirError(
+                "a patch cannot change the resource id", status_code=422, issue_code="processing"
+            )
         validate(patched, resource_type=rtype)
         if not access.permits(patched):
             raise forbidden_resource(rtype)
         return patched
 
     stored, _ = sandbox.store.update(
-        rtype, rid, change, if_match=request.headers.get("if-match"), allow_create=False,
+        rtype,
+        rid,
+        change,
+        if_match=request.headers.get("if-match"),
+        allow_create=False,
     )
     return _written(request, stored, status_code=200, headers=_resource_headers(stored))
 
@@ -268,8 +314,9 @@ def _written(
     if "return=minimal" in prefer:
         return Response(status_code=status_code, headers=headers)
     if "return=OperationOutcome" in prefer:
-        outcome = operation_outcome([{"severity": "information", "code": "informational",
-                                      "diagnostics": "ok"}])
+        outcome = operation_outcome(
+            [{"severity": "information", "code": "informational", "diagnostics": "ok"}]
+        )
         return fhir_response(outcome, status_code=status_code, headers=headers)
     return fhir_response(resource, status_code=status_code, headers=headers)
 

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 from openvisit.sandbox.errors import FhirError
+from openvisit.sandbox.fhir_params import SEARCH_PARAMS, Param
 
 Resource = dict[str, Any]
 DateRange = tuple[datetime, datetime]
@@ -30,80 +31,22 @@ _DATE = re.compile(
     r"(Z|[+-]\d{2}:\d{2})?)?)?)?$"
 )
 _PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb")
-RESULT_PARAMS = frozenset({
-    "_count", "_offset", "_sort", "_format", "_pretty", "_summary", "_elements", "_total",
-    "_include", "_revinclude",
-})
+RESULT_PARAMS = frozenset(
+    {
+        "_count",
+        "_offset",
+        "_sort",
+        "_format",
+        "_pretty",
+        "_summary",
+        "_elements",
+        "_total",
+        "_include",
+        "_revinclude",
+    }
+)
 DEFAULT_COUNT = 50
 MAX_COUNT = 1000
-
-
-@dataclass(frozen=True)
-class Param:
-    kind: str  # id | token | reference | date | string
-    paths: tuple[str, ...]
-    target: str | None = None  # reference parameters: the only allowed target type
-
-
-def _p(kind: str, *paths: str, target: str | None = None) -> Param:
-    return Param(kind, paths, target)
-
-
-_NAME = ("name",)
-SEARCH_PARAMS: dict[str, dict[str, Param]] = {
-    "Patient": {"identifier": _p("token", "identifier"), "name": _p("string", *_NAME),
-                "family": _p("string", "name.family"), "given": _p("string", "name.given"),
-                "birthdate": _p("date", "birthDate"), "gender": _p("token", "gender"),
-                "active": _p("token", "active")},
-    "Practitioner": {"identifier": _p("token", "identifier"), "name": _p("string", *_NAME),
-                     "family": _p("string", "name.family"), "given": _p("string", "name.given")},
-    "Organization": {"identifier": _p("token", "identifier"), "name": _p("string", "name")},
-    "Location": {"identifier": _p("token", "identifier"), "name": _p("string", "name"),
-                 "organization": _p("reference", "managingOrganization")},
-    "Appointment": {
-        "patient": _p("reference", "participant.actor", target="Patient"),
-        "practitioner": _p("reference", "participant.actor", target="Practitioner"),
-        "location": _p("reference", "participant.actor", target="Location"),
-        "actor": _p("reference", "participant.actor"),
-        "date": _p("date", "start"), "status": _p("token", "status"),
-        "identifier": _p("token", "identifier"),
-        "service-type": _p("token", "serviceType"),
-    },
-    "Encounter": {
-        "patient": _p("reference", "subject", target="Patient"),
-        "subject": _p("reference", "subject"),
-        "practitioner": _p("reference", "participant.individual", target="Practitioner"),
-        "participant": _p("reference", "participant.individual"),
-        "appointment": _p("reference", "appointment", target="Appointment"),
-        "date": _p("date", "period"), "status": _p("token", "status"),
-        "class": _p("token", "class"), "identifier": _p("token", "identifier"),
-    },
-    "AuditEvent": {
-        "patient": _p("reference", "agent.who", "entity.what", target="Patient"),
-        "agent": _p("reference", "agent.who"), "entity": _p("reference", "entity.what"),
-        "date": _p("date", "recorded"), "type": _p("token", "type"),
-        "subtype": _p("token", "subtype"), "action": _p("token", "action"),
-        "outcome": _p("token", "outcome"),
-    },
-    "Communication": {
-        "patient": _p("reference", "subject", target="Patient"),
-        "subject": _p("reference", "subject"), "encounter": _p("reference", "encounter"),
-        "recipient": _p("reference", "recipient"), "sender": _p("reference", "sender"),
-        "based-on": _p("reference", "basedOn"), "status": _p("token", "status"),
-        "category": _p("token", "category"), "medium": _p("token", "medium"),
-        "sent": _p("date", "sent"),
-    },
-    "Observation": {
-        "patient": _p("reference", "subject", target="Patient"),
-        "subject": _p("reference", "subject"), "encounter": _p("reference", "encounter"),
-        "date": _p("date", "effectiveDateTime", "effectivePeriod", "effectiveInstant"),
-        "status": _p("token", "status"), "code": _p("token", "code"),
-        "category": _p("token", "category"),
-    },
-    "HealthcareService": {"active": _p("token", "active"), "name": _p("string", "name"),
-                          "organization": _p("reference", "providedBy"),
-                          "location": _p("reference", "location")},
-}
 
 
 @dataclass
@@ -141,8 +84,11 @@ def search(
         elif name in specs:
             filters.append(_matcher(specs[name], modifier, value, tz=tz))
         elif strict:
-            raise FhirError(f"unknown search parameter {raw_name!r}", status_code=400,
-                            issue_code="not-supported")
+            raise FhirError(
+                f"unknown search parameter {raw_name!r}",
+                status_code=400,
+                issue_code="not-supported",
+            )
         else:
             result.ignored.append(raw_name)
             continue
@@ -161,7 +107,9 @@ def search(
 
 def _int(name: str, value: str) -> int:
     if not value.isdigit():
-        raise FhirError(f"{name} must be a non-negative integer", status_code=400, issue_code="invalid")
+        raise FhirError(
+            f"{name} must be a non-negative integer", status_code=400, issue_code="invalid"
+        )
     return int(value)
 
 
@@ -187,11 +135,15 @@ def _matcher(spec: Param, modifier: str, raw: str, *, tz: tzinfo) -> Callable[[R
         raise FhirError("empty search value", status_code=400, issue_code="invalid")
     if spec.kind == "reference":
         if modifier and not re.fullmatch(r"[A-Z][A-Za-z]+", modifier):
-            raise FhirError(f"unsupported modifier :{modifier}", status_code=400, issue_code="not-supported")
+            raise FhirError(
+                f"unsupported modifier :{modifier}", status_code=400, issue_code="not-supported"
+            )
         wanted = [_ref_key(v, modifier or spec.target) for v in alternatives]
         return lambda r: any(_ref_matches(ref, w) for ref in _values(r, spec) for w in wanted)
     if modifier and not (spec.kind == "string" and modifier in {"exact", "contains"}):
-        raise FhirError(f"unsupported modifier :{modifier}", status_code=400, issue_code="not-supported")
+        raise FhirError(
+            f"unsupported modifier :{modifier}", status_code=400, issue_code="not-supported"
+        )
     if spec.kind == "id":
         return lambda r: r.get("id") in alternatives
     if spec.kind == "token":
@@ -199,13 +151,16 @@ def _matcher(spec: Param, modifier: str, raw: str, *, tz: tzinfo) -> Callable[[R
     if spec.kind == "string":
         return lambda r: any(
             _string_matches(s, w, modifier)
-            for v in _values(r, spec) for s in _strings(v) for w in alternatives
+            for v in _values(r, spec)
+            for s in _strings(v)
+            for w in alternatives
         )
     tests = [_date_test(a, tz) for a in alternatives]
     return lambda r: any(t(rng) for rng in _date_ranges(_values(r, spec), tz) for t in tests)
 
 
 # -- references ---------------------------------------------------------------------------
+
 
 def _ref_key(value: str, type_hint: str | None) -> tuple[str | None, str]:
     parts = [p for p in value.split("/_history/")[0].split("/") if p]
@@ -225,6 +180,7 @@ def _ref_matches(reference: Any, wanted: tuple[str | None, str]) -> bool:
 
 
 # -- tokens -------------------------------------------------------------------------------
+
 
 def _codings(value: Any) -> list[tuple[str | None, str]]:
     if isinstance(value, bool):
@@ -256,6 +212,7 @@ def _token_matches(value: Any, wanted: str) -> bool:
 
 # -- strings ------------------------------------------------------------------------------
 
+
 def _fold(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
@@ -265,8 +222,13 @@ def _strings(value: Any) -> list[str]:
     if isinstance(value, str):
         return [value]
     if isinstance(value, dict):  # HumanName or Address
-        parts = [value.get("text"), value.get("family"), *value.get("given", []),
-                 *value.get("prefix", []), *value.get("suffix", [])]
+        parts = [
+            value.get("text"),
+            value.get("family"),
+            *value.get("given", []),
+            *value.get("prefix", []),
+            *value.get("suffix", []),
+        ]
         return [p for p in parts if isinstance(p, str)]
     return []
 
@@ -280,6 +242,7 @@ def _string_matches(have: str, wanted: str, modifier: str) -> bool:
 
 
 # -- dates --------------------------------------------------------------------------------
+
 
 def date_range(value: str, tz: tzinfo) -> DateRange:
     """The instants a FHIR date/dateTime/instant covers, as ``[low, high)``.
@@ -308,10 +271,13 @@ def date_range(value: str, tz: tzinfo) -> DateRange:
         if hour is None:
             low = datetime(int(year), int(month), int(day), tzinfo=zone)
             return low, low + timedelta(days=1)
-        low = datetime(int(year), int(month), int(day), int(hour), int(minute),
-                       int(second or 0), tzinfo=zone)
+        low = datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second or 0), tzinfo=zone
+        )
     except ValueError as exc:
-        raise FhirError(f"not a FHIR date: {value!r}", status_code=400, issue_code="invalid") from exc
+        raise FhirError(
+            f"not a FHIR date: {value!r}", status_code=400, issue_code="invalid"
+        ) from exc
     return low, low + (timedelta(seconds=1) if second is not None else timedelta(minutes=1))
 
 

@@ -27,8 +27,16 @@ log = logging.getLogger(__name__)
 Resource = dict[str, Any]
 
 RESOURCE_TYPES: tuple[str, ...] = (
-    "Patient", "Practitioner", "Organization", "Location", "Appointment", "Encounter",
-    "AuditEvent", "Communication", "Observation", "HealthcareService",
+    "Patient",
+    "Practitioner",
+    "Organization",
+    "Location",
+    "Appointment",
+    "Encounter",
+    "AuditEvent",
+    "Communication",
+    "Observation",
+    "HealthcareService",
 )
 _ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _ETAG = re.compile(r'^(?:W/)?"?([^"]+)"?$')
@@ -52,7 +60,9 @@ def parse_if_match(value: str) -> str:
     """The version id inside an ``If-Match`` header; raises 400 when malformed."""
     match = _ETAG.fullmatch(value.strip())
     if match is None:
-        raise FhirError("If-Match must look like W/\"<version>\"", status_code=400, issue_code="invalid")
+        raise FhirError(
+            'If-Match must look like W/"<version>"', status_code=400, issue_code="invalid"
+        )
     return match.group(1)
 
 
@@ -128,11 +138,15 @@ class ResourceStore:
                 if current is None or version_of(current) != wanted:
                     raise FhirError(
                         f"version conflict: If-Match {wanted!r} is not the current version",
-                        status_code=412, issue_code="conflict",
+                        status_code=412,
+                        issue_code="conflict",
                     )
             if current is None and not allow_create:
-                raise FhirError(f"{resource_type}/{resource_id} not found", status_code=404,
-                                issue_code="not-found")
+                raise FhirError(
+                    f"{resource_type}/{resource_id} not found",
+                    status_code=404,
+                    issue_code="not-found",
+                )
             new = copy.deepcopy(change(copy.deepcopy(current)))
             new["resourceType"] = resource_type
             new["id"] = resource_id
@@ -140,7 +154,9 @@ class ResourceStore:
             self._stamp(new, version=version)
             self._data[resource_type][resource_id] = new
             self._save()
-        log.info("sandbox.fhir_updated type=%s id=%s version=%s", resource_type, resource_id, version)
+        log.info(
+            "sandbox.fhir_updated type=%s id=%s version=%s", resource_type, resource_id, version
+        )
         return copy.deepcopy(new), current is None
 
     def delete(self, resource_type: str, resource_id: str) -> bool:

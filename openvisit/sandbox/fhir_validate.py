@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import importlib
 import logging
+from types import ModuleType
 from typing import Any
 
 from openvisit.sandbox.errors import FhirError
 
 log = logging.getLogger(__name__)
 
+_r4: ModuleType | None
 try:
     _r4 = importlib.import_module("fhir.resources.R4B")
 except ImportError:  # pragma: no cover - depends on the installed fhir.resources
@@ -34,14 +36,16 @@ def validate(resource: Any, *, resource_type: str) -> None:
     if not isinstance(resource, dict):
         raise FhirError("body must be a JSON object", status_code=400, issue_code="structure")
     if resource.get("resourceType") != resource_type:
-        raise FhirError(f"resourceType must be {resource_type}", status_code=400, issue_code="invalid")
+        raise FhirError(
+            f"resourceType must be {resource_type}", status_code=400, issue_code="invalid"
+        )
     if _r4 is None:
         return
     model = _r4.get_fhir_model_class(resource_type)
     try:
         model.model_validate(resource)
     except ValueError as exc:  # pydantic.ValidationError is a ValueError
-        errors = getattr(exc, "errors", lambda: [])()
+        errors: list[dict[str, Any]] = getattr(exc, "errors", lambda: [])()
         issues = [
             {
                 "severity": "error",
@@ -51,5 +55,6 @@ def validate(resource: Any, *, resource_type: str) -> None:
             }
             for err in errors[:20]
         ] or [{"severity": "error", "code": "invalid", "diagnostics": "invalid resource"}]
-        raise FhirError(f"invalid {resource_type}", status_code=422, issue_code="invalid",
-                        issues=issues) from None
+        raise FhirError(
+            f"invalid {resource_type}", status_code=422, issue_code="invalid", issues=issues
+        ) from None

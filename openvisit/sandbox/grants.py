@@ -122,8 +122,13 @@ class GrantStore:
     ) -> LaunchContext:
         """Mint an opaque launch id bound to the given context; reusable until it expires."""
         launch = LaunchContext(
-            launch_id=new_secret(), kind=kind, user=user, patient=patient, encounter=encounter,
-            appointment=appointment, expires_at=expires_at,
+            launch_id=new_secret(),
+            kind=kind,
+            user=user,
+            patient=patient,
+            encounter=encounter,
+            appointment=appointment,
+            expires_at=expires_at,
         )
         with self._lock:
             self._launches[launch.launch_id] = launch
@@ -158,8 +163,12 @@ class GrantStore:
         self, *, context: TokenContext, redirect_uri: str, code_challenge: str, expires_at: datetime
     ) -> AuthorizationCode:
         code = AuthorizationCode(
-            code=new_secret(), context=context, redirect_uri=redirect_uri,
-            code_challenge=code_challenge, expires_at=expires_at, family=new_secret(),
+            code=new_secret(),
+            context=context,
+            redirect_uri=redirect_uri,
+            code_challenge=code_challenge,
+            expires_at=expires_at,
+            family=new_secret(),
         )
         with self._lock:
             self._codes[code.code] = code
@@ -183,8 +192,12 @@ class GrantStore:
 
     # -- access and refresh tokens ----------------------------------------------------------
 
-    def issue_access(self, *, context: TokenContext, expires_at: datetime, family: str) -> IssuedToken:
-        token = IssuedToken(token=new_secret(), context=context, expires_at=expires_at, family=family)
+    def issue_access(
+        self, *, context: TokenContext, expires_at: datetime, family: str
+    ) -> IssuedToken:
+        token = IssuedToken(
+            token=new_secret(), context=context, expires_at=expires_at, family=family
+        )
         with self._lock:
             self._access[token.token] = token
         return token
@@ -197,8 +210,12 @@ class GrantStore:
                 return None
         return record if record.expires_at > now else None
 
-    def issue_refresh(self, *, context: TokenContext, expires_at: datetime, family: str) -> IssuedToken:
-        token = IssuedToken(token=new_secret(), context=context, expires_at=expires_at, family=family)
+    def issue_refresh(
+        self, *, context: TokenContext, expires_at: datetime, family: str
+    ) -> IssuedToken:
+        token = IssuedToken(
+            token=new_secret(), context=context, expires_at=expires_at, family=family
+        )
         with self._lock:
             self._refresh[token.token] = token
         return token
@@ -228,7 +245,9 @@ class GrantStore:
 
     # -- client assertion replay protection -------------------------------------------------
 
-    def remember_jti(self, *, client_id: str, jti: str, expires_at: datetime, now: datetime) -> bool:
+    def remember_jti(
+        self, *, client_id: str, jti: str, expires_at: datetime, now: datetime
+    ) -> bool:
         """Record an assertion ``jti``; False when it was seen before (RFC 7523 §3, item 7)."""
         with self._lock:
             self._prune(now)

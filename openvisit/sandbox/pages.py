@@ -33,7 +33,7 @@ def display_name(resource: dict[str, Any]) -> str:
 
 def _ref_id(reference: str, rtype: str) -> str | None:
     prefix = f"{rtype}/"
-    return reference[len(prefix):] if reference.startswith(prefix) else None
+    return reference[len(prefix) :] if reference.startswith(prefix) else None
 
 
 def _actor(appointment: dict[str, Any], rtype: str) -> str | None:
@@ -44,8 +44,9 @@ def _actor(appointment: dict[str, Any], rtype: str) -> str | None:
     return None
 
 
-def _rows(sandbox: Sandbox, *, practitioner: str | None = None, patient: str | None = None
-          ) -> list[dict[str, Any]]:
+def _rows(
+    sandbox: Sandbox, *, practitioner: str | None = None, patient: str | None = None
+) -> list[dict[str, Any]]:
     """Today's appointments for one practitioner or patient, ordered by start, for templates."""
     store = sandbox.store
     encounters = {
@@ -60,21 +61,35 @@ def _rows(sandbox: Sandbox, *, practitioner: str | None = None, patient: str | N
         pat_id, prac_id = _actor(appt, "Patient"), _actor(appt, "Practitioner")
         if (practitioner and prac_id != practitioner) or (patient and pat_id != patient):
             continue
-        if pat_id is None or prac_id is None or appt.get("status") in {"cancelled", "entered-in-error"}:
+        if (
+            pat_id is None
+            or prac_id is None
+            or appt.get("status") in {"cancelled", "entered-in-error"}
+        ):
             continue
         start = datetime.fromisoformat(appt["start"]).astimezone(now.tzinfo)
         pat = store.read("Patient", pat_id) or {"id": pat_id}
         prac = store.read("Practitioner", prac_id) or {"id": prac_id}
         kinds = [s.get("text", "") for s in appt.get("serviceType", [])]
-        rows.append({
-            "id": appt["id"], "start": start, "time": start.strftime("%H:%M"),
-            "status": appt.get("status", ""), "description": appt.get("description", ""),
-            "virtual": "Video visit" in kinds, "kind": kinds[0] if kinds else "Visit",
-            "patient_id": pat_id, "patient_name": display_name(pat),
-            "patient_birth": pat.get("birthDate", ""), "patient_mrn": _mrn(pat),
-            "practitioner_id": prac_id, "practitioner_name": display_name(prac),
-            "encounter_id": encounters.get(appt["id"]), "past": start < now,
-        })
+        rows.append(
+            {
+                "id": appt["id"],
+                "start": start,
+                "time": start.strftime("%H:%M"),
+                "status": appt.get("status", ""),
+                "description": appt.get("description", ""),
+                "virtual": "Video visit" in kinds,
+                "kind": kinds[0] if kinds else "Visit",
+                "patient_id": pat_id,
+                "patient_name": display_name(pat),
+                "patient_birth": pat.get("birthDate", ""),
+                "patient_mrn": _mrn(pat),
+                "practitioner_id": prac_id,
+                "practitioner_name": display_name(prac),
+                "encounter_id": encounters.get(appt["id"]),
+                "past": start < now,
+            }
+        )
     return sorted(rows, key=lambda r: (r["start"], r["id"]))
 
 
@@ -91,13 +106,17 @@ def _people(sandbox: Sandbox, rtype: str) -> list[dict[str, str]]:
 
 async def landing(request: Request) -> Response:
     sandbox = get_sandbox(request)
-    return sandbox.templates.TemplateResponse(request, "landing.html", {
-        "practitioners": _people(sandbox, "Practitioner"),
-        "patients": _people(sandbox, "Patient"),
-        "urls": sandbox.urls,
-        "clients": sandbox.clients.all(),
-        "today": sandbox.now().strftime("%A %d %B %Y"),
-    })
+    return sandbox.templates.TemplateResponse(
+        request,
+        "landing.html",
+        {
+            "practitioners": _people(sandbox, "Practitioner"),
+            "patients": _people(sandbox, "Patient"),
+            "urls": sandbox.urls,
+            "clients": sandbox.clients.all(),
+            "today": sandbox.now().strftime("%A %d %B %Y"),
+        },
+    )
 
 
 async def schedule(request: Request) -> Response:
@@ -107,11 +126,17 @@ async def schedule(request: Request) -> Response:
     current = next((p for p in practitioners if p["id"] == wanted), None)
     if current is None:
         return _not_found(request, "No such practitioner in the sandbox.")
-    return sandbox.templates.TemplateResponse(request, "schedule.html", {
-        "practitioner": current, "practitioners": practitioners,
-        "rows": _rows(sandbox, practitioner=wanted), "urls": sandbox.urls,
-        "today": sandbox.now().strftime("%A %d %B %Y"),
-    })
+    return sandbox.templates.TemplateResponse(
+        request,
+        "schedule.html",
+        {
+            "practitioner": current,
+            "practitioners": practitioners,
+            "rows": _rows(sandbox, practitioner=wanted),
+            "urls": sandbox.urls,
+            "today": sandbox.now().strftime("%A %d %B %Y"),
+        },
+    )
 
 
 async def portal(request: Request) -> Response:
@@ -121,11 +146,17 @@ async def portal(request: Request) -> Response:
     current = next((p for p in patients if p["id"] == wanted), None)
     if current is None:
         return _not_found(request, "No such patient in the sandbox.")
-    return sandbox.templates.TemplateResponse(request, "portal.html", {
-        "patient": current, "given": current["name"].split(" ")[0],
-        "rows": _rows(sandbox, patient=wanted), "urls": sandbox.urls,
-        "today": sandbox.now().strftime("%A %d %B %Y"),
-    })
+    return sandbox.templates.TemplateResponse(
+        request,
+        "portal.html",
+        {
+            "patient": current,
+            "given": current["name"].split(" ")[0],
+            "rows": _rows(sandbox, patient=wanted),
+            "urls": sandbox.urls,
+            "today": sandbox.now().strftime("%A %d %B %Y"),
+        },
+    )
 
 
 async def provider_launch(request: Request) -> Response:
@@ -133,12 +164,17 @@ async def provider_launch(request: Request) -> Response:
     sandbox = get_sandbox(request)
     form = await request.form()
     practitioner, appointment = str(form.get("practitioner", "")), str(form.get("appointment", ""))
-    row = next((r for r in _rows(sandbox, practitioner=practitioner) if r["id"] == appointment), None)
+    row = next(
+        (r for r in _rows(sandbox, practitioner=practitioner) if r["id"] == appointment), None
+    )
     if row is None:
         return _not_found(request, "That appointment is not on this practitioner's schedule.")
     launch = sandbox.grants.mint_launch(
-        kind="provider", user=f"Practitioner/{practitioner}", patient=row["patient_id"],
-        encounter=row["encounter_id"], appointment=appointment,
+        kind="provider",
+        user=f"Practitioner/{practitioner}",
+        patient=row["patient_id"],
+        encounter=row["encounter_id"],
+        appointment=appointment,
         expires_at=sandbox.now() + sandbox.lifetimes.launch,
     )
     log.info("sandbox.launch_minted kind=provider appointment=%s", appointment)
@@ -154,8 +190,12 @@ async def patient_launch(request: Request) -> Response:
     if row is None:
         return _not_found(request, "That appointment does not belong to this patient.")
     launch = sandbox.grants.mint_launch(
-        kind="patient", user=f"Patient/{patient}", patient=patient, encounter=None,
-        appointment=appointment, expires_at=sandbox.now() + sandbox.lifetimes.launch,
+        kind="patient",
+        user=f"Patient/{patient}",
+        patient=patient,
+        encounter=None,
+        appointment=appointment,
+        expires_at=sandbox.now() + sandbox.lifetimes.launch,
     )
     log.info("sandbox.launch_minted kind=patient appointment=%s", appointment)
     return _to_app(sandbox.urls.patient_launch_url, sandbox, launch.launch_id)
@@ -168,7 +208,8 @@ def _to_app(launch_url: str, sandbox: Sandbox, launch_id: str) -> Response:
 
 def _not_found(request: Request, message: str) -> Response:
     return get_sandbox(request).templates.TemplateResponse(
-        request, "error.html", {"title": "Not found", "message": message}, status_code=404)
+        request, "error.html", {"title": "Not found", "message": message}, status_code=404
+    )
 
 
 def routes() -> list[BaseRoute]:

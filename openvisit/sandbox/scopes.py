@@ -108,6 +108,4 @@ def contexts_allowing(
 
 def has_context(scopes: Iterable[str], context: str) -> bool:
     """True when any resource scope in ``scopes`` is of ``context``."""
-    return any(
-        p is not None and p.context == context for p in map(parse_resource_scope, scopes)
-    )
+    return any(p is not None and p.context == context for p in map(parse_resource_scope, scopes))

@@ -66,13 +66,25 @@ def build_seed(*, day: date, tz: tzinfo, now: datetime) -> list[Resource]:
     first = datetime.combine(day, time(8, 0), tzinfo=tz)
     for k in range(1, SLOTS + 1):
         start = first + timedelta(minutes=30 * (k - 1))
-        resources += _visit(k, start=start, patient=(k - 1) % len(PATIENTS) + 1,
-                            practitioner=(k - 1) % len(PRACTITIONERS) + 1,
-                            virtual=k % 4 != 0, arrived=k % 3 == 0)
+        resources += _visit(
+            k,
+            start=start,
+            patient=(k - 1) % len(PATIENTS) + 1,
+            practitioner=(k - 1) % len(PRACTITIONERS) + 1,
+            virtual=k % 4 != 0,
+            arrived=k % 3 == 0,
+        )
     local_now = now.astimezone(tz)
     drop_in = local_now.replace(minute=0 if local_now.minute < 30 else 30, second=0, microsecond=0)
-    resources += _visit(DROP_IN, start=drop_in, patient=1, practitioner=1, virtual=True,
-                        arrived=True, reason="Drop-in video visit")
+    resources += _visit(
+        DROP_IN,
+        start=drop_in,
+        patient=1,
+        practitioner=1,
+        virtual=True,
+        arrived=True,
+        reason="Drop-in video visit",
+    )
     return resources
 
 
@@ -82,23 +94,33 @@ def _iso(moment: datetime) -> str:
 
 def _organization() -> Resource:
     return {
-        "resourceType": "Organization", "id": "org-1", "active": True, "name": CLINIC_NAME,
+        "resourceType": "Organization",
+        "id": "org-1",
+        "active": True,
+        "name": CLINIC_NAME,
         "telecom": [{"system": "phone", "value": "+1 202 555 0100", "use": "work"}],
     }
 
 
 def _location() -> Resource:
     return {
-        "resourceType": "Location", "id": "loc-1", "status": "active", "name": CLINIC_NAME,
-        "mode": "instance", "managingOrganization": {"reference": "Organization/org-1"},
+        "resourceType": "Location",
+        "id": "loc-1",
+        "status": "active",
+        "name": CLINIC_NAME,
+        "mode": "instance",
+        "managingOrganization": {"reference": "Organization/org-1"},
         "address": {"line": ["1 Example Way"], "city": "Sampleton", "country": "US"},
     }
 
 
 def _video_service() -> Resource:
     return {
-        "resourceType": "HealthcareService", "id": "hs-video", "active": True,
-        "name": "Sandbox video visits", "providedBy": {"reference": "Organization/org-1"},
+        "resourceType": "HealthcareService",
+        "id": "hs-video",
+        "active": True,
+        "name": "Sandbox video visits",
+        "providedBy": {"reference": "Organization/org-1"},
         "location": [{"reference": "Location/loc-1"}],
     }
 
@@ -106,76 +128,140 @@ def _video_service() -> Resource:
 def _practitioner(i: int) -> Resource:
     given, family = PRACTITIONERS[i - 1]
     return {
-        "resourceType": "Practitioner", "id": f"prac-{i}", "active": True,
+        "resourceType": "Practitioner",
+        "id": f"prac-{i}",
+        "active": True,
         "identifier": [{"system": STAFF_SYSTEM, "value": f"SBX-STAFF-{i}"}],
         "name": [{"use": "official", "family": family, "given": [given], "prefix": ["Dr."]}],
-        "telecom": [{"system": "email", "value": f"{given.lower()}.{family.lower()}@example.org",
-                     "use": "work"}],
+        "telecom": [
+            {
+                "system": "email",
+                "value": f"{given.lower()}.{family.lower()}@example.org",
+                "use": "work",
+            }
+        ],
     }
 
 
 def _patient(i: int) -> Resource:
     given, family, gender, birth, language = PATIENTS[i - 1]
     return {
-        "resourceType": "Patient", "id": f"pat-{i}", "active": True,
-        "identifier": [{
-            "use": "usual",
-            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",
-                                 "code": "MR"}]},
-            "system": MRN_SYSTEM, "value": f"SBX-{1000 + i}",
-        }],
+        "resourceType": "Patient",
+        "id": f"pat-{i}",
+        "active": True,
+        "identifier": [
+            {
+                "use": "usual",
+                "type": {
+                    "coding": [
+                        {"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}
+                    ]
+                },
+                "system": MRN_SYSTEM,
+                "value": f"SBX-{1000 + i}",
+            }
+        ],
         "name": [{"use": "official", "family": family, "given": [given]}],
         "telecom": [
             {"system": "phone", "value": f"+1 202 555 {100 + i:04d}", "use": "mobile"},
             {"system": "email", "value": f"{given.lower()}.{family.lower()}@example.org"},
         ],
-        "gender": gender, "birthDate": birth,
-        "communication": [{"language": {"coding": [{"system": "urn:ietf:bcp:47", "code": language}]},
-                           "preferred": True}],
+        "gender": gender,
+        "birthDate": birth,
+        "communication": [
+            {
+                "language": {"coding": [{"system": "urn:ietf:bcp:47", "code": language}]},
+                "preferred": True,
+            }
+        ],
         "managingOrganization": {"reference": "Organization/org-1"},
-        "generalPractitioner": [{"reference": f"Practitioner/prac-{(i - 1) % len(PRACTITIONERS) + 1}"}],
+        "generalPractitioner": [
+            {"reference": f"Practitioner/prac-{(i - 1) % len(PRACTITIONERS) + 1}"}
+        ],
     }
 
 
 def _visit(
-    k: int, *, start: datetime, patient: int, practitioner: int, virtual: bool, arrived: bool,
+    k: int,
+    *,
+    start: datetime,
+    patient: int,
+    practitioner: int,
+    virtual: bool,
+    arrived: bool,
     reason: str | None = None,
 ) -> list[Resource]:
     end = start + timedelta(minutes=30)
     kind = "Video visit" if virtual else "Office visit"
     appointment: Resource = {
-        "resourceType": "Appointment", "id": f"appt-{k}",
+        "resourceType": "Appointment",
+        "id": f"appt-{k}",
         "identifier": [{"system": CSN_SYSTEM, "value": f"CSN-{9000 + k}"}],
         "status": "arrived" if arrived else "booked",
-        "serviceCategory": [{"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/service-category", "code": "17",
-            "display": "General Practice"}]}],
+        "serviceCategory": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/service-category",
+                        "code": "17",
+                        "display": "General Practice",
+                    }
+                ]
+            }
+        ],
         "serviceType": [{"text": kind}],
         "description": f"{reason or REASONS[(k - 1) % len(REASONS)]} ({kind.lower()})",
-        "start": _iso(start), "end": _iso(end), "minutesDuration": 30,
+        "start": _iso(start),
+        "end": _iso(end),
+        "minutesDuration": 30,
         "participant": [
-            {"actor": {"reference": f"Patient/pat-{patient}", "display": patient_name(patient)},
-             "required": "required", "status": "accepted"},
-            {"actor": {"reference": f"Practitioner/prac-{practitioner}",
-                       "display": practitioner_name(practitioner)},
-             "required": "required", "status": "accepted"},
-            {"actor": {"reference": "Location/loc-1", "display": CLINIC_NAME},
-             "required": "information-only", "status": "accepted"},
+            {
+                "actor": {"reference": f"Patient/pat-{patient}", "display": patient_name(patient)},
+                "required": "required",
+                "status": "accepted",
+            },
+            {
+                "actor": {
+                    "reference": f"Practitioner/prac-{practitioner}",
+                    "display": practitioner_name(practitioner),
+                },
+                "required": "required",
+                "status": "accepted",
+            },
+            {
+                "actor": {"reference": "Location/loc-1", "display": CLINIC_NAME},
+                "required": "information-only",
+                "status": "accepted",
+            },
         ],
     }
     encounter: Resource = {
-        "resourceType": "Encounter", "id": f"enc-{k}",
+        "resourceType": "Encounter",
+        "id": f"enc-{k}",
         "identifier": [{"system": CSN_SYSTEM, "value": f"CSN-{9000 + k}"}],
         "status": "planned",
-        "class": ({"system": ACT_CODE, "code": "VR", "display": "virtual"} if virtual
-                  else {"system": ACT_CODE, "code": "AMB", "display": "ambulatory"}),
+        "class": (
+            {"system": ACT_CODE, "code": "VR", "display": "virtual"}
+            if virtual
+            else {"system": ACT_CODE, "code": "AMB", "display": "ambulatory"}
+        ),
         "subject": {"reference": f"Patient/pat-{patient}"},
-        "participant": [{
-            "type": [{"coding": [{
-                "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
-                "code": "PPRF", "display": "primary performer"}]}],
-            "individual": {"reference": f"Practitioner/prac-{practitioner}"},
-        }],
+        "participant": [
+            {
+                "type": [
+                    {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                                "code": "PPRF",
+                                "display": "primary performer",
+                            }
+                        ]
+                    }
+                ],
+                "individual": {"reference": f"Practitioner/prac-{practitioner}"},
+            }
+        ],
         "appointment": [{"reference": f"Appointment/appt-{k}"}],
         "serviceProvider": {"reference": "Organization/org-1"},
         "location": [{"location": {"reference": "Location/loc-1"}}],

@@ -42,12 +42,17 @@ async def token(request: Request) -> Response:
         now = sandbox.now()
 
         def remember(client_id: str, jti: str, expires_at: datetime) -> bool:
-            return sandbox.grants.remember_jti(client_id=client_id, jti=jti,
-                                               expires_at=expires_at, now=now)
+            return sandbox.grants.remember_jti(
+                client_id=client_id, jti=jti, expires_at=expires_at, now=now
+            )
 
         authed = await authenticate_client(
-            form=form, authorization=authorization, registry=sandbox.clients,
-            token_url=sandbox.urls.token_url, now=now, jwks_fetcher=sandbox.jwks_fetcher,
+            form=form,
+            authorization=authorization,
+            registry=sandbox.clients,
+            token_url=sandbox.urls.token_url,
+            now=now,
+            jwks_fetcher=sandbox.jwks_fetcher,
             remember_jti=remember,
         )
         grant_type = form.get("grant_type", "")
@@ -58,15 +63,21 @@ async def token(request: Request) -> Response:
         elif grant_type == "client_credentials":
             body = _client_credentials(sandbox, form, authed, now=now)
         else:
-            raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r} is not supported")
+            raise OAuthError(
+                "unsupported_grant_type", f"grant_type {grant_type!r} is not supported"
+            )
     except OAuthError as exc:
         headers = dict(NO_STORE)
         if exc.status_code == 401 and authorization and authorization.lower().startswith("basic"):
             headers["WWW-Authenticate"] = 'Basic realm="sandbox"'
         log.info("sandbox.token_refused error=%s", exc.error)
         return JSONResponse(exc.as_json(), status_code=exc.status_code, headers=headers)
-    log.info("sandbox.token_issued client_id=%s grant_type=%s method=%s",
-             authed.client.client_id, grant_type, authed.method)
+    log.info(
+        "sandbox.token_issued client_id=%s grant_type=%s method=%s",
+        authed.client.client_id,
+        grant_type,
+        authed.method,
+    )
     return JSONResponse(body, headers=NO_STORE)
 
 
@@ -97,8 +108,14 @@ def _authorization_code(
         raise OAuthError("invalid_grant", "code_verifier is required (PKCE)")
     if not pkce.verify_s256(verifier, record.code_challenge):
         raise OAuthError("invalid_grant", "code_verifier does not match the code_challenge")
-    return _issue(sandbox, context=record.context, family=record.family, now=now,
-                  ttl=sandbox.lifetimes.access, nonce=record.context.nonce)
+    return _issue(
+        sandbox,
+        context=record.context,
+        family=record.family,
+        now=now,
+        ttl=sandbox.lifetimes.access,
+        nonce=record.context.nonce,
+    )
 
 
 def _refresh_token(
@@ -106,26 +123,36 @@ def _refresh_token(
 ) -> dict[str, Any]:
     if not form.get("refresh_token"):
         raise OAuthError("invalid_request", "refresh_token is required")
-    old = sandbox.grants.rotate_refresh(form["refresh_token"], client_id=authed.client.client_id,
-                                        now=now)
+    old = sandbox.grants.rotate_refresh(
+        form["refresh_token"], client_id=authed.client.client_id, now=now
+    )
     context = old.context
     if form.get("scope"):
         wanted = form["scope"].split()
         if not scopes.is_subset(wanted, context.scopes):
             raise OAuthError("invalid_scope", "a refresh cannot widen the granted scope")
         context = replace(context, scopes=tuple(dict.fromkeys(wanted)))
-    return _issue(sandbox, context=context, family=old.family, now=now,
-                  ttl=sandbox.lifetimes.access, refresh_context=old.context, nonce=None)
+    return _issue(
+        sandbox,
+        context=context,
+        family=old.family,
+        now=now,
+        ttl=sandbox.lifetimes.access,
+        refresh_context=old.context,
+        nonce=None,
+    )
 
 
 def _client_credentials(
     sandbox: Sandbox, form: dict[str, str], authed: AuthenticatedClient, *, now: datetime
 ) -> dict[str, Any]:
     if authed.method != "private_key_jwt":
-        raise OAuthError("unauthorized_client",
-                         "backend services (client_credentials) must use private_key_jwt")
+        raise OAuthError(
+            "unauthorized_client", "backend services (client_credentials) must use private_key_jwt"
+        )
     granted = [
-        s for s in scopes.grant(form.get("scope", "").split(), allowed=authed.client.scopes)
+        s
+        for s in scopes.grant(form.get("scope", "").split(), allowed=authed.client.scopes)
         if s.startswith("system/")
     ]
     if not granted:
@@ -155,7 +182,8 @@ def _issue(
     refresh_scopes = (refresh_context or context).scopes
     if context.user is not None and {"offline_access", "online_access"} & set(refresh_scopes):
         body["refresh_token"] = sandbox.grants.issue_refresh(
-            context=refresh_context or context, expires_at=now + sandbox.lifetimes.refresh,
+            context=refresh_context or context,
+            expires_at=now + sandbox.lifetimes.refresh,
             family=family,
         ).token
     if context.user is not None and "openid" in context.scopes:

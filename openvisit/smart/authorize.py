@@ -25,8 +25,16 @@ from openvisit.smart.errors import SmartAuthorizeError, safe_ehr_text
 from openvisit.smart.state import values_match
 
 _CORE = (
-    "response_type", "client_id", "redirect_uri", "launch", "scope", "state", "aud",
-    "code_challenge", "code_challenge_method", "nonce",
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "launch",
+    "scope",
+    "state",
+    "aud",
+    "code_challenge",
+    "code_challenge_method",
+    "nonce",
 )
 
 
@@ -54,8 +62,12 @@ def authorize_params(
     """Return the authorization request parameters, in the order the IG lists them."""
     scope_text = scope if isinstance(scope, str) else " ".join(scope)
     required = {
-        "client_id": client_id, "redirect_uri": redirect_uri, "scope": scope_text,
-        "state": state, "aud": aud, "code_challenge": code_challenge,
+        "client_id": client_id,
+        "redirect_uri": redirect_uri,
+        "scope": scope_text,
+        "state": state,
+        "aud": aud,
+        "code_challenge": code_challenge,
     }
     missing = [name for name, value in required.items() if not value]
     if missing:
@@ -68,8 +80,11 @@ def authorize_params(
             raise InvalidInput("The EHR sent an empty launch parameter; relaunch from the EHR.")
         params["launch"] = launch
     params.update(
-        scope=scope_text, state=state, aud=aud,
-        code_challenge=code_challenge, code_challenge_method="S256",
+        scope=scope_text,
+        state=state,
+        aud=aud,
+        code_challenge=code_challenge,
+        code_challenge_method="S256",
     )
     if nonce is not None:
         params["nonce"] = nonce
@@ -113,8 +128,15 @@ def build_authorize_url(
     request is never ambiguous.
     """
     params = authorize_params(
-        client_id=client_id, redirect_uri=redirect_uri, scope=scope, state=state, aud=aud,
-        code_challenge=code_challenge, launch=launch, nonce=nonce, extra_params=extra_params,
+        client_id=client_id,
+        redirect_uri=redirect_uri,
+        scope=scope,
+        state=state,
+        aud=aud,
+        code_challenge=code_challenge,
+        launch=launch,
+        nonce=nonce,
+        extra_params=extra_params,
     )
     base, existing = _split_endpoint(authorization_endpoint)
     merged = [(k, v) for k, v in existing if k not in params] + list(params.items())
@@ -144,15 +166,28 @@ def build_authorize_request(
     endpoint = config.require_authorization_endpoint()
     if prefer_post and config.supports("authorize-post"):
         form = authorize_params(
-            client_id=client_id, redirect_uri=redirect_uri, scope=scope, state=state, aud=aud,
-            code_challenge=code_challenge, launch=launch, nonce=nonce,
+            client_id=client_id,
+            redirect_uri=redirect_uri,
+            scope=scope,
+            state=state,
+            aud=aud,
+            code_challenge=code_challenge,
+            launch=launch,
+            nonce=nonce,
             extra_params=extra_params,
         )
         _split_endpoint(endpoint)  # same URL checks as for GET
         return AuthorizeRequest(method="POST", url=endpoint, form=form)
     url = build_authorize_url(
-        endpoint, client_id=client_id, redirect_uri=redirect_uri, scope=scope, state=state,
-        aud=aud, code_challenge=code_challenge, launch=launch, nonce=nonce,
+        endpoint,
+        client_id=client_id,
+        redirect_uri=redirect_uri,
+        scope=scope,
+        state=state,
+        aud=aud,
+        code_challenge=code_challenge,
+        launch=launch,
+        nonce=nonce,
         extra_params=extra_params,
     )
     return AuthorizeRequest(method="GET", url=url)

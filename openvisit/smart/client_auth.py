@@ -27,8 +27,17 @@ from openvisit.smart.discovery import AuthMethod
 from openvisit.smart.keys import KeySet, SigningAlg, SigningKey
 
 __all__ = [
-    "CLIENT_ASSERTION_TYPE", "AuthParts", "ClientAuth", "ClientSecretBasic", "ClientSecretPost",
-    "KeySet", "PrivateKeyJwt", "PublicClient", "SigningAlg", "SigningKey", "client_auth_for",
+    "CLIENT_ASSERTION_TYPE",
+    "AuthParts",
+    "ClientAuth",
+    "ClientSecretBasic",
+    "ClientSecretPost",
+    "KeySet",
+    "PrivateKeyJwt",
+    "PublicClient",
+    "SigningAlg",
+    "SigningKey",
+    "client_auth_for",
     "make_client_assertion",
 ]
 
@@ -117,8 +126,12 @@ class PrivateKeyJwt:
     def parts(self, *, token_url: str) -> AuthParts:
         """Return ``client_assertion_type`` and a new ``client_assertion`` (RFC 7521 §4.2)."""
         assertion = make_client_assertion(
-            self.keys, client_id=self.client_id, token_url=token_url, now=self.clock(),
-            lifetime_seconds=self.lifetime_seconds, jku=self.jku,
+            self.keys,
+            client_id=self.client_id,
+            token_url=token_url,
+            now=self.clock(),
+            lifetime_seconds=self.lifetime_seconds,
+            jku=self.jku,
         )
         return AuthParts(
             form={"client_assertion_type": CLIENT_ASSERTION_TYPE, "client_assertion": assertion}

@@ -138,9 +138,11 @@ class SmartConfiguration(BaseModel):
     def _auth_problems(self, auth_method: AuthMethod) -> list[str]:
         methods = self.token_endpoint_auth_methods_supported
         if auth_method == "none":
-            return [] if self.supports("client-public") else [
-                "the EHR does not advertise client-public (public clients)"
-            ]
+            return (
+                []
+                if self.supports("client-public")
+                else ["the EHR does not advertise client-public (public clients)"]
+            )
         if auth_method == "private_key_jwt":
             found = []
             # token_endpoint_auth_methods_supported is only RECOMMENDED (STU 2.2 §2.0.6.3);
@@ -194,8 +196,13 @@ async def fetch_smart_configuration(
     url = smart_configuration_url(fhir_base)
     what = "SMART configuration"
     response = await send(
-        client, method="GET", url=url, what=what, error_cls=SmartDiscoveryError,
-        headers={"Accept": "application/json"}, follow_redirects=True,
+        client,
+        method="GET",
+        url=url,
+        what=what,
+        error_cls=SmartDiscoveryError,
+        headers={"Accept": "application/json"},
+        follow_redirects=True,
     )
     if response.status_code != 200:
         hint = (
@@ -285,8 +292,13 @@ async def fetch_capability_statement(
     url = fhir_base.rstrip("/") + "/metadata"
     what = "FHIR CapabilityStatement"
     response = await send(
-        client, method="GET", url=url, what=what, error_cls=SmartDiscoveryError,
-        headers={"Accept": "application/fhir+json"}, follow_redirects=True,
+        client,
+        method="GET",
+        url=url,
+        what=what,
+        error_cls=SmartDiscoveryError,
+        headers={"Accept": "application/fhir+json"},
+        follow_redirects=True,
     )
     if response.status_code != 200:
         raise SmartDiscoveryError(
@@ -317,7 +329,8 @@ async def fetch_capability_statement(
     for rest in body.get("rest") or []:
         if isinstance(rest, dict) and rest.get("mode", "server") == "server":
             types.update(
-                r["type"] for r in rest.get("resource") or []
+                r["type"]
+                for r in rest.get("resource") or []
                 if isinstance(r, dict) and isinstance(r.get("type"), str)
             )
     name, ver = software.get("name"), software.get("version")

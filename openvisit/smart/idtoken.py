@@ -49,8 +49,13 @@ async def fetch_jwks(client: httpx.AsyncClient, *, jwks_uri: str) -> JoseKeySet:
     """
     what = "signing keys (JWKS)"
     response = await send(
-        client, method="GET", url=jwks_uri, what=what, error_cls=SmartDiscoveryError,
-        headers={"Accept": "application/json"}, follow_redirects=True,
+        client,
+        method="GET",
+        url=jwks_uri,
+        what=what,
+        error_cls=SmartDiscoveryError,
+        headers={"Accept": "application/json"},
+        follow_redirects=True,
     )
     if response.status_code != 200:
         raise SmartDiscoveryError(
@@ -60,8 +65,9 @@ async def fetch_jwks(client: httpx.AsyncClient, *, jwks_uri: str) -> JoseKeySet:
         )
     body = json_object(response, what=what, error_cls=SmartDiscoveryError)
     keys = body.get("keys")
-    usable = [k for k in keys if isinstance(k, dict) and k.get("use", "sig") == "sig"] if (
-        isinstance(keys, list)) else []
+    if not isinstance(keys, list):
+        keys = []
+    usable = [k for k in keys if isinstance(k, dict) and k.get("use", "sig") == "sig"]
     try:
         return JoseKeySet.import_key_set(cast(KeySetSerialization, {"keys": usable}))
     except (JoseError, ValueError, TypeError, KeyError):
@@ -150,9 +156,7 @@ def _header(id_token: str) -> dict[str, Any]:
     return header
 
 
-async def _key_for(
-    client: httpx.AsyncClient, *, cache: JwksCache, jwks_uri: str, kid: Any
-) -> Any:
+async def _key_for(client: httpx.AsyncClient, *, cache: JwksCache, jwks_uri: str, kid: Any) -> Any:
     for attempt in range(2):
         keys = await cache.get(client, jwks_uri=jwks_uri, force=attempt == 1)
         try:
@@ -167,7 +171,12 @@ async def _key_for(
 
 
 def _check_claims(
-    claims: Mapping[str, Any], *, issuer: str, client_id: str, nonce: str | None, now: float,
+    claims: Mapping[str, Any],
+    *,
+    issuer: str,
+    client_id: str,
+    nonce: str | None,
+    now: float,
     leeway: int,
 ) -> None:
     if claims.get("iss") != issuer:
@@ -230,8 +239,12 @@ async def validate_id_token(
         raise _invalid("its signature does not verify with the EHR's published keys") from None
     claims = dict(token.claims)
     _check_claims(
-        claims, issuer=config.issuer, client_id=client_id, nonce=nonce,
-        now=time.time() if now is None else now, leeway=leeway_seconds,
+        claims,
+        issuer=config.issuer,
+        client_id=client_id,
+        nonce=nonce,
+        now=time.time() if now is None else now,
+        leeway=leeway_seconds,
     )
     fhir_user = claims.get("fhirUser") or claims.get("profile")
     return IdTokenClaims(

@@ -60,7 +60,11 @@ class SigningKey:
 
     @classmethod
     def generate(
-        cls, *, alg: SigningAlg = "RS384", rsa_bits: int = 2048, kid: str | None = None,
+        cls,
+        *,
+        alg: SigningAlg = "RS384",
+        rsa_bits: int = 2048,
+        kid: str | None = None,
         now: float | None = None,
     ) -> SigningKey:
         """Return a fresh key: RSA (``rsa_bits`` ≥ 2048) for RS384, P-384 for ES384."""
@@ -133,7 +137,11 @@ class KeySet:
 
     @classmethod
     def generate(
-        cls, *, alg: SigningAlg = "RS384", rsa_bits: int = 2048, kid: str | None = None,
+        cls,
+        *,
+        alg: SigningAlg = "RS384",
+        rsa_bits: int = 2048,
+        kid: str | None = None,
         now: float | None = None,
     ) -> KeySet:
         """Return a set holding one freshly generated current key."""

@@ -149,8 +149,13 @@ async def _token_request(
     body = {"grant_type": grant, **form, **parts.form}
     headers = {"Accept": "application/json", **parts.headers}
     response = await send(
-        client, method="POST", url=url, what="token endpoint", error_cls=SmartTokenError,
-        headers=headers, data=body,
+        client,
+        method="POST",
+        url=url,
+        what="token endpoint",
+        error_cls=SmartTokenError,
+        headers=headers,
+        data=body,
     )
     if response.status_code != 200:
         raise _ehr_error(response, grant=grant, url=url)
@@ -179,7 +184,10 @@ async def exchange_code(
 ) -> TokenResponse:
     """Exchange an authorization code (with its PKCE verifier) for tokens and launch context."""
     return await _token_request(
-        client, config=config, grant="authorization_code", auth=auth,
+        client,
+        config=config,
+        grant="authorization_code",
+        auth=auth,
         form={"code": code, "redirect_uri": redirect_uri, "code_verifier": code_verifier},
     )
 
@@ -197,9 +205,7 @@ async def refresh(
     form = {"refresh_token": refresh_token}
     if scope is not None:
         form["scope"] = scope
-    return await _token_request(
-        client, config=config, grant="refresh_token", form=form, auth=auth
-    )
+    return await _token_request(client, config=config, grant="refresh_token", form=form, auth=auth)
 
 
 async def client_credentials(
@@ -213,4 +219,3 @@ async def client_credentials(
     return await _token_request(
         client, config=config, grant="client_credentials", form={"scope": scope}, auth=auth
     )
-

@@ -19,8 +19,8 @@ from .support import NEW_YORK, PEER_SAMPLES, parse_us, peer_sample
 PLUS_0215 = timezone(timedelta(hours=2, minutes=15))
 
 
-def at(*args: int) -> datetime:
-    return datetime(*args, tzinfo=PLUS_0215)  # type: ignore[misc]
+def at(year: int, month: int, day: int, hour: int, minute: int) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=PLUS_0215)
 
 
 # file, event, MSH-10, MSH-7, status, point of care, PV1-19

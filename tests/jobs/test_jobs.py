@@ -145,3 +145,16 @@ def test_it_spreads_retries_with_jitter_under_a_cap() -> None:
     delays = [backoff_delay(4, base=5, cap=3600) for _ in range(200)]
     assert all(20 <= d <= 40 for d in delays) and len(set(delays)) > 150
     assert backoff_delay(30, base=5, cap=60) <= 60
+
+
+async def test_it_defers_a_job_without_spending_an_attempt(app: AppContext) -> None:
+    until = utcnow() + timedelta(hours=2)
+    async with app.transaction() as session:
+        job = await enqueue(session, "test.defer", payload={"until": until.isoformat()})
+        job_id = job.id
+    await Worker(app).run_until_empty(timeout=5)
+    async with app.transaction() as session:
+        row = await session.get(Job, job_id)
+        assert row is not None
+        assert (row.state, row.attempts, row.due_at) == ("pending", 0, until)
+        assert row.last_error == "deferred: quiet hours"

@@ -56,13 +56,20 @@ def smart_configuration() -> dict[str, Any]:
         "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
         "scopes_supported": ["openid", "fhirUser", "launch", "user/Appointment.rs"],
         "capabilities": [
-            "launch-ehr", "launch-standalone", "client-confidential-asymmetric",
-            "client-confidential-symmetric", "client-public", "context-ehr-encounter",
-            "sso-openid-connect", "authorize-post",
+            "launch-ehr",
+            "launch-standalone",
+            "client-confidential-asymmetric",
+            "client-confidential-symmetric",
+            "client-public",
+            "context-ehr-encounter",
+            "sso-openid-connect",
+            "authorize-post",
         ],
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": [
-            "private_key_jwt", "client_secret_basic", "client_secret_post",
+            "private_key_jwt",
+            "client_secret_basic",
+            "client_secret_post",
         ],
         "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
         "response_types_supported": ["code"],
@@ -89,8 +96,9 @@ class FakeEhr:
         self.client_secret = "s3cret:with/odd+chars"
         self.smart_config = smart_configuration()
         self.metadata: dict[str, Any] | str = capability_statement()
-        self.ehr_keys = [JsonWebKey.generate_key("RSA", 2048, is_private=True,
-                                                 options={"kid": "ehr-1"})]
+        self.ehr_keys = [
+            JsonWebKey.generate_key("RSA", 2048, is_private=True, options={"kid": "ehr-1"})
+        ]
         self.codes: dict[str, dict[str, Any]] = {}
         self.refresh_tokens: dict[str, str] = {}
         self.seen_jti: set[str] = set()
@@ -99,13 +107,15 @@ class FakeEhr:
         self.next_answer: tuple[int, Any] | None = None
         self.discovery_status = 200
         self.id_token_claims: dict[str, Any] = {}
-        self.app = Starlette(routes=[
-            Route("/fhir/r4/.well-known/smart-configuration", self.discovery),
-            Route("/fhir/r4/metadata", self.capability),
-            Route("/oauth2/jwks", self.jwks),
-            Route("/oauth2/authorize", self.authorize, methods=["GET", "POST"]),
-            Route("/oauth2/token", self.token, methods=["POST"]),
-        ])
+        self.app = Starlette(
+            routes=[
+                Route("/fhir/r4/.well-known/smart-configuration", self.discovery),
+                Route("/fhir/r4/metadata", self.capability),
+                Route("/oauth2/jwks", self.jwks),
+                Route("/oauth2/authorize", self.authorize, methods=["GET", "POST"]),
+                Route("/oauth2/token", self.token, methods=["POST"]),
+            ]
+        )
 
     def _hit(self, name: str) -> None:
         self.hits[name] = self.hits.get(name, 0) + 1
@@ -126,12 +136,23 @@ class FakeEhr:
         return JSONResponse({"keys": [k.as_dict(is_private=False) for k in self.ehr_keys]})
 
     # --- authorize -------------------------------------------------------------------------
-    def issue_code(self, *, challenge: str, redirect_uri: str = REDIRECT_URI,
-                   scope: str = "launch openid fhirUser user/Appointment.rs",
-                   nonce: str | None = None, context: dict[str, Any] | None = None) -> str:
+    def issue_code(
+        self,
+        *,
+        challenge: str,
+        redirect_uri: str = REDIRECT_URI,
+        scope: str = "launch openid fhirUser user/Appointment.rs",
+        nonce: str | None = None,
+        context: dict[str, Any] | None = None,
+    ) -> str:
         code = secrets.token_urlsafe(16)
-        self.codes[code] = {"challenge": challenge, "redirect_uri": redirect_uri,
-                            "scope": scope, "nonce": nonce, "context": context or {}}
+        self.codes[code] = {
+            "challenge": challenge,
+            "redirect_uri": redirect_uri,
+            "scope": scope,
+            "nonce": nonce,
+            "context": context or {},
+        }
         return code
 
     async def authorize(self, request: Request) -> Response:
@@ -144,20 +165,38 @@ class FakeEhr:
         assert params["aud"] == FHIR_BASE and params["code_challenge_method"] == "S256"
         assert params.get("launch") == "launch-123"
         code = self.issue_code(
-            challenge=params["code_challenge"], redirect_uri=params["redirect_uri"],
-            scope=params["scope"], nonce=params.get("nonce"),
-            context={"fhirContext": [{"reference": "Appointment/apt-9"}],
-                     "encounter": "enc-4", "patient": "pat-7"},
+            challenge=params["code_challenge"],
+            redirect_uri=params["redirect_uri"],
+            scope=params["scope"],
+            nonce=params.get("nonce"),
+            context={
+                "fhirContext": [{"reference": "Appointment/apt-9"}],
+                "encounter": "enc-4",
+                "patient": "pat-7",
+            },
         )
         query = urlencode({"code": code, "state": params["state"]})
         return RedirectResponse(f"{params['redirect_uri']}?{query}", status_code=302)
 
     # --- token -----------------------------------------------------------------------------
-    def make_id_token(self, claims: dict[str, Any], *, alg: str = "RS256",
-                      key: Any = None, kid: str | None = "ehr-1") -> str:
+    def make_id_token(
+        self,
+        claims: dict[str, Any],
+        *,
+        alg: str = "RS256",
+        key: Any = None,
+        kid: str | None = "ehr-1",
+    ) -> str:
         now = int(time.time())
-        body = {"iss": ISSUER, "aud": CLIENT_ID, "sub": "user-1", "iat": now,
-                "exp": now + 300, "fhirUser": f"{FHIR_BASE}/Practitioner/prac-1", **claims}
+        body = {
+            "iss": ISSUER,
+            "aud": CLIENT_ID,
+            "sub": "user-1",
+            "iat": now,
+            "exp": now + 300,
+            "fhirUser": f"{FHIR_BASE}/Practitioner/prac-1",
+            **claims,
+        }
         header = {"alg": alg, "typ": "JWT"} | ({"kid": kid} if kid else {})
         signer = key if key is not None else self.ehr_keys[0]
         return JsonWebToken([alg]).encode(header, body, signer).decode()
@@ -165,10 +204,15 @@ class FakeEhr:
     def _verify_assertion(self, assertion: str) -> str:
         keys = JsonWebKey.import_key_set(self.client_jwks())
         claims = JsonWebToken(["RS384", "ES384"]).decode(
-            assertion, keys,
-            claims_options={"iss": {"essential": True}, "sub": {"essential": True},
-                            "aud": {"essential": True, "value": TOKEN_URL},
-                            "exp": {"essential": True}, "jti": {"essential": True}},
+            assertion,
+            keys,
+            claims_options={
+                "iss": {"essential": True},
+                "sub": {"essential": True},
+                "aud": {"essential": True, "value": TOKEN_URL},
+                "exp": {"essential": True},
+                "jti": {"essential": True},
+            },
         )
         claims.validate(leeway=0)
         header = claims.header
@@ -185,7 +229,8 @@ class FakeEhr:
         """Return (client_id or None, method) after checking the credentials."""
         if "client_assertion" in form:
             assert form["client_assertion_type"] == (
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+            )
             try:
                 return self._verify_assertion(form["client_assertion"]), "private_key_jwt"
             except (JoseError, ValueError, KeyError):
@@ -202,8 +247,7 @@ class FakeEhr:
 
     @staticmethod
     def _error(status: int, error: str, description: str) -> Response:
-        return JSONResponse({"error": error, "error_description": description},
-                            status_code=status)
+        return JSONResponse({"error": error, "error_description": description}, status_code=status)
 
     async def token(self, request: Request) -> Response:
         self._hit("token")
@@ -228,9 +272,14 @@ class FakeEhr:
         if grant == "client_credentials":
             if method != "private_key_jwt":
                 return self._error(400, "unauthorized_client", "backend needs a JWT")
-            return JSONResponse({"access_token": secrets.token_urlsafe(16),
-                                 "token_type": "bearer", "expires_in": 300,
-                                 "scope": form["scope"]})
+            return JSONResponse(
+                {
+                    "access_token": secrets.token_urlsafe(16),
+                    "token_type": "bearer",
+                    "expires_in": 300,
+                    "scope": form["scope"],
+                }
+            )
         return self._error(400, "unsupported_grant_type", "unknown grant")
 
     def _code_grant(self, form: dict[str, str]) -> Response:
@@ -244,19 +293,31 @@ class FakeEhr:
         id_claims = dict(self.id_token_claims)
         if entry["nonce"]:
             id_claims.setdefault("nonce", entry["nonce"])
-        return self._tokens(scope=entry["scope"], context=entry["context"],
-                            id_token=self.make_id_token(id_claims)
-                            if "openid" in entry["scope"] else None)
+        return self._tokens(
+            scope=entry["scope"],
+            context=entry["context"],
+            id_token=self.make_id_token(id_claims) if "openid" in entry["scope"] else None,
+        )
 
-    def _tokens(self, *, scope: str, context: dict[str, Any],
-                id_token: str | None = None) -> Response:
+    def _tokens(
+        self, *, scope: str, context: dict[str, Any], id_token: str | None = None
+    ) -> Response:
         refresh = secrets.token_urlsafe(16)
         self.refresh_tokens[refresh] = scope
-        body = {"access_token": secrets.token_urlsafe(16), "token_type": "bearer",
-                "expires_in": "3600", "scope": scope, "refresh_token": refresh,
-                "need_patient_banner": True, "smart_style_url": f"{HOST}/style.json",
-                "tenant": "t1", "vendor_extra": {"x": 1}, **context}
+        body = {
+            "access_token": secrets.token_urlsafe(16),
+            "token_type": "bearer",
+            "expires_in": "3600",
+            "scope": scope,
+            "refresh_token": refresh,
+            "need_patient_banner": True,
+            "smart_style_url": f"{HOST}/style.json",
+            "tenant": "t1",
+            "vendor_extra": {"x": 1},
+            **context,
+        }
         if id_token:
             body["id_token"] = id_token
-        return Response(json.dumps(body), media_type="application/json",
-                        headers={"Cache-Control": "no-store"})
+        return Response(
+            json.dumps(body), media_type="application/json", headers={"Cache-Control": "no-store"}
+        )

@@ -38,10 +38,15 @@ def test_it_builds_an_ehr_launch_url_keeping_the_endpoints_query() -> None:
     query = dict(pairs)
     assert len(pairs) == len(query), "no parameter may appear twice"
     assert query == {
-        "tenant": "t1", "response_type": "code", "client_id": CLIENT_ID,
-        "redirect_uri": REDIRECT_URI, "launch": "L 1+2",
-        "scope": "launch openid fhirUser user/Appointment.rs", "state": "st-1",
-        "aud": FHIR_BASE, "code_challenge": COMMON["code_challenge"],
+        "tenant": "t1",
+        "response_type": "code",
+        "client_id": CLIENT_ID,
+        "redirect_uri": REDIRECT_URI,
+        "launch": "L 1+2",
+        "scope": "launch openid fhirUser user/Appointment.rs",
+        "state": "st-1",
+        "aud": FHIR_BASE,
+        "code_challenge": COMMON["code_challenge"],
         "code_challenge_method": "S256",
     }
     assert "+" not in parts.query.replace("%2B", "")  # spaces are %20, never '+'
@@ -111,7 +116,8 @@ def test_it_refuses_a_response_for_another_session(params: dict[str, str]) -> No
 
 def test_it_explains_an_ehr_refusal_without_echoing_secrets() -> None:
     params = {
-        "error": "access_denied", "state": "st-1",
+        "error": "access_denied",
+        "state": "st-1",
         "error_description": "user said no to code eyJhbGciOiJSUzI1NiJ9.abcdefghijklmnopqrstuvwxyz",
     }
     with pytest.raises(SmartAuthorizeError, match="did not grant access: access_denied") as err:

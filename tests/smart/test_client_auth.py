@@ -33,11 +33,20 @@ def _segment(token: str, index: int) -> dict[str, object]:
 
 
 def test_it_builds_an_assertion_with_the_claims_smart_requires(client_keys: KeySet) -> None:
-    token = make_client_assertion(client_keys, client_id=CLIENT_ID, token_url=TOKEN_URL,
-                                  now=1_700_000_000, jku="https://openvisit.test/jwks.json")
+    token = make_client_assertion(
+        client_keys,
+        client_id=CLIENT_ID,
+        token_url=TOKEN_URL,
+        now=1_700_000_000,
+        jku="https://openvisit.test/jwks.json",
+    )
     header, claims = _segment(token, 0), _segment(token, 1)
-    assert header == {"typ": "JWT", "alg": "RS384", "kid": client_keys.current.kid,
-                      "jku": "https://openvisit.test/jwks.json"}
+    assert header == {
+        "typ": "JWT",
+        "alg": "RS384",
+        "kid": client_keys.current.kid,
+        "jku": "https://openvisit.test/jwks.json",
+    }
     assert claims["iss"] == claims["sub"] == CLIENT_ID and claims["aud"] == TOKEN_URL
     assert claims["iat"] == 1_700_000_000 and claims["exp"] == 1_700_000_240
     assert len(str(claims["jti"])) >= 43
@@ -45,8 +54,7 @@ def test_it_builds_an_assertion_with_the_claims_smart_requires(client_keys: KeyS
 
 def test_it_refuses_assertions_living_longer_than_five_minutes(client_keys: KeySet) -> None:
     with pytest.raises(ConfigurationError, match="300 seconds"):
-        make_client_assertion(client_keys, client_id="c", token_url=TOKEN_URL,
-                              lifetime_seconds=301)
+        make_client_assertion(client_keys, client_id="c", token_url=TOKEN_URL, lifetime_seconds=301)
 
 
 @pytest.mark.parametrize("alg", ["RS384", "ES384"])
@@ -57,8 +65,9 @@ async def test_it_authenticates_with_private_key_jwt_verified_by_authlib(
     ehr.client_jwks = keys.public_jwks
     auth = PrivateKeyJwt(CLIENT_ID, keys=keys)
     for _ in range(2):
-        token = await client_credentials(http, config=config, scope="system/Appointment.rs",
-                                         auth=auth)
+        token = await client_credentials(
+            http, config=config, scope="system/Appointment.rs", auth=auth
+        )
         assert token.expires_in == 300
     assert [v["header"]["alg"] for v in ehr.verified] == [alg, alg]
     jtis = {v["claims"]["jti"] for v in ehr.verified}
@@ -74,19 +83,21 @@ async def test_it_keeps_old_kids_verifiable_during_rotation_overlap(
     rotated = old.with_new_key(alg="ES384")
     ehr.client_jwks = rotated.public_jwks  # OpenVisit now publishes both keys
     assert rotated.current.kid != old.current.kid
-    assert {k["kid"] for k in rotated.public_jwks()["keys"]} == {old.current.kid,
-                                                                 rotated.current.kid}
+    assert {k["kid"] for k in rotated.public_jwks()["keys"]} == {
+        old.current.kid,
+        rotated.current.kid,
+    }
     # A replica still holding the old set signs with the old kid: still accepted.
     await client_credentials(http, config=config, scope="system/x.rs", auth=old_assertion_auth)
-    await client_credentials(http, config=config, scope="system/x.rs",
-                             auth=PrivateKeyJwt(CLIENT_ID, keys=rotated))
+    await client_credentials(
+        http, config=config, scope="system/x.rs", auth=PrivateKeyJwt(CLIENT_ID, keys=rotated)
+    )
     assert [v["header"]["kid"] for v in ehr.verified] == [old.current.kid, rotated.current.kid]
     # Once retired, the old key is no longer published and its assertions fail.
     retired = rotated.without_key(old.current.kid)
     ehr.client_jwks = retired.public_jwks
     with pytest.raises(SmartTokenError, match="invalid_client") as caught:
-        await client_credentials(http, config=config, scope="system/x.rs",
-                                 auth=old_assertion_auth)
+        await client_credentials(http, config=config, scope="system/x.rs", auth=old_assertion_auth)
     assert caught.value.permanent and caught.value.ehr_error == "invalid_client"
 
 
@@ -129,8 +140,11 @@ def test_it_refuses_weak_or_wrong_keys() -> None:
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
     def pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
-        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                 serialization.NoEncryption())
+        return key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
 
     with pytest.raises(ClientKeyError, match="at least 2048"):
         SigningKey.from_pem(pem(rsa.generate_private_key(public_exponent=65537, key_size=1024)))
@@ -154,9 +168,11 @@ def test_it_builds_secret_based_client_authentication() -> None:
 
 def test_it_picks_the_client_auth_for_a_configured_method(client_keys: KeySet) -> None:
     assert client_auth_for("private_key_jwt", client_id="c", keys=client_keys).method == (
-        "private_key_jwt")
-    assert isinstance(client_auth_for("client_secret_post", client_id="c", secret="s"),
-                      ClientSecretPost)
+        "private_key_jwt"
+    )
+    assert isinstance(
+        client_auth_for("client_secret_post", client_id="c", secret="s"), ClientSecretPost
+    )
     assert isinstance(client_auth_for("none", client_id="c"), PublicClient)
     with pytest.raises(ConfigurationError, match="client secret"):
         client_auth_for("client_secret_basic", client_id="c")

@@ -27,7 +27,8 @@ async def test_it_fetches_and_parses_the_smart_configuration(
     assert config.supports_pkce_s256()
     assert config.supports("authorize-post")
     assert config.model_extra == {
-        "response_types_supported": ["code"], "management_endpoint": "https://ehr.test/manage",
+        "response_types_supported": ["code"],
+        "management_endpoint": "https://ehr.test/manage",
     }
     assert config.problems() == []
     config.require(launch_styles=("ehr", "standalone"), auth_method="client_secret_basic")
@@ -54,10 +55,13 @@ def test_it_says_when_the_ehr_does_not_support_pkce_s256() -> None:
 
 def test_it_lists_every_problem_at_once() -> None:
     config = _config(
-        authorization_endpoint=None, capabilities=[], code_challenge_methods_supported=[],
+        authorization_endpoint=None,
+        capabilities=[],
+        code_challenge_methods_supported=[],
         token_endpoint_auth_methods_supported=["client_secret_basic"],
         token_endpoint_auth_signing_alg_values_supported=["RS256"],
-        issuer=None, jwks_uri="http://ehr.test/jwks",
+        issuer=None,
+        jwks_uri="http://ehr.test/jwks",
     )
     problems = config.problems()
     assert "no authorization_endpoint" in problems
@@ -80,9 +84,11 @@ def test_it_falls_back_to_capabilities_when_auth_methods_are_absent() -> None:
 
 
 def test_it_allows_plain_http_only_on_loopback() -> None:
-    config = _config(token_endpoint="http://127.0.0.1:8000/token",
-                     authorization_endpoint="http://localhost:8000/authorize",
-                     jwks_uri="http://localhost:8000/jwks")
+    config = _config(
+        token_endpoint="http://127.0.0.1:8000/token",
+        authorization_endpoint="http://localhost:8000/authorize",
+        jwks_uri="http://localhost:8000/jwks",
+    )
     assert config.problems() == []
 
 

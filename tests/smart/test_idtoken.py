@@ -32,10 +32,21 @@ class Clock:
         return self.now
 
 
-async def _validate(http: httpx.AsyncClient, config: SmartConfiguration, token: str,
-                    cache: JwksCache | None = None, **kw: object) -> object:
-    return await validate_id_token(http, id_token=token, config=config, client_id=CLIENT_ID,
-                                   jwks_cache=cache or JwksCache(), **kw)  # type: ignore[arg-type]
+async def _validate(
+    http: httpx.AsyncClient,
+    config: SmartConfiguration,
+    token: str,
+    cache: JwksCache | None = None,
+    **kw: object,
+) -> object:
+    return await validate_id_token(
+        http,
+        id_token=token,
+        config=config,
+        client_id=CLIENT_ID,
+        jwks_cache=cache or JwksCache(),
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def _b64(data: dict[str, object]) -> str:
@@ -46,8 +57,14 @@ async def test_it_accepts_a_valid_token_and_returns_fhir_user(
     http: httpx.AsyncClient, ehr: FakeEhr, config: SmartConfiguration
 ) -> None:
     token = ehr.make_id_token({"nonce": "n-1", "name": "Jane Roe"})
-    claims = await validate_id_token(http, id_token=token, config=config, client_id=CLIENT_ID,
-                                     jwks_cache=JwksCache(), nonce="n-1")
+    claims = await validate_id_token(
+        http,
+        id_token=token,
+        config=config,
+        client_id=CLIENT_ID,
+        jwks_cache=JwksCache(),
+        nonce="n-1",
+    )
     assert claims.subject == "user-1" and claims.issuer == ISSUER
     assert claims.fhir_user == f"{FHIR_BASE}/Practitioner/prac-1"
     assert "Jane" not in repr(claims)
@@ -67,8 +84,9 @@ async def test_it_accepts_every_allowed_asymmetric_algorithm(
 ) -> None:
     if alg.startswith("ES"):
         curve = {"ES256": "P-256", "ES384": "P-384"}[alg]
-        ehr.ehr_keys.append(JsonWebKey.generate_key("EC", curve, is_private=True,
-                                                    options={"kid": f"ec-{alg}"}))
+        ehr.ehr_keys.append(
+            JsonWebKey.generate_key("EC", curve, is_private=True, options={"kid": f"ec-{alg}"})
+        )
         token = ehr.make_id_token({}, alg=alg, key=ehr.ehr_keys[-1], kid=f"ec-{alg}")
     else:
         token = ehr.make_id_token({}, alg=alg)
@@ -88,12 +106,16 @@ async def test_it_accepts_every_allowed_asymmetric_algorithm(
     ],
 )
 async def test_it_rejects_tokens_with_bad_claims(
-    http: httpx.AsyncClient, ehr: FakeEhr, config: SmartConfiguration,
-    claims: dict[str, object], reason: str,
+    http: httpx.AsyncClient,
+    ehr: FakeEhr,
+    config: SmartConfiguration,
+    claims: dict[str, object],
+    reason: str,
 ) -> None:
     with pytest.raises(IdTokenInvalid, match=reason) as caught:
-        await _validate(http, config, ehr.make_id_token(claims), nonce="n-1"
-                        if "nonce" in claims else None)
+        await _validate(
+            http, config, ehr.make_id_token(claims), nonce="n-1" if "nonce" in claims else None
+        )
     assert caught.value.status_code == 401
 
 
@@ -170,8 +192,9 @@ async def test_it_refetches_the_jwks_once_when_the_ehr_rotates(
     cache = JwksCache(clock=clock, ttl_seconds=3600, refetch_cooldown_seconds=30)
     await _validate(http, config, ehr.make_id_token({}), cache)
     clock.now += 60
-    ehr.ehr_keys.insert(0, JsonWebKey.generate_key("RSA", 2048, is_private=True,
-                                                   options={"kid": "ehr-2"}))
+    ehr.ehr_keys.insert(
+        0, JsonWebKey.generate_key("RSA", 2048, is_private=True, options={"kid": "ehr-2"})
+    )
     await _validate(http, config, ehr.make_id_token({}, kid="ehr-2"), cache)
     assert ehr.hits["jwks"] == 2
     await _validate(http, config, ehr.make_id_token({}, kid="ehr-2"), cache)
@@ -209,26 +232,42 @@ async def test_it_reports_an_unusable_jwks(
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ("https://ehr/fhir/Practitioner/123",
-         FhirUser("Practitioner", "123", "https://ehr/fhir/Practitioner/123")),
-        ("https://ehr/fhir/Patient/e.Ab-9/_history/3",
-         FhirUser("Patient", "e.Ab-9", "https://ehr/fhir/Patient/e.Ab-9")),
+        (
+            "https://ehr/fhir/Practitioner/123",
+            FhirUser("Practitioner", "123", "https://ehr/fhir/Practitioner/123"),
+        ),
+        (
+            "https://ehr/fhir/Patient/e.Ab-9/_history/3",
+            FhirUser("Patient", "e.Ab-9", "https://ehr/fhir/Patient/e.Ab-9"),
+        ),
         ("RelatedPerson/7", FhirUser("RelatedPerson", "7", "RelatedPerson/7")),
     ],
 )
 def test_it_parses_fhir_user(value: str, expected: FhirUser) -> None:
     assert parse_fhir_user(value) == expected
     assert parse_fhir_user("https://ehr/fhir/Practitioner/123") == (
-        "Practitioner", "123", "https://ehr/fhir/Practitioner/123")
+        "Practitioner",
+        "123",
+        "https://ehr/fhir/Practitioner/123",
+    )
 
 
 def test_it_makes_a_relative_fhir_user_absolute() -> None:
     assert parse_fhir_user("Practitioner/1", fhir_base="https://ehr/r4/").url == (
-        "https://ehr/r4/Practitioner/1")
+        "https://ehr/r4/Practitioner/1"
+    )
 
 
-@pytest.mark.parametrize("value", ["https://ehr/fhir/Observation/1", "Practitioner", "",
-                                   "ftp://x/Practitioner/1", "Practitioner/" + "1" * 65])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "https://ehr/fhir/Observation/1",
+        "Practitioner",
+        "",
+        "ftp://x/Practitioner/1",
+        "Practitioner/" + "1" * 65,
+    ],
+)
 def test_it_rejects_what_is_not_a_user_reference(value: str) -> None:
     with pytest.raises(InvalidInput, match="fhirUser"):
         parse_fhir_user(value)

@@ -13,7 +13,7 @@ import asyncio
 import os
 
 from openvisit.errors import OutboundError
-from openvisit.jobs import JobContext, job_handler
+from openvisit.jobs import Defer, JobContext, job_handler
 
 
 @job_handler("test.sink")
@@ -40,6 +40,18 @@ async def append(ctx: JobContext) -> None:
         os.write(fd, line)
     finally:
         os.close(fd)
+
+
+@job_handler("test.defer")
+async def defer(ctx: JobContext) -> None:
+    if ctx.payload.get("until") and not ctx.payload.get("done"):
+        from datetime import datetime
+
+        until = datetime.fromisoformat(ctx.payload["until"])
+        from openvisit.models import utcnow
+
+        if utcnow() < until:
+            raise Defer(until, reason="quiet hours")
 
 
 @job_handler("test.fail")
