@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
@@ -26,7 +27,7 @@ from openvisit.web.templating import STATIC_DIR, templates
 log = get_logger(__name__)
 
 #: Background roles: name → factory of a coroutine that runs until the stop event is set.
-RoleRunner = Callable[[AppContext, asyncio.Event], Awaitable[None]]
+RoleRunner = Callable[[AppContext, asyncio.Event], Coroutine[Any, Any, None]]
 
 
 async def run_worker(ctx: AppContext, stop: asyncio.Event) -> None:
@@ -47,6 +48,7 @@ ROLE_RUNNERS: dict[str, RoleRunner] = {"worker": run_worker, "mllp": run_mllp}
 #: Each domain package adds its own line here.
 ROUTER_MODULES: tuple[str, ...] = (
     "openvisit.ops.endpoints",
+    "openvisit.launch.views",
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,7 +26,7 @@ def snapshot(obj: Any) -> dict[str, Any]:
         value = getattr(obj, column.key, None)
         if isinstance(value, uuid.UUID):
             value = str(value)
-        elif hasattr(value, "isoformat"):
+        elif isinstance(value, datetime):
             value = value.isoformat()
         elif isinstance(value, bytes):
             continue

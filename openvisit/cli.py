@@ -27,7 +27,10 @@ jobs_app = typer.Typer(help="Inspect and re-run durable jobs.", no_args_is_help=
 keys_app = typer.Typer(help="Field-encryption keys.", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
 app.add_typer(jobs_app, name="jobs")
+endpoint_app = typer.Typer(help="EHR endpoints (FHIR bases per environment).",
+                           no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(endpoint_app, name="endpoint")
 
 T = TypeVar("T")
 
@@ -252,6 +255,122 @@ def keys_generate() -> None:
     from openvisit.crypto import generate_key
 
     typer.echo(generate_key())
+
+
+@keys_app.command("rotate-signing")
+def keys_rotate_signing(
+    overlap_days: Annotated[float, typer.Option(help="Keep replaced keys published this long.")]
+    = 7.0,
+) -> None:
+    """Make a new SMART client signing key current (old keys stay in the JWKS for the overlap)."""
+    from openvisit.launch.keys import rotate
+
+    async def main(ctx: AppContext) -> list[str]:
+        async with ctx.transaction() as session:
+            return (await rotate(session, app=ctx, overlap_days=overlap_days)).kids
+
+    typer.echo("published kids: " + ", ".join(_run(main)))
+
+
+@endpoint_app.command("add")
+def endpoint_add(
+    fhir_base: Annotated[str, typer.Option(help="FHIR base URL (the launch's iss).")],
+    client_id: Annotated[str, typer.Option(help="Client id the EHR issued to OpenVisit.")],
+    environment: Annotated[str, typer.Option(help="test or production")] = "test",
+    vendor: Annotated[str, typer.Option(help="generic, epic or oracle")] = "generic",
+    client_secret: Annotated[
+        str | None, typer.Option(help="Client secret (omit for private_key_jwt).")
+    ] = None,
+    auth_method: Annotated[
+        str | None,
+        typer.Option(help="private_key_jwt, client_secret_basic, client_secret_post or none."),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="A label for people.")] = None,
+    timezone: Annotated[str | None, typer.Option(help="IANA zone of the EHR's local times.")]
+    = None,
+    approved: Annotated[bool, typer.Option(help="Mark approved at once (no portal step).")]
+    = False,
+    org: Annotated[str, typer.Option(help="Organisation slug (created if missing).")]
+    = "default",
+) -> None:
+    """Register an EHR endpoint; launches are accepted only from approved endpoints."""
+    from openvisit.endpoints.service import add_endpoint
+    from openvisit.portal.accounts import get_or_create_organisation
+
+    async def main(ctx: AppContext) -> str:
+        async with ctx.transaction() as session:
+            organisation = await get_or_create_organisation(session, org)
+            endpoint = await add_endpoint(
+                session, app=ctx, organisation=organisation, fhir_base=fhir_base,
+                environment=environment, vendor=vendor, client_id=client_id,
+                client_secret=client_secret, auth_method=auth_method, name=name,
+                approved=approved, timezone=timezone, actor="cli",
+            )
+            return f"{endpoint.id}  {endpoint.environment}  {endpoint.state}  {endpoint.fhir_base}"
+
+    typer.echo("added " + _run(main))
+
+
+@endpoint_app.command("list")
+def endpoint_list(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines output.")] = False,
+) -> None:
+    """List EHR endpoints with their environment and approval state."""
+    from openvisit.endpoints import repository
+
+    async def main(ctx: AppContext) -> list[dict[str, str]]:
+        async with ctx.transaction() as session:
+            return [
+                {"id": str(e.id), "environment": e.environment, "vendor": e.vendor,
+                 "state": e.state, "fhir_base": e.fhir_base, "client_id": e.client_id,
+                 "auth_method": e.auth_method}
+                for e in await repository.for_organisation(session)
+            ]
+
+    for row in _run(main):
+        typer.echo(json.dumps(row) if as_json else
+                   f"{row['id']}  {row['environment']:<10} {row['vendor']:<7} "
+                   f"{row['state']:<18} {row['fhir_base']}")
+
+
+@endpoint_app.command("epic-link")
+def endpoint_epic_link(
+    endpoint_id: str,
+    key_file: Annotated[Path, typer.Option(help="File holding the key or secret.")],
+    key_format: Annotated[str, typer.Option(help="base64 (AES-256 key) or secret (AES-128)")]
+    = "base64",
+    mode: Annotated[str, typer.Option(help="cbc-zero-iv, cbc-iv-prefix, ecb or gcm")]
+    = "cbc-zero-iv",
+    param: Annotated[str, typer.Option(help="Query parameter Epic appends.")] = "data",
+) -> None:
+    """Configure Epic's legacy encrypted context link for an endpoint."""
+    import uuid
+
+    from openvisit.audit import record
+    from openvisit.endpoints.service import get_endpoint
+    from openvisit.errors import InvalidInput
+    from openvisit.smart.epic_context import EpicCipherMode
+
+    if key_format not in ("base64", "secret"):
+        raise typer.BadParameter("key-format must be base64 or secret")
+    EpicCipherMode(mode)
+    secret = key_file.read_text(encoding="utf-8").strip()
+
+    async def main(ctx: AppContext) -> None:
+        async with ctx.transaction() as session:
+            try:
+                endpoint = await get_endpoint(session, uuid.UUID(endpoint_id))
+            except ValueError as exc:
+                raise InvalidInput(f"{endpoint_id!r} is not an endpoint id.") from exc
+            endpoint.options = {**(endpoint.options or {}), "epic_link": {
+                "key_enc": ctx.cipher.encrypt(secret), "key_format": key_format,
+                "mode": mode, "param": param}}
+            endpoint.version += 1
+            await record(session, actor="cli", action="endpoint.epic_link", obj=endpoint,
+                         organisation_id=endpoint.organisation_id)
+
+    _run(main)
+    typer.echo(f"Epic encrypted link configured ({mode}, {key_format} key, ?{param}=…)")
 
 
 def main() -> None:

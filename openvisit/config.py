@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     turn_secret: str = ""
     turn_ttl_seconds: int = 3600
     stun_urls: list[str] = Field(default_factory=list)
+    #: "relay" makes browsers use TURN only (JSEP RFC 8829 §4.1.1): for tests, or for sites
+    #: that must never expose client addresses to peers.
+    ice_transport_policy: Literal["all", "relay"] = "all"
 
     # Organisation IdP for provider/staff sign-in (OpenID Connect).
     oidc_issuer: str = ""
@@ -108,6 +111,8 @@ class Settings(BaseSettings):
     join_window_before_minutes: int = 30
     join_window_after_minutes: int = 240
     contact_grace_hours: int = 24
+    #: Most participants admitted at once in a peer-to-peer mesh visit (each sends to all).
+    mesh_max_participants: int = 6
 
     @classmethod
     def settings_customise_sources(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,6 +29,8 @@ class AppContext:
     bus: Bus
     cipher: FieldCipher
     hasher: KeyedHasher
+    #: Per-process caches owned by domain packages (discovery, JWKS), keyed by package.
+    extras: dict[str, Any] = field(default_factory=dict)
     http: httpx.AsyncClient = field(
         default_factory=lambda: httpx.AsyncClient(
             timeout=httpx.Timeout(10.0, connect=5.0),

@@ -46,7 +46,7 @@ class RedisBus(Bus):
                 await self._reader
         if self._pubsub is not None:
             with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.aclose()
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         await self._redis.aclose()
 
     async def publish(self, channel: str, message: Message) -> None:
@@ -103,7 +103,7 @@ class RedisBus(Bus):
             self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             if old is not None:
                 with contextlib.suppress(RedisError, OSError):
-                    await old.aclose()
+                    await old.aclose()  # type: ignore[no-untyped-call]
             channels = self.hub.channels
             if not channels:
                 # A pub/sub with no channel has no connection to read from yet.

@@ -138,18 +138,21 @@ def language(pid: er7.Segment | None) -> str | None:
 
 def _iso639_1(text: str) -> str | None:
     text = text.strip().lower().replace("_", "-")
-    if not text:
-        return None
-    names = _language_names()
-    if text in names:
-        return names[text]
     primary = text.split("-")[0].strip()
-    if len(primary) == 2 and primary in names.values():
+    if not primary:
+        return None
+    english = _english_names()
+    if len(primary) == 2 and primary in english.values():
         return primary
     alias = _aliases().get(primary)
     if alias is not None and len(alias) == 2:
         return alias
-    return names.get(primary)
+    for candidate in (text, primary):
+        if candidate in english:
+            return english[candidate]
+    if not primary.replace(" ", "").isalpha() or len(primary) < 3:
+        return None  # local codes such as "1" or "E": skip loading every locale for nothing
+    return _native_names().get(text) or _native_names().get(primary)
 
 
 @functools.cache
@@ -159,17 +162,27 @@ def _aliases() -> dict[str, str]:
 
 
 @functools.cache
-def _language_names() -> dict[str, str]:
-    """Map English and native language names (lower-case) to ISO 639-1 codes."""
-    english = Locale("en").languages
+def _english_names() -> dict[str, str]:
+    """Map English language names (lower-case) to ISO 639-1 codes."""
     names: dict[str, str] = {}
-    for code, name in english.items():
+    for code, name in Locale("en").languages.items():
         if len(code) == 2 and code.isalpha():
             names.setdefault(name.lower(), code)
-            try:
-                native = Locale(code).get_display_name(code)
-            except UnknownLocaleError:
-                native = None
-            if native:
-                names.setdefault(native.lower(), code)
+    return names
+
+
+@functools.cache
+def _native_names() -> dict[str, str]:
+    """Map each language's own name for itself ("español") to its ISO 639-1 code.
+
+    Loads every Babel locale once (under a second), so it is consulted last.
+    """
+    names: dict[str, str] = {}
+    for code in sorted(set(_english_names().values())):
+        try:
+            native = Locale(code).get_display_name(code)
+        except UnknownLocaleError:
+            continue
+        if native:
+            names.setdefault(native.lower(), code)
     return names

@@ -36,7 +36,7 @@ class JobContext:
 Handler = Callable[[JobContext], Awaitable[None]]
 
 
-class Defer(Exception):  # noqa: N818 - it is a control signal, not an error
+class Defer(Exception):
     """Raised by a handler to run the job again at ``until`` without spending an attempt.
 
     For waits that are not failures: quiet hours, a per-number send rate limit. Database

@@ -12,6 +12,7 @@ import random
 import socket
 import time
 from datetime import datetime, timedelta
+from typing import Any
 
 from prometheus_client import Counter, Histogram
 
@@ -40,7 +41,7 @@ def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
     so they do not all hit the provider again at the same instant.
     """
     ceiling = min(cap, base * 2 ** max(0, attempt - 1))
-    return ceiling / 2 + random.uniform(0, ceiling / 2)
+    return float(ceiling / 2 + random.uniform(0, ceiling / 2))
 
 
 def describe_error(exc: BaseException) -> tuple[str, bool]:
@@ -101,7 +102,7 @@ class Worker:
 
     async def _idle(self, stop: asyncio.Event) -> None:
         self._wake.clear()
-        waiters: set[asyncio.Future[object]] = {
+        waiters: set[asyncio.Future[Any]] = {
             asyncio.ensure_future(self._wake.wait()),
             asyncio.ensure_future(stop.wait()),
             *self._running,

@@ -94,7 +94,7 @@ class OptOut(Base):
 
 
 class InboundMessage(Base):
-    """An accepted HL7 message, keyed by sender + MSH-10, so a resend is answered, not re-applied."""
+    """An accepted HL7 message keyed by sender + MSH-10: a resend is answered, not re-applied."""
 
     __tablename__ = "inbound_message"
     __table_args__ = (

@@ -76,6 +76,13 @@ class Participant(Timestamped, Base):
     """A seat in a visit with a role and a lobby state enforced by the server."""
 
     __tablename__ = "participant"
+    __table_args__ = (
+        # One seat per clinician and per patient reference, so relaunches and re-sent links
+        # land in the same seat even when two requests race (NULLs never collide).
+        UniqueConstraint("visit_id", "role", "ehr_user_id", name="uq_participant_visit_staff"),
+        UniqueConstraint("visit_id", "patient_ref", name="uq_participant_visit_patient"),
+        UniqueConstraint("visit_id", "role", "seat_no", name="uq_participant_visit_seat"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     visit_id: Mapped[uuid.UUID] = mapped_column(
@@ -85,6 +92,9 @@ class Participant(Timestamped, Base):
     lobby_state: Mapped[str] = mapped_column(String(16), default="invited")
     #: Staff only: the EHR user id. Never a patient identifier.
     ehr_user_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    #: Patients only: the FHIR Patient id or PID-3 reference of the seat (group visits have
+    #: several). A reference, never a name.
+    patient_ref: Mapped[str | None] = mapped_column(String(255), default=None)
     #: Role-based label shown to others ("Patient 2", "Interpreter"); never a name.
     label: Mapped[str] = mapped_column(String(64), default="")
     #: SHA-256 of the join token; the token itself is only ever in the link.
@@ -95,6 +105,16 @@ class Participant(Timestamped, Base):
     admitted_at: Mapped[datetime | None] = mapped_column(default=None)
     left_at: Mapped[datetime | None] = mapped_column(default=None)
     last_seen_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: Bumped to revoke every join link issued for this seat (links are stateless HMACs).
+    token_version: Mapped[int] = mapped_column(default=0)
+    #: Ordinal among seats of the same role in the visit: "Patient 2" is role patient, seat 2.
+    seat_no: Mapped[int] = mapped_column(default=1)
+    #: Incremented on every state change, so a roster cached in a web process applies bus
+    #: events in order even when two processes publish out of commit order.
+    rev: Mapped[int] = mapped_column(default=0)
+    #: "<page session>.<socket>" of the socket that holds the seat now; a newer socket takes
+    #: over, and only the holder's disconnect clears ``connected``.
+    connection_id: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class VisitEvent(Base):

@@ -9,9 +9,8 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
 from openvisit.jobs import repository as jobs_repository
-from openvisit.models.ops import JOB_STATES
-
 from openvisit.logging import get_logger
+from openvisit.models.ops import JOB_STATES
 from openvisit.web.deps import CtxDep
 
 log = get_logger(__name__)

@@ -105,7 +105,8 @@ async def decide(request: Request) -> Response:
                 OAuthError("access_denied", "the user declined"),
                 redirect_uri=pending.redirect_uri,
                 state=pending.state,
-            )
+            ),
+            status_code=303,
         )
     users, patients = _choices(sandbox, pending)
     user = fields.get("user", "")
@@ -271,11 +272,11 @@ def _error_page(request: Request, message: str) -> Response:
     )
 
 
-def _redirect_error(exc: _RedirectError) -> Response:
+def _redirect_error(exc: _RedirectError, *, status_code: int = 302) -> Response:
     params = {"error": exc.error.error, "error_description": exc.error.description}
     if exc.state:
         params["state"] = exc.state
-    return RedirectResponse(with_query(exc.redirect_uri, params), status_code=302)
+    return RedirectResponse(with_query(exc.redirect_uri, params), status_code=status_code)
 
 
 def routes() -> list[BaseRoute]:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import secrets
 import threading
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -220,11 +221,19 @@ class GrantStore:
             self._refresh[token.token] = token
         return token
 
-    def rotate_refresh(self, token: str, *, client_id: str, now: datetime) -> IssuedToken:
+    def rotate_refresh(
+        self,
+        token: str,
+        *,
+        client_id: str,
+        now: datetime,
+        check: Callable[[IssuedToken], None] = lambda _record: None,
+    ) -> IssuedToken:
         """Retire a refresh token and return its record so a successor can be issued.
 
         Raises ``invalid_grant`` when unknown, expired, revoked or another client's; replaying
-        an already rotated token revokes its family.
+        an already rotated token revokes its family. ``check`` may raise to refuse the request
+        before the token is retired (a refused refresh leaves the token usable).
         """
         with self._lock:
             if token in self._rotated_refresh:
@@ -235,13 +244,10 @@ class GrantStore:
                 raise OAuthError("invalid_grant", "refresh token is unknown")
             if record.family in self._families.revoked or record.expires_at <= now:
                 raise OAuthError("invalid_grant", "refresh token has expired or was revoked")
+            check(record)
             del self._refresh[token]
             self._rotated_refresh[token] = record.family
             return record
-
-    def narrowed(self, context: TokenContext, scopes: tuple[str, ...]) -> TokenContext:
-        """``context`` with fewer scopes (refresh with a narrower ``scope``, RFC 6749 §6)."""
-        return replace(context, scopes=scopes)
 
     # -- client assertion replay protection -------------------------------------------------
 

@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Route
 from openvisit.sandbox import pkce, scopes
 from openvisit.sandbox.client_auth import AuthenticatedClient, authenticate_client
 from openvisit.sandbox.errors import OAuthError
-from openvisit.sandbox.grants import TokenContext, new_secret
+from openvisit.sandbox.grants import IssuedToken, TokenContext, new_secret
 from openvisit.sandbox.runtime import Sandbox, get_sandbox
 
 log = logging.getLogger(__name__)
@@ -123,14 +123,17 @@ def _refresh_token(
 ) -> dict[str, Any]:
     if not form.get("refresh_token"):
         raise OAuthError("invalid_request", "refresh_token is required")
+    wanted = form.get("scope", "").split()
+
+    def no_wider(record: IssuedToken) -> None:
+        if not scopes.is_subset(wanted, record.context.scopes):
+            raise OAuthError("invalid_scope", "a refresh cannot widen the granted scope")
+
     old = sandbox.grants.rotate_refresh(
-        form["refresh_token"], client_id=authed.client.client_id, now=now
+        form["refresh_token"], client_id=authed.client.client_id, now=now, check=no_wider
     )
     context = old.context
-    if form.get("scope"):
-        wanted = form["scope"].split()
-        if not scopes.is_subset(wanted, context.scopes):
-            raise OAuthError("invalid_scope", "a refresh cannot widen the granted scope")
+    if wanted:
         context = replace(context, scopes=tuple(dict.fromkeys(wanted)))
     return _issue(
         sandbox,

@@ -87,7 +87,9 @@ def install(app: FastAPI) -> None:
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         message = str(exc.detail) if exc.detail else _default_title(exc.status_code)
         if exc.status_code == 404:
-            message = "There is nothing at this address. Check the link, or start again from the EHR."
+            message = (
+                "There is nothing at this address. Check the link, or start again from the EHR."
+            )
         return render_error(request, status=exc.status_code, code="http_error", message=message)
 
     @app.exception_handler(Exception)

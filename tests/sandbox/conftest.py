@@ -13,6 +13,7 @@ import pytest
 from joserfc.jwk import ECKey, RSAKey
 
 from openvisit.sandbox import SandboxClient, create_sandbox_app
+
 from .helpers import BASE, PATIENT_LAUNCH, PROVIDER_LAUNCH, REDIRECT, serve
 
 SECRET = "provider-secret-1"
@@ -54,7 +55,7 @@ def make_clients(keys: Keys, *, redirect: str = REDIRECT) -> list[SandboxClient]
         SandboxClient(client_id="ov-public", confidential=False, redirect_uris=[redirect]),
         SandboxClient(client_id="ov-backend", jwks=keys.jwks(),
                       scopes=["system/AuditEvent.cruds", "system/Appointment.rs",
-                              "system/Encounter.rsu"]),
+                              "system/Encounter.rus"]),
         SandboxClient(client_id="ov-narrow", client_secret=SECRET, redirect_uris=[redirect],
                       scopes=["openid", "fhirUser", "launch", "patient/Appointment.rs"]),
     ]

@@ -10,9 +10,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-
-
-
 revision = '0001'
 down_revision = None
 branch_labels = None
@@ -346,6 +343,7 @@ def upgrade() -> None:
     sa.Column('role', sa.String(length=16), nullable=False),
     sa.Column('lobby_state', sa.String(length=16), nullable=False),
     sa.Column('ehr_user_id', sa.String(length=255), nullable=True),
+    sa.Column('patient_ref', sa.String(length=255), nullable=True),
     sa.Column('label', sa.String(length=64), nullable=False),
     sa.Column('join_token_hash', sa.String(length=64), nullable=True),
     sa.Column('language', sa.String(length=8), nullable=True),
@@ -354,11 +352,18 @@ def upgrade() -> None:
     sa.Column('admitted_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('left_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('last_seen_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('token_version', sa.Integer(), nullable=False),
+    sa.Column('seat_no', sa.Integer(), nullable=False),
+    sa.Column('rev', sa.Integer(), nullable=False),
+    sa.Column('connection_id', sa.String(length=64), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['visit_id'], ['visit.id'], name=op.f('fk_participant_visit_id_visit'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_participant')),
-    sa.UniqueConstraint('join_token_hash', name=op.f('uq_participant_join_token_hash'))
+    sa.UniqueConstraint('join_token_hash', name=op.f('uq_participant_join_token_hash')),
+    sa.UniqueConstraint('visit_id', 'patient_ref', name='uq_participant_visit_patient'),
+    sa.UniqueConstraint('visit_id', 'role', 'ehr_user_id', name='uq_participant_visit_staff'),
+    sa.UniqueConstraint('visit_id', 'role', 'seat_no', name='uq_participant_visit_seat')
     )
     with op.batch_alter_table('participant', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_participant_visit_id'), ['visit_id'], unique=False)

@@ -1,0 +1,1 @@
+"""EHR endpoints: FHIR bases per environment, their client registration and approval."""

@@ -1,0 +1,178 @@
+"""Add, change, approve and look up EHR endpoints.
+
+An endpoint is one FHIR base in one environment (test or production). Launches are accepted
+only from an approved endpoint whose FHIR base equals the launch's ``iss``; mixing up the test
+and production records is the most common set-up error, so every refusal names the
+environment it found (or did not find).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openvisit.audit import record, snapshot
+from openvisit.context import AppContext
+from openvisit.endpoints import repository
+from openvisit.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from openvisit.models import EhrEndpoint, Organisation, utcnow
+from openvisit.models.endpoint import AUTH_METHODS, ENVIRONMENTS, VENDORS
+
+
+def normalise_fhir_base(url: str) -> str:
+    """Lower-case scheme and host, no trailing slash, no query or fragment.
+
+    Raises :class:`InvalidInput` for anything that is not an absolute http(s) URL.
+    """
+    text = (url or "").strip()
+    parts = urlsplit(text)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        raise InvalidInput(
+            f"{text!r} is not a FHIR base URL: it must be an absolute https:// address such as "
+            "https://ehr.example.org/api/FHIR/R4."
+        )
+    if parts.query or parts.fragment:
+        raise InvalidInput("A FHIR base URL has no query string or fragment (nothing after ? or #).")
+    path = parts.path.rstrip("/")
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, "", ""))
+
+
+class LaunchRefused(PermissionDenied):
+    """A launch that cannot be accepted; the page names the environment and what to check."""
+
+    code = "launch_refused"
+
+
+async def add_endpoint(
+    session: AsyncSession,
+    *,
+    app: AppContext,
+    organisation: Organisation,
+    fhir_base: str,
+    environment: str,
+    vendor: str,
+    client_id: str,
+    client_secret: str | None = None,
+    auth_method: str | None = None,
+    name: str | None = None,
+    approver_ehr_user: str | None = None,
+    approved: bool = False,
+    timezone: str | None = None,
+    options: dict[str, Any] | None = None,
+    actor: str,
+) -> EhrEndpoint:
+    """Register an endpoint in ``draft`` (or ``approved`` when told so from the CLI).
+
+    Raises :class:`InvalidInput` for an unknown vendor/environment/method or a bad URL and
+    :class:`Conflict` when the organisation already has this FHIR base.
+    """
+    base = normalise_fhir_base(fhir_base)
+    _check_choice("environment", environment, ENVIRONMENTS)
+    _check_choice("vendor", vendor, VENDORS)
+    method = auth_method or ("client_secret_basic" if client_secret else "private_key_jwt")
+    _check_choice("authentication method", method, AUTH_METHODS)
+    if method.startswith("client_secret") and not client_secret:
+        raise InvalidInput(f"The {method} method needs the client secret the EHR issued.")
+    if not client_id.strip():
+        raise InvalidInput("The client id the EHR issued to OpenVisit is required.")
+    for existing in await repository.by_fhir_base(session, base):
+        if existing.organisation_id == organisation.id:
+            raise Conflict(
+                f"This organisation already has the FHIR base {base} "
+                f"(its {existing.environment} endpoint)."
+            )
+    endpoint = EhrEndpoint(
+        organisation_id=organisation.id,
+        name=name or f"{vendor} {environment}",
+        vendor=vendor,
+        environment=environment,
+        fhir_base=base,
+        client_id=client_id.strip(),
+        client_secret_enc=app.cipher.encrypt(client_secret) if client_secret else None,
+        auth_method=method,
+        approver_ehr_user=approver_ehr_user,
+        state="approved" if approved else "draft",
+        approved_at=utcnow() if approved else None,
+        approved_by=actor if approved else None,
+        timezone=timezone or organisation.timezone,
+        options=options or {},
+    )
+    session.add(endpoint)
+    await session.flush()
+    await record(session, actor=actor, action="endpoint.create", obj=endpoint,
+                 organisation_id=organisation.id)
+    return endpoint
+
+
+def _check_choice(what: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise InvalidInput(f"Unknown {what} {value!r}; choose one of: {', '.join(allowed)}.")
+
+
+async def approve(
+    session: AsyncSession, *, endpoint: EhrEndpoint, actor: str, approver_ehr_user: str | None
+) -> EhrEndpoint:
+    """Mark the endpoint approved by ``approver_ehr_user`` (checked by the caller's sign-in)."""
+    before = snapshot(endpoint)
+    endpoint.state = "approved"
+    endpoint.approved_at = utcnow()
+    endpoint.approved_by = approver_ehr_user or actor
+    await session.flush()
+    await record(session, actor=actor, action="endpoint.approve", obj=endpoint, before=before,
+                 organisation_id=endpoint.organisation_id)
+    return endpoint
+
+
+async def endpoint_for_launch(session: AsyncSession, *, iss: str) -> EhrEndpoint:
+    """The approved endpoint a launch with this ``iss`` belongs to.
+
+    Raises :class:`LaunchRefused` with an actionable message when the FHIR base is unknown or
+    the endpoint is not approved.
+    """
+    if not iss:
+        raise LaunchRefused(
+            "The EHR opened OpenVisit without saying which FHIR server it is (no iss "
+            "parameter). Check the launch URL in the EHR's OpenVisit record.",
+            title="This launch is missing information",
+        )
+    try:
+        base = normalise_fhir_base(iss)
+    except InvalidInput as exc:
+        raise LaunchRefused(exc.message, title="This launch is not valid") from exc
+    endpoints = await repository.by_fhir_base(session, base)
+    if not endpoints:
+        raise LaunchRefused(
+            f"This FHIR base URL is not configured in OpenVisit: {base}. Are the test and "
+            "production records swapped?",
+            title="Unknown EHR",
+            details={"hint": "An administrator adds the endpoint in the OpenVisit portal (or "
+                     "with `openvisit endpoint add`). If it exists for the other environment, "
+                     "the EHR record points at the wrong OpenVisit endpoint.",
+                     "fhir_base": base},
+        )
+    approved = [e for e in endpoints if e.state == "approved"]
+    if not approved:
+        endpoint = endpoints[0]
+        raise LaunchRefused(
+            f"The {endpoint.environment} endpoint {base} is not approved yet (it is "
+            f"{endpoint.state.replace('_', ' ')}). The named EHR approver must approve it in "
+            "the OpenVisit portal before clinicians can launch visits.",
+            title="Endpoint not approved",
+            details={"environment": endpoint.environment, "fhir_base": base},
+        )
+    return approved[0]
+
+
+async def get_endpoint(session: AsyncSession, endpoint_id: uuid.UUID) -> EhrEndpoint:
+    endpoint = await repository.by_id(session, endpoint_id)
+    if endpoint is None:
+        raise NotFound(f"There is no EHR endpoint {endpoint_id}.")
+    return endpoint
+
+
+def client_secret(app: AppContext, endpoint: EhrEndpoint) -> str | None:
+    """The endpoint's client secret in clear, for the token request only."""
+    return app.cipher.decrypt(endpoint.client_secret_enc) if endpoint.client_secret_enc else None

@@ -1,0 +1,1 @@
+"""The organisation's OpenID Connect identity provider: staff and provider sign-in."""

@@ -1,0 +1,115 @@
+"""OpenID Connect authorization-code sign-in with PKCE against the organisation's IdP.
+
+Authlib's OAuth 2 client builds the authorization URL and exchanges the code; the id_token is
+validated by :func:`openvisit.smart.idtoken.validate_id_token` (the same rules as for EHRs:
+signature from the IdP's JWKS, ``iss``, ``aud``, ``exp``, ``nonce``). OpenID Connect Core 1.0
+§3.1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from authlib.integrations.httpx_client import AsyncOAuth2Client
+
+from openvisit.config import Settings
+from openvisit.errors import ConfigurationError, NotAuthenticated, OutboundError
+from openvisit.smart.discovery import SmartConfiguration
+from openvisit.smart.idtoken import IdTokenClaims, JwksCache, validate_id_token
+from openvisit.smart.pkce import Pkce
+from openvisit.smart.state import new_nonce, new_state
+
+
+@dataclass(frozen=True)
+class IdpStart:
+    url: str
+    state: str
+    nonce: str
+    code_verifier: str
+
+
+class IdpClient:
+    """One organisation IdP; discovery and JWKS cached for the life of the process."""
+
+    def __init__(self, settings: Settings) -> None:
+        if not (settings.oidc_issuer and settings.oidc_client_id):
+            raise ConfigurationError(
+                "No organisation identity provider is configured: set OPENVISIT_OIDC_ISSUER, "
+                "OPENVISIT_OIDC_CLIENT_ID and OPENVISIT_OIDC_CLIENT_SECRET."
+            )
+        self.issuer = settings.oidc_issuer.rstrip("/")
+        self.client_id = settings.oidc_client_id
+        self.client_secret = settings.oidc_client_secret
+        self._config: SmartConfiguration | None = None
+        self._jwks = JwksCache()
+
+    async def configuration(self, http: httpx.AsyncClient) -> SmartConfiguration:
+        if self._config is None:
+            url = f"{self.issuer}/.well-known/openid-configuration"
+            try:
+                response = await http.get(url)
+            except httpx.HTTPError as exc:
+                raise OutboundError(
+                    f"The organisation's identity provider at {self.issuer} cannot be reached "
+                    f"({type(exc).__name__})."
+                ) from exc
+            if response.status_code != 200:
+                raise OutboundError(
+                    f"The identity provider's discovery document answered "
+                    f"HTTP {response.status_code}; check OPENVISIT_OIDC_ISSUER."
+                )
+            document: dict[str, Any] = response.json()
+            self._config = SmartConfiguration.from_document(document, source=url)
+        return self._config
+
+    def _oauth(self, redirect_uri: str) -> AsyncOAuth2Client:
+        return AsyncOAuth2Client(
+            client_id=self.client_id,
+            client_secret=self.client_secret or None,
+            token_endpoint_auth_method="client_secret_basic" if self.client_secret else "none",
+            redirect_uri=redirect_uri,
+            scope="openid",
+            code_challenge_method="S256",
+        )
+
+    async def start(self, http: httpx.AsyncClient, *, redirect_uri: str) -> IdpStart:
+        """The IdP authorization URL plus the state, nonce and PKCE verifier to keep."""
+        config = await self.configuration(http)
+        pkce = Pkce.new()
+        state, nonce = new_state(), new_nonce()
+        async with self._oauth(redirect_uri) as oauth:
+            url, _ = oauth.create_authorization_url(
+                config.require_authorization_endpoint(), state=state, nonce=nonce,
+                code_verifier=pkce.verifier,
+            )
+        return IdpStart(url=url, state=state, nonce=nonce, code_verifier=pkce.verifier)
+
+    async def finish(
+        self, http: httpx.AsyncClient, *, code: str, redirect_uri: str, code_verifier: str,
+        nonce: str,
+    ) -> IdTokenClaims:
+        """Exchange the code and validate the id_token; returns its claims.
+
+        Raises :class:`NotAuthenticated` when the IdP refuses the code or the id_token is bad.
+        """
+        config = await self.configuration(http)
+        async with self._oauth(redirect_uri) as oauth:
+            try:
+                token = await oauth.fetch_token(
+                    config.token_endpoint, grant_type="authorization_code", code=code,
+                    code_verifier=code_verifier,
+                )
+            except Exception as exc:  # Authlib raises OAuthError or httpx errors
+                raise NotAuthenticated(
+                    "The identity provider did not accept the sign-in "
+                    f"({getattr(exc, 'error', type(exc).__name__)}). Please try again."
+                ) from exc
+        id_token = token.get("id_token")
+        if not isinstance(id_token, str):
+            raise NotAuthenticated("The identity provider returned no id_token.")
+        return await validate_id_token(
+            http, id_token=id_token, config=config, client_id=self.client_id,
+            jwks_cache=self._jwks, nonce=nonce,
+        )

@@ -1,0 +1,1 @@
+"""SMART on FHIR launches (EHR, standalone, Epic encrypted link) into a visit."""

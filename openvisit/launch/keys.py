@@ -1,0 +1,65 @@
+"""OpenVisit's own SMART client signing keys (``private_key_jwt``), stored encrypted.
+
+One key set per deployment, published at ``/.well-known/jwks.json``. Rotation adds a new
+current key and keeps the old ones published for an overlap period, because EHRs cache our
+JWKS: an assertion signed with the new key must not fail while an EHR still holds the old set.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openvisit.audit import record
+from openvisit.context import AppContext
+from openvisit.models import KeyMaterial
+from openvisit.smart.keys import KeySet
+
+KEY_NAME = "smart_client_keys"
+#: How long replaced keys stay published after a rotation.
+DEFAULT_OVERLAP_DAYS = 7
+
+
+async def load_keyset(session: AsyncSession, *, app: AppContext) -> KeySet:
+    """The deployment's key set, generated (RS384, 2048 bits) on first use."""
+    row = await session.get(KeyMaterial, KEY_NAME)
+    if row is None:
+        keys = KeySet.generate(alg="RS384")
+        await _store(session, app=app, keys=keys, row=None)
+        await record(session, actor="system", action="signing_key.create",
+                     object_type="key_material", object_id=keys.current.kid)
+        return keys
+    data: dict[str, Any] = json.loads(app.cipher.decrypt(row.value_enc))
+    return KeySet.from_dict(data)
+
+
+async def _store(
+    session: AsyncSession, *, app: AppContext, keys: KeySet, row: KeyMaterial | None
+) -> None:
+    blob = app.cipher.encrypt(json.dumps(keys.to_dict()))
+    if row is None:
+        session.add(KeyMaterial(name=KEY_NAME, value_enc=blob))
+    else:
+        row.value_enc = blob
+    await session.flush()
+
+
+async def rotate(
+    session: AsyncSession, *, app: AppContext, overlap_days: float = DEFAULT_OVERLAP_DAYS,
+    actor: str = "cli",
+) -> KeySet:
+    """Make a fresh key current; drop replaced keys older than the overlap period."""
+    row = await session.get(KeyMaterial, KEY_NAME)
+    keys = await load_keyset(session, app=app)
+    row = row or await session.get(KeyMaterial, KEY_NAME)
+    rotated = keys.with_new_key().without_keys_older_than(
+        cutoff=time.time() - overlap_days * 86400
+    )
+    await _store(session, app=app, keys=rotated, row=row)
+    await record(session, actor=actor, action="signing_key.rotate", object_type="key_material",
+                 object_id=rotated.current.kid, before={"kids": keys.kids},
+                 after={"kids": rotated.kids})
+    return rotated

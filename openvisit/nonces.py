@@ -1,0 +1,81 @@
+"""Single-use values shared by every replica: OAuth ``state``, pending sign-ins, JWT ``jti``.
+
+Stored hashed (SHA-256), so the database never holds a value that would complete a sign-in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openvisit.errors import Gone, InvalidInput
+from openvisit.models import SeenNonce, utcnow
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+async def put(
+    session: AsyncSession, *, scope: str, value: str, data: dict[str, Any], ttl: timedelta
+) -> None:
+    """Remember ``value`` (with ``data``) until ``ttl`` from now."""
+    session.add(SeenNonce(scope=scope, value=_digest(value), data=data,
+                          expires_at=utcnow() + ttl))
+    await session.flush()
+
+
+async def take(session: AsyncSession, *, scope: str, value: str | None) -> dict[str, Any]:
+    """Consume ``value`` once and return its data.
+
+    Raises :class:`InvalidInput` if it was never issued, :class:`Gone` if already used or
+    expired. The conditional update makes two concurrent uses yield exactly one winner.
+    """
+    if not value:
+        raise InvalidInput("The sign-in response has no state parameter.", code="state_missing")
+    digest = _digest(value)
+    row = await session.get(SeenNonce, (scope, digest))
+    if row is None:
+        raise InvalidInput(
+            "This sign-in does not match one OpenVisit started (state mismatch). Start again "
+            "from the EHR; if it keeps happening, the browser may be blocking redirects.",
+            code="state_mismatch", title="Sign-in could not be matched",
+        )
+    now = utcnow()
+    if row.expires_at < now:
+        raise Gone("This sign-in took too long and expired. Start again from the EHR.",
+                   code="state_expired", title="Sign-in expired")
+    result = await session.execute(
+        update(SeenNonce)
+        .where(SeenNonce.scope == scope, SeenNonce.value == digest, SeenNonce.used_at.is_(None))
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if not getattr(result, "rowcount", 0):
+        raise Gone(
+            "This sign-in response was already used (a replay, or the page was reloaded). "
+            "Start again from the EHR.", code="state_replayed", title="Sign-in already used",
+        )
+    return dict(row.data)
+
+
+async def remember_once(session: AsyncSession, *, scope: str, value: str, ttl: timedelta) -> bool:
+    """Record ``value``; False if it was seen before and has not expired (replay check)."""
+    digest = _digest(value)
+    existing = await session.get(SeenNonce, (scope, digest))
+    if existing is not None and existing.expires_at >= utcnow():
+        return False
+    if existing is not None:
+        await session.delete(existing)
+        await session.flush()
+    await put(session, scope=scope, value=value, data={}, ttl=ttl)
+    return True
+
+
+async def purge_expired(session: AsyncSession) -> int:
+    result = await session.execute(delete(SeenNonce).where(SeenNonce.expires_at < utcnow()))
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -1,0 +1,115 @@
+"""Queries of the visits package: the only place here that builds SQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openvisit.models import Organisation, QualitySample
+from openvisit.models.visit import Appointment, Participant, Visit, VisitEvent
+
+
+async def visit_by_id(session: AsyncSession, visit_id: uuid.UUID, *,
+                      for_update: bool = False) -> Visit | None:
+    stmt = select(Visit).where(Visit.id == visit_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def visit_by_appointment(session: AsyncSession, appointment_id: uuid.UUID) -> Visit | None:
+    stmt = select(Visit).where(Visit.appointment_id == appointment_id)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def appointment_by_id(session: AsyncSession,
+                            appointment_id: uuid.UUID) -> Appointment | None:
+    return await session.get(Appointment, appointment_id)
+
+
+async def organisation_by_id(session: AsyncSession,
+                             organisation_id: uuid.UUID) -> Organisation | None:
+    return await session.get(Organisation, organisation_id)
+
+
+async def organisation_by_slug(session: AsyncSession, slug: str) -> Organisation | None:
+    stmt = select(Organisation).where(Organisation.slug == slug)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def participant_by_id(session: AsyncSession, participant_id: uuid.UUID, *,
+                            for_update: bool = False) -> Participant | None:
+    """One seat; ``for_update`` locks the row (PostgreSQL) so ``rev`` increments serialise."""
+    stmt = select(Participant).where(Participant.id == participant_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def participants_of(session: AsyncSession, visit_id: uuid.UUID) -> Sequence[Participant]:
+    stmt = (
+        select(Participant)
+        .where(Participant.visit_id == visit_id)
+        .order_by(Participant.created_at, Participant.id)
+    )
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def find_seat(session: AsyncSession, *, visit_id: uuid.UUID, role: str,
+                    ehr_user_id: str | None = None,
+                    patient_ref: str | None = None) -> Participant | None:
+    """The existing seat of a clinician (by EHR user id) or a patient (by reference)."""
+    stmt = select(Participant).where(Participant.visit_id == visit_id, Participant.role == role)
+    if ehr_user_id is not None:
+        stmt = stmt.where(Participant.ehr_user_id == ehr_user_id)
+    elif patient_ref is not None:
+        stmt = stmt.where(Participant.patient_ref == patient_ref)
+    else:
+        return None
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def first_seat(session: AsyncSession, *, visit_id: uuid.UUID,
+                     role: str) -> Participant | None:
+    stmt = (
+        select(Participant)
+        .where(Participant.visit_id == visit_id, Participant.role == role)
+        .order_by(Participant.seat_no)
+        .limit(1)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def next_seat_no(session: AsyncSession, *, visit_id: uuid.UUID, role: str) -> int:
+    stmt = select(func.max(Participant.seat_no)).where(
+        Participant.visit_id == visit_id, Participant.role == role
+    )
+    current = (await session.execute(stmt)).scalar_one_or_none()
+    return int(current or 0) + 1
+
+
+async def count_admitted(session: AsyncSession, visit_id: uuid.UUID) -> int:
+    stmt = select(func.count()).select_from(Participant).where(
+        Participant.visit_id == visit_id, Participant.lobby_state == "admitted"
+    )
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def events_of(session: AsyncSession, visit_id: uuid.UUID) -> Sequence[VisitEvent]:
+    stmt = select(VisitEvent).where(VisitEvent.visit_id == visit_id).order_by(VisitEvent.id)
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def bump_token_version(session: AsyncSession, participant_id: uuid.UUID) -> None:
+    await session.execute(
+        update(Participant)
+        .where(Participant.id == participant_id)
+        .values(token_version=Participant.token_version + 1)
+    )
+
+
+def add_quality(session: AsyncSession, sample: QualitySample) -> None:
+    session.add(sample)

@@ -1,0 +1,269 @@
+"""The visits API other packages call: open a visit, seat a participant, append events.
+
+Launch (issue 3) calls :func:`open_visit` and :func:`seat_link` and redirects the clinician to
+the link; notifications (issue 5) put :func:`seat_link`'s URL into SMS and e-mail. Every
+function takes the caller's session and only ``flush()``es: the caller owns the transaction.
+Bus messages are published only after that transaction commits.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openvisit.context import AppContext
+from openvisit.db import after_commit
+from openvisit.errors import Gone, InvalidInput, NotFound
+from openvisit.i18n import gettext as _
+from openvisit.logging import get_logger
+from openvisit.models.base import utcnow
+from openvisit.models.visit import ROLES, Appointment, Participant, Visit, VisitEvent
+from openvisit.visits import repository as repo
+from openvisit.visits.roster import Seat
+from openvisit.visits.tokens import JoinLinks, participant_id_of
+from openvisit.visits.when import opens_at_text
+
+log = get_logger(__name__)
+
+#: English seat labels by role; pages translate them from ``role`` + ``seat_no``.
+ROLE_LABELS = {
+    "provider": "Clinician",
+    "patient": "Patient",
+    "interpreter": "Interpreter",
+    "guest": "Guest",
+}
+VISIT_KINDS = ("visit", "devicetest")
+
+
+def visit_channel(visit_id: uuid.UUID | str) -> str:
+    """The bus channel of one visit's events."""
+    return f"visit.{visit_id}"
+
+
+def join_links(app: AppContext) -> JoinLinks:
+    links: JoinLinks | None = getattr(app, "_openvisit_join_links", None)
+    if links is None:
+        links = JoinLinks(app.settings.secret_key)
+        # The derived key is cached on the context: one HKDF per process, not per request.
+        app._openvisit_join_links = links  # type: ignore[attr-defined]
+    return links
+
+
+def window_for(app: AppContext, *, start_at: datetime | None,
+               end_at: datetime | None) -> tuple[datetime | None, datetime | None]:
+    """``(start − join_window_before, (end or start) + join_window_after)``."""
+    if start_at is None:
+        return None, None
+    settings = app.settings
+    return (
+        start_at - timedelta(minutes=settings.join_window_before_minutes),
+        (end_at or start_at) + timedelta(minutes=settings.join_window_after_minutes),
+    )
+
+
+async def open_visit(session: AsyncSession, *, app: AppContext,
+                     appointment: Appointment) -> Visit:
+    """The visit of ``appointment``, created on first call (idempotent, race-safe).
+
+    Two concurrent first calls both try to insert; the loser's savepoint rolls back on the
+    unique ``appointment_id`` and it returns the winner's row. A later call refreshes the
+    join window (the appointment may have been rescheduled) unless the visit has ended.
+    """
+    window_start, window_end = window_for(app, start_at=appointment.start_at,
+                                          end_at=appointment.end_at)
+    existing = await repo.visit_by_appointment(session, appointment.id)
+    if existing is None:
+        visit = Visit(
+            organisation_id=appointment.organisation_id, appointment_id=appointment.id,
+            window_start=window_start, window_end=window_end,
+        )
+        try:
+            async with session.begin_nested():
+                session.add(visit)
+                await session.flush()
+        except IntegrityError:
+            existing = await repo.visit_by_appointment(session, appointment.id)
+            if existing is None:
+                raise
+        else:
+            log.info("visit_opened", visit_id=str(visit.id), appointment_id=str(appointment.id))
+            return visit
+    if existing.status != "ended" and (existing.window_start, existing.window_end) != (
+        window_start, window_end
+    ):
+        existing.window_start, existing.window_end = window_start, window_end
+        await session.flush()
+    return existing
+
+
+async def open_adhoc_visit(session: AsyncSession, *, app: AppContext,
+                           organisation_id: uuid.UUID, kind: str = "visit") -> Visit:
+    """A new visit with no appointment, joinable from now for ``join_window_after``."""
+    if kind not in VISIT_KINDS:
+        raise InvalidInput(f"Unknown visit kind {kind!r}; expected one of {VISIT_KINDS}.")
+    now = utcnow()
+    visit = Visit(
+        organisation_id=organisation_id, kind=kind, window_start=now - timedelta(minutes=1),
+        window_end=now + timedelta(minutes=app.settings.join_window_after_minutes),
+    )
+    session.add(visit)
+    await session.flush()
+    log.info("visit_opened", visit_id=str(visit.id), kind=kind, adhoc=True)
+    return visit
+
+
+def link_for(app: AppContext, participant: Participant) -> str:
+    """The absolute join URL of a seat at its current token version."""
+    token = join_links(app).make(
+        participant_id=participant.id, visit_id=participant.visit_id, role=participant.role,
+        token_version=participant.token_version,
+    )
+    return f"{app.settings.public_url}/v/{token}"
+
+
+async def seat_link(session: AsyncSession, *, app: AppContext, visit: Visit, role: str,
+                    ehr_user_id: str | None = None, patient_ref: str | None = None,
+                    language: str | None = None) -> str:
+    """The join URL of a seat, found or created: ``{public_url}/v/{token}``.
+
+    Clinicians are keyed by ``ehr_user_id``, patients by ``patient_ref`` (several patients
+    make a group visit); interpreters and guests always get a new seat. Without a key the
+    first seat of the role is reused. Raises :class:`InvalidInput` for an unknown role.
+    """
+    participant = await find_or_create_seat(
+        session, visit=visit, role=role, ehr_user_id=ehr_user_id, patient_ref=patient_ref,
+        language=language,
+    )
+    return link_for(app, participant)
+
+
+async def find_or_create_seat(session: AsyncSession, *, visit: Visit, role: str,
+                              ehr_user_id: str | None = None, patient_ref: str | None = None,
+                              language: str | None = None) -> Participant:
+    """The seat :func:`seat_link` links to (see there); survives concurrent creation."""
+    if role not in ROLES:
+        raise InvalidInput(f"Unknown role {role!r}; expected one of {', '.join(ROLES)}.")
+    if role != "provider":
+        ehr_user_id = None
+    if role != "patient":
+        patient_ref = None
+    reusable = role in ("provider", "patient")
+    for _attempt in range(5):
+        seat: Participant | None = None
+        if reusable:
+            seat = await repo.find_seat(session, visit_id=visit.id, role=role,
+                                        ehr_user_id=ehr_user_id, patient_ref=patient_ref)
+            if seat is None and ehr_user_id is None and patient_ref is None:
+                seat = await repo.first_seat(session, visit_id=visit.id, role=role)
+        if seat is not None:
+            if language and seat.language != language:
+                seat.language = language
+                await session.flush()
+            return seat
+        seat_no = await repo.next_seat_no(session, visit_id=visit.id, role=role)
+        label = ROLE_LABELS[role] + (f" {seat_no}" if seat_no > 1 else "")
+        seat = Participant(
+            visit_id=visit.id, role=role, seat_no=seat_no, label=label,
+            ehr_user_id=ehr_user_id, patient_ref=patient_ref, language=language,
+        )
+        try:
+            async with session.begin_nested():
+                session.add(seat)
+                await session.flush()
+        except IntegrityError:
+            continue  # someone took this seat number or key meanwhile: look again
+        log.info("seat_created", visit_id=str(visit.id), participant_id=str(seat.id), role=role)
+        return seat
+    raise InvalidInput("Could not create a seat in this visit; please try again.",
+                       permanent=False)
+
+
+async def append_event(session: AsyncSession, *, app: AppContext, visit: Visit, kind: str,
+                       participant: Participant | None = None,
+                       data: dict[str, Any] | None = None) -> VisitEvent:
+    """Append a visit event; publish it on ``visit.<id>`` once the transaction commits.
+
+    The published message carries the seat's public snapshot (and its ``rev``) and the
+    visit status as they are at commit, so web processes update their rosters without a
+    query; a subscriber that missed messages reloads from the database (RESYNC).
+    """
+    event = VisitEvent(
+        visit_id=visit.id, participant_id=participant.id if participant else None,
+        kind=kind, data=dict(data or {}), at=utcnow(),
+    )
+    session.add(event)
+    await session.flush()
+
+    async def publish() -> None:
+        message: dict[str, Any] = {
+            "event_id": event.id, "kind": kind, "at": event.at.isoformat(),
+            "visit": {"id": str(visit.id), "status": visit.status},
+            "participant_id": str(participant.id) if participant else None,
+            "seat": Seat.of(participant).to_dict() if participant else None,
+            "data": event.data,
+        }
+        await app.bus.publish(visit_channel(visit.id), message)
+
+    after_commit(session, publish)
+    log.info("visit_event", visit_id=str(visit.id), kind=kind,
+             participant_id=str(participant.id) if participant else None)
+    return event
+
+
+async def resolve_link(session: AsyncSession, *, app: AppContext, token: str,
+                       now: datetime | None = None,
+                       for_update: bool = False) -> tuple[Visit, Participant]:
+    """The visit and seat a join token opens, if it may be used now.
+
+    Raises :class:`NotFound` for a malformed, forged or revoked token and :class:`Gone`
+    (with a title and text in the active language) when the visit has ended, the window is
+    closed or not yet open, or the seat was removed.
+    """
+    pid = participant_id_of(token)
+    participant = (
+        await repo.participant_by_id(session, pid, for_update=for_update) if pid else None
+    )
+    if participant is None or not join_links(app).verify(
+        token, participant_id=participant.id, visit_id=participant.visit_id,
+        role=participant.role, token_version=participant.token_version,
+    ):
+        raise NotFound(
+            _("This link is not valid. Please check that you opened the whole link, or ask "
+              "the clinic for a new one."),
+            title=_("We could not find this visit"),
+        )
+    visit = await repo.visit_by_id(session, participant.visit_id)
+    assert visit is not None  # participant.visit_id is a foreign key
+    organisation = await repo.organisation_by_id(session, visit.organisation_id)
+    check_window(visit, now=now or utcnow(),
+                 timezone=organisation.timezone if organisation else "UTC",
+                 minutes_before=app.settings.join_window_before_minutes)
+    if participant.lobby_state == "removed":
+        raise Gone(
+            _("The clinician has removed you from this visit. If this is a mistake, please "
+              "call the clinic."),
+            code="removed", title=_("You are no longer in this visit"),
+        )
+    return visit, participant
+
+
+def check_window(visit: Visit, *, now: datetime, timezone: str = "UTC",
+                 minutes_before: int = 30) -> None:
+    """Raise :class:`Gone` unless the visit can be joined at ``now``."""
+    if visit.status == "ended" or (visit.window_end is not None and now > visit.window_end):
+        raise Gone(
+            _("The video visit is over. If you still need to talk to the clinic, please "
+              "call them or send a message through your patient portal."),
+            code="visit_ended", title=_("This visit has ended"),
+        )
+    if visit.window_start is not None and now < visit.window_start:
+        raise Gone(
+            opens_at_text(visit.window_start, now=now, timezone=timezone,
+                          minutes_before=minutes_before),
+            code="visit_not_open_yet", title=_("It is a little early"),
+            details={"opens_at": visit.window_start.astimezone(UTC).isoformat()},
+        )
