@@ -257,6 +257,43 @@ def keys_generate() -> None:
     typer.echo(generate_key())
 
 
+@app.command()
+def sandbox(
+    host: HostOpt = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port of the sandbox EHR.")] = 9000,
+    openvisit_url: Annotated[
+        str | None, typer.Option(help="Where OpenVisit runs (default: OPENVISIT_PUBLIC_URL).")
+    ] = None,
+    state_dir: Annotated[
+        Path | None, typer.Option(help="Keep the sandbox's data and key here.")
+    ] = None,
+    client_id: Annotated[str, typer.Option(help="Client id registered for OpenVisit.")]
+    = "openvisit",
+) -> None:
+    """Run the built-in sandbox EHR (SMART server, FHIR store, schedule and portal pages).
+
+    OpenVisit is pre-registered as a confidential client that authenticates with
+    private_key_jwt against OpenVisit's own JWKS.
+    """
+    import uvicorn
+
+    from openvisit.sandbox.app import create_sandbox_app
+    from openvisit.sandbox.clients import SandboxClient
+
+    ov = (openvisit_url or _settings().public_url).rstrip("/")
+    if state_dir is not None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    base = f"http://{host}:{port}"
+    web = create_sandbox_app(
+        base_url=base, state_path=state_dir,
+        clients=[SandboxClient(client_id=client_id, redirect_uris=[f"{ov}/launch/callback"],
+                               jwks_uri=f"{ov}/.well-known/jwks.json", name="OpenVisit")],
+        provider_launch_url=f"{ov}/launch", patient_launch_url=f"{ov}/launch/patient",
+    )
+    typer.echo(f"Sandbox EHR on {base}  (FHIR base {base}/fhir, schedule {base}/ehr/schedule)")
+    uvicorn.run(web, host=host, port=port, log_config=None)
+
+
 @keys_app.command("rotate-signing")
 def keys_rotate_signing(
     overlap_days: Annotated[float, typer.Option(help="Keep replaced keys published this long.")]

@@ -72,7 +72,7 @@ def build_seed(*, day: date, tz: tzinfo, now: datetime) -> list[Resource]:
             patient=(k - 1) % len(PATIENTS) + 1,
             practitioner=(k - 1) % len(PRACTITIONERS) + 1,
             virtual=k % 4 != 0,
-            arrived=k % 3 == 0,
+            arrived=k % 5 in (2, 4),
         )
     local_now = now.astimezone(tz)
     drop_in = local_now.replace(minute=0 if local_now.minute < 30 else 30, second=0, microsecond=0)

@@ -16,7 +16,8 @@ async def visit_by_id(session: AsyncSession, visit_id: uuid.UUID, *,
                       for_update: bool = False) -> Visit | None:
     stmt = select(Visit).where(Visit.id == visit_id)
     if for_update:
-        stmt = stmt.with_for_update()
+        # Re-read under the lock: the identity map may hold an older copy of the row.
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
@@ -45,7 +46,8 @@ async def participant_by_id(session: AsyncSession, participant_id: uuid.UUID, *,
     """One seat; ``for_update`` locks the row (PostgreSQL) so ``rev`` increments serialise."""
     stmt = select(Participant).where(Participant.id == participant_id)
     if for_update:
-        stmt = stmt.with_for_update()
+        # Re-read under the lock: the identity map may hold an older copy of the row.
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     return (await session.execute(stmt)).scalar_one_or_none()
 
 

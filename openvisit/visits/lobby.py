@@ -1,0 +1,212 @@
+"""Lobby state changes: join, admit, back to the lobby, remove, leave, end, disconnect.
+
+Each function is one step of a seat's life (invited → waiting → admitted, and removed or
+left) made in the caller's transaction: the row is locked, ``rev`` incremented, and a visit
+event appended, which is published on the bus after commit. Staff actions check that the
+actor is a clinician seat of the same visit. The server is the only one who moves a seat:
+pages only ask.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openvisit.context import AppContext
+from openvisit.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from openvisit.i18n import gettext as _
+from openvisit.models import QualitySample
+from openvisit.models.base import utcnow
+from openvisit.models.visit import Participant, Visit
+from openvisit.visits import repository as repo
+from openvisit.visits.roster import STAFF_ROLES
+from openvisit.visits.service import (
+    append_event,
+    find_or_create_seat,
+    link_for,
+    resolve_link,
+)
+
+INVITABLE_ROLES = ("interpreter", "guest")
+
+
+async def join(session: AsyncSession, *, app: AppContext, token: str, connection_id: str,
+               now: datetime | None = None) -> tuple[Visit, Participant]:
+    """A socket says hello: the seat enters the lobby (clinicians go straight in).
+
+    A seat already waiting or admitted keeps its state, so a reconnecting page resumes
+    where it was. The socket becomes the seat's holder (``connection_id``). Raises what
+    :func:`resolve_link` raises.
+    """
+    now = now or utcnow()
+    visit, seat = await resolve_link(session, app=app, token=token, now=now, for_update=True)
+    if seat.role in STAFF_ROLES:
+        if seat.lobby_state != "admitted":
+            seat.lobby_state, seat.admitted_at, seat.waiting_since = "admitted", now, None
+            _bump(seat)
+            await append_event(session, app=app, visit=visit, kind="joined", participant=seat)
+    elif seat.lobby_state in ("invited", "left"):
+        seat.lobby_state, seat.waiting_since = "waiting", now
+        _bump(seat)
+        await append_event(session, app=app, visit=visit, kind="joined", participant=seat)
+    resumed = seat.connected
+    seat.connected, seat.connection_id, seat.last_seen_at = True, connection_id, now
+    _bump(seat)
+    await append_event(session, app=app, visit=visit, kind="connected", participant=seat,
+                       data={"resumed": resumed})
+    return visit, seat
+
+
+async def disconnect(session: AsyncSession, *, app: AppContext, participant_id: uuid.UUID,
+                     connection_id: str, now: datetime | None = None) -> bool:
+    """The socket ``connection_id`` closed; clear ``connected`` if it still held the seat.
+
+    Returns False when a newer socket had taken the seat over (nothing changes then).
+    """
+    seat = await repo.participant_by_id(session, participant_id, for_update=True)
+    if seat is None or seat.connection_id != connection_id:
+        return False
+    visit = await repo.visit_by_id(session, seat.visit_id)
+    assert visit is not None
+    seat.connected, seat.connection_id, seat.last_seen_at = False, None, now or utcnow()
+    _bump(seat)
+    await append_event(session, app=app, visit=visit, kind="disconnected", participant=seat)
+    return True
+
+
+async def leave(session: AsyncSession, *, app: AppContext, visit: Visit,
+                participant: Participant) -> None:
+    """The participant chose to leave; opening the link again puts them back in the lobby."""
+    if participant.lobby_state in ("left", "removed"):
+        return
+    participant.lobby_state, participant.left_at = "left", utcnow()
+    participant.waiting_since = None
+    _bump(participant)
+    await append_event(session, app=app, visit=visit, kind="left", participant=participant)
+
+
+async def staff_seat(session: AsyncSession, *, app: AppContext, token: str,
+                     visit_id: uuid.UUID | None = None) -> tuple[Visit, Participant]:
+    """The clinician a bearer join token stands for; raises unless it is one of ``visit_id``."""
+    visit, actor = await resolve_link(session, app=app, token=token)
+    if actor.role not in STAFF_ROLES or (visit_id is not None and visit.id != visit_id):
+        raise PermissionDenied(_("Only the clinician of this visit can do that."))
+    return visit, actor
+
+
+async def _target(session: AsyncSession, *, visit: Visit, actor: Participant,
+                  target_id: uuid.UUID) -> Participant:
+    target = await repo.participant_by_id(session, target_id, for_update=True)
+    if target is None or target.visit_id != visit.id:
+        raise NotFound(_("There is no such participant in this visit."))
+    if target.id == actor.id:
+        raise Conflict(_("You cannot do that to yourself."))
+    return target
+
+
+async def admit(session: AsyncSession, *, app: AppContext, visit: Visit, actor: Participant,
+                target_id: uuid.UUID) -> Participant:
+    """Let a waiting participant into the call; the first admit starts the visit.
+
+    Idempotent for an admitted seat. Raises :class:`Conflict` if the seat is not waiting
+    or the mesh is full (``mesh_max_participants``).
+    """
+    # Lock the visit first: concurrent admits then count the seats one after the other.
+    await repo.visit_by_id(session, visit.id, for_update=True)
+    target = await _target(session, visit=visit, actor=actor, target_id=target_id)
+    if target.lobby_state == "admitted":
+        return target
+    if target.lobby_state != "waiting":
+        raise Conflict(_("This participant is not waiting in the lobby."),
+                       code="not_waiting")
+    if await repo.count_admitted(session, visit.id) >= app.settings.mesh_max_participants:
+        raise Conflict(
+            _("This visit already has %(n)s people in the call, the most it can hold.")
+            % {"n": app.settings.mesh_max_participants}, code="visit_full",
+        )
+    now = utcnow()
+    target.lobby_state, target.admitted_at = "admitted", now
+    _bump(target)
+    if visit.status == "scheduled":
+        visit.status, visit.started_at = "active", now
+        await append_event(session, app=app, visit=visit, kind="started",
+                           data={"by": str(actor.id)})
+    await append_event(session, app=app, visit=visit, kind="admitted", participant=target,
+                       data={"by": str(actor.id), "waited_s": _waited(target, now)})
+    return target
+
+
+async def return_to_lobby(session: AsyncSession, *, app: AppContext, visit: Visit,
+                          actor: Participant, target_id: uuid.UUID) -> Participant:
+    """Send an admitted participant back to the lobby (they keep the page open and wait)."""
+    target = await _target(session, visit=visit, actor=actor, target_id=target_id)
+    if target.lobby_state == "waiting":
+        return target
+    if target.lobby_state != "admitted" or target.role in STAFF_ROLES:
+        raise Conflict(_("Only a participant in the call can be sent back to the lobby."),
+                       code="not_admitted")
+    target.lobby_state, target.waiting_since = "waiting", utcnow()
+    _bump(target)
+    await append_event(session, app=app, visit=visit, kind="returned_to_lobby",
+                       participant=target, data={"by": str(actor.id)})
+    return target
+
+
+async def remove(session: AsyncSession, *, app: AppContext, visit: Visit, actor: Participant,
+                 target_id: uuid.UUID) -> Participant:
+    """Remove a participant for good: their link stops working (its token is revoked)."""
+    target = await _target(session, visit=visit, actor=actor, target_id=target_id)
+    if target.lobby_state == "removed":
+        return target
+    target.lobby_state, target.left_at = "removed", utcnow()
+    target.token_version += 1
+    _bump(target)
+    await append_event(session, app=app, visit=visit, kind="removed", participant=target,
+                       data={"by": str(actor.id)})
+    return target
+
+
+async def end_visit(session: AsyncSession, *, app: AppContext, visit: Visit,
+                    actor: Participant) -> Visit:
+    """End the visit for everyone; every link to it then shows "This visit has ended"."""
+    locked = await repo.visit_by_id(session, visit.id, for_update=True)
+    assert locked is not None
+    if locked.status == "ended":
+        return locked
+    locked.status, locked.ended_at = "ended", utcnow()
+    await session.flush()
+    await append_event(session, app=app, visit=locked, kind="ended",
+                       data={"by": str(actor.id)})
+    return locked
+
+
+async def invite(session: AsyncSession, *, app: AppContext, visit: Visit, actor: Participant,
+                 role: str, language: str | None = None) -> tuple[Participant, str]:
+    """A new interpreter or guest seat and its join link (to copy, or to send later)."""
+    if role not in INVITABLE_ROLES:
+        raise InvalidInput(_("Only an interpreter or a guest can be invited."))
+    seat = await find_or_create_seat(session, visit=visit, role=role, language=language)
+    await append_event(session, app=app, visit=visit, kind="invited", participant=seat,
+                       data={"by": str(actor.id), "role": role})
+    return seat, link_for(app, seat)
+
+
+async def record_quality(session: AsyncSession, *, visit_id: uuid.UUID,
+                         participant_id: uuid.UUID, sample: dict[str, Any]) -> None:
+    """Store one call-quality sample from a browser's ``getStats()``."""
+    repo.add_quality(session, QualitySample(visit_id=visit_id, participant_id=participant_id,
+                                            at=utcnow(), **sample))
+    await session.flush()
+
+
+def _bump(seat: Participant) -> None:
+    seat.rev = (seat.rev or 0) + 1
+
+
+def _waited(seat: Participant, now: datetime) -> int | None:
+    if seat.waiting_since is None:
+        return None
+    return int((now - seat.waiting_since).total_seconds())
