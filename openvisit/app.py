@@ -48,6 +48,9 @@ ROLE_RUNNERS: dict[str, RoleRunner] = {"worker": run_worker, "mllp": run_mllp}
 #: Each domain package adds its own line here.
 ROUTER_MODULES: tuple[str, ...] = (
     "openvisit.ops.endpoints",
+    "openvisit.visits.views",
+    "openvisit.visits.endpoints",
+    "openvisit.signalling.endpoint",
     "openvisit.launch.views",
 )
 

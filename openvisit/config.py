@@ -33,6 +33,11 @@ SECRET_FIELDS = (
     "redis_url",
     "turn_secret",
     "oidc_client_secret",
+    # Notifications
+    "twilio_auth_token",
+    "smpp_password",
+    "azure_access_key",
+    "smtp_password",
 )
 
 
@@ -113,6 +118,40 @@ class Settings(BaseSettings):
     contact_grace_hours: int = 24
     #: Most participants admitted at once in a peer-to-peer mesh visit (each sends to all).
     mesh_max_participants: int = 6
+
+    # Notifications (openvisit.notify): SMS and e-mail confirmations and reminders.
+    #: The SMS transport when the endpoint has no linked number naming its own provider.
+    #: "outbox" keeps messages in the database for the /ops/outbox page (nothing leaves).
+    sms_provider: Literal["outbox", "twilio", "smpp", "azure"] = "outbox"
+    #: "outbox" keeps e-mail in the database too; "smtp" sends through smtp_host.
+    email_provider: Literal["outbox", "smtp"] = "outbox"
+    #: Sending number (E.164) or alphanumeric sender id for endpoints without a linked number.
+    sms_sender: str = ""
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = ""
+    #: Twilio's API host; tests point it at a mock serving Twilio's OpenAPI spec.
+    twilio_base_url: str = "https://api.twilio.com"
+    smpp_host: str = ""
+    smpp_port: int = 2775
+    smpp_system_id: str = ""
+    smpp_password: str = ""
+    smpp_system_type: str = ""
+    #: Keep an SMPP receiver bind (delivery receipts, STOP replies) in this web process.
+    smpp_receiver: bool = True
+    #: How long a send whose outcome is unknown waits for the SMSC's receipt before resending.
+    smpp_receipt_wait_seconds: float = 300.0
+    #: Azure Communication Services resource, e.g. https://NAME.communication.azure.com
+    azure_endpoint: str = ""
+    azure_access_key: str = ""
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_username: str = ""
+    smtp_password: str = ""
+    #: The From address of notification e-mail, e.g. visits@hospital.example
+    smtp_from: str = ""
+    smtp_starttls: bool = True
+    #: Seconds a provider call may take before its outcome counts as unknown.
+    notify_timeout_seconds: float = 15.0
 
     @classmethod
     def settings_customise_sources(

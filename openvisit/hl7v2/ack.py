@@ -210,11 +210,11 @@ def _render(
         "|".join(["MSA", code, e(original_control_id), e(msa_text[:_MSA_TEXT_MAX])]).rstrip("|"),
     ]
     if error is not None:
-        segments.append(_err(error, version))
+        segments.append(_err(error, version=version))
     return ("\r".join(segments) + "\r").encode(codec or "utf-8", errors="replace")
 
 
-def _err(error: Hl7Error, version: str) -> str:
+def _err(error: Hl7Error, *, version: str) -> str:
     e, loc = er7.escape, error.location
     if not _at_least_2_5(version):
         # ERR-1 (ELD): segment ^ sequence ^ field ^ code&text&HL70357.

@@ -9,7 +9,7 @@ an ``IndexError``). HL7 v2.5.1 Ch. 2 §2.5 (message framework: delimiters from M
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone, tzinfo
 
 from openvisit.hl7v2.errors import (
@@ -71,18 +71,18 @@ STANDARD_DELIMITERS = Delimiters()
 class Value:
     """One field repetition, still escaped; :meth:`get` splits and unescapes on demand."""
 
-    raw: str
+    raw: str = field(repr=False)  # PHI: keep it out of tracebacks and debug logs
     delimiters: Delimiters
 
-    def get(self, component: int = 1, subcomponent: int = 1) -> str:
+    def get(self, component: int = 1, *, subcomponent: int = 1) -> str:
         """Return one component/subcomponent, unescaped; ``""`` when absent or HL7 null."""
-        part = _nth(self.raw, self.delimiters.component, component)
+        part = _nth(self.raw, separator=self.delimiters.component, n=component)
         if self.delimiters.subcomponent:
-            part = _nth(part, self.delimiters.subcomponent, subcomponent)
+            part = _nth(part, separator=self.delimiters.subcomponent, n=subcomponent)
         elif subcomponent != 1:
             return ""
         # '""' is HL7's explicit null ("delete this value"); for us it carries nothing.
-        return "" if part == '""' else unescape(part, self.delimiters).strip()
+        return "" if part == '""' else unescape(part, delimiters=self.delimiters).strip()
 
     def __bool__(self) -> bool:
         return self.raw not in ("", '""')
@@ -93,7 +93,7 @@ class Segment:
     """One segment: ``fields[n]`` is field n (for MSH, fields[1] is MSH-1 and fields[2] MSH-2)."""
 
     name: str
-    fields: tuple[str, ...]
+    fields: tuple[str, ...] = field(repr=False)  # PHI
     delimiters: Delimiters
     sequence: int
 
@@ -106,17 +106,17 @@ class Segment:
         return tuple(v for v in (Value(p, self.delimiters) for p in parts) if v)
 
     def first(self, field: int) -> Value:
-        """Return the first repetition of a field (an empty :class:`Value` when absent)."""
+        """Return the first non-empty repetition of a field (an empty :class:`Value` if none)."""
         reps = self.repetitions(field)
         return reps[0] if reps else Value("", self.delimiters)
 
-    def get(self, field: int, component: int = 1, subcomponent: int = 1) -> str:
-        """Shorthand for ``first(field).get(component, subcomponent)``."""
-        return self.first(field).get(component, subcomponent)
+    def get(self, field: int, *, component: int = 1, subcomponent: int = 1) -> str:
+        """Shorthand for ``first(field).get(component, subcomponent=subcomponent)``."""
+        return self.first(field).get(component, subcomponent=subcomponent)
 
-    def at(self, field: int | None = None, component: int | None = None) -> ErrorLocation:
+    def at(self, field: int | None = None, *, component: int | None = None) -> ErrorLocation:
         """Return the :class:`ErrorLocation` of this segment (or one of its fields)."""
-        return ErrorLocation(self.name, self.sequence, field, component=component)
+        return ErrorLocation(self.name, sequence=self.sequence, field=field, component=component)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +135,7 @@ class Er7Message:
         return next((s for s in self.segments if s.name == name), None)
 
 
-def _nth(text: str, separator: str, n: int) -> str:
+def _nth(text: str, *, separator: str, n: int) -> str:
     if not separator:
         return text if n == 1 else ""
     parts = text.split(separator)
@@ -235,7 +235,7 @@ def _delimiters(text: str) -> Delimiters:
     return Delimiters(field, component, repetition, escape, sub)
 
 
-def unescape(text: str, delimiters: Delimiters) -> str:
+def unescape(text: str, *, delimiters: Delimiters) -> str:
     """Resolve ER7 escape sequences (HL7 v2.5.1 Ch. 2 §2.7).
 
     Delimiter escapes (``\\F\\ \\S\\ \\T\\ \\R\\ \\E\\``) and ``\\Xhh..\\`` become characters,
@@ -278,7 +278,7 @@ def unescape(text: str, delimiters: Delimiters) -> str:
     return "".join(out)
 
 
-def escape(text: str, delimiters: Delimiters = STANDARD_DELIMITERS) -> str:
+def escape(text: str, *, delimiters: Delimiters = STANDARD_DELIMITERS) -> str:
     """Escape delimiters and line breaks so ``text`` fits in one field (HL7 v2.5.1 §2.7)."""
     esc = delimiters.escape or "\\"
     out = text.replace(esc, f"{esc}E{esc}")

@@ -8,7 +8,7 @@ are PHI (phone numbers, e-mail addresses, appointment dates).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 from openvisit.errors import OpenVisitError
@@ -39,6 +39,7 @@ class ErrorLocation:
     """
 
     segment: str
+    _: KW_ONLY
     sequence: int = 1
     field: int | None = None
     repetition: int | None = None

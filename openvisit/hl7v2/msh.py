@@ -76,7 +76,7 @@ def header_of(message: er7.Er7Message) -> MshHeader:
     msh = message.first("MSH")
     if msh is None:
         raise SegmentSequenceError("the message has no MSH segment", location=ErrorLocation("MSH"))
-    message_type, trigger_event = msh.get(9, 1).upper(), msh.get(9, 2).upper()
+    message_type, trigger_event = msh.get(9, component=1).upper(), msh.get(9, component=2).upper()
     if not trigger_event and "_" in message_type:
         # A few senders write MSH-9 as "SIU_S12" in one component.
         message_type, _, trigger_event = message_type.partition("_")
@@ -89,7 +89,7 @@ def header_of(message: er7.Er7Message) -> MshHeader:
         message_datetime_raw=msh.get(7),
         message_type=message_type,
         trigger_event=trigger_event,
-        message_structure=msh.get(9, 3).upper(),
+        message_structure=msh.get(9, component=3).upper(),
         control_id=msh.get(10),
         processing_id=msh.get(11).upper(),
         version=msh.get(12),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, tzinfo
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -18,7 +18,6 @@ import phonenumbers
 from openvisit.errors import ConfigurationError
 from openvisit.hl7v2 import contact, er7
 from openvisit.hl7v2.errors import (
-    DataTypeError,
     ErrorLocation,
     RequiredFieldMissing,
     SegmentSequenceError,
@@ -29,6 +28,7 @@ from openvisit.hl7v2.errors import (
     UnsupportedVersion,
 )
 from openvisit.hl7v2.msh import MshHeader, header_of
+from openvisit.hl7v2.timing import appointment_times
 
 SUPPORTED_VERSIONS = frozenset(
     {"2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8", "2.8.1", "2.8.2"}
@@ -37,15 +37,7 @@ PROCESSING_IDS = frozenset({"P", "T", "D"})
 ACK_CONDITIONS = frozenset({"AL", "NE", "ER", "SU"})
 # Segments allowed between MSH and SCH (v2.5+ SFT, v2.7+ UAC, and site Z-segments).
 _BEFORE_SCH = frozenset({"SFT", "UAC"})
-_UNITS = {
-    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), timedelta(seconds=1)),
-    **dict.fromkeys(("min", "mins", "minute", "minutes"), timedelta(minutes=1)),
-    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), timedelta(hours=1)),
-    **dict.fromkeys(("d", "day", "days"), timedelta(days=1)),
-}
 _SAFE_CODE = re.compile(r"[A-Za-z0-9_.]{1,12}")
-_LONGEST = timedelta(days=366)
-_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 
 
 class SiuEvent(StrEnum):
@@ -173,12 +165,12 @@ def parse_siu(message: bytes | str, *, default_tz: tzinfo, default_region: str) 
             "one is needed to identify the appointment",
             location=sch.at(2),
         )
-    start, end = _times(tokens, sch, default_tz)
+    start, end = appointment_times(tokens, sch=sch, default_tz=default_tz)
     pid = tokens.first("PID")
-    ail = next((s for s in tokens.all("AIL") if s.get(3)), None)
+    point_of_care, facility = _location(next((s for s in tokens.all("AIL") if s.get(3)), None))
     aip = next((s for s in tokens.all("AIP") if s.get(3)), None)
     pv1 = tokens.first("PV1")
-    status = CodedValue(sch.get(25, 1) or None, sch.get(25, 2) or None)
+    status = CodedValue(sch.get(25) or None, sch.get(25, component=2) or None)
     return SiuMessage(
         header=header,
         event=event,
@@ -203,8 +195,8 @@ def parse_siu(message: bytes | str, *, default_tz: tzinfo, default_region: str) 
         email=contact.email(pid),
         language=contact.language(pid),
         visit_number=(pv1.get(19) or None) if pv1 else None,
-        department_point_of_care=(ail.get(3, 1) or None) if ail else None,
-        department_facility=(ail.get(3, 4) or ail.get(3, 4, 2) or None) if ail else None,
+        department_point_of_care=point_of_care,
+        department_facility=facility,
         provider_id=(aip.get(3) or None) if aip else None,
     )
 
@@ -293,83 +285,13 @@ def _check_structure(tokens: er7.Er7Message) -> er7.Segment:
     return schs[0]
 
 
-def _times(
-    tokens: er7.Er7Message, sch: er7.Segment, default_tz: tzinfo
-) -> tuple[datetime, datetime | None]:
-    """Return (start, end): start from AIS-4, else SCH-11.4, else TQ1-7 (v2.5+).
-
-    The end comes from the same source as the start where it can: SCH-11.5 or TQ1-8 when their
-    start matches ours, else AIS-4 + AIS-7/8, else SCH-9/10. Ends not after the start are
-    skipped, so an SCH-11 for another slot cannot give a visit that ends before it begins.
-    """
-
-    def ts(segment: er7.Segment, number: int, component: int = 1) -> datetime | None:
-        # SCH-11 is a TQ, whose TS components arrive as subcomponents: take the first.
-        raw = segment.get(number, component)
-        if not raw:
-            return None
-        location = segment.at(number, component if component > 1 else None)
-        return er7.parse_ts(raw, default_tz=default_tz, location=location)
-
-    ais = next((s for s in tokens.all("AIS") if s.get(4)), None)
-    tq1 = next((s for s in tokens.all("TQ1") if s.get(7)), None)
-    sch_start = ts(sch, 11, 4)
-    start = ts(ais, 4) if ais else sch_start or (ts(tq1, 7) if tq1 else None)
-    if start is None:
-        raise RequiredFieldMissing(
-            "the appointment has no start time: AIS-4, SCH-11.4 and TQ1-7 are all empty",
-            location=ErrorLocation("AIS", field=4),
-        )
-    # (window start, segment, end field, end component): SCH-11 is TQ, TQ1 is v2.5+.
-    windows: list[tuple[datetime | None, er7.Segment, int, int]] = [(sch_start, sch, 11, 5)]
-    if tq1 is not None:
-        windows.append((ts(tq1, 7), tq1, 8, 1))
-    for window_start, segment, number, component in windows:
-        if window_start in (None, start):
-            end = ts(segment, number, component)
-            if end is not None and end > start:
-                return start, end
-    durations: list[tuple[er7.Segment, int, int]] = [(ais, 7, 8)] if ais else []
-    durations.append((sch, 9, 10))
-    for segment, amount_field, units_field in durations:
-        length = _duration(segment, amount_field, units_field)
-        if length is not None and length > timedelta(0):
-            try:
-                return start, start + length
-            except OverflowError:
-                raise DataTypeError(
-                    f"{segment.name}-{amount_field} (duration) ends the appointment after "
-                    "the year 9999",
-                    location=segment.at(amount_field),
-                ) from None
-    return start, None
-
-
-def _duration(segment: er7.Segment, amount_field: int, units_field: int) -> timedelta | None:
-    raw = segment.get(amount_field)
-    if not raw:
-        return None
-    if not _NUMBER.fullmatch(raw) or len(raw) > 12:
-        raise DataTypeError(
-            f"{segment.name}-{amount_field} (duration) is not a number",
-            location=segment.at(amount_field),
-        )
-    units = (segment.get(units_field, 1) or segment.get(units_field, 2) or "min").lower()
-    unit = _UNITS.get(units)
-    if unit is None:
-        raise TableValueNotFound(
-            f"{segment.name}-{units_field} (duration units) is not a unit of time this parser "
-            "knows; use s, min, h or d",
-            location=segment.at(units_field),
-        )
-    # Absent units mean minutes: that is what schedulers send, and seconds would be absurd.
-    seconds = float(raw) * unit.total_seconds()
-    if abs(seconds) > _LONGEST.total_seconds():
-        raise DataTypeError(
-            f"{segment.name}-{amount_field} (duration) is longer than a year",
-            location=segment.at(amount_field),
-        )
-    return timedelta(seconds=seconds)
+def _location(ail: er7.Segment | None) -> tuple[str | None, str | None]:
+    """AIL-3 (PL): point of care (component 1) and facility (component 4, an HD)."""
+    if ail is None:
+        return None, None
+    location = ail.first(3)
+    facility = location.get(4) or location.get(4, subcomponent=2)
+    return location.get(1) or None, facility or None
 
 
 def _identifiers(pid: er7.Segment | None) -> tuple[PatientIdentifier, ...]:
@@ -378,7 +300,7 @@ def _identifiers(pid: er7.Segment | None) -> tuple[PatientIdentifier, ...]:
     return tuple(
         PatientIdentifier(
             rep.get(1),
-            rep.get(4) or rep.get(4, 2) or None,
+            rep.get(4) or rep.get(4, subcomponent=2) or None,
             rep.get(5) or None,
         )
         for rep in pid.repetitions(3)

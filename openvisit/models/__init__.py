@@ -19,6 +19,12 @@ from openvisit.models.ops import (
     QualitySample,
     SeenNonce,
 )
+from openvisit.models.notify import (
+    Notification,
+    OutboxMessage,
+    ProviderReceipt,
+    SenderRate,
+)
 from openvisit.models.organisation import Organisation, ProviderLink, StaffAccount
 from openvisit.models.visit import Appointment, Contact, Participant, Visit, VisitEvent
 
@@ -34,14 +40,18 @@ __all__ = [
     "Job",
     "KeyMaterial",
     "MessageLog",
+    "Notification",
     "OptOut",
+    "OutboxMessage",
     "Organisation",
     "Participant",
     "PhoneNumber",
     "PhoneNumberEndpoint",
+    "ProviderReceipt",
     "ProviderLink",
     "QualitySample",
     "SeenNonce",
+    "SenderRate",
     "SmsSettings",
     "StaffAccount",
     "Visit",

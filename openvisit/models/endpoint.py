@@ -123,3 +123,6 @@ class SmsSettings(Timestamped, Base):
     consent_messaging_at: Mapped[datetime | None] = mapped_column(default=None)
     #: Messages per minute per sending number.
     rate_limit_per_minute: Mapped[int] = mapped_column(default=60)
+    #: Replace letters outside the GSM 7-bit alphabet (č → c, á → a) when that keeps an SMS
+    #: within fewer parts: Unicode SMS carry 70 characters per part instead of 160.
+    sms_transliterate: Mapped[bool] = mapped_column(default=True)

@@ -64,6 +64,10 @@ class Choice:
     reference: str
     label: str
 
+    @property
+    def kind(self) -> str:
+        return "Clinicians" if self.reference.startswith("Practitioner/") else "Patients"
+
 
 async def authorize(request: Request) -> Response:
     """Validate the request; show the pick-a-user page or send an error back."""
@@ -136,7 +140,7 @@ async def decide(request: Request) -> Response:
         expires_at=sandbox.now() + sandbox.lifetimes.code,
     )
     log.info("sandbox.code_issued client_id=%s user=%s", pending.client_id, user)
-    target = with_query(pending.redirect_uri, {"code": code.code, "state": pending.state})
+    target = with_query(pending.redirect_uri, params={"code": code.code, "state": pending.state})
     return RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
 
 
@@ -204,8 +208,8 @@ def _validate(items: list[tuple[str, str]], sandbox: Sandbox) -> PendingAuthoriz
 
 
 def _patient_facing(pending: PendingAuthorization) -> bool:
-    return scopes.has_context(pending.scopes, "patient") and not scopes.has_context(
-        pending.scopes, "user"
+    return scopes.has_context(pending.scopes, context="patient") and not scopes.has_context(
+        pending.scopes, context="user"
     )
 
 
@@ -233,7 +237,7 @@ def _context_patient(
     if pending.launch is not None:
         return pending.launch.patient if "launch" in pending.scopes else None
     wants_patient = "launch/patient" in pending.scopes or scopes.has_context(
-        pending.scopes, "patient"
+        pending.scopes, context="patient"
     )
     if not wants_patient:
         return None
@@ -276,7 +280,7 @@ def _redirect_error(exc: _RedirectError, *, status_code: int = 302) -> Response:
     params = {"error": exc.error.error, "error_description": exc.error.description}
     if exc.state:
         params["state"] = exc.state
-    return RedirectResponse(with_query(exc.redirect_uri, params), status_code=status_code)
+    return RedirectResponse(with_query(exc.redirect_uri, params=params), status_code=status_code)
 
 
 def routes() -> list[BaseRoute]:

@@ -70,6 +70,9 @@ class SandboxClient:
             )
         if not self.confidential and has_credentials:
             raise InvalidInput(f"public client {self.client_id!r} must not have credentials")
+        if not self.confidential and not self.redirect_uris:
+            # A public client can only use the code grant, which needs a redirect URI.
+            raise InvalidInput(f"public client {self.client_id!r} needs redirect_uris")
         for uri in self.redirect_uris:
             parts = urlsplit(uri)
             if parts.scheme not in {"http", "https"} or not parts.netloc or parts.fragment:
@@ -219,10 +222,10 @@ class ClientRegistry:
         for item in payload["clients"]:
             for key in [k for k, v in item.items() if v is None]:
                 del item[key]
-        write_private_json(self._persist_path, payload)
+        write_private_json(self._persist_path, payload=payload)
 
 
-def write_private_json(path: Path, payload: Any) -> None:
+def write_private_json(path: Path, *, payload: Any) -> None:
     """Atomically write JSON readable only by the owner (it may hold secrets)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")

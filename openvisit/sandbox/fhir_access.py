@@ -42,7 +42,7 @@ class Access:
         """True when ``resource`` is inside what this access allows."""
         if self.patient is None:
             return True
-        return in_patient_compartment(resource, self.patient) is not False
+        return in_patient_compartment(resource, patient_id=self.patient) is not False
 
 
 def bearer_token(
@@ -117,7 +117,7 @@ def _forbidden(message: str, needed: str | None) -> FhirError:
     )
 
 
-def in_patient_compartment(resource: dict[str, Any], patient_id: str) -> bool | None:
+def in_patient_compartment(resource: dict[str, Any], *, patient_id: str) -> bool | None:
     """True/False for compartment types; None for types outside the Patient compartment."""
     rtype = resource.get("resourceType", "")
     if rtype not in COMPARTMENT_PARAMS:

@@ -168,14 +168,19 @@ async def search_type(request: Request) -> Response:
     base = f"{sandbox.urls.fhir_base}/{rtype}"
     used = dict(result.used)
     used.pop("_offset", None)
-    links = [{"relation": "self", "url": with_query(base, {**used, "_offset": str(result.offset)})}]
+    links = [
+        {
+            "relation": "self",
+            "url": with_query(base, params={**used, "_offset": str(result.offset)}),
+        }
+    ]
     if result.offset + result.count < len(result.matches):
         links.append(
             {
                 "relation": "next",
                 "url": with_query(
                     base,
-                    {
+                    params={
                         **used,
                         "_offset": str(result.offset + result.count),
                         "_count": str(result.count),
@@ -269,7 +274,7 @@ async def patch(request: Request) -> Response:
         if not access.permits(current):
             raise forbidden_resource(rtype)
         try:
-            patched = apply_patch(current, operations)
+            patched = apply_patch(current, operations=operations)
         except PatchTestFailed as exc:
             raise FhirError(str(exc), status_code=409, issue_code="conflict") from None
         except PatchInvalid as exc:
@@ -321,6 +326,14 @@ def _written(
     return fhir_response(resource, status_code=status_code, headers=headers)
 
 
+async def unsupported(request: Request) -> Response:
+    raise FhirError(
+        f"{request.method} {request.url.path} is not supported by the sandbox",
+        status_code=404,
+        issue_code="not-supported",
+    )
+
+
 def routes() -> list[BaseRoute]:
     """The FHIR routes, relative to the site root (``/fhir/...``)."""
     return [
@@ -336,4 +349,6 @@ def routes() -> list[BaseRoute]:
         Route("/fhir/{rtype}/{rid}", update, methods=["PUT"]),
         Route("/fhir/{rtype}/{rid}", patch, methods=["PATCH"]),
         Route("/fhir/{rtype}/{rid}", delete, methods=["DELETE"]),
+        # vread, history, operations...: answer in FHIR terms rather than a bare 404.
+        Route("/fhir/{rest:path}", unsupported, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
     ]

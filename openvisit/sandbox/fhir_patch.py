@@ -20,7 +20,7 @@ class PatchTestFailed(PatchInvalid):
     """A ``test`` operation compared unequal."""
 
 
-def apply_patch(document: Any, operations: Any) -> Any:
+def apply_patch(document: Any, *, operations: Any) -> Any:
     """Apply ``operations`` in order to a copy of ``document`` and return it (atomic: on error
     the caller's document is untouched)."""
     if not isinstance(operations, list):

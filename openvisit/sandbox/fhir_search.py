@@ -244,7 +244,7 @@ def _string_matches(have: str, wanted: str, modifier: str) -> bool:
 # -- dates --------------------------------------------------------------------------------
 
 
-def date_range(value: str, tz: tzinfo) -> DateRange:
+def date_range(value: str, *, tz: tzinfo) -> DateRange:
     """The instants a FHIR date/dateTime/instant covers, as ``[low, high)``.
 
     A value without an offset is read in ``tz`` (the sandbox's local zone). Raises 400 when
@@ -285,17 +285,17 @@ def _date_ranges(values: list[Any], tz: tzinfo) -> list[DateRange]:
     ranges: list[DateRange] = []
     for value in values:
         if isinstance(value, str):
-            ranges.append(date_range(value, tz))
+            ranges.append(date_range(value, tz=tz))
         elif isinstance(value, dict) and ("start" in value or "end" in value):  # Period
-            low = date_range(value["start"], tz)[0] if "start" in value else _MIN
-            high = date_range(value["end"], tz)[1] if "end" in value else _MAX
+            low = date_range(value["start"], tz=tz)[0] if "start" in value else _MIN
+            high = date_range(value["end"], tz=tz)[1] if "end" in value else _MAX
             ranges.append((low, high))
     return ranges
 
 
 def _date_test(raw: str, tz: tzinfo) -> Callable[[DateRange], bool]:
     prefix = raw[:2] if raw[:2] in _PREFIXES else "eq"
-    low, high = date_range(raw[2:] if raw[:2] in _PREFIXES else raw, tz)
+    low, high = date_range(raw[2:] if raw[:2] in _PREFIXES else raw, tz=tz)
 
     def contained(r: DateRange) -> bool:
         return low <= r[0] and r[1] <= high

@@ -273,6 +273,8 @@ class GrantStore:
             del self._pending[rid]
         for tok in [k for k, v in self._access.items() if v.expires_at <= now]:
             del self._access[tok]
+        for tok in [k for k, v in self._refresh.items() if v.expires_at <= now]:
+            del self._refresh[tok]
         day_ago = now - timedelta(days=1)
         for code in [k for k, v in self._codes.items() if v.expires_at <= day_ago]:
             del self._codes[code]

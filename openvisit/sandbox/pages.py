@@ -11,7 +11,7 @@ reusable until they expire (10 minutes).
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from starlette.requests import Request
@@ -71,6 +71,7 @@ def _rows(
         pat = store.read("Patient", pat_id) or {"id": pat_id}
         prac = store.read("Practitioner", prac_id) or {"id": prac_id}
         kinds = [s.get("text", "") for s in appt.get("serviceType", [])]
+        end = start + timedelta(minutes=appt.get("minutesDuration", 30))
         rows.append(
             {
                 "id": appt["id"],
@@ -87,7 +88,8 @@ def _rows(
                 "practitioner_id": prac_id,
                 "practitioner_name": display_name(prac),
                 "encounter_id": encounters.get(appt["id"]),
-                "past": start < now,
+                "past": end <= now,
+                "current": start <= now < end,
             }
         )
     return sorted(rows, key=lambda r: (r["start"], r["id"]))
@@ -202,7 +204,7 @@ async def patient_launch(request: Request) -> Response:
 
 
 def _to_app(launch_url: str, sandbox: Sandbox, launch_id: str) -> Response:
-    target = with_query(launch_url, {"iss": sandbox.urls.fhir_base, "launch": launch_id})
+    target = with_query(launch_url, params={"iss": sandbox.urls.fhir_base, "launch": launch_id})
     return RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
 
 

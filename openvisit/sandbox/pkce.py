@@ -27,7 +27,7 @@ def s256(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
 
 
-def verify_s256(verifier: str, challenge: str) -> bool:
+def verify_s256(verifier: str, *, challenge: str) -> bool:
     """RFC 7636 §4.6: the verifier is well formed and hashes to the stored challenge."""
     if not _VERIFIER.fullmatch(verifier):
         return False

@@ -86,7 +86,7 @@ def get_sandbox(request: Request) -> Sandbox:
     return sandbox
 
 
-def with_query(url: str, params: dict[str, str]) -> str:
+def with_query(url: str, *, params: dict[str, str]) -> str:
     """``url`` with ``params`` added to its query, keeping what is already there."""
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True) + list(params.items())

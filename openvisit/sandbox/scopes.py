@@ -88,7 +88,7 @@ def grant(requested: Sequence[str], *, allowed: Iterable[str]) -> list[str]:
     return out
 
 
-def is_subset(narrower: Iterable[str], wider: Iterable[str]) -> bool:
+def is_subset(narrower: Iterable[str], *, wider: Iterable[str]) -> bool:
     """True when every scope in ``narrower`` is in, or covered by, ``wider`` (RFC 6749 §6)."""
     wider_list = list(wider)
     return all(s in grant([s], allowed=wider_list) for s in narrower)
@@ -106,6 +106,6 @@ def contexts_allowing(
     return frozenset(found)
 
 
-def has_context(scopes: Iterable[str], context: str) -> bool:
+def has_context(scopes: Iterable[str], *, context: str) -> bool:
     """True when any resource scope in ``scopes`` is of ``context``."""
     return any(p is not None and p.context == context for p in map(parse_resource_scope, scopes))

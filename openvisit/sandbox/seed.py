@@ -83,7 +83,7 @@ def build_seed(*, day: date, tz: tzinfo, now: datetime) -> list[Resource]:
         practitioner=1,
         virtual=True,
         arrived=True,
-        reason="Drop-in video visit",
+        reason="Drop-in",
     )
     return resources
 
@@ -210,7 +210,7 @@ def _visit(
             }
         ],
         "serviceType": [{"text": kind}],
-        "description": f"{reason or REASONS[(k - 1) % len(REASONS)]} ({kind.lower()})",
+        "description": reason or REASONS[(k - 1) % len(REASONS)],
         "start": _iso(start),
         "end": _iso(end),
         "minutesDuration": 30,

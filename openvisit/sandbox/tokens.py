@@ -106,7 +106,7 @@ def _authorization_code(
     verifier = form.get("code_verifier", "")
     if not verifier:
         raise OAuthError("invalid_grant", "code_verifier is required (PKCE)")
-    if not pkce.verify_s256(verifier, record.code_challenge):
+    if not pkce.verify_s256(verifier, challenge=record.code_challenge):
         raise OAuthError("invalid_grant", "code_verifier does not match the code_challenge")
     return _issue(
         sandbox,
@@ -126,7 +126,7 @@ def _refresh_token(
     wanted = form.get("scope", "").split()
 
     def no_wider(record: IssuedToken) -> None:
-        if not scopes.is_subset(wanted, record.context.scopes):
+        if not scopes.is_subset(wanted, wider=record.context.scopes):
             raise OAuthError("invalid_scope", "a refresh cannot widen the granted scope")
 
     old = sandbox.grants.rotate_refresh(

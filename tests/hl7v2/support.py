@@ -21,7 +21,7 @@ LONDON = ZoneInfo("Europe/London")
 
 
 def _peer_samples_dir() -> Path | None:
-    candidates = [
+    candidates: list[str | Path] = [
         os.environ.get("OPENVISIT_HL7_SAMPLES", ""),
         HERE.parents[1] / "peers" / "hl7",
         HERE.parents[2] / "shared" / "peers" / "hl7",

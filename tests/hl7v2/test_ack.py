@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from typing import TypedDict
 
 import hl7
 import pytest
@@ -24,7 +25,14 @@ from openvisit.hl7v2 import (
 from .support import epic, peer_sample, pkb, replace_field
 
 NOW = datetime(2024, 3, 5, 15, 16, 17, tzinfo=UTC)
-OURS = {"sending_application": "OPENVISIT", "sending_facility": "TELEHEALTH"}
+
+
+class Sender(TypedDict):
+    sending_application: str
+    sending_facility: str
+
+
+OURS = Sender(sending_application="OPENVISIT", sending_facility="TELEHEALTH")
 
 
 def read(ack: bytes) -> hl7.Message:

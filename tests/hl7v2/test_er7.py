@@ -118,7 +118,7 @@ def test_it_answers_empty_for_absent_fields_components_and_repetitions() -> None
     assert segment is not None
 
     assert segment.get(99) == ""
-    assert segment.get(3, 7, 3) == ""
+    assert segment.get(3, component=7, subcomponent=3) == ""
     assert segment.get(0) == ""
     assert segment.get(-1) == ""
     assert segment.repetitions(42) == ()
@@ -157,3 +157,14 @@ def test_it_reads_a_one_component_message_type() -> None:
     header = parse_msh("MSH|^~\\&|A|B|C|D|20240101||SIU_S12|1|P|2.5")
 
     assert (header.message_type, header.trigger_event) == ("SIU", "S12")
+
+
+def test_it_honours_a_custom_escape_character() -> None:
+    message = er7.parse("MSH#@*%!#A#B#C#D#2024##SIU@S12#1#P#2.5\rNTE#1##a%F%b%S%c@d!e*f")
+    segment = message.first("NTE")
+    assert segment is not None
+
+    assert message.delimiters == er7.Delimiters("#", "@", "*", "%", "!")
+    assert segment.get(3) == "a#b@c"
+    assert segment.get(3, component=2, subcomponent=2) == "e"
+    assert [v.get() for v in segment.repetitions(3)] == ["a#b@c", "f"]

@@ -141,4 +141,4 @@ def test_it_decodes_whatever_was_encoded_however_it_is_chunked(
 def test_it_unescapes_what_it_escapes(text: str) -> None:
     delimiters = er7.STANDARD_DELIMITERS
 
-    assert er7.unescape(er7.escape(text), delimiters) == text
+    assert er7.unescape(er7.escape(text), delimiters=delimiters) == text

@@ -42,7 +42,7 @@ async def test_it_sends_frames_python_hl7_reads_and_reads_its_acks() -> None:
         for i in range(0, len(frame), 7):  # dribble it out in small writes
             writer.write(frame[i : i + 7])
             await writer.drain()
-        decoder, acks = MllpDecoder(), []
+        decoder, acks = MllpDecoder(), list[bytes]()
         while not acks:
             chunk = await asyncio.wait_for(reader.read(5), timeout=10)
             assert chunk, "peer closed without an ACK"

@@ -25,10 +25,12 @@ class Keys:
     ec: ECKey
 
     def jwks(self) -> dict[str, Any]:
-        return {"keys": [
-            {**self.rsa.as_dict(private=False), "kid": "rsa-1", "alg": "RS384"},
-            {**self.ec.as_dict(private=False), "kid": "ec-1", "alg": "ES384"},
-        ]}
+        return {
+            "keys": [
+                {**self.rsa.as_dict(private=False), "kid": "rsa-1", "alg": "RS384"},
+                {**self.ec.as_dict(private=False), "kid": "ec-1", "alg": "ES384"},
+            ]
+        }
 
 
 class Clock:
@@ -43,21 +45,37 @@ class Clock:
 
 @pytest.fixture(scope="session")
 def keys() -> Keys:
-    return Keys(rsa=RSAKey.generate_key(2048, private=True), ec=ECKey.generate_key("P-384", private=True))
+    return Keys(
+        rsa=RSAKey.generate_key(2048, private=True), ec=ECKey.generate_key("P-384", private=True)
+    )
 
 
 def make_clients(keys: Keys, *, redirect: str = REDIRECT) -> list[SandboxClient]:
     return [
-        SandboxClient(client_id="ov-secret", client_secret=SECRET, redirect_uris=[redirect],
-                      name="OpenVisit (secret)"),
-        SandboxClient(client_id="ov-jwt", jwks=keys.jwks(), redirect_uris=[redirect],
-                      name="OpenVisit (private_key_jwt)"),
+        SandboxClient(
+            client_id="ov-secret",
+            client_secret=SECRET,
+            redirect_uris=[redirect],
+            name="OpenVisit (secret)",
+        ),
+        SandboxClient(
+            client_id="ov-jwt",
+            jwks=keys.jwks(),
+            redirect_uris=[redirect],
+            name="OpenVisit (private_key_jwt)",
+        ),
         SandboxClient(client_id="ov-public", confidential=False, redirect_uris=[redirect]),
-        SandboxClient(client_id="ov-backend", jwks=keys.jwks(),
-                      scopes=["system/AuditEvent.cruds", "system/Appointment.rs",
-                              "system/Encounter.rus"]),
-        SandboxClient(client_id="ov-narrow", client_secret=SECRET, redirect_uris=[redirect],
-                      scopes=["openid", "fhirUser", "launch", "patient/Appointment.rs"]),
+        SandboxClient(
+            client_id="ov-backend",
+            jwks=keys.jwks(),
+            scopes=["system/AuditEvent.cruds", "system/Appointment.rs", "system/Encounter.rus"],
+        ),
+        SandboxClient(
+            client_id="ov-narrow",
+            client_secret=SECRET,
+            redirect_uris=[redirect],
+            scopes=["openid", "fhirUser", "launch", "patient/Appointment.rs"],
+        ),
     ]
 
 
@@ -69,8 +87,11 @@ def clock() -> Clock:
 @pytest.fixture
 def app(keys: Keys, clock: Clock) -> Any:
     return create_sandbox_app(
-        base_url=BASE, clients=make_clients(keys), provider_launch_url=PROVIDER_LAUNCH,
-        patient_launch_url=PATIENT_LAUNCH, now=clock,
+        base_url=BASE,
+        clients=make_clients(keys),
+        provider_launch_url=PROVIDER_LAUNCH,
+        patient_launch_url=PATIENT_LAUNCH,
+        now=clock,
     )
 
 
@@ -83,9 +104,12 @@ async def http(app: Any) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def live(keys: Keys) -> Iterator[str]:
     """The sandbox behind uvicorn; yields its base URL."""
+
     def make(base: str) -> Any:
         return create_sandbox_app(
-            base_url=base, clients=make_clients(keys), provider_launch_url=PROVIDER_LAUNCH,
+            base_url=base,
+            clients=make_clients(keys),
+            provider_launch_url=PROVIDER_LAUNCH,
             patient_launch_url=PATIENT_LAUNCH,
         )
 

@@ -95,8 +95,9 @@ def forms(html: str) -> list[Form]:
     return parser.forms
 
 
-def decision(html: str, *, user: str | None = None, patient: str | None = None,
-             action: str = "approve") -> dict[str, str]:
+def decision(
+    html: str, *, user: str | None = None, patient: str | None = None, action: str = "approve"
+) -> dict[str, str]:
     """The fields the pick-a-user form would post."""
     (form,) = [f for f in forms(html) if f.action.endswith("/auth/authorize/decision")]
     data = dict(form.fields)

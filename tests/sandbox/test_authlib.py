@@ -24,7 +24,9 @@ from .conftest import SECRET, Keys
 from .flows import follow_authorize, provider_launch
 from .helpers import AUTHORIZE_URL, BASE, FHIR, REDIRECT, TOKEN_URL, serve
 
-SCOPE = "launch openid fhirUser offline_access user/Appointment.rs user/Patient.rs user/Encounter.rus"
+SCOPE = (
+    "launch openid fhirUser offline_access user/Appointment.rs user/Patient.rs user/Encounter.rus"
+)
 
 
 class SmartPrivateKeyJWT(PrivateKeyJWT):  # type: ignore[misc]
@@ -36,29 +38,38 @@ class SmartPrivateKeyJWT(PrivateKeyJWT):  # type: ignore[misc]
         return super().sign(auth, token_endpoint)
 
 
-def oauth_client(app: Any, *, client_id: str, secret: Any, method: Any = None,
-                 **kwargs: Any) -> AsyncOAuth2Client:
+def oauth_client(
+    app: Any, *, client_id: str, secret: Any, method: Any = None, **kwargs: Any
+) -> AsyncOAuth2Client:
     client = AsyncOAuth2Client(
-        client_id=client_id, client_secret=secret, redirect_uri=REDIRECT,
-        code_challenge_method="S256", transport=httpx.ASGITransport(app), base_url=BASE,
-        token_endpoint_auth_method=method.name if method is not None else None, **kwargs,
+        client_id=client_id,
+        client_secret=secret,
+        redirect_uri=REDIRECT,
+        code_challenge_method="S256",
+        transport=httpx.ASGITransport(app),
+        base_url=BASE,
+        token_endpoint_auth_method=method.name if method is not None else None,
+        **kwargs,
     )
     if method is not None:
         client.register_client_auth_method(method)
     return client
 
 
-async def launch_and_fetch(http: httpx.AsyncClient, oauth: AsyncOAuth2Client, *,
-                           scope: str = SCOPE, nonce: str = "") -> dict[str, Any]:
+async def launch_and_fetch(
+    http: httpx.AsyncClient, oauth: AsyncOAuth2Client, *, scope: str = SCOPE, nonce: str = ""
+) -> dict[str, Any]:
     """EHR launch from the schedule, authorize through the page, code exchange by Authlib."""
     launch = await provider_launch(http, practitioner="prac-1", appointment="appt-4")
     verifier = generate_token(48)
     extra = {"nonce": nonce} if nonce else {}
     url, _state = oauth.create_authorization_url(
-        AUTHORIZE_URL, code_verifier=verifier, scope=scope, aud=FHIR, launch=launch, **extra)
+        AUTHORIZE_URL, code_verifier=verifier, scope=scope, aud=FHIR, launch=launch, **extra
+    )
     result = await follow_authorize(http, url)
     token: dict[str, Any] = await oauth.fetch_token(
-        TOKEN_URL, authorization_response=f"{REDIRECT}?{urlencode(result)}", code_verifier=verifier)
+        TOKEN_URL, authorization_response=f"{REDIRECT}?{urlencode(result)}", code_verifier=verifier
+    )
     return token
 
 
@@ -105,7 +116,9 @@ async def test_it_rotates_refresh_tokens_for_client_secret_basic(
         narrower = await oauth.refresh_token(TOKEN_URL, scope="user/Patient.rs")
         assert narrower["scope"] == "user/Patient.rs"
         narrow_headers = {"Authorization": f"Bearer {narrower['access_token']}"}
-        assert (await http.get("/fhir/Appointment/appt-4", headers=narrow_headers)).status_code == 403
+        assert (
+            await http.get("/fhir/Appointment/appt-4", headers=narrow_headers)
+        ).status_code == 403
         with pytest.raises(OAuthError) as wider:
             await oauth.refresh_token(TOKEN_URL, scope="user/Observation.rs")
         assert wider.value.error == "invalid_scope"
@@ -125,51 +138,62 @@ async def test_it_serves_backend_services_with_short_system_tokens(
     method = SmartPrivateKeyJWT(TOKEN_URL, alg="RS384", headers={"kid": "rsa-1"})
     async with oauth_client(app, client_id="ov-backend", secret=keys.rsa, method=method) as oauth:
         token = await oauth.fetch_token(
-            TOKEN_URL, grant_type="client_credentials",
-            scope="system/AuditEvent.c system/Appointment.rs system/Patient.rs")
+            TOKEN_URL,
+            grant_type="client_credentials",
+            scope="system/AuditEvent.c system/Appointment.rs system/Patient.rs",
+        )
         assert token["scope"] == "system/AuditEvent.c system/Appointment.rs"
         assert token["expires_in"] <= 300
         assert not {"refresh_token", "id_token", "patient"} & set(token)
         event = {
             "resourceType": "AuditEvent",
             "type": {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110114"},
-            "action": "E", "recorded": "2024-05-06T10:00:00Z", "outcome": "0",
+            "action": "E",
+            "recorded": "2024-05-06T10:00:00Z",
+            "outcome": "0",
             "agent": [{"who": {"reference": "Patient/pat-4"}, "requestor": False}],
             "source": {"observer": {"display": "OpenVisit"}},
             "entity": [{"what": {"reference": "Appointment/appt-4"}}],
         }
-        created = await oauth.post("/fhir/AuditEvent", json=event,
-                                   headers={"Content-Type": "application/fhir+json"})
+        created = await oauth.post(
+            "/fhir/AuditEvent", json=event, headers={"Content-Type": "application/fhir+json"}
+        )
         assert created.status_code == 201, created.text
         assert (await oauth.get("/fhir/Patient/pat-4")).status_code == 403
 
     async with oauth_client(app, client_id="ov-secret", secret=SECRET) as oauth:
         with pytest.raises(OAuthError) as refused:
-            await oauth.fetch_token(TOKEN_URL, grant_type="client_credentials",
-                                    scope="system/Appointment.rs")
+            await oauth.fetch_token(
+                TOKEN_URL, grant_type="client_credentials", scope="system/Appointment.rs"
+            )
         assert refused.value.error == "unauthorized_client"
 
 
 async def _backend_error(app: Any, keys: Keys, method: Any, *, key: Any = None) -> str:
-    async with oauth_client(app, client_id="ov-backend", secret=key or keys.rsa,
-                            method=method) as oauth:
+    async with oauth_client(
+        app, client_id="ov-backend", secret=key or keys.rsa, method=method
+    ) as oauth:
         with pytest.raises(OAuthError) as refused:
-            await oauth.fetch_token(TOKEN_URL, grant_type="client_credentials",
-                                    scope="system/Appointment.rs")
+            await oauth.fetch_token(
+                TOKEN_URL, grant_type="client_credentials", scope="system/Appointment.rs"
+            )
     assert refused.value.error == "invalid_client"
     return str(refused.value.description)
 
 
 async def test_it_refuses_a_replayed_jti(app: Any, keys: Keys) -> None:
     # Given a claims dict, Authlib adds one jti to it and reuses it on every call.
-    method = PrivateKeyJWT(TOKEN_URL, alg="RS384", headers={"kid": "rsa-1"},
-                           claims={"exp": int(time.time()) + 240})
+    method = PrivateKeyJWT(
+        TOKEN_URL, alg="RS384", headers={"kid": "rsa-1"}, claims={"exp": int(time.time()) + 240}
+    )
     async with oauth_client(app, client_id="ov-backend", secret=keys.rsa, method=method) as oauth:
-        await oauth.fetch_token(TOKEN_URL, grant_type="client_credentials",
-                                scope="system/Appointment.rs")
+        await oauth.fetch_token(
+            TOKEN_URL, grant_type="client_credentials", scope="system/Appointment.rs"
+        )
         with pytest.raises(OAuthError) as replay:
-            await oauth.fetch_token(TOKEN_URL, grant_type="client_credentials",
-                                    scope="system/Appointment.rs")
+            await oauth.fetch_token(
+                TOKEN_URL, grant_type="client_credentials", scope="system/Appointment.rs"
+            )
     assert "jti" in str(replay.value.description)
 
 
@@ -193,14 +217,20 @@ async def test_it_fetches_keys_from_a_registered_jwks_uri(
         return JSONResponse(keys.jwks())
 
     with serve(lambda base: Starlette(routes=[Route("/jwks.json", jwks)])) as (jwks_base, _):
-        registered = await http.post("/admin/clients", json={
-            "client_id": "ov-jwks-uri", "jwks_uri": f"{jwks_base}/jwks.json",
-            "scopes": ["system/Appointment.rs"],
-        })
+        registered = await http.post(
+            "/admin/clients",
+            json={
+                "client_id": "ov-jwks-uri",
+                "jwks_uri": f"{jwks_base}/jwks.json",
+                "scopes": ["system/Appointment.rs"],
+            },
+        )
         assert registered.status_code == 201, registered.text
         method = SmartPrivateKeyJWT(TOKEN_URL, alg="ES384", headers={"kid": "ec-1"})
-        async with oauth_client(app, client_id="ov-jwks-uri", secret=keys.ec,
-                                method=method) as oauth:
-            token = await oauth.fetch_token(TOKEN_URL, grant_type="client_credentials",
-                                            scope="system/Appointment.rs")
+        async with oauth_client(
+            app, client_id="ov-jwks-uri", secret=keys.ec, method=method
+        ) as oauth:
+            token = await oauth.fetch_token(
+                TOKEN_URL, grant_type="client_credentials", scope="system/Appointment.rs"
+            )
     assert token["scope"] == "system/Appointment.rs"

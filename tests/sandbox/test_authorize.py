@@ -18,8 +18,9 @@ BASIC = ("ov-secret", SECRET)
 async def _refused(http: httpx.AsyncClient, **changes: str) -> dict[str, str]:
     _, challenge = pkce_pair()
     launch = await provider_launch(http)
-    params = authorize_params(client_id="ov-secret", scope=PROVIDER_SCOPE, challenge=challenge,
-                              launch=launch)
+    params = authorize_params(
+        client_id="ov-secret", scope=PROVIDER_SCOPE, challenge=challenge, launch=launch
+    )
     params.update(changes)
     params = {k: v for k, v in params.items() if v != ""}
     response = await http.get("/auth/authorize", params=params)
@@ -28,10 +29,16 @@ async def _refused(http: httpx.AsyncClient, **changes: str) -> dict[str, str]:
     return query(response.headers["location"])
 
 
-async def test_it_shows_unknown_clients_and_redirect_uris_on_a_page(http: httpx.AsyncClient) -> None:
+async def test_it_shows_unknown_clients_and_redirect_uris_on_a_page(
+    http: httpx.AsyncClient,
+) -> None:
     _, challenge = pkce_pair()
-    for changes in ({"client_id": "nobody"}, {"redirect_uri": "https://evil.test/cb"},
-                    {"redirect_uri": REDIRECT + "/"}, {"redirect_uri": ""}):
+    for changes in (
+        {"client_id": "nobody"},
+        {"redirect_uri": "https://evil.test/cb"},
+        {"redirect_uri": REDIRECT + "/"},
+        {"redirect_uri": ""},
+    ):
         params = authorize_params(client_id="ov-secret", scope="openid", challenge=challenge)
         params.update(changes)
         response = await http.get("/auth/authorize", params={k: v for k, v in params.items() if v})
@@ -66,15 +73,19 @@ async def test_it_sends_access_denied_when_the_user_declines(http: httpx.AsyncCl
     _, challenge = pkce_pair()
     params = authorize_params(client_id="ov-secret", scope="openid fhirUser", challenge=challenge)
     result = await follow_authorize(http, params, action="deny")
-    assert result == {"error": "access_denied", "error_description": "the user declined",
-                      "state": "state-1234567890"}
+    assert result == {
+        "error": "access_denied",
+        "error_description": "the user declined",
+        "state": "state-1234567890",
+    }
 
 
 async def test_it_accepts_authorize_by_post(http: httpx.AsyncClient) -> None:
     _, challenge = pkce_pair()
     launch = await provider_launch(http)
-    params = authorize_params(client_id="ov-secret", scope=PROVIDER_SCOPE, challenge=challenge,
-                              launch=launch)
+    params = authorize_params(
+        client_id="ov-secret", scope=PROVIDER_SCOPE, challenge=challenge, launch=launch
+    )
     page = await http.post("/auth/authorize", data=params)
     assert page.status_code == 200
     (form,) = forms(page.text)
@@ -83,7 +94,9 @@ async def test_it_accepts_authorize_by_post(http: httpx.AsyncClient) -> None:
 
 async def test_it_issues_launch_context_for_a_provider_launch(http: httpx.AsyncClient) -> None:
     launch = await provider_launch(http, practitioner="prac-2", appointment="appt-5")
-    code, verifier = await code_for(http, client_id="ov-secret", scope=PROVIDER_SCOPE, launch=launch)
+    code, verifier = await code_for(
+        http, client_id="ov-secret", scope=PROVIDER_SCOPE, launch=launch
+    )
     response = await exchange(http, code, verifier, auth=BASIC)
     assert response.status_code == 200, response.text
     assert response.headers["cache-control"] == "no-store"
@@ -116,21 +129,29 @@ async def test_it_refuses_a_reused_code_and_revokes_its_tokens(http: httpx.Async
     assert (await http.get("/fhir/Patient/pat-1", headers=headers)).status_code == 401
 
 
-async def test_it_refuses_expired_codes_and_other_redirect_uris(http: httpx.AsyncClient,
-                                                                clock: Clock) -> None:
+async def test_it_refuses_expired_codes_and_other_redirect_uris(
+    http: httpx.AsyncClient, clock: Clock
+) -> None:
     code, verifier = await code_for(http, client_id="ov-secret", scope="openid")
     wrong = await exchange(http, code, verifier, auth=BASIC, redirect_uri=REDIRECT + "?x=1")
     assert wrong.json()["error"] == "invalid_grant"
     code, verifier = await code_for(http, client_id="ov-secret", scope="openid")
     clock.offset += timedelta(seconds=61)
     late = await exchange(http, code, verifier, auth=BASIC)
-    assert late.json() == {"error": "invalid_grant", "error_description": "authorization code has expired"}
+    assert late.json() == {
+        "error": "invalid_grant",
+        "error_description": "authorization code has expired",
+    }
 
 
 async def test_it_refuses_bad_client_credentials(http: httpx.AsyncClient) -> None:
     code, verifier = await code_for(http, client_id="ov-secret", scope="openid")
-    for auth, form in ((("ov-secret", "wrong"), {}), (None, {}), (None, {"client_id": "ov-secret"}),
-                       (BASIC, {"client_secret": SECRET})):
+    for auth, form in (
+        (("ov-secret", "wrong"), {}),
+        (None, {}),
+        (None, {"client_id": "ov-secret"}),
+        (BASIC, {"client_secret": SECRET}),
+    ):
         response = await exchange(http, code, verifier, auth=auth, **form)
         assert response.status_code in {400, 401}
         assert response.json()["error"] in {"invalid_client", "invalid_request"}
@@ -151,8 +172,11 @@ async def test_it_lets_a_public_client_in_with_pkce_alone(http: httpx.AsyncClien
 async def test_it_grants_less_than_asked_and_says_so(http: httpx.AsyncClient) -> None:
     launch = await provider_launch(http)
     code, verifier = await code_for(
-        http, client_id="ov-narrow", launch=launch,
-        scope="launch openid fhirUser offline_access user/Patient.rs patient/Appointment.rs")
+        http,
+        client_id="ov-narrow",
+        launch=launch,
+        scope="launch openid fhirUser offline_access user/Patient.rs patient/Appointment.rs",
+    )
     body = (await exchange(http, code, verifier, auth=("ov-narrow", SECRET))).json()
     assert body["scope"] == "launch openid fhirUser patient/Appointment.rs"
     assert "refresh_token" not in body
@@ -160,19 +184,27 @@ async def test_it_grants_less_than_asked_and_says_so(http: httpx.AsyncClient) ->
 
 async def test_it_offers_a_patient_picker_for_standalone_launch(http: httpx.AsyncClient) -> None:
     verifier, challenge = pkce_pair()
-    params = authorize_params(client_id="ov-secret", challenge=challenge,
-                              scope="launch/patient openid fhirUser user/Patient.rs")
+    params = authorize_params(
+        client_id="ov-secret",
+        challenge=challenge,
+        scope="launch/patient openid fhirUser user/Patient.rs",
+    )
     page = await http.get("/auth/authorize", params=params)
     (form,) = forms(page.text)
     assert "Practitioner/prac-3" in form.radios["user"] and "Patient/pat-2" in form.radios["user"]
     assert "Patient/pat-7" in form.options["patient"]
-    result = await follow_authorize(http, params, user="Practitioner/prac-3", patient="Patient/pat-7")
+    result = await follow_authorize(
+        http, params, user="Practitioner/prac-3", patient="Patient/pat-7"
+    )
     body = (await exchange(http, result["code"], verifier, auth=BASIC)).json()
     assert body["patient"] == "pat-7" and "encounter" not in body and "fhirContext" not in body
 
     verifier, challenge = pkce_pair()
-    params = authorize_params(client_id="ov-public", challenge=challenge,
-                              scope="launch/patient openid fhirUser patient/*.rs")
+    params = authorize_params(
+        client_id="ov-public",
+        challenge=challenge,
+        scope="launch/patient openid fhirUser patient/*.rs",
+    )
     page = await http.get("/auth/authorize", params=params)
     (form,) = forms(page.text)
     assert all(u.startswith("Patient/") for u in form.radios["user"])
@@ -184,16 +216,30 @@ async def test_it_offers_a_patient_picker_for_standalone_launch(http: httpx.Asyn
 async def test_it_publishes_discovery_documents(http: httpx.AsyncClient) -> None:
     smart = (await http.get("/fhir/.well-known/smart-configuration")).json()
     assert smart["issuer"] == FHIR and smart["code_challenge_methods_supported"] == ["S256"]
-    for capability in ("launch-ehr", "launch-standalone", "client-confidential-asymmetric",
-                       "client-confidential-symmetric", "context-ehr-patient",
-                       "context-ehr-encounter", "sso-openid-connect", "permission-v1",
-                       "permission-v2", "authorize-post"):
+    for capability in (
+        "launch-ehr",
+        "launch-standalone",
+        "client-confidential-asymmetric",
+        "client-confidential-symmetric",
+        "context-ehr-patient",
+        "context-ehr-encounter",
+        "sso-openid-connect",
+        "permission-v1",
+        "permission-v2",
+        "authorize-post",
+    ):
         assert capability in smart["capabilities"]
     assert set(smart["token_endpoint_auth_methods_supported"]) == {
-        "private_key_jwt", "client_secret_basic", "client_secret_post"}
+        "private_key_jwt",
+        "client_secret_basic",
+        "client_secret_post",
+    }
     assert smart["token_endpoint_auth_signing_alg_values_supported"] == ["RS384", "ES384"]
     assert set(smart["grant_types_supported"]) == {
-        "authorization_code", "refresh_token", "client_credentials"}
+        "authorization_code",
+        "refresh_token",
+        "client_credentials",
+    }
     for path in ("/fhir/.well-known/openid-configuration", "/.well-known/openid-configuration"):
         oidc = (await http.get(path)).json()
         assert oidc["issuer"] == FHIR and oidc["jwks_uri"] == smart["jwks_uri"]

@@ -1,0 +1,215 @@
+"""The signalling protocol: typed messages, validation and the per-connection state machine.
+
+Pure: no web framework, no database. One JSON object per WebSocket text frame, with a
+``type``. Session descriptions and ICE candidates are carried opaquely between two admitted
+peers; their meaning is JSEP's (RFC 8829: offer/answer §5.2–5.3, ICE restart §3.8 and
+§5.2.1) and ICE's (RFC 8445: candidates §5.1, trickle per RFC 8838, where an absent candidate
+means end-of-candidates). The server never interprets SDP; it only checks sizes and who may
+talk to whom.
+
+Client → server
+  ``hello``     {token, session, lang?}         first message; binds the socket to a seat
+  ``ping``      {t?}                             answered with ``pong``
+  ``leave``     {}                               the participant leaves the visit
+  ``quality``   {rtt_ms?, jitter_ms?, packet_loss_pct?, bitrate_kbps?, frame_width?,
+                 frame_height?}                  call quality from ``getStats()``
+  ``offer``     {to, sdp}        ``answer`` {to, sdp}
+  ``candidate`` {to, candidate?}  ``restart`` {to}   (peer signalling: admitted only)
+
+Server → client
+  ``welcome`` {you, ice}  ``state`` {you, visit, peers, roster?}  ``pong`` {t?}
+  ``offer``/``answer``/``candidate``/``restart`` {from, from_session, …}
+  ``error`` {code, message, rejected?}   ``bye`` {reason}
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+#: Larger frames are refused before parsing (an SDP with many codecs is ~10 KB).
+MAX_FRAME_BYTES = 64 * 1024
+MAX_SDP_CHARS = 48 * 1024
+MAX_CANDIDATE_CHARS = 1024
+SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{8,40}$")
+PEER_TYPES = frozenset({"offer", "answer", "candidate", "restart"})
+LOBBY_TYPES = frozenset({"ping", "leave", "quality"})
+QUALITY_FIELDS: dict[str, tuple[type, float]] = {
+    "rtt_ms": (float, 60_000.0),
+    "jitter_ms": (float, 60_000.0),
+    "packet_loss_pct": (float, 100.0),
+    "bitrate_kbps": (float, 1_000_000.0),
+    "frame_width": (int, 16_384),
+    "frame_height": (int, 16_384),
+}
+
+
+class ProtocolError(ValueError):
+    """A frame that is not a valid message; ``code`` goes back to the client."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Hello:
+    token: str
+    session: str
+    lang: str | None = None
+    type: str = "hello"
+
+
+@dataclass(frozen=True)
+class Ping:
+    t: float | None = None
+    type: str = "ping"
+
+
+@dataclass(frozen=True)
+class Leave:
+    type: str = "leave"
+
+
+@dataclass(frozen=True)
+class Quality:
+    values: dict[str, float | int]
+    type: str = "quality"
+
+
+@dataclass(frozen=True)
+class PeerSignal:
+    """``offer``/``answer`` (``sdp``), ``candidate`` (``candidate``) or ``restart``."""
+
+    type: str
+    to: uuid.UUID
+    sdp: str | None = None
+    candidate: dict[str, Any] | None = None
+
+    def relay_body(self) -> dict[str, Any]:
+        """The fields forwarded to the target (sender fields are added by the server)."""
+        body: dict[str, Any] = {"type": self.type}
+        if self.type in ("offer", "answer"):
+            body["sdp"] = self.sdp
+        elif self.type == "candidate":
+            body["candidate"] = self.candidate
+        return body
+
+
+ClientMessage = Hello | Ping | Leave | Quality | PeerSignal
+
+
+def parse(frame: str | bytes) -> ClientMessage:
+    """Parse and validate one client frame; raises :class:`ProtocolError`."""
+    if len(frame) > MAX_FRAME_BYTES:
+        raise ProtocolError("too_large", "Message too large.")
+    try:
+        data = json.loads(frame)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError("bad_json", "Message is not JSON.") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+        raise ProtocolError("bad_message", "Message must be an object with a type.")
+    kind: str = data["type"]
+    if kind == "hello":
+        return _hello(data)
+    if kind == "ping":
+        t = data.get("t")
+        return Ping(t=float(t) if isinstance(t, int | float) else None)
+    if kind == "leave":
+        return Leave()
+    if kind == "quality":
+        return Quality(values=_quality(data))
+    if kind in PEER_TYPES:
+        return _peer(kind, data)
+    raise ProtocolError("unknown_type", f"Unknown message type {kind[:32]!r}.")
+
+
+def _hello(data: dict[str, Any]) -> Hello:
+    token, session, lang = data.get("token"), data.get("session"), data.get("lang")
+    if not isinstance(token, str) or not 10 <= len(token) <= 128:
+        raise ProtocolError("bad_hello", "hello needs the join token.")
+    if not isinstance(session, str) or not SESSION_RE.match(session):
+        raise ProtocolError("bad_hello", "hello needs a session id (8-40 url-safe chars).")
+    if lang is not None and (not isinstance(lang, str) or len(lang) > 16):
+        lang = None
+    return Hello(token=token, session=session, lang=lang)
+
+
+def _quality(data: dict[str, Any]) -> dict[str, float | int]:
+    values: dict[str, float | int] = {}
+    for name, (kind, limit) in QUALITY_FIELDS.items():
+        raw = data.get(name)
+        if raw is None:
+            continue
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 <= raw <= limit:
+            raise ProtocolError("bad_quality", f"{name} must be a number from 0 to {limit}.")
+        values[name] = int(raw) if kind is int else float(raw)
+    return values
+
+
+def _peer(kind: str, data: dict[str, Any]) -> PeerSignal:
+    try:
+        to = uuid.UUID(str(data.get("to")))
+    except ValueError as exc:
+        raise ProtocolError("bad_target", f"{kind} needs the id of the peer in 'to'.") from exc
+    if kind in ("offer", "answer"):
+        sdp = data.get("sdp")
+        if not isinstance(sdp, str) or not 0 < len(sdp) <= MAX_SDP_CHARS:
+            raise ProtocolError("bad_sdp", f"{kind} needs an 'sdp' string (RFC 8829 §5).")
+        return PeerSignal(type=kind, to=to, sdp=sdp)
+    if kind == "candidate":
+        cand = data.get("candidate")
+        if cand is not None:
+            if not isinstance(cand, dict) or len(json.dumps(cand)) > MAX_CANDIDATE_CHARS:
+                raise ProtocolError("bad_candidate", "candidate must be an RTCIceCandidateInit.")
+            cand = {k: cand[k] for k in ("candidate", "sdpMid", "sdpMLineIndex",
+                                         "usernameFragment") if k in cand}
+        return PeerSignal(type=kind, to=to, candidate=cand)
+    return PeerSignal(type=kind, to=to)
+
+
+class Phase(enum.Enum):
+    """Where a connection is in its life; the server derives it from the seat's state."""
+
+    NEW = "new"  # accepted, no hello yet
+    LOBBY = "lobby"  # seat invited/waiting/left: only its own state, no peers
+    ADMITTED = "admitted"  # in the call: may signal other admitted seats
+    CLOSED = "closed"  # removed, visit ended, replaced by a newer socket
+
+
+class Verdict(enum.Enum):
+    OK = "ok"
+    NEED_HELLO = "need_hello"
+    ALREADY_JOINED = "already_joined"
+    REJECTED_BEFORE_ADMIT = "rejected_before_admit"
+    CLOSED = "closed"
+
+
+def phase_of(state: str, *, visit_status: str) -> Phase:
+    """The phase of a socket whose seat is in lobby ``state``."""
+    if visit_status == "ended" or state == "removed":
+        return Phase.CLOSED
+    return Phase.ADMITTED if state == "admitted" else Phase.LOBBY
+
+
+def check(phase: Phase, message: ClientMessage) -> Verdict:
+    """May a socket in ``phase`` send ``message``? (The lobby rule lives here.)"""
+    if phase is Phase.CLOSED:
+        return Verdict.CLOSED
+    if phase is Phase.NEW:
+        return Verdict.OK if isinstance(message, Hello | Ping) else Verdict.NEED_HELLO
+    if isinstance(message, Hello):
+        return Verdict.ALREADY_JOINED
+    if isinstance(message, PeerSignal) and phase is not Phase.ADMITTED:
+        return Verdict.REJECTED_BEFORE_ADMIT
+    return Verdict.OK
+
+
+def encode(kind: str, **fields: Any) -> str:
+    """One server → client frame."""
+    return json.dumps({"type": kind, **fields}, separators=(",", ":"))

@@ -1,0 +1,182 @@
+"""Each web process's cache of the visits it serves, and presence fan-out to its sockets.
+
+A :class:`Room` exists while this process holds at least one socket of the visit. It
+subscribes to ``visit.<id>`` once (not once per socket), loads the roster from the database,
+then applies each event's seat snapshot if its ``rev`` is newer than the cached one (so
+events published out of commit order by two processes cannot regress a seat) and pushes
+each local socket the view its role allows (:func:`openvisit.visits.roster.view_for`). On
+:data:`~openvisit.bus.RESYNC` it reloads from the database, the source of truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from contextlib import AsyncExitStack
+from typing import Any, Protocol
+
+from openvisit.bus import RESYNC, Subscription
+from openvisit.context import AppContext
+from openvisit.logging import get_logger
+from openvisit.visits import repository as repo
+from openvisit.visits.roster import Seat, VisitFacts
+from openvisit.visits.service import visit_channel
+
+log = get_logger(__name__)
+STATUS_RANK = {"scheduled": 0, "active": 1, "ended": 2}
+
+
+class Member(Protocol):
+    """What a room needs from a socket: to be told the roster changed."""
+
+    def on_roster(self, room: Room) -> None: ...
+
+
+class Room:
+    """The roster of one visit as this process knows it, and the local sockets in it."""
+
+    def __init__(self, ctx: AppContext, visit_id: uuid.UUID) -> None:
+        self.ctx = ctx
+        self.visit_id = visit_id
+        self.seats: dict[str, Seat] = {}
+        self.visit = VisitFacts(id=str(visit_id), status="scheduled")
+        self.members: set[Member] = set()
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._stack = AsyncExitStack()
+        self._task: asyncio.Task[None] | None = None
+        self._tick: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def start(self) -> None:
+        """Subscribe first, then load: an event racing the load is applied after it."""
+        try:
+            sub = await self._stack.enter_async_context(
+                self.ctx.bus.subscribe(visit_channel(self.visit_id))
+            )
+            await self.reload()
+            self._task = asyncio.create_task(self._run(sub), name=f"room-{self.visit_id}")
+        except BaseException as exc:
+            await self._stack.aclose()
+            if not self.ready.done():
+                self.ready.set_exception(exc)
+                self.ready.exception()  # retrieved here; waiters get it through `ready`
+            raise
+        self.ready.set_result(None)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._stack.aclose()
+
+    async def reload(self) -> None:
+        async with self.ctx.transaction() as session:
+            visit = await repo.visit_by_id(session, self.visit_id)
+            if visit is None:
+                self.visit = self.visit.with_status("ended")
+                self.seats = {}
+                return
+            org = await repo.organisation_by_id(session, visit.organisation_id)
+            participants = await repo.participants_of(session, self.visit_id)
+        self.visit = VisitFacts.of(
+            visit, provider_label_mode=org.provider_label_mode if org else "role"
+        )
+        self.seats = {str(p.id): Seat.of(p) for p in participants}
+
+    def apply(self, message: dict[str, Any]) -> bool:
+        """Apply one bus event; True if anything visible changed."""
+        changed = False
+        raw = message.get("seat")
+        if isinstance(raw, dict):
+            try:
+                seat = Seat.from_dict(raw)
+            except (KeyError, TypeError, ValueError):
+                log.warning("room_bad_seat_snapshot", visit_id=str(self.visit_id))
+                seat = None
+            if seat is not None:
+                old = self.seats.get(seat.id)
+                if old is None or seat.rev > old.rev:
+                    self.seats[seat.id] = seat
+                    changed = True
+        status = (message.get("visit") or {}).get("status")
+        if isinstance(status, str) and STATUS_RANK.get(status, -1) > STATUS_RANK.get(
+            self.visit.status, -1
+        ):
+            self.visit = self.visit.with_status(status)
+            changed = True
+        return changed
+
+    def apply_seat(self, seat: Seat) -> None:
+        """Apply a snapshot this process just committed (saves waiting for the bus)."""
+        old = self.seats.get(seat.id)
+        if old is None or seat.rev > old.rev:
+            self.seats[seat.id] = seat
+            self.push()
+
+    def push(self) -> None:
+        for member in list(self.members):
+            member.on_roster(self)
+        tick, self._tick = self._tick, asyncio.get_running_loop().create_future()
+        tick.set_result(None)
+
+    async def next_update(self, timeout: float) -> None:
+        """Wait until the roster next changes (or ``timeout``)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._tick), timeout)
+
+    async def _run(self, sub: Subscription) -> None:
+        while True:
+            channel, message = await sub.get()
+            try:
+                if channel == RESYNC:
+                    await self.reload()
+                    changed = True
+                else:
+                    changed = self.apply(message)
+            except Exception:
+                # A failed reload (database briefly away) must not kill the room: keep the
+                # cache and retry on the next event.
+                log.exception("room_update_failed", visit_id=str(self.visit_id))
+                continue
+            if changed:
+                self.push()
+
+
+class Rooms:
+    """The rooms of this process, created on a visit's first socket, gone with its last."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self._rooms: dict[uuid.UUID, Room] = {}
+
+    def __len__(self) -> int:
+        return len(self._rooms)
+
+    async def enter(self, visit_id: uuid.UUID, member: Member) -> Room:
+        room = self._rooms.get(visit_id)
+        if room is None:
+            room = Room(self.ctx, visit_id)
+            self._rooms[visit_id] = room
+            starting = asyncio.create_task(room.start())
+            starting.add_done_callback(_consume)
+        room.members.add(member)
+        try:
+            await asyncio.shield(room.ready)
+        except BaseException:
+            await self.leave(room, member)
+            raise
+        return room
+
+    async def leave(self, room: Room, member: Member) -> None:
+        room.members.discard(member)
+        if not room.members and self._rooms.get(room.visit_id) is room:
+            del self._rooms[room.visit_id]
+            ready = room.ready
+            if ready.done() and not ready.cancelled() and ready.exception() is None:
+                await room.stop()
+
+
+def _consume(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()  # already reported through Room.ready

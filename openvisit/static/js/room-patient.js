@@ -1,0 +1,73 @@
+// The patient, interpreter and guest page: check camera → Join → lobby → call.
+
+import { clock, t } from "./i18n.js";
+import { Room } from "./room.js";
+import { $, announce, runMeter, setToggle, showStep } from "./ui.js";
+
+const room = new Room();
+const status = $("[data-device-status]");
+let stopMeter = () => {};
+let waitTimer = null;
+
+room.media.addEventListener("error", ({ detail }) => {
+  status.textContent = detail.kind === "blocked" ? t("devices.camera_blocked") : t("devices.none");
+  status.classList.add("is-problem");
+});
+
+async function start() {
+  showStep("prejoin");
+  status.textContent = t("devices.starting");
+  const ok = await room.media.start();
+  room.attachPreview();
+  if (ok) {
+    status.textContent = t("devices.ready");
+    stopMeter = runMeter(room.media);
+  }
+}
+
+$('[data-action="join"]').addEventListener("click", (event) => {
+  const button = event.currentTarget;
+  button.disabled = true;
+  button.textContent = t("conn.connecting");
+  room.join();
+});
+
+room.addEventListener("lobby", ({ detail }) => {
+  showStep("lobby");
+  room.attachPreview();
+  const notice = $("[data-lobby-notice]");
+  notice.hidden = !detail.sentBack;
+  notice.textContent = detail.sentBack ? t("call.sent_back") : "";
+  const since = Date.parse(room.last?.you?.waiting_since || "") || Date.now();
+  clearInterval(waitTimer);
+  const waited = $("[data-waited]");
+  const tick = () => { waited.textContent = t("lobby.waiting_for", { t: clock((Date.now() - since) / 1000) }); };
+  tick();
+  waitTimer = setInterval(tick, 1000);
+});
+
+room.addEventListener("state", ({ detail }) => {
+  if (detail.you.state === "admitted") {
+    clearInterval(waitTimer);
+    stopMeter();
+  }
+});
+
+room.addEventListener("socket", ({ detail }) => {
+  const notice = $("[data-lobby-notice]");
+  if (room.youState === "waiting" && detail.text) {
+    notice.hidden = false;
+    notice.textContent = detail.text;
+  } else if (room.youState === "waiting" && detail.state === "open") {
+    notice.hidden = true;
+  }
+});
+
+room.addEventListener("ended", () => {
+  clearInterval(waitTimer);
+  stopMeter();
+});
+
+setToggle("mic", false, t("call.mic_off"), t("call.mic_on"));
+setToggle("camera", false, t("call.cam_off"), t("call.cam_on"));
+start().catch(() => announce(t("devices.none")));

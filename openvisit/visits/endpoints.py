@@ -1,0 +1,133 @@
+"""The clinician's JSON actions on a visit, authorised by their join token as a bearer.
+
+``Authorization: Bearer <join token>`` of a clinician seat of the same visit. Every action
+is one transaction: the seat changes, a visit event is appended, the bus tells every web
+process after commit, and every socket of the visit gets its new view.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+
+from openvisit import i18n
+from openvisit.errors import NotAuthenticated
+from openvisit.models.visit import Participant
+from openvisit.visits import lobby
+from openvisit.visits import repository as repo
+from openvisit.visits.roster import Seat
+from openvisit.visits.service import resolve_link
+from openvisit.visits.turn import ice_config
+from openvisit.web.deps import CtxDep, SessionDep
+
+router = APIRouter(prefix="/api/visits", tags=["visits"])
+
+
+def bearer_token(request: Request) -> str:
+    """The join token from ``Authorization: Bearer``; raises NotAuthenticated without one."""
+    i18n.activate(i18n.negotiate(request.headers.get("x-openvisit-lang"),
+                                 accept_language=request.headers.get("accept-language")))
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise NotAuthenticated("Send the visit link's token as 'Authorization: Bearer …'.")
+    return token.strip()
+
+
+TokenDep = Annotated[str, Depends(bearer_token)]
+
+
+class SeatOut(BaseModel):
+    id: str
+    role: str
+    n: int
+    state: str
+    connected: bool
+    waiting_since: str | None = None
+
+
+class InviteIn(BaseModel):
+    role: Literal["interpreter", "guest"]
+    lang: str | None = Field(default=None, max_length=8)
+
+
+class InviteOut(BaseModel):
+    participant: SeatOut
+    url: str
+
+
+class VisitOut(BaseModel):
+    id: str
+    status: str
+    participants: list[SeatOut]
+
+
+def _out(participant: Participant) -> SeatOut:
+    seat = Seat.of(participant)
+    return SeatOut(id=seat.id, role=seat.role, n=seat.seat_no, state=seat.state,
+                   connected=seat.connected, waiting_since=seat.waiting_since)
+
+
+@router.get("/ice-servers")
+async def ice_servers(token: TokenDep, session: SessionDep, ctx: CtxDep) -> dict[str, Any]:
+    """STUN/TURN servers with fresh TURN REST credentials for the seat of the token."""
+    _visit, seat = await resolve_link(session, app=ctx, token=token)
+    return ice_config(ctx.settings, participant_id=seat.id)
+
+
+@router.get("/{visit_id}")
+async def visit_roster(visit_id: uuid.UUID, token: TokenDep, session: SessionDep,
+                       ctx: CtxDep) -> VisitOut:
+    """The visit's status and every seat (clinicians only)."""
+    visit, _actor = await lobby.staff_seat(session, app=ctx, token=token, visit_id=visit_id)
+    seats = await repo.participants_of(session, visit.id)
+    return VisitOut(id=str(visit.id), status=visit.status, participants=[_out(p) for p in seats])
+
+
+async def _act(action: str, visit_id: uuid.UUID, participant_id: uuid.UUID, token: str,
+               session: Any, ctx: Any) -> SeatOut:
+    visit, actor = await lobby.staff_seat(session, app=ctx, token=token, visit_id=visit_id)
+    step = {"admit": lobby.admit, "lobby": lobby.return_to_lobby, "remove": lobby.remove}[action]
+    return _out(await step(session, app=ctx, visit=visit, actor=actor, target_id=participant_id))
+
+
+@router.post("/{visit_id}/participants/{participant_id}/admit")
+async def admit(visit_id: uuid.UUID, participant_id: uuid.UUID, token: TokenDep,
+                session: SessionDep, ctx: CtxDep) -> SeatOut:
+    """Let a waiting participant into the call (409 if not waiting or the call is full)."""
+    return await _act("admit", visit_id, participant_id, token, session, ctx)
+
+
+@router.post("/{visit_id}/participants/{participant_id}/lobby")
+async def back_to_lobby(visit_id: uuid.UUID, participant_id: uuid.UUID, token: TokenDep,
+                        session: SessionDep, ctx: CtxDep) -> SeatOut:
+    """Send an admitted participant back to the lobby."""
+    return await _act("lobby", visit_id, participant_id, token, session, ctx)
+
+
+@router.post("/{visit_id}/participants/{participant_id}/remove")
+async def remove(visit_id: uuid.UUID, participant_id: uuid.UUID, token: TokenDep,
+                 session: SessionDep, ctx: CtxDep) -> SeatOut:
+    """Remove a participant; their link stops working."""
+    return await _act("remove", visit_id, participant_id, token, session, ctx)
+
+
+@router.post("/{visit_id}/end")
+async def end(visit_id: uuid.UUID, token: TokenDep, session: SessionDep,
+              ctx: CtxDep) -> dict[str, str]:
+    """End the visit for everyone."""
+    visit, actor = await lobby.staff_seat(session, app=ctx, token=token, visit_id=visit_id)
+    ended = await lobby.end_visit(session, app=ctx, visit=visit, actor=actor)
+    return {"id": str(ended.id), "status": ended.status}
+
+
+@router.post("/{visit_id}/invites", status_code=201)
+async def invite(visit_id: uuid.UUID, body: InviteIn, token: TokenDep, session: SessionDep,
+                 ctx: CtxDep) -> InviteOut:
+    """A new interpreter or guest seat and its join link (copy it; SMS/e-mail come later)."""
+    visit, actor = await lobby.staff_seat(session, app=ctx, token=token, visit_id=visit_id)
+    seat, url = await lobby.invite(session, app=ctx, visit=visit, actor=actor, role=body.role,
+                                   language=i18n.negotiate(body.lang) if body.lang else None)
+    return InviteOut(participant=_out(seat), url=url)

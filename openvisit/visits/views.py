@@ -1,0 +1,136 @@
+"""The visit pages: ``/v/{token}`` (patient, interpreter, guest or clinician) and the demo.
+
+The page is chosen by the seat's role. Language: ``?lang=`` from the link, else the seat's
+language, else the browser's ``Accept-Language``. An invalid link is a 404 page, a closed
+window or an ended visit a 410 page with a plain explanation, both in that language.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from openvisit import i18n
+from openvisit.context import AppContext
+from openvisit.errors import NotFound
+from openvisit.models import Organisation
+from openvisit.models.visit import Participant, Visit
+from openvisit.visits import repository as repo
+from openvisit.visits.roster import STAFF_ROLES
+from openvisit.visits.service import (
+    find_or_create_seat,
+    link_for,
+    open_adhoc_visit,
+    resolve_link,
+)
+from openvisit.visits.strings import room_strings
+from openvisit.visits.tokens import participant_id_of
+from openvisit.web.deps import CtxDep, SessionDep
+from openvisit.web.templating import templates
+
+router = APIRouter(include_in_schema=False)
+
+#: Room pages: only our own scripts and styles; media from the camera; the socket.
+ROOM_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+        "media-src 'self' blob: mediastream:; connect-src 'self' ws: wss:; base-uri 'none'; "
+        "form-action 'self'; object-src 'none'"
+    ),
+}
+
+
+async def _activate_language(request: Request, session: Any, token: str,
+                             lang: str | None) -> str:
+    """Choose and activate the page language before anything is rendered or raised."""
+    seat_language = None
+    pid = participant_id_of(token)
+    if pid is not None:
+        # Only the stored language is read before the token is verified: harmless if forged.
+        seat = await repo.participant_by_id(session, pid)
+        seat_language = seat.language if seat else None
+    language = i18n.negotiate(lang, seat_language,
+                              accept_language=request.headers.get("accept-language"))
+    i18n.activate(language)
+    return language
+
+
+def page_config(ctx: AppContext, *, token: str, visit: Visit, seat: Participant,
+                language: str, label_mode: str) -> dict[str, Any]:
+    """What the page's script needs; the token goes to the socket's ``hello`` only."""
+    return {
+        "token": token,
+        "participantId": str(seat.id),
+        "visitId": str(visit.id),
+        "role": seat.role,
+        "n": seat.seat_no,
+        "lang": language,
+        "wsPath": "/ws/visit",
+        "apiBase": f"/api/visits/{visit.id}",
+        "meshMax": ctx.settings.mesh_max_participants,
+        "qualityIntervalMs": 10_000,
+        "labelMode": label_mode,
+        "iceTransportPolicy": ctx.settings.ice_transport_policy,
+    }
+
+
+@router.get("/v/{token}", response_class=HTMLResponse)
+async def visit_page(request: Request, token: str, session: SessionDep, ctx: CtxDep,
+                     lang: str | None = None) -> Response:
+    """The visit room for whoever holds this link (raises NotFound / Gone, rendered)."""
+    language = await _activate_language(request, session, token, lang)
+    visit, seat = await resolve_link(session, app=ctx, token=token)
+    org = await repo.organisation_by_id(session, visit.organisation_id)
+    label_mode = org.provider_label_mode if org else "role"
+    config = page_config(ctx, token=token, visit=visit, seat=seat, language=language,
+                         label_mode=label_mode)
+    template = "visits/provider.html" if seat.role in STAFF_ROLES else "visits/patient.html"
+    return templates.TemplateResponse(
+        request, template,
+        {
+            "config_json": _json_for_script(config),
+            "strings_json": _json_for_script(room_strings()),
+            "role": seat.role,
+            "seat_no": seat.seat_no,
+            "language": language,
+            "languages": i18n.LANGUAGES,
+            "path": request.url.path,
+        },
+        headers=ROOM_HEADERS,
+    )
+
+
+@router.get("/visits/demo", response_class=HTMLResponse)
+async def demo_page(request: Request, session: SessionDep, ctx: CtxDep,
+                    lang: str | None = None) -> Response:
+    """Development only: a fresh ad-hoc visit with a clinician link and a patient link."""
+    if ctx.settings.environment == "production":
+        raise NotFound("There is nothing at this address.")
+    i18n.activate(i18n.negotiate(lang, accept_language=request.headers.get("accept-language")))
+    org = await repo.organisation_by_slug(session, "demo")
+    if org is None:
+        org = Organisation(slug="demo", display_name="Demo clinic")
+        session.add(org)
+        await session.flush()
+    visit = await open_adhoc_visit(session, app=ctx, organisation_id=org.id)
+    provider = await find_or_create_seat(session, visit=visit, role="provider",
+                                         ehr_user_id="Practitioner/demo")
+    patient = await find_or_create_seat(session, visit=visit, role="patient",
+                                        patient_ref="Patient/demo")
+    return templates.TemplateResponse(
+        request, "visits/demo.html",
+        {"provider_url": link_for(ctx, provider), "patient_url": link_for(ctx, patient)},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def _json_for_script(value: Any) -> str:
+    """JSON safe inside ``<script type="application/json">`` (no ``</script>`` breakout)."""
+    return (
+        json.dumps(value, ensure_ascii=False)
+        .replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    )
