@@ -52,7 +52,21 @@ ROUTER_MODULES: tuple[str, ...] = (
     "openvisit.visits.endpoints",
     "openvisit.signalling.endpoint",
     "openvisit.launch.views",
+    "openvisit.notify.views",
+    "openvisit.notify.twilio.hooks",
 )
+
+
+#: Start-up hooks ("module:function", called with the AppContext once the bus is up).
+STARTUP_HOOKS: tuple[str, ...] = (
+    "openvisit.launch.keys:ensure_keys",
+)
+
+
+async def run_startup_hooks(ctx: AppContext) -> None:
+    for spec in STARTUP_HOOKS:
+        module_name, _, func_name = spec.partition(":")
+        await getattr(importlib.import_module(module_name), func_name)(ctx)
 
 
 def create_app(
@@ -70,6 +84,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await context.start()
+        await run_startup_hooks(context)
         stop = asyncio.Event()
         tasks = [
             asyncio.create_task(ROLE_RUNNERS[role](context, stop), name=f"role-{role}")

@@ -21,6 +21,8 @@ app = typer.Typer(
     help="OpenVisit: EHR-launched video visits. Run `openvisit serve` to start everything.",
     no_args_is_help=True,
     add_completion=False,
+    # Rich tracebacks print local variables, which can hold PHI and secrets.
+    pretty_exceptions_enable=False,
 )
 admin_app = typer.Typer(help="Organisations and staff accounts.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Inspect and re-run durable jobs.", no_args_is_help=True)
@@ -286,7 +288,9 @@ def sandbox(
     base = f"http://{host}:{port}"
     web = create_sandbox_app(
         base_url=base, state_path=state_dir,
-        clients=[SandboxClient(client_id=client_id, redirect_uris=[f"{ov}/launch/callback"],
+        clients=[SandboxClient(client_id=client_id,
+                               redirect_uris=[f"{ov}/launch/callback",
+                                              f"{ov}/portal/approval/callback"],
                                jwks_uri=f"{ov}/.well-known/jwks.json", name="OpenVisit")],
         provider_launch_url=f"{ov}/launch", patient_launch_url=f"{ov}/launch/patient",
     )

@@ -153,6 +153,44 @@ class Settings(BaseSettings):
     #: Seconds a provider call may take before its outcome counts as unknown.
     notify_timeout_seconds: float = 15.0
 
+    # Portal (openvisit.portal): staff sign-in, sessions, number provisioning.
+    #: A signed-in portal session ends after this long without a request…
+    portal_session_idle_minutes: int = 30
+    #: …and in any case this long after sign-in.
+    portal_session_max_hours: int = 12
+    #: IdP subjects (``sub``) that become org admins of ``portal_default_organisation`` on
+    #: their first sign-in: how a deployment with IdP sign-in only gets its first admin.
+    portal_bootstrap_admin_subjects: list[str] = Field(default_factory=list)
+    #: Slug of the organisation bootstrap admins join (created if missing).
+    portal_default_organisation: str = "default"
+    #: Data regions an organisation may be pinned to (DESIGN §2.10).
+    portal_regions: list[str] = Field(
+        default_factory=lambda: ["local", "us", "eu", "uk", "ca", "au", "apac"]
+    )
+    #: Seconds the outbox SMS provider waits between the steps of "provisioning" a number
+    #: (it simulates a real provider's minutes-long purchase; nothing leaves the machine).
+    portal_outbox_provision_step_seconds: float = 2.0
+
+    # Scheduling feed (openvisit.scheduling): HL7 v2 SIU over MLLP and signed HTTPS.
+    #: PEM certificate chain and key for MLLP over TLS (both empty = plain TCP).
+    mllp_tls_cert: str = ""
+    mllp_tls_key: str = ""
+    #: CA bundle (PEM); when set, every MLLP client must present a certificate it signed.
+    mllp_tls_ca: str = ""
+    #: An idle connection (no byte outside a frame) is closed after this long.
+    mllp_idle_timeout_seconds: float = 600.0
+    #: A frame that stops arriving half-way is dropped (and the connection closed) after this.
+    mllp_frame_timeout_seconds: float = 30.0
+    mllp_max_frame_bytes: int = 1 << 20
+    mllp_max_connections: int = 512
+    #: MSH-3/MSH-4 of our ACKs when the message did not name a receiver (MSH-5/MSH-6).
+    hl7_ack_application: str = "OPENVISIT"
+    hl7_ack_facility: str = "OPENVISIT"
+    #: How long endpoint feed settings (senders, status map, zone) are cached per process.
+    hl7_config_refresh_seconds: float = 5.0
+    #: Allowed clock difference for iat/exp of signed HTTPS payloads (EHR-SPEC §6).
+    hl7_jws_skew_seconds: int = 300
+
     @classmethod
     def settings_customise_sources(
         cls,

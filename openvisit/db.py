@@ -53,9 +53,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def _sqlite_begin(conn: Any) -> None:
     # IMMEDIATE takes the write lock up front. A deferred transaction that reads and then
     # writes can fail at once with SQLITE_BUSY when another connection committed meanwhile;
-    # an immediate one waits (busy_timeout) instead. The embedded default is one process
-    # with modest traffic, so serialising transactions costs little.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # an immediate one waits (busy_timeout) instead. Read-only work opts into DEFERRED
+    # (Database.read): in WAL mode it never waits for, nor blocks, a writer.
+    mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+    conn.exec_driver_sql(f"BEGIN {mode}")
 
 
 def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
@@ -78,6 +79,9 @@ class Database:
         self.url = url
         self.engine = create_engine(url, echo=echo)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.read_sessionmaker = async_sessionmaker(
+            self.engine.execution_options(sqlite_begin="DEFERRED"), expire_on_commit=False
+        )
 
     @property
     def is_sqlite(self) -> bool:
@@ -108,6 +112,15 @@ class Database:
                 await hook()
             except Exception:
                 log.exception("after_commit_hook_failed")
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A read-only session: never blocks behind (or blocks) a writer; always rolled back."""
+        async with self.read_sessionmaker() as session:
+            try:
+                yield session
+            finally:
+                await session.rollback()
 
     async def ping(self) -> None:
         """Raise if the database cannot answer a trivial query."""

@@ -57,7 +57,10 @@ def configure_logging(*, level: str = "INFO", json: bool = False) -> None:
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if json
-        else structlog.dev.ConsoleRenderer(colors=False)
+        # Plain tracebacks: rich ones print local variables, which can hold PHI.
+        else structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
     )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -66,6 +69,8 @@ def configure_logging(*, level: str = "INFO", json: bool = False) -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _scrub_processor,
     ]
+    if json:
+        shared.append(structlog.processors.format_exc_info)
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -83,6 +88,8 @@ def configure_logging(*, level: str = "INFO", json: bool = False) -> None:
     root.setLevel(level.upper())
     # Access logs print full URLs, which carry join tokens and launch parameters.
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every request URL at INFO; URLs can carry identifiers and query values.
+    logging.getLogger("httpx").setLevel(max(root.level, logging.WARNING))
     logging.getLogger("alembic").setLevel(max(root.level, logging.WARNING))
 
 

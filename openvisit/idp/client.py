@@ -1,9 +1,11 @@
 """OpenID Connect authorization-code sign-in with PKCE against the organisation's IdP.
 
-Authlib's OAuth 2 client builds the authorization URL and exchanges the code; the id_token is
-validated by :func:`openvisit.smart.idtoken.validate_id_token` (the same rules as for EHRs:
-signature from the IdP's JWKS, ``iss``, ``aud``, ``exp``, ``nonce``). OpenID Connect Core 1.0
-§3.1.
+The code exchange reuses the SMART core's RFC 6749 token request (an IdP's token endpoint is
+the same protocol); the id_token is validated by :func:`openvisit.smart.idtoken.validate_id_token`
+(the same rules as for EHRs: signature from the IdP's JWKS, ``iss``, ``aud``, ``exp``,
+``nonce``; JOSE by joserfc, the Authlib project's JOSE library). OpenID Connect Core 1.0 §3.1.
+Authlib's own httpx integration is not used: importing it raises a deprecation warning that
+our warnings-as-errors policy turns into a failure.
 """
 
 from __future__ import annotations
@@ -11,15 +13,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from urllib.parse import urlencode
+
 import httpx
-from authlib.integrations.httpx_client import AsyncOAuth2Client
 
 from openvisit.config import Settings
 from openvisit.errors import ConfigurationError, NotAuthenticated, OutboundError
+from openvisit.smart.client_auth import ClientAuth, ClientSecretBasic, PublicClient
 from openvisit.smart.discovery import SmartConfiguration
 from openvisit.smart.idtoken import IdTokenClaims, JwksCache, validate_id_token
 from openvisit.smart.pkce import Pkce
 from openvisit.smart.state import new_nonce, new_state
+from openvisit.smart.token import exchange_code
 
 
 @dataclass(frozen=True)
@@ -64,26 +69,23 @@ class IdpClient:
             self._config = SmartConfiguration.from_document(document, source=url)
         return self._config
 
-    def _oauth(self, redirect_uri: str) -> AsyncOAuth2Client:
-        return AsyncOAuth2Client(
-            client_id=self.client_id,
-            client_secret=self.client_secret or None,
-            token_endpoint_auth_method="client_secret_basic" if self.client_secret else "none",
-            redirect_uri=redirect_uri,
-            scope="openid",
-            code_challenge_method="S256",
-        )
+    def _auth(self) -> ClientAuth:
+        if self.client_secret:
+            return ClientSecretBasic(self.client_id, secret=self.client_secret)
+        return PublicClient(self.client_id)
 
     async def start(self, http: httpx.AsyncClient, *, redirect_uri: str) -> IdpStart:
         """The IdP authorization URL plus the state, nonce and PKCE verifier to keep."""
         config = await self.configuration(http)
         pkce = Pkce.new()
         state, nonce = new_state(), new_nonce()
-        async with self._oauth(redirect_uri) as oauth:
-            url, _ = oauth.create_authorization_url(
-                config.require_authorization_endpoint(), state=state, nonce=nonce,
-                code_verifier=pkce.verifier,
-            )
+        endpoint = config.require_authorization_endpoint()
+        query = urlencode({
+            "response_type": "code", "client_id": self.client_id, "redirect_uri": redirect_uri,
+            "scope": "openid", "state": state, "nonce": nonce,
+            "code_challenge": pkce.challenge, "code_challenge_method": "S256",
+        })
+        url = f"{endpoint}{'&' if '?' in endpoint else '?'}{query}"
         return IdpStart(url=url, state=state, nonce=nonce, code_verifier=pkce.verifier)
 
     async def finish(
@@ -95,18 +97,16 @@ class IdpClient:
         Raises :class:`NotAuthenticated` when the IdP refuses the code or the id_token is bad.
         """
         config = await self.configuration(http)
-        async with self._oauth(redirect_uri) as oauth:
-            try:
-                token = await oauth.fetch_token(
-                    config.token_endpoint, grant_type="authorization_code", code=code,
-                    code_verifier=code_verifier,
-                )
-            except Exception as exc:  # Authlib raises OAuthError or httpx errors
-                raise NotAuthenticated(
-                    "The identity provider did not accept the sign-in "
-                    f"({getattr(exc, 'error', type(exc).__name__)}). Please try again."
-                ) from exc
-        id_token = token.get("id_token")
+        try:
+            token = await exchange_code(http, config=config, code=code,
+                                        redirect_uri=redirect_uri, code_verifier=code_verifier,
+                                        auth=self._auth())
+        except OutboundError as exc:
+            raise NotAuthenticated(
+                f"The identity provider did not accept the sign-in: {exc.message} "
+                "Please try again."
+            ) from exc
+        id_token = token.id_token
         if not isinstance(id_token, str):
             raise NotAuthenticated("The identity provider returned no id_token.")
         return await validate_id_token(

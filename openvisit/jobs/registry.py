@@ -52,7 +52,9 @@ _HANDLERS: dict[str, Handler] = {}
 _PERIODIC: dict[str, timedelta] = {}
 
 #: Modules whose import registers the product's own job handlers.
-BUILTIN_MODULES: list[str] = []
+BUILTIN_MODULES: list[str] = [
+    "openvisit.notify.tasks",
+]
 
 
 def job_handler(kind: str) -> Callable[[Handler], Handler]:

@@ -11,6 +11,7 @@ import json
 import time
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit.audit import record
@@ -24,16 +25,32 @@ DEFAULT_OVERLAP_DAYS = 7
 
 
 async def load_keyset(session: AsyncSession, *, app: AppContext) -> KeySet:
-    """The deployment's key set, generated (RS384, 2048 bits) on first use."""
+    """The deployment's key set, generated (RS384, 2048 bits) on first use.
+
+    The first key is created and committed in a transaction of its own, before it signs
+    anything: the EHR fetches our JWKS during the token request, so the public key must be
+    visible to every replica before the assertion that needs it is sent.
+    """
     row = await session.get(KeyMaterial, KEY_NAME)
     if row is None:
-        keys = KeySet.generate(alg="RS384")
-        await _store(session, app=app, keys=keys, row=None)
-        await record(session, actor="system", action="signing_key.create",
-                     object_type="key_material", object_id=keys.current.kid)
-        return keys
+        await _create_first(app)
+        row = await session.get(KeyMaterial, KEY_NAME)
+        assert row is not None
     data: dict[str, Any] = json.loads(app.cipher.decrypt(row.value_enc))
     return KeySet.from_dict(data)
+
+
+async def _create_first(app: AppContext) -> None:
+    try:
+        async with app.transaction() as session:
+            if await session.get(KeyMaterial, KEY_NAME) is not None:
+                return
+            keys = KeySet.generate(alg="RS384")
+            await _store(session, app=app, keys=keys, row=None)
+            await record(session, actor="system", action="signing_key.create",
+                         object_type="key_material", object_id=keys.current.kid)
+    except IntegrityError:
+        return  # another replica created it first; theirs is the one
 
 
 async def _store(
@@ -63,3 +80,27 @@ async def rotate(
                  object_id=rotated.current.kid, before={"kids": keys.kids},
                  after={"kids": rotated.kids})
     return rotated
+
+
+async def ensure_keys(app: AppContext) -> None:
+    """Start-up hook: make sure the key set exists before the first launch needs it."""
+    if await _read_blob(app) is None:
+        await _create_first(app)
+
+
+async def public_jwks(app: AppContext) -> dict[str, Any]:
+    """The published JWKS, read without taking the write lock (the EHR fetches it while a
+    launch's transaction is open)."""
+    blob = await _read_blob(app)
+    if blob is None:
+        await _create_first(app)
+        blob = await _read_blob(app)
+    assert blob is not None
+    jwks: dict[str, Any] = KeySet.from_dict(json.loads(app.cipher.decrypt(blob))).public_jwks()
+    return jwks
+
+
+async def _read_blob(app: AppContext) -> str | None:
+    async with app.db.read() as session:
+        row = await session.get(KeyMaterial, KEY_NAME)
+        return row.value_enc if row is not None else None

@@ -333,5 +333,8 @@ async def link_provider(
         raise LaunchRefused("The visit this sign-in was for no longer exists; launch again.")
     url: str = await seat_link(session, app=app, visit=visit, role="provider",
                                ehr_user_id=pending["ehr_user_id"])
+    await record(session, actor=f"provider:{pending['ehr_user_id']}", action="launch.provider",
+                 object_type="visit", object_id=str(visit.id),
+                 organisation_id=endpoint.organisation_id)
     return url
 

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from openvisit import nonces
 from openvisit.idp.client import IdpClient
 from openvisit.launch import epic, service
-from openvisit.launch.keys import load_keyset
+from openvisit.launch.keys import public_jwks
 from openvisit.web.deps import CtxDep, SessionDep
 from openvisit.web.templating import templates
 
@@ -125,10 +125,9 @@ async def epic_link(request: Request, session: SessionDep, ctx: CtxDep, endpoint
 
 
 @router.get("/.well-known/jwks.json", tags=["launch"])
-async def jwks(session: SessionDep, ctx: CtxDep) -> JSONResponse:
+async def jwks(ctx: CtxDep) -> JSONResponse:
     """OpenVisit's public signing keys, for EHRs verifying its ``private_key_jwt`` assertions."""
-    keys = await load_keyset(session, app=ctx)
-    return JSONResponse(keys.public_jwks(), headers={"Cache-Control": "public, max-age=300"})
+    return JSONResponse(await public_jwks(ctx), headers={"Cache-Control": "public, max-age=300"})
 
 
 __all__ = ["HTMLResponse", "router"]

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from openvisit.models.base import Base, Timestamped, new_id
+from openvisit.models.base import Base, Timestamped, new_id, utcnow
 
 
 class Organisation(Timestamped, Base):
@@ -28,6 +28,10 @@ class Organisation(Timestamped, Base):
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     #: How patients see providers: "role" ("Your clinician") or "display" (configured label).
     provider_label_mode: Mapped[str] = mapped_column(String(16), default="role")
+    #: The two SMS consents of the portal's SMS step (send on the organisation's behalf;
+    #: patients agreed to receive SMS). Both are needed before numbers or SMS are turned on.
+    sms_consent_send_at: Mapped[datetime | None] = mapped_column(default=None)
+    sms_consent_patients_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class StaffAccount(Timestamped, Base):
@@ -79,3 +83,49 @@ class ProviderLink(Timestamped, Base):
     ehr_user_id: Mapped[str] = mapped_column(String(255))
     idp_issuer: Mapped[str] = mapped_column(String(500))
     idp_subject: Mapped[str] = mapped_column(String(255))
+
+
+class StaffSession(Base):
+    """A signed-in portal session (server-side, so sign-out and deactivation end it at once).
+
+    The browser holds a random token; only its SHA-256 is stored. Idle and absolute expiry
+    are checked on every request; ``csrf_token`` is the session-bound CSRF secret.
+    """
+
+    __tablename__ = "staff_session"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("staff_account.id", ondelete="CASCADE"), index=True
+    )
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    #: "local" or "idp": how the person proved who they are.
+    method: Mapped[str] = mapped_column(String(16), default="local")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class ApiToken(Timestamped, Base):
+    """A bearer token for hospitals that configure OpenVisit by code (JSON API).
+
+    Shown once at creation; only its SHA-256 is stored. Carries its own roles (never more
+    than its creator had) and can be revoked.
+    """
+
+    __tablename__ = "api_token"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organisation.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: The first characters of the token, so people can tell tokens apart.
+    prefix: Mapped[str] = mapped_column(String(16))
+    roles: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_by: Mapped[str] = mapped_column(String(255))
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)

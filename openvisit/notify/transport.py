@@ -87,12 +87,14 @@ class SmsTransport(ABC):
     @abstractmethod
     async def send(
         self, *, to: str, body: str, sender: str, reference: str,
-        retain_until: datetime | None = None,
+        retain_until: datetime | None = None, first_attempt_at: datetime | None = None,
     ) -> SendResult:
         """Hand the message to the provider; returns its id.
 
         ``to`` is E.164; ``retain_until`` is when any copy the transport itself keeps must
-        be gone (only the embedded outbox keeps one). Raises the errors described above.
+        be gone (only the embedded outbox keeps one); ``first_attempt_at`` is when the first
+        attempt of this message began, identical on every retry (providers with repeatable
+        requests need it). Raises the errors described above.
         """
 
     async def reconcile(

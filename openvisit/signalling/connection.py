@@ -20,15 +20,18 @@ import time
 import uuid
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from openvisit import audit, i18n
 from openvisit.context import AppContext
 from openvisit.errors import OpenVisitError
 from openvisit.logging import get_logger
+from openvisit.models.visit import Participant, Visit
 from openvisit.signalling import protocol as p
 from openvisit.signalling.rooms import Room, Rooms
 from openvisit.visits import lobby
+from openvisit.visits import repository as repo
 from openvisit.visits.roster import Seat, may_signal, view_for
 from openvisit.visits.service import resolve_link
 from openvisit.visits.turn import ice_config
@@ -237,7 +240,7 @@ class Connection:
                     break
                 # The sender's admission may still be on its way to this room's cache
                 # (another task reads it off the same bus): wait for the next update.
-                await self.room.next_update(0.5)
+                await self.room.next_update(within_s=0.5)
 
     # ------------------------------------------------------------------ roster
 
@@ -312,9 +315,7 @@ class Connection:
         with contextlib.suppress(Exception):
             await self.ws.close(code=4000 + min(exc.status_code, 999) % 1000)
 
-    async def _locked_seat(self, session: Any) -> Any:
-        from openvisit.visits import repository as repo
-
+    async def _locked_seat(self, session: AsyncSession) -> tuple[Visit, Participant]:
         assert self.pid is not None
         seat = await repo.participant_by_id(session, self.pid, for_update=True)
         assert seat is not None

@@ -120,10 +120,10 @@ class Room:
         tick, self._tick = self._tick, asyncio.get_running_loop().create_future()
         tick.set_result(None)
 
-    async def next_update(self, timeout: float) -> None:
-        """Wait until the roster next changes (or ``timeout``)."""
+    async def next_update(self, *, within_s: float) -> None:
+        """Wait until the roster next changes, or ``within_s`` seconds pass."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._tick), timeout)
+            await asyncio.wait_for(asyncio.shield(self._tick), within_s)
 
     async def _run(self, sub: Subscription) -> None:
         while True:

@@ -22,5 +22,12 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A read-only session for pages and APIs that change nothing."""
+    async with get_app_context(request).db.read() as session:
+        yield session
+
+
 CtxDep = Annotated[AppContext, Depends(get_app_context)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session)]

@@ -64,7 +64,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(OpenVisitError)
     async def _openvisit_error(request: Request, exc: OpenVisitError) -> Response:
-        log.info("request_error", code=exc.code, status=exc.status_code, path=request.url.path)
+        log.info("request_error", error_code=exc.code, status=exc.status_code, path=request.url.path)
         return render_error(
             request, status=exc.status_code, code=exc.code, message=exc.message,
             title=exc.title, details=exc.details,

@@ -49,8 +49,9 @@ def _up(url: str) -> bool:
         return False
 
 
-def start_stack(env: dict[str, str], tmp: Path, *, approved: bool = True) -> Stack:
-    ov_port, sb_port = free_port(), free_port()
+def start_stack(env: dict[str, str], tmp: Path, *, approved: bool = True,
+                ov_port: int | None = None) -> Stack:
+    ov_port, sb_port = ov_port or free_port(), free_port()
     openvisit, sandbox = f"http://127.0.0.1:{ov_port}", f"http://127.0.0.1:{sb_port}"
     env = {**env, "OPENVISIT_PUBLIC_URL": openvisit}
     stack = Stack(openvisit=openvisit, sandbox=sandbox, env=env, procs=[])

@@ -10,6 +10,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+
+
+
 revision = '0001'
 down_revision = None
 branch_labels = None
@@ -81,11 +84,47 @@ def upgrade() -> None:
     sa.Column('default_phone_region', sa.String(length=2), nullable=False),
     sa.Column('timezone', sa.String(length=64), nullable=False),
     sa.Column('provider_label_mode', sa.String(length=16), nullable=False),
+    sa.Column('sms_consent_send_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('sms_consent_patients_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_organisation')),
     sa.UniqueConstraint('slug', name=op.f('uq_organisation_slug'))
     )
+    op.create_table('outbox_message',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('reference', sa.String(length=255), nullable=False),
+    sa.Column('channel', sa.String(length=8), nullable=False),
+    sa.Column('sender', sa.String(length=255), nullable=False),
+    sa.Column('recipient_masked', sa.String(length=64), nullable=False),
+    sa.Column('recipient_enc', sa.Text(), nullable=False),
+    sa.Column('subject_enc', sa.Text(), nullable=True),
+    sa.Column('text_enc', sa.Text(), nullable=False),
+    sa.Column('html_enc', sa.Text(), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('purge_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox_message')),
+    sa.UniqueConstraint('reference', name=op.f('uq_outbox_message_reference'))
+    )
+    with op.batch_alter_table('outbox_message', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_outbox_message_created_at'), ['created_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_outbox_message_purge_at'), ['purge_at'], unique=False)
+
+    op.create_table('provider_receipt',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('provider', sa.String(length=32), nullable=False),
+    sa.Column('provider_message_id', sa.String(length=255), nullable=False),
+    sa.Column('recipient_hash', sa.String(length=64), nullable=False),
+    sa.Column('reference', sa.String(length=64), nullable=True),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_provider_receipt'))
+    )
+    with op.batch_alter_table('provider_receipt', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_provider_receipt_provider_message_id'), ['provider_message_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_provider_receipt_received_at'), ['received_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_provider_receipt_recipient_hash'), ['recipient_hash'], unique=False)
+
     op.create_table('seen_nonce',
     sa.Column('scope', sa.String(length=32), nullable=False),
     sa.Column('value', sa.String(length=255), nullable=False),
@@ -96,6 +135,31 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('seen_nonce', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_seen_nonce_expires_at'), ['expires_at'], unique=False)
+
+    op.create_table('sender_rate',
+    sa.Column('sender', sa.String(length=64), nullable=False),
+    sa.Column('tat', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('sender', name=op.f('pk_sender_rate'))
+    )
+    op.create_table('api_token',
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('organisation_id', sa.Uuid(), nullable=False),
+    sa.Column('name', sa.String(length=100), nullable=False),
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('prefix', sa.String(length=16), nullable=False),
+    sa.Column('roles', sa.JSON(), nullable=False),
+    sa.Column('created_by', sa.String(length=255), nullable=False),
+    sa.Column('last_used_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['organisation_id'], ['organisation.id'], name=op.f('fk_api_token_organisation_id_organisation'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_api_token')),
+    sa.UniqueConstraint('token_hash', name=op.f('uq_api_token_token_hash'))
+    )
+    with op.batch_alter_table('api_token', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_api_token_organisation_id'), ['organisation_id'], unique=False)
 
     op.create_table('certificate',
     sa.Column('id', sa.Uuid(), nullable=False),
@@ -294,11 +358,28 @@ def upgrade() -> None:
     sa.Column('consent_terms_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('consent_messaging_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('rate_limit_per_minute', sa.Integer(), nullable=False),
+    sa.Column('sms_transliterate', sa.Boolean(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['endpoint_id'], ['ehr_endpoint.id'], name=op.f('fk_sms_settings_endpoint_id_ehr_endpoint'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('endpoint_id', name=op.f('pk_sms_settings'))
     )
+    op.create_table('staff_session',
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('account_id', sa.Uuid(), nullable=False),
+    sa.Column('csrf_token', sa.String(length=64), nullable=False),
+    sa.Column('method', sa.String(length=16), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('last_seen_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('ended_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['account_id'], ['staff_account.id'], name=op.f('fk_staff_session_account_id_staff_account'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('token_hash', name=op.f('pk_staff_session'))
+    )
+    with op.batch_alter_table('staff_session', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_staff_session_account_id'), ['account_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_staff_session_expires_at'), ['expires_at'], unique=False)
+
     op.create_table('contact',
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('appointment_id', sa.Uuid(), nullable=False),
@@ -313,6 +394,26 @@ def upgrade() -> None:
     with op.batch_alter_table('contact', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_contact_appointment_id'), ['appointment_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_contact_purge_at'), ['purge_at'], unique=False)
+
+    op.create_table('notification',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('appointment_id', sa.Uuid(), nullable=False),
+    sa.Column('job_key', sa.String(length=255), nullable=False),
+    sa.Column('purpose', sa.String(length=16), nullable=False),
+    sa.Column('message', sa.String(length=16), nullable=False),
+    sa.Column('fingerprint', sa.String(length=32), nullable=False),
+    sa.Column('start_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('offset_minutes', sa.Integer(), nullable=True),
+    sa.Column('content_enc', sa.Text(), nullable=True),
+    sa.Column('purge_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['appointment_id'], ['appointment.id'], name=op.f('fk_notification_appointment_id_appointment'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_notification')),
+    sa.UniqueConstraint('job_key', name=op.f('uq_notification_job_key'))
+    )
+    with op.batch_alter_table('notification', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_notification_appointment_id'), ['appointment_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_notification_purge_at'), ['purge_at'], unique=False)
 
     op.create_table('visit',
     sa.Column('id', sa.Uuid(), nullable=False),
@@ -420,11 +521,21 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_visit_conference_id'))
 
     op.drop_table('visit')
+    with op.batch_alter_table('notification', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_notification_purge_at'))
+        batch_op.drop_index(batch_op.f('ix_notification_appointment_id'))
+
+    op.drop_table('notification')
     with op.batch_alter_table('contact', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_contact_purge_at'))
         batch_op.drop_index(batch_op.f('ix_contact_appointment_id'))
 
     op.drop_table('contact')
+    with op.batch_alter_table('staff_session', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_staff_session_expires_at'))
+        batch_op.drop_index(batch_op.f('ix_staff_session_account_id'))
+
+    op.drop_table('staff_session')
     op.drop_table('sms_settings')
     with op.batch_alter_table('provider_link', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_provider_link_organisation_id'))
@@ -469,10 +580,26 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_certificate_organisation_id'))
 
     op.drop_table('certificate')
+    with op.batch_alter_table('api_token', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_api_token_organisation_id'))
+
+    op.drop_table('api_token')
+    op.drop_table('sender_rate')
     with op.batch_alter_table('seen_nonce', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_seen_nonce_expires_at'))
 
     op.drop_table('seen_nonce')
+    with op.batch_alter_table('provider_receipt', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_provider_receipt_recipient_hash'))
+        batch_op.drop_index(batch_op.f('ix_provider_receipt_received_at'))
+        batch_op.drop_index(batch_op.f('ix_provider_receipt_provider_message_id'))
+
+    op.drop_table('provider_receipt')
+    with op.batch_alter_table('outbox_message', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_outbox_message_purge_at'))
+        batch_op.drop_index(batch_op.f('ix_outbox_message_created_at'))
+
+    op.drop_table('outbox_message')
     op.drop_table('organisation')
     op.drop_table('key_material')
     with op.batch_alter_table('job', schema=None) as batch_op:

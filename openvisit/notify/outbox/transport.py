@@ -77,7 +77,7 @@ class OutboxSms(SmsTransport):
 
     async def send(
         self, *, to: str, body: str, sender: str, reference: str,
-        retain_until: datetime | None = None,
+        retain_until: datetime | None = None, first_attempt_at: datetime | None = None,
     ) -> SendResult:
         return await self._outbox.store(channel="sms", to=to, sender=sender, text=body,
                                         reference=reference, retain_until=retain_until)

@@ -88,7 +88,7 @@ class TwilioSms(SmsTransport):
 
     async def send(
         self, *, to: str, body: str, sender: str, reference: str,
-        retain_until: datetime | None = None,
+        retain_until: datetime | None = None, first_attempt_at: datetime | None = None,
     ) -> SendResult:
         kwargs: dict[str, Any] = {"to": to, "body": body,
                                   "status_callback": self.status_callback(reference)}

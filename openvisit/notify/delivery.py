@@ -1,0 +1,362 @@
+"""The ``notify.send`` job: decide, render, and send one message exactly once.
+
+**Two phases.** (1) In a transaction of its own, the job checks everything (opt-out, purge,
+cancellation, quiet hours, rate limit), renders the message, freezes the text (encrypted) and
+commits a :class:`~openvisit.models.MessageLog` row in state ``sending``. (2) It calls the
+provider with the job's idempotency key, then marks the row ``sent`` with the provider's id
+in the job's own transaction, which also completes the job.
+
+**After a crash** the job runs again and finds one of:
+
+- no row, or ``queued`` (a failure known to have sent nothing): start afresh;
+- ``sending``: the call's outcome is unknown. The frozen text is *reconciled* with the
+  provider (:meth:`SmsTransport.reconcile`): a message found there is recorded as sent; none
+  found means send again, the same text with the same reference. What "found" can mean is
+  the provider's business and is documented in each transport (exact for the outbox and for
+  Azure within five minutes; a message list for Twilio; delivery receipts for SMPP; nothing
+  for SMTP, which therefore relies on a stable Message-ID);
+- ``sent`` or later: the job had finished its work; nothing is sent.
+
+The job's session is touched only in phase 2: on SQLite a transaction holds the database's
+single write lock, and phase 1 must commit before the network call.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openvisit.context import AppContext
+from openvisit.crypto import mask_email, mask_phone
+from openvisit.errors import OutboundError
+from openvisit.jobs import Defer, JobContext
+from openvisit.logging import get_logger
+from openvisit.models import (
+    Appointment,
+    EhrEndpoint,
+    MessageLog,
+    Notification,
+    Organisation,
+    utcnow,
+)
+from openvisit.notify import render
+from openvisit.notify import repository as repo
+from openvisit.notify.plan import QuietHours, release_time
+from openvisit.notify.service import ENDED_STATUSES
+from openvisit.notify.transport import (
+    SMS_PROVIDERS,
+    CheckLater,
+    OutcomeUnknown,
+    RecipientRejected,
+    SendResult,
+    email_transport,
+    sms_transport,
+)
+
+log = get_logger(__name__)
+
+OUTBOX_SENDER = "OpenVisit"
+OUTBOX_FROM = "notifications@openvisit.invalid"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A message ready to hand over (or to reconcile): the frozen content and its route."""
+
+    channel: str
+    provider: str
+    to: str
+    sender: str
+    sender_name: str
+    text: str
+    subject: str | None
+    html: str | None
+    first_attempt_at: datetime
+    retain_until: datetime | None
+    reconcile: bool
+
+
+async def send_notification(job: JobContext) -> None:
+    """Run one ``notify.send`` job (see the module docstring for the contract)."""
+    app, key = job.app, job.idempotency_key
+    prepared = await _prepare(app, key=key, payload=job.payload)
+    if prepared is None:
+        return
+    result: SendResult | None = None
+    if prepared.reconcile:
+        try:
+            found = await _reconcile(app, prepared, key=key)
+        except CheckLater as wait:
+            raise Defer(wait.until, reason=wait.reason) from wait
+        result = await _first_unclaimed(app, found, provider=prepared.provider, key=key)
+        log.info("notification_reconciled", job_id=job.job_id, found=result is not None)
+    if result is None:
+        try:
+            result = await _hand_over(app, prepared, key=key)
+        except RecipientRejected as exc:
+            await _record_rejected(app, key=key, error=exc)
+            log.info("notification_rejected", job_id=job.job_id, provider=prepared.provider)
+            return
+        except OutcomeUnknown:
+            raise  # the row stays "sending": the next attempt reconciles
+        except OutboundError as exc:
+            await _record_not_sent(app, key=key, error=exc)
+            raise
+    await _record_sent(job.session, key=key, provider=prepared.provider, result=result)
+    log.info("notification_sent", job_id=job.job_id, channel=prepared.channel,
+             provider=prepared.provider, parts=result.parts)
+
+
+# --------------------------------------------------------------------------- phase 1
+
+async def _prepare(app: AppContext, *, key: str, payload: dict[str, Any]) -> Prepared | None:
+    """Check, render, freeze and commit ``sending``; None when there is nothing to send."""
+    now = utcnow()
+    async with app.transaction() as session:
+        row = await repo.message_log_by_key(session, key)
+        if row is not None and row.status in repo.FINAL:
+            return None
+        note = await repo.notification_by_key(session, key)
+        if row is not None and row.status == "sending":
+            return _frozen(app, row=row, note=note)
+
+        appointment = await session.get(Appointment, uuid.UUID(payload["appointment_id"]))
+        base = dict(organisation_id=uuid.UUID(payload["organisation_id"]),
+                    appointment_id=uuid.UUID(payload["appointment_id"]),
+                    template=payload["message"], job_key=key)
+        if appointment is None:
+            return await _suppress(session, row, base, reason="appointment_gone")
+        if _stale(appointment, payload):
+            return await _suppress(session, row, base, reason="appointment_changed")
+        settings = await repo.sms_settings(session, appointment.endpoint_id)
+        if settings is None or not settings.enabled:
+            return await _suppress(session, row, base, reason="notifications_off")
+        endpoint = await session.get(EhrEndpoint, appointment.endpoint_id)
+        tz = endpoint.timezone if endpoint else "UTC"
+        quiet = QuietHours.parse(settings.quiet_hours_start, settings.quiet_hours_end, tz=tz)
+        start_at = datetime.fromisoformat(payload["start_at"])
+        release = release_time(now, quiet=quiet, start_at=start_at)
+        if release > now:
+            raise Defer(release, reason="quiet hours")
+
+        language = render.language_of(appointment.language, settings.default_language)
+        route = await _route(app, session, appointment=appointment)
+        if isinstance(route, str):
+            return await _suppress(session, row, {**base, "language": language}, reason=route)
+        channel, to, contact_purge_at = route
+        org = await session.get(Organisation, appointment.organisation_id)
+        if channel == "sms":
+            sender, provider = await _sms_sender(app, session, endpoint_id=appointment.endpoint_id)
+            retry_at = await repo.take_send_slot(session, sender=sender, now=now,
+                                                 per_minute=settings.rate_limit_per_minute)
+            if retry_at is not None:
+                raise Defer(retry_at, reason="sending number rate limit")
+        else:
+            provider = app.settings.email_provider
+            sender = app.settings.smtp_from or OUTBOX_FROM
+        link = None
+        if payload["message"] in render.WITH_LINK:
+            link = await _join_link(session, app=app, appointment=appointment, language=language)
+        facts = render.Facts(organisation=org.display_name if org else "", link=link,
+                             department=payload.get("department"), start_at=start_at,
+                             timezone=tz)
+        if channel == "sms":
+            subject = html = None
+            text = render.render_sms(payload["message"], language=language, facts=facts,
+                                     transliterate=settings.sms_transliterate)
+        else:
+            mail = render.render_email(payload["message"], language=language, facts=facts)
+            subject, text, html = mail.subject, mail.text, mail.html
+        content = {"channel": channel, "provider": provider, "to": to, "sender": sender,
+                   "sender_name": org.display_name if org else "", "text": text,
+                   "subject": subject, "html": html}
+        if note is None:
+            note = Notification(appointment_id=appointment.id, job_key=key, purpose="other",
+                                message=payload["message"], fingerprint="", start_at=start_at)
+            session.add(note)
+        note.content_enc = app.cipher.encrypt(json.dumps(content))
+        note.purge_at = contact_purge_at
+        if row is None:
+            row = MessageLog(**base)
+            session.add(row)
+        row.channel, row.provider, row.language = channel, provider, language
+        row.recipient_masked = mask_phone(to) if channel == "sms" else mask_email(to)
+        row.recipient_hash = app.hasher.hash(to)
+        row.status, row.error, row.created_at = "sending", None, now
+        await session.flush()
+    return Prepared(channel=channel, provider=provider, to=to, sender=sender,
+                    sender_name=str(content["sender_name"]), text=text, subject=subject,
+                    html=html, first_attempt_at=now, retain_until=contact_purge_at,
+                    reconcile=False)
+
+
+def _stale(appointment: Appointment, payload: dict[str, Any]) -> bool:
+    """A reminder or confirmation about a visit that is off, or at another time now."""
+    if payload["message"] == "cancelled":
+        return False
+    if appointment.status in ENDED_STATUSES:
+        return True
+    return payload["message"] == "reminder" and (
+        appointment.start_at is None
+        or appointment.start_at != datetime.fromisoformat(payload["start_at"])
+    )
+
+
+def _frozen(app: AppContext, *, row: MessageLog, note: Notification | None) -> Prepared | None:
+    if note is None or note.content_enc is None:
+        # The contact was purged while the outcome was unknown: nothing left to compare with
+        # or resend to. Recorded as failed so reports show it.
+        row.status, row.error = "failed", "outcome unknown; contact purged"
+        return None
+    content = json.loads(app.cipher.decrypt(note.content_enc))
+    return Prepared(channel=content["channel"], provider=content["provider"], to=content["to"],
+                    sender=content["sender"], sender_name=content["sender_name"],
+                    text=content["text"], subject=content["subject"], html=content["html"],
+                    first_attempt_at=row.created_at, retain_until=note.purge_at,
+                    reconcile=True)
+
+
+async def _route(
+    app: AppContext, session: AsyncSession, *, appointment: Appointment
+) -> tuple[str, str, datetime] | str:
+    """(channel, address, purge_at): SMS to a mobile that has not opted out, else e-mail.
+
+    Returns the suppression reason instead when there is nobody to write to. STOP governs
+    text messages from the organisation; the e-mail fallback keeps the link reaching a
+    patient who asked for no more SMS.
+    """
+    contacts = await repo.contacts(session, appointment.id)
+    opted_out = False
+    sms = contacts.get("sms")
+    if sms is not None:
+        number = app.cipher.decrypt(sms.value_enc)
+        opted_out = await repo.is_opted_out(session, organisation_id=appointment.organisation_id,
+                                            recipient_hash=app.hasher.hash(number))
+        if not opted_out:
+            return "sms", number, sms.purge_at
+    email = contacts.get("email")
+    if email is not None:
+        return "email", app.cipher.decrypt(email.value_enc), email.purge_at
+    return "opted_out" if opted_out else "no_contact"
+
+
+async def _sms_sender(app: AppContext, session: AsyncSession, *,
+                      endpoint_id: uuid.UUID) -> tuple[str, str]:
+    """(sender, provider): the endpoint's own number through its provider, else defaults."""
+    number = await repo.sending_number(session, endpoint_id)
+    if number is not None and number.e164:
+        provider = number.provider if number.provider in SMS_PROVIDERS else None
+        return number.e164, provider or app.settings.sms_provider
+    return app.settings.sms_sender or OUTBOX_SENDER, app.settings.sms_provider
+
+
+async def _suppress(session: AsyncSession, row: MessageLog | None, base: dict[str, Any], *,
+                    reason: str) -> None:
+    if row is None:
+        row = MessageLog(channel="none", provider="none", recipient_masked="",
+                         recipient_hash="", **base)
+        session.add(row)
+    row.status, row.error = "suppressed", reason
+    await session.flush()
+    log.info("notification_suppressed", reason=reason, template=base.get("template"))
+    return None
+
+
+async def _join_link(
+    session: AsyncSession, *, app: AppContext, appointment: Appointment, language: str
+) -> str:
+    """ADAPTER to the visits service: the patient's join link for this appointment.
+
+    The one place notifications meet visits (``open_visit`` + ``seat_link``, issue 5
+    contract). Links are deterministic per seat, so a reminder repeats the confirmation's
+    link; the text is frozen per send anyway, so a retry never depends on that.
+    """
+    from openvisit.visits.service import open_visit, seat_link
+
+    visit = await open_visit(session, app=app, appointment=appointment)
+    return await seat_link(session, app=app, visit=visit, role="patient",
+                           patient_ref=appointment.patient_ref, language=language)
+
+
+# ----------------------------------------------------------------------- the network
+
+async def _hand_over(app: AppContext, prepared: Prepared, *, key: str) -> SendResult:
+    if prepared.channel == "sms":
+        return await sms_transport(app, prepared.provider).send(
+            to=prepared.to, body=prepared.text, sender=prepared.sender, reference=key,
+            retain_until=prepared.retain_until, first_attempt_at=prepared.first_attempt_at)
+    return await email_transport(app, prepared.provider).send(
+        to=prepared.to, subject=prepared.subject or "", text=prepared.text,
+        html=prepared.html, sender=prepared.sender, sender_name=prepared.sender_name,
+        reference=key, retain_until=prepared.retain_until)
+
+
+async def _reconcile(app: AppContext, prepared: Prepared, *, key: str) -> list[SendResult]:
+    if prepared.channel == "sms":
+        return await sms_transport(app, prepared.provider).reconcile(
+            to=prepared.to, body=prepared.text, sender=prepared.sender, reference=key,
+            since=prepared.first_attempt_at)
+    return await email_transport(app, prepared.provider).reconcile(
+        to=prepared.to, subject=prepared.subject or "", text=prepared.text,
+        sender=prepared.sender, reference=key, since=prepared.first_attempt_at)
+
+
+async def _first_unclaimed(app: AppContext, found: list[SendResult], *, provider: str,
+                           key: str) -> SendResult | None:
+    """The oldest found message no other message log row already owns."""
+    if not found:
+        return None
+    async with app.transaction() as session:
+        claimed = await repo.claimed_provider_ids(
+            session, provider=provider, ids=[f.provider_message_id for f in found],
+            except_key=key)
+    return next((f for f in found if f.provider_message_id not in claimed), None)
+
+
+# --------------------------------------------------------------------------- phase 2
+
+async def _record_sent(session: AsyncSession, *, key: str, provider: str,
+                       result: SendResult) -> None:
+    """Mark the row sent (in the job's transaction) and apply receipts that came early."""
+    row = await repo.message_log_by_key(session, key)
+    if row is None:
+        return
+    row.provider_message_id = row.provider_message_id or result.provider_message_id
+    row.error = None
+    repo.advance(row, "sent")
+    for receipt in await repo.receipts_for(session, provider=provider,
+                                           provider_message_id=result.provider_message_id):
+        repo.advance(row, receipt.status)
+        await session.delete(receipt)
+    note = await repo.notification_by_key(session, key)
+    if note is not None:
+        note.content_enc = None  # sent: the text is no longer needed anywhere
+    await session.flush()
+
+
+async def _record_rejected(app: AppContext, *, key: str, error: RecipientRejected) -> None:
+    async with app.transaction() as session:
+        row = await repo.message_log_by_key(session, key)
+        if row is None:
+            return
+        row.status, row.error = "failed", error.code
+        if error.opted_out:
+            await repo.set_opt_out(session, organisation_ids=[row.organisation_id],
+                                   recipient_hash=row.recipient_hash, opted_out=True,
+                                   now=utcnow())
+        note = await repo.notification_by_key(session, key)
+        if note is not None:
+            note.content_enc = None
+
+
+async def _record_not_sent(app: AppContext, *, key: str, error: OutboundError) -> None:
+    """Nothing reached the provider: the next attempt may start afresh (no reconcile)."""
+    async with app.transaction() as session:
+        row = await repo.message_log_by_key(session, key)
+        if row is not None and row.status == "sending":
+            row.status, row.error = "queued", error.code

@@ -1,0 +1,98 @@
+"""Message text per language from the Jinja2 templates under ``notify/templates/<lang>/``.
+
+Layout: ``<lang>/sms/<message>.txt`` and ``<lang>/email/<message>.{subject.txt,txt,html}`` for
+every message in :data:`MESSAGES`; HTML mail extends the shared ``_layout.html``. Messages
+say who is writing, the department, the local date and time and the link - never a name or
+anything clinical. SMS text is folded onto one line and kept to as few parts as possible
+(:func:`openvisit.notify.gsm.prepare`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from babel.dates import format_skeleton, format_time
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from openvisit import i18n
+from openvisit.notify import gsm
+from openvisit.notify.plan import zone
+
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
+MESSAGES = ("booked", "rescheduled", "modified", "cancelled", "reminder")
+#: Messages that carry the join link (a cancellation does not).
+WITH_LINK = frozenset({"booked", "rescheduled", "modified", "reminder"})
+LANGUAGES = tuple(i18n.LANGUAGES)
+
+_env = Environment(
+    loader=FileSystemLoader(str(TEMPLATE_DIR)),
+    autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything a message may say."""
+
+    organisation: str
+    department: str | None
+    start_at: datetime
+    timezone: str
+    link: str | None
+
+
+@dataclass(frozen=True)
+class EmailContent:
+    subject: str
+    text: str
+    html: str
+
+
+def language_of(*candidates: str | None) -> str:
+    """The first candidate we have templates for, else English."""
+    return i18n.negotiate(*candidates)
+
+
+def _context(facts: Facts, language: str) -> dict[str, object]:
+    local = facts.start_at.astimezone(zone(facts.timezone))
+    return {
+        "lang": language,
+        "org": facts.organisation,
+        "department": (facts.department or "").strip() or None,
+        # "Sat, Mar 15" / "so 15. 3." for SMS; "Saturday, March 15, 2025" for e-mail.
+        "day": format_skeleton("MMMEd", local, locale=language),
+        "date": format_skeleton("yMMMMEEEEd", local, locale=language),
+        "time": format_time(local, format="short", locale=language),
+        "link": facts.link or "",
+    }
+
+
+def render_sms(message: str, *, language: str, facts: Facts, transliterate: bool = True) -> str:
+    """One line of SMS text, transliterated to GSM-7 when that saves parts."""
+    text = _env.get_template(f"{language}/sms/{message}.txt").render(_context(facts, language))
+    return gsm.prepare(" ".join(text.split()), transliterate_when_shorter=transliterate)
+
+
+def render_email(message: str, *, language: str, facts: Facts) -> EmailContent:
+    """Subject, plain text and HTML of one e-mail."""
+    context = _context(facts, language)
+    base = f"{language}/email/{message}"
+    subject = " ".join(_env.get_template(f"{base}.subject.txt").render(context).split())
+    text = _env.get_template(f"{base}.txt").render(context).strip() + "\n"
+    html = _env.get_template(f"{base}.html").render(context)
+    return EmailContent(subject=subject, text=text, html=html)
+
+
+def template_names() -> list[str]:
+    """Every template file a complete language must have (for tests and operators)."""
+    names = []
+    for message in MESSAGES:
+        names.append(f"sms/{message}.txt")
+        names += [f"email/{message}.subject.txt", f"email/{message}.txt",
+                  f"email/{message}.html"]
+    return names

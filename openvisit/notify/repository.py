@@ -1,0 +1,245 @@
+"""Every query of the notify package (services and tasks call these, never build SQL)."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openvisit.models import (
+    Contact,
+    Job,
+    MessageLog,
+    Notification,
+    OptOut,
+    OutboxMessage,
+    PhoneNumber,
+    PhoneNumberEndpoint,
+    ProviderReceipt,
+    SenderRate,
+    SmsSettings,
+)
+
+#: Message log statuses by progress; a status only ever moves forward.
+STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "undelivered": 3,
+               "failed": 3, "suppressed": 3}
+FINAL = {"sent", "delivered", "undelivered", "failed", "suppressed"}
+
+
+def advance(row: MessageLog, status: str) -> bool:
+    """Move ``row`` to ``status`` unless it is already as far or further; True if moved."""
+    if STATUS_RANK.get(status, -1) <= STATUS_RANK.get(row.status, -1):
+        return False
+    row.status = status
+    return True
+
+
+# --------------------------------------------------------------------- scheduling side
+
+async def sms_settings(session: AsyncSession, endpoint_id: uuid.UUID) -> SmsSettings | None:
+    return await session.get(SmsSettings, endpoint_id)
+
+
+async def contacts(session: AsyncSession, appointment_id: uuid.UUID) -> dict[str, Contact]:
+    """The appointment's contacts by kind ("sms", "email")."""
+    rows = await session.scalars(select(Contact).where(Contact.appointment_id == appointment_id))
+    return {row.kind: row for row in rows}
+
+
+async def notifications(
+    session: AsyncSession, appointment_id: uuid.UUID
+) -> list[tuple[Notification, str | None]]:
+    """Every message planned for the appointment, oldest first, with its job's state."""
+    rows = await session.execute(
+        select(Notification, Job.state)
+        .join(Job, Job.idempotency_key == Notification.job_key, isouter=True)
+        .where(Notification.appointment_id == appointment_id)
+        .order_by(Notification.id)
+    )
+    return [(note, state) for note, state in rows.all()]
+
+
+async def add_notification(session: AsyncSession, note: Notification) -> None:
+    """Insert ``note`` unless its job key exists (a concurrent identical change)."""
+    try:
+        async with session.begin_nested():
+            session.add(note)
+            await session.flush()
+    except IntegrityError:
+        pass
+
+
+async def notification_by_key(session: AsyncSession, job_key: str) -> Notification | None:
+    return await session.scalar(select(Notification).where(Notification.job_key == job_key))
+
+
+# ------------------------------------------------------------------------ sending side
+
+async def message_log_by_key(session: AsyncSession, job_key: str) -> MessageLog | None:
+    return await session.scalar(select(MessageLog).where(MessageLog.job_key == job_key))
+
+
+async def message_log_by_provider_id(
+    session: AsyncSession, *, provider: str, provider_message_id: str
+) -> MessageLog | None:
+    return await session.scalar(
+        select(MessageLog).where(MessageLog.provider == provider,
+                                 MessageLog.provider_message_id == provider_message_id)
+    )
+
+
+async def claimed_provider_ids(
+    session: AsyncSession, *, provider: str, ids: Iterable[str], except_key: str
+) -> set[str]:
+    """Which of ``ids`` another message log row already records as its own."""
+    wanted = list(ids)
+    if not wanted:
+        return set()
+    rows = await session.scalars(
+        select(MessageLog.provider_message_id).where(
+            MessageLog.provider == provider, MessageLog.provider_message_id.in_(wanted),
+            MessageLog.job_key != except_key)
+    )
+    return {r for r in rows if r}
+
+
+async def is_opted_out(
+    session: AsyncSession, *, organisation_id: uuid.UUID, recipient_hash: str
+) -> bool:
+    found = await session.get(OptOut, (organisation_id, recipient_hash))
+    return found is not None
+
+
+async def sending_number(session: AsyncSession, endpoint_id: uuid.UUID) -> PhoneNumber | None:
+    """The active number linked to the endpoint (the oldest, if several)."""
+    return await session.scalar(
+        select(PhoneNumber)
+        .join(PhoneNumberEndpoint, PhoneNumberEndpoint.phone_number_id == PhoneNumber.id)
+        .where(PhoneNumberEndpoint.endpoint_id == endpoint_id, PhoneNumber.state == "active",
+               PhoneNumber.e164.is_not(None))
+        .order_by(PhoneNumber.created_at, PhoneNumber.id)
+        .limit(1)
+    )
+
+
+async def take_send_slot(
+    session: AsyncSession, *, sender: str, per_minute: int, now: datetime
+) -> datetime | None:
+    """Take one send from ``sender``'s budget; None if taken, else when to try again.
+
+    GCRA (the "virtual scheduling" form of a leaky bucket): sends are spaced 60/limit
+    seconds apart with a burst of one second's worth, so a batch is paced evenly rather than
+    fired in a burst and then stalled for the rest of the minute. The row is changed with a
+    compare-and-set, so concurrent workers never both take the same slot.
+    """
+    interval = timedelta(seconds=60 / max(1, per_minute))
+    burst = max(1, math.ceil(per_minute / 60))
+    tolerance = interval * (burst - 1)
+    for _ in range(20):
+        row = await session.get(SenderRate, sender, populate_existing=True)
+        if row is None:
+            try:
+                async with session.begin_nested():
+                    session.add(SenderRate(sender=sender, tat=now + interval))
+                    await session.flush()
+                return None
+            except IntegrityError:
+                continue
+        tat = max(row.tat, now)
+        if tat - now > tolerance:
+            return tat - tolerance
+        result = await session.execute(
+            update(SenderRate)
+            .where(SenderRate.sender == sender, SenderRate.tat == row.tat)
+            .values(tat=tat + interval)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(result, "rowcount", 0):
+            return None
+    return now + interval
+
+
+# ------------------------------------------------------------------------ inbound side
+
+async def organisations_for_sender(session: AsyncSession, number: str) -> list[uuid.UUID]:
+    """Who sends from ``number``: its owner, or (for the shared default sender) every
+    organisation without an active number of its own."""
+    owner = await session.scalar(select(PhoneNumber.organisation_id)
+                                 .where(PhoneNumber.e164 == number))
+    if owner is not None:
+        return [owner]
+    from openvisit.models import Organisation
+
+    with_numbers = select(PhoneNumber.organisation_id).where(PhoneNumber.state == "active")
+    rows = await session.scalars(select(Organisation.id).where(Organisation.id.not_in(with_numbers)))
+    return list(rows)
+
+
+async def set_opt_out(
+    session: AsyncSession, *, organisation_ids: Iterable[uuid.UUID], recipient_hash: str,
+    opted_out: bool, now: datetime,
+) -> None:
+    for org in organisation_ids:
+        existing = await session.get(OptOut, (org, recipient_hash))
+        if opted_out and existing is None:
+            try:
+                async with session.begin_nested():
+                    session.add(OptOut(organisation_id=org, recipient_hash=recipient_hash,
+                                       opted_out_at=now))
+                    await session.flush()
+            except IntegrityError:
+                pass  # a concurrent STOP recorded it
+        elif not opted_out and existing is not None:
+            await session.delete(existing)
+            await session.flush()
+
+
+async def add_receipt(session: AsyncSession, receipt: ProviderReceipt) -> None:
+    session.add(receipt)
+    await session.flush()
+
+
+async def receipts_for(
+    session: AsyncSession, *, provider: str, provider_message_id: str
+) -> list[ProviderReceipt]:
+    rows = await session.scalars(
+        select(ProviderReceipt)
+        .where(ProviderReceipt.provider == provider,
+               ProviderReceipt.provider_message_id == provider_message_id)
+        .order_by(ProviderReceipt.id)
+    )
+    return list(rows)
+
+
+# -------------------------------------------------------------------- purge and views
+
+async def purge(session: AsyncSession, *, now: datetime, receipts_before: datetime) -> dict[str, int]:
+    """Delete contact details whose time is up, with every copy of a message kept for them."""
+    counts: dict[str, int] = {}
+    for name, statement in (
+        ("contacts", delete(Contact).where(Contact.purge_at <= now)),
+        ("outbox", delete(OutboxMessage).where(OutboxMessage.purge_at <= now)),
+        ("receipts", delete(ProviderReceipt).where(ProviderReceipt.received_at < receipts_before)),
+        ("contents", update(Notification)
+         .where(Notification.purge_at <= now, Notification.content_enc.is_not(None))
+         .values(content_enc=None)),
+    ):
+        result = await session.execute(statement.execution_options(synchronize_session=False))
+        counts[name] = int(getattr(result, "rowcount", 0) or 0)
+    return counts
+
+
+async def recent_outbox(session: AsyncSession, *, limit: int) -> list[OutboxMessage]:
+    rows = await session.scalars(
+        select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
+    )
+    return list(rows)
+
+
+async def count_outbox(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count()).select_from(OutboxMessage)) or 0)

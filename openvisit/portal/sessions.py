@@ -1,0 +1,219 @@
+"""Who is calling the portal: server-side staff sessions, API tokens and the CSRF secret.
+
+Design: the browser holds an opaque random token in an ``HttpOnly``, ``SameSite=Lax`` cookie
+(``Secure`` and ``__Host-`` prefixed when the public URL is https); the database holds only its
+SHA-256 with the account, the session-bound CSRF token, an idle expiry (sliding) and an
+absolute expiry. Server-side rows rather than signed cookies so that signing out, deactivating
+an account or changing its roles takes effect on the next request, everywhere.
+
+API tokens (``ovt_…``) serve hospitals that configure by code: ``Authorization: Bearer``, only
+the SHA-256 stored, roles fixed at creation and never more than the creator's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openvisit.audit import record
+from openvisit.config import Settings
+from openvisit.errors import InvalidInput, NotFound, PermissionDenied
+from openvisit.models import StaffAccount, utcnow
+from openvisit.models.organisation import ApiToken, StaffSession
+from openvisit.portal import repository
+from openvisit.portal.accounts import ROLES
+
+TOKEN_PREFIX = "ovt_"
+#: last_seen is written at most this often, so reading pages does not write on every request.
+_TOUCH_EVERY = timedelta(seconds=60)
+ROLE_LABELS = {"org_admin": "Org admin", "approver": "Approver", "reporter": "Reporter"}
+
+
+def digest(token: str) -> str:
+    """SHA-256 hex of a session or API token (what the database keeps)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The signed-in person (or API token) a request acts for."""
+
+    organisation_id: uuid.UUID
+    roles: frozenset[str]
+    via: str  # "session" | "token"
+    actor: str  # audit actor: "staff:<uuid>" or "api_token:<uuid>"
+    display: str
+    account_id: uuid.UUID | None = None
+    csrf_token: str | None = None
+    session_hash: str | None = None
+
+    def has(self, *roles: str) -> bool:
+        """Whether any of ``roles`` is held."""
+        return bool(self.roles & set(roles))
+
+    def require(self, *roles: str, doing: str) -> None:
+        """Raise :class:`PermissionDenied` naming the needed role unless one is held."""
+        if self.has(*roles):
+            return
+        needed = " or ".join(ROLE_LABELS[r].lower() for r in roles)
+        held = ", ".join(ROLE_LABELS.get(r, r).lower() for r in sorted(self.roles)) or "no role"
+        raise PermissionDenied(
+            f"Only an {needed} can {doing}. You are signed in as {self.display} ({held}); ask "
+            "your organisation admin if you need this.",
+            title="Not allowed",
+        )
+
+
+def describe_account(account: StaffAccount) -> str:
+    """How an account is shown: its username, or its IdP subject (no names are stored)."""
+    if account.username:
+        return account.username
+    return f"{account.idp_subject} (sign-in provider)"
+
+
+async def start_session(
+    session: AsyncSession, *, settings: Settings, account: StaffAccount, method: str
+) -> str:
+    """Open a session for ``account``; returns the token for the cookie (shown nowhere else)."""
+    now = utcnow()
+    token = secrets.token_urlsafe(32)
+    session.add(StaffSession(
+        token_hash=digest(token), account_id=account.id, csrf_token=secrets.token_urlsafe(32),
+        method=method, created_at=now, last_seen_at=now,
+        expires_at=now + timedelta(hours=settings.portal_session_max_hours),
+    ))
+    account.last_login_at = now
+    await repository.purge_sessions(session, before=now - timedelta(days=1))
+    await session.flush()
+    await record(session, actor=f"staff:{account.id}", action="staff.sign_in",
+                 object_type="staff_account", object_id=str(account.id),
+                 organisation_id=account.organisation_id, after={"method": method})
+    return token
+
+
+async def principal_from_session(
+    session: AsyncSession, *, settings: Settings, token: str
+) -> Principal | None:
+    """The principal of a session cookie, or None if unknown, ended, idle or expired.
+
+    Slides the idle expiry (writing at most once a minute).
+    """
+    row = await repository.session_by_hash(session, digest(token))
+    if row is None or row.ended_at is not None:
+        return None
+    now = utcnow()
+    idle = timedelta(minutes=settings.portal_session_idle_minutes)
+    if row.expires_at <= now or row.last_seen_at + idle <= now:
+        return None
+    account = await session.get(StaffAccount, row.account_id)
+    if account is None or not account.is_active:
+        return None
+    if now - row.last_seen_at >= _TOUCH_EVERY:
+        row.last_seen_at = now
+        await session.flush()
+    return Principal(
+        organisation_id=account.organisation_id, roles=frozenset(account.roles or ()),
+        via="session", actor=f"staff:{account.id}", display=describe_account(account),
+        account_id=account.id, csrf_token=row.csrf_token, session_hash=row.token_hash,
+    )
+
+
+async def end_session(session: AsyncSession, *, principal: Principal) -> None:
+    """Sign out: the session row ends now (the cookie becomes worthless everywhere)."""
+    if principal.session_hash is None:
+        return
+    row = await repository.session_by_hash(session, principal.session_hash)
+    if row is not None and row.ended_at is None:
+        row.ended_at = utcnow()
+        await session.flush()
+        await record(session, actor=principal.actor, action="staff.sign_out",
+                     object_type="staff_account", object_id=str(principal.account_id),
+                     organisation_id=principal.organisation_id)
+
+
+# --- API tokens --------------------------------------------------------------------------
+
+
+async def create_api_token(
+    session: AsyncSession, *, principal: Principal, name: str, roles: list[str],
+    expires_in_days: int | None = None,
+) -> tuple[ApiToken, str]:
+    """Create a token; returns the row and the token itself (shown once, never stored).
+
+    Raises :class:`InvalidInput` for a missing name, unknown roles or roles the creator lacks.
+    """
+    principal.require("org_admin", doing="create API tokens")
+    label = name.strip()
+    if not label or len(label) > 100:
+        raise InvalidInput("Give the token a name of 1–100 characters, e.g. \"Terraform\".",
+                           details={"field": "name"})
+    unknown = [r for r in roles if r not in ROLES]
+    if unknown or not roles:
+        raise InvalidInput(f"Choose at least one role from {', '.join(ROLES)}.",
+                           details={"field": "roles"})
+    if not set(roles) <= principal.roles:
+        raise InvalidInput("A token cannot have a role its creator does not hold.",
+                           details={"field": "roles"})
+    if expires_in_days is not None and not 1 <= expires_in_days <= 730:
+        raise InvalidInput("A token expires after 1 to 730 days, or never.",
+                           details={"field": "expires_in_days"})
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(
+        organisation_id=principal.organisation_id, name=label, token_hash=digest(secret),
+        prefix=secret[:10], roles=sorted(set(roles)), created_by=principal.actor,
+        expires_at=utcnow() + timedelta(days=expires_in_days) if expires_in_days else None,
+    )
+    session.add(token)
+    await session.flush()
+    await record(session, actor=principal.actor, action="api_token.create", obj=token,
+                 organisation_id=principal.organisation_id)
+    return token, secret
+
+
+async def revoke_api_token(
+    session: AsyncSession, *, principal: Principal, token_id: uuid.UUID
+) -> ApiToken:
+    """Revoke a token of the principal's organisation. Raises :class:`NotFound` otherwise."""
+    principal.require("org_admin", doing="revoke API tokens")
+    token = await session.get(ApiToken, token_id)
+    if token is None or token.organisation_id != principal.organisation_id:
+        raise NotFound("There is no such API token in your organisation.")
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        await session.flush()
+        await record(session, actor=principal.actor, action="api_token.revoke", obj=token,
+                     organisation_id=principal.organisation_id)
+    return token
+
+
+async def principal_from_api_token(session: AsyncSession, *, secret: str) -> Principal | None:
+    """The principal of a bearer token, or None if unknown, revoked or expired."""
+    if not secret.startswith(TOKEN_PREFIX):
+        return None
+    token = await repository.api_token_by_hash(session, digest(secret))
+    now = utcnow()
+    if token is None or token.revoked_at is not None:
+        return None
+    if token.expires_at is not None and token.expires_at <= now:
+        return None
+    if token.last_used_at is None or now - token.last_used_at >= _TOUCH_EVERY:
+        token.last_used_at = now
+        await session.flush()
+    return Principal(
+        organisation_id=token.organisation_id, roles=frozenset(token.roles or ()), via="token",
+        actor=f"api_token:{token.id}", display=f"API token {token.name!r}",
+    )
+
+
+def session_cookie_name(settings: Settings) -> str:
+    """``__Host-`` prefixed on https so no subdomain or path can overwrite it."""
+    return "__Host-ov_portal" if settings.public_url.startswith("https://") else "ov_portal"
+
+
+def is_expired(moment: datetime | None) -> bool:
+    return moment is not None and moment <= utcnow()

@@ -1,0 +1,129 @@
+"""Staff accounts managed by org admins: local accounts, IdP users, roles, deactivation.
+
+Roles (DESIGN §1): ``org_admin`` configures everything; ``approver`` (the EHR analyst)
+approves endpoints by SMART sign-in and reads the integration records; ``reporter`` reads.
+An organisation always keeps at least one active org admin.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openvisit.audit import record, snapshot
+from openvisit.config import Settings
+from openvisit.errors import Conflict, InvalidInput, NotFound
+from openvisit.models import Organisation, StaffAccount
+from openvisit.portal import repository
+from openvisit.portal.accounts import ROLES, create_local_account
+from openvisit.portal.sessions import Principal
+
+
+def _check_roles(roles: list[str]) -> list[str]:
+    unknown = [r for r in roles if r not in ROLES]
+    if unknown:
+        raise InvalidInput(f"Unknown role(s) {', '.join(unknown)}; choose from "
+                           f"{', '.join(ROLES)}.", details={"field": "roles"})
+    if not roles:
+        raise InvalidInput("Tick at least one role: org admin, approver or reporter.",
+                           details={"field": "roles"})
+    return sorted(set(roles))
+
+
+async def list_staff(session: AsyncSession, *, principal: Principal) -> list[StaffAccount]:
+    """Every account of the principal's organisation."""
+    return await repository.accounts_of(session, principal.organisation_id)
+
+
+async def add_local(
+    session: AsyncSession, *, principal: Principal, username: str, password: str,
+    roles: list[str],
+) -> StaffAccount:
+    """Create a local account. Raises :class:`InvalidInput` / :class:`Conflict` with the fix."""
+    principal.require("org_admin", doing="add staff accounts")
+    name = username.strip()
+    if not name or len(name) > 150 or "/" in name or not name.isprintable():
+        raise InvalidInput("A username is 1–150 printable characters without \"/\".",
+                           details={"field": "username"})
+    org = await session.get(Organisation, principal.organisation_id)
+    assert org is not None
+    try:
+        return await create_local_account(session, org, username=name, password=password,
+                                          roles=_check_roles(roles), actor=principal.actor)
+    except Conflict as exc:
+        raise Conflict(exc.message, details={"field": "username"}) from exc
+    except InvalidInput as exc:
+        if exc.details.get("field"):
+            raise
+        field = "password" if "password" in exc.message else "roles"
+        raise InvalidInput(exc.message, details={"field": field}) from exc
+
+
+async def add_idp_user(
+    session: AsyncSession, *, principal: Principal, settings: Settings, subject: str,
+    roles: list[str],
+) -> StaffAccount:
+    """Link an identity of the organisation's IdP (its ``sub``) to a new account.
+
+    Raises :class:`InvalidInput` when no IdP is configured or the subject is empty, and
+    :class:`Conflict` when that identity already has an account.
+    """
+    principal.require("org_admin", doing="add staff accounts")
+    if not settings.oidc_issuer:
+        raise InvalidInput("No identity provider is configured (OPENVISIT_OIDC_ISSUER), so "
+                           "only local accounts can be added.", details={"field": "subject"})
+    sub = subject.strip()
+    if not sub or len(sub) > 255:
+        raise InvalidInput("Enter the person's subject identifier (sub) at the identity "
+                           "provider, as it shows it; 1–255 characters.",
+                           details={"field": "subject"})
+    issuer = settings.oidc_issuer.rstrip("/")
+    if await repository.account_by_idp(session, issuer=issuer, subject=sub) is not None:
+        raise Conflict(f"The identity {sub!r} already has an OpenVisit account.",
+                       details={"field": "subject"})
+    account = StaffAccount(organisation_id=principal.organisation_id, idp_issuer=issuer,
+                           idp_subject=sub, roles=_check_roles(roles))
+    session.add(account)
+    await session.flush()
+    await record(session, actor=principal.actor, action="staff.create", obj=account,
+                 organisation_id=principal.organisation_id)
+    return account
+
+
+async def _own_account(session: AsyncSession, principal: Principal,
+                       account_id: uuid.UUID) -> StaffAccount:
+    account = await session.get(StaffAccount, account_id)
+    if account is None or account.organisation_id != principal.organisation_id:
+        raise NotFound("There is no such staff account in your organisation.")
+    return account
+
+
+async def _keeps_an_admin(session: AsyncSession, account: StaffAccount, *, roles: list[str],
+                          active: bool) -> None:
+    if "org_admin" in roles and active:
+        return
+    others = [a for a in await repository.accounts_of(session, account.organisation_id)
+              if a.id != account.id and a.is_active and "org_admin" in (a.roles or [])]
+    if not others:
+        raise InvalidInput("This is the organisation's last active org admin; give another "
+                           "account the org admin role first.", details={"field": "roles"})
+
+
+async def update_staff(
+    session: AsyncSession, *, principal: Principal, account_id: uuid.UUID,
+    roles: list[str] | None = None, active: bool | None = None,
+) -> StaffAccount:
+    """Change an account's roles and/or deactivate or reactivate it (audited)."""
+    principal.require("org_admin", doing="change staff accounts")
+    account = await _own_account(session, principal, account_id)
+    new_roles = _check_roles(roles) if roles is not None else list(account.roles or [])
+    new_active = account.is_active if active is None else active
+    await _keeps_an_admin(session, account, roles=new_roles, active=new_active)
+    before = snapshot(account)
+    account.roles = new_roles
+    account.is_active = new_active
+    await session.flush()
+    await record(session, actor=principal.actor, action="staff.update", obj=account,
+                 before=before, organisation_id=principal.organisation_id)
+    return account
