@@ -176,3 +176,99 @@ async def get_endpoint(session: AsyncSession, endpoint_id: uuid.UUID) -> EhrEndp
 def client_secret(app: AppContext, endpoint: EhrEndpoint) -> str | None:
     """The endpoint's client secret in clear, for the token request only."""
     return app.cipher.decrypt(endpoint.client_secret_enc) if endpoint.client_secret_enc else None
+
+
+#: Fields whose change alters what a launch does; changing one sends an approved endpoint
+#: back for approval (see openvisit.portal.endpoint_admin for why launches then wait).
+LAUNCH_FIELDS = ("fhir_base", "environment", "vendor", "client_id", "auth_method",
+                 "client_secret")
+EDITABLE_FIELDS = (*LAUNCH_FIELDS, "name", "approver_ehr_user", "timezone")
+
+
+async def update_endpoint(
+    session: AsyncSession,
+    *,
+    app: AppContext,
+    endpoint: EhrEndpoint,
+    changes: dict[str, Any],
+    actor: str,
+) -> set[str]:
+    """Apply ``changes`` (keys from :data:`EDITABLE_FIELDS`); returns the fields that changed.
+
+    A change to a :data:`LAUNCH_FIELDS` field bumps ``version`` and moves an approved endpoint
+    to ``awaiting_approval`` (``draft`` when no approver is named). ``client_secret`` ``None``
+    keeps the stored secret, ``""`` removes it. Raises :class:`InvalidInput` like
+    :func:`add_endpoint` and :class:`Conflict` for a FHIR base the organisation already has.
+    """
+    unknown = set(changes) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise InvalidInput(f"These endpoint fields cannot be changed: {', '.join(sorted(unknown))}.")
+    before = snapshot(endpoint)
+    changed: set[str] = set()
+    if "fhir_base" in changes:
+        base = normalise_fhir_base(changes["fhir_base"])
+        if base != endpoint.fhir_base:
+            for existing in await repository.by_fhir_base(session, base):
+                if existing.organisation_id == endpoint.organisation_id:
+                    raise Conflict(f"This organisation already has the FHIR base {base} "
+                                   f"(its {existing.environment} endpoint).")
+            endpoint.fhir_base = base
+            changed.add("fhir_base")
+    for name, allowed in (("environment", ENVIRONMENTS), ("vendor", VENDORS),
+                          ("auth_method", AUTH_METHODS)):
+        value = changes.get(name)
+        if value is not None and value != getattr(endpoint, name):
+            _check_choice(name.replace("_", " "), value, allowed)
+            setattr(endpoint, name, value)
+            changed.add(name)
+    if changes.get("client_id") is not None and changes["client_id"].strip() != endpoint.client_id:
+        if not changes["client_id"].strip():
+            raise InvalidInput("The client id the EHR issued to OpenVisit is required.")
+        endpoint.client_id = changes["client_id"].strip()
+        changed.add("client_id")
+    secret = changes.get("client_secret")
+    if secret is not None:
+        endpoint.client_secret_enc = app.cipher.encrypt(secret) if secret else None
+        changed.add("client_secret")
+    if endpoint.auth_method.startswith("client_secret") and not endpoint.client_secret_enc:
+        raise InvalidInput(f"The {endpoint.auth_method} method needs the client secret the EHR "
+                           "issued.")
+    for name in ("name", "approver_ehr_user", "timezone"):
+        if name in changes and changes[name] != getattr(endpoint, name):
+            setattr(endpoint, name, changes[name])
+            changed.add(name)
+    if not changed:
+        return changed
+    if changed & set(LAUNCH_FIELDS):
+        endpoint.version += 1
+        if endpoint.state == "approved":
+            endpoint.state = "awaiting_approval" if endpoint.approver_ehr_user else "draft"
+    await session.flush()
+    await record(session, actor=actor, action="endpoint.update", obj=endpoint, before=before,
+                 organisation_id=endpoint.organisation_id)
+    return changed
+
+
+async def set_state(
+    session: AsyncSession, *, endpoint: EhrEndpoint, state: str, actor: str
+) -> None:
+    """Move an endpoint between ``draft`` and ``awaiting_approval`` (approval has its own call)."""
+    _check_choice("state", state, ("draft", "awaiting_approval"))
+    if endpoint.state == state:
+        return
+    before = {"state": endpoint.state}
+    endpoint.state = state
+    await session.flush()
+    await record(session, actor=actor, action=f"endpoint.{'submit' if state != 'draft' else 'draft'}",
+                 object_type="ehr_endpoint", object_id=str(endpoint.id), before=before,
+                 after={"state": state, "version": endpoint.version},
+                 organisation_id=endpoint.organisation_id)
+
+
+async def remove_endpoint(session: AsyncSession, *, endpoint: EhrEndpoint, actor: str) -> None:
+    """Delete an endpoint (its SMS settings, links and context tokens go with it); audited."""
+    before = snapshot(endpoint)
+    await session.delete(endpoint)
+    await session.flush()
+    await record(session, actor=actor, action="endpoint.delete", object_type="ehr_endpoint",
+                 object_id=before["id"], before=before, organisation_id=endpoint.organisation_id)

@@ -130,12 +130,12 @@ async def _prepare(app: AppContext, *, key: str, payload: dict[str, Any]) -> Pre
                     appointment_id=uuid.UUID(payload["appointment_id"]),
                     template=payload["message"], job_key=key)
         if appointment is None:
-            return await _suppress(session, row, base, reason="appointment_gone")
+            return await _suppressed(session, row, base, reason="appointment_gone")
         if _stale(appointment, payload):
-            return await _suppress(session, row, base, reason="appointment_changed")
+            return await _suppressed(session, row, base, reason="appointment_changed")
         settings = await repo.sms_settings(session, appointment.endpoint_id)
         if settings is None or not settings.enabled:
-            return await _suppress(session, row, base, reason="notifications_off")
+            return await _suppressed(session, row, base, reason="notifications_off")
         endpoint = await session.get(EhrEndpoint, appointment.endpoint_id)
         tz = endpoint.timezone if endpoint else "UTC"
         quiet = QuietHours.parse(settings.quiet_hours_start, settings.quiet_hours_end, tz=tz)
@@ -147,7 +147,7 @@ async def _prepare(app: AppContext, *, key: str, payload: dict[str, Any]) -> Pre
         language = render.language_of(appointment.language, settings.default_language)
         route = await _route(app, session, appointment=appointment)
         if isinstance(route, str):
-            return await _suppress(session, row, {**base, "language": language}, reason=route)
+            return await _suppressed(session, row, {**base, "language": language}, reason=route)
         channel, to, contact_purge_at = route
         org = await session.get(Organisation, appointment.organisation_id)
         if channel == "sms":
@@ -255,8 +255,9 @@ async def _sms_sender(app: AppContext, session: AsyncSession, *,
     return app.settings.sms_sender or OUTBOX_SENDER, app.settings.sms_provider
 
 
-async def _suppress(session: AsyncSession, row: MessageLog | None, base: dict[str, Any], *,
-                    reason: str) -> None:
+async def _suppressed(session: AsyncSession, row: MessageLog | None, base: dict[str, Any],
+                      *, reason: str) -> Prepared | None:
+    """Record that the message will not be sent, and why; returns None (nothing to send)."""
     if row is None:
         row = MessageLog(channel="none", provider="none", recipient_masked="",
                          recipient_hash="", **base)

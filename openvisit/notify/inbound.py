@@ -26,6 +26,7 @@ STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT
                         "REVOKE", "BAJA", "ALTO", "KONEC", "ODHLASIT"})
 START_WORDS = frozenset({"START", "UNSTOP", "YES", "SUBSCRIBE", "ALTA"})
 HELP_WORDS = frozenset({"HELP", "INFO", "AYUDA", "POMOC", "AIUTO"})
+_PROVIDER_KEYWORDS: dict[str, Keyword] = {"STOP": "stop", "START": "start", "HELP": "help"}
 
 
 def keyword(text: str) -> Keyword | None:
@@ -52,10 +53,7 @@ async def apply_reply(
     ``opt_out_type`` is the provider's own verdict when it has one (Twilio's Advanced
     Opt-Out sends ``OptOutType``); it wins over our reading of the text.
     """
-    word: Keyword | None = None
-    if opt_out_type:
-        word = {"STOP": "stop", "START": "start", "HELP": "help"}.get(opt_out_type.upper())
-    word = word or keyword(text)
+    word = _PROVIDER_KEYWORDS.get((opt_out_type or "").upper()) or keyword(text)
     if word not in ("stop", "start"):
         return word
     async with app.transaction() as session:

@@ -17,6 +17,7 @@ from openvisit.models import (
     MessageLog,
     Notification,
     OptOut,
+    Organisation,
     OutboxMessage,
     PhoneNumber,
     PhoneNumberEndpoint,
@@ -173,10 +174,9 @@ async def organisations_for_sender(session: AsyncSession, number: str) -> list[u
                                  .where(PhoneNumber.e164 == number))
     if owner is not None:
         return [owner]
-    from openvisit.models import Organisation
-
     with_numbers = select(PhoneNumber.organisation_id).where(PhoneNumber.state == "active")
-    rows = await session.scalars(select(Organisation.id).where(Organisation.id.not_in(with_numbers)))
+    rows = await session.scalars(
+        select(Organisation.id).where(Organisation.id.not_in(with_numbers)))
     return list(rows)
 
 
@@ -218,7 +218,9 @@ async def receipts_for(
 
 # -------------------------------------------------------------------- purge and views
 
-async def purge(session: AsyncSession, *, now: datetime, receipts_before: datetime) -> dict[str, int]:
+async def purge(
+    session: AsyncSession, *, now: datetime, receipts_before: datetime
+) -> dict[str, int]:
     """Delete contact details whose time is up, with every copy of a message kept for them."""
     counts: dict[str, int] = {}
     for name, statement in (

@@ -70,7 +70,7 @@ class OutcomeUnknown(OutboundError):
         super().__init__(message, permanent=False, **kwargs)
 
 
-class CheckLater(Exception):  # noqa: N818 - a signal, like jobs.Defer
+class CheckLater(Exception):  # a signal, like jobs.Defer, not an error
     """Reconciliation cannot tell yet (a receipt may still arrive); look again at ``until``."""
 
     def __init__(self, until: datetime, *, reason: str) -> None:
@@ -108,7 +108,7 @@ class SmsTransport(ABC):
         """
         return []
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, most transports hold nothing
         """Release connections (called when the process stops)."""
 
 
@@ -130,7 +130,7 @@ class EmailTransport(ABC):
         """As :meth:`SmsTransport.reconcile`."""
         return []
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
 

@@ -63,6 +63,13 @@ async def appointment_count(session: AsyncSession, organisation_id: uuid.UUID) -
     return int(count or 0)
 
 
+async def appointment_count_for_endpoint(session: AsyncSession, endpoint_id: uuid.UUID) -> int:
+    count = await session.scalar(
+        select(func.count()).select_from(Appointment).where(Appointment.endpoint_id == endpoint_id)
+    )
+    return int(count or 0)
+
+
 # --- sessions and API tokens -------------------------------------------------------------
 
 

@@ -24,7 +24,6 @@ receipts, receipt lost, wait too short), the patient gets the message twice. A c
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from datetime import datetime, timedelta
@@ -195,7 +194,7 @@ class SmppSms(SmsTransport):
         while time.monotonic() < deadline:
             try:
                 pdu = client.read_pdu()
-            except socket.timeout as exc:
+            except TimeoutError as exc:  # socket.timeout
                 raise TimeoutError("no SMPP response") from exc
             self._last_io = time.monotonic()
             if pdu.command == "enquire_link":

@@ -48,7 +48,7 @@ STATUS_PATH = "/hooks/twilio/status"
 CLOCK_SKEW = timedelta(minutes=2)
 
 
-class RebasedHttpClient(TwilioHttpClient):
+class RebasedHttpClient(TwilioHttpClient):  # type: ignore[misc]  # untyped SDK
     """``TwilioHttpClient`` that sends every request to ``base_url`` instead of twilio.com."""
 
     def __init__(self, base_url: str, *, timeout: float) -> None:

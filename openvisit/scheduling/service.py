@@ -1,0 +1,284 @@
+"""Apply one SIU message to OpenVisit's copy of the appointment and the patient's contacts.
+
+HL7 v2.5.1 Ch. 10 §10.3 (the SIU trigger events S12-S26), §10.6.2 (SCH-1/SCH-2 ids, SCH-25
+filler status, table 0278); EHR-SPEC §4. Only references, times and status are kept; the
+patient's SMS number and e-mail are stored encrypted with the field cipher and only until the
+appointment is over (``purge_at``). The caller owns the transaction: nothing here commits.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal, Protocol, cast
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openvisit.context import AppContext
+from openvisit.hl7v2 import DataTypeError, ErrorLocation, SiuEvent, SiuMessage
+from openvisit.logging import get_logger
+from openvisit.models import Appointment, Contact, EhrEndpoint, utcnow
+from openvisit.scheduling import repository
+
+log = get_logger(__name__)
+
+Change = Literal["booked", "rescheduled", "modified", "cancelled", "deleted", "noshow"]
+
+#: What each event means for the patient (the ``change`` handed to notifications).
+EVENT_CHANGE: dict[SiuEvent, Change] = {
+    SiuEvent.S12: "booked",
+    SiuEvent.S13: "rescheduled",
+    SiuEvent.S14: "modified",
+    SiuEvent.S15: "cancelled",
+    SiuEvent.S17: "deleted",
+    SiuEvent.S26: "noshow",
+}
+#: Events whose meaning fixes the status whatever SCH-25 says. S17 (deleted) keeps the row as
+#: cancelled rather than removing it: a late S14 for it then cannot resurrect the visit, and
+#: the notification history (was the patient told?) survives for the cancellation notice.
+EVENT_STATUS: dict[SiuEvent, str] = {
+    SiuEvent.S15: "cancelled",
+    SiuEvent.S17: "cancelled",
+    SiuEvent.S26: "noshow",
+}
+#: FHIR R4 Appointment.status values a status map may name (EHR-SPEC §5).
+FHIR_STATUSES = frozenset({
+    "proposed", "pending", "booked", "arrived", "fulfilled", "cancelled", "noshow",
+    "entered-in-error", "checked-in", "waitlist",
+})
+#: SCH-25 filler status (HL7 table 0278 and common spellings) → FHIR status. Sites add their
+#: local codes in ``endpoint.options["hl7"]["status_map"]``; keys compare case-insensitively.
+DEFAULT_STATUS_MAP: dict[str, str] = {
+    "booked": "booked", "overbook": "booked", "confirmed": "booked", "scheduled": "booked",
+    "pending": "pending", "waitlist": "waitlist", "wait list": "waitlist",
+    "cancelled": "cancelled", "canceled": "cancelled", "dc": "cancelled",
+    "discontinued": "cancelled", "deleted": "cancelled", "noshow": "noshow",
+    "no show": "noshow", "no-show": "noshow", "complete": "fulfilled", "completed": "fulfilled",
+    "started": "arrived", "arrived": "arrived", "checked in": "checked-in",
+    "checked-in": "checked-in",
+}
+_ENDED = frozenset({"cancelled", "noshow", "entered-in-error", "fulfilled"})
+#: Without an end time, contacts are kept until a day after the start.
+DEFAULT_LENGTH = timedelta(days=1)
+_MAX_ID = 255
+
+
+class NotifyHook(Protocol):
+    def __call__(
+        self, session: AsyncSession, *, app: AppContext, appointment: Appointment, change: Change
+    ) -> Awaitable[None]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedSiu:
+    """What :func:`apply_siu` did: the appointment (``None`` when a cancellation, deletion or
+    no-show named one OpenVisit never knew, so nothing was stored), the change, whether the
+    row is new, and which contact kinds are stored after it."""
+
+    appointment: Appointment | None
+    change: Change
+    created: bool
+    contacts: tuple[str, ...]
+
+
+def hl7_options(endpoint: EhrEndpoint) -> dict[str, Any]:
+    """The endpoint's ``options["hl7"]`` (empty dict when unset or malformed)."""
+    value = (endpoint.options or {}).get("hl7")
+    return value if isinstance(value, dict) else {}
+
+
+def status_map(endpoint: EhrEndpoint) -> dict[str, str]:
+    """The default SCH-25 map overlaid with the endpoint's own (lower-case keys).
+
+    Entries naming a status outside FHIR's Appointment.status are ignored here; the CLI and
+    portal refuse them when they are configured.
+    """
+    mapping = dict(DEFAULT_STATUS_MAP)
+    local = hl7_options(endpoint).get("status_map")
+    if isinstance(local, Mapping):
+        for code, status in local.items():
+            if isinstance(code, str) and isinstance(status, str) and status in FHIR_STATUSES:
+                mapping[code.strip().lower()] = status
+    return mapping
+
+
+def status_for(message: SiuMessage, *, mapping: Mapping[str, str], current: str | None) -> str:
+    """The appointment status after ``message``.
+
+    S15/S17 give cancelled and S26 noshow whatever SCH-25 says. For S12/S13/S14 the SCH-25
+    code (identifier, else text) is looked up in ``mapping``; an unmapped or absent code keeps
+    the current status, or ``booked`` for a new appointment.
+    """
+    fixed = EVENT_STATUS.get(message.event)
+    if fixed is not None:
+        return fixed
+    if message.filler_status is not None:
+        for code in message.filler_status:
+            mapped = mapping.get(code.strip().lower()) if code else None
+            if mapped is not None:
+                return mapped
+    return current or "booked"
+
+
+def change_for(message: SiuMessage, *, status: str) -> Change:
+    """The event's change, except that an S12/S13/S14 whose SCH-25 ends the appointment is
+    reported as the cancellation or no-show it is."""
+    change = EVENT_CHANGE[message.event]
+    if change in ("booked", "rescheduled", "modified"):
+        if status in ("cancelled", "entered-in-error"):
+            return "cancelled"
+        if status == "noshow":
+            return "noshow"
+    return change
+
+
+def patient_ref(message: SiuMessage) -> str | None:
+    """PID-3's first identifier as ``"<assigning authority>|<id>"``: an identifier, no name."""
+    if not message.patient_identifiers:
+        return None
+    first = message.patient_identifiers[0]
+    ref = f"{first.assigning_authority or ''}|{first.id}"
+    return ref if len(ref) <= _MAX_ID else None
+
+
+async def apply_siu(
+    session: AsyncSession,
+    *,
+    app: AppContext,
+    endpoint: EhrEndpoint,
+    message: SiuMessage,
+    now: datetime | None = None,
+) -> AppliedSiu:
+    """Upsert the appointment SCH-2 (else SCH-1) names for ``endpoint`` and its contacts.
+
+    Times, status (event + SCH-25 through :func:`status_map`), department (AIL-3), provider
+    (AIP-3), encounter/CSN (PV1-19), language (PID-15) and ``patient_ref`` (PID-3) are
+    written; contacts are encrypted with ``app.cipher`` and kept until the end (else start +
+    1 day) plus ``settings.contact_grace_hours``, or until now + grace once cancelled, deleted
+    or a no-show. Then notifications are told through :func:`notify_appointment_change`.
+    Flushes, never commits. Raises :class:`~openvisit.hl7v2.DataTypeError` for an id too long
+    to store.
+    """
+    now = now or utcnow()
+    filler, placer = message.filler_appointment_id, message.placer_appointment_id
+    _check_lengths(message)
+    appointment = await repository.find_appointment(
+        session, endpoint_id=endpoint.id, filler=filler, placer=placer)
+    ending = message.event in EVENT_STATUS
+    if appointment is None and ending:
+        # A cancellation of an appointment we never stored: nothing to keep, nobody to tell.
+        return AppliedSiu(None, EVENT_CHANGE[message.event], False, ())
+    created = appointment is None
+    if appointment is None:
+        appointment = Appointment(
+            organisation_id=endpoint.organisation_id, endpoint_id=endpoint.id,
+            ehr_appointment_id=filler or placer, source="hl7")
+        session.add(appointment)
+    status = status_for(message, mapping=status_map(endpoint),
+                        current=None if created else appointment.status)
+    appointment.ehr_appointment_id = filler or appointment.ehr_appointment_id
+    appointment.placer_appointment_id = placer or appointment.placer_appointment_id
+    appointment.start_at = message.start
+    appointment.end_at = message.end
+    appointment.status = status
+    appointment.department = message.department or appointment.department
+    appointment.provider_ehr_id = message.provider_id or appointment.provider_ehr_id
+    appointment.encounter_id = message.visit_number or appointment.encounter_id
+    appointment.language = message.language or appointment.language
+    appointment.patient_ref = patient_ref(message) or appointment.patient_ref
+    await session.flush()
+    kinds = await _store_contacts(session, app=app, appointment=appointment, message=message,
+                                  ended=status in _ENDED, created=created, now=now)
+    change = change_for(message, status=status)
+    await notify_appointment_change(session, app=app, appointment=appointment, change=change)
+    return AppliedSiu(appointment, change, created, kinds)
+
+
+def _check_lengths(message: SiuMessage) -> None:
+    for value, where, what in (
+        (message.filler_appointment_id, ErrorLocation("SCH", field=2), "filler appointment id"),
+        (message.placer_appointment_id, ErrorLocation("SCH", field=1), "placer appointment id"),
+        (message.visit_number, ErrorLocation("PV1", field=19), "visit number"),
+        (message.provider_id, ErrorLocation("AIP", field=3), "personnel id"),
+        (message.department, ErrorLocation("AIL", field=3), "location"),
+    ):
+        if value is not None and len(value) > _MAX_ID:
+            raise DataTypeError(f"{where} ({what}) is longer than {_MAX_ID} characters",
+                                location=where)
+
+
+def purge_time(message: SiuMessage, *, grace: timedelta, ended: bool, now: datetime) -> datetime:
+    """When the contacts of the appointment ``message`` describes are deleted."""
+    if ended:
+        return now + grace
+    return (message.end or message.start + DEFAULT_LENGTH) + grace
+
+
+async def _store_contacts(
+    session: AsyncSession, *, app: AppContext, appointment: Appointment, message: SiuMessage,
+    ended: bool, created: bool, now: datetime,
+) -> tuple[str, ...]:
+    grace = timedelta(hours=app.settings.contact_grace_hours)
+    purge_at = purge_time(message, grace=grace, ended=ended, now=now)
+    existing = {} if created else await repository.contacts(session, appointment.id)
+    if ended:
+        # Keep what we have (a cancellation notice may still go out) but only for the grace.
+        for contact in existing.values():
+            contact.purge_at = purge_at
+        await session.flush()
+        return tuple(sorted(existing))
+    wanted = {"sms": message.sms_number, "email": message.email}
+    # A message with a PID that no longer lists a number means the EHR removed it.
+    sent_pid = bool(message.patient_identifiers)
+    for kind, value in wanted.items():
+        contact = existing.get(kind)
+        if value is None:
+            if contact is not None and sent_pid:
+                await session.delete(contact)
+                del existing[kind]
+            elif contact is not None:
+                contact.purge_at = purge_at
+            continue
+        if contact is None:
+            contact = Contact(appointment_id=appointment.id, kind=kind,
+                              value_enc=app.cipher.encrypt(value), purge_at=purge_at)
+            session.add(contact)
+            existing[kind] = contact
+            continue
+        if app.cipher.decrypt(contact.value_enc) != value:
+            contact.value_enc = app.cipher.encrypt(value)
+        contact.purge_at = purge_at
+    await session.flush()
+    return tuple(sorted(existing))
+
+
+NOTIFY_MODULE = "openvisit.notify.service"
+
+
+@functools.cache
+def _notify_hook() -> NotifyHook | None:
+    try:
+        module = importlib.import_module(NOTIFY_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name != NOTIFY_MODULE:
+            raise
+        log.warning("notify_seam_not_connected", module=NOTIFY_MODULE)
+        return None
+    return cast(NotifyHook, module.on_appointment_change)
+
+
+async def notify_appointment_change(
+    session: AsyncSession, *, app: AppContext, appointment: Appointment, change: Change
+) -> None:
+    """The seam to notifications: ``openvisit.notify.service.on_appointment_change``.
+
+    Imported lazily so the feed works (and says so once in the log) while notifications are
+    not installed; when present, its jobs are written in the caller's transaction, so they
+    commit exactly when the change does.
+    """
+    hook = _notify_hook()
+    if hook is not None:
+        await hook(session, app=app, appointment=appointment, change=change)
