@@ -36,8 +36,18 @@ async def load_keyset(session: AsyncSession, *, app: AppContext) -> KeySet:
         await _create_first(app)
         row = await session.get(KeyMaterial, KEY_NAME)
         assert row is not None
-    data: dict[str, Any] = json.loads(app.cipher.decrypt(row.value_enc))
-    return KeySet.from_dict(data)
+    return _parse(app, row.value_enc)
+
+
+def _parse(app: AppContext, blob: str) -> KeySet:
+    """Decrypt and load the key set, once per stored version (loading RSA keys is slow)."""
+    cached = app.extras.get("launch.keyset")
+    if isinstance(cached, tuple) and cached[0] == blob:
+        keys: KeySet = cached[1]
+        return keys
+    keys = KeySet.from_dict(json.loads(app.cipher.decrypt(blob)))
+    app.extras["launch.keyset"] = (blob, keys)
+    return keys
 
 
 async def _create_first(app: AppContext) -> None:
@@ -96,7 +106,7 @@ async def public_jwks(app: AppContext) -> dict[str, Any]:
         await _create_first(app)
         blob = await _read_blob(app)
     assert blob is not None
-    jwks: dict[str, Any] = KeySet.from_dict(json.loads(app.cipher.decrypt(blob))).public_jwks()
+    jwks: dict[str, Any] = _parse(app, blob).public_jwks()
     return jwks
 
 

@@ -8,8 +8,9 @@ replica can complete a launch another one began.
 
 from __future__ import annotations
 
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -159,6 +160,8 @@ class LaunchOutcome:
     visit_id: uuid.UUID
     needs_idp: bool
     ehr_round_trips: int
+    #: Seconds spent waiting for the EHR (token, JWKS, FHIR) during this request.
+    ehr_seconds: float = 0.0
 
 
 async def complete(
@@ -193,6 +196,7 @@ async def complete(
         endpoint.auth_method,  # type: ignore[arg-type]
         client_id=endpoint.client_id, secret=client_secret(app, endpoint), keys=keys,
     )
+    ehr_started = time.perf_counter()
     try:
         token = await exchange_code(app.http, config=config, code=code,
                                     redirect_uri=redirect_uri(app), code_verifier=data["verifier"],
@@ -205,11 +209,13 @@ async def complete(
     round_trips = 1
     fhir_user: str | None = None
     if token.id_token:
+        jwks_before = caches(app).jwks.fetches
         claims = await validate_id_token(
             app.http, id_token=token.id_token, config=config, client_id=endpoint.client_id,
             jwks_cache=caches(app).jwks, nonce=data["nonce"],
         )
         fhir_user = claims.fhir_user
+        round_trips += caches(app).jwks.fetches - jwks_before
     context = resolve_launch_context(token, fhir_user=fhir_user)
     if context.appointment_id is None and data.get("appointment_hint"):
         context = LaunchContext(appointment_id=data["appointment_hint"],
@@ -218,13 +224,15 @@ async def complete(
     reader = FhirReader(app.http, base=endpoint.fhir_base, access_token=token.access_token)
     facts = await resolve_appointment(reader, context, timezone=endpoint.timezone, now=utcnow())
     round_trips += reader.calls
+    ehr_seconds = time.perf_counter() - ehr_started
     appointment = await upsert_appointment(session, endpoint=endpoint, facts=facts,
                                            source="fhir")
     user_ref = _user_ref(fhir_user, endpoint=endpoint)
     kind: Kind = data["kind"]
-    return await enter_visit(session, app=app, endpoint=endpoint, appointment=appointment,
-                             kind=kind, user_ref=user_ref, patient_ref=context.patient_id
-                             and f"Patient/{context.patient_id}", round_trips=round_trips)
+    outcome = await enter_visit(session, app=app, endpoint=endpoint, appointment=appointment,
+                                kind=kind, user_ref=user_ref, patient_ref=context.patient_id
+                                and f"Patient/{context.patient_id}", round_trips=round_trips)
+    return replace(outcome, ehr_seconds=ehr_seconds)
 
 
 def _user_ref(fhir_user: str | None, *, endpoint: EhrEndpoint) -> str | None:

@@ -3,6 +3,7 @@ Epic's encrypted link, and OpenVisit's JWKS."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Annotated, Literal
 
@@ -62,10 +63,21 @@ async def callback(
     request: Request, session: SessionDep, ctx: CtxDep, state: str | None = None,
     code: str | None = None, error: str | None = None, error_description: str | None = None,
 ) -> Response:
-    """The SMART redirect URI."""
+    """The SMART redirect URI.
+
+    ``Server-Timing`` reports how long the EHR took (``ehr``) and how many calls it needed, so
+    operators can tell OpenVisit's own time from the EHR's.
+    """
+    started = time.perf_counter()
     outcome = await service.complete(session, app=ctx, state=state, code=code, error=error,
                                      error_description=error_description)
-    return _go(request, outcome.redirect)
+    response = _go(request, outcome.redirect)
+    total_ms = (time.perf_counter() - started) * 1000
+    response.headers["Server-Timing"] = (
+        f"ehr;dur={outcome.ehr_seconds * 1000:.1f};desc=\"{outcome.ehr_round_trips} calls\", "
+        f"app;dur={total_ms - outcome.ehr_seconds * 1000:.1f}"
+    )
+    return response
 
 
 def _idp(ctx: CtxDep) -> IdpClient:

@@ -58,7 +58,7 @@ def language_of(*candidates: str | None) -> str:
     return i18n.negotiate(*candidates)
 
 
-def _context(facts: Facts, language: str) -> dict[str, object]:
+def _context(facts: Facts, language: str, message: str) -> dict[str, object]:
     local = facts.start_at.astimezone(zone(facts.timezone))
     return {
         "lang": language,
@@ -68,19 +68,21 @@ def _context(facts: Facts, language: str) -> dict[str, object]:
         "day": format_skeleton("MMMEd", local, locale=language),
         "date": format_skeleton("yMMMMEEEEd", local, locale=language),
         "time": format_time(local, format="short", locale=language),
-        "link": facts.link or "",
+        # A cancellation never carries a link, whatever the caller passed.
+        "link": (facts.link or "") if message in WITH_LINK else "",
     }
 
 
 def render_sms(message: str, *, language: str, facts: Facts, transliterate: bool = True) -> str:
     """One line of SMS text, transliterated to GSM-7 when that saves parts."""
-    text = _env.get_template(f"{language}/sms/{message}.txt").render(_context(facts, language))
+    text = _env.get_template(f"{language}/sms/{message}.txt").render(
+        _context(facts, language, message))
     return gsm.prepare(" ".join(text.split()), transliterate_when_shorter=transliterate)
 
 
 def render_email(message: str, *, language: str, facts: Facts) -> EmailContent:
     """Subject, plain text and HTML of one e-mail."""
-    context = _context(facts, language)
+    context = _context(facts, language, message)
     base = f"{language}/email/{message}"
     subject = " ".join(_env.get_template(f"{base}.subject.txt").render(context).split())
     text = _env.get_template(f"{base}.txt").render(context).strip() + "\n"

@@ -14,6 +14,7 @@ import base64
 import binascii
 import hmac
 import json
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,8 +46,25 @@ class AuthenticatedClient:
     method: str
 
 
-async def fetch_jwks(url: str) -> Mapping[str, Any]:
-    """GET a client's JWK Set. Raises ``invalid_client`` when it cannot be had."""
+_JWKS_CACHE: dict[str, tuple[float, Mapping[str, Any]]] = {}
+#: Like real EHRs, the sandbox caches a client's JWKS (and refetches on an unknown key).
+JWKS_TTL_SECONDS = 300.0
+
+
+async def fetch_jwks(url: str, *, fresh: bool = False) -> Mapping[str, Any]:
+    """GET a client's JWK Set (cached for a few minutes unless ``fresh``).
+
+    Raises ``invalid_client`` when it cannot be had.
+    """
+    cached = _JWKS_CACHE.get(url)
+    if cached is not None and not fresh and time.monotonic() - cached[0] < JWKS_TTL_SECONDS:
+        return cached[1]
+    data = await _fetch_jwks(url)
+    _JWKS_CACHE[url] = (time.monotonic(), data)
+    return data
+
+
+async def _fetch_jwks(url: str) -> Mapping[str, Any]:
     try:
         async with httpx.AsyncClient(timeout=5.0, follow_redirects=False) as http:
             response = await http.get(url, headers={"Accept": "application/json"})
@@ -108,14 +126,20 @@ async def authenticate_client(
         if keys is None:
             assert client.jwks_uri is not None
             keys = await jwks_fetcher(client.jwks_uri)
-        verify_client_assertion(
-            assertion,
-            client=client,
-            jwks=keys,
-            token_url=token_url,
-            now=now,
-            remember_jti=remember_jti,
-        )
+        try:
+            verify_client_assertion(
+                assertion, client=client, jwks=keys, token_url=token_url, now=now,
+                remember_jti=remember_jti,
+            )
+        except OAuthError:
+            if client.jwks_uri is None or jwks_fetcher is not fetch_jwks:
+                raise
+            # The client may have rotated its key since we cached its JWKS: fetch once more.
+            keys = await fetch_jwks(client.jwks_uri, fresh=True)
+            verify_client_assertion(
+                assertion, client=client, jwks=keys, token_url=token_url, now=now,
+                remember_jti=remember_jti,
+            )
     else:
         client = _known(registry, form.get("client_id", ""), form)
         if client.confidential:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit.models import Appointment, Contact, EhrEndpoint, InboundMessage, Organisation
@@ -59,15 +58,6 @@ async def contacts(session: AsyncSession, appointment_id: uuid.UUID) -> dict[str
     """The appointment's contacts by kind (``sms``, ``email``)."""
     rows = await session.scalars(select(Contact).where(Contact.appointment_id == appointment_id))
     return {row.kind: row for row in rows}
-
-
-async def purge_contacts(session: AsyncSession, *, now: datetime) -> int:
-    """Delete every contact whose ``purge_at`` has passed; returns how many."""
-    result = await session.execute(
-        delete(Contact).where(Contact.purge_at <= now).execution_options(
-            synchronize_session=False)
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def feed_endpoints(

@@ -226,8 +226,8 @@ async def _store_contacts(
     existing = {} if created else await repository.contacts(session, appointment.id)
     if ended:
         # Keep what we have (a cancellation notice may still go out) but only for the grace.
-        for contact in existing.values():
-            contact.purge_at = purge_at
+        for kept in existing.values():
+            kept.purge_at = purge_at
         await session.flush()
         return tuple(sorted(existing))
     wanted = {"sms": message.sms_number, "email": message.email}

@@ -99,6 +99,8 @@ class JwksCache:
     ) -> None:
         self.ttl_seconds = ttl_seconds
         self.refetch_cooldown_seconds = refetch_cooldown_seconds
+        #: How many times a key set was fetched (round trips to the issuer).
+        self.fetches = 0
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -121,6 +123,7 @@ class JwksCache:
             if self._usable(entry, force=force):
                 return cast(_Entry, entry).keys
             keys = await fetch_jwks(client, jwks_uri=jwks_uri)
+            self.fetches += 1
             self._entries[jwks_uri] = _Entry(fetched_at=self._clock(), keys=keys)
             return keys
 

@@ -130,8 +130,11 @@ def live(items: list[Planned]) -> list[Planned]:
 
 
 async def logs(app: AppContext, appointment_id: uuid.UUID | None = None) -> list[MessageLog]:
+    """Message logs in the order their messages were planned."""
     async with app.transaction() as session:
-        query = select(MessageLog).order_by(MessageLog.created_at, MessageLog.id)
+        query = (select(MessageLog)
+                 .join(Notification, Notification.job_key == MessageLog.job_key, isouter=True)
+                 .order_by(Notification.id, MessageLog.created_at))
         if appointment_id is not None:
             query = query.where(MessageLog.appointment_id == appointment_id)
         return list((await session.scalars(query)).all())

@@ -1,0 +1,224 @@
+"""Approval of an EHR endpoint by SMART sign-in to that very EHR.
+
+The approver (EHR analyst) is signed in to the portal; OpenVisit then runs a SMART
+*standalone* launch against the endpoint (SMART App Launch STU 2.2 §2.0: scope
+``openid fhirUser``, PKCE S256, ``state`` kept single-use in :mod:`openvisit.nonces`, the
+endpoint's client authentication: ``private_key_jwt`` with OpenVisit's keys or its client
+secret), validates the id_token (OIDC Core §3.1.3.7) and compares its ``fhirUser`` with the
+endpoint's named approver. Only then does the endpoint become approved. Proving the FHIR base
+by signing in to it is the point: a wrong or swapped base URL cannot be approved.
+
+The EHR's access token is thrown away unused; no EHR credentials or data are kept.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openvisit import nonces
+from openvisit.audit import record
+from openvisit.context import AppContext
+from openvisit.endpoints import service as endpoints
+from openvisit.errors import InvalidInput, OpenVisitError, PermissionDenied
+from openvisit.launch.keys import load_keyset
+from openvisit.logging import get_logger
+from openvisit.models import EhrEndpoint, utcnow
+from openvisit.portal.endpoint_admin import get_for, launch_snapshot
+from openvisit.portal.sessions import Principal
+from openvisit.smart.authorize import build_authorize_request
+from openvisit.smart.client_auth import client_auth_for
+from openvisit.smart.discovery import SmartConfiguration, fetch_smart_configuration
+from openvisit.smart.idtoken import JwksCache, parse_fhir_user, validate_id_token
+from openvisit.smart.pkce import Pkce
+from openvisit.smart.state import new_nonce, new_state
+from openvisit.smart.token import exchange_code
+
+log = get_logger(__name__)
+
+SCOPE = "openid fhirUser"
+STATE_SCOPE = "portal_approval"
+STATE_TTL = timedelta(minutes=15)
+
+
+class ApprovalRefused(PermissionDenied):
+    """The approval cannot be completed; the message says why and what to do."""
+
+    code = "approval_refused"
+
+
+def redirect_uri(app: AppContext) -> str:
+    return f"{app.settings.public_url}/portal/approval/callback"
+
+
+def _jwks(app: AppContext) -> JwksCache:
+    cache = app.extras.get("portal.jwks")
+    if not isinstance(cache, JwksCache):
+        cache = JwksCache()
+        app.extras["portal.jwks"] = cache
+    return cache
+
+
+def _env(endpoint: EhrEndpoint) -> str:
+    return "test" if endpoint.environment == "test" else "production"
+
+
+async def _configuration(app: AppContext, endpoint: EhrEndpoint) -> SmartConfiguration:
+    # Fetched fresh, not cached: the admin may just have fixed the EHR's registration.
+    try:
+        config = await fetch_smart_configuration(app.http, fhir_base=endpoint.fhir_base)
+    except OpenVisitError as exc:
+        raise ApprovalRefused(
+            f"OpenVisit could not read the SMART configuration of the {_env(endpoint)} EHR at "
+            f"{endpoint.fhir_base}: {exc.message}", title="The EHR could not be reached",
+            status_code=502, details={"environment": endpoint.environment}) from exc
+    problems = [p for p in config.problems(launch_styles=("standalone",),
+                                           auth_method=endpoint.auth_method,  # type: ignore[arg-type]
+                                           openid=True)
+                if "https" not in p or endpoint.environment == "production"]
+    if problems:
+        raise ApprovalRefused(
+            f"The {_env(endpoint)} EHR at {endpoint.fhir_base} cannot be used for the approval "
+            "sign-in: " + "; ".join(problems) + ".", title="The EHR's SMART set-up is incomplete",
+            details={"environment": endpoint.environment})
+    return config
+
+
+async def begin(
+    session: AsyncSession, *, app: AppContext, principal: Principal, endpoint_id: uuid.UUID
+) -> str:
+    """Start the approval sign-in; returns the EHR authorization URL to send the browser to.
+
+    Raises :class:`PermissionDenied` for a non-approver, :class:`InvalidInput` when the
+    endpoint is not awaiting approval, :class:`ApprovalRefused` when the EHR cannot be used.
+    """
+    principal.require("approver", doing="approve EHR endpoints")
+    if principal.account_id is None:
+        raise PermissionDenied("Approval needs a person signed in to the portal, not an API "
+                               "token: the approver signs in to the EHR in a browser.")
+    endpoint = await get_for(session, principal=principal, endpoint_id=endpoint_id)
+    if endpoint.state == "approved":
+        raise InvalidInput(f"The {_env(endpoint)} endpoint is already approved.")
+    if not endpoint.approver_ehr_user:
+        raise InvalidInput(f"The {_env(endpoint)} endpoint names no approver yet; an org admin "
+                           "must enter the approver's EHR user first.")
+    if endpoint.state != "awaiting_approval":
+        raise InvalidInput(f"The {_env(endpoint)} endpoint is a draft: its FHIR base has not "
+                           "passed the live check. Run the check again, then approve.")
+    config = await _configuration(app, endpoint)
+    pkce, state, nonce = Pkce.new(), new_state(), new_nonce()
+    await nonces.put(session, scope=STATE_SCOPE, value=state, ttl=STATE_TTL, data={
+        "endpoint_id": str(endpoint.id), "version": endpoint.version,
+        "account_id": str(principal.account_id), "verifier": pkce.verifier, "nonce": nonce,
+    })
+    request = build_authorize_request(
+        config, client_id=endpoint.client_id, redirect_uri=redirect_uri(app), scope=SCOPE,
+        state=state, aud=endpoint.fhir_base, code_challenge=pkce.challenge, nonce=nonce,
+    )
+    log.info("approval_begin", endpoint_id=str(endpoint.id))
+    return request.url
+
+
+def same_user(signed_in: str, approver: str, *, fhir_base: str) -> bool:
+    """Whether the id_token's fhirUser names the configured approver.
+
+    Either may be relative (``Practitioner/prac-1``) or absolute; two absolute values must
+    also agree on the FHIR base, so an approver of one EHR cannot approve another.
+    """
+    try:
+        got = parse_fhir_user(signed_in, fhir_base=fhir_base)
+        want = parse_fhir_user(approver, fhir_base=fhir_base)
+    except InvalidInput:
+        return False
+    return (got.resource_type, got.id, got.url.rstrip("/")) == (
+        want.resource_type, want.id, want.url.rstrip("/"))
+
+
+@dataclass(frozen=True)
+class ApprovalOutcome:
+    """The endpoint, approved — or the refusal to show when the wrong EHR user signed in.
+
+    A wrong-user refusal is returned, not raised, so that its audit entry (and the spent
+    ``state``) commit with the request.
+    """
+
+    endpoint: EhrEndpoint
+    refusal: ApprovalRefused | None = None
+
+
+async def complete(
+    session: AsyncSession, *, app: AppContext, principal: Principal, state: str | None,
+    code: str | None, error: str | None = None, error_description: str | None = None,
+) -> ApprovalOutcome:
+    """Finish at the redirect URI: state, code exchange, id_token, approver check, approve.
+
+    Raises the :mod:`openvisit.nonces` errors for a bad ``state`` and :class:`ApprovalRefused`
+    for an EHR refusal, another portal user or a changed endpoint; returns the refusal for the
+    wrong EHR user (see :class:`ApprovalOutcome`).
+    """
+    data = await nonces.take(session, scope=STATE_SCOPE, value=state)
+    if data.get("account_id") != str(principal.account_id):
+        raise ApprovalRefused("This approval sign-in was started by another portal user. "
+                              "Start the approval again from your own portal session.")
+    endpoint = await get_for(session, principal=principal,
+                             endpoint_id=uuid.UUID(data["endpoint_id"]))
+    env = {"environment": endpoint.environment}
+    if error:
+        from openvisit.smart.errors import safe_ehr_text
+
+        said = f" ({safe_ehr_text(error_description)})" if error_description else ""
+        raise ApprovalRefused(
+            f"The {_env(endpoint)} EHR did not sign you in: {safe_ehr_text(error, limit=60)}"
+            f"{said}. Try again; if it keeps failing, check OpenVisit's client registration "
+            f"(client id {endpoint.client_id}, redirect URI {redirect_uri(app)}) in the EHR.",
+            title="The EHR refused the sign-in", details=env)
+    if not code:
+        raise ApprovalRefused("The EHR returned without an authorization code; try again.",
+                              details=env)
+    if endpoint.version != data.get("version"):
+        raise ApprovalRefused(
+            f"The {_env(endpoint)} endpoint was changed while you were signing in. Review the "
+            "changes on its page and approve again.", title="The endpoint changed", details=env)
+    config = await _configuration(app, endpoint)
+    keys = await load_keyset(session, app=app) if endpoint.auth_method == "private_key_jwt" \
+        else None
+    auth = client_auth_for(endpoint.auth_method,  # type: ignore[arg-type]
+                           client_id=endpoint.client_id,
+                           secret=endpoints.client_secret(app, endpoint), keys=keys)
+    try:
+        token = await exchange_code(app.http, config=config, code=code,
+                                    redirect_uri=redirect_uri(app),
+                                    code_verifier=data["verifier"], auth=auth)
+    except OpenVisitError as exc:
+        raise ApprovalRefused(f"{exc.message} ({_env(endpoint)} EHR at {endpoint.fhir_base})",
+                              title="The EHR refused the sign-in", details=env) from exc
+    if not token.id_token:
+        raise ApprovalRefused(
+            f"The {_env(endpoint)} EHR signed you in but did not say who you are (no id_token). "
+            "OpenVisit's client needs the openid and fhirUser scopes in the EHR.", details=env)
+    claims = await validate_id_token(app.http, id_token=token.id_token, config=config,
+                                     client_id=endpoint.client_id, jwks_cache=_jwks(app),
+                                     nonce=data["nonce"])
+    approver = endpoint.approver_ehr_user or ""
+    if not claims.fhir_user or not same_user(claims.fhir_user, approver,
+                                             fhir_base=endpoint.fhir_base):
+        who = claims.fhir_user or "a user without a fhirUser claim"
+        await record(session, actor=principal.actor, action="endpoint.approval_refused",
+                     object_type="ehr_endpoint", object_id=str(endpoint.id),
+                     after={"signed_in_as": who, "approver": approver},
+                     organisation_id=endpoint.organisation_id)
+        return ApprovalOutcome(endpoint, ApprovalRefused(
+            f"You signed in to the {_env(endpoint)} EHR as {who}, but this endpoint names "
+            f"{approver} as its approver. Sign in to the EHR as that user, or ask an org admin "
+            "to change the approver.", title="Not the named approver", details=env))
+    await endpoints.approve(session, endpoint=endpoint, actor=principal.actor,
+                            approver_ehr_user=approver)
+    endpoint.options = {**(endpoint.options or {}), "approved_snapshot": {
+        **launch_snapshot(endpoint), "approved_at": utcnow().isoformat(),
+        "approved_by": approver}}
+    await session.flush()
+    log.info("approval_complete", endpoint_id=str(endpoint.id))
+    return ApprovalOutcome(endpoint)

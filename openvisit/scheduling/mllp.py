@@ -1,0 +1,231 @@
+"""The MLLP listener: the server layer over :class:`~openvisit.hl7v2.MllpDecoder` and
+:class:`~openvisit.scheduling.feed.SiuFeed`.
+
+HL7 v2.5.1 Appendix C.4 (MLLP Release 1: ``0x0B`` message ``0x1C 0x0D``) and Ch. 2 §2.9
+(acknowledgements). Three layers, each testable alone: framing (``MllpDecoder``), message
+(``SiuFeed.handle``: raw bytes → ACK), and this module (sockets, timeouts, TLS, shutdown).
+
+Interface engines keep one connection open for days and send messages one at a time, waiting
+for each ACK; several may connect at once. Every connection is served in order. Nothing a
+client does ends the listener: garbage bytes are skipped by the decoder, an oversize frame is
+answered AR and discarded, a client that stops half-way through a frame is dropped after
+``mllp_frame_timeout_seconds``, an idle one after ``mllp_idle_timeout_seconds``. The ACK of a
+message goes out only after its transaction committed (see :mod:`.feed`), so a crash between
+receiving and answering makes the sender resend, and the resend is applied exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from pathlib import Path
+
+from openvisit.context import AppContext
+from openvisit.errors import ConfigurationError
+from openvisit.hl7v2 import (
+    Hl7ParseError,
+    MllpDecoder,
+    MllpError,
+    MllpFrameTooLarge,
+    build_fallback_ack,
+    encode_frame,
+)
+from openvisit.logging import get_logger
+from openvisit.models import utcnow
+from openvisit.scheduling.feed import SiuFeed, new_control_id
+
+log = get_logger(__name__)
+
+#: How long a stopping listener lets connections finish the message they are on.
+_DRAIN_SECONDS = 10.0
+_READ_CHUNK = 64 * 1024
+
+
+def tls_context(*, cert: str, key: str = "", ca: str = "") -> ssl.SSLContext:
+    """A server TLS context (TLS 1.2+) from PEM files; with ``ca`` a client certificate signed
+    by it is required. Raises :class:`ConfigurationError` naming the file that failed."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(
+            f"OPENVISIT_MLLP_TLS_CERT/KEY ({cert}) could not be loaded: {exc}") from exc
+    if ca:
+        if not Path(ca).is_file():
+            raise ConfigurationError(f"OPENVISIT_MLLP_TLS_CA names {ca!r}, which is not a file.")
+        try:
+            context.load_verify_locations(cafile=ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigurationError(f"OPENVISIT_MLLP_TLS_CA ({ca}) could not be loaded: {exc}"
+                                     ) from exc
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+class MllpListener:
+    """Accepts MLLP connections and answers each message with its ACK."""
+
+    def __init__(self, app: AppContext, *, feed: SiuFeed | None = None) -> None:
+        settings = app.settings
+        self.app = app
+        self.feed = feed or SiuFeed(app)
+        self.idle_timeout = settings.mllp_idle_timeout_seconds
+        self.frame_timeout = settings.mllp_frame_timeout_seconds
+        self.max_frame_bytes = settings.mllp_max_frame_bytes
+        self.max_connections = settings.mllp_max_connections
+        self.stopping = False
+        #: connection task → whether it is in the middle of a message
+        self._connections: dict[asyncio.Task[None], bool] = {}
+
+    async def connection(self, reader: asyncio.StreamReader,
+                         writer: asyncio.StreamWriter) -> None:
+        """Serve one client until it disconnects, times out or the listener stops."""
+        task = asyncio.current_task()
+        assert task is not None
+        peer = _peer(writer)
+        if len(self._connections) >= self.max_connections or self.stopping:
+            log.warning("mllp_connection_refused", peer=peer, open=len(self._connections))
+            await _close(writer)
+            return
+        self._connections[task] = False
+        log.info("mllp_connected", peer=peer)
+        try:
+            await self._serve(reader, writer, task)
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:  # one broken connection must never take the listener down
+            log.error("mllp_connection_failed", peer=peer, error_type=type(exc).__name__)
+        finally:
+            self._connections.pop(task, None)
+            await _close(writer)
+            log.info("mllp_disconnected", peer=peer)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     task: asyncio.Task[None]) -> None:
+        decoder = MllpDecoder(max_frame_bytes=self.max_frame_bytes)
+        while not self.stopping:
+            timeout = self.frame_timeout if decoder.in_frame else self.idle_timeout
+            try:
+                chunk = await asyncio.wait_for(reader.read(_READ_CHUNK), timeout)
+            except TimeoutError:
+                log.info("mllp_timeout", peer=_peer(writer), mid_frame=decoder.in_frame)
+                return
+            except (ConnectionError, ssl.SSLError, OSError):
+                return
+            if not chunk:
+                if decoder.in_frame:
+                    log.info("mllp_disconnected_mid_frame", peer=_peer(writer))
+                return
+            for item in _frames(decoder, chunk):
+                self._connections[task] = True
+                try:
+                    ack = await self._answer(item)
+                    if ack is not None:
+                        writer.write(ack)
+                        await writer.drain()
+                finally:
+                    self._connections[task] = False
+                if self.stopping:
+                    return
+
+    async def _answer(self, item: bytes | MllpFrameTooLarge) -> bytes | None:
+        if isinstance(item, MllpFrameTooLarge):
+            log.warning("mllp_frame_too_large", limit=item.limit)
+            ack = build_fallback_ack(
+                b"", error=Hl7ParseError(item.message, hl7_code=207), code="AR",
+                control_id=new_control_id(), now=utcnow(),
+                sending_application=self.app.settings.hl7_ack_application,
+                sending_facility=self.app.settings.hl7_ack_facility)
+        else:
+            reply = await self.feed.handle(item, transport="mllp")
+            if reply.ack is None:
+                return None
+            ack = reply.ack
+        try:
+            return encode_frame(ack)
+        except MllpError:
+            log.error("mllp_ack_unframeable")
+            return None
+
+    async def stop(self) -> None:
+        """Stop reading: idle connections close now, busy ones after their current message."""
+        self.stopping = True
+        for task, busy in list(self._connections.items()):
+            if not busy:
+                task.cancel()
+        pending = list(self._connections)
+        if pending:
+            _done, still = await asyncio.wait(pending, timeout=_DRAIN_SECONDS)
+            for task in still:
+                task.cancel()
+            await asyncio.gather(*still, return_exceptions=True)
+
+
+def _frames(decoder: MllpDecoder, chunk: bytes) -> list[bytes | MllpFrameTooLarge]:
+    """Every complete frame (or oversize marker) the chunk finishes, in stream order."""
+    items: list[bytes | MllpFrameTooLarge] = []
+    data = chunk
+    while True:
+        try:
+            got = decoder.feed(data)
+        except MllpFrameTooLarge as exc:
+            items.append(exc)
+            data = b""
+            continue
+        if not got:
+            return items
+        items.extend(got)
+        data = b""
+
+
+def _peer(writer: asyncio.StreamWriter) -> str | None:
+    info = writer.get_extra_info("peername")
+    if isinstance(info, tuple) and len(info) >= 2:
+        return f"{info[0]}:{info[1]}"
+    return None
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(Exception):
+        writer.close()
+        await asyncio.wait_for(writer.wait_closed(), timeout=2)
+
+
+async def serve_mllp(
+    ctx: AppContext,
+    *,
+    stop: asyncio.Event,
+    host: str | None = None,
+    port: int | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+) -> None:
+    """Listen for MLLP on ``host:port`` (default: settings) until ``stop`` is set.
+
+    TLS comes from ``ssl_context`` or the ``mllp_tls_*`` settings (plain TCP when neither).
+    Raises :class:`ConfigurationError` for unreadable TLS files and ``OSError`` when the port
+    cannot be bound; nothing a client sends ends it.
+    """
+    settings = ctx.settings
+    if ssl_context is None and settings.mllp_tls_cert:
+        ssl_context = tls_context(cert=settings.mllp_tls_cert, key=settings.mllp_tls_key,
+                                  ca=settings.mllp_tls_ca)
+    listener = MllpListener(ctx)
+    bind_host = host or settings.mllp_host
+    bind_port = settings.mllp_port if port is None else port
+    server = await asyncio.start_server(
+        listener.connection, bind_host, bind_port, ssl=ssl_context,
+        ssl_handshake_timeout=30 if ssl_context else None, reuse_address=True, backlog=256)
+    bound = [s.getsockname()[1] for s in server.sockets]
+    log.info("mllp_listening", host=bind_host, port=bound[0] if bound else bind_port,
+             tls=ssl_context is not None, client_certificates=bool(
+                 ssl_context and ssl_context.verify_mode == ssl.CERT_REQUIRED))
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        await listener.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(server.wait_closed(), timeout=5)
+        log.info("mllp_stopped")
