@@ -52,8 +52,10 @@ ROUTER_MODULES: tuple[str, ...] = (
     "openvisit.visits.endpoints",
     "openvisit.signalling.endpoint",
     "openvisit.launch.views",
+    "openvisit.scheduling.http",
     "openvisit.notify.views",
     "openvisit.notify.twilio.hooks",
+    "openvisit.portal.routes",
 )
 
 

@@ -29,7 +29,7 @@ async def test_it_exposes_prometheus_metrics_by_route_not_by_path(
     await client.get("/healthz")
     body = (await client.get("/metrics")).text
     assert 'openvisit_http_requests_total{method="GET",route="/healthz",status="200"}' in body
-    assert 'openvisit_jobs{state="dead"} 0.0' in body
+    assert 'openvisit_job_queue{state="dead"} 0.0' in body
 
 
 async def test_it_renders_errors_as_a_page_for_browsers_and_json_for_apis(

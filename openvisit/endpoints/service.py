@@ -202,7 +202,8 @@ async def update_endpoint(
     """
     unknown = set(changes) - set(EDITABLE_FIELDS)
     if unknown:
-        raise InvalidInput(f"These endpoint fields cannot be changed: {', '.join(sorted(unknown))}.")
+        raise InvalidInput("These endpoint fields cannot be changed: "
+                           f"{', '.join(sorted(unknown))}.")
     before = snapshot(endpoint)
     changed: set[str] = set()
     if "fhir_base" in changes:
@@ -259,7 +260,8 @@ async def set_state(
     before = {"state": endpoint.state}
     endpoint.state = state
     await session.flush()
-    await record(session, actor=actor, action=f"endpoint.{'submit' if state != 'draft' else 'draft'}",
+    action = "endpoint.submit" if state != "draft" else "endpoint.draft"
+    await record(session, actor=actor, action=action,
                  object_type="ehr_endpoint", object_id=str(endpoint.id), before=before,
                  after={"state": state, "version": endpoint.version},
                  organisation_id=endpoint.organisation_id)

@@ -54,6 +54,7 @@ _PERIODIC: dict[str, timedelta] = {}
 #: Modules whose import registers the product's own job handlers.
 BUILTIN_MODULES: list[str] = [
     "openvisit.notify.tasks",
+    "openvisit.portal.tasks",
 ]
 
 

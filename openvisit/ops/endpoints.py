@@ -16,7 +16,7 @@ from openvisit.web.deps import CtxDep
 log = get_logger(__name__)
 router = APIRouter(tags=["operations"])
 
-JOBS_BY_STATE = Gauge("openvisit_jobs", "Jobs in the queue by state (dead = needs a person)",
+JOBS_BY_STATE = Gauge("openvisit_job_queue", "Jobs in the queue by state (dead = needs a person)",
                       ["state"])
 
 

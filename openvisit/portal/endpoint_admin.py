@@ -275,3 +275,23 @@ def launch_snapshot(endpoint: EhrEndpoint) -> dict[str, Any]:
             "auth_method": endpoint.auth_method,
             "client_secret_set": endpoint.client_secret_enc is not None,
             "version": endpoint.version}
+
+
+def launch_changes(endpoint: EhrEndpoint, data: EndpointInput) -> list[str]:
+    """Launch-relevant fields ``data`` would change (a new secret always counts)."""
+    changes = data.changes()
+    found = []
+    for name in endpoints.LAUNCH_FIELDS:
+        if name not in changes:
+            continue
+        if name == "client_secret":
+            found.append(name)
+        elif name == "fhir_base":
+            try:
+                if endpoints.normalise_fhir_base(changes[name]) != endpoint.fhir_base:
+                    found.append(name)
+            except InvalidInput:
+                found.append(name)
+        elif str(changes[name]).strip() != str(getattr(endpoint, name)):
+            found.append(name)
+    return found

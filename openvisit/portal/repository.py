@@ -40,7 +40,9 @@ async def accounts_by_username(session: AsyncSession, username: str) -> list[Sta
     return list(rows.all())
 
 
-async def account_by_idp(session: AsyncSession, *, issuer: str, subject: str) -> StaffAccount | None:
+async def account_by_idp(
+    session: AsyncSession, *, issuer: str, subject: str
+) -> StaffAccount | None:
     return await session.scalar(
         select(StaffAccount).where(StaffAccount.idp_issuer == issuer,
                                    StaffAccount.idp_subject == subject)
@@ -126,7 +128,9 @@ async def numbers_of(session: AsyncSession, organisation_id: uuid.UUID) -> list[
 
 
 async def taken_numbers(session: AsyncSession, *, prefix: str) -> set[str]:
-    rows = await session.scalars(select(PhoneNumber.e164).where(PhoneNumber.e164.like(f"{prefix}%")))
+    rows = await session.scalars(
+        select(PhoneNumber.e164).where(PhoneNumber.e164.like(f"{prefix}%"))
+    )
     return {value for value in rows.all() if value}
 
 
@@ -145,7 +149,9 @@ async def links_of(
     return list(rows.all())
 
 
-async def links_of_endpoint(session: AsyncSession, endpoint_id: uuid.UUID) -> list[PhoneNumberEndpoint]:
+async def links_of_endpoint(
+    session: AsyncSession, endpoint_id: uuid.UUID
+) -> list[PhoneNumberEndpoint]:
     rows = await session.scalars(
         select(PhoneNumberEndpoint).where(PhoneNumberEndpoint.endpoint_id == endpoint_id)
     )
@@ -214,6 +220,8 @@ async def audit_facets(
     """Distinct actions, object types and actors of the organisation (for the filter menus)."""
     base = select(AuditLog).where(AuditLog.organisation_id == organisation_id).subquery()
     actions = await session.scalars(select(base.c.action).distinct().order_by(base.c.action))
-    types = await session.scalars(select(base.c.object_type).distinct().order_by(base.c.object_type))
+    types = await session.scalars(
+        select(base.c.object_type).distinct().order_by(base.c.object_type)
+    )
     actors = await session.scalars(select(base.c.actor).distinct().order_by(base.c.actor))
     return list(actions.all()), list(types.all()), list(actors.all())

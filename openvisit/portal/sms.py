@@ -20,8 +20,14 @@ from openvisit import i18n
 from openvisit.audit import record, snapshot
 from openvisit.config import Settings
 from openvisit.errors import InvalidInput, NotFound
-from openvisit.models import EhrEndpoint, Organisation, PhoneNumber, PhoneNumberEndpoint, SmsSettings
-from openvisit.models import utcnow
+from openvisit.models import (
+    EhrEndpoint,
+    Organisation,
+    PhoneNumber,
+    PhoneNumberEndpoint,
+    SmsSettings,
+    utcnow,
+)
 from openvisit.portal import repository
 from openvisit.portal.sessions import Principal
 
@@ -67,7 +73,8 @@ async def update_organisation(
     if data.region is not None and data.region != org.region:
         if data.region not in settings.portal_regions:
             raise InvalidInput(f"Unknown data region {data.region!r}; choose one of "
-                               f"{', '.join(settings.portal_regions)}.", details={"field": "region"})
+                               f"{', '.join(settings.portal_regions)}.",
+                               details={"field": "region"})
         if await repository.appointment_count(session, org.id):
             raise InvalidInput("The data region cannot change once the organisation has "
                                "appointments: their data is stored in the current region. "

@@ -18,10 +18,10 @@ async def provision_number(job: JobContext) -> None:
     """
     number_id = uuid.UUID(job.payload["number_id"])
     try:
-        await numbers.run_step(job.session, app=job.app, number_id=number_id,
-                               step=job.payload["step"], idempotency_key=job.idempotency_key)
+        async with job.session.begin_nested():  # a failed step leaves nothing half-written
+            await numbers.run_step(job.session, app=job.app, number_id=number_id,
+                                   step=job.payload["step"], idempotency_key=job.idempotency_key)
     except OpenVisitError as exc:
         if not exc.permanent and job.attempt < numbers.MAX_ATTEMPTS:
             raise
-        await job.session.rollback()
         await numbers.fail(job.session, number_id=number_id, message=exc.message)

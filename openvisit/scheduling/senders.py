@@ -190,12 +190,11 @@ class SenderDirectory:
         sender = _describe(header)
         if not found:
             raise UnknownSender(
-                f"unknown sender {sender}: no OpenVisit endpoint lists it; add it with "
-                "`openvisit endpoint hl7-senders`",
+                f"unknown sender {sender}: no OpenVisit endpoint accepts it",
                 location=ErrorLocation("MSH", field=3),
             )
         raise UnknownSender(
-            f"sender {sender} is listed by {len(found)} OpenVisit endpoints; list it on one only",
+            f"sender {sender} is listed by {len(found)} OpenVisit endpoints; list it on one",
             location=ErrorLocation("MSH", field=3),
         )
 
@@ -211,9 +210,10 @@ class SenderDirectory:
 def _describe(header: MshHeader) -> str:
     app = header.sending_application.name or ""
     facility = header.sending_facility.name or ""
-    text = f"{app}^{facility}" if facility else app or "(empty MSH-3)"
     # Sender names are system codes, not PHI; still keep an odd value out of error texts.
-    return text if len(text) <= 60 and text.isprintable() else "(unreadable MSH-3/MSH-4)"
+    if len(app) + len(facility) > 60 or not (app + facility).isprintable():
+        return "(unreadable MSH-3/MSH-4)"
+    return f"(MSH-3 {app or '-'}, MSH-4 {facility or '-'})"
 
 
 def directory_for(app: AppContext) -> SenderDirectory:

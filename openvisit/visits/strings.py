@@ -30,7 +30,6 @@ ROOM_STRINGS: dict[str, str] = {
         "then try again. You can still join; the clinician will hear and see you once you "
         "allow them."),
     "devices.none": N_("No camera or microphone found. You can still join and listen."),
-    "devices.default": N_("Default"),
     "devices.camera_n": N_("Camera {n}"),
     "devices.mic_n": N_("Microphone {n}"),
     "devices.speaker_n": N_("Speaker {n}"),
@@ -91,7 +90,6 @@ ROOM_STRINGS: dict[str, str] = {
     "roster.arrived": N_("{who} is waiting in the lobby."),
     "roster.joined": N_("{who} joined the call."),
     "roster.left": N_("{who} left."),
-    "roster.empty": N_("No one else yet."),
     "roster.count": N_("{n} waiting"),
 }
 

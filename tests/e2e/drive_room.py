@@ -75,6 +75,7 @@ class Stack:
     redis_url: str
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     turn: dict[str, Any] | None = None
+    bases: dict[str, str] = field(default_factory=dict)
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPENVISIT_")}
@@ -88,6 +89,9 @@ class Stack:
         return env
 
     def web(self, name: str, **extra: str) -> str:
+        """The base URL of web process ``name``, started on first use."""
+        if name in self.bases:
+            return self.bases[name]
         port = free_port()
         log = self.workdir / f"web-{name}.log"
         proc = subprocess.Popen(
@@ -97,7 +101,8 @@ class Stack:
         )
         self.procs.append(proc)
         wait_port(port, proc, log)
-        return f"http://127.0.0.1:{port}"
+        self.bases[name] = f"http://127.0.0.1:{port}"
+        return self.bases[name]
 
     def coturn(self) -> dict[str, Any]:
         if self.turn is None:
@@ -213,8 +218,9 @@ async def new_page(browser: Browser, *, phone: bool = False, lang: str = "en-US"
         bypass_csp=True,  # Playwright evaluates strings; the pages forbid eval for everyone else
     )
     page = await context.new_page()
-    page.on("console", lambda m: m.type in ("error",) and print(
+    page.on("console", lambda m: m.type in ("error", "warning") and print(
         f"[console {m.type}] {m.text}", file=sys.stderr))
+    page.on("pageerror", lambda e: print(f"[pageerror] {e}", file=sys.stderr))
     return page
 
 
@@ -327,7 +333,7 @@ async def one_to_one(browser: Browser, stack: Stack, shots: Path | None) -> dict
 
 async def three_way(browser: Browser, stack: Stack, shots: Path | None) -> dict[str, Any]:
     """Provider invites an interpreter from the panel; all three decode each other."""
-    base = stack.web("b")
+    base = stack.web("a")
     links = await seed(stack.db_url, stack.redis_url)
     provider = await new_page(browser)
     await provider.goto(on(base, links["provider"]))
@@ -372,7 +378,7 @@ async def relay_only(browser: Browser, stack: Stack, shots: Path | None) -> dict
 
 async def lobby_refusal(browser: Browser, stack: Stack, shots: Path | None) -> dict[str, Any]:
     """A waiting patient's page signals the provider directly: refused, audited, not relayed."""
-    base = stack.web("refusal")
+    base = stack.web("a")
     links = await seed(stack.db_url, stack.redis_url)
     provider = await new_page(browser)
     await provider.goto(on(base, links["provider"]))
@@ -406,17 +412,37 @@ async def lobby_refusal(browser: Browser, stack: Stack, shots: Path | None) -> d
 
 
 async def two_processes(browser: Browser, stack: Stack, shots: Path | None) -> dict[str, Any]:
-    """Provider on web process A, patient on web process B; PostgreSQL + Redis shared."""
+    """Provider on web process A, patient on web process B; PostgreSQL + Redis shared.
+
+    Before admit, the waiting patient (on B) tries to signal the provider (on A): refused.
+    """
     base_a, base_b = stack.web("A"), stack.web("B")
     links = await seed(stack.db_url, stack.redis_url)
     provider = await new_page(browser)
     await provider.goto(on(base_a, links["provider"]))
     await provider.wait_for_selector('[data-step="call"]:not([hidden])')
+    await provider.evaluate("""() => { window.__got = [];
+      window.__openvisit.signalling.addEventListener("message", (e) => window.__got.push(e.detail)); }""")
     patient = await new_page(browser, phone=True)
     await patient_joins(patient, on(base_b, links["patient"]))
+    refused = await patient.evaluate("""async (to) => {
+      const got = [];
+      window.__openvisit.signalling.addEventListener("message", (e) => {
+        if (e.detail.type === "error") got.push(e.detail.code); });
+      window.__openvisit.signalling.send({ type: "offer", to, sdp: "v=0\\r\\n" });
+      await new Promise((r) => setTimeout(r, 1000));
+      return got;
+    }""", token_pid(links["provider"]))
     await admit_from_panel(provider, token_pid(links["patient"]))
     result = {"patient": await decoding(patient, 1), "provider": await decoding(provider, 1),
-              "bases": [base_a, base_b]}
+              "bases": [base_a, base_b], "refused": refused}
+    got = await provider.evaluate("window.__got")
+    patient_id = token_pid(links["patient"])
+    # Before admit nothing from the patient reached the provider; after it, the mesh talked.
+    result["provider_got_peer_messages"] = [
+        m for m in got[: next((i for i, m in enumerate(got) if m["type"] == "state" and any(
+            p["id"] == patient_id for p in m.get("peers", []))), len(got))]
+        if m["type"] in ("offer", "answer", "candidate", "restart")]
     for page in (provider, patient):
         await page.context.close()
     return result

@@ -46,7 +46,10 @@ async def _bulk_enqueue(db_url: str, kind: str, payload: dict[str, object], n: i
 async def _states(db_url: str) -> Counter[str]:
     db = Database(db_url)
     async with db.transaction() as session:
-        rows = await session.execute(select(Job.state, func.count()).group_by(Job.state))
+        # Only this test's jobs: workers also schedule the product's periodic jobs.
+        rows = await session.execute(
+            select(Job.state, func.count()).where(Job.kind.like("test.%")).group_by(Job.state)
+        )
         result = Counter({state: count for state, count in rows.all()})
     await db.dispose()
     return result

@@ -4,10 +4,13 @@ appointments with contacts, feed changes, and reading back jobs and message logs
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import httpx
 from sqlalchemy import select
 
 from openvisit.context import AppContext
@@ -153,3 +156,27 @@ async def make_due(app: AppContext, appointment_id: uuid.UUID) -> None:
         for job in (await session.scalars(
                 select(Job).where(Job.idempotency_key.in_(keys), Job.state == "pending"))).all():
             job.due_at = utcnow()
+
+
+@asynccontextmanager
+async def page_client(app: AppContext) -> AsyncIterator[httpx.AsyncClient]:
+    """A client for a tiny app holding only the notify routers (no lifespan: no receiver)."""
+    from fastapi import FastAPI
+
+    from openvisit.notify import views
+    from openvisit.notify.twilio import hooks
+    from openvisit.web import errors
+
+    from fastapi.staticfiles import StaticFiles
+
+    from openvisit.web.templating import STATIC_DIR
+
+    web = FastAPI()
+    web.state.ctx = app
+    web.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    errors.install(web)
+    web.include_router(views.router)
+    web.include_router(hooks.router)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web),
+                                 base_url="http://testserver") as client:
+        yield client

@@ -21,6 +21,7 @@ from cryptography.x509.oid import NameOID
 class Issued:
     key: CertificateIssuerPrivateKeyTypes
     certificate: x509.Certificate
+    kind: str = "rsa"
 
     @property
     def pem(self) -> bytes:
@@ -63,4 +64,4 @@ def issue(
         .not_valid_after(not_after or now + timedelta(days=365))
         .sign(key, hashes.SHA256())
     )
-    return Issued(key=key, certificate=certificate)
+    return Issued(key=key, certificate=certificate, kind=kind)

@@ -114,11 +114,16 @@ class TwilioSms(SmsTransport):
         self, *, to: str, body: str, sender: str, reference: str, since: datetime
     ) -> list[SendResult]:
         """Messages with our body sent to ``to`` since ``since`` (see the module docstring)."""
-        filters: dict[str, Any] = {"to": to, "limit": 50, "page_size": 50}
+        filters: dict[str, Any] = {"to": to, "page_size": 50}
         if not sender.startswith("MG"):
             filters["from_"] = sender
+
+        def newest_page() -> list[Any]:
+            # One page, newest first: older messages cannot be this attempt's.
+            return list(self._client.messages.page(**filters))
+
         try:
-            messages = await asyncio.to_thread(self._client.messages.list, **filters)
+            messages = await asyncio.to_thread(newest_page)
         except TwilioRestException as exc:
             raise OutboundError(f"Twilio refused the message list ({exc.status}).",
                                 permanent=False) from exc

@@ -178,7 +178,7 @@ export class LocalMedia extends EventTarget {
         for (const v of data) peak = Math.max(peak, Math.abs(v - 128));
         return Math.min(1, peak / 64);
       },
-      close() { context.close(); },
+      close() { if (context.state !== "closed") context.close().catch(() => {}); },
     };
   }
 }

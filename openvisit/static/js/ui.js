@@ -8,14 +8,14 @@ export const $$ = (selector, root = document) => [...root.querySelectorAll(selec
 /** Show one step of the page, hide the others, and move focus to its heading. */
 export function showStep(name) {
   let shown = null;
-  for (const step of $$("[data-step]")) {
+  for (const step of $$("section[data-step]")) {
     const on = step.dataset.step === name;
     step.hidden = !on;
     if (on) shown = step;
   }
   const heading = shown && $("h1[tabindex]", shown);
   if (heading) heading.focus({ preventScroll: true });
-  document.body.dataset.step = name;
+  document.body.dataset.roomStep = name;
 }
 
 /** Say something to screen readers (the polite live region). */

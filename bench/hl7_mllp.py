@@ -1,0 +1,221 @@
+"""HL7 MLLP benchmark: sustained SIU messages/s and ACK latency, OpenVisit vs node-hl7-server.
+
+Starts its own `openvisit mllp` process on a fresh PostgreSQL database (one endpoint, one
+listed sender) and streams SIU^S12 bookings at it over several concurrent MLLP connections,
+each with one message in flight (HL7 is request/response: the next message waits for the
+ACK). Every message books a new appointment with an SMS number and an e-mail address, so each
+ACK stands for a committed transaction (appointment, two encrypted contacts, the MSH-10 record
+and the notification planning) - AA only after commit. Then the same stream goes to npm
+`node-hl7-server` with a no-op handler (tests/peers/hl7_noop_server.mjs: parse + AA, no
+storage) in the same run. Prints messages/s, p50/p99 ACK latency and the ratio OpenVisit/peer.
+
+    bash scripts/bootstrap-npm.sh          # once: node_modules under tests/peers
+    .venv/bin/python bench/hl7_mllp.py [--connections 4] [--seconds 15] [--processes 1]
+
+``--processes N`` runs N `openvisit mllp` processes on the same port (SO_REUSEPORT), the way
+an operator scales the listener out; the default is the single process the target is about.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from openvisit.context import AppContext
+from openvisit.db import Database
+from openvisit.hl7v2 import encode_frame
+from openvisit.migrate import upgrade_async
+from tests.peers.fixtures import PEERS_DIR, free_port, port_open
+from tests.scheduling.support import make_endpoint, siu
+from tests.support.backend import PG_ADMIN_URL, REDIS_URL, make_settings, subprocess_env
+
+END = b"\x1c\r"
+
+
+@dataclass
+class Result:
+    name: str
+    messages: int
+    seconds: float
+    latencies_ms: list[float]
+    codes: dict[str, int]
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds
+
+    def pct(self, q: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def frames(connection: int, *, sender: str):  # type: ignore[no-untyped-def]
+    """Endless distinct S12 bookings for one connection (control id and filler id unique)."""
+    template = encode_frame(siu(control_id="@CTRL@", filler="@FILLER@", sender=sender))
+    i = 0
+    while True:
+        i += 1
+        tag = f"{os.getpid()}-{connection}-{i}".encode()
+        yield template.replace(b"@CTRL@", b"B" + tag).replace(b"@FILLER@", b"F" + tag)
+
+
+async def drive(name: str, port: int, *, connections: int, warmup: float, seconds: float,
+                sender: str) -> Result:
+    """``connections`` clients, window 1 each; counts only ACKs inside the measured window."""
+    loop = asyncio.get_running_loop()
+    start = loop.time() + warmup
+    stop = start + seconds
+    latencies: list[float] = []
+    codes: dict[str, int] = {}
+
+    async def client(n: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        source = frames(n, sender=sender)
+        try:
+            while True:
+                sent = loop.time()
+                if sent >= stop:
+                    return
+                writer.write(next(source))
+                ack = await reader.readuntil(END)
+                done = loop.time()
+                if start <= sent and done <= stop:
+                    latencies.append((done - sent) * 1000)
+                    at = ack.find(b"MSA|")
+                    code = ack[at + 4 : at + 6].decode() if at >= 0 else "??"
+                    codes[code] = codes.get(code, 0) + 1
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(client(n) for n in range(connections)))
+    return Result(name, len(latencies), seconds, latencies, codes)
+
+
+async def pg_database() -> str:
+    import asyncpg
+
+    name = f"openvisit_bench_{os.getpid()}"
+    conn = await asyncpg.connect(PG_ADMIN_URL + "/postgres")
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return PG_ADMIN_URL.replace("postgresql://", "postgresql+asyncpg://") + "/" + name
+
+
+async def drop_database(url: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_URL + "/postgres")
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def prepare(url: str, *, sender: str) -> None:
+    db = Database(url)
+    await upgrade_async(db)
+    await db.dispose()
+    ctx = AppContext.create(make_settings(url, redis_url=REDIS_URL))
+    await ctx.start()
+    try:
+        await make_endpoint(ctx, senders=(sender,))
+    finally:
+        await ctx.close()
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not port_open("127.0.0.1", port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"{what} did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.05)
+
+
+def report(result: Result) -> str:
+    codes = ", ".join(f"{k}={v}" for k, v in sorted(result.codes.items()))
+    return (f"{result.name:<24} {result.rate:9.1f} msg/s   p50 {result.pct(0.50):6.2f} ms   "
+            f"p99 {result.pct(0.99):7.2f} ms   ({result.messages} ACKs: {codes})")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--keep", action="store_true", help="keep the logs directory")
+    args = parser.parse_args()
+    sender = "EPIC^EPICADT"
+    node = shutil.which("node")
+    if node is None or not (PEERS_DIR / "node_modules" / "node-hl7-server").exists():
+        raise SystemExit("node and tests/peers/node_modules are needed: "
+                         "run `bash scripts/bootstrap-npm.sh`")
+    logs = Path(tempfile.mkdtemp(prefix="hl7-bench-"))
+    url = await pg_database()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        await prepare(url, sender=sender)
+        port = free_port()
+        env = subprocess_env(url, OPENVISIT_REDIS_URL=REDIS_URL,
+                             OPENVISIT_MLLP_REUSE_PORT="true" if args.processes > 1 else "false")
+        for i in range(args.processes):
+            log = logs / f"openvisit-mllp-{i}.log"
+            proc = subprocess.Popen([sys.executable, "-m", "openvisit", "mllp", "--port",
+                                     str(port)], env=env, stdout=log.open("wb"),
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+            procs.append(proc)
+            wait_port(port, proc, log, "openvisit mllp")
+        label = "openvisit" + (f" ×{args.processes}" if args.processes > 1 else "") + " (PG)"
+        ours = await drive(label, port, connections=args.connections, warmup=args.warmup,
+                           seconds=args.seconds, sender=sender)
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=20)
+        procs.clear()
+
+        peer_port = free_port()
+        peer_log = logs / "node-hl7-server.log"
+        peer = subprocess.Popen([node, str(PEERS_DIR / "hl7_noop_server.mjs"), "--port",
+                                 str(peer_port)], cwd=PEERS_DIR, stdout=peer_log.open("wb"),
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        procs.append(peer)
+        wait_port(peer_port, peer, peer_log, "node-hl7-server")
+        theirs = await drive("node-hl7-server (no-op)", peer_port,
+                             connections=args.connections, warmup=args.warmup,
+                             seconds=args.seconds, sender=sender)
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=20)
+        await drop_database(url)
+        if not args.keep:
+            shutil.rmtree(logs, ignore_errors=True)
+    print(f"{args.connections} connections, window 1, {args.seconds:.0f} s measured after "
+          f"{args.warmup:.0f} s warm-up; {os.cpu_count()} CPUs shared by client, server and DB")
+    print(report(ours))
+    print(report(theirs))
+    print(f"ratio openvisit/peer: throughput {ours.rate / theirs.rate:.2f}×, "
+          f"p50 latency {ours.pct(0.5) / theirs.pct(0.5):.2f}×")
+    if args.keep:
+        print(f"logs: {logs}")
+    if ours.codes.keys() - {"AA"}:
+        raise SystemExit("OpenVisit answered something other than AA: see the logs (--keep)")
+    _ = statistics  # stdlib import kept for ad-hoc analysis
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

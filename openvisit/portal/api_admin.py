@@ -1,0 +1,89 @@
+"""JSON API for staff accounts, API tokens and the audit log (``/api/portal``)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Query
+
+from openvisit.errors import InvalidInput
+from openvisit.portal import auditlog, repository, sessions, staff
+from openvisit.portal.schemas import ApiTokenIn, ApiTokenOut, StaffIn, StaffOut, StaffPatch
+from openvisit.portal.web import PrincipalDep
+from openvisit.web.deps import CtxDep, SessionDep
+
+router = APIRouter(prefix="/api/portal", tags=["portal"])
+
+
+@router.get("/staff", response_model=list[StaffOut])
+async def staff_list(session: SessionDep, principal: PrincipalDep) -> list[StaffOut]:
+    principal.require("org_admin", doing="list staff accounts")
+    return [StaffOut.of(a) for a in await staff.list_staff(session, principal=principal)]
+
+
+@router.post("/staff", response_model=StaffOut, status_code=201)
+async def staff_add(body: StaffIn, session: SessionDep, ctx: CtxDep,
+                    principal: PrincipalDep) -> StaffOut:
+    """Add a local account (username + password) or an IdP user (subject)."""
+    roles: list[str] = list(body.roles)
+    if body.kind == "idp":
+        account = await staff.add_idp_user(session, principal=principal, settings=ctx.settings,
+                                           subject=body.subject or "", roles=roles)
+    else:
+        if not body.username or not body.password:
+            raise InvalidInput("A local account needs a username and a password.",
+                               details={"field": "username" if not body.username else "password"})
+        account = await staff.add_local(session, principal=principal, username=body.username,
+                                        password=body.password, roles=roles)
+    return StaffOut.of(account)
+
+
+@router.patch("/staff/{account_id}", response_model=StaffOut)
+async def staff_patch(account_id: uuid.UUID, body: StaffPatch, session: SessionDep,
+                      principal: PrincipalDep) -> StaffOut:
+    """Change roles or (de)activate; the last active org admin cannot be removed."""
+    account = await staff.update_staff(
+        session, principal=principal, account_id=account_id,
+        roles=list(body.roles) if body.roles is not None else None, active=body.active)
+    return StaffOut.of(account)
+
+
+@router.get("/api-tokens", response_model=list[ApiTokenOut])
+async def tokens(session: SessionDep, principal: PrincipalDep) -> list[ApiTokenOut]:
+    principal.require("org_admin", doing="list API tokens")
+    return [ApiTokenOut.of(t)
+            for t in await repository.api_tokens_of(session, principal.organisation_id)]
+
+
+@router.post("/api-tokens", response_model=ApiTokenOut, status_code=201)
+async def token_create(body: ApiTokenIn, session: SessionDep,
+                       principal: PrincipalDep) -> ApiTokenOut:
+    """Create a token; ``token`` is in this answer only (store it now)."""
+    row, secret = await sessions.create_api_token(
+        session, principal=principal, name=body.name, roles=list(body.roles),
+        expires_in_days=body.expires_in_days)
+    return ApiTokenOut.of(row, secret=secret)
+
+
+@router.delete("/api-tokens/{token_id}", status_code=204)
+async def token_revoke(token_id: uuid.UUID, session: SessionDep,
+                       principal: PrincipalDep) -> None:
+    await sessions.revoke_api_token(session, principal=principal, token_id=token_id)
+
+
+@router.get("/audit")
+async def audit(
+    session: SessionDep, principal: PrincipalDep,
+    action: str | None = Query(None, description="Action or its prefix, e.g. endpoint."),
+    object_type: str | None = None, object_id: str | None = None,
+    actor: str | None = Query(None, description="e.g. staff:<uuid>, api_token:<uuid>, system"),
+    since: str | None = Query(None, description="YYYY-MM-DD (inclusive)"),
+    until: str | None = Query(None, description="YYYY-MM-DD (inclusive)"),
+    page: int = Query(1, ge=1),
+) -> dict[str, Any]:
+    """The audit log, newest first, 50 per page: who, what, before, after, when."""
+    where = auditlog.make_filter(action=action, object_type=object_type, object_id=object_id,
+                                 actor=actor, since=since, until=until)
+    entries, more = await auditlog.search(session, principal=principal, where=where, page=page)
+    return {"page": page, "more": more, "entries": [e.as_json() for e in entries]}

@@ -1,0 +1,111 @@
+"""Portal pages of the approval and review steps: approve by SMART sign-in, read the records."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from openvisit.portal import approval
+from openvisit.portal import endpoint_admin as admin
+from openvisit.portal import records as records_service
+from openvisit.portal.web import PortalRoute, PrincipalDep, problem, render, see_other
+from openvisit.web.deps import CtxDep, SessionDep
+
+router = APIRouter(route_class=PortalRoute, include_in_schema=False)
+
+
+@router.get("/portal/approval")
+async def approval_page(request: Request, session: SessionDep, ctx: CtxDep,
+                        principal: PrincipalDep) -> Response:
+    """Every endpoint with its approval state; approvers start the EHR sign-in from here."""
+    endpoints = await admin.list_for(session, principal=principal)
+    return render(request, "portal/approval.html", {
+        "endpoints": endpoints, "since": {e.id: admin.changes_since_approval(e) for e in endpoints},
+        "redirect_uri": approval.redirect_uri(ctx),
+    }, principal=principal)
+
+
+@router.post("/portal/endpoints/{endpoint_id}/approve")
+async def approve_start(session: SessionDep, ctx: CtxDep, principal: PrincipalDep,
+                        endpoint_id: uuid.UUID) -> Response:
+    """Send the approver to the endpoint's EHR to sign in (SMART standalone launch)."""
+    return see_other(await approval.begin(session, app=ctx, principal=principal,
+                                          endpoint_id=endpoint_id))
+
+
+@router.get("/portal/approval/callback")
+async def approve_callback(request: Request, session: SessionDep, ctx: CtxDep,
+                           principal: PrincipalDep, state: str | None = None,
+                           code: str | None = None, error: str | None = None,
+                           error_description: str | None = None) -> Response:
+    """The EHR's redirect URI for the approval sign-in."""
+    outcome = await approval.complete(session, app=ctx, principal=principal, state=state,
+                                      code=code, error=error,
+                                      error_description=error_description)
+    if outcome.refusal is not None:
+        # Returned, not raised: the audit entry of the refused attempt must commit.
+        return problem(request, outcome.refusal)
+    return see_other(f"/portal/endpoints/{outcome.endpoint.id}/records?notice=approved")
+
+
+@router.get("/portal/records")
+async def records_index(request: Request, session: SessionDep,
+                        principal: PrincipalDep) -> Response:
+    principal.require("org_admin", "approver", doing="read the integration records")
+    endpoints = await admin.list_for(session, principal=principal)
+    return render(request, "portal/records_index.html", {"endpoints": endpoints},
+                  principal=principal)
+
+
+@router.get("/portal/endpoints/{endpoint_id}/records")
+async def records_page(request: Request, session: SessionDep, ctx: CtxDep,
+                       principal: PrincipalDep, endpoint_id: uuid.UUID) -> Response:
+    endpoint = await admin.get_for(session, principal=principal, endpoint_id=endpoint_id)
+    items = await records_service.build_records(session, app=ctx, principal=principal,
+                                                endpoint=endpoint)
+    return render(request, "portal/records.html", {"endpoint": endpoint, "records": items},
+                  principal=principal)
+
+
+def _download(payload: object, filename: str) -> Response:
+    return Response(json.dumps(payload, indent=2, ensure_ascii=False) + "\n",
+                    media_type="application/json",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"',
+                             "Cache-Control": "no-store"})
+
+
+@router.get("/portal/endpoints/{endpoint_id}/records.json")
+async def records_download(session: SessionDep, ctx: CtxDep, principal: PrincipalDep,
+                           endpoint_id: uuid.UUID) -> Response:
+    """All five records as one JSON file named after the environment."""
+    endpoint = await admin.get_for(session, principal=principal, endpoint_id=endpoint_id)
+    items = await records_service.build_records(session, app=ctx, principal=principal,
+                                                endpoint=endpoint)
+    payload = {"environment": endpoint.environment, "fhir_base": endpoint.fhir_base,
+               "records": [r.as_json(endpoint=endpoint) for r in items]}
+    return _download(payload, f"openvisit-{endpoint.environment}-records-"
+                              f"{str(endpoint.id)[:8]}.json")
+
+
+@router.get("/portal/endpoints/{endpoint_id}/records/{kind}.json")
+async def record_download(session: SessionDep, ctx: CtxDep, principal: PrincipalDep,
+                          endpoint_id: uuid.UUID, kind: str) -> Response:
+    """One record as a JSON file named after the environment and the record."""
+    endpoint = await admin.get_for(session, principal=principal, endpoint_id=endpoint_id)
+    items = await records_service.build_records(session, app=ctx, principal=principal,
+                                                endpoint=endpoint)
+    item = records_service.find_record(items, kind)
+    return _download(item.as_json(endpoint=endpoint),
+                     f"openvisit-{endpoint.environment}-{kind.replace('_', '-')}.json")
+
+
+@router.post("/portal/endpoints/{endpoint_id}/context-token")
+async def rotate_token(session: SessionDep, principal: PrincipalDep,
+                       endpoint_id: uuid.UUID) -> Response:
+    """Revoke the device-test context token and issue a new one."""
+    endpoint = await admin.get_for(session, principal=principal, endpoint_id=endpoint_id)
+    await records_service.rotate_context_token(session, principal=principal, endpoint=endpoint)
+    return see_other(f"/portal/endpoints/{endpoint.id}/records?notice=token_replaced")

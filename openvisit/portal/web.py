@@ -1,0 +1,189 @@
+"""Web plumbing of the portal: who is signed in, CSRF, roles, and rendering with the layout.
+
+- :class:`PortalRoute` turns "not signed in" into a redirect to the sign-in page on HTML
+  routes (the JSON API answers 401 through the shared error handler instead).
+- :func:`current_principal` reads ``Authorization: Bearer ovt_…`` (API token) or the session
+  cookie. On unsafe methods with a cookie session it requires the session's CSRF token (form
+  field ``csrf_token`` or header ``X-CSRF-Token``) and, when the browser sends ``Origin``,
+  that it is this deployment: SameSite=Lax already stops cross-site POSTs in current
+  browsers; the token covers the rest.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+from urllib.parse import quote, urlsplit
+
+from fastapi import Depends, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.routing import APIRoute
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openvisit.errors import NotAuthenticated, OpenVisitError, PermissionDenied
+from openvisit.logging import get_logger
+from openvisit.portal import sessions
+from openvisit.portal.sessions import Principal
+from openvisit.web.deps import CtxDep, SessionDep
+from openvisit.web.templating import templates
+
+log = get_logger(__name__)
+UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+CSRF_HEADER = "x-csrf-token"
+SIGNIN_PATH = "/portal/signin"
+#: No caching of portal pages (they show configuration and tokens), and no framing.
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "base-uri 'none'; form-action 'self' http: https:; frame-ancestors 'none'; "
+        "object-src 'none'"
+    ),
+}
+
+
+class SignInRequired(NotAuthenticated):
+    code = "sign_in_required"
+
+
+class PortalRoute(APIRoute):
+    """HTML portal routes: "not signed in" becomes a redirect to the sign-in page (with
+    ``next``); any other :class:`OpenVisitError` is shown inside the portal's own layout with
+    a way back, rather than on the bare error page."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        original = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            try:
+                return await original(request)
+            except SignInRequired:
+                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return RedirectResponse(f"{SIGNIN_PATH}?next={quote(target, safe='')}",
+                                        status_code=303)
+            except OpenVisitError as exc:
+                log.info("portal_error", code=exc.code, status=exc.status_code,
+                         path=request.url.path)
+                return problem(request, exc)
+
+        return handler
+
+
+def problem(request: Request, exc: OpenVisitError) -> Response:
+    """An error page inside the portal layout, with a link back to where the user was."""
+    principal = getattr(request.state, "portal_principal", None)
+    referer = request.headers.get("referer", "")
+    back = urlsplit(referer).path if _origin(referer) == _origin(str(request.base_url)) else ""
+    if not back.startswith("/portal") or back == request.url.path:
+        back = "/portal"
+    return render(request, "portal/problem.html", {
+        "error": exc, "title": exc.title or _TITLES.get(exc.status_code, "That did not work"),
+        "back": back}, principal=principal, status_code=exc.status_code)
+
+
+_TITLES = {401: "Sign in required", 403: "Not allowed", 404: "Not found",
+           409: "That conflicts with the current set-up", 410: "No longer valid",
+           502: "The other system did not answer as expected"}
+
+
+def _same_origin(request: Request, public_url: str) -> bool:
+    origin = request.headers.get("origin")
+    if not origin or origin == "null":
+        return origin is None
+    allowed = {_origin(public_url), _origin(str(request.base_url))}
+    return _origin(origin) in allowed
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+async def _csrf_ok(request: Request, principal: Principal) -> bool:
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None and request.headers.get("content-type", "").startswith(
+            ("application/x-www-form-urlencoded", "multipart/form-data")):
+        value = (await request.form()).get("csrf_token")
+        sent = value if isinstance(value, str) else None
+    expected = principal.csrf_token or ""
+    return bool(sent) and hmac.compare_digest(str(sent).encode(), expected.encode())
+
+
+async def optional_principal(request: Request, session: SessionDep,
+                             ctx: CtxDep) -> Principal | None:
+    """The caller, or None when nobody is signed in (no CSRF check here)."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        principal = await sessions.principal_from_api_token(session, secret=value.strip())
+        if principal is None:
+            raise NotAuthenticated("This API token is unknown, revoked or expired. Create a new "
+                                   "one under Staff & API tokens.", code="invalid_token")
+        return principal
+    cookie = request.cookies.get(sessions.session_cookie_name(ctx.settings))
+    if not cookie:
+        return None
+    return await sessions.principal_from_session(session, settings=ctx.settings, token=cookie)
+
+
+async def current_principal(
+    request: Request, ctx: CtxDep,
+    principal: Annotated[Principal | None, Depends(optional_principal)],
+) -> Principal:
+    """The signed-in caller; raises :class:`SignInRequired`, or 403 for a failed CSRF check."""
+    request.state.portal_principal = principal
+    if principal is None:
+        raise SignInRequired("Please sign in to the OpenVisit portal; your session has ended "
+                             "or you have not signed in yet.", title="Sign in required")
+    if request.method in UNSAFE and principal.via == "session":
+        if not _same_origin(request, ctx.settings.public_url):
+            raise PermissionDenied("This request came from another web site, so it was "
+                                   "refused. Use the portal's own pages.", code="csrf_failed",
+                                   title="Request refused")
+        if not await _csrf_ok(request, principal):
+            raise PermissionDenied(
+                "This form is out of date or was not sent by the portal (security token "
+                "missing or wrong). Reload the page and try again.", code="csrf_failed",
+                title="Please reload the page")
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+MaybePrincipalDep = Annotated[Principal | None, Depends(optional_principal)]
+
+
+@asynccontextmanager
+async def savepoint(session: AsyncSession) -> AsyncIterator[None]:
+    """Undo a service call's partial writes if it raises (the form is then shown again)."""
+    async with session.begin_nested():
+        yield
+
+
+def render(request: Request, template: str, context: dict[str, Any], *,
+           principal: Principal | None, status_code: int = 200,
+           headers: dict[str, str] | None = None) -> Response:
+    """A portal page with the layout's shared context (principal, CSRF token, navigation)."""
+    base: dict[str, Any] = {"principal": principal,
+                            "csrf_token": principal.csrf_token if principal else "",
+                            "path": request.url.path, "notice": request.query_params.get("notice")}
+    return templates.TemplateResponse(request, template, {**base, **context},
+                                      status_code=status_code,
+                                      headers={**PAGE_HEADERS, **(headers or {})})
+
+
+def see_other(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def form_text(form: Any, name: str) -> str:
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def form_list(form: Any, name: str) -> list[str]:
+    return [v for v in form.getlist(name) if isinstance(v, str) and v]
+
+
+def form_bool(form: Any, name: str) -> bool:
+    return form_text(form, name) in ("on", "true", "1", "yes")

@@ -1,0 +1,119 @@
+"""``POST /hl7/siu``: the scheduling feed over HTTPS with a signed payload (EHR-SPEC §6).
+
+The same message layer as MLLP (:class:`~openvisit.scheduling.feed.SiuFeed`), so the same
+ACK semantics (HL7 v2.5.1 Ch. 2 §2.9): the body of the answer is the ACK
+(``application/hl7-v2``) with HTTP 200 for AA/AE/AR (CA/CE/CR), 503 plus ``Retry-After`` for
+our own temporary failure (resend later), and 204 when enhanced mode asked for no ACK. A
+payload whose signature or claims fail is refused with 401 and a JSON error before anything
+is read from it. The endpoint is named by ``?endpoint=<uuid>`` or the
+``X-OpenVisit-Endpoint`` header. The verifier is pluggable (:class:`.signing.Verifier`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openvisit import nonces
+from openvisit.context import AppContext
+from openvisit.errors import InvalidInput, NotFound, OpenVisitError
+from openvisit.models import utcnow
+from openvisit.scheduling.feed import SiuFeed
+from openvisit.scheduling.senders import directory_for
+from openvisit.scheduling.signing import JwsVerifier, SignatureRefused, Verifier
+from openvisit.web.deps import CtxDep
+
+router = APIRouter(tags=["scheduling feed"])
+
+HL7_MEDIA_TYPE = "application/hl7-v2"
+PATH = "/hl7/siu"
+JTI_SCOPE = "hl7_jws"
+_EXTRAS_VERIFIER = "scheduling.verifier"
+_EXTRAS_FEED = "scheduling.feed"
+
+
+class PayloadTooLarge(OpenVisitError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+def verifier_for(app: AppContext) -> Verifier:
+    """The process's verifier: ``app.extras["scheduling.verifier"]`` if one was plugged in."""
+    found = app.extras.get(_EXTRAS_VERIFIER)
+    if found is None:
+        found = JwsVerifier(skew=timedelta(seconds=app.settings.hl7_jws_skew_seconds))
+        app.extras[_EXTRAS_VERIFIER] = found
+    return found
+
+
+def _feed(app: AppContext) -> SiuFeed:
+    feed = app.extras.get(_EXTRAS_FEED)
+    if not isinstance(feed, SiuFeed):
+        feed = SiuFeed(app)
+        app.extras[_EXTRAS_FEED] = feed
+    return feed
+
+
+def _endpoint_id(query: str | None, header: str | None) -> uuid.UUID:
+    text = query or header
+    if not text:
+        raise InvalidInput("Name the OpenVisit endpoint: ?endpoint=<id> or the "
+                           "X-OpenVisit-Endpoint header.")
+    try:
+        return uuid.UUID(text.strip())
+    except ValueError:
+        raise InvalidInput(f"{text[:60]!r} is not an endpoint id.") from None
+
+
+@router.post(PATH, response_class=Response, responses={
+    200: {"content": {HL7_MEDIA_TYPE: {}}, "description": "the ACK (AA, AE or AR)"},
+    401: {"description": "signature or claims refused (JSON error)"},
+    503: {"content": {HL7_MEDIA_TYPE: {}}, "description": "temporary error: resend later"},
+})
+async def receive_siu(
+    request: Request,
+    ctx: CtxDep,
+    endpoint: Annotated[str | None, Query(description="The OpenVisit endpoint id.")] = None,
+    x_openvisit_endpoint: Annotated[str | None, Header()] = None,
+    authorization: Annotated[str | None, Header()] = None,
+    content_type: Annotated[str, Header()] = "",
+) -> Response:
+    """Accept one signed SIU message; answer with its ACK (see the module docstring)."""
+    endpoint_id = _endpoint_id(endpoint, x_openvisit_endpoint)
+    limit = ctx.settings.mllp_max_frame_bytes * 2
+    if int(request.headers.get("content-length") or 0) > limit:
+        raise PayloadTooLarge(f"The payload is larger than {limit} bytes.")
+    body = await request.body()
+    if len(body) > limit:
+        raise PayloadTooLarge(f"The payload is larger than {limit} bytes.")
+    feed_endpoint = await directory_for(ctx).get(endpoint_id)
+    if feed_endpoint is None:
+        raise NotFound(f"There is no OpenVisit endpoint {endpoint_id}.")
+    now = utcnow()
+    async with ctx.db.sessionmaker() as session:
+        verified = await verifier_for(ctx).verify(
+            session, endpoint=feed_endpoint, body=body, content_type=content_type,
+            authorization=authorization, audience=f"{ctx.settings.public_url}{PATH}", now=now)
+    ttl = verified.expires_at - now + timedelta(seconds=ctx.settings.hl7_jws_skew_seconds)
+
+    async def consume_jti(tx: AsyncSession) -> None:
+        # In the message's own transaction: a delivery that fails on our side can be retried
+        # with the same signature; one that was accepted cannot be replayed.
+        fresh = await nonces.remember_once(tx, scope=JTI_SCOPE,
+                                           value=f"{endpoint_id}:{verified.jti}", ttl=ttl)
+        if not fresh:
+            raise SignatureRefused("This jti was already used (a replay); sign each delivery "
+                                   "with a new jti.")
+
+    reply = await _feed(ctx).handle(verified.message, endpoint_id=endpoint_id,
+                                    before_commit=consume_jti, transport="https")
+    if reply.ack is None:
+        return Response(status_code=204)
+    headers = {"Retry-After": "30"} if reply.temporary else None
+    return Response(reply.ack, status_code=503 if reply.temporary else 200,
+                    media_type=HL7_MEDIA_TYPE, headers=headers)

@@ -1,0 +1,57 @@
+"""Run ``drive_room.py`` inside a private network namespace and read its JSON result."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.peers.fixtures import netns_argv, netns_available, require_binary
+
+DRIVER = Path(__file__).resolve().parent / "drive_room.py"
+#: Set to a directory (e.g. docs/screenshots) to keep the screenshots the run takes.
+SCREENSHOTS_ENV = "OPENVISIT_E2E_SCREENSHOTS"
+
+
+def run_driver(workdir: Path, scenarios: list[str], *, timeout: float = 240.0,
+               **options: str) -> dict[str, Any]:
+    """Start the driver under ``unshare -n``; fail with its output if it does not report."""
+    require_binary("chromium", "chromium")
+    require_binary("turnserver", "coturn")
+    if not netns_available():
+        pytest.fail("`unshare -n` does not work here (needs root / CAP_SYS_ADMIN)", pytrace=False)
+    argv = [sys.executable, str(DRIVER), "--workdir", str(workdir),
+            "--scenarios", ",".join(scenarios)]
+    for name, value in options.items():
+        if value:
+            argv += [f"--{name.replace('_', '-')}", value]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENVISIT_")}
+    proc = subprocess.run(netns_argv(argv), capture_output=True, text=True, timeout=timeout,
+                          env=env, check=False)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        pytest.fail(f"driver failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n"
+                    f"{proc.stderr[-6000:]}", pytrace=False)
+    results: dict[str, Any] = json.loads(lines[-1][len("RESULT "):])
+    for name, result in results.items():
+        if "error" in result:
+            logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-2000:]}"
+                             for p in sorted(workdir.glob("*.log")))
+            pytest.fail(f"scenario {name}: {result['error']}\n{result.get('trace', '')}\n"
+                        f"{proc.stderr[-4000:]}\n{logs}", pytrace=False)
+    return results
+
+
+def assert_decoding(frames: dict[str, Any], peers: int) -> None:
+    """Each of ``peers`` remote peers: frames decoded, still increasing, a real picture."""
+    assert len(frames) == peers, frames
+    for peer, stats in frames.items():
+        assert stats["frames_first"] > 0, (peer, stats)
+        assert stats["frames_later"] > stats["frames_first"], (peer, stats)
+        assert stats["video_width"] > 0, (peer, stats)
+        assert stats["state"] == "connected", (peer, stats)

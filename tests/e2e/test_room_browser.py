@@ -1,0 +1,83 @@
+"""The visit room in Chromium with fake devices, inside a private network namespace.
+
+One driver run (one Chromium, one browser context per participant) plays every scenario on
+the embedded default (SQLite, in-process bus); the tests below read its report. Media stays
+on loopback because the namespace has nothing else; the relay scenario forces
+``iceTransportPolicy: "relay"`` through a coturn started in the same namespace.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.support import SCREENSHOTS_ENV, assert_decoding, run_driver
+
+pytestmark = [pytest.mark.browser, pytest.mark.peers, pytest.mark.slow]
+SCENARIOS = ["one_to_one", "three_way", "relay_only", "lobby_refusal"]
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    chosen = os.environ.get(SCREENSHOTS_ENV)
+    return Path(chosen).resolve() if chosen else tmp_path_factory.mktemp("screenshots")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory, shots: Path) -> dict[str, Any]:
+    return run_driver(tmp_path_factory.mktemp("room"), SCENARIOS, screenshots=str(shots))
+
+
+def test_it_lets_the_patient_wait_until_the_provider_admits_then_both_see_each_other(
+    report: dict[str, Any],
+) -> None:
+    result = report["one_to_one"]
+    # The lobby, in the language of the link (Spanish), with the camera preview still live.
+    assert result["lobby_title"] == "Su profesional sanitario le dejará entrar en breve"
+    assert result["lobby_preview_width"] > 0
+    # The provider saw "Waiting m:ss" before admitting.
+    assert result["waiting_text"].startswith("Waiting 0:0")
+    # The patient sees the provider only as "Your clinician".
+    assert result["tile_name"] == "Su profesional sanitario"
+    assert_decoding(result["patient"], 1)
+    assert_decoding(result["provider"], 1)
+    # Without ?lang=, the browser's Accept-Language chose Czech.
+    assert result["cs_title"] == "Vaše videonávštěva"
+
+
+def test_it_connects_provider_patient_and_an_invited_interpreter_all_ways(
+    report: dict[str, Any],
+) -> None:
+    result = report["three_way"]
+    for who in ("provider", "patient", "interpreter"):
+        assert_decoding(result["frames"][who], 2)
+    assert result["patient_sees"] == ["Interpreter", "Your clinician"]
+
+
+def test_it_connects_through_a_turn_relay_when_only_relay_candidates_are_allowed(
+    report: dict[str, Any],
+) -> None:
+    result = report["relay_only"]
+    assert_decoding(result["patient"], 1)
+    assert_decoding(result["provider"], 1)
+    assert result["candidate_types"] == ["relay", "relay"]
+
+
+def test_it_refuses_and_audits_signalling_from_a_waiting_patient(
+    report: dict[str, Any],
+) -> None:
+    result = report["lobby_refusal"]
+    assert result["errors"] == ["not_admitted", "not_admitted"]
+    assert result["audited"] == 2
+    assert result["provider_got_peer_messages"] == []
+    assert result["patient_peers"] == []
+
+
+def test_it_took_the_screenshots_of_both_pages(report: dict[str, Any], shots: Path) -> None:
+    for name in ("patient-prejoin-es", "patient-prejoin-cs", "patient-lobby-es",
+                 "patient-call-es", "provider-waiting", "provider-call"):
+        path = shots / f"room-{name}.png"
+        assert path.exists() and path.stat().st_size > 10_000, path

@@ -1,0 +1,150 @@
+"""The pure parts: join tokens, TURN credentials, signalling messages, who sees whom."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import uuid
+
+import pytest
+
+from openvisit.config import Settings
+from openvisit.signalling import protocol as p
+from openvisit.visits.roster import Seat, VisitFacts, may_signal, view_for
+from openvisit.visits.tokens import JoinLinks, participant_id_of
+from openvisit.visits.turn import ice_config, turn_credentials
+
+PID, VID = uuid.uuid4(), uuid.uuid4()
+
+
+def test_it_makes_stable_tokens_bound_to_seat_visit_role_and_version() -> None:
+    links = JoinLinks("k" * 40)
+    token = links.make(participant_id=PID, visit_id=VID, role="patient", token_version=0)
+    assert token == links.make(participant_id=PID, visit_id=VID, role="patient", token_version=0)
+    assert participant_id_of(token) == PID
+    assert links.verify(token, participant_id=PID, visit_id=VID, role="patient", token_version=0)
+    for changed in ({"visit_id": uuid.uuid4()}, {"role": "provider"}, {"token_version": 1}):
+        args = {"participant_id": PID, "visit_id": VID, "role": "patient", "token_version": 0}
+        assert not links.verify(token, **{**args, **changed})  # type: ignore[arg-type]
+    assert not JoinLinks("other" * 10).verify(
+        token, participant_id=PID, visit_id=VID, role="patient", token_version=0)
+    head, mac = token.split(".")
+    assert len(base64.urlsafe_b64decode(mac + "==")) == 24  # 192-bit MAC
+
+
+@pytest.mark.parametrize("bad", ["", "abc", "a.b", "!!!!.xx", "x" * 200, "AAAA.AAAA",
+                                 base64.urlsafe_b64encode(b"short").decode() + ".x"])
+def test_it_rejects_malformed_tokens(bad: str) -> None:
+    assert participant_id_of(bad) is None
+
+
+def test_it_issues_turn_rest_credentials_coturn_accepts() -> None:
+    user, credential = turn_credentials("s3cret", user="p1", ttl_seconds=600, now=1_000_000)
+    assert user == "1000600:p1"
+    expected = base64.b64encode(hmac.new(b"s3cret", user.encode(), hashlib.sha1).digest())
+    assert credential == expected.decode()
+
+
+def test_it_offers_turn_only_when_configured_and_passes_the_ice_policy() -> None:
+    base = {"_env_file": None, "stun_urls": ["stun:stun.example:3478"]}
+    plain = ice_config(Settings(**base), participant_id=PID)  # type: ignore[arg-type]
+    assert plain["iceServers"] == [{"urls": ["stun:stun.example:3478"]}]
+    assert plain["iceTransportPolicy"] == "all"
+    relay = ice_config(Settings(**base, turn_urls=["turn:t:3478"], turn_secret="x",  # type: ignore[arg-type]
+                                ice_transport_policy="relay"), participant_id=PID, now=10)
+    turn = relay["iceServers"][1]
+    assert turn["username"] == f"3610:{PID}" and turn["urls"] == ["turn:t:3478"]
+    assert relay["iceTransportPolicy"] == "relay"
+
+
+def test_it_parses_valid_messages_and_strips_unknown_candidate_fields() -> None:
+    hello = p.parse(json.dumps({"type": "hello", "token": "t" * 20, "session": "abcdefgh1"}))
+    assert isinstance(hello, p.Hello) and hello.session == "abcdefgh1"
+    cand = p.parse(json.dumps({"type": "candidate", "to": str(PID), "candidate": {
+        "candidate": "candidate:1 1 udp 1 127.0.0.1 5000 typ host", "sdpMid": "0", "x": 1}}))
+    assert isinstance(cand, p.PeerSignal) and cand.candidate == {
+        "candidate": "candidate:1 1 udp 1 127.0.0.1 5000 typ host", "sdpMid": "0"}
+    end = p.parse(json.dumps({"type": "candidate", "to": str(PID), "candidate": None}))
+    assert isinstance(end, p.PeerSignal) and end.relay_body() == {"type": "candidate",
+                                                                  "candidate": None}
+    quality = p.parse(json.dumps({"type": "quality", "rtt_ms": 20, "frame_width": 640.0}))
+    assert isinstance(quality, p.Quality) and quality.values == {"rtt_ms": 20.0,
+                                                                 "frame_width": 640}
+
+
+@pytest.mark.parametrize(("frame", "code"), [
+    ("not json", "bad_json"),
+    ("[]", "bad_message"),
+    ('{"type": "dance"}', "unknown_type"),
+    ('{"type": "hello", "token": "short", "session": "abcdefgh"}', "bad_hello"),
+    ('{"type": "hello", "token": "tttttttttttt", "session": "no spaces!"}', "bad_hello"),
+    ('{"type": "offer", "to": "nobody", "sdp": "v=0"}', "bad_target"),
+    (json.dumps({"type": "offer", "to": str(PID), "sdp": ""}), "bad_sdp"),
+    (json.dumps({"type": "answer", "to": str(PID), "sdp": "x" * 50_000}), "bad_sdp"),
+    (json.dumps({"type": "candidate", "to": str(PID), "candidate": "x"}), "bad_candidate"),
+    (json.dumps({"type": "quality", "packet_loss_pct": 101}), "bad_quality"),
+    (json.dumps({"type": "quality", "rtt_ms": True}), "bad_quality"),
+    ("x" * (p.MAX_FRAME_BYTES + 1), "too_large"),
+])
+def test_it_refuses_malformed_messages_with_a_code(frame: str, code: str) -> None:
+    with pytest.raises(p.ProtocolError) as caught:
+        p.parse(frame)
+    assert caught.value.code == code
+
+
+def test_it_allows_peer_signalling_only_once_admitted() -> None:
+    offer = p.PeerSignal(type="offer", to=PID, sdp="v=0")
+    hello = p.Hello(token="t" * 20, session="abcdefgh")
+    table = {
+        (p.Phase.NEW, "hello"): p.Verdict.OK, (p.Phase.NEW, "offer"): p.Verdict.NEED_HELLO,
+        (p.Phase.LOBBY, "offer"): p.Verdict.REJECTED_BEFORE_ADMIT,
+        (p.Phase.LOBBY, "quality"): p.Verdict.OK, (p.Phase.LOBBY, "leave"): p.Verdict.OK,
+        (p.Phase.LOBBY, "hello"): p.Verdict.ALREADY_JOINED,
+        (p.Phase.ADMITTED, "offer"): p.Verdict.OK, (p.Phase.CLOSED, "ping"): p.Verdict.CLOSED,
+    }
+    messages = {"hello": hello, "offer": offer, "quality": p.Quality(values={}),
+                "leave": p.Leave(), "ping": p.Ping()}
+    for (phase, kind), verdict in table.items():
+        assert p.check(phase, messages[kind]) is verdict, (phase, kind)
+    assert p.phase_of("waiting", visit_status="active") is p.Phase.LOBBY
+    assert p.phase_of("admitted", visit_status="ended") is p.Phase.CLOSED
+    assert p.phase_of("removed", visit_status="active") is p.Phase.CLOSED
+
+
+def _seat(role: str, state: str, n: int = 1, *, connected: bool = True) -> Seat:
+    return Seat(id=str(uuid.uuid4()), role=role, seat_no=n, label=f"{role} {n}", state=state,
+                connected=connected, waiting_since="2030-01-01T10:00:00+00:00"
+                if state == "waiting" else None, session="s" * 8, connection_id="s" * 8 + ".x",
+                rev=1)
+
+
+def test_it_shows_each_role_only_what_it_may_see() -> None:
+    doc, waiting, inside, away = (_seat("provider", "admitted"), _seat("patient", "waiting"),
+                                  _seat("patient", "admitted", 2),
+                                  _seat("interpreter", "admitted", connected=False))
+    seats = {s.id: s for s in (doc, waiting, inside, away)}
+    visit = VisitFacts(id="v", status="active")
+
+    lobby = view_for(waiting, seats, visit)
+    assert lobby == {"you": {"id": waiting.id, "role": "patient", "n": 1, "state": "waiting"},
+                     "visit": {"status": "active"}, "peers": []}
+
+    patient = view_for(inside, seats, visit)
+    assert [peer["id"] for peer in patient["peers"]] == [doc.id]  # connected + admitted only
+    assert "label" not in patient["peers"][0] and "roster" not in patient
+    shown = view_for(inside, seats, VisitFacts(id="v", status="active",
+                                                provider_label_mode="display"))
+    assert shown["peers"][0]["label"] == doc.label
+
+    staff = view_for(doc, seats, visit)
+    assert {peer["id"] for peer in staff["peers"]} == {inside.id}
+    assert {row["id"]: row["state"] for row in staff["roster"]} == {
+        doc.id: "admitted", waiting.id: "waiting", inside.id: "admitted", away.id: "admitted"}
+    assert next(r for r in staff["roster"] if r["id"] == waiting.id)["waiting_since"]
+    assert view_for(doc, seats, visit.with_status("ended"))["peers"] == []
+
+    assert may_signal(doc, inside) and may_signal(inside, doc)
+    assert not may_signal(waiting, doc) and not may_signal(doc, waiting)
+    assert not may_signal(doc, doc) and not may_signal(None, doc)
