@@ -71,9 +71,7 @@ class Principal:
 
 def describe_account(account: StaffAccount) -> str:
     """How an account is shown: its username, or its IdP subject (no names are stored)."""
-    if account.username:
-        return account.username
-    return f"{account.idp_subject} (sign-in provider)"
+    return account.username or account.idp_subject or str(account.id)
 
 
 async def start_session(

@@ -36,6 +36,8 @@ SIGNIN_PATH = "/portal/signin"
 #: No caching of portal pages (they show configuration and tokens), and no framing.
 PAGE_HEADERS = {
     "Cache-Control": "no-store",
+    # Same-origin requests then carry a real Origin header (checked on every change).
+    "Referrer-Policy": "same-origin",
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         "base-uri 'none'; form-action 'self' http: https:; frame-ancestors 'none'; "
@@ -89,9 +91,10 @@ _TITLES = {401: "Sign in required", 403: "Not allowed", 404: "Not found",
 
 
 def _same_origin(request: Request, public_url: str) -> bool:
+    # "null" is what browsers send under Referrer-Policy: no-referrer; the token decides then.
     origin = request.headers.get("origin")
     if not origin or origin == "null":
-        return origin is None
+        return True
     allowed = {_origin(public_url), _origin(str(request.base_url))}
     return _origin(origin) in allowed
 

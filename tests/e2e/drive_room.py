@@ -265,8 +265,11 @@ async def selected_candidate_types(page: Page) -> list[str]:
       for (const link of window.__openvisit.mesh.links.values()) {
         const stats = await link.pc.getStats();
         let pair = null;
-        stats.forEach((r) => { if (r.type === "transport" && r.selectedCandidatePairId) pair = stats.get(r.selectedCandidatePairId); });
-        if (!pair) stats.forEach((r) => { if (r.type === "candidate-pair" && r.nominated && r.state === "succeeded") pair = r; });
+        stats.forEach((r) => {
+          if (r.type === "transport" && r.selectedCandidatePairId) {
+            pair = stats.get(r.selectedCandidatePairId);
+          }
+        });
         const local = pair && stats.get(pair.localCandidateId);
         out.push(local ? local.candidateType : "none");
       }
@@ -351,7 +354,8 @@ async def three_way(browser: Browser, stack: Stack, shots: Path | None) -> dict[
     await admit_from_panel(provider, token_pid(invite_url))
     frames = {name: await decoding(page, 2) for name, page in
               (("provider", provider), ("patient", patient), ("interpreter", interpreter))}
-    labels = sorted(await patient.eval_on_selector_all(".tile-name", "els => els.map(e => e.textContent)"))
+    labels = sorted(await patient.eval_on_selector_all(".tile-name",
+                                                       "els => els.map(e => e.textContent)"))
     for page in (provider, patient, interpreter):
         await page.context.close()
     return {"frames": frames, "patient_sees": labels}
@@ -384,7 +388,8 @@ async def lobby_refusal(browser: Browser, stack: Stack, shots: Path | None) -> d
     await provider.goto(on(base, links["provider"]))
     await provider.wait_for_selector('[data-step="call"]:not([hidden])')
     await provider.evaluate("""() => { window.__got = [];
-      window.__openvisit.signalling.addEventListener("message", (e) => window.__got.push(e.detail)); }""")
+      window.__openvisit.signalling.addEventListener("message",
+        (e) => window.__got.push(e.detail)); }""")
     patient = await new_page(browser, phone=True)
     await patient_joins(patient, on(base, links["patient"]))
     provider_id = token_pid(links["provider"])
@@ -422,7 +427,8 @@ async def two_processes(browser: Browser, stack: Stack, shots: Path | None) -> d
     await provider.goto(on(base_a, links["provider"]))
     await provider.wait_for_selector('[data-step="call"]:not([hidden])')
     await provider.evaluate("""() => { window.__got = [];
-      window.__openvisit.signalling.addEventListener("message", (e) => window.__got.push(e.detail)); }""")
+      window.__openvisit.signalling.addEventListener("message",
+        (e) => window.__got.push(e.detail)); }""")
     patient = await new_page(browser, phone=True)
     await patient_joins(patient, on(base_b, links["patient"]))
     refused = await patient.evaluate("""async (to) => {

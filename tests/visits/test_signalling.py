@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 from sqlalchemy import select
 
 from openvisit.context import AppContext
 from openvisit.models import AuditLog, QualitySample
 from openvisit.models.visit import VisitEvent
 from tests.visits.support import Links, Peer, make_visit, seed_org, serve
-
-import httpx
 
 
 def tok(url: str) -> str:
