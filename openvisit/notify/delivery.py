@@ -324,6 +324,8 @@ async def _first_unclaimed(app: AppContext, found: list[SendResult], *, provider
 async def _record_sent(session: AsyncSession, *, key: str, provider: str,
                        result: SendResult) -> None:
     """Mark the row sent (in the job's transaction) and apply receipts that came early."""
+    await repo.lock_provider_message(session, provider=provider,
+                                     provider_message_id=result.provider_message_id)
     row = await repo.message_log_by_key(session, key)
     if row is None:
         return

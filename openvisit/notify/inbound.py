@@ -80,6 +80,8 @@ async def apply_status(
     if status is None:
         return False
     async with app.transaction() as session:
+        await repo.lock_provider_message(session, provider=provider,
+                                         provider_message_id=provider_message_id)
         row = None
         if job_key:
             row = await repo.message_log_by_key(session, job_key)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -197,6 +198,23 @@ async def set_opt_out(
         elif not opted_out and existing is not None:
             await session.delete(existing)
             await session.flush()
+
+
+async def lock_provider_message(
+    session: AsyncSession, *, provider: str, provider_message_id: str
+) -> None:
+    """Serialise "record a send's provider id" with "record a receipt for that id".
+
+    Without it, on PostgreSQL a receipt could arrive while the sender's transaction is still
+    open: it would find no row, be kept for later, and the sender's look for early receipts
+    would have run just before - the receipt stranded. A transaction-scoped advisory lock
+    on the id makes one wait for the other. SQLite already runs one writer at a time.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    digest = hashlib.sha256(f"{provider}:{provider_message_id}".encode()).digest()
+    await session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                          {"key": int.from_bytes(digest[:8], "big", signed=True)})
 
 
 async def add_receipt(session: AsyncSession, receipt: ProviderReceipt) -> None:

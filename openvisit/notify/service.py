@@ -64,7 +64,8 @@ async def on_appointment_change(
 
     confirmations = bool(enabled and settings and settings.confirmations_enabled)
     planned: str | None = None
-    if change == "noshow" or appointment.status == "noshow":
+    if change == "noshow" or appointment.status in ("noshow", "fulfilled"):
+        # Over without being called off: nothing to tell the patient, nothing left to send.
         await _cancel_pending(session, history, purposes=("confirmation",))
     elif ended:
         planned = await _plan_cancellation(session, appointment=appointment, history=history,

@@ -75,7 +75,8 @@ async def token_revoke(token_id: uuid.UUID, session: SessionDep,
 @router.get("/audit")
 async def audit(
     session: SessionDep, principal: PrincipalDep,
-    action: str | None = Query(None, description="Action or its prefix, e.g. endpoint."),
+    action: str | None = Query(None, description="An action (endpoint.approve), or every "
+                               "action of a kind (endpoint.*)."),
     object_type: str | None = None, object_id: str | None = None,
     actor: str | None = Query(None, description="e.g. staff:<uuid>, api_token:<uuid>, system"),
     since: str | None = Query(None, description="YYYY-MM-DD (inclusive)"),

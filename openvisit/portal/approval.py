@@ -137,6 +137,18 @@ def same_user(signed_in: str, approver: str, *, fhir_base: str) -> bool:
         want.resource_type, want.id, want.url.rstrip("/"))
 
 
+def _shown(fhir_user: str | None, *, fhir_base: str) -> str:
+    """``Practitioner/x`` when the user lives under this FHIR base, else the value as given."""
+    if not fhir_user:
+        return "a user without a fhirUser claim"
+    try:
+        parsed = parse_fhir_user(fhir_user, fhir_base=fhir_base)
+    except InvalidInput:
+        return fhir_user[:120]
+    relative = f"{parsed.resource_type}/{parsed.id}"
+    return relative if parsed.url == f"{fhir_base}/{relative}" else parsed.url
+
+
 @dataclass(frozen=True)
 class ApprovalOutcome:
     """The endpoint, approved — or the refusal to show when the wrong EHR user signed in.
@@ -205,7 +217,7 @@ async def complete(
     approver = endpoint.approver_ehr_user or ""
     if not claims.fhir_user or not same_user(claims.fhir_user, approver,
                                              fhir_base=endpoint.fhir_base):
-        who = claims.fhir_user or "a user without a fhirUser claim"
+        who = _shown(claims.fhir_user, fhir_base=endpoint.fhir_base)
         await record(session, actor=principal.actor, action="endpoint.approval_refused",
                      object_type="ehr_endpoint", object_id=str(endpoint.id),
                      after={"signed_in_as": who, "approver": approver},

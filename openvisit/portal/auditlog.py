@@ -113,5 +113,8 @@ async def facets(session: AsyncSession, *, principal: Principal) -> dict[str, li
     actions, types, actors = await repository.audit_facets(
         session, organisation_id=principal.organisation_id)
     labels = await actor_labels(session, set(actors))
-    return {"actions": actions, "object_types": types,
+    groups: dict[str, list[str]] = {}
+    for action in actions:
+        groups.setdefault(action.partition(".")[0], []).append(action)
+    return {"actions": actions, "action_groups": sorted(groups.items()), "object_types": types,
             "actors": sorted(((a, labels[a]) for a in actors), key=lambda p: p[1])}

@@ -184,6 +184,7 @@ async def live_context_token(
 class AuditFilter:
     """What the audit page filters on; every field optional."""
 
+    #: An action ("endpoint.approve") or every action of a kind ("endpoint.*").
     action: str | None = None
     object_type: str | None = None
     object_id: str | None = None
@@ -198,8 +199,10 @@ async def audit_entries(
 ) -> list[AuditLog]:
     """The organisation's audit entries matching ``where``, newest first."""
     query = select(AuditLog).where(AuditLog.organisation_id == organisation_id)
-    if where.action:
-        query = query.where(AuditLog.action.like(f"{where.action}%"))
+    if where.action and where.action.endswith(".*"):
+        query = query.where(AuditLog.action.like(f"{where.action[:-1]}%"))
+    elif where.action:
+        query = query.where(AuditLog.action == where.action)
     if where.object_type:
         query = query.where(AuditLog.object_type == where.object_type)
     if where.object_id:

@@ -47,7 +47,7 @@ async def approve_callback(request: Request, session: SessionDep, ctx: CtxDep,
                                       error_description=error_description)
     if outcome.refusal is not None:
         # Returned, not raised: the audit entry of the refused attempt must commit.
-        return problem(request, outcome.refusal)
+        return problem(request, outcome.refusal, back="/portal/approval")
     return see_other(f"/portal/endpoints/{outcome.endpoint.id}/records?notice=approved")
 
 

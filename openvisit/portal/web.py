@@ -73,13 +73,15 @@ class PortalRoute(APIRoute):
         return handler
 
 
-def problem(request: Request, exc: OpenVisitError) -> Response:
+def problem(request: Request, exc: OpenVisitError, *, back: str | None = None) -> Response:
     """An error page inside the portal layout, with a link back to where the user was."""
     principal = getattr(request.state, "portal_principal", None)
-    referer = request.headers.get("referer", "")
-    back = urlsplit(referer).path if _origin(referer) == _origin(str(request.base_url)) else ""
-    if not back.startswith("/portal") or back == request.url.path:
-        back = "/portal"
+    if back is None:
+        referer = request.headers.get("referer", "")
+        same = _origin(referer) == _origin(str(request.base_url))
+        back = urlsplit(referer).path if same else ""
+        if not back.startswith("/portal") or back == request.url.path:
+            back = "/portal"
     return render(request, "portal/problem.html", {
         "error": exc, "title": exc.title or _TITLES.get(exc.status_code, "That did not work"),
         "back": back}, principal=principal, status_code=exc.status_code)

@@ -168,7 +168,11 @@ class SiuFeed:
             return self._temporary(header, mode, exc, known)
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                return await self._apply(message, feed_endpoint, mode, before_commit)
+                # The first attempt skips the look-up of MSH-10: a resend is rare, and the
+                # unique (sender, MSH-10) row inserted with the change catches it anyway
+                # (IntegrityError, all rolled back); the next attempt then looks it up.
+                return await self._apply(message, feed_endpoint, mode, before_commit,
+                                         look_up=attempt > 1)
             except Hl7Error as error:
                 return self._reply(header, mode, error, known)
             except IntegrityError as exc:
@@ -200,29 +204,32 @@ class SiuFeed:
         return found
 
     async def _apply(self, message: SiuMessage, feed_endpoint: FeedEndpoint, mode: AckMode,
-                     before_commit: BeforeCommit | None) -> FeedReply:
+                     before_commit: BeforeCommit | None, *, look_up: bool) -> FeedReply:
         header = message.header
         key = sender_key(header, endpoint_id=feed_endpoint.id)
         event = str(message.event)
         async with self.app.transaction() as session:
-            stored = await repository.inbound_message(session, sender=key,
-                                                      control_id=message.control_id)
-            if stored is not None:
-                if before_commit is not None:
-                    await before_commit(session)
-                ack: bytes | None = stored.ack
-                if not (mode.should_respond(None) and stored.ack):
-                    ack = None
-                return FeedReply(ack, _ack_code(stored.ack_code), message.control_id, event,
-                                 feed_endpoint.id, duplicate=True)
+            if look_up:
+                stored = await repository.inbound_message(session, sender=key,
+                                                          control_id=message.control_id)
+                if stored is not None:
+                    if before_commit is not None:
+                        await before_commit(session)
+                    ack: bytes | None = stored.ack
+                    if not (mode.should_respond(None) and stored.ack):
+                        ack = None
+                    return FeedReply(ack, _ack_code(stored.ack_code), message.control_id,
+                                     event, feed_endpoint.id, duplicate=True)
             if before_commit is not None:
                 await before_commit(session)
-            await apply_siu(session, app=self.app, endpoint=feed_endpoint.endpoint,
-                            message=message)
             code = mode.response_code(None)
             ack = self._ack(header, code=code)
             session.add(InboundMessage(sender=key, control_id=message.control_id,
                                        event=event, ack_code=code, ack=ack))
+            # The cached endpoint joins the session's identity map without a query, so code
+            # called from here (notifications) that looks the endpoint up reads no row again.
+            endpoint = await session.merge(feed_endpoint.endpoint, load=False)
+            await apply_siu(session, app=self.app, endpoint=endpoint, message=message)
         # Committed: only now may the sender hear that the message is safe with us.
         return FeedReply(ack if mode.should_respond(None) else None, code, message.control_id,
                          event, feed_endpoint.id)

@@ -25,7 +25,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from openvisit import audit, i18n
 from openvisit.context import AppContext
-from openvisit.errors import OpenVisitError
+from openvisit.errors import NotFound, OpenVisitError
 from openvisit.logging import get_logger
 from openvisit.models.visit import Participant, Visit
 from openvisit.signalling import protocol as p
@@ -33,7 +33,7 @@ from openvisit.signalling.rooms import Room, Rooms
 from openvisit.visits import lobby
 from openvisit.visits import repository as repo
 from openvisit.visits.roster import Seat, may_signal, view_for
-from openvisit.visits.service import resolve_link
+from openvisit.visits.tokens import participant_id_of
 from openvisit.visits.turn import ice_config
 
 log = get_logger(__name__)
@@ -75,19 +75,25 @@ class Connection:
         hello = await self._await_hello()
         if hello is None:
             return
-        try:
-            await self._enter(hello)
-        except OpenVisitError as exc:
-            await self._refuse(exc)
+        # The page asks in the language it was rendered in; errors come back in it.
+        i18n.activate(i18n.negotiate(hello.lang))
+        claimed = participant_id_of(hello.token)
+        if claimed is None:
+            await self._refuse(NotFound(i18n.gettext(
+                "This link is not valid. Please check that you opened the whole link, or ask "
+                "the clinic for a new one."), title=i18n.gettext("We could not find this visit")))
             return
-        assert self.room is not None and self.pid is not None
         writer = asyncio.create_task(self._write_loop(), name="ws-writer")
         try:
-            async with self.ctx.bus.subscribe(signal_channel(self.pid)) as sub:
+            # Listen for peer messages before joining: a peer may answer the join at once.
+            # Nothing is forwarded until the token is verified and the seat confirmed.
+            async with self.ctx.bus.subscribe(signal_channel(claimed)) as sub:
                 relay = asyncio.create_task(self._relay_loop(sub), name="ws-relay")
                 try:
                     await self._join(hello)
                     await self._read_loop()
+                except OpenVisitError as exc:
+                    await self._refuse(exc)
                 finally:
                     relay.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -121,26 +127,22 @@ class Connection:
             await self._send_now(p.encode("error", code="need_hello", rejected=message.type,
                                           message="Send hello first."))
 
-    async def _enter(self, hello: p.Hello) -> None:
-        """Check the token and join this process's room of the visit (no state change yet)."""
-        async with self.ctx.transaction() as session:
-            visit, seat = await resolve_link(session, app=self.ctx, token=hello.token)
-        i18n.activate(i18n.negotiate(hello.lang, seat.language))
-        self.pid, self.org_id = seat.id, visit.organisation_id
-        self.connection_id = f"{hello.session}.{secrets.token_urlsafe(6)}"
-        self.room = await self.rooms.enter(visit.id, self)
-
     async def _join(self, hello: p.Hello) -> None:
-        assert self.room is not None and self.pid is not None
+        """Verify the token and join the seat (one transaction), then the visit's room."""
+        connection_id = f"{hello.session}.{secrets.token_urlsafe(6)}"
         async with self.ctx.transaction() as session:
-            _visit, seat = await lobby.join(session, app=self.ctx, token=hello.token,
-                                            connection_id=self.connection_id)
+            visit, seat = await lobby.join(session, app=self.ctx, token=hello.token,
+                                           connection_id=connection_id)
+        self.pid, self.org_id, self.connection_id = seat.id, visit.organisation_id, connection_id
         snapshot = Seat.of(seat)
-        ice = ice_config(self.ctx.settings, participant_id=self.pid)
-        self._queue(p.encode("welcome", you={"id": str(self.pid), "role": seat.role,
+        # Joined before entering the room: a new room loads the roster with this seat in it;
+        # an existing one already got the event (or gets it now: `rev` orders them).
+        self.room = await self.rooms.enter(visit.id, self)
+        ice = ice_config(self.ctx.settings, participant_id=seat.id)
+        self._queue(p.encode("welcome", you={"id": str(seat.id), "role": seat.role,
                                              "n": seat.seat_no}, ice=ice))
         self.ready = True
-        log.info("signalling_joined", participant_id=str(self.pid), state=seat.lobby_state)
+        log.info("signalling_joined", participant_id=str(seat.id), state=seat.lobby_state)
         self.room.apply_seat(snapshot)
         self.on_roster(self.room)
 

@@ -43,20 +43,21 @@ async def join(session: AsyncSession, *, app: AppContext, token: str, connection
     """
     now = now or utcnow()
     visit, seat = await resolve_link(session, app=app, token=token, now=now, for_update=True)
+    entered = False
     if seat.role in STAFF_ROLES:
         if seat.lobby_state != "admitted":
             seat.lobby_state, seat.admitted_at, seat.waiting_since = "admitted", now, None
-            _bump(seat)
-            await append_event(session, app=app, visit=visit, kind="joined", participant=seat)
+            entered = True
     elif seat.lobby_state in ("invited", "left"):
         seat.lobby_state, seat.waiting_since = "waiting", now
-        _bump(seat)
-        await append_event(session, app=app, visit=visit, kind="joined", participant=seat)
+        entered = True
     resumed = seat.connected
     seat.connected, seat.connection_id, seat.last_seen_at = True, connection_id, now
-    _bump(seat)
+    _bump(seat)  # one UPDATE for both changes; both events carry the final snapshot
+    if entered:
+        await append_event(session, app=app, visit=visit, kind="joined", participant=seat)
     await append_event(session, app=app, visit=visit, kind="connected", participant=seat,
-                       data={"resumed": resumed})
+                       data={"resumed": True} if resumed else None)
     return visit, seat
 
 

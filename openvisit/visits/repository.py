@@ -51,6 +51,20 @@ async def participant_by_id(session: AsyncSession, participant_id: uuid.UUID, *,
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def seat_with_visit(session: AsyncSession, participant_id: uuid.UUID, *,
+                          for_update: bool = False) -> tuple[Participant, Visit] | None:
+    """A seat and its visit in one query; ``for_update`` locks the seat row (PostgreSQL)."""
+    stmt = (
+        select(Participant, Visit)
+        .join(Visit, Visit.id == Participant.visit_id)
+        .where(Participant.id == participant_id)
+    )
+    if for_update:
+        stmt = stmt.with_for_update(of=Participant).execution_options(populate_existing=True)
+    row = (await session.execute(stmt)).first()
+    return (row[0], row[1]) if row is not None else None
+
+
 async def participants_of(session: AsyncSession, visit_id: uuid.UUID) -> Sequence[Participant]:
     stmt = (
         select(Participant)

@@ -224,10 +224,9 @@ async def resolve_link(session: AsyncSession, *, app: AppContext, token: str,
     closed or not yet open, or the seat was removed.
     """
     pid = participant_id_of(token)
-    participant = (
-        await repo.participant_by_id(session, pid, for_update=for_update) if pid else None
-    )
-    if participant is None or not join_links(app).verify(
+    found = await repo.seat_with_visit(session, pid, for_update=for_update) if pid else None
+    participant, visit = found if found else (None, None)
+    if participant is None or visit is None or not join_links(app).verify(
         token, participant_id=participant.id, visit_id=participant.visit_id,
         role=participant.role, token_version=participant.token_version,
     ):
@@ -236,12 +235,17 @@ async def resolve_link(session: AsyncSession, *, app: AppContext, token: str,
               "the clinic for a new one."),
             title=_("We could not find this visit"),
         )
-    visit = await repo.visit_by_id(session, participant.visit_id)
-    assert visit is not None  # participant.visit_id is a foreign key
-    organisation = await repo.organisation_by_id(session, visit.organisation_id)
-    check_window(visit, now=now or utcnow(),
-                 timezone=organisation.timezone if organisation else "UTC",
-                 minutes_before=app.settings.join_window_before_minutes)
+    try:
+        check_window(visit, now=now or utcnow(),
+                     minutes_before=app.settings.join_window_before_minutes)
+    except Gone as exc:
+        if exc.code != "visit_not_open_yet":
+            raise
+        # Only now is the organisation's time zone needed (to say when the link opens).
+        organisation = await repo.organisation_by_id(session, visit.organisation_id)
+        check_window(visit, now=now or utcnow(),
+                     timezone=organisation.timezone if organisation else "UTC",
+                     minutes_before=app.settings.join_window_before_minutes)
     if participant.lobby_state == "removed":
         raise Gone(
             _("The clinician has removed you from this visit. If this is a mistake, please "

@@ -162,13 +162,11 @@ async def make_due(app: AppContext, appointment_id: uuid.UUID) -> None:
 async def page_client(app: AppContext) -> AsyncIterator[httpx.AsyncClient]:
     """A client for a tiny app holding only the notify routers (no lifespan: no receiver)."""
     from fastapi import FastAPI
+    from fastapi.staticfiles import StaticFiles
 
     from openvisit.notify import views
     from openvisit.notify.twilio import hooks
     from openvisit.web import errors
-
-    from fastapi.staticfiles import StaticFiles
-
     from openvisit.web.templating import STATIC_DIR
 
     web = FastAPI()

@@ -54,8 +54,9 @@ class FakeAcs:
         expected = base64.b64encode(hmac.new(self.key, to_sign.encode(),
                                              hashlib.sha256).digest()).decode()
         auth = request.headers.get("authorization", "")
-        if (request.headers.get("x-ms-content-sha256") != digest or auth !=
-                f"HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature={expected}"):
+        wanted = ("HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature="
+                  + expected)
+        if request.headers.get("x-ms-content-sha256") != digest or auth != wanted:
             return JSONResponse({"error": {"code": "Denied"}}, status_code=401)
         if request.query_params.get("api-version") != "2021-03-07":
             return JSONResponse({"error": {"code": "BadVersion"}}, status_code=400)

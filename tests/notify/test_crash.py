@@ -85,7 +85,7 @@ async def test_it_sends_each_sms_exactly_once_across_a_kill_9(
         return len(submits_by_patient(smsc)) >= 12
 
     async def all_recorded() -> bool:
-        return [l.status for l in await logs(app)].count("delivered") == BATCH
+        return [m.status for m in await logs(app)].count("delivered") == BATCH
 
     async with running_receiver(app) as receiver:
         assert await asyncio.to_thread(receiver.bound.wait, 10)
@@ -110,5 +110,5 @@ async def test_it_sends_each_sms_exactly_once_across_a_kill_9(
         total = len(submits)
         assert part_numbers(submits) == list(range(1, total + 1)), f"{patient} got a duplicate"
     assert {len(s) for s in grouped.values()} == {2}  # every confirmation: two linked parts
-    statuses = [(l.status, l.provider) for l in await logs(app)]
+    statuses = [(m.status, m.provider) for m in await logs(app)]
     assert statuses == [("delivered", "smpp")] * BATCH

@@ -4,6 +4,7 @@ opt-outs, quiet hours and the per-number rate, surviving a crash, purged on time
 from __future__ import annotations
 
 import asyncio
+import itertools
 from datetime import timedelta
 
 from sqlalchemy import func, select, update
@@ -85,8 +86,8 @@ async def test_it_honours_stop_for_that_organisation_only(app: AppContext) -> No
     quiet = await make_appointment(app, stopped, start_at=start)
     heard = await make_appointment(app, other, start_at=start)
     await run_jobs(app)
-    assert [(l.status, l.error) for l in await logs(app, quiet)] == [("suppressed", "opted_out")]
-    assert [l.status for l in await logs(app, heard)] == ["sent"]
+    assert [(m.status, m.error) for m in await logs(app, quiet)] == [("suppressed", "opted_out")]
+    assert [m.status for m in await logs(app, heard)] == ["sent"]
 
 
 async def test_it_falls_back_to_e_mail_for_a_patient_who_stopped_texts(app: AppContext) -> None:
@@ -111,7 +112,7 @@ async def test_it_suppresses_a_message_whose_contact_is_gone(app: AppContext) ->
     async with app.transaction() as session:
         await session.execute(Contact.__table__.delete())
     await run_jobs(app)
-    assert [(l.status, l.error) for l in await logs(app, appt)] == [("suppressed", "no_contact")]
+    assert [(m.status, m.error) for m in await logs(app, appt)] == [("suppressed", "no_contact")]
     assert await outbox_texts(app) == []
 
 
@@ -122,7 +123,7 @@ async def test_it_suppresses_a_reminder_once_the_visit_is_cancelled(app: AppCont
         await session.execute(update(Appointment).values(status="cancelled"))
     await make_due(app, appt)
     await run_jobs(app)
-    assert [(l.template, l.status, l.error) for l in await logs(app, appt)] == [
+    assert [(m.template, m.status, m.error) for m in await logs(app, appt)] == [
         ("reminder", "suppressed", "appointment_changed")]
 
 
@@ -142,7 +143,7 @@ async def test_it_paces_sends_from_one_number(app: AppContext) -> None:
     sent = sorted(log.created_at for log in await logs(app) if log.status == "sent")
     assert len(sent) == 3
     # 60 a minute from one number: one a second, never a burst.
-    assert all(b - a >= timedelta(seconds=0.95) for a, b in zip(sent, sent[1:], strict=False))
+    assert all(b - a >= timedelta(seconds=0.95) for a, b in itertools.pairwise(sent))
 
 
 async def test_it_waits_for_the_end_of_quiet_hours(app: AppContext) -> None:
@@ -199,7 +200,7 @@ async def test_it_sends_a_message_that_never_left_before_a_crash(app: AppContext
         payload = job.payload
     assert await delivery._prepare(app, key=item.key, payload=payload) is not None
     await run_jobs(app)
-    assert [l.status for l in await logs(app, appt)] == ["sent"]
+    assert [m.status for m in await logs(app, appt)] == ["sent"]
     assert len(await outbox_texts(app)) == 1
 
 
@@ -221,7 +222,7 @@ async def test_it_purges_contacts_and_every_copy_of_their_messages(app: AppConte
         contacts = (await session.scalars(select(Contact.appointment_id))).all()
         outbox = await session.scalar(select(func.count()).select_from(OutboxMessage))
     assert contacts == [kept] and outbox == 1
-    assert [l.status for l in await logs(app, gone)] == ["sent"]  # the log stays, masked
+    assert [m.status for m in await logs(app, gone)] == ["sent"]  # the log stays, masked
 
 
 async def test_it_shows_the_outbox_with_text_only_outside_production(app: AppContext) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -66,7 +67,7 @@ async def test_it_submits_over_smpp_and_records_the_delivery_receipt(
         await run_jobs(smpp_app)
 
         async def delivered() -> bool:
-            return [l.status for l in await logs(smpp_app, appt)] == ["delivered"]
+            return [m.status for m in await logs(smpp_app, appt)] == ["delivered"]
 
         await wait_until(delivered)
     parts = submitted_to(smsc, patient)
@@ -117,7 +118,7 @@ async def test_it_trusts_the_receipt_of_a_message_sent_just_before_a_crash(
         await asyncio.sleep(0.5)  # the receipt arrives while nobody has recorded the send
         await run_jobs(smpp_app)
     assert len(submitted_to(smsc, patient)) == parts_of(prepared.text)  # one message, once
-    assert [l.status for l in await logs(smpp_app, appt)] == ["delivered"]
+    assert [m.status for m in await logs(smpp_app, appt)] == ["delivered"]
 
 
 async def test_it_sends_again_when_no_receipt_comes_within_the_wait(
@@ -140,7 +141,7 @@ async def test_it_sends_again_when_no_receipt_comes_within_the_wait(
 
     async def sent() -> bool:
         await run_jobs(app)
-        return [l.status for l in await logs(app, appt)] == ["sent"]
+        return [m.status for m in await logs(app, appt)] == ["sent"]
 
     await wait_until(sent)
     assert len(submitted_to(smsc, patient)) == parts_of(prepared.text)
@@ -215,3 +216,14 @@ def test_it_reads_receipts_and_replies() -> None:
         short_message="Stop prosím".encode("utf-16-be"))
     assert (reply.is_receipt, reply.text, reply.destination) == (False, "Stop prosím",
                                                                   "+420700000001")
+
+
+async def test_it_logs_no_phone_number_or_text_even_at_debug(
+    smpp_app: AppContext, smsc: Smsc, caplog: pytest.LogCaptureFixture,
+) -> None:
+    sms = transport.sms_transport(smpp_app, "smpp")
+    with caplog.at_level(logging.DEBUG):
+        await sms.send(to="+420601200007", body="Your visit", sender=SENDER, reference="d")
+    hex_number = "420601200007".encode().hex()
+    assert "601200007" not in caplog.text and hex_number not in caplog.text
+    assert "Your visit" not in caplog.text and b"Your visit".hex() not in caplog.text

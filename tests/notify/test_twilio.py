@@ -3,6 +3,7 @@ validated against the spec), and the webhooks' signature checks."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
@@ -103,13 +104,13 @@ async def test_it_records_delivery_from_a_signed_status_callback_only(
         forged = await client.post(path, data=params, headers={
             **_signed("not-the-token", path, params), "Accept": "application/json"})
         assert forged.status_code == 403
-        assert [l.status for l in await logs(twilio_app, appt)] == ["sent"]
+        assert [m.status for m in await logs(twilio_app, appt)] == ["sent"]
         unsigned = await client.post(path, data=params)
         assert unsigned.status_code == 403
         good = await client.post(path, data=params,
                                  headers=_signed(prism_twilio.auth_token, path, params))
         assert good.status_code == 204
-    assert [l.status for l in await logs(twilio_app, appt)] == ["delivered"]
+    assert [m.status for m in await logs(twilio_app, appt)] == ["delivered"]
 
 
 async def test_it_opts_a_patient_out_of_one_organisation_on_a_signed_stop(
@@ -137,3 +138,13 @@ async def test_it_opts_a_patient_out_of_one_organisation_on_a_signed_stop(
         start = {**stop, "Body": "START"}
         await client.post(path, data=start, headers=_signed(prism_twilio.auth_token, path, start))
     assert await opted_out() == set()
+
+
+async def test_it_logs_no_phone_number_even_at_debug(
+    twilio_app: AppContext, caplog: pytest.LogCaptureFixture,
+) -> None:
+    sms = transport.sms_transport(twilio_app, "twilio")
+    with caplog.at_level(logging.DEBUG):
+        await sms.reconcile(to=PATIENT, body="x", sender=SENDER, reference="k", since=utcnow())
+        await sms.send(to=PATIENT, body="Your visit", sender=SENDER, reference="k")
+    assert "601123456" not in caplog.text and "Your visit" not in caplog.text

@@ -24,6 +24,7 @@ receipts, receipt lost, wait too short), the patient gets the message twice. A c
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from datetime import datetime, timedelta
@@ -59,12 +60,17 @@ PASSING_STATUSES = {_C.SMPP_ESME_RTHROTTLED, _C.SMPP_ESME_RMSGQFUL, _C.SMPP_ESME
                     _C.SMPP_ESME_RX_T_APPN, 0x45}  # 0x45 submit failed
 
 
+#: smpplib logs every PDU as hex at DEBUG: numbers and message text. Never let it.
+LIBRARY_LOGGER = "openvisit.notify.smpp.library"
+logging.getLogger(LIBRARY_LOGGER).setLevel(logging.INFO)
+
+
 def new_client(app: AppContext) -> smpplib.client.Client:
     """An unconnected smpplib client for the configured SMSC."""
     settings = app.settings
     return smpplib.client.Client(settings.smpp_host, settings.smpp_port,
                                  timeout=settings.notify_timeout_seconds,
-                                 allow_unknown_opt_params=True)
+                                 allow_unknown_opt_params=True, logger_name=LIBRARY_LOGGER)
 
 
 def bind_kwargs(app: AppContext) -> dict[str, Any]:

@@ -19,6 +19,7 @@ person in the same window (the job picks an id no other message claimed).
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -48,11 +49,18 @@ STATUS_PATH = "/hooks/twilio/status"
 CLOCK_SKEW = timedelta(minutes=2)
 
 
+#: The SDK logs each request's query at INFO (``To=+420…`` when listing messages): PHI.
+_SDK_LOG = logging.getLogger("openvisit.notify.twilio.sdk")
+_SDK_LOG.setLevel(logging.WARNING)
+# urllib3, under the SDK, logs each request line (path and query) at DEBUG.
+logging.getLogger("urllib3.connectionpool").setLevel(logging.INFO)
+
+
 class RebasedHttpClient(TwilioHttpClient):  # type: ignore[misc]  # untyped SDK
     """``TwilioHttpClient`` that sends every request to ``base_url`` instead of twilio.com."""
 
     def __init__(self, base_url: str, *, timeout: float) -> None:
-        super().__init__(timeout=timeout)
+        super().__init__(timeout=timeout, logger=_SDK_LOG)
         self._base = urlsplit(base_url.rstrip("/"))
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:

@@ -34,7 +34,6 @@
     var status = button.parentNode.querySelector("[data-copy-status]");
     copyText(source.textContent.trim()).then(function () {
       if (status) status.textContent = "Copied";
-      button.setAttribute("aria-label", "Copied " + (button.getAttribute("data-what") || ""));
     }, function () {
       if (status) status.textContent = "Select the text and press Ctrl+C";
     });
