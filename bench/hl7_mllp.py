@@ -195,7 +195,8 @@ async def main() -> None:
     try:
         await prepare(url, sender=sender)
         port = free_port()
-        env = subprocess_env(url, OPENVISIT_REDIS_URL=REDIS_URL)
+        env = subprocess_env(url, OPENVISIT_REDIS_URL=REDIS_URL,
+                             OPENVISIT_MLLP_REUSE_PORT=str(args.processes > 1).lower())
         for i in range(args.processes):
             log = logs / f"openvisit-mllp-{i}.log"
             proc = subprocess.Popen([sys.executable, "-m", "openvisit", "mllp", "--port",

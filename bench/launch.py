@@ -48,8 +48,9 @@ def openvisit_launches(stack, n: int) -> tuple[list[float], list[float], list[fl
     with httpx.Client(timeout=30) as http:
         for i in range(n):
             appt = APPOINTMENTS[i % len(APPOINTMENTS)]
-            pressed = http.post(f"{stack.sandbox}/ehr/launch",
-                                data={"practitioner": "prac-1", "appointment": appt})
+            pressed = http.post(
+                f"{stack.sandbox}/ehr/launch", data={"practitioner": "prac-1", "appointment": appt}
+            )
             begun = http.get(pressed.headers["location"])
             page = http.get(begun.headers["location"])
             callback = pick_user(http, page).headers["location"]
@@ -68,20 +69,33 @@ def fhirclient_launches(stack, n: int) -> list[float]:  # type: ignore[no-untype
     from fhirclient import client
 
     redirect = "http://127.0.0.1:1/fhirclient-callback"
-    httpx.post(f"{stack.sandbox}/admin/clients", json={
-        "client_id": "fhirclient-bench", "client_secret": "bench-secret-" + "z" * 20,
-        "redirect_uris": [redirect], "name": "fhirclient bench"}).raise_for_status()
+    httpx.post(
+        f"{stack.sandbox}/admin/clients",
+        json={
+            "client_id": "fhirclient-bench",
+            "client_secret": "bench-secret-" + "z" * 20,
+            "redirect_uris": [redirect],
+            "name": "fhirclient bench",
+        },
+    ).raise_for_status()
     wall = []
     with httpx.Client(timeout=30) as http:
         for i in range(n):
             appt = APPOINTMENTS[i % len(APPOINTMENTS)]
-            pressed = http.post(f"{stack.sandbox}/ehr/launch",
-                                data={"practitioner": "prac-1", "appointment": appt})
+            pressed = http.post(
+                f"{stack.sandbox}/ehr/launch", data={"practitioner": "prac-1", "appointment": appt}
+            )
             launch = re.search(r"launch=([^&]+)", pressed.headers["location"]).group(1)  # type: ignore[union-attr]
-            smart = client.FHIRClient(settings={
-                "app_id": "fhirclient-bench", "app_secret": "bench-secret-" + "z" * 20,
-                "api_base": stack.fhir, "redirect_uri": redirect, "launch_token": launch,
-                "scope": "launch openid fhirUser user/Appointment.rs"})
+            smart = client.FHIRClient(
+                settings={
+                    "app_id": "fhirclient-bench",
+                    "app_secret": "bench-secret-" + "z" * 20,
+                    "api_base": stack.fhir,
+                    "redirect_uri": redirect,
+                    "launch_token": launch,
+                    "scope": "launch openid fhirUser user/Appointment.rs",
+                }
+            )
             page = http.get(smart.authorize_url)
             callback = urljoin(str(page.url), pick_user(http, page).headers["location"])
             started = time.perf_counter()
@@ -118,19 +132,31 @@ def main() -> None:
         finally:
             stack.stop()
     print(f"launches: {args.launches} (provider EHR launch, SQLite, sandbox EHR on loopback)")
-    print(f"OpenVisit callback→visit, own time (excl. EHR): p50 {pct(app, .5):.1f} ms, "
-          f"p95 {pct(app, .95):.1f} ms   (target p95 ≤ 50 ms)")
-    print(f"OpenVisit time waiting for the EHR:            p50 {pct(ehr, .5):.1f} ms, "
-          f"p95 {pct(ehr, .95):.1f} ms")
-    print(f"EHR round trips per launch at the callback:    {statistics.mean(trips):.2f} "
-          f"(min {min(trips)}, max {max(trips)}; token + Appointment read; discovery and JWKS "
-          "cached)")
-    print(f"OpenVisit callback wall time:                  p50 {pct(wall, .5):.1f} ms, "
-          f"p95 {pct(wall, .95):.1f} ms")
-    print(f"fhirclient (peer) callback + Appointment read: p50 {pct(peer, .5):.1f} ms, "
-          f"p95 {pct(peer, .95):.1f} ms")
-    print(f"ratio OpenVisit/fhirclient (p50): {pct(wall, .5) / pct(peer, .5):.2f}x   "
-          f"(p95): {pct(wall, .95) / pct(peer, .95):.2f}x")
+    print(
+        f"OpenVisit callback→visit, own time (excl. EHR): p50 {pct(app, 0.5):.1f} ms, "
+        f"p95 {pct(app, 0.95):.1f} ms   (target p95 ≤ 50 ms)"
+    )
+    print(
+        f"OpenVisit time waiting for the EHR:            p50 {pct(ehr, 0.5):.1f} ms, "
+        f"p95 {pct(ehr, 0.95):.1f} ms"
+    )
+    print(
+        f"EHR round trips per launch at the callback:    {statistics.mean(trips):.2f} "
+        f"(min {min(trips)}, max {max(trips)}; token + Appointment read; discovery and JWKS "
+        "cached)"
+    )
+    print(
+        f"OpenVisit callback wall time:                  p50 {pct(wall, 0.5):.1f} ms, "
+        f"p95 {pct(wall, 0.95):.1f} ms"
+    )
+    print(
+        f"fhirclient (peer) callback + Appointment read: p50 {pct(peer, 0.5):.1f} ms, "
+        f"p95 {pct(peer, 0.95):.1f} ms"
+    )
+    print(
+        f"ratio OpenVisit/fhirclient (p50): {pct(wall, 0.5) / pct(peer, 0.5):.2f}x   "
+        f"(p95): {pct(wall, 0.95) / pct(peer, 0.95):.2f}x"
+    )
 
 
 if __name__ == "__main__":

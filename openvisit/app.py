@@ -60,9 +60,7 @@ ROUTER_MODULES: tuple[str, ...] = (
 
 
 #: Start-up hooks ("module:function", called with the AppContext once the bus is up).
-STARTUP_HOOKS: tuple[str, ...] = (
-    "openvisit.launch.keys:ensure_keys",
-)
+STARTUP_HOOKS: tuple[str, ...] = ("openvisit.launch.keys:ensure_keys",)
 
 
 async def run_startup_hooks(ctx: AppContext) -> None:

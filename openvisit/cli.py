@@ -29,8 +29,7 @@ jobs_app = typer.Typer(help="Inspect and re-run durable jobs.", no_args_is_help=
 keys_app = typer.Typer(help="Field-encryption keys.", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
 app.add_typer(jobs_app, name="jobs")
-endpoint_app = typer.Typer(help="EHR endpoints (FHIR bases per environment).",
-                           no_args_is_help=True)
+endpoint_app = typer.Typer(help="EHR endpoints (FHIR bases per environment).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(endpoint_app, name="endpoint")
 
@@ -69,8 +68,15 @@ def _serve(settings: Settings, *, host: str, port: int, roles: tuple[str, ...]) 
     from openvisit.app import create_app
 
     web = create_app(settings, roles=roles)
-    uvicorn.run(web, host=host, port=port, log_config=None, proxy_headers=True,
-                ws_ping_interval=20, ws_ping_timeout=20)
+    uvicorn.run(
+        web,
+        host=host,
+        port=port,
+        log_config=None,
+        proxy_headers=True,
+        ws_ping_interval=20,
+        ws_ping_timeout=20,
+    )
 
 
 HostOpt = Annotated[str, typer.Option(help="Interface to listen on.")]
@@ -91,8 +97,11 @@ def serve(
     if settings.public_url == Settings.model_fields["public_url"].default and port != 8000:
         settings = _settings(mllp_port=mllp_port, public_url=f"http://{host}:{port}")
     roles = ("worker",) if no_mllp else ("worker", "mllp")
-    typer.echo(f"OpenVisit on {settings.public_url}  (HTTP {host}:{port}"
-               + ("" if no_mllp else f", MLLP {settings.mllp_host}:{settings.mllp_port}") + ")")
+    typer.echo(
+        f"OpenVisit on {settings.public_url}  (HTTP {host}:{port}"
+        + ("" if no_mllp else f", MLLP {settings.mllp_host}:{settings.mllp_port}")
+        + ")"
+    )
     _serve(settings, host=host, port=port, roles=roles)
 
 
@@ -122,6 +131,7 @@ def worker(
     from openvisit.jobs.worker import Worker
 
     if once:
+
         async def drain(ctx: AppContext) -> None:
             await Worker(ctx).run_until_empty(timeout=600)
 
@@ -202,7 +212,10 @@ def admin_create(
         async with ctx.transaction() as session:
             organisation = await get_or_create_organisation(session, org, display_name=org_name)
             account = await create_local_account(
-                session, organisation, username=username, password=password,
+                session,
+                organisation,
+                username=username,
+                password=password,
                 roles=role or ["org_admin"],
             )
             return str(account.id)
@@ -213,7 +226,9 @@ def admin_create(
 
 @jobs_app.command("list")
 def jobs_list(
-    state: Annotated[str | None, typer.Option(help="pending, running, done, dead, cancelled")] = None,
+    state: Annotated[
+        str | None, typer.Option(help="pending, running, done, dead, cancelled")
+    ] = None,
     kind: Annotated[str | None, typer.Option(help="Only this job kind.")] = None,
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines output.")] = False,
@@ -225,8 +240,14 @@ def jobs_list(
         async with ctx.transaction() as session:
             jobs = await list_jobs(session, state=state, kind=kind, limit=limit)
             return [
-                {"id": j.id, "kind": j.kind, "state": j.state, "attempts": j.attempts,
-                 "due_at": j.due_at.isoformat(), "last_error": j.last_error}
+                {
+                    "id": j.id,
+                    "kind": j.kind,
+                    "state": j.state,
+                    "attempts": j.attempts,
+                    "due_at": j.due_at.isoformat(),
+                    "last_error": j.last_error,
+                }
                 for j in jobs
             ]
 
@@ -234,8 +255,10 @@ def jobs_list(
         if as_json:
             typer.echo(json.dumps(row))
         else:
-            typer.echo(f"{row['id']:>8}  {row['state']:<9} {row['attempts']:>2}x  "
-                       f"{row['kind']:<28} {row['due_at']}  {row['last_error'] or ''}")
+            typer.echo(
+                f"{row['id']:>8}  {row['state']:<9} {row['attempts']:>2}x  "
+                f"{row['kind']:<28} {row['due_at']}  {row['last_error'] or ''}"
+            )
 
 
 @jobs_app.command("retry")
@@ -269,8 +292,9 @@ def sandbox(
     state_dir: Annotated[
         Path | None, typer.Option(help="Keep the sandbox's data and key here.")
     ] = None,
-    client_id: Annotated[str, typer.Option(help="Client id registered for OpenVisit.")]
-    = "openvisit",
+    client_id: Annotated[
+        str, typer.Option(help="Client id registered for OpenVisit.")
+    ] = "openvisit",
 ) -> None:
     """Run the built-in sandbox EHR (SMART server, FHIR store, schedule and portal pages).
 
@@ -287,12 +311,18 @@ def sandbox(
         state_dir.mkdir(parents=True, exist_ok=True)
     base = f"http://{host}:{port}"
     web = create_sandbox_app(
-        base_url=base, state_path=state_dir,
-        clients=[SandboxClient(client_id=client_id,
-                               redirect_uris=[f"{ov}/launch/callback",
-                                              f"{ov}/portal/approval/callback"],
-                               jwks_uri=f"{ov}/.well-known/jwks.json", name="OpenVisit")],
-        provider_launch_url=f"{ov}/launch", patient_launch_url=f"{ov}/launch/patient",
+        base_url=base,
+        state_path=state_dir,
+        clients=[
+            SandboxClient(
+                client_id=client_id,
+                redirect_uris=[f"{ov}/launch/callback", f"{ov}/portal/approval/callback"],
+                jwks_uri=f"{ov}/.well-known/jwks.json",
+                name="OpenVisit",
+            )
+        ],
+        provider_launch_url=f"{ov}/launch",
+        patient_launch_url=f"{ov}/launch/patient",
     )
     typer.echo(f"Sandbox EHR on {base}  (FHIR base {base}/fhir, schedule {base}/ehr/schedule)")
     uvicorn.run(web, host=host, port=port, log_config=None)
@@ -300,8 +330,9 @@ def sandbox(
 
 @keys_app.command("rotate-signing")
 def keys_rotate_signing(
-    overlap_days: Annotated[float, typer.Option(help="Keep replaced keys published this long.")]
-    = 7.0,
+    overlap_days: Annotated[
+        float, typer.Option(help="Keep replaced keys published this long.")
+    ] = 7.0,
 ) -> None:
     """Make a new SMART client signing key current (old keys stay in the JWKS for the overlap)."""
     from openvisit.launch.keys import rotate
@@ -327,12 +358,11 @@ def endpoint_add(
         typer.Option(help="private_key_jwt, client_secret_basic, client_secret_post or none."),
     ] = None,
     name: Annotated[str | None, typer.Option(help="A label for people.")] = None,
-    timezone: Annotated[str | None, typer.Option(help="IANA zone of the EHR's local times.")]
-    = None,
-    approved: Annotated[bool, typer.Option(help="Mark approved at once (no portal step).")]
-    = False,
-    org: Annotated[str, typer.Option(help="Organisation slug (created if missing).")]
-    = "default",
+    timezone: Annotated[
+        str | None, typer.Option(help="IANA zone of the EHR's local times.")
+    ] = None,
+    approved: Annotated[bool, typer.Option(help="Mark approved at once (no portal step).")] = False,
+    org: Annotated[str, typer.Option(help="Organisation slug (created if missing).")] = "default",
 ) -> None:
     """Register an EHR endpoint; launches are accepted only from approved endpoints."""
     from openvisit.endpoints.service import add_endpoint
@@ -342,10 +372,19 @@ def endpoint_add(
         async with ctx.transaction() as session:
             organisation = await get_or_create_organisation(session, org)
             endpoint = await add_endpoint(
-                session, app=ctx, organisation=organisation, fhir_base=fhir_base,
-                environment=environment, vendor=vendor, client_id=client_id,
-                client_secret=client_secret, auth_method=auth_method, name=name,
-                approved=approved, timezone=timezone, actor="cli",
+                session,
+                app=ctx,
+                organisation=organisation,
+                fhir_base=fhir_base,
+                environment=environment,
+                vendor=vendor,
+                client_id=client_id,
+                client_secret=client_secret,
+                auth_method=auth_method,
+                name=name,
+                approved=approved,
+                timezone=timezone,
+                actor="cli",
             )
             return f"{endpoint.id}  {endpoint.environment}  {endpoint.state}  {endpoint.fhir_base}"
 
@@ -362,26 +401,37 @@ def endpoint_list(
     async def main(ctx: AppContext) -> list[dict[str, str]]:
         async with ctx.transaction() as session:
             return [
-                {"id": str(e.id), "environment": e.environment, "vendor": e.vendor,
-                 "state": e.state, "fhir_base": e.fhir_base, "client_id": e.client_id,
-                 "auth_method": e.auth_method}
+                {
+                    "id": str(e.id),
+                    "environment": e.environment,
+                    "vendor": e.vendor,
+                    "state": e.state,
+                    "fhir_base": e.fhir_base,
+                    "client_id": e.client_id,
+                    "auth_method": e.auth_method,
+                }
                 for e in await repository.for_organisation(session)
             ]
 
     for row in _run(main):
-        typer.echo(json.dumps(row) if as_json else
-                   f"{row['id']}  {row['environment']:<10} {row['vendor']:<7} "
-                   f"{row['state']:<18} {row['fhir_base']}")
+        typer.echo(
+            json.dumps(row)
+            if as_json
+            else f"{row['id']}  {row['environment']:<10} {row['vendor']:<7} "
+            f"{row['state']:<18} {row['fhir_base']}"
+        )
 
 
 @endpoint_app.command("epic-link")
 def endpoint_epic_link(
     endpoint_id: str,
     key_file: Annotated[Path, typer.Option(help="File holding the key or secret.")],
-    key_format: Annotated[str, typer.Option(help="base64 (AES-256 key) or secret (AES-128)")]
-    = "base64",
-    mode: Annotated[str, typer.Option(help="cbc-zero-iv, cbc-iv-prefix, ecb or gcm")]
-    = "cbc-zero-iv",
+    key_format: Annotated[
+        str, typer.Option(help="base64 (AES-256 key) or secret (AES-128)")
+    ] = "base64",
+    mode: Annotated[
+        str, typer.Option(help="cbc-zero-iv, cbc-iv-prefix, ecb or gcm")
+    ] = "cbc-zero-iv",
     param: Annotated[str, typer.Option(help="Query parameter Epic appends.")] = "data",
 ) -> None:
     """Configure Epic's legacy encrypted context link for an endpoint."""
@@ -403,12 +453,23 @@ def endpoint_epic_link(
                 endpoint = await get_endpoint(session, uuid.UUID(endpoint_id))
             except ValueError as exc:
                 raise InvalidInput(f"{endpoint_id!r} is not an endpoint id.") from exc
-            endpoint.options = {**(endpoint.options or {}), "epic_link": {
-                "key_enc": ctx.cipher.encrypt(secret), "key_format": key_format,
-                "mode": mode, "param": param}}
+            endpoint.options = {
+                **(endpoint.options or {}),
+                "epic_link": {
+                    "key_enc": ctx.cipher.encrypt(secret),
+                    "key_format": key_format,
+                    "mode": mode,
+                    "param": param,
+                },
+            }
             endpoint.version += 1
-            await record(session, actor="cli", action="endpoint.epic_link", obj=endpoint,
-                         organisation_id=endpoint.organisation_id)
+            await record(
+                session,
+                actor="cli",
+                action="endpoint.epic_link",
+                obj=endpoint,
+                organisation_id=endpoint.organisation_id,
+            )
 
     _run(main)
     typer.echo(f"Epic encrypted link configured ({mode}, {key_format} key, ?{param}=…)")

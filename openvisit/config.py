@@ -183,6 +183,9 @@ class Settings(BaseSettings):
     mllp_frame_timeout_seconds: float = 30.0
     mllp_max_frame_bytes: int = 1 << 20
     mllp_max_connections: int = 512
+    #: Let several `openvisit mllp` processes share the port (SO_REUSEPORT, Linux): the
+    #: kernel spreads connections over them, and each connection stays with one process.
+    mllp_reuse_port: bool = False
     #: MSH-3/MSH-4 of our ACKs when the message did not name a receiver (MSH-5/MSH-6).
     hl7_ack_application: str = "OPENVISIT"
     hl7_ack_facility: str = "OPENVISIT"
@@ -220,7 +223,7 @@ class Settings(BaseSettings):
         if self.secret_key.strip().lower() in _PLACEHOLDERS or len(self.secret_key) < 32:
             raise ValueError(
                 "OPENVISIT_SECRET_KEY is a placeholder or shorter than 32 characters; outside "
-                "development set a random value, e.g. `python -c \"import secrets; "
+                'development set a random value, e.g. `python -c "import secrets; '
                 'print(secrets.token_urlsafe(48))"`.'
             )
         if not self.field_encryption_keys.strip():

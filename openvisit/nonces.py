@@ -24,8 +24,7 @@ async def put(
     session: AsyncSession, *, scope: str, value: str, data: dict[str, Any], ttl: timedelta
 ) -> None:
     """Remember ``value`` (with ``data``) until ``ttl`` from now."""
-    session.add(SeenNonce(scope=scope, value=_digest(value), data=data,
-                          expires_at=utcnow() + ttl))
+    session.add(SeenNonce(scope=scope, value=_digest(value), data=data, expires_at=utcnow() + ttl))
     await session.flush()
 
 
@@ -43,12 +42,16 @@ async def take(session: AsyncSession, *, scope: str, value: str | None) -> dict[
         raise InvalidInput(
             "This sign-in does not match one OpenVisit started (state mismatch). Start again "
             "from the EHR; if it keeps happening, the browser may be blocking redirects.",
-            code="state_mismatch", title="Sign-in could not be matched",
+            code="state_mismatch",
+            title="Sign-in could not be matched",
         )
     now = utcnow()
     if row.expires_at < now:
-        raise Gone("This sign-in took too long and expired. Start again from the EHR.",
-                   code="state_expired", title="Sign-in expired")
+        raise Gone(
+            "This sign-in took too long and expired. Start again from the EHR.",
+            code="state_expired",
+            title="Sign-in expired",
+        )
     result = await session.execute(
         update(SeenNonce)
         .where(SeenNonce.scope == scope, SeenNonce.value == digest, SeenNonce.used_at.is_(None))
@@ -58,7 +61,9 @@ async def take(session: AsyncSession, *, scope: str, value: str | None) -> dict[
     if not getattr(result, "rowcount", 0):
         raise Gone(
             "This sign-in response was already used (a replay, or the page was reloaded). "
-            "Start again from the EHR.", code="state_replayed", title="Sign-in already used",
+            "Start again from the EHR.",
+            code="state_replayed",
+            title="Sign-in already used",
         )
     return dict(row.data)
 

@@ -11,9 +11,21 @@ from typer.testing import CliRunner
 from openvisit.cli import app
 from tests.support.backend import subprocess_env
 
-COMMANDS = [[], ["serve"], ["web"], ["worker"], ["mllp"], ["migrate"], ["admin"],
-            ["admin", "create"], ["jobs"], ["jobs", "list"], ["jobs", "retry"], ["keys"],
-            ["keys", "generate"]]
+COMMANDS = [
+    [],
+    ["serve"],
+    ["web"],
+    ["worker"],
+    ["mllp"],
+    ["migrate"],
+    ["admin"],
+    ["admin", "create"],
+    ["jobs"],
+    ["jobs", "list"],
+    ["jobs", "retry"],
+    ["keys"],
+    ["keys", "generate"],
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "root")
@@ -25,23 +37,55 @@ def test_it_explains_every_command(command: list[str]) -> None:
 
 def test_it_creates_an_admin_and_refuses_a_weak_password(db_url: str) -> None:
     env = subprocess_env(db_url)
-    run = [sys.executable, "-m", "openvisit", "admin", "create", "--username", "ada",
-           "--org", "sandbox-clinic", "--password-stdin"]  # username at [6]
-    ok = subprocess.run(run, input="correct horse battery staple\n", env=env,
-                        capture_output=True, text=True, timeout=60)
+    run = [
+        sys.executable,
+        "-m",
+        "openvisit",
+        "admin",
+        "create",
+        "--username",
+        "ada",
+        "--org",
+        "sandbox-clinic",
+        "--password-stdin",
+    ]  # username at [6]
+    ok = subprocess.run(
+        run,
+        input="correct horse battery staple\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert ok.returncode == 0, ok.stderr
     assert "created account ada" in ok.stdout
-    again = subprocess.run(run, input="correct horse battery staple\n", env=env,
-                           capture_output=True, text=True, timeout=60)
+    again = subprocess.run(
+        run,
+        input="correct horse battery staple\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert again.returncode == 1 and "already an account named 'ada'" in again.stderr
-    weak = subprocess.run([*run[:6], "bob", *run[7:]], input="short\n", env=env,
-                          capture_output=True, text=True, timeout=60)
+    weak = subprocess.run(
+        [*run[:6], "bob", *run[7:]],
+        input="short\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert weak.returncode == 1 and "at least 12 characters" in weak.stderr
 
 
 def test_it_migrates_from_the_command_line(db_url: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "openvisit", "migrate"],
-                            env=subprocess_env(db_url), capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "openvisit", "migrate"],
+        env=subprocess_env(db_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert "database at revision 0001" in result.stdout

@@ -30,8 +30,7 @@ def test_it_runs_with_no_settings_at_all_in_development() -> None:
 @pytest.mark.parametrize("secret", [DEV_SECRET_KEY, "changeme", "short"])
 def test_it_refuses_placeholder_secrets_outside_development(secret: str) -> None:
     with pytest.raises(ValueError, match="OPENVISIT_SECRET_KEY"):
-        _settings(environment="production", secret_key=secret,
-                  field_encryption_keys=generate_key())
+        _settings(environment="production", secret_key=secret, field_encryption_keys=generate_key())
 
 
 def test_it_refuses_production_without_an_encryption_key() -> None:
@@ -70,15 +69,20 @@ async def test_it_keeps_contacts_readable_in_the_database_across_rotation(
         org = Organisation(slug="rot", display_name="Rotation Clinic")
         session.add(org)
         await session.flush()
-        ep = EhrEndpoint(organisation_id=org.id, fhir_base="https://ehr.test/fhir",
-                         client_id="c")
+        ep = EhrEndpoint(organisation_id=org.id, fhir_base="https://ehr.test/fhir", client_id="c")
         session.add(ep)
         await session.flush()
         appt = Appointment(organisation_id=org.id, endpoint_id=ep.id, ehr_appointment_id="a1")
         session.add(appt)
         await session.flush()
-        session.add(Contact(appointment_id=appt.id, kind="sms",
-                            value_enc=cipher_then.encrypt("+15555550199"), purge_at=utcnow()))
+        session.add(
+            Contact(
+                appointment_id=appt.id,
+                kind="sms",
+                value_enc=cipher_then.encrypt("+15555550199"),
+                purge_at=utcnow(),
+            )
+        )
     newest = generate_key()
     ctx.cipher = FieldCipher([newest, *ctx.settings.encryption_keys()])
     async with ctx.transaction() as session:
@@ -99,12 +103,24 @@ def test_it_hashes_and_masks_recipients_without_keeping_them() -> None:
 def test_it_never_logs_phi(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging(level="INFO")
     log = get_logger("test")
-    log.info("sms sent to +1 202 555 0143", phone="+12025550143", email="a@example.org",
-             appointment_id="appt-7", payload="MSH|^~\\&|EPIC", name="Alex Sample")
+    log.info(
+        "sms sent to +1 202 555 0143",
+        phone="+12025550143",
+        email="a@example.org",
+        appointment_id="appt-7",
+        payload="MSH|^~\\&|EPIC",
+        name="Alex Sample",
+    )
     logging.getLogger("stdlib").warning("mail to someone@example.org failed")
     err = capsys.readouterr().err
-    for secret in ("202 555", "12025550143", "a@example.org", "someone@example.org",
-                   "MSH|", "Alex Sample"):
+    for secret in (
+        "202 555",
+        "12025550143",
+        "a@example.org",
+        "someone@example.org",
+        "MSH|",
+        "Alex Sample",
+    ):
         assert secret not in err
     assert "appt-7" in err and "[phone]" in err
 

@@ -35,7 +35,9 @@ def normalise_fhir_base(url: str) -> str:
             "https://ehr.example.org/api/FHIR/R4."
         )
     if parts.query or parts.fragment:
-        raise InvalidInput("A FHIR base URL has no query string or fragment (nothing after ? or #).")
+        raise InvalidInput(
+            "A FHIR base URL has no query string or fragment (nothing after ? or #)."
+        )
     path = parts.path.rstrip("/")
     return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, "", ""))
 
@@ -102,8 +104,13 @@ async def add_endpoint(
     )
     session.add(endpoint)
     await session.flush()
-    await record(session, actor=actor, action="endpoint.create", obj=endpoint,
-                 organisation_id=organisation.id)
+    await record(
+        session,
+        actor=actor,
+        action="endpoint.create",
+        obj=endpoint,
+        organisation_id=organisation.id,
+    )
     return endpoint
 
 
@@ -121,8 +128,14 @@ async def approve(
     endpoint.approved_at = utcnow()
     endpoint.approved_by = approver_ehr_user or actor
     await session.flush()
-    await record(session, actor=actor, action="endpoint.approve", obj=endpoint, before=before,
-                 organisation_id=endpoint.organisation_id)
+    await record(
+        session,
+        actor=actor,
+        action="endpoint.approve",
+        obj=endpoint,
+        before=before,
+        organisation_id=endpoint.organisation_id,
+    )
     return endpoint
 
 
@@ -148,10 +161,12 @@ async def endpoint_for_launch(session: AsyncSession, *, iss: str) -> EhrEndpoint
             f"This FHIR base URL is not configured in OpenVisit: {base}. Are the test and "
             "production records swapped?",
             title="Unknown EHR",
-            details={"hint": "An administrator adds the endpoint in the OpenVisit portal (or "
-                     "with `openvisit endpoint add`). If it exists for the other environment, "
-                     "the EHR record points at the wrong OpenVisit endpoint.",
-                     "fhir_base": base},
+            details={
+                "hint": "An administrator adds the endpoint in the OpenVisit portal (or "
+                "with `openvisit endpoint add`). If it exists for the other environment, "
+                "the EHR record points at the wrong OpenVisit endpoint.",
+                "fhir_base": base,
+            },
         )
     approved = [e for e in endpoints if e.state == "approved"]
     if not approved:
@@ -180,8 +195,7 @@ def client_secret(app: AppContext, endpoint: EhrEndpoint) -> str | None:
 
 #: Fields whose change alters what a launch does; changing one sends an approved endpoint
 #: back for approval (see openvisit.portal.endpoint_admin for why launches then wait).
-LAUNCH_FIELDS = ("fhir_base", "environment", "vendor", "client_id", "auth_method",
-                 "client_secret")
+LAUNCH_FIELDS = ("fhir_base", "environment", "vendor", "client_id", "auth_method", "client_secret")
 EDITABLE_FIELDS = (*LAUNCH_FIELDS, "name", "approver_ehr_user", "timezone")
 
 
@@ -202,8 +216,9 @@ async def update_endpoint(
     """
     unknown = set(changes) - set(EDITABLE_FIELDS)
     if unknown:
-        raise InvalidInput("These endpoint fields cannot be changed: "
-                           f"{', '.join(sorted(unknown))}.")
+        raise InvalidInput(
+            f"These endpoint fields cannot be changed: {', '.join(sorted(unknown))}."
+        )
     before = snapshot(endpoint)
     changed: set[str] = set()
     if "fhir_base" in changes:
@@ -211,12 +226,17 @@ async def update_endpoint(
         if base != endpoint.fhir_base:
             for existing in await repository.by_fhir_base(session, base):
                 if existing.organisation_id == endpoint.organisation_id:
-                    raise Conflict(f"This organisation already has the FHIR base {base} "
-                                   f"(its {existing.environment} endpoint).")
+                    raise Conflict(
+                        f"This organisation already has the FHIR base {base} "
+                        f"(its {existing.environment} endpoint)."
+                    )
             endpoint.fhir_base = base
             changed.add("fhir_base")
-    for name, allowed in (("environment", ENVIRONMENTS), ("vendor", VENDORS),
-                          ("auth_method", AUTH_METHODS)):
+    for name, allowed in (
+        ("environment", ENVIRONMENTS),
+        ("vendor", VENDORS),
+        ("auth_method", AUTH_METHODS),
+    ):
         value = changes.get(name)
         if value is not None and value != getattr(endpoint, name):
             _check_choice(name.replace("_", " "), value, allowed)
@@ -232,8 +252,9 @@ async def update_endpoint(
         endpoint.client_secret_enc = app.cipher.encrypt(secret) if secret else None
         changed.add("client_secret")
     if endpoint.auth_method.startswith("client_secret") and not endpoint.client_secret_enc:
-        raise InvalidInput(f"The {endpoint.auth_method} method needs the client secret the EHR "
-                           "issued.")
+        raise InvalidInput(
+            f"The {endpoint.auth_method} method needs the client secret the EHR issued."
+        )
     for name in ("name", "approver_ehr_user", "timezone"):
         if name in changes and changes[name] != getattr(endpoint, name):
             setattr(endpoint, name, changes[name])
@@ -245,8 +266,14 @@ async def update_endpoint(
         if endpoint.state == "approved":
             endpoint.state = "awaiting_approval" if endpoint.approver_ehr_user else "draft"
     await session.flush()
-    await record(session, actor=actor, action="endpoint.update", obj=endpoint, before=before,
-                 organisation_id=endpoint.organisation_id)
+    await record(
+        session,
+        actor=actor,
+        action="endpoint.update",
+        obj=endpoint,
+        before=before,
+        organisation_id=endpoint.organisation_id,
+    )
     return changed
 
 
@@ -261,10 +288,16 @@ async def set_state(
     endpoint.state = state
     await session.flush()
     action = "endpoint.submit" if state != "draft" else "endpoint.draft"
-    await record(session, actor=actor, action=action,
-                 object_type="ehr_endpoint", object_id=str(endpoint.id), before=before,
-                 after={"state": state, "version": endpoint.version},
-                 organisation_id=endpoint.organisation_id)
+    await record(
+        session,
+        actor=actor,
+        action=action,
+        object_type="ehr_endpoint",
+        object_id=str(endpoint.id),
+        before=before,
+        after={"state": state, "version": endpoint.version},
+        organisation_id=endpoint.organisation_id,
+    )
 
 
 async def remove_endpoint(session: AsyncSession, *, endpoint: EhrEndpoint, actor: str) -> None:
@@ -272,5 +305,12 @@ async def remove_endpoint(session: AsyncSession, *, endpoint: EhrEndpoint, actor
     before = snapshot(endpoint)
     await session.delete(endpoint)
     await session.flush()
-    await record(session, actor=actor, action="endpoint.delete", object_type="ehr_endpoint",
-                 object_id=before["id"], before=before, organisation_id=endpoint.organisation_id)
+    await record(
+        session,
+        actor=actor,
+        action="endpoint.delete",
+        object_type="ehr_endpoint",
+        object_id=before["id"],
+        before=before,
+        organisation_id=endpoint.organisation_id,
+    )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-
 from urllib.parse import urlencode
 
 import httpx
@@ -80,16 +79,28 @@ class IdpClient:
         pkce = Pkce.new()
         state, nonce = new_state(), new_nonce()
         endpoint = config.require_authorization_endpoint()
-        query = urlencode({
-            "response_type": "code", "client_id": self.client_id, "redirect_uri": redirect_uri,
-            "scope": "openid", "state": state, "nonce": nonce,
-            "code_challenge": pkce.challenge, "code_challenge_method": "S256",
-        })
+        query = urlencode(
+            {
+                "response_type": "code",
+                "client_id": self.client_id,
+                "redirect_uri": redirect_uri,
+                "scope": "openid",
+                "state": state,
+                "nonce": nonce,
+                "code_challenge": pkce.challenge,
+                "code_challenge_method": "S256",
+            }
+        )
         url = f"{endpoint}{'&' if '?' in endpoint else '?'}{query}"
         return IdpStart(url=url, state=state, nonce=nonce, code_verifier=pkce.verifier)
 
     async def finish(
-        self, http: httpx.AsyncClient, *, code: str, redirect_uri: str, code_verifier: str,
+        self,
+        http: httpx.AsyncClient,
+        *,
+        code: str,
+        redirect_uri: str,
+        code_verifier: str,
         nonce: str,
     ) -> IdTokenClaims:
         """Exchange the code and validate the id_token; returns its claims.
@@ -98,18 +109,26 @@ class IdpClient:
         """
         config = await self.configuration(http)
         try:
-            token = await exchange_code(http, config=config, code=code,
-                                        redirect_uri=redirect_uri, code_verifier=code_verifier,
-                                        auth=self._auth())
+            token = await exchange_code(
+                http,
+                config=config,
+                code=code,
+                redirect_uri=redirect_uri,
+                code_verifier=code_verifier,
+                auth=self._auth(),
+            )
         except OutboundError as exc:
             raise NotAuthenticated(
-                f"The identity provider did not accept the sign-in: {exc.message} "
-                "Please try again."
+                f"The identity provider did not accept the sign-in: {exc.message} Please try again."
             ) from exc
         id_token = token.id_token
         if not isinstance(id_token, str):
             raise NotAuthenticated("The identity provider returned no id_token.")
         return await validate_id_token(
-            http, id_token=id_token, config=config, client_id=self.client_id,
-            jwks_cache=self._jwks, nonce=nonce,
+            http,
+            id_token=id_token,
+            config=config,
+            client_id=self.client_id,
+            jwks_cache=self._jwks,
+            nonce=nonce,
         )

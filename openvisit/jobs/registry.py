@@ -48,6 +48,7 @@ class Defer(Exception):
         self.until = until
         self.reason = reason
 
+
 _HANDLERS: dict[str, Handler] = {}
 _PERIODIC: dict[str, timedelta] = {}
 

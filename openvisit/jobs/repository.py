@@ -89,7 +89,9 @@ async def renew(
     return bool(getattr(result, "rowcount", 0))
 
 
-async def complete(session: AsyncSession, job: ClaimedJob, *, worker_id: str, now: datetime) -> bool:
+async def complete(
+    session: AsyncSession, job: ClaimedJob, *, worker_id: str, now: datetime
+) -> bool:
     result = await session.execute(
         update(Job)
         .where(_mine(job, worker_id))
@@ -130,8 +132,14 @@ async def defer(
     result = await session.execute(
         update(Job)
         .where(_mine(job, worker_id))
-        .values(state="pending", due_at=until, attempts=Job.attempts - 1, locked_by=None,
-                lease_until=None, last_error=f"deferred: {reason}"[:2000])
+        .values(
+            state="pending",
+            due_at=until,
+            attempts=Job.attempts - 1,
+            locked_by=None,
+            lease_until=None,
+            last_error=f"deferred: {reason}"[:2000],
+        )
         .execution_options(synchronize_session=False)
     )
     return bool(getattr(result, "rowcount", 0))

@@ -107,7 +107,7 @@ class Worker:
             asyncio.ensure_future(stop.wait()),
             *self._running,
         }
-        done, pending = await asyncio.wait(
+        _done, pending = await asyncio.wait(
             waiters, timeout=self.poll, return_when=asyncio.FIRST_COMPLETED
         )
         for fut in pending:
@@ -174,8 +174,13 @@ class Worker:
                     raise LeaseLost
         except Defer as deferral:
             async with self.app.transaction() as session:
-                await repository.defer(session, job, worker_id=self.worker_id,
-                                       until=deferral.until, reason=deferral.reason)
+                await repository.defer(
+                    session,
+                    job,
+                    worker_id=self.worker_id,
+                    until=deferral.until,
+                    reason=deferral.reason,
+                )
             JOBS_RUN.labels(job.kind, "deferred").inc()
             log.info("job_deferred", job_id=job.id, kind=job.kind, reason=deferral.reason)
         except LeaseLost:
@@ -193,7 +198,9 @@ class Worker:
                 await renewer
             JOB_SECONDS.labels(job.kind).observe(time.perf_counter() - started)
 
-    async def _record_failure(self, job: repository.ClaimedJob, message: str, *, permanent: bool) -> None:
+    async def _record_failure(
+        self, job: repository.ClaimedJob, message: str, *, permanent: bool
+    ) -> None:
         settings = self.app.settings
         now = utcnow()
         retry_at: datetime | None = None
@@ -211,7 +218,11 @@ class Worker:
         outcome = "retry" if retry_at else "dead"
         JOBS_RUN.labels(job.kind, outcome).inc()
         log.warning(
-            "job_failed", job_id=job.id, kind=job.kind, attempt=job.attempt, outcome=outcome,
+            "job_failed",
+            job_id=job.id,
+            kind=job.kind,
+            attempt=job.attempt,
+            outcome=outcome,
             error_code=message.split(":", 1)[0],
         )
 

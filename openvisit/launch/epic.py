@@ -28,7 +28,12 @@ from openvisit.smart.epic_context import (
 
 
 async def launch_from_link(
-    session: AsyncSession, *, app: AppContext, endpoint_id: uuid.UUID, kind: Kind, token: str,
+    session: AsyncSession,
+    *,
+    app: AppContext,
+    endpoint_id: uuid.UUID,
+    kind: Kind,
+    token: str,
 ) -> LaunchOutcome:
     """Decrypt the link, find or create its visit, and hand out the seat.
 
@@ -41,28 +46,54 @@ async def launch_from_link(
     if endpoint.vendor != "epic" or not isinstance(config, dict) or not config.get("key_enc"):
         raise LaunchRefused(
             f"The {endpoint.environment} endpoint has no Epic context-link key configured.",
-            title="Encrypted links are not set up", details=env,
+            title="Encrypted links are not set up",
+            details=env,
         )
     secret = app.cipher.decrypt(config["key_enc"])
-    key = (epic_key_from_secret(secret) if config.get("key_format") == "secret"
-           else epic_key_from_base64(secret))
-    context = decrypt_epic_link(token, key=key, mode=EpicCipherMode(config.get("mode", "cbc-zero-iv")),
-                                now=time.time())
-    visit_key = (f"Conference/{context.conference_id}" if context.conference_id
-                 else f"CSN/{context.session_id}" if context.session_id else None)
+    key = (
+        epic_key_from_secret(secret)
+        if config.get("key_format") == "secret"
+        else epic_key_from_base64(secret)
+    )
+    context = decrypt_epic_link(
+        token, key=key, mode=EpicCipherMode(config.get("mode", "cbc-zero-iv")), now=time.time()
+    )
+    visit_key = (
+        f"Conference/{context.conference_id}"
+        if context.conference_id
+        else f"CSN/{context.session_id}"
+        if context.session_id
+        else None
+    )
     if visit_key is None:
-        raise LaunchRefused("The Epic link names neither a session (CSN) nor a conference id.",
-                            details=env)
+        raise LaunchRefused(
+            "The Epic link names neither a session (CSN) nor a conference id.", details=env
+        )
     external = context.external_id
     facts = AppointmentFacts(
-        ehr_appointment_id=visit_key, status="booked", start_at=None, end_at=None,
-        patient_ref=(f"{context.external_id_type or 'ExternalID'}/{external}"
-                     if kind == "patient" and external else None),
-        practitioner_ref=None, department=context.department,
+        ehr_appointment_id=visit_key,
+        status="booked",
+        start_at=None,
+        end_at=None,
+        patient_ref=(
+            f"{context.external_id_type or 'ExternalID'}/{external}"
+            if kind == "patient" and external
+            else None
+        ),
+        practitioner_ref=None,
+        department=context.department,
         encounter_id=context.session_id,
     )
-    appointment = await upsert_appointment(session, endpoint=endpoint, facts=facts,
-                                           source="epic-link")
+    appointment = await upsert_appointment(
+        session, endpoint=endpoint, facts=facts, source="epic-link"
+    )
     user_ref = f"Practitioner/{external}" if kind == "provider" and external else None
-    return await enter_visit(session, app=app, endpoint=endpoint, appointment=appointment,
-                             kind=kind, user_ref=user_ref, patient_ref=facts.patient_ref)
+    return await enter_visit(
+        session,
+        app=app,
+        endpoint=endpoint,
+        appointment=appointment,
+        kind=kind,
+        user_ref=user_ref,
+        patient_ref=facts.patient_ref,
+    )

@@ -37,17 +37,22 @@ class FhirReader:
     def __init__(self, http: httpx.AsyncClient, *, base: str, access_token: str) -> None:
         self.http = http
         self.base = base
-        self._headers = {"Authorization": f"Bearer {access_token}",
-                         "Accept": "application/fhir+json"}
+        self._headers = {
+            "Authorization": f"Bearer {access_token}",
+            "Accept": "application/fhir+json",
+        }
         self.calls = 0
 
     async def get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         self.calls += 1
         try:
-            response = await self.http.get(f"{self.base}/{path}", params=params,
-                                           headers=self._headers)
+            response = await self.http.get(
+                f"{self.base}/{path}", params=params, headers=self._headers
+            )
         except httpx.HTTPError as exc:
-            raise OutboundError(f"The EHR's FHIR server did not answer ({type(exc).__name__}).") from exc
+            raise OutboundError(
+                f"The EHR's FHIR server did not answer ({type(exc).__name__})."
+            ) from exc
         if response.status_code == 404:
             raise InvalidInput(
                 f"The EHR says {path.split('?')[0]} does not exist; the launch context points "
@@ -60,8 +65,10 @@ class FhirReader:
                 permanent=True,
             )
         if response.status_code >= 400:
-            raise OutboundError(f"The EHR's FHIR server answered HTTP {response.status_code}.",
-                                permanent=response.status_code < 500)
+            raise OutboundError(
+                f"The EHR's FHIR server answered HTTP {response.status_code}.",
+                permanent=response.status_code < 500,
+            )
         body: dict[str, Any] = response.json()
         return body
 
@@ -132,19 +139,28 @@ async def resolve_appointment(
             start_at=_parse_instant(period.get("start")),
             end_at=_parse_instant(period.get("end")),
             patient_ref=f"Patient/{context.patient_id}" if context.patient_id else None,
-            practitioner_ref=None, department=None, encounter_id=context.encounter_id,
+            practitioner_ref=None,
+            department=None,
+            encounter_id=context.encounter_id,
         )
     if context.patient_id:
         zone = ZoneInfo(timezone)
         today = now.astimezone(zone).date()
-        bundle = await reader.get("Appointment", {
-            "patient": context.patient_id,
-            "date": [f"ge{today.isoformat()}", f"lt{(today + timedelta(days=1)).isoformat()}"],
-        })
-        candidates = [appointment_facts(e["resource"]) for e in bundle.get("entry", []) or []
-                      if (e.get("resource") or {}).get("resourceType") == "Appointment"]
-        live = [c for c in candidates if c.status not in ("cancelled", "noshow",
-                                                          "entered-in-error")]
+        bundle = await reader.get(
+            "Appointment",
+            {
+                "patient": context.patient_id,
+                "date": [f"ge{today.isoformat()}", f"lt{(today + timedelta(days=1)).isoformat()}"],
+            },
+        )
+        candidates = [
+            appointment_facts(e["resource"])
+            for e in bundle.get("entry", []) or []
+            if (e.get("resource") or {}).get("resourceType") == "Appointment"
+        ]
+        live = [
+            c for c in candidates if c.status not in ("cancelled", "noshow", "entered-in-error")
+        ]
         if live:
             return min(live, key=lambda c: abs(((c.start_at or now) - now).total_seconds()))
     raise InvalidInput(

@@ -57,8 +57,13 @@ async def _create_first(app: AppContext) -> None:
                 return
             keys = KeySet.generate(alg="RS384")
             await _store(session, app=app, keys=keys, row=None)
-            await record(session, actor="system", action="signing_key.create",
-                         object_type="key_material", object_id=keys.current.kid)
+            await record(
+                session,
+                actor="system",
+                action="signing_key.create",
+                object_type="key_material",
+                object_id=keys.current.kid,
+            )
     except IntegrityError:
         return  # another replica created it first; theirs is the one
 
@@ -75,20 +80,27 @@ async def _store(
 
 
 async def rotate(
-    session: AsyncSession, *, app: AppContext, overlap_days: float = DEFAULT_OVERLAP_DAYS,
+    session: AsyncSession,
+    *,
+    app: AppContext,
+    overlap_days: float = DEFAULT_OVERLAP_DAYS,
     actor: str = "cli",
 ) -> KeySet:
     """Make a fresh key current; drop replaced keys older than the overlap period."""
     row = await session.get(KeyMaterial, KEY_NAME)
     keys = await load_keyset(session, app=app)
     row = row or await session.get(KeyMaterial, KEY_NAME)
-    rotated = keys.with_new_key().without_keys_older_than(
-        cutoff=time.time() - overlap_days * 86400
-    )
+    rotated = keys.with_new_key().without_keys_older_than(cutoff=time.time() - overlap_days * 86400)
     await _store(session, app=app, keys=rotated, row=row)
-    await record(session, actor=actor, action="signing_key.rotate", object_type="key_material",
-                 object_id=rotated.current.kid, before={"kids": keys.kids},
-                 after={"kids": rotated.kids})
+    await record(
+        session,
+        actor=actor,
+        action="signing_key.rotate",
+        object_type="key_material",
+        object_id=rotated.current.kid,
+        before={"kids": keys.kids},
+        after={"kids": rotated.kids},
+    )
     return rotated
 
 

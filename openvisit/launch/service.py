@@ -90,7 +90,8 @@ async def _configuration(app: AppContext, endpoint: EhrEndpoint) -> SmartConfigu
         raise LaunchRefused(
             f"OpenVisit could not read the SMART configuration of the {endpoint.environment} "
             f"EHR at {endpoint.fhir_base}: {exc.message}",
-            title="The EHR could not be reached", status_code=502,
+            title="The EHR could not be reached",
+            status_code=502,
             details={"environment": endpoint.environment},
         ) from exc
 
@@ -115,39 +116,68 @@ async def begin(
         if endpoint.state != "approved":
             raise LaunchRefused(
                 f"The {endpoint.environment} endpoint is not approved yet.",
-                title="Endpoint not approved", details={"environment": endpoint.environment},
+                title="Endpoint not approved",
+                details={"environment": endpoint.environment},
             )
     else:
         endpoint = await endpoint_for_launch(session, iss=iss or "")
         if not launch:
             raise LaunchRefused(
                 "The EHR opened OpenVisit without a launch parameter; check the launch URL in "
-                f"the {endpoint.environment} EHR record.", title="This launch is incomplete",
+                f"the {endpoint.environment} EHR record.",
+                title="This launch is incomplete",
                 details={"environment": endpoint.environment},
             )
     config = await _configuration(app, endpoint)
-    problems = [p for p in config.problems(launch_styles=(),
-                                           auth_method=endpoint.auth_method,  # type: ignore[arg-type]
-                                           openid=True) if "https" not in p.lower()]
+    problems = [
+        p
+        for p in config.problems(
+            launch_styles=(),
+            auth_method=endpoint.auth_method,  # type: ignore[arg-type]
+            openid=True,
+        )
+        if "https" not in p.lower()
+    ]
     if problems:
         raise LaunchRefused(
             f"The {endpoint.environment} EHR at {endpoint.fhir_base} cannot be used: "
-            + "; ".join(problems), title="The EHR's SMART configuration is incomplete",
+            + "; ".join(problems),
+            title="The EHR's SMART configuration is incomplete",
             details={"environment": endpoint.environment},
         )
     pkce, state, nonce = Pkce.new(), new_state(), new_nonce()
-    await nonces.put(session, scope="smart_state", value=state, ttl=STATE_TTL, data={
-        "endpoint_id": str(endpoint.id), "kind": kind, "verifier": pkce.verifier,
-        "nonce": nonce, "appointment_hint": appointment_hint, "standalone": launch is None,
-    })
+    await nonces.put(
+        session,
+        scope="smart_state",
+        value=state,
+        ttl=STATE_TTL,
+        data={
+            "endpoint_id": str(endpoint.id),
+            "kind": kind,
+            "verifier": pkce.verifier,
+            "nonce": nonce,
+            "appointment_hint": appointment_hint,
+            "standalone": launch is None,
+        },
+    )
     scopes = SCOPES[kind] if launch else STANDALONE_SCOPES[kind]
     request = build_authorize_request(
-        config, client_id=endpoint.client_id, redirect_uri=redirect_uri(app), scope=scopes,
-        state=state, aud=endpoint.fhir_base, code_challenge=pkce.challenge, launch=launch,
+        config,
+        client_id=endpoint.client_id,
+        redirect_uri=redirect_uri(app),
+        scope=scopes,
+        state=state,
+        aud=endpoint.fhir_base,
+        code_challenge=pkce.challenge,
+        launch=launch,
         nonce=nonce,
     )
-    log.info("launch_begin", endpoint_id=str(endpoint.id), kind=kind,
-             style="ehr" if launch else "standalone")
+    log.info(
+        "launch_begin",
+        endpoint_id=str(endpoint.id),
+        kind=kind,
+        style="ehr" if launch else "standalone",
+    )
     return Redirect(url=request.url, form=dict(request.form) if request.method == "POST" else None)
 
 
@@ -186,52 +216,77 @@ async def complete(
             f"The {endpoint.environment} EHR refused the sign-in: {error}"
             + (f" ({error_description[:160]})" if error_description else "")
             + ". Check OpenVisit's app registration and scopes in the EHR.",
-            title="The EHR refused the sign-in", details=env,
+            title="The EHR refused the sign-in",
+            details=env,
         )
     if not code:
         raise LaunchRefused("The EHR returned without an authorization code.", details=env)
     config = await _configuration(app, endpoint)
-    keys = await load_keyset(session, app=app) if endpoint.auth_method == "private_key_jwt" else None
+    keys = (
+        await load_keyset(session, app=app) if endpoint.auth_method == "private_key_jwt" else None
+    )
     auth = client_auth_for(
         endpoint.auth_method,  # type: ignore[arg-type]
-        client_id=endpoint.client_id, secret=client_secret(app, endpoint), keys=keys,
+        client_id=endpoint.client_id,
+        secret=client_secret(app, endpoint),
+        keys=keys,
     )
     ehr_started = time.perf_counter()
     try:
-        token = await exchange_code(app.http, config=config, code=code,
-                                    redirect_uri=redirect_uri(app), code_verifier=data["verifier"],
-                                    auth=auth)
+        token = await exchange_code(
+            app.http,
+            config=config,
+            code=code,
+            redirect_uri=redirect_uri(app),
+            code_verifier=data["verifier"],
+            auth=auth,
+        )
     except OpenVisitError as exc:
         raise LaunchRefused(
             f"{exc.message} ({endpoint.environment} EHR at {endpoint.fhir_base})",
-            title="The EHR refused the sign-in", details=env, status_code=exc.status_code,
+            title="The EHR refused the sign-in",
+            details=env,
+            status_code=exc.status_code,
         ) from exc
     round_trips = 1
     fhir_user: str | None = None
     if token.id_token:
         jwks_before = caches(app).jwks.fetches
         claims = await validate_id_token(
-            app.http, id_token=token.id_token, config=config, client_id=endpoint.client_id,
-            jwks_cache=caches(app).jwks, nonce=data["nonce"],
+            app.http,
+            id_token=token.id_token,
+            config=config,
+            client_id=endpoint.client_id,
+            jwks_cache=caches(app).jwks,
+            nonce=data["nonce"],
         )
         fhir_user = claims.fhir_user
         round_trips += caches(app).jwks.fetches - jwks_before
     context = resolve_launch_context(token, fhir_user=fhir_user)
     if context.appointment_id is None and data.get("appointment_hint"):
-        context = LaunchContext(appointment_id=data["appointment_hint"],
-                                encounter_id=context.encounter_id,
-                                patient_id=context.patient_id, user_ref=context.user_ref)
+        context = LaunchContext(
+            appointment_id=data["appointment_hint"],
+            encounter_id=context.encounter_id,
+            patient_id=context.patient_id,
+            user_ref=context.user_ref,
+        )
     reader = FhirReader(app.http, base=endpoint.fhir_base, access_token=token.access_token)
     facts = await resolve_appointment(reader, context, timezone=endpoint.timezone, now=utcnow())
     round_trips += reader.calls
     ehr_seconds = time.perf_counter() - ehr_started
-    appointment = await upsert_appointment(session, endpoint=endpoint, facts=facts,
-                                           source="fhir")
+    appointment = await upsert_appointment(session, endpoint=endpoint, facts=facts, source="fhir")
     user_ref = _user_ref(fhir_user, endpoint=endpoint)
     kind: Kind = data["kind"]
-    outcome = await enter_visit(session, app=app, endpoint=endpoint, appointment=appointment,
-                                kind=kind, user_ref=user_ref, patient_ref=context.patient_id
-                                and f"Patient/{context.patient_id}", round_trips=round_trips)
+    outcome = await enter_visit(
+        session,
+        app=app,
+        endpoint=endpoint,
+        appointment=appointment,
+        kind=kind,
+        user_ref=user_ref,
+        patient_ref=context.patient_id and f"Patient/{context.patient_id}",
+        round_trips=round_trips,
+    )
     return replace(outcome, ehr_seconds=ehr_seconds)
 
 
@@ -247,13 +302,18 @@ async def upsert_appointment(
 ) -> Appointment:
     """Create or refresh the local copy of an EHR appointment (ids and times only)."""
     appointment = await session.scalar(
-        select(Appointment).where(Appointment.endpoint_id == endpoint.id,
-                                  Appointment.ehr_appointment_id == facts.ehr_appointment_id)
+        select(Appointment).where(
+            Appointment.endpoint_id == endpoint.id,
+            Appointment.ehr_appointment_id == facts.ehr_appointment_id,
+        )
     )
     if appointment is None:
-        appointment = Appointment(organisation_id=endpoint.organisation_id,
-                                  endpoint_id=endpoint.id,
-                                  ehr_appointment_id=facts.ehr_appointment_id, source=source)
+        appointment = Appointment(
+            organisation_id=endpoint.organisation_id,
+            endpoint_id=endpoint.id,
+            ehr_appointment_id=facts.ehr_appointment_id,
+            source=source,
+        )
         session.add(appointment)
     appointment.status = facts.status
     appointment.start_at = facts.start_at or appointment.start_at
@@ -292,57 +352,106 @@ async def enter_visit(
                 "Ask the EHR analyst to grant OpenVisit the openid and fhirUser scopes.",
                 details={"environment": endpoint.environment},
             )
-        link = await session.scalar(select(ProviderLink).where(
-            ProviderLink.endpoint_id == endpoint.id, ProviderLink.ehr_user_id == user_ref))
+        link = await session.scalar(
+            select(ProviderLink).where(
+                ProviderLink.endpoint_id == endpoint.id, ProviderLink.ehr_user_id == user_ref
+            )
+        )
         if link is None and app.settings.oidc_issuer:
             pending = new_state()
-            await nonces.put(session, scope="provider_pending", value=pending, ttl=STATE_TTL,
-                             data={"endpoint_id": str(endpoint.id), "ehr_user_id": user_ref,
-                                   "visit_id": str(visit.id)})
-            return LaunchOutcome(redirect=f"{app.settings.public_url}/launch/idp?pending={pending}",
-                                 appointment_id=appointment.id, visit_id=visit.id,
-                                 needs_idp=True, ehr_round_trips=round_trips)
-        url = await seat_link(session, app=app, visit=visit, role="provider",
-                              ehr_user_id=user_ref)
+            await nonces.put(
+                session,
+                scope="provider_pending",
+                value=pending,
+                ttl=STATE_TTL,
+                data={
+                    "endpoint_id": str(endpoint.id),
+                    "ehr_user_id": user_ref,
+                    "visit_id": str(visit.id),
+                },
+            )
+            return LaunchOutcome(
+                redirect=f"{app.settings.public_url}/launch/idp?pending={pending}",
+                appointment_id=appointment.id,
+                visit_id=visit.id,
+                needs_idp=True,
+                ehr_round_trips=round_trips,
+            )
+        url = await seat_link(session, app=app, visit=visit, role="provider", ehr_user_id=user_ref)
     else:
-        url = await seat_link(session, app=app, visit=visit, role="patient",
-                              patient_ref=patient_ref or appointment.patient_ref,
-                              language=appointment.language)
-    await record(session, actor=f"{kind}:{user_ref or 'unknown'}", action=f"launch.{kind}",
-                 object_type="visit", object_id=str(visit.id),
-                 organisation_id=endpoint.organisation_id)
+        url = await seat_link(
+            session,
+            app=app,
+            visit=visit,
+            role="patient",
+            patient_ref=patient_ref or appointment.patient_ref,
+            language=appointment.language,
+        )
+    await record(
+        session,
+        actor=f"{kind}:{user_ref or 'unknown'}",
+        action=f"launch.{kind}",
+        object_type="visit",
+        object_id=str(visit.id),
+        organisation_id=endpoint.organisation_id,
+    )
     log.info("launch_complete", kind=kind, visit_id=str(visit.id), endpoint_id=str(endpoint.id))
-    return LaunchOutcome(redirect=url, appointment_id=appointment.id, visit_id=visit.id,
-                         needs_idp=False, ehr_round_trips=round_trips)
+    return LaunchOutcome(
+        redirect=url,
+        appointment_id=appointment.id,
+        visit_id=visit.id,
+        needs_idp=False,
+        ehr_round_trips=round_trips,
+    )
 
 
 async def link_provider(
-    session: AsyncSession, *, app: AppContext, pending: dict[str, Any], idp_issuer: str,
+    session: AsyncSession,
+    *,
+    app: AppContext,
+    pending: dict[str, Any],
+    idp_issuer: str,
     idp_subject: str,
 ) -> str:
     """Store the IdP subject ↔ EHR user link after the one-time sign-in; return the seat URL."""
     from openvisit.visits.service import seat_link
 
     endpoint = await get_endpoint(session, uuid.UUID(pending["endpoint_id"]))
-    link = await session.scalar(select(ProviderLink).where(
-        ProviderLink.endpoint_id == endpoint.id,
-        ProviderLink.ehr_user_id == pending["ehr_user_id"]))
+    link = await session.scalar(
+        select(ProviderLink).where(
+            ProviderLink.endpoint_id == endpoint.id,
+            ProviderLink.ehr_user_id == pending["ehr_user_id"],
+        )
+    )
     if link is None:
-        link = ProviderLink(organisation_id=endpoint.organisation_id, endpoint_id=endpoint.id,
-                            ehr_user_id=pending["ehr_user_id"], idp_issuer=idp_issuer,
-                            idp_subject=idp_subject)
+        link = ProviderLink(
+            organisation_id=endpoint.organisation_id,
+            endpoint_id=endpoint.id,
+            ehr_user_id=pending["ehr_user_id"],
+            idp_issuer=idp_issuer,
+            idp_subject=idp_subject,
+        )
         session.add(link)
         await session.flush()
-        await record(session, actor=f"provider:{pending['ehr_user_id']}",
-                     action="provider_link.create", obj=link,
-                     organisation_id=endpoint.organisation_id)
+        await record(
+            session,
+            actor=f"provider:{pending['ehr_user_id']}",
+            action="provider_link.create",
+            obj=link,
+            organisation_id=endpoint.organisation_id,
+        )
     visit = await session.get(Visit, uuid.UUID(pending["visit_id"]))
     if visit is None:
         raise LaunchRefused("The visit this sign-in was for no longer exists; launch again.")
-    url: str = await seat_link(session, app=app, visit=visit, role="provider",
-                               ehr_user_id=pending["ehr_user_id"])
-    await record(session, actor=f"provider:{pending['ehr_user_id']}", action="launch.provider",
-                 object_type="visit", object_id=str(visit.id),
-                 organisation_id=endpoint.organisation_id)
+    url: str = await seat_link(
+        session, app=app, visit=visit, role="provider", ehr_user_id=pending["ehr_user_id"]
+    )
+    await record(
+        session,
+        actor=f"provider:{pending['ehr_user_id']}",
+        action="launch.provider",
+        object_type="visit",
+        object_id=str(visit.id),
+        organisation_id=endpoint.organisation_id,
+    )
     return url
-

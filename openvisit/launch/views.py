@@ -26,42 +26,58 @@ def _go(request: Request, target: service.Redirect | str) -> Response:
     if target.form is None:
         return RedirectResponse(target.url, status_code=303)
     # authorize-post: a self-submitting form (with a button for browsers without JS).
-    return templates.TemplateResponse(request, "launch/post.html",
-                                      {"action": target.url, "fields": target.form})
+    return templates.TemplateResponse(
+        request, "launch/post.html", {"action": target.url, "fields": target.form}
+    )
 
 
 @router.get("/launch", include_in_schema=False)
-async def ehr_launch(request: Request, session: SessionDep, ctx: CtxDep,
-                     iss: str = "", launch: str = "") -> Response:
+async def ehr_launch(
+    request: Request, session: SessionDep, ctx: CtxDep, iss: str = "", launch: str = ""
+) -> Response:
     """SMART EHR launch of a provider (the EHR's "Start virtual visit")."""
-    return _go(request, await service.begin(session, app=ctx, kind="provider", iss=iss,
-                                            launch=launch))
+    return _go(
+        request, await service.begin(session, app=ctx, kind="provider", iss=iss, launch=launch)
+    )
 
 
 @router.get("/launch/patient", include_in_schema=False)
-async def patient_launch(request: Request, session: SessionDep, ctx: CtxDep,
-                         iss: str = "", launch: str = "") -> Response:
+async def patient_launch(
+    request: Request, session: SessionDep, ctx: CtxDep, iss: str = "", launch: str = ""
+) -> Response:
     """SMART launch from the patient portal ("Begin visit")."""
-    return _go(request, await service.begin(session, app=ctx, kind="patient", iss=iss,
-                                            launch=launch))
+    return _go(
+        request, await service.begin(session, app=ctx, kind="patient", iss=iss, launch=launch)
+    )
 
 
 @router.get("/launch/standalone/{endpoint_id}", include_in_schema=False)
 async def standalone_launch(
-    request: Request, session: SessionDep, ctx: CtxDep, endpoint_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    ctx: CtxDep,
+    endpoint_id: uuid.UUID,
     kind: Literal["provider", "patient"] = "provider",
     appointment: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
     """SMART standalone launch against a configured endpoint."""
-    return _go(request, await service.begin(session, app=ctx, kind=kind,
-                                            endpoint_id=endpoint_id,
-                                            appointment_hint=appointment))
+    return _go(
+        request,
+        await service.begin(
+            session, app=ctx, kind=kind, endpoint_id=endpoint_id, appointment_hint=appointment
+        ),
+    )
 
 
 @router.get("/launch/callback", include_in_schema=False)
 async def callback(
-    request: Request, session: SessionDep, ctx: CtxDep, state: str | None = None,
-    code: str | None = None, error: str | None = None, error_description: str | None = None,
+    request: Request,
+    session: SessionDep,
+    ctx: CtxDep,
+    state: str | None = None,
+    code: str | None = None,
+    error: str | None = None,
+    error_description: str | None = None,
 ) -> Response:
     """The SMART redirect URI.
 
@@ -69,12 +85,13 @@ async def callback(
     operators can tell OpenVisit's own time from the EHR's.
     """
     started = time.perf_counter()
-    outcome = await service.complete(session, app=ctx, state=state, code=code, error=error,
-                                     error_description=error_description)
+    outcome = await service.complete(
+        session, app=ctx, state=state, code=code, error=error, error_description=error_description
+    )
     response = _go(request, outcome.redirect)
     total_ms = (time.perf_counter() - started) * 1000
     response.headers["Server-Timing"] = (
-        f"ehr;dur={outcome.ehr_seconds * 1000:.1f};desc=\"{outcome.ehr_round_trips} calls\", "
+        f'ehr;dur={outcome.ehr_seconds * 1000:.1f};desc="{outcome.ehr_round_trips} calls", '
         f"app;dur={total_ms - outcome.ehr_seconds * 1000:.1f}"
     )
     return response
@@ -92,16 +109,28 @@ def _idp(ctx: CtxDep) -> IdpClient:
 async def idp_start(request: Request, session: SessionDep, ctx: CtxDep, pending: str) -> Response:
     """First launch of a clinician: sign in once with the organisation's IdP."""
     data = await nonces.take(session, scope="provider_pending", value=pending)
-    start = await _idp(ctx).start(ctx.http, redirect_uri=f"{ctx.settings.public_url}/launch/idp/callback")
-    await nonces.put(session, scope="idp_state", value=start.state, ttl=service.STATE_TTL,
-                     data={**data, "nonce": start.nonce, "verifier": start.code_verifier})
+    start = await _idp(ctx).start(
+        ctx.http, redirect_uri=f"{ctx.settings.public_url}/launch/idp/callback"
+    )
+    await nonces.put(
+        session,
+        scope="idp_state",
+        value=start.state,
+        ttl=service.STATE_TTL,
+        data={**data, "nonce": start.nonce, "verifier": start.code_verifier},
+    )
     return RedirectResponse(start.url, status_code=303)
 
 
 @router.get("/launch/idp/callback", include_in_schema=False)
-async def idp_callback(request: Request, session: SessionDep, ctx: CtxDep,
-                       state: str | None = None, code: str | None = None,
-                       error: str | None = None) -> Response:
+async def idp_callback(
+    request: Request,
+    session: SessionDep,
+    ctx: CtxDep,
+    state: str | None = None,
+    code: str | None = None,
+    error: str | None = None,
+) -> Response:
     """The IdP's redirect URI: link the EHR user to the IdP subject, then enter the visit."""
     data = await nonces.take(session, scope="idp_state", value=state)
     if error or not code:
@@ -109,19 +138,31 @@ async def idp_callback(request: Request, session: SessionDep, ctx: CtxDep,
 
         raise NotAuthenticated(
             f"The organisation's sign-in was not completed ({error or 'no code'}). Launch the "
-            "visit again from the EHR to retry.", title="Sign-in not completed")
+            "visit again from the EHR to retry.",
+            title="Sign-in not completed",
+        )
     idp = _idp(ctx)
-    claims = await idp.finish(ctx.http, code=code,
-                              redirect_uri=f"{ctx.settings.public_url}/launch/idp/callback",
-                              code_verifier=data["verifier"], nonce=data["nonce"])
-    url = await service.link_provider(session, app=ctx, pending=data, idp_issuer=idp.issuer,
-                                      idp_subject=claims.subject)
+    claims = await idp.finish(
+        ctx.http,
+        code=code,
+        redirect_uri=f"{ctx.settings.public_url}/launch/idp/callback",
+        code_verifier=data["verifier"],
+        nonce=data["nonce"],
+    )
+    url = await service.link_provider(
+        session, app=ctx, pending=data, idp_issuer=idp.issuer, idp_subject=claims.subject
+    )
     return RedirectResponse(url, status_code=303)
 
 
 @router.get("/launch/epic/{endpoint_id}/{kind}", include_in_schema=False)
-async def epic_link(request: Request, session: SessionDep, ctx: CtxDep, endpoint_id: uuid.UUID,
-                    kind: Literal["provider", "patient"]) -> Response:
+async def epic_link(
+    request: Request,
+    session: SessionDep,
+    ctx: CtxDep,
+    endpoint_id: uuid.UUID,
+    kind: Literal["provider", "patient"],
+) -> Response:
     """Epic's legacy encrypted context link (one encrypted query parameter)."""
     from openvisit.endpoints.service import get_endpoint
     from openvisit.errors import InvalidInput
@@ -131,8 +172,9 @@ async def epic_link(request: Request, session: SessionDep, ctx: CtxDep, endpoint
     token = request.query_params.get(param)
     if not token:
         raise InvalidInput(f"The link has no encrypted {param!r} parameter.")
-    outcome = await epic.launch_from_link(session, app=ctx, endpoint_id=endpoint_id, kind=kind,
-                                          token=token)
+    outcome = await epic.launch_from_link(
+        session, app=ctx, endpoint_id=endpoint_id, kind=kind, token=token
+    )
     return _go(request, outcome.redirect)
 
 

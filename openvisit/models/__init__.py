@@ -8,6 +8,12 @@ from openvisit.models.endpoint import (
     PhoneNumberEndpoint,
     SmsSettings,
 )
+from openvisit.models.notify import (
+    Notification,
+    OutboxMessage,
+    ProviderReceipt,
+    SenderRate,
+)
 from openvisit.models.ops import (
     AuditLog,
     ContextToken,
@@ -18,12 +24,6 @@ from openvisit.models.ops import (
     OptOut,
     QualitySample,
     SeenNonce,
-)
-from openvisit.models.notify import (
-    Notification,
-    OutboxMessage,
-    ProviderReceipt,
-    SenderRate,
 )
 from openvisit.models.organisation import Organisation, ProviderLink, StaffAccount
 from openvisit.models.visit import Appointment, Contact, Participant, Visit, VisitEvent
@@ -42,13 +42,13 @@ __all__ = [
     "MessageLog",
     "Notification",
     "OptOut",
-    "OutboxMessage",
     "Organisation",
+    "OutboxMessage",
     "Participant",
     "PhoneNumber",
     "PhoneNumberEndpoint",
-    "ProviderReceipt",
     "ProviderLink",
+    "ProviderReceipt",
     "QualitySample",
     "SeenNonce",
     "SenderRate",

@@ -16,8 +16,9 @@ from openvisit.web.deps import CtxDep
 log = get_logger(__name__)
 router = APIRouter(tags=["operations"])
 
-JOBS_BY_STATE = Gauge("openvisit_job_queue", "Jobs in the queue by state (dead = needs a person)",
-                      ["state"])
+JOBS_BY_STATE = Gauge(
+    "openvisit_job_queue", "Jobs in the queue by state (dead = needs a person)", ["state"]
+)
 
 
 @router.get("/healthz")

@@ -23,6 +23,7 @@ from openvisit.portal.web import (
     form_bool,
     form_list,
     form_text,
+    format_phone,
     render,
     savepoint,
     see_other,
@@ -166,7 +167,7 @@ async def _endpoint_sms_form(request: Request, session: Any, ctx: Any, principal
                if n.state == "active"]
     return render(request, "portal/endpoint_sms.html", {
         "endpoint": endpoint, "values": values, "error": error,
-        "number_options": [(str(n.id), n.e164 or "") for n in numbers],
+        "number_options": [(str(n.id), format_phone(n.e164)) for n in numbers],
         "consents": sms_service.consents_given(org), "languages": i18n.LANGUAGES,
         "fallback_sender": ctx.settings.sms_sender,
     }, principal=principal, status_code=error.status_code if error else 200)
@@ -221,16 +222,19 @@ async def certificate_upload(request: Request, session: SessionDep,
     form = await request.form()
     environment = form_text(form, "environment")
     upload = form.get("file")
-    data = b""
+    data, source = b"", ""
     if isinstance(upload, UploadFile):
-        data = await upload.read()
+        data, source = await upload.read(), upload.filename or ""
     if not data.strip():
-        data = form_text(form, "pasted").encode()
+        data, source = form_text(form, "pasted").encode(), ""
     try:
         async with savepoint(session):
             row = await certs.upload(session, principal=principal, environment=environment,
                                      data=data)
     except InvalidInput as exc:
+        message = exc.message[:1].upper() + exc.message[1:]
+        # Say which file, so the admin knows what to fix.
+        exc = InvalidInput(f"{source}: {message}" if source else message, details=exc.details)
         return render(request, "portal/certificates.html", {
             "by_env": await certs.list_by_environment(session, principal=principal),
             "environments": ENVIRONMENTS, "error": exc, "error_env": environment},

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
+import phonenumbers
 from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.routing import APIRoute
@@ -169,12 +170,24 @@ def render(request: Request, template: str, context: dict[str, Any], *,
            principal: Principal | None, status_code: int = 200,
            headers: dict[str, str] | None = None) -> Response:
     """A portal page with the layout's shared context (principal, CSRF token, navigation)."""
-    base: dict[str, Any] = {"principal": principal,
+    base: dict[str, Any] = {"principal": principal, "phone": format_phone,
                             "csrf_token": principal.csrf_token if principal else "",
                             "path": request.url.path, "notice": request.query_params.get("notice")}
     return templates.TemplateResponse(request, template, {**base, **context},
                                       status_code=status_code,
                                       headers={**PAGE_HEADERS, **(headers or {})})
+
+
+def format_phone(e164: str | None) -> str:
+    """``+12025550100`` → ``+1 202-555-0100`` for people; E.164 stays what is stored."""
+    if not e164:
+        return ""
+    try:
+        parsed = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return e164
+    return str(phonenumbers.format_number(parsed,
+                                          phonenumbers.PhoneNumberFormat.INTERNATIONAL))
 
 
 def see_other(url: str) -> RedirectResponse:

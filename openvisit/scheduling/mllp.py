@@ -216,7 +216,8 @@ async def serve_mllp(
     bind_port = settings.mllp_port if port is None else port
     server = await asyncio.start_server(
         listener.connection, bind_host, bind_port, ssl=ssl_context,
-        ssl_handshake_timeout=30 if ssl_context else None, reuse_address=True, backlog=256)
+        ssl_handshake_timeout=30 if ssl_context else None, reuse_address=True, backlog=256,
+        reuse_port=settings.mllp_reuse_port or None)
     bound = [s.getsockname()[1] for s in server.sockets]
     log.info("mllp_listening", host=bind_host, port=bound[0] if bound else bind_port,
              tls=ssl_context is not None, client_certificates=bool(

@@ -5,20 +5,31 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit.models import Appointment, Contact, EhrEndpoint, InboundMessage, Organisation
+
+# The feed's per-message queries are built once: building the expression is a noticeable
+# share of the listener's CPU per message, and the compiled form is cached by SQLAlchemy.
+_INBOUND = select(InboundMessage).where(
+    InboundMessage.sender == bindparam("sender"),
+    InboundMessage.control_id == bindparam("control_id"))
+_BY_KEYS = select(Appointment).where(
+    Appointment.endpoint_id == bindparam("endpoint_id"),
+    Appointment.ehr_appointment_id.in_(bindparam("keys", expanding=True)))
+_BY_PLACER = select(Appointment).where(
+    Appointment.endpoint_id == bindparam("endpoint_id"),
+    or_(Appointment.ehr_appointment_id == bindparam("placer"),
+        Appointment.placer_appointment_id == bindparam("placer")))
+_CONTACTS = select(Contact).where(Contact.appointment_id == bindparam("appointment_id"))
 
 
 async def inbound_message(
     session: AsyncSession, *, sender: str, control_id: str
 ) -> InboundMessage | None:
     """The message already accepted from ``sender`` with this MSH-10, if any."""
-    return await session.scalar(
-        select(InboundMessage).where(InboundMessage.sender == sender,
-                                     InboundMessage.control_id == control_id)
-    )
+    return await session.scalar(_INBOUND, {"sender": sender, "control_id": control_id})
 
 
 async def find_appointment(
@@ -33,9 +44,7 @@ async def find_appointment(
     if filler is not None:
         keys = [filler] if placer is None else [filler, placer]
         rows = (await session.scalars(
-            select(Appointment).where(Appointment.endpoint_id == endpoint_id,
-                                      Appointment.ehr_appointment_id.in_(keys))
-        )).all()
+            _BY_KEYS, {"endpoint_id": endpoint_id, "keys": keys})).all()
         by_filler = next((r for r in rows if r.ehr_appointment_id == filler), None)
         if by_filler is not None or placer is None:
             return by_filler
@@ -44,19 +53,14 @@ async def find_appointment(
     if placer is None:
         return None
     rows = (await session.scalars(
-        select(Appointment).where(
-            Appointment.endpoint_id == endpoint_id,
-            or_(Appointment.ehr_appointment_id == placer,
-                Appointment.placer_appointment_id == placer),
-        )
-    )).all()
+        _BY_PLACER, {"endpoint_id": endpoint_id, "placer": placer})).all()
     return next((r for r in rows if r.ehr_appointment_id == placer),
                 next((r for r in rows if r.source == "hl7"), None))
 
 
 async def contacts(session: AsyncSession, appointment_id: uuid.UUID) -> dict[str, Contact]:
     """The appointment's contacts by kind (``sms``, ``email``)."""
-    rows = await session.scalars(select(Contact).where(Contact.appointment_id == appointment_id))
+    rows = await session.scalars(_CONTACTS, {"appointment_id": appointment_id})
     return {row.kind: row for row in rows}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import uuid
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -173,9 +174,11 @@ async def apply_siu(
         return AppliedSiu(None, EVENT_CHANGE[message.event], False, ())
     created = appointment is None
     if appointment is None:
+        # The id is set here so contacts can refer to it before anything is flushed: one
+        # flush (one round trip per table) for the whole change.
         appointment = Appointment(
-            organisation_id=endpoint.organisation_id, endpoint_id=endpoint.id,
-            ehr_appointment_id=filler or placer, source="hl7")
+            id=uuid.uuid4(), organisation_id=endpoint.organisation_id,
+            endpoint_id=endpoint.id, ehr_appointment_id=filler or placer, source="hl7")
         session.add(appointment)
     status = status_for(message, mapping=status_map(endpoint),
                         current=None if created else appointment.status)
@@ -189,10 +192,10 @@ async def apply_siu(
     appointment.encounter_id = message.visit_number or appointment.encounter_id
     appointment.language = message.language or appointment.language
     appointment.patient_ref = patient_ref(message) or appointment.patient_ref
-    await session.flush()
     kinds = await _store_contacts(session, app=app, appointment=appointment, message=message,
                                   ended=status in _ENDED, created=created, now=now)
     change = change_for(message, status=status)
+    await session.flush()
     await notify_appointment_change(session, app=app, appointment=appointment, change=change)
     return AppliedSiu(appointment, change, created, kinds)
 
@@ -228,7 +231,6 @@ async def _store_contacts(
         # Keep what we have (a cancellation notice may still go out) but only for the grace.
         for kept in existing.values():
             kept.purge_at = purge_at
-        await session.flush()
         return tuple(sorted(existing))
     wanted = {"sms": message.sms_number, "email": message.email}
     # A message with a PID that no longer lists a number means the EHR removed it.
@@ -251,7 +253,6 @@ async def _store_contacts(
         if app.cipher.decrypt(contact.value_enc) != value:
             contact.value_enc = app.cipher.encrypt(value)
         contact.purge_at = purge_at
-    await session.flush()
     return tuple(sorted(existing))
 
 

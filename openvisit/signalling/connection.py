@@ -30,6 +30,7 @@ from openvisit.logging import get_logger
 from openvisit.models.visit import Participant, Visit
 from openvisit.signalling import protocol as p
 from openvisit.signalling.rooms import Room, Rooms
+from openvisit.signalling.tx import transaction
 from openvisit.visits import lobby
 from openvisit.visits import repository as repo
 from openvisit.visits.roster import Seat, may_signal, view_for
@@ -130,7 +131,7 @@ class Connection:
     async def _join(self, hello: p.Hello) -> None:
         """Verify the token and join the seat (one transaction), then the visit's room."""
         connection_id = f"{hello.session}.{secrets.token_urlsafe(6)}"
-        async with self.ctx.transaction() as session:
+        async with transaction(self.ctx) as session:
             visit, seat = await lobby.join(session, app=self.ctx, token=hello.token,
                                            connection_id=connection_id)
         self.pid, self.org_id, self.connection_id = seat.id, visit.organisation_id, connection_id
@@ -181,7 +182,7 @@ class Connection:
 
     async def _leave(self) -> None:
         assert self.room is not None and self.pid is not None
-        async with self.ctx.transaction() as session:
+        async with transaction(self.ctx) as session:
             visit, seat = await self._locked_seat(session)
             await lobby.leave(session, app=self.ctx, visit=visit, participant=seat)
         self._bye("left")
@@ -192,7 +193,7 @@ class Connection:
             return
         self.last_quality = now
         assert self.room is not None and self.pid is not None
-        async with self.ctx.transaction() as session:
+        async with transaction(self.ctx) as session:
             await lobby.record_quality(session, visit_id=self.room.visit_id,
                                        participant_id=self.pid, sample=dict(message.values))
 
@@ -213,7 +214,7 @@ class Connection:
         seat = self.room.seats.get(str(self.pid))
         log.warning("signalling_rejected_before_admit", participant_id=str(self.pid),
                     kind=message.type)
-        async with self.ctx.transaction() as session:
+        async with transaction(self.ctx) as session:
             await audit.record(
                 session, actor=f"participant:{self.pid}",
                 action="signalling.rejected_before_admit", object_type="participant",
@@ -330,7 +331,7 @@ class Connection:
             await self.rooms.leave(self.room, self)
         if self.pid is not None and self.connection_id:
             try:
-                async with self.ctx.transaction() as session:
+                async with transaction(self.ctx) as session:
                     await lobby.disconnect(session, app=self.ctx, participant_id=self.pid,
                                            connection_id=self.connection_id)
             except Exception:

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from openvisit.bus import RESYNC, Subscription
 from openvisit.context import AppContext
 from openvisit.logging import get_logger
+from openvisit.signalling.tx import transaction
 from openvisit.visits import repository as repo
 from openvisit.visits.roster import Seat, VisitFacts
 from openvisit.visits.service import visit_channel
@@ -71,7 +72,7 @@ class Room:
         await self._stack.aclose()
 
     async def reload(self) -> None:
-        async with self.ctx.transaction() as session:
+        async with transaction(self.ctx) as session:
             visit = await repo.visit_by_id(session, self.visit_id)
             if visit is None:
                 self.visit = self.visit.with_status("ended")

@@ -41,8 +41,13 @@ def render_error(
     return templates.TemplateResponse(
         request,
         "error.html",
-        {"title": title or _default_title(status), "message": message, "code": code,
-         "details": details or {}, "status": status},
+        {
+            "title": title or _default_title(status),
+            "message": message,
+            "code": code,
+            "details": details or {},
+            "status": status,
+        },
         status_code=status,
     )
 
@@ -64,10 +69,16 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(OpenVisitError)
     async def _openvisit_error(request: Request, exc: OpenVisitError) -> Response:
-        log.info("request_error", error_code=exc.code, status=exc.status_code, path=request.url.path)
+        log.info(
+            "request_error", error_code=exc.code, status=exc.status_code, path=request.url.path
+        )
         return render_error(
-            request, status=exc.status_code, code=exc.code, message=exc.message,
-            title=exc.title, details=exc.details,
+            request,
+            status=exc.status_code,
+            code=exc.code,
+            message=exc.message,
+            title=exc.title,
+            details=exc.details,
         )
 
     @app.exception_handler(RequestValidationError)
@@ -78,7 +89,9 @@ def install(app: FastAPI) -> None:
         ]
         fields = ", ".join(p["field"] for p in problems) or "the request"
         return render_error(
-            request, status=422, code="invalid_input",
+            request,
+            status=422,
+            code="invalid_input",
             message=f"Some of what was sent is missing or malformed: {fields}.",
             details={"problems": problems},
         )
@@ -96,7 +109,9 @@ def install(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled_error", path=request.url.path, error_type=type(exc).__name__)
         return render_error(
-            request, status=500, code="internal_error",
+            request,
+            status=500,
+            code="internal_error",
             message="An unexpected error happened. It has been logged; please try again, and "
             "tell your IT team the time it happened if it keeps failing.",
         )

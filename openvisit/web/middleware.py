@@ -7,9 +7,7 @@ import time
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-REQUESTS = Counter(
-    "openvisit_http_requests_total", "HTTP requests", ["method", "route", "status"]
-)
+REQUESTS = Counter("openvisit_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("openvisit_http_request_seconds", "HTTP request time", ["method", "route"])
 
 SECURITY_HEADERS = [

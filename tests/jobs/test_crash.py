@@ -36,9 +36,20 @@ async def _bulk_enqueue(db_url: str, kind: str, payload: dict[str, object], n: i
     db = Database(db_url)
     async with db.transaction() as session:
         await session.execute(
-            insert(Job), [{"kind": kind, "payload": payload, "idempotency_key": f"{kind}:{i}",
-                           "state": "pending", "due_at": utcnow(), "attempts": 0,
-                           "max_attempts": 8, "created_at": utcnow()} for i in range(n)]
+            insert(Job),
+            [
+                {
+                    "kind": kind,
+                    "payload": payload,
+                    "idempotency_key": f"{kind}:{i}",
+                    "state": "pending",
+                    "due_at": utcnow(),
+                    "attempts": 0,
+                    "max_attempts": 8,
+                    "created_at": utcnow(),
+                }
+                for i in range(n)
+            ],
         )
     await db.dispose()
 
@@ -67,18 +78,30 @@ def test_it_retakes_a_job_after_kill_9_and_its_effect_happens_once(
         first = Proc(["worker"], env=env, log=tmp_path / "worker1.log")
         try:
             if stall == "stall_after_on":
-                wait_for(lambda: len(sink.requests) == 1, timeout=30,
-                         what="the first attempt's outside call", proc=first)
+                wait_for(
+                    lambda: len(sink.requests) == 1,
+                    timeout=30,
+                    what="the first attempt's outside call",
+                    proc=first,
+                )
             else:
-                wait_for(lambda: asyncio.run(_states(db_url))["running"] == 1, timeout=30,
-                         what="the job to be claimed", proc=first)
+                wait_for(
+                    lambda: asyncio.run(_states(db_url))["running"] == 1,
+                    timeout=30,
+                    what="the job to be claimed",
+                    proc=first,
+                )
             first.kill9()
         finally:
             first.stop()
         second = Proc(["worker"], env=env, log=tmp_path / "worker2.log")
         try:
-            wait_for(lambda: asyncio.run(_states(db_url))["done"] == 1, timeout=30,
-                     what="the job to be done by the second worker", proc=second)
+            wait_for(
+                lambda: asyncio.run(_states(db_url))["done"] == 1,
+                timeout=30,
+                what="the job to be done by the second worker",
+                proc=second,
+            )
         finally:
             second.stop()
         keys = sink.keys_requested()
@@ -93,13 +116,23 @@ def test_it_never_runs_a_job_in_two_workers_and_drains_10000(db_url: str, tmp_pa
     effects = tmp_path / "effects.log"
     total = 10_000
     asyncio.run(_bulk_enqueue(db_url, "test.append", {"path": str(effects)}, total))
-    env = subprocess_env(db_url, **{**WORKER_ENV, "OPENVISIT_JOB_CONCURRENCY": "16",
-                                    "OPENVISIT_JOB_LEASE_SECONDS": "60",
-                                    "OPENVISIT_LOG_LEVEL": "WARNING"})
+    env = subprocess_env(
+        db_url,
+        **{
+            **WORKER_ENV,
+            "OPENVISIT_JOB_CONCURRENCY": "16",
+            "OPENVISIT_JOB_LEASE_SECONDS": "60",
+            "OPENVISIT_LOG_LEVEL": "WARNING",
+        },
+    )
     workers = [Proc(["worker"], env=env, log=tmp_path / f"w{i}.log") for i in range(2)]
     try:
-        wait_for(lambda: asyncio.run(_states(db_url))["done"] == total, timeout=240,
-                 what=f"{total} jobs to drain", proc=workers[0])
+        wait_for(
+            lambda: asyncio.run(_states(db_url))["done"] == total,
+            timeout=240,
+            what=f"{total} jobs to drain",
+            proc=workers[0],
+        )
     finally:
         for w in workers:
             w.stop()

@@ -17,8 +17,9 @@ from tests.support.sink import Sink
 
 @pytest.fixture
 async def app(settings, ctx: AppContext) -> AppContext:  # type: ignore[no-untyped-def]
-    ctx.settings = make_settings(settings.database_url, redis_url=settings.redis_url,
-                                 job_modules=["tests.support.sinkjobs"])
+    ctx.settings = make_settings(
+        settings.database_url, redis_url=settings.redis_url, job_modules=["tests.support.sinkjobs"]
+    )
     return ctx
 
 
@@ -109,10 +110,20 @@ async def test_it_dead_letters_a_permanent_failure_at_once(app: AppContext) -> N
 async def test_it_holds_a_scheduled_job_until_it_is_due(app: AppContext) -> None:
     with Sink() as sink:
         async with app.transaction() as session:
-            await enqueue(session, "test.sink", payload={"url": sink.url},
-                          due_at=utcnow() + timedelta(hours=1), idempotency_key="later")
-            await enqueue(session, "test.sink", payload={"url": sink.url},
-                          due_at=utcnow() - timedelta(seconds=1), idempotency_key="now")
+            await enqueue(
+                session,
+                "test.sink",
+                payload={"url": sink.url},
+                due_at=utcnow() + timedelta(hours=1),
+                idempotency_key="later",
+            )
+            await enqueue(
+                session,
+                "test.sink",
+                payload={"url": sink.url},
+                due_at=utcnow() - timedelta(seconds=1),
+                idempotency_key="now",
+            )
         await Worker(app).run_until_empty(timeout=5)
         assert sink.keys_requested() == ["now"]
     async with app.transaction() as session:
@@ -129,12 +140,14 @@ async def test_it_does_not_let_a_worker_that_lost_its_lease_complete_the_job(
         await enqueue(session, "test.fail")
     now = utcnow()
     async with app.transaction() as session:
-        [mine] = await repository.claim(session, worker_id="a", now=now,
-                                        lease=timedelta(seconds=1), limit=5)
+        [mine] = await repository.claim(
+            session, worker_id="a", now=now, lease=timedelta(seconds=1), limit=5
+        )
     later = now + timedelta(seconds=2)
     async with app.transaction() as session:
-        [theirs] = await repository.claim(session, worker_id="b", now=later,
-                                          lease=timedelta(seconds=30), limit=5)
+        [theirs] = await repository.claim(
+            session, worker_id="b", now=later, lease=timedelta(seconds=30), limit=5
+        )
     assert theirs.id == mine.id and theirs.attempt == 2
     async with app.transaction() as session:
         assert await repository.complete(session, mine, worker_id="a", now=later) is False

@@ -32,8 +32,13 @@ class Stack:
         return f"{self.sandbox}/fhir"
 
     def cli(self, *args: str) -> str:
-        result = subprocess.run([sys.executable, "-m", "openvisit", *args], env=self.env,
-                                capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [sys.executable, "-m", "openvisit", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert result.returncode == 0, result.stderr
         return result.stdout
 
@@ -49,23 +54,41 @@ def _up(url: str) -> bool:
         return False
 
 
-def start_stack(env: dict[str, str], tmp: Path, *, approved: bool = True,
-                ov_port: int | None = None) -> Stack:
+def start_stack(
+    env: dict[str, str], tmp: Path, *, approved: bool = True, ov_port: int | None = None
+) -> Stack:
     ov_port, sb_port = ov_port or free_port(), free_port()
     openvisit, sandbox = f"http://127.0.0.1:{ov_port}", f"http://127.0.0.1:{sb_port}"
     env = {**env, "OPENVISIT_PUBLIC_URL": openvisit}
     stack = Stack(openvisit=openvisit, sandbox=sandbox, env=env, procs=[])
-    add = ["endpoint", "add", "--fhir-base", f"{sandbox}/fhir", "--client-id", "openvisit",
-           "--environment", "test", "--timezone", "UTC"]
+    add = [
+        "endpoint",
+        "add",
+        "--fhir-base",
+        f"{sandbox}/fhir",
+        "--client-id",
+        "openvisit",
+        "--environment",
+        "test",
+        "--timezone",
+        "UTC",
+    ]
     stack.cli(*add, *(["--approved"] if approved else []))
     web = Proc(["web", "--port", str(ov_port)], env=env, log=tmp / "openvisit.log")
     stack.procs.append(web)
-    ehr = Proc(["sandbox", "--port", str(sb_port), "--openvisit-url", openvisit],
-               env=env, log=tmp / "sandbox.log")
+    ehr = Proc(
+        ["sandbox", "--port", str(sb_port), "--openvisit-url", openvisit],
+        env=env,
+        log=tmp / "sandbox.log",
+    )
     stack.procs.append(ehr)
     wait_for(lambda: _up(f"{openvisit}/healthz"), timeout=30, what="OpenVisit", proc=web)
-    wait_for(lambda: _up(f"{sandbox}/fhir/.well-known/smart-configuration"), timeout=30,
-             what="the sandbox EHR", proc=ehr)
+    wait_for(
+        lambda: _up(f"{sandbox}/fhir/.well-known/smart-configuration"),
+        timeout=30,
+        what="the sandbox EHR",
+        proc=ehr,
+    )
     return stack
 
 
@@ -73,7 +96,9 @@ def query(url: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
 
 
-def pick_user(http: httpx.Client, page: httpx.Response, *, user: str | None = None) -> httpx.Response:
+def pick_user(
+    http: httpx.Client, page: httpx.Response, *, user: str | None = None
+) -> httpx.Response:
     """Submit the sandbox's pick-a-user form (the default choice unless ``user`` is given)."""
     assert page.status_code == 200, page.text[:500]
     from tests.sandbox.helpers import decision
@@ -82,8 +107,9 @@ def pick_user(http: httpx.Client, page: httpx.Response, *, user: str | None = No
     return http.post(urljoin(str(page.url), "/auth/authorize/decision"), data=data)
 
 
-def follow(http: httpx.Client, response: httpx.Response, *, stop_at: str,
-           max_steps: int = 10) -> httpx.Response:
+def follow(
+    http: httpx.Client, response: httpx.Response, *, stop_at: str, max_steps: int = 10
+) -> httpx.Response:
     """Follow redirects until the URL path starts with ``stop_at`` or a page is reached."""
     for _ in range(max_steps):
         if not response.is_redirect:

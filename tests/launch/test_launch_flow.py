@@ -24,11 +24,17 @@ from tests.support.backend import subprocess_env
 @pytest.fixture
 def stack(db_url: str, tmp_path: Path, start_oidc_idp) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
     port = free_port()
-    idp = start_oidc_idp([f"http://127.0.0.1:{port}/launch/idp/callback"],
-                         client_id=f"openvisit-{port}", client_secret="idp-secret-" + "x" * 20)
-    env = subprocess_env(db_url, OPENVISIT_OIDC_ISSUER=idp.issuer,
-                         OPENVISIT_OIDC_CLIENT_ID=idp.client_id,
-                         OPENVISIT_OIDC_CLIENT_SECRET=idp.client_secret or "")
+    idp = start_oidc_idp(
+        [f"http://127.0.0.1:{port}/launch/idp/callback"],
+        client_id=f"openvisit-{port}",
+        client_secret="idp-secret-" + "x" * 20,
+    )
+    env = subprocess_env(
+        db_url,
+        OPENVISIT_OIDC_ISSUER=idp.issuer,
+        OPENVISIT_OIDC_CLIENT_ID=idp.client_id,
+        OPENVISIT_OIDC_CLIENT_SECRET=idp.client_secret or "",
+    )
     running = start_stack(env, tmp_path, ov_port=port)
     running.idp = idp  # type: ignore[attr-defined]
     try:
@@ -37,7 +43,9 @@ def stack(db_url: str, tmp_path: Path, start_oidc_idp) -> Iterator[Stack]:  # ty
         running.stop()
 
 
-def _ehr_button(http: httpx.Client, stack: Stack, *, path: str, data: dict[str, str]) -> httpx.Response:
+def _ehr_button(
+    http: httpx.Client, stack: Stack, *, path: str, data: dict[str, str]
+) -> httpx.Response:
     """Press the sandbox's "Start virtual visit" / "Begin visit" button: EHR → OpenVisit."""
     pressed = http.post(f"{stack.sandbox}{path}", data=data)
     assert pressed.status_code == 303
@@ -46,8 +54,9 @@ def _ehr_button(http: httpx.Client, stack: Stack, *, path: str, data: dict[str, 
     return http.get(launch_url)
 
 
-def _through_ehr_sign_in(http: httpx.Client, response: httpx.Response,
-                         user: str | None = None) -> httpx.Response:
+def _through_ehr_sign_in(
+    http: httpx.Client, response: httpx.Response, user: str | None = None
+) -> httpx.Response:
     """OpenVisit → EHR authorize → pick user → back at OpenVisit's callback."""
     assert response.status_code == 303, response.text[:300]
     page = http.get(response.headers["location"])
@@ -71,13 +80,20 @@ async def _count(db_url: str, model: type, **where: object) -> int:
 
 
 def test_it_signs_in_a_provider_once_then_goes_straight_to_the_visit_and_the_patient_joins_it(
-    stack: Stack, db_url: str,
+    stack: Stack,
+    db_url: str,
 ) -> None:
     with httpx.Client(timeout=20) as http:
         # First launch: EHR sign-in, then the one-time IdP sign-in, then the visit.
-        after_ehr = _through_ehr_sign_in(http, _ehr_button(
-            http, stack, path="/ehr/launch", data={"practitioner": "prac-1",
-                                                   "appointment": "appt-21"}))
+        after_ehr = _through_ehr_sign_in(
+            http,
+            _ehr_button(
+                http,
+                stack,
+                path="/ehr/launch",
+                data={"practitioner": "prac-1", "appointment": "appt-21"},
+            ),
+        )
         assert after_ehr.status_code == 303
         idp_start = after_ehr.headers["location"]
         assert idp_start.startswith(f"{stack.openvisit}/launch/idp?pending=")
@@ -92,16 +108,28 @@ def test_it_signs_in_a_provider_once_then_goes_straight_to_the_visit_and_the_pat
         assert http.get(provider_url).status_code == 200
 
         # Second launch of the same clinician: no IdP any more, the same visit.
-        again = _through_ehr_sign_in(http, _ehr_button(
-            http, stack, path="/ehr/launch", data={"practitioner": "prac-1",
-                                                   "appointment": "appt-21"}))
+        again = _through_ehr_sign_in(
+            http,
+            _ehr_button(
+                http,
+                stack,
+                path="/ehr/launch",
+                data={"practitioner": "prac-1", "appointment": "appt-21"},
+            ),
+        )
         assert again.status_code == 303
         assert again.headers["location"].startswith(f"{stack.openvisit}/v/")
 
         # The patient, from the portal: lands on the patient's page of the same visit.
-        patient = _through_ehr_sign_in(http, _ehr_button(
-            http, stack, path="/portal/launch", data={"patient": "pat-1",
-                                                      "appointment": "appt-21"}))
+        patient = _through_ehr_sign_in(
+            http,
+            _ehr_button(
+                http,
+                stack,
+                path="/portal/launch",
+                data={"patient": "pat-1", "appointment": "appt-21"},
+            ),
+        )
         assert patient.status_code == 303
         patient_page = http.get(patient.headers["location"])
         assert patient_page.status_code == 200
@@ -115,8 +143,9 @@ def test_it_signs_in_a_provider_once_then_goes_straight_to_the_visit_and_the_pat
 
 def test_it_refuses_a_replayed_callback_and_names_the_environment(stack: Stack) -> None:
     with httpx.Client(timeout=20) as http:
-        launched = _ehr_button(http, stack, path="/portal/launch",
-                               data={"patient": "pat-1", "appointment": "appt-21"})
+        launched = _ehr_button(
+            http, stack, path="/portal/launch", data={"patient": "pat-1", "appointment": "appt-21"}
+        )
         page = http.get(launched.headers["location"])
         callback = pick_user(http, page).headers["location"]
         assert http.get(callback).status_code == 303
@@ -124,12 +153,16 @@ def test_it_refuses_a_replayed_callback_and_names_the_environment(stack: Stack) 
         assert replay.status_code == 410
         assert "already used" in replay.text
 
-        mismatch = http.get(f"{stack.openvisit}/launch/callback?code=x&state=forged",
-                            headers={"Accept": "text/html"})
+        mismatch = http.get(
+            f"{stack.openvisit}/launch/callback?code=x&state=forged",
+            headers={"Accept": "text/html"},
+        )
         assert mismatch.status_code == 422 and "state mismatch" in mismatch.text
 
-        unknown = http.get(f"{stack.openvisit}/launch?iss=https://prod-ehr.example.org/fhir"
-                           "&launch=abc", headers={"Accept": "text/html"})
+        unknown = http.get(
+            f"{stack.openvisit}/launch?iss=https://prod-ehr.example.org/fhir&launch=abc",
+            headers={"Accept": "text/html"},
+        )
         assert unknown.status_code == 403
         assert "not configured" in unknown.text
         assert "test and production records swapped" in unknown.text
@@ -137,8 +170,9 @@ def test_it_refuses_a_replayed_callback_and_names_the_environment(stack: Stack) 
 
 def test_it_shows_the_ehr_token_error_with_its_code(stack: Stack) -> None:
     with httpx.Client(timeout=20) as http:
-        launched = _ehr_button(http, stack, path="/portal/launch",
-                               data={"patient": "pat-1", "appointment": "appt-21"})
+        launched = _ehr_button(
+            http, stack, path="/portal/launch", data={"patient": "pat-1", "appointment": "appt-21"}
+        )
         page = http.get(launched.headers["location"])
         callback = pick_user(http, page).headers["location"]
         # Tamper with the code: the EHR refuses it at the token endpoint.

@@ -224,6 +224,6 @@ async def test_it_logs_no_phone_number_or_text_even_at_debug(
     sms = transport.sms_transport(smpp_app, "smpp")
     with caplog.at_level(logging.DEBUG):
         await sms.send(to="+420601200007", body="Your visit", sender=SENDER, reference="d")
-    hex_number = "420601200007".encode().hex()
+    hex_number = b"420601200007".hex()
     assert "601200007" not in caplog.text and hex_number not in caplog.text
     assert "Your visit" not in caplog.text and b"Your visit".hex() not in caplog.text

@@ -63,7 +63,7 @@ def stack(db_url: str, tmp_path: Path, start_oidc_idp) -> Iterator[PortalStack]:
         db_url, OPENVISIT_PUBLIC_URL=openvisit, OPENVISIT_OIDC_ISSUER=idp.issuer,
         OPENVISIT_OIDC_CLIENT_ID=idp.client_id, OPENVISIT_OIDC_CLIENT_SECRET=idp.client_secret,
         OPENVISIT_PORTAL_BOOTSTRAP_ADMIN_SUBJECTS='["alice"]', OPENVISIT_SMS_PROVIDER="outbox",
-        OPENVISIT_PORTAL_OUTBOX_PROVISION_STEP_SECONDS="0.6", OPENVISIT_JOB_POLL_SECONDS="0.2")
+        OPENVISIT_PORTAL_OUTBOX_PROVISION_STEP_SECONDS="1.0", OPENVISIT_JOB_POLL_SECONDS="0.2")
     procs = [Proc(["web", "--port", str(ov_port)], env=env, log=tmp_path / "web.log"),
              Proc(["worker"], env=env, log=tmp_path / "worker.log"),
              Proc(["sandbox", "--port", str(sb_port), "--openvisit-url", openvisit], env=env,
@@ -116,8 +116,6 @@ def test_it_walks_the_seeds_admin_flow_in_chromium(stack: PortalStack, tmp_path:
             admin.grant_permissions(["clipboard-read", "clipboard-write"],
                                     origin=stack.openvisit)
             page = admin.new_page()
-            page.on("console", lambda m: print("CONSOLE", m.type, m.text))
-            page.on("pageerror", lambda e: print("PAGEERROR", e))
             page.set_default_timeout(15_000)
 
             # 1. Sign in with the organisation's IdP.
@@ -127,6 +125,20 @@ def test_it_walks_the_seeds_admin_flow_in_chromium(stack: PortalStack, tmp_path:
             idp_sign_in(page, "alice")
             expect(page.get_by_role("heading", name="Set up OpenVisit for your EHR")).to_be_visible()
             shot(page, "02-overview")
+
+            # The organisation: name, data region, monthly allocation.
+            page.get_by_role("link", name="Organisation").click()
+            page.get_by_label("Name", exact=True).fill("Example Health")
+            page.get_by_label("Data region").select_option("us")
+            page.get_by_label("Unlimited").uncheck()
+            page.get_by_label("Monthly visit allocation").fill("-5")
+            page.get_by_role("button", name="Save").click()
+            expect(page.locator(".error-summary")).to_contain_text("whole number")
+            page.get_by_label("Monthly visit allocation").fill("2000")
+            page.get_by_role("button", name="Save").click()
+            expect(page.get_by_text("Saved.")).to_be_visible()
+            shot(page, "03-organisation")
+            page.get_by_role("link", name="Overview").click()
 
             # 2. Add the test endpoint; first a wrong base URL, checked live.
             page.get_by_role("link", name="Continue: Set-up").click()
@@ -140,29 +152,29 @@ def test_it_walks_the_seeds_admin_flow_in_chromium(stack: PortalStack, tmp_path:
             summary = page.locator(".error-summary")
             expect(summary).to_contain_text("Test environment")
             expect(summary).to_contain_text("HTTP 404")
-            shot(page, "03-bad-base-url")
+            shot(page, "04-bad-base-url")
 
             page.get_by_label("FHIR base URL").fill(stack.fhir)
             page.get_by_role("button", name="Check and save").click()
             expect(page.get_by_text("Endpoint added.")).to_be_visible()
             expect(page.locator(".state").first).to_have_text("Draft")
-            shot(page, "04-endpoint-draft")
+            shot(page, "05-endpoint-draft")
 
             # 3. Name the approver (the EHR analyst's EHR user).
             page.get_by_role("link", name="Change", exact=True).click()
             page.get_by_label("Approver's EHR user").fill("Practitioner/prac-1")
-            shot(page, "05-name-approver")
+            shot(page, "06-name-approver")
             page.get_by_role("button", name="Check and save").click()
             expect(page.locator(".state").first).to_have_text("Awaiting approval")
             endpoint_url = page.url.split("?")[0]
-            shot(page, "06-awaiting-approval")
+            shot(page, "07-awaiting-approval")
 
             # The analyst gets a portal account (IdP user, approver role).
             page.get_by_role("link", name="Staff & API tokens").click()
             page.get_by_label("Subject (sub) at the identity provider").fill("ehr-analyst")
             page.get_by_role("button", name="Add user").click()
             expect(page.locator("table.data").first).to_contain_text("ehr-analyst")
-            shot(page, "07-staff")
+            shot(page, "08-staff")
 
             # 4. The approver signs in to the portal, then to the EHR through SMART.
             analyst = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
@@ -170,20 +182,20 @@ def test_it_walks_the_seeds_admin_flow_in_chromium(stack: PortalStack, tmp_path:
             analyst.goto(f"{stack.openvisit}/portal/approval")
             idp_sign_in(analyst, "ehr-analyst")
             expect(analyst.get_by_role("heading", name="Approve the configuration")).to_be_visible()
-            shot(analyst, "08-approval")
+            shot(analyst, "09-approval")
             analyst.get_by_role("button", name="Sign in to the test EHR and approve").click()
             ehr_sign_in(analyst, "Practitioner/prac-2")
-            shot(analyst, "09-ehr-sign-in", full=False)
+            shot(analyst, "10-ehr-sign-in", full=False)
             analyst.get_by_role("button", name="Allow and continue").click()
             expect(analyst.get_by_role("heading", name="Not the named approver")).to_be_visible()
             expect(analyst.locator("main")).to_contain_text("Practitioner/prac-2")
-            shot(analyst, "10-wrong-ehr-user")
+            shot(analyst, "11-wrong-ehr-user")
             analyst.get_by_role("link", name="Go back").click()
             analyst.get_by_role("button", name="Sign in to the test EHR and approve").click()
             ehr_sign_in(analyst, "Practitioner/prac-1")
             analyst.get_by_role("button", name="Allow and continue").click()
             expect(analyst.get_by_text("Approved. These are the integration records")).to_be_visible()
-            shot(analyst, "11-approved-records")
+            shot(analyst, "12-approved-records")
             analyst.context.close()
 
             # 5. SMS: both consents, a number from the outbox provider, linked to the endpoint.
@@ -192,24 +204,26 @@ def test_it_walks_the_seeds_admin_flow_in_chromium(stack: PortalStack, tmp_path:
             page.get_by_label("We make sure patients have agreed").check()
             page.get_by_role("button", name="Save consents").click()
             expect(page.get_by_text("Both given")).to_be_visible()
-            shot(page, "12-sms-consents")
+            shot(page, "13-sms-consents")
             page.get_by_role("button", name="Get a new phone number").click()
             expect(page.get_by_role("progressbar")).to_be_visible()
-            shot(page, "13-number-provisioning")
-            expect(page.locator("#new-number")).to_have_text(re.compile(r"\+1202555\d{4}"),
+            expect(page.get_by_role("status")).to_contain_text("Reserving the number")
+            shot(page, "14-number-provisioning")
+            expect(page.locator("#new-number")).to_have_text(re.compile(r"\+1 202-555-01\d\d"),
                                                              timeout=30_000)
             number = page.locator("#new-number").inner_text()
-            shot(page, "14-number-ready")
-            page.get_by_role("link", name="Done: back to SMS set-up").click()
+            e164 = page.locator("#new-number").get_attribute("data-e164")
+            shot(page, "15-number-ready")
+            page.get_by_role("link", name="Back to SMS set-up").click()
             page.get_by_role("link", name="SMS configuration Sandbox EHR (test)").click()
             page.get_by_label("Send SMS for this FHIR base URL").check()
             page.get_by_label("Phone number").select_option(label=number)
             page.get_by_label("Reminder SMS, before the appointment").fill("1d, 2h")
-            shot(page, "15-endpoint-sms")
+            shot(page, "16-endpoint-sms")
             page.get_by_role("button", name="Save").click()
             expect(page.get_by_text("SMS settings saved.")).to_be_visible()
             expect(page.locator("table").last).to_contain_text(number)
-            shot(page, "16-sms-linked")
+            shot(page, "17-sms-linked")
 
             # 6. Certificates: a good .cer, then a private key by mistake.
             page.get_by_role("link", name="Next: Certificate →").click()
@@ -217,11 +231,11 @@ def test_it_walks_the_seeds_admin_flow_in_chromium(stack: PortalStack, tmp_path:
             page.get_by_role("button", name="Upload test certificate").click()
             expect(page.get_by_text("Certificate uploaded.")).to_be_visible()
             expect(page.locator("#env-test")).to_contain_text("CN=Epic Interconnect Test")
-            shot(page, "17-certificate-good")
+            shot(page, "18-certificate-good")
             page.set_input_files("#file-test", str(tmp_path / "mistake.pem"))
             page.get_by_role("button", name="Upload test certificate").click()
-            expect(page.locator(".error-summary")).to_contain_text("PRIVATE key")
-            shot(page, "18-certificate-refused")
+            expect(page.locator(".error-summary")).to_contain_text("mistake.pem: This file contains a PRIVATE key")
+            shot(page, "19-certificate-refused")
 
             # 7. Review: read and download the integration records.
             page.goto(f"{endpoint_url}/records")
@@ -231,12 +245,12 @@ def test_it_walks_the_seeds_admin_flow_in_chromium(stack: PortalStack, tmp_path:
             expect(page.locator(".env-banner")).to_contain_text("TEST records")
             expect(page.locator("#v-device_test-device_test_url")).to_contain_text(
                 f"{stack.openvisit}/devicetest?ctx=")
-            expect(page.locator("#v-sms_configuration-sending_number")).to_have_text(number)
+            expect(page.locator("#v-sms_configuration-sending_number")).to_have_text(str(e164))
             copy = page.get_by_role("button", name="Copy Launch URL").first
             copy.click()
             expect(copy.locator("xpath=following-sibling::span")).to_have_text("Copied")
             assert page.evaluate("navigator.clipboard.readText()") == f"{stack.openvisit}/launch"
-            shot(page, "19-records")
+            shot(page, "20-records")
             with page.expect_download() as info:
                 page.get_by_role("link", name="Download all (JSON)").click()
             download = info.value
@@ -251,6 +265,8 @@ def test_it_walks_the_seeds_admin_flow_in_chromium(stack: PortalStack, tmp_path:
             # 8. Every change is in the audit log.
             page.get_by_role("link", name="Audit log").click()
             table = page.locator("table.data")
+            expect(table).to_contain_text("organisation.update")
+            shot(page, "21-audit-log", full=False)
             for action in ("endpoint.create", "endpoint.update", "endpoint.submit",
                            "staff.create", "endpoint.approval_refused", "endpoint.approve",
                            "sms.consents", "number.request", "number.provisioned",
@@ -261,6 +277,6 @@ def test_it_walks_the_seeds_admin_flow_in_chromium(stack: PortalStack, tmp_path:
             expect(table.locator(":scope > tbody > tr")).to_have_count(1)
             expect(table).to_contain_text("ehr-analyst")
             expect(table).to_contain_text("Practitioner/prac-1")
-            shot(page, "20-audit-log")
+            shot(page, "22-audit-filtered")
         finally:
             browser.close()

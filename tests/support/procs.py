@@ -19,7 +19,10 @@ class Proc:
         self._out = log.open("wb")
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "openvisit", *args],
-            env=env, stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True,
+            env=env,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     @property
@@ -44,8 +47,9 @@ class Proc:
         return "\n".join(text[-lines:])
 
 
-def wait_for(predicate: Callable[[], bool], *, timeout: float, what: str,
-             proc: Proc | None = None) -> None:
+def wait_for(
+    predicate: Callable[[], bool], *, timeout: float, what: str, proc: Proc | None = None
+) -> None:
     """Poll ``predicate`` until true; fail with ``what`` (and the process log) on timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
