@@ -66,8 +66,7 @@ def frames(connection: int, *, sender: str, run: str):  # type: ignore[no-untype
     while True:
         i += 1
         tag = f"{run}-{connection}-{i}".encode()
-        yield b"B" + tag, template.replace(b"@CTRL@", b"B" + tag).replace(b"@FILLER@",
-                                                                          b"F" + tag)
+        yield b"B" + tag, template.replace(b"@CTRL@", b"B" + tag).replace(b"@FILLER@", b"F" + tag)
 
 
 def msa(ack: bytes) -> tuple[str, bytes]:
@@ -79,8 +78,16 @@ def msa(ack: bytes) -> tuple[str, bytes]:
     return fields[1].decode(errors="replace"), fields[2] if len(fields) > 2 else b""
 
 
-async def drive(name: str, port: int, *, connections: int, warmup: float, seconds: float,
-                sender: str, reconnect: bool) -> Result:
+async def drive(
+    name: str,
+    port: int,
+    *,
+    connections: int,
+    warmup: float,
+    seconds: float,
+    sender: str,
+    reconnect: bool,
+) -> Result:
     """``connections`` clients, window 1 each; counts only ACKs inside the measured window.
 
     An ACK counts when its MSA-2 names the message just sent (stray ACKs are skipped and
@@ -167,8 +174,10 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, what: str) ->
 
 def report(result: Result) -> str:
     codes = ", ".join(f"{k}={v}" for k, v in sorted(result.codes.items()))
-    return (f"{result.name:<30} {result.rate:8.1f} msg/s   p50 {result.pct(0.50):6.2f} ms   "
-            f"p99 {result.pct(0.99):7.2f} ms   ({result.messages} ACKs: {codes})")
+    return (
+        f"{result.name:<30} {result.rate:8.1f} msg/s   p50 {result.pct(0.50):6.2f} ms   "
+        f"p99 {result.pct(0.99):7.2f} ms   ({result.messages} ACKs: {codes})"
+    )
 
 
 async def main() -> None:
@@ -177,31 +186,46 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--processes", type=int, default=1)
-    parser.add_argument("--peer-persistent", action="store_true",
-                        help="also drive node-hl7-server over persistent connections")
+    parser.add_argument(
+        "--peer-persistent",
+        action="store_true",
+        help="also drive node-hl7-server over persistent connections",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the logs directory")
     args = parser.parse_args()
     sender = "EPIC^EPICADT"
     node = shutil.which("node")
     if node is None or not (PEERS_DIR / "node_modules" / "node-hl7-server").exists():
-        raise SystemExit("node and tests/peers/node_modules are needed: "
-                         "run `bash scripts/bootstrap-npm.sh`")
+        raise SystemExit(
+            "node and tests/peers/node_modules are needed: run `bash scripts/bootstrap-npm.sh`"
+        )
     logs = Path(tempfile.mkdtemp(prefix="hl7-bench-"))
     url = await pg_database()
     procs: list[subprocess.Popen[bytes]] = []
-    load = {"connections": args.connections, "warmup": args.warmup, "seconds": args.seconds,
-            "sender": sender}
+    load = {
+        "connections": args.connections,
+        "warmup": args.warmup,
+        "seconds": args.seconds,
+        "sender": sender,
+    }
     results: list[Result] = []
     try:
         await prepare(url, sender=sender)
         port = free_port()
-        env = subprocess_env(url, OPENVISIT_REDIS_URL=REDIS_URL,
-                             OPENVISIT_MLLP_REUSE_PORT=str(args.processes > 1).lower())
+        env = subprocess_env(
+            url,
+            OPENVISIT_REDIS_URL=REDIS_URL,
+            OPENVISIT_MLLP_REUSE_PORT=str(args.processes > 1).lower(),
+        )
         for i in range(args.processes):
             log = logs / f"openvisit-mllp-{i}.log"
-            proc = subprocess.Popen([sys.executable, "-m", "openvisit", "mllp", "--port",
-                                     str(port)], env=env, stdout=log.open("wb"),
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "openvisit", "mllp", "--port", str(port)],
+                env=env,
+                stdout=log.open("wb"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             procs.append(proc)
             wait_port(port, proc, log, "openvisit mllp")
         label = "openvisit" + (f" x{args.processes}" if args.processes > 1 else "")
@@ -215,16 +239,21 @@ async def main() -> None:
 
         peer_port = free_port()
         peer_log = logs / "node-hl7-server.log"
-        peer = subprocess.Popen([node, str(PEERS_DIR / "hl7_noop_server.mjs"), "--port",
-                                 str(peer_port)], cwd=PEERS_DIR, stdout=peer_log.open("wb"),
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        peer = subprocess.Popen(
+            [node, str(PEERS_DIR / "hl7_noop_server.mjs"), "--port", str(peer_port)],
+            cwd=PEERS_DIR,
+            stdout=peer_log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         procs.append(peer)
         wait_port(peer_port, peer, peer_log, "node-hl7-server")
         theirs = await drive("node-hl7-server new conn/msg", peer_port, reconnect=True, **load)
         results.append(theirs)
         if args.peer_persistent:
-            results.append(await drive("node-hl7-server persistent", peer_port,
-                                       reconnect=False, **load))
+            results.append(
+                await drive("node-hl7-server persistent", peer_port, reconnect=False, **load)
+            )
     finally:
         for proc in procs:
             proc.terminate()
@@ -232,22 +261,29 @@ async def main() -> None:
         await drop_database(url)
         if not args.keep:
             shutil.rmtree(logs, ignore_errors=True)
-    print(f"{args.connections} connections, window 1, {args.seconds:.0f} s measured after "
-          f"{args.warmup:.0f} s warm-up; {os.cpu_count()} CPUs shared by client, server, DB; "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"{args.connections} connections, window 1, {args.seconds:.0f} s measured after "
+        f"{args.warmup:.0f} s warm-up; {os.cpu_count()} CPUs shared by client, server, DB; "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     for result in results:
         print(report(result))
-    print(f"ratio openvisit/peer, both with a new connection per message: throughput "
-          f"{ours_new.rate / theirs.rate:.2f}x, p50 latency "
-          f"{ours_new.pct(0.5) / theirs.pct(0.5):.2f}x")
-    print(f"ratio openvisit persistent / peer new conn/msg: throughput "
-          f"{ours.rate / theirs.rate:.2f}x, p50 latency {ours.pct(0.5) / theirs.pct(0.5):.2f}x")
+    print(
+        f"ratio openvisit/peer, both with a new connection per message: throughput "
+        f"{ours_new.rate / theirs.rate:.2f}x, p50 latency "
+        f"{ours_new.pct(0.5) / theirs.pct(0.5):.2f}x"
+    )
+    print(
+        f"ratio openvisit persistent / peer new conn/msg: throughput "
+        f"{ours.rate / theirs.rate:.2f}x, p50 latency {ours.pct(0.5) / theirs.pct(0.5):.2f}x"
+    )
     if args.keep:
         print(f"logs: {logs}")
     for result in (ours, ours_new):
         if result.codes.keys() - {"AA"}:
-            raise SystemExit(f"{result.name}: answers other than AA ({result.codes}); --keep "
-                             "keeps the logs")
+            raise SystemExit(
+                f"{result.name}: answers other than AA ({result.codes}); --keep keeps the logs"
+            )
 
 
 if __name__ == "__main__":

@@ -44,9 +44,7 @@ MIN_RSA_BITS = 2048
 #: A certificate made a moment ago on a machine whose clock runs a little ahead is still taken.
 CLOCK_SKEW = timedelta(minutes=5)
 
-PRIVATE_KEY_MESSAGE = (
-    "this file contains a PRIVATE key — upload only the public certificate (.cer)"
-)
+PRIVATE_KEY_MESSAGE = "this file contains a PRIVATE key — upload only the public certificate (.cer)"
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.DOTALL)
 _BASE64 = re.compile(rb"[A-Za-z0-9+/=_-]+")
 
@@ -81,7 +79,7 @@ def parse_certificate(data: bytes, *, now: datetime) -> ParsedCertificate:
             f"The file is {len(data)} bytes; a certificate is a few kilobytes. Upload only the "
             "public certificate (.cer), not a bundle or archive."
         )
-    certificate = _load(data.strip())
+    certificate = _load(data)
     der = certificate.public_bytes(Encoding.DER)
     not_before = certificate.not_valid_before_utc
     not_after = certificate.not_valid_after_utc
@@ -91,7 +89,7 @@ def parse_certificate(data: bytes, *, now: datetime) -> ParsedCertificate:
             f"This certificate expired on {not_after:%Y-%m-%d %H:%M} UTC; ask the EHR team for "
             "the current one."
         )
-    if not_before > moment:
+    if not_before > moment + CLOCK_SKEW:
         raise InvalidInput(
             f"This certificate is not valid until {not_before:%Y-%m-%d %H:%M} UTC; upload it "
             "again from that date, or check the clock of the machine that issued it."
@@ -108,10 +106,17 @@ def parse_certificate(data: bytes, *, now: datetime) -> ParsedCertificate:
 
 
 def _load(data: bytes) -> x509.Certificate:
+    # Binary DER is taken byte for byte (its last byte may well be 0x20 or 0x0A): the outer
+    # SEQUENCE says how long it is, so only what follows that (a line end some tool added)
+    # is dropped.
+    if data[:1] == b"\x30":
+        length = _der_length(data)
+        if length is not None and len(data) > length and not data[length:].strip():
+            data = data[:length]
+        return _from_der(data)
+    data = data.strip()
     if b"-----BEGIN" in data:
         return _from_pem(data)
-    if data[:1] == b"\x30":
-        return _from_der(data)
     compact = b"".join(data.split())
     if not _BASE64.fullmatch(compact):
         raise InvalidInput(
@@ -123,6 +128,19 @@ def _load(data: bytes) -> x509.Certificate:
     except (binascii.Error, ValueError):
         raise InvalidInput("The base64 text of this file is damaged; export it again.") from None
     return _from_der(der)
+
+
+def _der_length(data: bytes) -> int | None:
+    """The total length the DER header at the start of ``data`` declares (X.690 §8.1.3)."""
+    if len(data) < 2:
+        return None
+    first = data[1]
+    if first < 0x80:
+        return 2 + first
+    count = first & 0x7F
+    if count == 0 or count > 4 or len(data) < 2 + count:
+        return None
+    return 2 + count + int.from_bytes(data[2 : 2 + count], "big")
 
 
 def _from_pem(data: bytes) -> x509.Certificate:
@@ -255,8 +273,13 @@ async def store_certificate(
         if not existing.is_active:
             existing.is_active = True
             await session.flush()
-            await record(session, actor=actor, action="certificate.reactivate", obj=existing,
-                         organisation_id=organisation_id)
+            await record(
+                session,
+                actor=actor,
+                action="certificate.reactivate",
+                obj=existing,
+                organisation_id=organisation_id,
+            )
         return existing
     certificate = Certificate(
         organisation_id=organisation_id,
@@ -270,8 +293,13 @@ async def store_certificate(
     )
     session.add(certificate)
     await session.flush()
-    await record(session, actor=actor, action="certificate.upload", obj=certificate,
-                 organisation_id=organisation_id)
+    await record(
+        session,
+        actor=actor,
+        action="certificate.upload",
+        obj=certificate,
+        organisation_id=organisation_id,
+    )
     return certificate
 
 

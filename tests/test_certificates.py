@@ -66,6 +66,19 @@ def test_it_reads_pem_base64_and_raw_der_alike(rsa_cert) -> None:  # type: ignor
     assert first.not_after - first.not_before > timedelta(days=300)
 
 
+def test_it_keeps_binary_der_that_ends_in_a_whitespace_byte() -> None:
+    # A DER certificate's last byte is part of its signature: 0x0A or 0x20 is not a line end.
+    for _ in range(5000):
+        cert = issue(kind="ec")
+        if cert.der[-1:] in (b" ", b"\n", b"\r", b"\t"):
+            break
+    else:
+        pytest.fail("no certificate ending in a whitespace byte was made")
+
+    assert parse_certificate(cert.der, now=NOW).der == cert.der
+    assert parse_certificate(cert.der + b"\r\n", now=NOW).der == cert.der
+
+
 def test_it_reads_an_ec_p384_certificate(ec_cert) -> None:  # type: ignore[no-untyped-def]
     parsed = parse_certificate(ec_cert.pem, now=NOW)
 

@@ -31,9 +31,10 @@ from openvisit.smart.discovery import (
 
 Status = Literal["ok", "failed", "skipped"]
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
-_PROD_HINTS = re.compile(r"(?<![a-z])(prd|prod|production|live)(?![a-z])", re.IGNORECASE)
+# "prd" and "tst" are matched inside words too: hospital hosts say "ocurprd", "epictst".
+_PROD_HINTS = re.compile(r"prd|(?<![a-z])(prod|production|live)(?![a-z])", re.IGNORECASE)
 _TEST_HINTS = re.compile(
-    r"(?<![a-z])(tst|test|testing|sandbox|poc|dev|stage|staging|nonprod|non-prod|uat|sup)"
+    r"tst|(?<![a-z])(test|testing|sandbox|poc|dev|stage|staging|nonprod|non-prod|uat|sup)"
     r"(?![a-z])", re.IGNORECASE,
 )
 

@@ -109,7 +109,8 @@ async def live_check(
     try:
         base = endpoints.normalise_fhir_base(fhir_base)
     except InvalidInput as exc:
-        steps = [CheckStep("url", "Address", "failed", exc.message)]
+        env = "Test" if environment == "test" else "Production"
+        steps = [CheckStep("url", "Address", "failed", f"{env} environment: {exc.message}")]
         return CheckResult(fhir_base=fhir_base.strip(), environment=environment, steps=steps)
     return await check_fhir_base(app.http, fhir_base=base, vendor=vendor,
                                  environment=environment, auth_method=auth_method)

@@ -31,8 +31,9 @@ def endpoint_uuid(text: str) -> uuid.UUID:
     try:
         return uuid.UUID(str(text).strip())
     except ValueError:
-        raise InvalidInput(f"{text!r} is not an endpoint id (see `openvisit endpoint list`)."
-                           ) from None
+        raise InvalidInput(
+            f"{text!r} is not an endpoint id (see `openvisit endpoint list`)."
+        ) from None
 
 
 async def _endpoint(session: AsyncSession, endpoint_id: uuid.UUID) -> EhrEndpoint:
@@ -68,20 +69,29 @@ async def configure_feed(
             if status not in FHIR_STATUSES:
                 raise InvalidInput(
                     f"{status!r} (for SCH-25 code {code!r}) is not an Appointment status; use "
-                    + ", ".join(sorted(FHIR_STATUSES)) + ".")
+                    + ", ".join(sorted(FHIR_STATUSES))
+                    + "."
+                )
         block["status_map"] = {code.strip(): status for code, status in status_map.items()}
     if jws_issuer is not None:
         block["jws_issuer"] = jws_issuer.strip() or None
     endpoint.options = {**(endpoint.options or {}), "hl7": block}
     endpoint.version += 1
     await session.flush()
-    await record(session, actor=actor, action="endpoint.hl7_feed", obj=endpoint, before=before,
-                 organisation_id=endpoint.organisation_id)
+    await record(
+        session,
+        actor=actor,
+        action="endpoint.hl7_feed",
+        obj=endpoint,
+        before=before,
+        organisation_id=endpoint.organisation_id,
+    )
     return block
 
 
-async def _refuse_shared(session: AsyncSession, *, endpoint: EhrEndpoint,
-                         patterns: Sequence[SenderPattern]) -> None:
+async def _refuse_shared(
+    session: AsyncSession, *, endpoint: EhrEndpoint, patterns: Sequence[SenderPattern]
+) -> None:
     wanted = {str(p).casefold() for p in patterns}
     for other, _region in await repository.feed_endpoints(session):
         if other.id == endpoint.id:
@@ -92,7 +102,8 @@ async def _refuse_shared(session: AsyncSession, *, endpoint: EhrEndpoint,
         if shared:
             raise Conflict(
                 f"The sender {sorted(shared)[0]} is already listed by endpoint {other.id} "
-                f"({other.environment}); one sender can feed only one endpoint.")
+                f"({other.environment}); one sender can feed only one endpoint."
+            )
 
 
 async def set_hl7_senders(
@@ -121,7 +132,11 @@ async def set_status_map(
 
 
 async def upload_certificate(
-    ctx: AppContext, *, endpoint_id: str, path: Path, actor: str = "cli",
+    ctx: AppContext,
+    *,
+    endpoint_id: str,
+    path: Path,
+    actor: str = "cli",
     now: datetime | None = None,
 ) -> ParsedCertificate:
     """Store the certificate in ``path`` for the endpoint's organisation and environment.
@@ -136,7 +151,12 @@ async def upload_certificate(
     moment = now or utcnow()
     async with ctx.transaction() as session:
         endpoint = await _endpoint(session, endpoint_uuid(endpoint_id))
-        await store_certificate(session, organisation_id=endpoint.organisation_id,
-                                environment=endpoint.environment, data=data, actor=actor,
-                                now=moment)
+        await store_certificate(
+            session,
+            organisation_id=endpoint.organisation_id,
+            environment=endpoint.environment,
+            data=data,
+            actor=actor,
+            now=moment,
+        )
     return parse_certificate(data, now=moment)

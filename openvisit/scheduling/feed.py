@@ -102,14 +102,24 @@ class SiuFeed:
         self.app = app
         self.directory = directory or directory_for(app)
 
-    def _ack(self, header: MshHeader, *, code: AckCode, error: Hl7Error | None = None,
-             text: str | None = None) -> bytes:
+    def _ack(
+        self,
+        header: MshHeader,
+        *,
+        code: AckCode,
+        error: Hl7Error | None = None,
+        text: str | None = None,
+    ) -> bytes:
         settings = self.app.settings
         return build_ack(
-            header, code=code, control_id=new_control_id(), now=datetime.now(UTC),
+            header,
+            code=code,
+            control_id=new_control_id(),
+            now=datetime.now(UTC),
             sending_application=header.receiving_application.name or settings.hl7_ack_application,
             sending_facility=header.receiving_facility.name or settings.hl7_ack_facility,
-            error=error, text=text,
+            error=error,
+            text=text,
         )
 
     async def handle(
@@ -129,9 +139,14 @@ class SiuFeed:
         started = time.perf_counter()
         reply = await self._handle(raw, endpoint_id=endpoint_id, before_commit=before_commit)
         log.info(
-            "hl7_message", transport=transport, hl7_event=reply.event,
-            control_id=reply.control_id, endpoint_id=str(reply.endpoint_id or "") or None,
-            ack_code=reply.code, duplicate=reply.duplicate, temporary=reply.temporary,
+            "hl7_message",
+            transport=transport,
+            hl7_event=reply.event,
+            control_id=reply.control_id,
+            endpoint_id=str(reply.endpoint_id or "") or None,
+            ack_code=reply.code,
+            duplicate=reply.duplicate,
+            temporary=reply.temporary,
             latency_ms=round((time.perf_counter() - started) * 1000, 2),
         )
         return reply
@@ -155,15 +170,23 @@ class SiuFeed:
             return self._temporary(header, mode, exc)
         known = feed_endpoint.id
         try:
-            message = parse_siu(raw, default_tz=feed_endpoint.tz,
-                                default_region=feed_endpoint.region)
+            message = parse_siu(
+                raw, default_tz=feed_endpoint.tz, default_region=feed_endpoint.region
+            )
         except Hl7Error as error:
             return self._reply(header, mode, error, known)
         except ConfigurationError as error:
-            log.error("hl7_endpoint_misconfigured", endpoint_id=str(feed_endpoint.id),
-                      error_code=error.code)
-            return self._reply(header, mode, Hl7ApplicationError(
-                f"OpenVisit configuration error: {error.message}"), known)
+            log.error(
+                "hl7_endpoint_misconfigured",
+                endpoint_id=str(feed_endpoint.id),
+                error_code=error.code,
+            )
+            return self._reply(
+                header,
+                mode,
+                Hl7ApplicationError(f"OpenVisit configuration error: {error.message}"),
+                known,
+            )
         except Exception as exc:
             return self._temporary(header, mode, exc, known)
         for attempt in range(1, _ATTEMPTS + 1):
@@ -171,8 +194,9 @@ class SiuFeed:
                 # The first attempt skips the look-up of MSH-10: a resend is rare, and the
                 # unique (sender, MSH-10) row inserted with the change catches it anyway
                 # (IntegrityError, all rolled back); the next attempt then looks it up.
-                return await self._apply(message, feed_endpoint, mode, before_commit,
-                                         look_up=attempt > 1)
+                return await self._apply(
+                    message, feed_endpoint, mode, before_commit, look_up=attempt > 1
+                )
             except Hl7Error as error:
                 return self._reply(header, mode, error, known)
             except IntegrityError as exc:
@@ -192,77 +216,128 @@ class SiuFeed:
                 return self._temporary(header, mode, exc, known)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _endpoint(self, header: MshHeader, *, endpoint_id: uuid.UUID | None
-                        ) -> FeedEndpoint:
+    async def _endpoint(self, header: MshHeader, *, endpoint_id: uuid.UUID | None) -> FeedEndpoint:
         if endpoint_id is None:
             return await self.directory.match(header)
         found = await self.directory.get(endpoint_id)
         if found is None:
-            raise Hl7ApplicationError(f"there is no OpenVisit endpoint {endpoint_id}",
-                                      hl7_code=204)
+            raise Hl7ApplicationError(f"there is no OpenVisit endpoint {endpoint_id}", hl7_code=204)
         self.directory.check(found, header)
         return found
 
-    async def _apply(self, message: SiuMessage, feed_endpoint: FeedEndpoint, mode: AckMode,
-                     before_commit: BeforeCommit | None, *, look_up: bool) -> FeedReply:
+    async def _apply(
+        self,
+        message: SiuMessage,
+        feed_endpoint: FeedEndpoint,
+        mode: AckMode,
+        before_commit: BeforeCommit | None,
+        *,
+        look_up: bool,
+    ) -> FeedReply:
         header = message.header
         key = sender_key(header, endpoint_id=feed_endpoint.id)
         event = str(message.event)
         async with self.app.transaction() as session:
             if look_up:
-                stored = await repository.inbound_message(session, sender=key,
-                                                          control_id=message.control_id)
+                stored = await repository.inbound_message(
+                    session, sender=key, control_id=message.control_id
+                )
                 if stored is not None:
                     if before_commit is not None:
                         await before_commit(session)
                     ack: bytes | None = stored.ack
                     if not (mode.should_respond(None) and stored.ack):
                         ack = None
-                    return FeedReply(ack, _ack_code(stored.ack_code), message.control_id,
-                                     event, feed_endpoint.id, duplicate=True)
+                    return FeedReply(
+                        ack,
+                        _ack_code(stored.ack_code),
+                        message.control_id,
+                        event,
+                        feed_endpoint.id,
+                        duplicate=True,
+                    )
             if before_commit is not None:
                 await before_commit(session)
             code = mode.response_code(None)
             ack = self._ack(header, code=code)
-            session.add(InboundMessage(sender=key, control_id=message.control_id,
-                                       event=event, ack_code=code, ack=ack))
+            session.add(
+                InboundMessage(
+                    sender=key, control_id=message.control_id, event=event, ack_code=code, ack=ack
+                )
+            )
             # The cached endpoint joins the session's identity map without a query, so code
             # called from here (notifications) that looks the endpoint up reads no row again.
             endpoint = await session.merge(feed_endpoint.endpoint, load=False)
             await apply_siu(session, app=self.app, endpoint=endpoint, message=message)
         # Committed: only now may the sender hear that the message is safe with us.
-        return FeedReply(ack if mode.should_respond(None) else None, code, message.control_id,
-                         event, feed_endpoint.id)
+        return FeedReply(
+            ack if mode.should_respond(None) else None,
+            code,
+            message.control_id,
+            event,
+            feed_endpoint.id,
+        )
 
-    def _reply(self, header: MshHeader, mode: AckMode, error: Hl7Error,
-               endpoint_id: uuid.UUID | None = None) -> FeedReply:
+    def _reply(
+        self,
+        header: MshHeader,
+        mode: AckMode,
+        error: Hl7Error,
+        endpoint_id: uuid.UUID | None = None,
+    ) -> FeedReply:
         code = mode.response_code(error)
         ack = self._ack(header, code=code, error=error) if mode.should_respond(error) else None
-        return FeedReply(ack, code, header.control_id or None, header.trigger_event or None,
-                         endpoint_id, temporary=not error.permanent)
+        return FeedReply(
+            ack,
+            code,
+            header.control_id or None,
+            header.trigger_event or None,
+            endpoint_id,
+            temporary=not error.permanent,
+        )
 
-    def _temporary(self, header: MshHeader, mode: AckMode, exc: BaseException,
-                   endpoint_id: uuid.UUID | None = None) -> FeedReply:
+    def _temporary(
+        self,
+        header: MshHeader,
+        mode: AckMode,
+        exc: BaseException,
+        endpoint_id: uuid.UUID | None = None,
+    ) -> FeedReply:
         # The exception text may quote SQL parameters or field values (PHI): log its type and
         # where it was raised, never its message.
         frames = traceback.extract_tb(exc.__traceback__)
         where = f"{frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else None
-        log.error("hl7_message_failed", error_type=type(exc).__name__, where=where,
-                  control_id=header.control_id or None)
+        log.error(
+            "hl7_message_failed",
+            error_type=type(exc).__name__,
+            where=where,
+            control_id=header.control_id or None,
+        )
         return self._reply(header, mode, TemporaryFailure(), endpoint_id)
 
     def _fallback(self, raw: bytes, error: Hl7Error) -> FeedReply:
         settings = self.app.settings
-        ack = build_fallback_ack(raw, error=error, code="AR", control_id=new_control_id(),
-                                 now=datetime.now(UTC),
-                                 sending_application=settings.hl7_ack_application,
-                                 sending_facility=settings.hl7_ack_facility)
+        ack = build_fallback_ack(
+            raw,
+            error=error,
+            code="AR",
+            control_id=new_control_id(),
+            now=datetime.now(UTC),
+            sending_application=settings.hl7_ack_application,
+            sending_facility=settings.hl7_ack_facility,
+        )
         return FeedReply(ack, "AR")
 
 
 def _ack_code(value: str) -> AckCode:
-    codes: dict[str, AckCode] = {"AA": "AA", "AE": "AE", "AR": "AR", "CA": "CA", "CE": "CE",
-                                 "CR": "CR"}
+    codes: dict[str, AckCode] = {
+        "AA": "AA",
+        "AE": "AE",
+        "AR": "AR",
+        "CA": "CA",
+        "CE": "CE",
+        "CR": "CR",
+    }
     return codes.get(value, "AA")
 
 

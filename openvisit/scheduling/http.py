@@ -62,19 +62,24 @@ def _feed(app: AppContext) -> SiuFeed:
 def _endpoint_id(query: str | None, header: str | None) -> uuid.UUID:
     text = query or header
     if not text:
-        raise InvalidInput("Name the OpenVisit endpoint: ?endpoint=<id> or the "
-                           "X-OpenVisit-Endpoint header.")
+        raise InvalidInput(
+            "Name the OpenVisit endpoint: ?endpoint=<id> or the X-OpenVisit-Endpoint header."
+        )
     try:
         return uuid.UUID(text.strip())
     except ValueError:
         raise InvalidInput(f"{text[:60]!r} is not an endpoint id.") from None
 
 
-@router.post(PATH, response_class=Response, responses={
-    200: {"content": {HL7_MEDIA_TYPE: {}}, "description": "the ACK (AA, AE or AR)"},
-    401: {"description": "signature or claims refused (JSON error)"},
-    503: {"content": {HL7_MEDIA_TYPE: {}}, "description": "temporary error: resend later"},
-})
+@router.post(
+    PATH,
+    response_class=Response,
+    responses={
+        200: {"content": {HL7_MEDIA_TYPE: {}}, "description": "the ACK (AA, AE or AR)"},
+        401: {"description": "signature or claims refused (JSON error)"},
+        503: {"content": {HL7_MEDIA_TYPE: {}}, "description": "temporary error: resend later"},
+    },
+)
 async def receive_siu(
     request: Request,
     ctx: CtxDep,
@@ -97,23 +102,36 @@ async def receive_siu(
     now = utcnow()
     async with ctx.db.sessionmaker() as session:
         verified = await verifier_for(ctx).verify(
-            session, endpoint=feed_endpoint, body=body, content_type=content_type,
-            authorization=authorization, audience=f"{ctx.settings.public_url}{PATH}", now=now)
+            session,
+            endpoint=feed_endpoint,
+            body=body,
+            content_type=content_type,
+            authorization=authorization,
+            audience=f"{ctx.settings.public_url}{PATH}",
+            now=now,
+        )
     ttl = verified.expires_at - now + timedelta(seconds=ctx.settings.hl7_jws_skew_seconds)
 
     async def consume_jti(tx: AsyncSession) -> None:
         # In the message's own transaction: a delivery that fails on our side can be retried
         # with the same signature; one that was accepted cannot be replayed.
-        fresh = await nonces.remember_once(tx, scope=JTI_SCOPE,
-                                           value=f"{endpoint_id}:{verified.jti}", ttl=ttl)
+        fresh = await nonces.remember_once(
+            tx, scope=JTI_SCOPE, value=f"{endpoint_id}:{verified.jti}", ttl=ttl
+        )
         if not fresh:
-            raise SignatureRefused("This jti was already used (a replay); sign each delivery "
-                                   "with a new jti.")
+            raise SignatureRefused(
+                "This jti was already used (a replay); sign each delivery with a new jti."
+            )
 
-    reply = await _feed(ctx).handle(verified.message, endpoint_id=endpoint_id,
-                                    before_commit=consume_jti, transport="https")
+    reply = await _feed(ctx).handle(
+        verified.message, endpoint_id=endpoint_id, before_commit=consume_jti, transport="https"
+    )
     if reply.ack is None:
         return Response(status_code=204)
     headers = {"Retry-After": "30"} if reply.temporary else None
-    return Response(reply.ack, status_code=503 if reply.temporary else 200,
-                    media_type=HL7_MEDIA_TYPE, headers=headers)
+    return Response(
+        reply.ack,
+        status_code=503 if reply.temporary else 200,
+        media_type=HL7_MEDIA_TYPE,
+        headers=headers,
+    )

@@ -51,15 +51,17 @@ def tls_context(*, cert: str, key: str = "", ca: str = "") -> ssl.SSLContext:
         context.load_cert_chain(cert, key or None)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigurationError(
-            f"OPENVISIT_MLLP_TLS_CERT/KEY ({cert}) could not be loaded: {exc}") from exc
+            f"OPENVISIT_MLLP_TLS_CERT/KEY ({cert}) could not be loaded: {exc}"
+        ) from exc
     if ca:
         if not Path(ca).is_file():
             raise ConfigurationError(f"OPENVISIT_MLLP_TLS_CA names {ca!r}, which is not a file.")
         try:
             context.load_verify_locations(cafile=ca)
         except (OSError, ssl.SSLError) as exc:
-            raise ConfigurationError(f"OPENVISIT_MLLP_TLS_CA ({ca}) could not be loaded: {exc}"
-                                     ) from exc
+            raise ConfigurationError(
+                f"OPENVISIT_MLLP_TLS_CA ({ca}) could not be loaded: {exc}"
+            ) from exc
         context.verify_mode = ssl.CERT_REQUIRED
     return context
 
@@ -79,8 +81,7 @@ class MllpListener:
         #: connection task → whether it is in the middle of a message
         self._connections: dict[asyncio.Task[None], bool] = {}
 
-    async def connection(self, reader: asyncio.StreamReader,
-                         writer: asyncio.StreamWriter) -> None:
+    async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one client until it disconnects, times out or the listener stops."""
         task = asyncio.current_task()
         assert task is not None
@@ -102,8 +103,9 @@ class MllpListener:
             await _close(writer)
             log.info("mllp_disconnected", peer=peer)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                     task: asyncio.Task[None]) -> None:
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, task: asyncio.Task[None]
+    ) -> None:
         decoder = MllpDecoder(max_frame_bytes=self.max_frame_bytes)
         while not self.stopping:
             timeout = self.frame_timeout if decoder.in_frame else self.idle_timeout
@@ -134,10 +136,14 @@ class MllpListener:
         if isinstance(item, MllpFrameTooLarge):
             log.warning("mllp_frame_too_large", limit=item.limit)
             ack = build_fallback_ack(
-                b"", error=Hl7ParseError(item.message, hl7_code=207), code="AR",
-                control_id=new_control_id(), now=utcnow(),
+                b"",
+                error=Hl7ParseError(item.message, hl7_code=207),
+                code="AR",
+                control_id=new_control_id(),
+                now=utcnow(),
                 sending_application=self.app.settings.hl7_ack_application,
-                sending_facility=self.app.settings.hl7_ack_facility)
+                sending_facility=self.app.settings.hl7_ack_facility,
+            )
         else:
             reply = await self.feed.handle(item, transport="mllp")
             if reply.ack is None:
@@ -209,19 +215,30 @@ async def serve_mllp(
     """
     settings = ctx.settings
     if ssl_context is None and settings.mllp_tls_cert:
-        ssl_context = tls_context(cert=settings.mllp_tls_cert, key=settings.mllp_tls_key,
-                                  ca=settings.mllp_tls_ca)
+        ssl_context = tls_context(
+            cert=settings.mllp_tls_cert, key=settings.mllp_tls_key, ca=settings.mllp_tls_ca
+        )
     listener = MllpListener(ctx)
     bind_host = host or settings.mllp_host
     bind_port = settings.mllp_port if port is None else port
     server = await asyncio.start_server(
-        listener.connection, bind_host, bind_port, ssl=ssl_context,
-        ssl_handshake_timeout=30 if ssl_context else None, reuse_address=True, backlog=256,
-        reuse_port=settings.mllp_reuse_port or None)
+        listener.connection,
+        bind_host,
+        bind_port,
+        ssl=ssl_context,
+        ssl_handshake_timeout=30 if ssl_context else None,
+        reuse_address=True,
+        backlog=256,
+        reuse_port=settings.mllp_reuse_port or None,
+    )
     bound = [s.getsockname()[1] for s in server.sockets]
-    log.info("mllp_listening", host=bind_host, port=bound[0] if bound else bind_port,
-             tls=ssl_context is not None, client_certificates=bool(
-                 ssl_context and ssl_context.verify_mode == ssl.CERT_REQUIRED))
+    log.info(
+        "mllp_listening",
+        host=bind_host,
+        port=bound[0] if bound else bind_port,
+        tls=ssl_context is not None,
+        client_certificates=bool(ssl_context and ssl_context.verify_mode == ssl.CERT_REQUIRED),
+    )
     try:
         await stop.wait()
     finally:

@@ -14,14 +14,19 @@ from openvisit.models import Appointment, Contact, EhrEndpoint, InboundMessage, 
 # share of the listener's CPU per message, and the compiled form is cached by SQLAlchemy.
 _INBOUND = select(InboundMessage).where(
     InboundMessage.sender == bindparam("sender"),
-    InboundMessage.control_id == bindparam("control_id"))
+    InboundMessage.control_id == bindparam("control_id"),
+)
 _BY_KEYS = select(Appointment).where(
     Appointment.endpoint_id == bindparam("endpoint_id"),
-    Appointment.ehr_appointment_id.in_(bindparam("keys", expanding=True)))
+    Appointment.ehr_appointment_id.in_(bindparam("keys", expanding=True)),
+)
 _BY_PLACER = select(Appointment).where(
     Appointment.endpoint_id == bindparam("endpoint_id"),
-    or_(Appointment.ehr_appointment_id == bindparam("placer"),
-        Appointment.placer_appointment_id == bindparam("placer")))
+    or_(
+        Appointment.ehr_appointment_id == bindparam("placer"),
+        Appointment.placer_appointment_id == bindparam("placer"),
+    ),
+)
 _CONTACTS = select(Contact).where(Contact.appointment_id == bindparam("appointment_id"))
 
 
@@ -43,19 +48,27 @@ async def find_appointment(
     """
     if filler is not None:
         keys = [filler] if placer is None else [filler, placer]
-        rows = (await session.scalars(
-            _BY_KEYS, {"endpoint_id": endpoint_id, "keys": keys})).all()
+        rows = (await session.scalars(_BY_KEYS, {"endpoint_id": endpoint_id, "keys": keys})).all()
         by_filler = next((r for r in rows if r.ehr_appointment_id == filler), None)
         if by_filler is not None or placer is None:
             return by_filler
-        return next((r for r in rows if r.source == "hl7" and r.placer_appointment_id == placer
-                     and r.ehr_appointment_id == placer), None)
+        return next(
+            (
+                r
+                for r in rows
+                if r.source == "hl7"
+                and r.placer_appointment_id == placer
+                and r.ehr_appointment_id == placer
+            ),
+            None,
+        )
     if placer is None:
         return None
-    rows = (await session.scalars(
-        _BY_PLACER, {"endpoint_id": endpoint_id, "placer": placer})).all()
-    return next((r for r in rows if r.ehr_appointment_id == placer),
-                next((r for r in rows if r.source == "hl7"), None))
+    rows = (await session.scalars(_BY_PLACER, {"endpoint_id": endpoint_id, "placer": placer})).all()
+    return next(
+        (r for r in rows if r.ehr_appointment_id == placer),
+        next((r for r in rows if r.source == "hl7"), None),
+    )
 
 
 async def contacts(session: AsyncSession, appointment_id: uuid.UUID) -> dict[str, Contact]:
@@ -69,8 +82,9 @@ async def feed_endpoints(
 ) -> Sequence[tuple[EhrEndpoint, str]]:
     """Every endpoint with its organisation's default phone region."""
     rows = await session.execute(
-        select(EhrEndpoint, Organisation.default_phone_region)
-        .join(Organisation, Organisation.id == EhrEndpoint.organisation_id)
+        select(EhrEndpoint, Organisation.default_phone_region).join(
+            Organisation, Organisation.id == EhrEndpoint.organisation_id
+        )
     )
     return [(endpoint, region) for endpoint, region in rows.all()]
 

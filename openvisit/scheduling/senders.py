@@ -76,8 +76,9 @@ class SenderPattern:
 
 def _hd_matches(pattern: str, value: HierarchicDesignator) -> bool:
     wanted = pattern.casefold()
-    return any(part and part.casefold() == wanted
-               for part in (value.namespace_id, value.universal_id))
+    return any(
+        part and part.casefold() == wanted for part in (value.namespace_id, value.universal_id)
+    )
 
 
 def sender_key(header: MshHeader, *, endpoint_id: uuid.UUID) -> str:
@@ -127,9 +128,13 @@ def _feed_endpoint(endpoint: EhrEndpoint, region: str) -> FeedEndpoint:
             log.warning("hl7_sender_pattern_ignored", endpoint_id=str(endpoint.id))
     issuer = options.get("jws_issuer")
     issuers = {issuer} if isinstance(issuer, str) and issuer else {str(p) for p in patterns}
-    return FeedEndpoint(endpoint=endpoint, tz=_zone(endpoint.timezone),
-                        region=(region or "US").upper(), senders=tuple(patterns),
-                        jws_issuers=frozenset(issuers))
+    return FeedEndpoint(
+        endpoint=endpoint,
+        tz=_zone(endpoint.timezone),
+        region=(region or "US").upper(),
+        senders=tuple(patterns),
+        jws_issuers=frozenset(issuers),
+    )
 
 
 @dataclass

@@ -46,19 +46,43 @@ EVENT_STATUS: dict[SiuEvent, str] = {
     SiuEvent.S26: "noshow",
 }
 #: FHIR R4 Appointment.status values a status map may name (EHR-SPEC §5).
-FHIR_STATUSES = frozenset({
-    "proposed", "pending", "booked", "arrived", "fulfilled", "cancelled", "noshow",
-    "entered-in-error", "checked-in", "waitlist",
-})
+FHIR_STATUSES = frozenset(
+    {
+        "proposed",
+        "pending",
+        "booked",
+        "arrived",
+        "fulfilled",
+        "cancelled",
+        "noshow",
+        "entered-in-error",
+        "checked-in",
+        "waitlist",
+    }
+)
 #: SCH-25 filler status (HL7 table 0278 and common spellings) → FHIR status. Sites add their
 #: local codes in ``endpoint.options["hl7"]["status_map"]``; keys compare case-insensitively.
 DEFAULT_STATUS_MAP: dict[str, str] = {
-    "booked": "booked", "overbook": "booked", "confirmed": "booked", "scheduled": "booked",
-    "pending": "pending", "waitlist": "waitlist", "wait list": "waitlist",
-    "cancelled": "cancelled", "canceled": "cancelled", "dc": "cancelled",
-    "discontinued": "cancelled", "deleted": "cancelled", "noshow": "noshow",
-    "no show": "noshow", "no-show": "noshow", "complete": "fulfilled", "completed": "fulfilled",
-    "started": "arrived", "arrived": "arrived", "checked in": "checked-in",
+    "booked": "booked",
+    "overbook": "booked",
+    "confirmed": "booked",
+    "scheduled": "booked",
+    "pending": "pending",
+    "waitlist": "waitlist",
+    "wait list": "waitlist",
+    "cancelled": "cancelled",
+    "canceled": "cancelled",
+    "dc": "cancelled",
+    "discontinued": "cancelled",
+    "deleted": "cancelled",
+    "noshow": "noshow",
+    "no show": "noshow",
+    "no-show": "noshow",
+    "complete": "fulfilled",
+    "completed": "fulfilled",
+    "started": "arrived",
+    "arrived": "arrived",
+    "checked in": "checked-in",
     "checked-in": "checked-in",
 }
 _ENDED = frozenset({"cancelled", "noshow", "entered-in-error", "fulfilled"})
@@ -167,7 +191,8 @@ async def apply_siu(
     filler, placer = message.filler_appointment_id, message.placer_appointment_id
     _check_lengths(message)
     appointment = await repository.find_appointment(
-        session, endpoint_id=endpoint.id, filler=filler, placer=placer)
+        session, endpoint_id=endpoint.id, filler=filler, placer=placer
+    )
     ending = message.event in EVENT_STATUS
     if appointment is None and ending:
         # A cancellation of an appointment we never stored: nothing to keep, nobody to tell.
@@ -177,11 +202,16 @@ async def apply_siu(
         # The id is set here so contacts can refer to it before anything is flushed: one
         # flush (one round trip per table) for the whole change.
         appointment = Appointment(
-            id=uuid.uuid4(), organisation_id=endpoint.organisation_id,
-            endpoint_id=endpoint.id, ehr_appointment_id=filler or placer, source="hl7")
+            id=uuid.uuid4(),
+            organisation_id=endpoint.organisation_id,
+            endpoint_id=endpoint.id,
+            ehr_appointment_id=filler or placer,
+            source="hl7",
+        )
         session.add(appointment)
-    status = status_for(message, mapping=status_map(endpoint),
-                        current=None if created else appointment.status)
+    status = status_for(
+        message, mapping=status_map(endpoint), current=None if created else appointment.status
+    )
     appointment.ehr_appointment_id = filler or appointment.ehr_appointment_id
     appointment.placer_appointment_id = placer or appointment.placer_appointment_id
     appointment.start_at = message.start
@@ -192,8 +222,15 @@ async def apply_siu(
     appointment.encounter_id = message.visit_number or appointment.encounter_id
     appointment.language = message.language or appointment.language
     appointment.patient_ref = patient_ref(message) or appointment.patient_ref
-    kinds = await _store_contacts(session, app=app, appointment=appointment, message=message,
-                                  ended=status in _ENDED, created=created, now=now)
+    kinds = await _store_contacts(
+        session,
+        app=app,
+        appointment=appointment,
+        message=message,
+        ended=status in _ENDED,
+        created=created,
+        now=now,
+    )
     change = change_for(message, status=status)
     await session.flush()
     await notify_appointment_change(session, app=app, appointment=appointment, change=change)
@@ -209,8 +246,9 @@ def _check_lengths(message: SiuMessage) -> None:
         (message.department, ErrorLocation("AIL", field=3), "location"),
     ):
         if value is not None and len(value) > _MAX_ID:
-            raise DataTypeError(f"{where} ({what}) is longer than {_MAX_ID} characters",
-                                location=where)
+            raise DataTypeError(
+                f"{where} ({what}) is longer than {_MAX_ID} characters", location=where
+            )
 
 
 def purge_time(message: SiuMessage, *, grace: timedelta, ended: bool, now: datetime) -> datetime:
@@ -221,8 +259,14 @@ def purge_time(message: SiuMessage, *, grace: timedelta, ended: bool, now: datet
 
 
 async def _store_contacts(
-    session: AsyncSession, *, app: AppContext, appointment: Appointment, message: SiuMessage,
-    ended: bool, created: bool, now: datetime,
+    session: AsyncSession,
+    *,
+    app: AppContext,
+    appointment: Appointment,
+    message: SiuMessage,
+    ended: bool,
+    created: bool,
+    now: datetime,
 ) -> tuple[str, ...]:
     grace = timedelta(hours=app.settings.contact_grace_hours)
     purge_at = purge_time(message, grace=grace, ended=ended, now=now)
@@ -245,8 +289,12 @@ async def _store_contacts(
                 contact.purge_at = purge_at
             continue
         if contact is None:
-            contact = Contact(appointment_id=appointment.id, kind=kind,
-                              value_enc=app.cipher.encrypt(value), purge_at=purge_at)
+            contact = Contact(
+                appointment_id=appointment.id,
+                kind=kind,
+                value_enc=app.cipher.encrypt(value),
+                purge_at=purge_at,
+            )
             session.add(contact)
             existing[kind] = contact
             continue

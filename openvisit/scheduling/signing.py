@@ -126,45 +126,59 @@ class JwsVerifier:
         else:
             raise SignatureRefused(
                 "The payload is not signed: send a compact JWS as application/jose, or the HL7 "
-                "message with Authorization: Bearer <JWS> carrying body_sha256.")
+                "message with Authorization: Bearer <JWS> carrying body_sha256."
+            )
         header = _header(token)
         alg = header.get("alg")
         if alg not in ALGORITHMS:
             raise SignatureRefused(
                 f"The JWS algorithm {str(alg)[:20]!r} is not accepted; sign with "
-                f"{', '.join(ALGORITHMS)} (never none or HS*).")
+                f"{', '.join(ALGORITHMS)} (never none or HS*)."
+            )
         environment = endpoint.endpoint.environment
         certificates = await active_certificates(
-            session, organisation_id=endpoint.endpoint.organisation_id, environment=environment,
-            now=now)
+            session,
+            organisation_id=endpoint.endpoint.organisation_id,
+            environment=environment,
+            now=now,
+        )
         if not certificates:
             raise SignatureRefused(
                 f"No valid certificate is uploaded for the {environment} environment; upload the "
-                "sender's public certificate (.cer) first.")
-        verified, certificate = _verify(token, alg=alg, header=header,
-                                        certificates=certificates, environment=environment)
+                "sender's public certificate (.cer) first."
+            )
+        verified, certificate = _verify(
+            token, alg=alg, header=header, certificates=certificates, environment=environment
+        )
         if detached:
             claims = _json_claims(verified.payload)
             _check_body_hash(claims, body)
             message = body
         else:
             claims, message = header, verified.payload
-        issuer, jti, expires = self._claims(claims, endpoint=endpoint, audience=audience,
-                                            now=now)
-        return VerifiedPayload(message=message, issuer=issuer, jti=jti, expires_at=expires,
-                               thumbprint_sha256=certificate.thumbprint_sha256)
+        issuer, jti, expires = self._claims(claims, endpoint=endpoint, audience=audience, now=now)
+        return VerifiedPayload(
+            message=message,
+            issuer=issuer,
+            jti=jti,
+            expires_at=expires,
+            thumbprint_sha256=certificate.thumbprint_sha256,
+        )
 
-    def _claims(self, claims: dict[str, Any], *, endpoint: FeedEndpoint, audience: str,
-                now: datetime) -> tuple[str, str, datetime]:
+    def _claims(
+        self, claims: dict[str, Any], *, endpoint: FeedEndpoint, audience: str, now: datetime
+    ) -> tuple[str, str, datetime]:
         for name in ("iss", "aud", "iat", "exp", "jti"):
             if name not in claims:
-                raise SignatureRefused(f"The signed claims lack {name!r}; iss, aud, iat, exp and "
-                                       "jti are all required.")
+                raise SignatureRefused(
+                    f"The signed claims lack {name!r}; iss, aud, iat, exp and jti are all required."
+                )
         issuer = claims["iss"]
         if not isinstance(issuer, str) or issuer not in endpoint.jws_issuers:
             expected = ", ".join(sorted(endpoint.jws_issuers)) or "(no sender configured)"
-            raise SignatureRefused(f"iss {str(issuer)[:80]!r} is not this endpoint's sender; "
-                                   f"expected {expected}.")
+            raise SignatureRefused(
+                f"iss {str(issuer)[:80]!r} is not this endpoint's sender; expected {expected}."
+            )
         aud = claims["aud"]
         audiences = aud if isinstance(aud, list) else [aud]
         if audience not in audiences:
@@ -175,11 +189,13 @@ class JwsVerifier:
         if iat > stamp + skew:
             raise SignatureRefused("iat is in the future; check the sender's clock.")
         if exp < stamp - skew:
-            raise SignatureRefused("The signature has expired (exp is past); sign the message "
-                                   "again when sending it.")
+            raise SignatureRefused(
+                "The signature has expired (exp is past); sign the message again when sending it."
+            )
         if exp > stamp + MAX_LIFETIME.total_seconds() + skew:
-            raise SignatureRefused("exp is more than an hour ahead; sign each delivery with a "
-                                   "short lifetime.")
+            raise SignatureRefused(
+                "exp is more than an hour ahead; sign each delivery with a short lifetime."
+            )
         jti = claims["jti"]
         if not isinstance(jti, str) or not jti or len(jti) > 200:
             raise SignatureRefused("jti must be a unique string of at most 200 characters.")
@@ -199,9 +215,14 @@ def _header(token: bytes) -> dict[str, Any]:
     return header
 
 
-def _verify(token: bytes, *, alg: str, header: dict[str, Any],
-            certificates: list[Certificate], environment: str
-            ) -> tuple[jws.CompactSignature, Certificate]:
+def _verify(
+    token: bytes,
+    *,
+    alg: str,
+    header: dict[str, Any],
+    certificates: list[Certificate],
+    environment: str,
+) -> tuple[jws.CompactSignature, Certificate]:
     wanted = header.get("x5t#S256")
     if isinstance(wanted, str):
         try:
@@ -212,19 +233,22 @@ def _verify(token: bytes, *, alg: str, header: dict[str, Any],
         if not certificates:
             raise SignatureRefused(
                 f"The payload was signed with a certificate (x5t#S256 {thumbprint[:16]}…) that "
-                f"is not uploaded, or not valid, for the {environment} environment.")
+                f"is not uploaded, or not valid, for the {environment} environment."
+            )
     for certificate in certificates:
         key = _public_key(certificate)
         if key is None or not _fits(key, alg):
             continue
         try:
-            return jws.deserialize_compact(token, key, algorithms=[alg],
-                                           registry=_REGISTRY), certificate
+            return jws.deserialize_compact(
+                token, key, algorithms=[alg], registry=_REGISTRY
+            ), certificate
         except JoseError:
             continue
     raise SignatureRefused(
         f"The signature does not verify with any certificate uploaded for the {environment} "
-        "environment (wrong key, or the payload was changed).")
+        "environment (wrong key, or the payload was changed)."
+    )
 
 
 def _json_claims(payload: bytes) -> dict[str, Any]:
@@ -244,8 +268,10 @@ def _check_body_hash(claims: dict[str, Any], body: bytes) -> None:
     digest = hashlib.sha256(body).digest()
     accepted = {digest.hex(), base64.urlsafe_b64encode(digest).rstrip(b"=").decode()}
     if stated.strip().rstrip("=") not in accepted and stated.lower() not in accepted:
-        raise SignatureRefused("body_sha256 does not match the body: it was changed in transit "
-                               "or hashed before a re-encoding.")
+        raise SignatureRefused(
+            "body_sha256 does not match the body: it was changed in transit "
+            "or hashed before a re-encoding."
+        )
 
 
 def _seconds(claims: dict[str, Any], name: str) -> float:

@@ -98,7 +98,10 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _self_view(seat: Seat) -> dict[str, Any]:
-    return {"id": seat.id, "role": seat.role, "n": seat.seat_no, "state": seat.state}
+    view = {"id": seat.id, "role": seat.role, "n": seat.seat_no, "state": seat.state}
+    if seat.state == "waiting":
+        view["waiting_since"] = seat.waiting_since  # the lobby page shows how long
+    return view
 
 
 def _peer_view(seat: Seat, *, viewer: Seat, visit: VisitFacts) -> dict[str, Any]:

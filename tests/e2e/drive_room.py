@@ -243,16 +243,18 @@ async def decoding(page: Page, peers: int, *, timeout: float = MEDIA_TIMEOUT_S) 
     """Wait until ``peers`` remote peers show decoded frames that keep increasing."""
     deadline = time.monotonic() + timeout
     first: dict[str, Any] = {}
+    second: dict[str, Any] = {}
     while time.monotonic() < deadline:
         first = await page.evaluate("window.__openvisit.inbound()")
-        ok = [s for s in first.values() if s["framesDecoded"] > 0 and s["videoWidth"] > 0]
-        if len(first) >= peers and len(ok) >= peers:
+        await asyncio.sleep(1.0)
+        second = await page.evaluate("window.__openvisit.inbound()")
+        rising = [pid for pid, s in second.items()
+                  if s["framesDecoded"] > first.get(pid, {}).get("framesDecoded", 0) > 0
+                  and s["videoWidth"] > 0]
+        if len(second) >= peers and len(rising) >= peers:
             break
-        await asyncio.sleep(0.25)
     else:
-        raise AssertionError(f"not decoding from {peers} peers: {first}")
-    await asyncio.sleep(1.0)
-    second = await page.evaluate("window.__openvisit.inbound()")
+        raise AssertionError(f"not decoding from {peers} peers: {first} then {second}")
     return {pid: {"frames_first": first[pid]["framesDecoded"],
                   "frames_later": second.get(pid, {}).get("framesDecoded", 0),
                   "video_width": second.get(pid, {}).get("videoWidth", 0),
@@ -454,8 +456,54 @@ async def two_processes(browser: Browser, stack: Stack, shots: Path | None) -> d
     return result
 
 
+async def network_drop(browser: Browser, stack: Stack, shots: Path | None) -> dict[str, Any]:
+    """The namespace's only network (lo) goes down for a while mid-call, then comes back.
+
+    ICE notices (consent freshness, RFC 7675), the page says "Reconnecting…", the impolite
+    side restarts ICE once signalling gets through again, and video flows again.
+    """
+    base = stack.web("a")
+    links = await seed(stack.db_url, stack.redis_url)
+    provider = await new_page(browser)
+    await provider.goto(on(base, links["provider"]))
+    patient = await new_page(browser, phone=True)
+    await patient_joins(patient, on(base, links["patient"]))
+    await admit_from_panel(provider, token_pid(links["patient"]))
+    for page in (provider, patient):
+        await decoding(page, 1)
+        await page.evaluate("""() => { window.__states = [];
+          window.__openvisit.mesh.addEventListener("state",
+            (e) => window.__states.push(e.detail.state)); }""")
+    subprocess.run(["ip", "link", "set", "lo", "down"], check=True)
+    shown = ""
+    try:
+        deadline = time.monotonic() + 12
+        while time.monotonic() < deadline and "…" not in shown:
+            await asyncio.sleep(0.5)
+            shown = await patient.evaluate(
+                "document.querySelector('.tile-state')?.textContent || ''")
+        await shot(patient, shots, "patient-reconnecting")
+        await asyncio.sleep(6)  # long enough for the page to restart ICE, not for "failed"
+    finally:
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    after = {"patient": await decoding(patient, 1, timeout=60),
+             "provider": await decoding(provider, 1, timeout=60)}
+    result = {
+        "shown_during_drop": shown,
+        "states": {name: await page.evaluate("window.__states")
+                   for name, page in (("patient", patient), ("provider", provider))},
+        "restarts": {name: await page.evaluate(
+            "[...window.__openvisit.mesh.links.values()].map((l) => l.restarts)")
+            for name, page in (("patient", patient), ("provider", provider))},
+        "after": after,
+    }
+    for page in (provider, patient):
+        await page.context.close()
+    return result
+
+
 SCENARIOS = {f.__name__: f for f in (one_to_one, three_way, relay_only, lobby_refusal,
-                                     two_processes)}
+                                     two_processes, network_drop)}
 
 
 async def migrate_sqlite(db_url: str) -> None:

@@ -17,7 +17,7 @@ import pytest
 from tests.e2e.support import SCREENSHOTS_ENV, assert_decoding, run_driver
 
 pytestmark = [pytest.mark.browser, pytest.mark.peers, pytest.mark.slow]
-SCENARIOS = ["one_to_one", "three_way", "relay_only", "lobby_refusal"]
+SCENARIOS = ["one_to_one", "three_way", "relay_only", "lobby_refusal", "network_drop"]
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +76,21 @@ def test_it_refuses_and_audits_signalling_from_a_waiting_patient(
     assert result["patient_peers"] == []
 
 
+def test_it_recovers_from_a_network_drop_with_an_ice_restart_and_says_so(
+    report: dict[str, Any],
+) -> None:
+    result = report["network_drop"]
+    assert result["shown_during_drop"] == "Reconnecting to Your clinician…"
+    for side in ("patient", "provider"):
+        assert result["states"][side][0] == "reconnecting"
+        assert result["states"][side][-1] == "connected"
+        assert_decoding(result["after"][side], 1)
+    assert sum(result["restarts"]["patient"] + result["restarts"]["provider"]) >= 1
+
+
 def test_it_took_the_screenshots_of_both_pages(report: dict[str, Any], shots: Path) -> None:
     for name in ("patient-prejoin-es", "patient-prejoin-cs", "patient-lobby-es",
-                 "patient-call-es", "provider-waiting", "provider-call"):
+                 "patient-call-es", "provider-waiting", "provider-call", "provider-invite",
+                 "patient-reconnecting"):
         path = shots / f"room-{name}.png"
         assert path.exists() and path.stat().st_size > 10_000, path

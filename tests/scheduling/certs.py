@@ -52,8 +52,12 @@ def issue(
     else:
         key = ec.generate_private_key(curve or ec.SECP384R1())
     now = datetime.now(UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example Hospital")])
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example Hospital"),
+        ]
+    )
     certificate = (
         x509.CertificateBuilder()
         .subject_name(name)

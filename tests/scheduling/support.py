@@ -44,14 +44,29 @@ async def make_endpoint(
         org = await get_or_create_organisation(session, slug)
         org.default_phone_region = region
         endpoint = await add_endpoint(
-            session, app=ctx, organisation=org, fhir_base=fhir_base, environment=environment,
-            vendor="epic", client_id="openvisit", timezone=timezone, approved=True, actor="test")
-        await configure_feed(session, endpoint=endpoint, actor="test", senders=list(senders),
-                             status_map=status_map)
+            session,
+            app=ctx,
+            organisation=org,
+            fhir_base=fhir_base,
+            environment=environment,
+            vendor="epic",
+            client_id="openvisit",
+            timezone=timezone,
+            approved=True,
+            actor="test",
+        )
+        await configure_feed(
+            session, endpoint=endpoint, actor="test", senders=list(senders), status_map=status_map
+        )
         if sms:
-            session.add(SmsSettings(endpoint_id=endpoint.id, enabled=True,
-                                    confirmations_enabled=True,
-                                    reminder_offsets_minutes=[1440, 60]))
+            session.add(
+                SmsSettings(
+                    endpoint_id=endpoint.id,
+                    enabled=True,
+                    confirmations_enabled=True,
+                    reminder_offsets_minutes=[1440, 60],
+                )
+            )
         return endpoint
 
 
@@ -78,12 +93,17 @@ def siu(
     """An Epic-style v2.3 SIU message (synthetic: TEST^PATIENT, fictional 555-01xx numbers)."""
     app, _, facility = sender.partition("^")
     telecom = "~".join(
-        part for part in (
+        part
+        for part in (
             f"{phone}^PRN^CP" if phone else "",
             f"^NET^Internet^{email}" if email else "",
-        ) if part)
-    msh = (f"MSH|^~\\&|{app}|{facility}|OPENVISIT|TELEHEALTH|20240305101500||SIU^{event}|"
-           f"{control_id}|P|2.3|||{accept_ack}|{application_ack}")
+        )
+        if part
+    )
+    msh = (
+        f"MSH|^~\\&|{app}|{facility}|OPENVISIT|TELEHEALTH|20240305101500||SIU^{event}|"
+        f"{control_id}|P|2.3|||{accept_ack}|{application_ack}"
+    )
     segments = [
         msh.rstrip("|"),
         f"SCH|{placer or ''}|{filler or ''}|||||ROUTINE^Routine|VIDEO^Video Visit|30|MIN|"
@@ -118,9 +138,14 @@ def read_ack(raw: bytes) -> Ack:
         has_err = True
     except KeyError:
         has_err = False
-    return Ack(raw=raw, code=str(msa(1)), acked_id=str(msa(2)),
-               text=str(msa(3)) if len(msa) > 3 else "",
-               control_id=str(message.segment("MSH")(10)), has_err=has_err)
+    return Ack(
+        raw=raw,
+        code=str(msa(1)),
+        acked_id=str(msa(2)),
+        text=str(msa(3)) if len(msa) > 3 else "",
+        control_id=str(message.segment("MSH")(10)),
+        has_err=has_err,
+    )
 
 
 def acks_in(output: bytes) -> list[bytes]:
@@ -132,7 +157,10 @@ def mllp_send(port: int, path: Path, *, timeout: float = 30) -> list[Ack]:
     """Send every message in ``path`` with python-hl7's ``mllp_send --loose``; its ACKs."""
     result = subprocess.run(
         [str(MLLP_SEND), "--loose", "-p", str(port), "127.0.0.1", "-f", str(path)],
-        capture_output=True, timeout=timeout, check=False)
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr.decode(errors="replace")
     return [read_ack(raw) for raw in acks_in(result.stdout)]
 
@@ -156,10 +184,10 @@ class Listener:
 def start_listener(db_url: str, tmp: Path, *, name: str = "mllp", **env: str) -> Listener:
     """``python -m openvisit mllp`` on a free port, waited for."""
     port = free_port()
-    proc = Proc(["mllp", "--port", str(port)], env=subprocess_env(db_url, **env),
-                log=tmp / f"{name}.log")
-    wait_for(lambda: port_open("127.0.0.1", port), timeout=30, what="the MLLP listener",
-             proc=proc)
+    proc = Proc(
+        ["mllp", "--port", str(port)], env=subprocess_env(db_url, **env), log=tmp / f"{name}.log"
+    )
+    wait_for(lambda: port_open("127.0.0.1", port), timeout=30, what="the MLLP listener", proc=proc)
     return Listener(proc, port)
 
 

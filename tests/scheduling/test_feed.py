@@ -48,11 +48,17 @@ async def test_it_walks_the_public_samples_through_the_appointment_states(
 ) -> None:
     await make_endpoint(ctx)
     feed = SiuFeed(ctx)
-    expected = [("SIU-S12-01.hl7", "AA", "booked"), ("SIU-S13-01.hl7", "AA", "booked"),
-                ("SIU-S14-01.hl7", "AA", "booked"), ("SIU-S26-01.hl7", "AA", "noshow"),
-                ("SIU-S12-01.hl7", "AA", "noshow"),  # a resend changes nothing
-                ("SIU-S15-01.hl7", "AA", "cancelled"), ("SIU-S17-01.hl7", "AA", "cancelled"),
-                ("SIU-S16-01.hl7", "AR", "cancelled"), ("SIU-S12_1.hl7", "AR", "cancelled")]
+    expected = [
+        ("SIU-S12-01.hl7", "AA", "booked"),
+        ("SIU-S13-01.hl7", "AA", "booked"),
+        ("SIU-S14-01.hl7", "AA", "booked"),
+        ("SIU-S26-01.hl7", "AA", "noshow"),
+        ("SIU-S12-01.hl7", "AA", "noshow"),  # a resend changes nothing
+        ("SIU-S15-01.hl7", "AA", "cancelled"),
+        ("SIU-S17-01.hl7", "AA", "cancelled"),
+        ("SIU-S16-01.hl7", "AR", "cancelled"),
+        ("SIU-S12_1.hl7", "AR", "cancelled"),
+    ]
     for name, code, status in expected:
         raw = (SAMPLES / name).read_bytes().replace(b"\n", b"\r")
         reply = await feed.handle(raw)
@@ -69,13 +75,20 @@ async def test_it_walks_the_public_samples_through_the_appointment_states(
 async def test_it_maps_local_sch25_codes_and_the_events_that_fix_the_status(
     ctx: AppContext,
 ) -> None:
-    await make_endpoint(ctx, senders=EPIC, status_map={"SCHED": "booked", "ARRV": "arrived",
-                                                       "PEND": "pending"})
+    await make_endpoint(
+        ctx, senders=EPIC, status_map={"SCHED": "booked", "ARRV": "arrived", "PEND": "pending"}
+    )
     feed = SiuFeed(ctx)
-    steps = [("S12", "PEND", "pending"), ("S14", "ARRV", "arrived"),
-             ("S14", "UNKNOWN-LOCAL", "arrived"), ("S14", "Cancelled", "cancelled"),
-             ("S13", "SCHED", "booked"), ("S26", "Booked", "noshow"),
-             ("S12", "booked", "booked"), ("S15", "Booked", "cancelled")]
+    steps = [
+        ("S12", "PEND", "pending"),
+        ("S14", "ARRV", "arrived"),
+        ("S14", "UNKNOWN-LOCAL", "arrived"),
+        ("S14", "Cancelled", "cancelled"),
+        ("S13", "SCHED", "booked"),
+        ("S26", "Booked", "noshow"),
+        ("S12", "booked", "booked"),
+        ("S15", "Booked", "cancelled"),
+    ]
     for number, (event, code, status) in enumerate(steps):
         await feed.handle(siu(event=event, status=code, control_id=f"C{number}"))
         [appointment] = await appointments(ctx)
@@ -87,8 +100,15 @@ async def test_it_keys_by_placer_id_until_the_filler_id_arrives(ctx: AppContext)
     feed = SiuFeed(ctx)
 
     await feed.handle(siu(filler=None, placer="PL-1", control_id="A"))
-    await feed.handle(siu(filler="FI-1", placer="PL-1", control_id="B",
-                          start="20300313093000", end="20300313100000"))
+    await feed.handle(
+        siu(
+            filler="FI-1",
+            placer="PL-1",
+            control_id="B",
+            start="20300313093000",
+            end="20300313100000",
+        )
+    )
     [rekeyed] = await appointments(ctx)
     await feed.handle(siu(event="S15", filler=None, placer="PL-1", control_id="C"))
 
@@ -164,8 +184,9 @@ async def test_it_keeps_contacts_a_day_after_the_start_when_no_end_is_sent(
     ctx: AppContext,
 ) -> None:
     await make_endpoint(ctx, senders=EPIC)
-    message = siu().replace(b"|30|MIN|^^30^20300312093000^20300312100000|",
-                            b"|||^^^20300312093000|")
+    message = siu().replace(
+        b"|30|MIN|^^30^20300312093000^20300312100000|", b"|||^^^20300312093000|"
+    )
     message = message.replace(b"|0|MIN|30|MIN|", b"|0|MIN|||")
     await SiuFeed(ctx).handle(message)
 
@@ -186,8 +207,9 @@ async def test_it_purges_contacts_whose_time_is_up_with_the_periodic_job(
     await make_endpoint(ctx, senders=EPIC)
     feed = SiuFeed(ctx)
     # One appointment long over (purge due), one in 2030 (kept).
-    await feed.handle(siu(control_id="old", filler="OLD", start="20200101093000",
-                          end="20200101100000"))
+    await feed.handle(
+        siu(control_id="old", filler="OLD", start="20200101093000", end="20200101100000")
+    )
     await feed.handle(siu(control_id="new", filler="NEW"))
     assert await count(ctx, Contact) == 4
 
@@ -196,9 +218,17 @@ async def test_it_purges_contacts_whose_time_is_up_with_the_periodic_job(
     await Worker(ctx).run_until_empty(timeout=30)
 
     async with ctx.transaction() as session:
-        left = (await session.execute(
-            select(Appointment.ehr_appointment_id).join(
-                Contact, Contact.appointment_id == Appointment.id))).scalars().all()
+        left = (
+            (
+                await session.execute(
+                    select(Appointment.ehr_appointment_id).join(
+                        Contact, Contact.appointment_id == Appointment.id
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
         job = await session.scalar(select(Job).where(Job.idempotency_key == "purge-now"))
     assert sorted(left) == ["NEW", "NEW"]
     assert job is not None and job.state == "done"
@@ -214,8 +244,7 @@ async def test_it_answers_a_resend_from_the_stored_ack_and_applies_nothing(
     jobs = await count(ctx, Job)
 
     # Same MSH-10, different content: still the first ACK, still the first appointment.
-    again = await feed.handle(siu(control_id="SAME", start="20300401093000",
-                                  end="20300401100000"))
+    again = await feed.handle(siu(control_id="SAME", start="20300401093000", end="20300401100000"))
 
     assert again.duplicate and again.ack == first.ack
     [after] = await appointments(ctx)
@@ -235,12 +264,16 @@ async def test_it_scopes_control_ids_to_the_sender(ctx: AppContext) -> None:
     assert len(await appointments(ctx)) == 2
 
 
-@pytest.mark.parametrize(("sender", "code", "text"), [
-    ("OTHER^SYSTEM", "AR", "unknown sender (MSH-3 OTHER, MSH-4 SYSTEM)"),
-    ("EPIC^ELSEWHERE", "AR", "unknown sender (MSH-3 EPIC, MSH-4 ELSEWHERE)"),
-])
-async def test_it_rejects_unknown_senders(ctx: AppContext, sender: str, code: str,
-                                          text: str) -> None:
+@pytest.mark.parametrize(
+    ("sender", "code", "text"),
+    [
+        ("OTHER^SYSTEM", "AR", "unknown sender (MSH-3 OTHER, MSH-4 SYSTEM)"),
+        ("EPIC^ELSEWHERE", "AR", "unknown sender (MSH-3 EPIC, MSH-4 ELSEWHERE)"),
+    ],
+)
+async def test_it_rejects_unknown_senders(
+    ctx: AppContext, sender: str, code: str, text: str
+) -> None:
     await make_endpoint(ctx, senders=EPIC)
 
     reply = await SiuFeed(ctx).handle(siu(sender=sender))
@@ -254,10 +287,12 @@ async def test_it_rejects_unknown_senders(ctx: AppContext, sender: str, code: st
 async def test_it_prefers_the_most_specific_sender_and_refuses_ambiguity(
     ctx: AppContext,
 ) -> None:
-    general = await make_endpoint(ctx, senders=("EPIC",), slug="org-a",
-                                  fhir_base="https://a.example.org/fhir")
-    specific = await make_endpoint(ctx, senders=("EPIC^EPICADT",), slug="org-b",
-                                   fhir_base="https://b.example.org/fhir")
+    general = await make_endpoint(
+        ctx, senders=("EPIC",), slug="org-a", fhir_base="https://a.example.org/fhir"
+    )
+    specific = await make_endpoint(
+        ctx, senders=("EPIC^EPICADT",), slug="org-b", fhir_base="https://b.example.org/fhir"
+    )
     feed = SiuFeed(ctx)
 
     assert (await feed.handle(siu(control_id="1"))).endpoint_id == specific.id
@@ -286,16 +321,22 @@ async def test_it_reads_a_sender_added_a_moment_ago(ctx: AppContext) -> None:
     assert late.code == "AA"
 
 
-@pytest.mark.parametrize(("mangle", "code", "err"), [
-    (lambda m: m.replace(b"SCH|", b"XYZ|"), "AE", "SCH"),
-    (lambda m: m.replace(b"|20300312093000|0|MIN", b"|2030-03-12|0|MIN"), "AE", "AIS-4"),
-    (lambda m: m.replace(b"|2.3\r", b"|9.9\r"), "AR", "MSH-12"),
-    (lambda m: m.replace(b"SIU^S12", b"ADT^A01"), "AR", "MSH-9"),
-    (lambda m: m.replace(b"SIU^S12", b"SIU^S16"), "AR", "MSH-9.2"),
-    (lambda m: m.replace(b"|CTRL-1|P|", b"|CTRL-1|Q|"), "AR", "MSH-11"),
-])
+@pytest.mark.parametrize(
+    ("mangle", "code", "err"),
+    [
+        (lambda m: m.replace(b"SCH|", b"XYZ|"), "AE", "SCH"),
+        (lambda m: m.replace(b"|20300312093000|0|MIN", b"|2030-03-12|0|MIN"), "AE", "AIS-4"),
+        (lambda m: m.replace(b"|2.3\r", b"|9.9\r"), "AR", "MSH-12"),
+        (lambda m: m.replace(b"SIU^S12", b"ADT^A01"), "AR", "MSH-9"),
+        (lambda m: m.replace(b"SIU^S12", b"SIU^S16"), "AR", "MSH-9.2"),
+        (lambda m: m.replace(b"|CTRL-1|P|", b"|CTRL-1|Q|"), "AR", "MSH-11"),
+    ],
+)
 async def test_it_answers_bad_messages_with_ae_or_ar_and_a_readable_reason(
-    ctx: AppContext, mangle, code: str, err: str  # type: ignore[no-untyped-def]
+    ctx: AppContext,
+    mangle,
+    code: str,
+    err: str,  # type: ignore[no-untyped-def]
 ) -> None:
     await make_endpoint(ctx, senders=EPIC)
 
@@ -309,18 +350,25 @@ async def test_it_answers_bad_messages_with_ae_or_ar_and_a_readable_reason(
 
 
 @pytest.mark.parametrize("raw", [b"", b"garbage", b"MSH|", b"PID|1||X", b"\xff\xfe\x00MSH"])
-async def test_it_answers_an_unreadable_header_with_a_fallback_ar(ctx: AppContext,
-                                                                  raw: bytes) -> None:
+async def test_it_answers_an_unreadable_header_with_a_fallback_ar(
+    ctx: AppContext, raw: bytes
+) -> None:
     reply = await SiuFeed(ctx).handle(raw)
 
     ack = read_ack(reply.ack or b"")
     assert ack.code == "AR" and ack.has_err and ack.acked_id == ""
 
 
-@pytest.mark.parametrize(("accept", "application", "code", "answered"), [
-    ("AL", "NE", "CA", True), ("AL", "AL", "CA", True), ("NE", "AL", "CA", False),
-    ("ER", "NE", "CA", False), ("SU", "", "CA", True),
-])
+@pytest.mark.parametrize(
+    ("accept", "application", "code", "answered"),
+    [
+        ("AL", "NE", "CA", True),
+        ("AL", "AL", "CA", True),
+        ("NE", "AL", "CA", False),
+        ("ER", "NE", "CA", False),
+        ("SU", "", "CA", True),
+    ],
+)
 async def test_it_honours_enhanced_mode_commit_acks(
     ctx: AppContext, accept: str, application: str, code: str, answered: bool
 ) -> None:
@@ -372,6 +420,9 @@ async def test_it_audits_feed_configuration(ctx: AppContext) -> None:
     endpoint = await make_endpoint(ctx, senders=EPIC)
 
     async with ctx.transaction() as session:
-        entry = await session.scalar(select(AuditLog).where(
-            AuditLog.action == "endpoint.hl7_feed", AuditLog.object_id == str(endpoint.id)))
+        entry = await session.scalar(
+            select(AuditLog).where(
+                AuditLog.action == "endpoint.hl7_feed", AuditLog.object_id == str(endpoint.id)
+            )
+        )
     assert entry is not None and entry.actor == "test"

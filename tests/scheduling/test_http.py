@@ -49,8 +49,14 @@ async def _setup(ctx: AppContext, *certs: Issued) -> EhrEndpoint:
     endpoint = await make_endpoint(ctx, senders=(SENDER,))
     async with ctx.transaction() as session:
         for cert in certs:
-            await store_certificate(session, organisation_id=endpoint.organisation_id,
-                                    environment="test", data=cert.pem, actor="test", now=utcnow())
+            await store_certificate(
+                session,
+                organisation_id=endpoint.organisation_id,
+                environment="test",
+                data=cert.pem,
+                actor="test",
+                now=utcnow(),
+            )
     return endpoint
 
 
@@ -61,31 +67,45 @@ def _key(cert: Issued) -> RSAKey | ECKey:
 
 def claims(ctx: AppContext, **overrides: Any) -> dict[str, Any]:
     now = int(time.time())
-    values: dict[str, Any] = {"iss": SENDER, "aud": f"{ctx.settings.public_url}/hl7/siu",
-                              "iat": now, "exp": now + 120, "jti": str(uuid.uuid4())}
+    values: dict[str, Any] = {
+        "iss": SENDER,
+        "aud": f"{ctx.settings.public_url}/hl7/siu",
+        "iat": now,
+        "exp": now + 120,
+        "jti": str(uuid.uuid4()),
+    }
     values.update(overrides)
     return {k: v for k, v in values.items() if v is not None}
 
 
-def compact(cert: Issued, payload: bytes, header: dict[str, Any], *, alg: str | None = None,
-            thumbprint: bool = False) -> str:
+def compact(
+    cert: Issued,
+    payload: bytes,
+    header: dict[str, Any],
+    *,
+    alg: str | None = None,
+    thumbprint: bool = False,
+) -> str:
     alg = alg or ("RS256" if cert.kind == "rsa" else "ES384")
     protected = {"alg": alg, **header}
     if thumbprint:
         digest = hashlib.sha256(cert.der).digest()
         protected["x5t#S256"] = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-    return jws.serialize_compact(protected, payload, _key(cert), algorithms=[alg],
-                                 registry=_REGISTRY)
+    return jws.serialize_compact(
+        protected, payload, _key(cert), algorithms=[alg], registry=_REGISTRY
+    )
 
 
 def _url(endpoint: EhrEndpoint) -> str:
     return f"/hl7/siu?endpoint={endpoint.id}"
 
 
-async def _post_jose(client: httpx.AsyncClient, endpoint: EhrEndpoint, token: str
-                     ) -> httpx.Response:
-    return await client.post(_url(endpoint), content=token,
-                             headers={"Content-Type": "application/jose"})
+async def _post_jose(
+    client: httpx.AsyncClient, endpoint: EhrEndpoint, token: str
+) -> httpx.Response:
+    return await client.post(
+        _url(endpoint), content=token, headers={"Content-Type": "application/jose"}
+    )
 
 
 async def test_it_accepts_a_compact_jws_whose_payload_is_the_message(
@@ -108,16 +128,27 @@ async def test_it_accepts_a_bearer_jws_over_the_body_hash(
 ) -> None:
     endpoint = await _setup(ctx, rsa, ec)  # two active certificates: rotation
     body = siu(control_id="BEARER-1")
-    for n, (cert, digest) in enumerate((
-        (ec, hashlib.sha256(body).hexdigest()),
-        (rsa, base64.urlsafe_b64encode(hashlib.sha256(body).digest()).rstrip(b"=").decode()),
-    )):
-        token = compact(cert, json.dumps(claims(ctx, body_sha256=digest)).encode(),
-                        {"typ": "JWT"}, thumbprint=n == 0)
+    for n, (cert, digest) in enumerate(
+        (
+            (ec, hashlib.sha256(body).hexdigest()),
+            (rsa, base64.urlsafe_b64encode(hashlib.sha256(body).digest()).rstrip(b"=").decode()),
+        )
+    ):
+        token = compact(
+            cert,
+            json.dumps(claims(ctx, body_sha256=digest)).encode(),
+            {"typ": "JWT"},
+            thumbprint=n == 0,
+        )
         response = await client.post(
-            "/hl7/siu", content=body,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/hl7-v2",
-                     "X-OpenVisit-Endpoint": str(endpoint.id)})
+            "/hl7/siu",
+            content=body,
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Content-Type": "application/hl7-v2",
+                "X-OpenVisit-Endpoint": str(endpoint.id),
+            },
+        )
         assert response.status_code == 200, response.text
         assert read_ack(response.content).code == "AA"
     assert len(await appointments(ctx)) == 1
@@ -138,23 +169,30 @@ def _none_token(payload: bytes, header: dict[str, Any]) -> str:
     return f"{_b64(json.dumps({'alg': 'none', **header}).encode())}.{_b64(payload)}."
 
 
-@pytest.mark.parametrize(("case", "message"), [
-    ("wrong key", "does not verify with any certificate"),
-    ("unknown thumbprint", "is not uploaded"),
-    ("expired", "has expired"),
-    ("future iat", "iat is in the future"),
-    ("too long", "more than an hour ahead"),
-    ("alg none", "'none' is not accepted"),
-    ("HS256 with the public key", "'HS256' is not accepted"),
-    ("wrong issuer", "is not this endpoint's sender"),
-    ("wrong audience", "aud must be"),
-    ("no jti", "lack 'jti'"),
-    ("tampered payload", "does not verify"),
-    ("unsigned", "not signed"),
-    ("not a jws", "not a compact JWS"),
-])
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("wrong key", "does not verify with any certificate"),
+        ("unknown thumbprint", "is not uploaded"),
+        ("expired", "has expired"),
+        ("future iat", "iat is in the future"),
+        ("too long", "more than an hour ahead"),
+        ("alg none", "'none' is not accepted"),
+        ("HS256 with the public key", "'HS256' is not accepted"),
+        ("wrong issuer", "is not this endpoint's sender"),
+        ("wrong audience", "aud must be"),
+        ("no jti", "lack 'jti'"),
+        ("tampered payload", "does not verify"),
+        ("unsigned", "not signed"),
+        ("not a jws", "not a compact JWS"),
+    ],
+)
 async def test_it_refuses_payloads_it_cannot_trust_with_401(
-    ctx: AppContext, client: httpx.AsyncClient, rsa: Issued, stranger: Issued, case: str,
+    ctx: AppContext,
+    client: httpx.AsyncClient,
+    rsa: Issued,
+    stranger: Issued,
+    case: str,
     message: str,
 ) -> None:
     endpoint = await _setup(ctx, rsa)
@@ -175,8 +213,9 @@ async def test_it_refuses_payloads_it_cannot_trust_with_401(
         "not a jws": lambda: "abc.def",
     }[case]()
     if case == "unsigned":
-        response = await client.post(_url(endpoint), content=body,
-                                     headers={"Content-Type": "application/hl7-v2"})
+        response = await client.post(
+            _url(endpoint), content=body, headers={"Content-Type": "application/hl7-v2"}
+        )
     else:
         response = await _post_jose(client, endpoint, token)
 
@@ -198,11 +237,17 @@ async def test_it_refuses_a_changed_body_under_a_bearer_signature(
 ) -> None:
     endpoint = await _setup(ctx, rsa)
     body = siu()
-    token = compact(rsa, json.dumps(claims(
-        ctx, body_sha256=hashlib.sha256(body).hexdigest())).encode(), {"typ": "JWT"})
+    token = compact(
+        rsa,
+        json.dumps(claims(ctx, body_sha256=hashlib.sha256(body).hexdigest())).encode(),
+        {"typ": "JWT"},
+    )
 
-    response = await client.post(_url(endpoint), content=body.replace(b"20300312", b"20300313"),
-                                 headers={"Authorization": f"Bearer {token}"})
+    response = await client.post(
+        _url(endpoint),
+        content=body.replace(b"20300312", b"20300313"),
+        headers={"Authorization": f"Bearer {token}"},
+    )
 
     assert response.status_code == 401
     assert "body_sha256 does not match" in response.json()["error"]["message"]
@@ -228,8 +273,11 @@ async def test_it_lets_the_same_signature_retry_after_a_temporary_failure(
     ctx: AppContext, client: httpx.AsyncClient, rsa: Issued
 ) -> None:
     endpoint = await _setup(ctx, rsa)
-    assert (await _post_jose(client, endpoint, compact(rsa, siu(control_id="W", filler="W"),
-                                                       claims(ctx)))).status_code == 200
+    assert (
+        await _post_jose(
+            client, endpoint, compact(rsa, siu(control_id="W", filler="W"), claims(ctx))
+        )
+    ).status_code == 200
     token = compact(rsa, siu(control_id="RETRY"), claims(ctx))
     async with ctx.db.engine.begin() as conn:
         await conn.execute(text("ALTER TABLE contact RENAME TO contact_gone"))
@@ -249,10 +297,12 @@ async def test_it_answers_with_hl7_acks_for_hl7_problems(
     ctx: AppContext, client: httpx.AsyncClient, rsa: Issued
 ) -> None:
     endpoint = await _setup(ctx, rsa)
-    stranger = await _post_jose(client, endpoint, compact(rsa, siu(sender="OTHER^APP"),
-                                                          claims(ctx)))
-    broken = await _post_jose(client, endpoint, compact(rsa, siu().replace(b"SCH|", b"XYZ|"),
-                                                        claims(ctx)))
+    stranger = await _post_jose(
+        client, endpoint, compact(rsa, siu(sender="OTHER^APP"), claims(ctx))
+    )
+    broken = await _post_jose(
+        client, endpoint, compact(rsa, siu().replace(b"SCH|", b"XYZ|"), claims(ctx))
+    )
 
     assert stranger.status_code == 200 and read_ack(stranger.content).code == "AR"
     assert broken.status_code == 200 and read_ack(broken.content).code == "AE"
@@ -262,13 +312,17 @@ async def test_it_names_the_endpoint_problem(
     ctx: AppContext, client: httpx.AsyncClient, rsa: Issued
 ) -> None:
     await _setup(ctx)  # no certificate uploaded
-    endpoint = (await _setup_second(ctx))
+    endpoint = await _setup_second(ctx)
     token = compact(rsa, siu(), claims(ctx))
 
-    missing = await client.post("/hl7/siu", content=token,
-                                headers={"Content-Type": "application/jose"})
-    unknown = await client.post(f"/hl7/siu?endpoint={uuid.uuid4()}", content=token,
-                                headers={"Content-Type": "application/jose"})
+    missing = await client.post(
+        "/hl7/siu", content=token, headers={"Content-Type": "application/jose"}
+    )
+    unknown = await client.post(
+        f"/hl7/siu?endpoint={uuid.uuid4()}",
+        content=token,
+        headers={"Content-Type": "application/jose"},
+    )
     uncertified = await _post_jose(client, endpoint, token)
 
     assert missing.status_code == 422 and "Name the OpenVisit endpoint" in missing.text
@@ -278,5 +332,10 @@ async def test_it_names_the_endpoint_problem(
 
 
 async def _setup_second(ctx: AppContext) -> EhrEndpoint:
-    return await make_endpoint(ctx, senders=("EPIC^OTHER",), slug="second-org",
-                               fhir_base="https://prod.example.org/fhir", environment="production")
+    return await make_endpoint(
+        ctx,
+        senders=("EPIC^OTHER",),
+        slug="second-org",
+        fhir_base="https://prod.example.org/fhir",
+        environment="production",
+    )

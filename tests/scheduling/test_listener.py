@@ -37,14 +37,16 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def listening(settings: Settings, *, ssl_context: ssl.SSLContext | None = None,
-                    **overrides: Any) -> AsyncIterator[Running]:
+async def listening(
+    settings: Settings, *, ssl_context: ssl.SSLContext | None = None, **overrides: Any
+) -> AsyncIterator[Running]:
     ctx = AppContext.create(settings.model_copy(update=overrides))
     await ctx.start()
     await make_endpoint(ctx, senders=("EPIC^EPICADT",))
     port, stop = free_port(), asyncio.Event()
-    task = asyncio.create_task(serve_mllp(ctx, stop=stop, host="127.0.0.1", port=port,
-                                          ssl_context=ssl_context))
+    task = asyncio.create_task(
+        serve_mllp(ctx, stop=stop, host="127.0.0.1", port=port, ssl_context=ssl_context)
+    )
     for _ in range(200):
         try:
             _r, w = await asyncio.open_connection("127.0.0.1", port)
@@ -87,8 +89,7 @@ async def test_it_answers_pipelined_messages_in_order_on_one_connection(
 ) -> None:
     async with listening(settings) as run:
         reader, writer = await asyncio.open_connection("127.0.0.1", run.port)
-        stream = b"".join(encode_frame(siu(control_id=f"P{i}", filler=f"F{i}"))
-                          for i in range(20))
+        stream = b"".join(encode_frame(siu(control_id=f"P{i}", filler=f"F{i}")) for i in range(20))
         for i in range(0, len(stream), 997):  # any chunking
             writer.write(stream[i : i + 997])
         await writer.drain()
@@ -101,6 +102,7 @@ async def test_it_answers_pipelined_messages_in_order_on_one_connection(
 
 async def test_it_serves_many_connections_at_once(settings: Settings) -> None:
     async with listening(settings) as run:
+
         async def client(n: int) -> list[str]:
             reader, writer = await asyncio.open_connection("127.0.0.1", run.port)
             codes = []
@@ -123,8 +125,7 @@ async def test_it_settles_two_connections_racing_for_one_new_appointment(
     settings: Settings,
 ) -> None:
     async with listening(settings) as run:
-        acks = await asyncio.gather(*(_one(run.port, siu(control_id=f"R{i}"))
-                                      for i in range(6)))
+        acks = await asyncio.gather(*(_one(run.port, siu(control_id=f"R{i}")) for i in range(6)))
 
         assert {read_ack(a).code for a in acks} == {"AA"}
         assert len(await appointments(run.ctx)) == 1
@@ -147,8 +148,9 @@ async def test_it_rejects_an_oversize_frame_and_keeps_the_connection(
 
 
 async def test_it_drops_a_client_stuck_mid_frame_and_an_idle_one(settings: Settings) -> None:
-    async with listening(settings, mllp_frame_timeout_seconds=0.3,
-                         mllp_idle_timeout_seconds=0.6) as run:
+    async with listening(
+        settings, mllp_frame_timeout_seconds=0.3, mllp_idle_timeout_seconds=0.6
+    ) as run:
         stuck_r, stuck_w = await asyncio.open_connection("127.0.0.1", run.port)
         stuck_w.write(b"\x0b" + siu()[:50])
         idle_r, idle_w = await asyncio.open_connection("127.0.0.1", run.port)
@@ -165,8 +167,10 @@ async def test_it_sends_nothing_when_enhanced_mode_asks_for_no_commit_ack(
 ) -> None:
     async with listening(settings) as run:
         reader, writer = await asyncio.open_connection("127.0.0.1", run.port)
-        writer.write(encode_frame(siu(control_id="QUIET", accept_ack="NE", application_ack="NE"))
-                     + encode_frame(siu(control_id="LOUD", filler="L", accept_ack="AL")))
+        writer.write(
+            encode_frame(siu(control_id="QUIET", accept_ack="NE", application_ack="NE"))
+            + encode_frame(siu(control_id="LOUD", filler="L", accept_ack="AL"))
+        )
         await writer.drain()
         [only] = await _acks(reader, 1)
         writer.close()
@@ -200,35 +204,54 @@ def _pki(tmp: Path) -> dict[str, Path]:
     def name(cn: str) -> x509.Name:
         return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
-    def cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name,
-             signer: ec.EllipticCurvePrivateKey, *, ca: bool = False,
-             usage: x509.ObjectIdentifier | None = None) -> x509.Certificate:
-        builder = (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(issuer)
-                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - timedelta(days=1))
-                   .not_valid_after(now + timedelta(days=30))
-                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    def cert(
+        subject: str,
+        key: ec.EllipticCurvePrivateKey,
+        issuer: x509.Name,
+        signer: ec.EllipticCurvePrivateKey,
+        *,
+        ca: bool = False,
+        usage: x509.ObjectIdentifier | None = None,
+    ) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name(subject))
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
         if usage is not None:
             builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         if subject == "127.0.0.1":
-            builder = builder.add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False,
+            )
         return builder.sign(signer, hashes.SHA256())
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = cert("Test CA", ca_key, name("Test CA"), ca_key, ca=True)
     files: dict[str, Path] = {"ca": tmp / "ca.pem"}
     files["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    for role, cn, usage in (("server", "127.0.0.1", ExtendedKeyUsageOID.SERVER_AUTH),
-                            ("client", "interface-engine", ExtendedKeyUsageOID.CLIENT_AUTH)):
+    for role, cn, usage in (
+        ("server", "127.0.0.1", ExtendedKeyUsageOID.SERVER_AUTH),
+        ("client", "interface-engine", ExtendedKeyUsageOID.CLIENT_AUTH),
+    ):
         key = ec.generate_private_key(ec.SECP256R1())
         issued = cert(cn, key, ca.subject, ca_key, usage=usage)
         files[f"{role}_cert"] = tmp / f"{role}.pem"
         files[f"{role}_cert"].write_bytes(issued.public_bytes(serialization.Encoding.PEM))
         files[f"{role}_key"] = tmp / f"{role}.key"
-        files[f"{role}_key"].write_bytes(key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption()))
+        files[f"{role}_key"].write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
     return files
 
 
@@ -236,8 +259,9 @@ async def test_it_speaks_tls_and_requires_a_client_certificate(
     settings: Settings, tmp_path: Path
 ) -> None:
     pki = _pki(tmp_path)
-    server = tls_context(cert=str(pki["server_cert"]), key=str(pki["server_key"]),
-                         ca=str(pki["ca"]))
+    server = tls_context(
+        cert=str(pki["server_cert"]), key=str(pki["server_key"]), ca=str(pki["ca"])
+    )
     client = ssl.create_default_context(cafile=str(pki["ca"]))
     client.load_cert_chain(str(pki["client_cert"]), str(pki["client_key"]))
     anonymous = ssl.create_default_context(cafile=str(pki["ca"]))

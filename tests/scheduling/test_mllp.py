@@ -57,8 +57,7 @@ async def test_it_acknowledges_every_public_sample_sent_with_mllp_send(
         for name, code, status in WALK:
             [ack] = await asyncio.to_thread(mllp_send, listener.port, SAMPLES / name)
             assert ack.code == code, (name, ack.text)
-            assert ack.acked_id == {"SIU-S12_1.hl7": "MSG00001"}.get(
-                name, "MSG000" + name[5:7])
+            assert ack.acked_id == {"SIU-S12_1.hl7": "MSG00001"}.get(name, "MSG000" + name[5:7])
             if code != "AA":
                 assert ack.has_err and ack.text
             [appointment] = await appointments(ctx)
@@ -73,12 +72,14 @@ async def test_it_acknowledges_every_public_sample_sent_with_mllp_send(
     assert "hl7_message" in log and "PATID1234" not in log and "EVERYMAN" not in log
 
 
-async def test_it_cancels_a_booking_with_s15(ctx: AppContext, db_url: str,
-                                             tmp_path: Path) -> None:
+async def test_it_cancels_a_booking_with_s15(ctx: AppContext, db_url: str, tmp_path: Path) -> None:
     await make_endpoint(ctx)
     both = tmp_path / "book-then-cancel.hl7"
-    both.write_bytes((SAMPLES / "SIU-S12-01.hl7").read_bytes() + b"\n"
-                     + (SAMPLES / "SIU-S15-01.hl7").read_bytes())
+    both.write_bytes(
+        (SAMPLES / "SIU-S12-01.hl7").read_bytes()
+        + b"\n"
+        + (SAMPLES / "SIU-S15-01.hl7").read_bytes()
+    )
     listener = start_listener(db_url, tmp_path)
     try:
         acks = await asyncio.to_thread(mllp_send, listener.port, both)
@@ -100,9 +101,16 @@ async def test_it_answers_a_resend_with_the_same_ack_and_changes_nothing(
         [ack] = await asyncio.to_thread(mllp_send, listener.port, first)
         [booked] = await appointments(ctx)
         jobs, contacts = await count(ctx, Job), await count(ctx, Contact)
-        changed = write_message(tmp_path, "changed.hl7", siu(
-            control_id="RESEND-1", start="20300401093000", end="20300401100000",
-            phone="(202)555-0199"))
+        changed = write_message(
+            tmp_path,
+            "changed.hl7",
+            siu(
+                control_id="RESEND-1",
+                start="20300401093000",
+                end="20300401100000",
+                phone="(202)555-0199",
+            ),
+        )
         again = await asyncio.to_thread(mllp_send, listener.port, changed)
         twice = await asyncio.to_thread(mllp_send, listener.port, first)
     finally:
@@ -128,10 +136,12 @@ async def test_it_keeps_serving_after_malformed_frames_garbage_and_strangers(
     ctx: AppContext, db_url: str, tmp_path: Path
 ) -> None:
     await make_endpoint(ctx, senders=("EPIC^EPICADT", FHIR_CONVERTER_SENDER))
-    no_sch = write_message(tmp_path, "no-sch.hl7", siu(control_id="BAD-1").replace(
-        b"SCH|", b"ZZZ|"))
-    stranger = write_message(tmp_path, "stranger.hl7", siu(control_id="WHO-1",
-                                                            sender="NOBODY^NOWHERE"))
+    no_sch = write_message(
+        tmp_path, "no-sch.hl7", siu(control_id="BAD-1").replace(b"SCH|", b"ZZZ|")
+    )
+    stranger = write_message(
+        tmp_path, "stranger.hl7", siu(control_id="WHO-1", sender="NOBODY^NOWHERE")
+    )
     good = write_message(tmp_path, "good.hl7", siu(control_id="GOOD-1"))
     listener = start_listener(db_url, tmp_path)
     try:
@@ -183,15 +193,22 @@ async def test_it_applies_once_when_killed_between_receive_and_ack(
         else:
             await blocker.execute(text("SELECT 1"))
         sender = subprocess.Popen(
-            [str(MLLP_SEND), "--loose", "-p", str(listener.port), "127.0.0.1", "-f",
-             str(message)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            [str(MLLP_SEND), "--loose", "-p", str(listener.port), "127.0.0.1", "-f", str(message)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         if BACKEND == "postgres":
+
             async def waiting() -> bool:
                 async with ctx.db.engine.connect() as probe:
-                    found = await probe.scalar(text(
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                        "AND query ILIKE '%appointment%'"))
+                    found = await probe.scalar(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                            "AND query ILIKE '%appointment%'"
+                        )
+                    )
                 return bool(found)
+
             await _wait_until(waiting, timeout=15, what="the listener to wait on the lock")
         else:
             await asyncio.sleep(1.5)
@@ -225,9 +242,11 @@ async def test_it_applies_once_when_the_ack_never_reaches_the_sender(
 
         async def recorded() -> bool:
             return await count(ctx, InboundMessage) == 1
+
         await _wait_until(recorded, timeout=15, what="the message to be committed")
-        [ack] = await asyncio.to_thread(mllp_send, listener.port,
-                                        write_message(tmp_path, "m.hl7", message))
+        [ack] = await asyncio.to_thread(
+            mllp_send, listener.port, write_message(tmp_path, "m.hl7", message)
+        )
     finally:
         listener.stop()
 

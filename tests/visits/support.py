@@ -97,12 +97,16 @@ def _free_port() -> int:
 
 @contextlib.asynccontextmanager
 async def serve(ctx: AppContext) -> AsyncIterator[str]:
-    """The full app on a real uvicorn server in this event loop; yields its base URL."""
+    """The full app on a real uvicorn server in this event loop; yields its base URL.
+
+    No lifespan: ``ctx`` is already started by its fixture (starting it twice would open a
+    second Redis connection).
+    """
     from openvisit.app import create_app
 
     port = _free_port()
     config = uvicorn.Config(create_app(ctx=ctx), host="127.0.0.1", port=port,
-                            log_config=None, lifespan="on", ws_ping_interval=None)
+                            log_config=None, lifespan="off", ws_ping_interval=None)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     for _ in range(200):

@@ -128,7 +128,8 @@ def test_it_shows_each_role_only_what_it_may_see() -> None:
     visit = VisitFacts(id="v", status="active")
 
     lobby = view_for(waiting, seats, visit)
-    assert lobby == {"you": {"id": waiting.id, "role": "patient", "n": 1, "state": "waiting"},
+    assert lobby == {"you": {"id": waiting.id, "role": "patient", "n": 1, "state": "waiting",
+                             "waiting_since": waiting.waiting_since},
                      "visit": {"status": "active"}, "peers": []}
 
     patient = view_for(inside, seats, visit)

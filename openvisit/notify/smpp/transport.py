@@ -24,6 +24,7 @@ receipts, receipt lost, wait too short), the patient gets the message twice. A c
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import threading
 import time
@@ -94,6 +95,8 @@ class SmppSms(SmsTransport):
         self._lock = threading.Lock()
         self._client: smpplib.client.Client | None = None
         self._last_io = 0.0
+        # Workers stop without closing transports; unbind politely when the process exits.
+        atexit.register(self._close)
 
     async def send(
         self, *, to: str, body: str, sender: str, reference: str,
@@ -124,6 +127,7 @@ class SmppSms(SmsTransport):
         return []
 
     async def aclose(self) -> None:
+        atexit.unregister(self._close)
         await asyncio.to_thread(self._close)
 
     # ------------------------------------------------------------------ blocking side

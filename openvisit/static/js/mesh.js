@@ -26,6 +26,7 @@ class PeerLink {
     this.queue = Promise.resolve();
     this.state = "connecting";
     this.restartAttempts = 0;
+    this.restarts = 0; // ICE restarts asked for or made over this link's life (diagnostics)
     this.restartTimer = null;
     this.remoteStream = new MediaStream();
     this.closed = false;
@@ -155,6 +156,7 @@ class PeerLink {
 
   restart() {
     this.restartAttempts += 1;
+    this.restarts += 1;
     if (this.polite) {
       this.mesh.send({ type: "restart", to: this.id });
     } else {
@@ -165,7 +167,10 @@ class PeerLink {
   /** The other side asked for an ICE restart (or a fresh first offer). */
   onRestartRequest() {
     if (this.polite) return;
-    if (this.pc.signalingState === "stable") this.pc.restartIce();
+    if (this.pc.signalingState === "stable") {
+      this.restarts += 1;
+      this.pc.restartIce();
+    }
   }
 
   async replaceTracks() {
