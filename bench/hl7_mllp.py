@@ -49,6 +49,9 @@ class Result:
     seconds: float
     latencies_ms: list[float]
     codes: dict[str, int]
+    #: CPU seconds the server process(es) and PostgreSQL used in the measured window.
+    server_cpu: float = 0.0
+    db_cpu: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -87,6 +90,7 @@ async def drive(
     seconds: float,
     sender: str,
     reconnect: bool,
+    pids: list[int],
 ) -> Result:
     """``connections`` clients, window 1 each; counts only ACKs inside the measured window.
 
@@ -125,8 +129,38 @@ async def drive(
         finally:
             writer.close()
 
+    async def account() -> tuple[float, float]:
+        await asyncio.sleep(max(0.0, start - loop.time()))
+        server, db = sum(map(cpu_seconds, pids)), postgres_cpu()
+        await asyncio.sleep(max(0.0, stop - loop.time()))
+        return sum(map(cpu_seconds, pids)) - server, postgres_cpu() - db
+
+    accounting = asyncio.create_task(account())
     await asyncio.gather(*(client(n) for n in range(connections)))
-    return Result(name, len(latencies), seconds, latencies, codes)
+    server_cpu, db_cpu = await accounting
+    return Result(name, len(latencies), seconds, latencies, codes, server_cpu, db_cpu)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu() -> float:
+    """CPU seconds of every process named postgres (the database's share of the work)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    total += cpu_seconds(int(entry.name))
+            except OSError:
+                continue
+    return total
 
 
 async def pg_database() -> str:
@@ -174,9 +208,11 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, what: str) ->
 
 def report(result: Result) -> str:
     codes = ", ".join(f"{k}={v}" for k, v in sorted(result.codes.items()))
+    per = 1000 / max(result.messages, 1)
     return (
         f"{result.name:<30} {result.rate:8.1f} msg/s   p50 {result.pct(0.50):6.2f} ms   "
-        f"p99 {result.pct(0.99):7.2f} ms   ({result.messages} ACKs: {codes})"
+        f"p99 {result.pct(0.99):7.2f} ms\n{'':<30} {result.messages} ACKs ({codes}); CPU per "
+        f"message: server {result.server_cpu * per:.2f} ms, PostgreSQL {result.db_cpu * per:.2f} ms"
     )
 
 
@@ -229,8 +265,9 @@ async def main() -> None:
             procs.append(proc)
             wait_port(port, proc, log, "openvisit mllp")
         label = "openvisit" + (f" x{args.processes}" if args.processes > 1 else "")
-        ours = await drive(f"{label} persistent", port, reconnect=False, **load)
-        ours_new = await drive(f"{label} new conn/msg", port, reconnect=True, **load)
+        pids = [p.pid for p in procs]
+        ours = await drive(f"{label} persistent", port, reconnect=False, pids=pids, **load)
+        ours_new = await drive(f"{label} new conn/msg", port, reconnect=True, pids=pids, **load)
         results += [ours, ours_new]
         for proc in procs:
             proc.terminate()
@@ -248,11 +285,19 @@ async def main() -> None:
         )
         procs.append(peer)
         wait_port(peer_port, peer, peer_log, "node-hl7-server")
-        theirs = await drive("node-hl7-server new conn/msg", peer_port, reconnect=True, **load)
+        theirs = await drive(
+            "node-hl7-server new conn/msg", peer_port, reconnect=True, pids=[peer.pid], **load
+        )
         results.append(theirs)
         if args.peer_persistent:
             results.append(
-                await drive("node-hl7-server persistent", peer_port, reconnect=False, **load)
+                await drive(
+                    "node-hl7-server persistent",
+                    peer_port,
+                    reconnect=False,
+                    pids=[peer.pid],
+                    **load,
+                )
             )
     finally:
         for proc in procs:

@@ -221,8 +221,11 @@ async def bench_openvisit(args: argparse.Namespace, workdir: Path) -> dict[str, 
                OPENVISIT_FIELD_ENCRYPTION_KEYS=",".join(TEST_KEYS), OPENVISIT_LOG_LEVEL="WARNING",
                OPENVISIT_AUTO_MIGRATE="false", OPENVISIT_PUBLIC_URL=base, PYTHONPATH=str(REPO))
     log = (workdir / "web.log").open("wb")
-    server = subprocess.Popen([sys.executable, "-m", "openvisit", "web", "--port", str(port)],
-                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    profile = ["-m", "cProfile", "-o", args.profile] if args.profile else []
+    server = subprocess.Popen([sys.executable, *profile, "-m", "openvisit", "web", "--port",
+                               str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    if args.pid_file:
+        Path(args.pid_file).write_text(str(server.pid))
     try:
         wait_port(port)
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
@@ -258,7 +261,7 @@ async def bench_openvisit(args: argparse.Namespace, workdir: Path) -> dict[str, 
                     failed.append(r.status_code)
                     del admitted[pid]
 
-            await paced(sample, 50, admit, limit=50)
+            await paced(sample, args.event_rate, admit, limit=50)
             await asyncio.sleep(2)
             admit_ms = [(max(clients.admitted_seen_by_doc.get(pid, float("inf")),
                              clients.admitted_seen_by_self.get(pid, float("inf"))) - t) * 1000
@@ -300,7 +303,7 @@ async def bench_echo(args: argparse.Namespace, n: int) -> dict[str, Any]:
             sent[key] = time.perf_counter()
             await random.choice(sockets).send(key)
 
-        await paced(list(range(args.events)), 50, ping)
+        await paced(list(range(args.events)), args.event_rate, ping)
         await asyncio.sleep(1)
         rtt = [(clients.echo_seen[k] - t) * 1000 for k, t in sent.items() if k in clients.echo_seen]
         await clients.close()
@@ -317,8 +320,11 @@ def main() -> None:
     parser.add_argument("--per-visit", type=int, default=5)
     parser.add_argument("--rate", type=float, default=250.0, help="connections per second")
     parser.add_argument("--events", type=int, default=500)
+    parser.add_argument("--event-rate", type=float, default=20.0, help="admits per second")
     parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--keep-log", default="", help="copy the server log here")
+    parser.add_argument("--profile", default="", help="run the server under cProfile, to here")
+    parser.add_argument("--pid-file", default="", help="write the server's pid here")
     args = parser.parse_args()
     from openvisit.logging import configure_logging
 
@@ -339,13 +345,13 @@ def main() -> None:
     print(f"  join  → clinician sees 'waiting'  p50 {pct(ov['join_ms'], .5):7.1f} ms   "
           f"p95 {pct(ov['join_ms'], .95):7.1f} ms   ({ov['joined']}/{ov['expected']} seen)")
     print(f"  admit → both sockets see it       p50 {pct(ov['admit_ms'], .5):7.1f} ms   "
-          f"p95 {pct(ov['admit_ms'], .95):7.1f} ms   ({len(ov['admit_ms'])} admits at 50/s, "
+          f"p95 {pct(ov['admit_ms'], .95):7.1f} ms   ({len(ov['admit_ms'])} admits at {args.event_rate:.0f}/s, "
           f"all {n} connected; {ov['admit_failed']} refused)")
     print(f"  memory per connection             {ov['rss_per_conn'] / 1024:7.1f} KiB "
           f"(server RSS {ov['rss_total'] / 2**20:.0f} MiB; {ov['errors']} error messages)")
     print(f"Peer: plain `websockets` echo server, same client, {n} connections")
     print(f"  echo round trip                   p50 {pct(echo['rtt_ms'], .5):7.1f} ms   "
-          f"p95 {pct(echo['rtt_ms'], .95):7.1f} ms   ({len(echo['rtt_ms'])} at 50/s)")
+          f"p95 {pct(echo['rtt_ms'], .95):7.1f} ms   ({len(echo['rtt_ms'])} at {args.event_rate:.0f}/s)")
     print(f"  memory per connection             {echo['rss_per_conn'] / 1024:7.1f} KiB")
     ratio = pct(ov["admit_ms"], .95) / max(0.001, pct(echo["rtt_ms"], .95))
     print(f"Ratio (admit fan-out p95 / echo p95): {ratio:.1f}x; memory ratio "

@@ -120,7 +120,8 @@ def configure_logging(*, level: str = "INFO", json: bool = False) -> None:
     # Access logs print full URLs, which carry join tokens and launch parameters.
     logging.getLogger("uvicorn.access").disabled = True
     # httpx logs every request URL at INFO; URLs can carry identifiers and query values.
-    logging.getLogger("httpx").setLevel(max(root.level, logging.WARNING))
+    for noisy in ("httpx", "urllib3.connectionpool", "twilio.http_client"):
+        logging.getLogger(noisy).setLevel(max(root.level, logging.WARNING))
     logging.getLogger("alembic").setLevel(max(root.level, logging.WARNING))
 
 

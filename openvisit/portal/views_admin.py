@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from openvisit.errors import InvalidInput, OpenVisitError
@@ -18,13 +18,15 @@ from openvisit.portal.web import (
     PrincipalDep,
     form_list,
     form_text,
+    remember_session,
     render,
     savepoint,
     see_other,
 )
 from openvisit.web.deps import CtxDep, SessionDep
 
-router = APIRouter(route_class=PortalRoute, include_in_schema=False)
+router = APIRouter(route_class=PortalRoute, include_in_schema=False,
+                   dependencies=[Depends(remember_session)])
 
 
 async def _staff_page(request: Request, session: Any, ctx: Any, principal: Principal, *,

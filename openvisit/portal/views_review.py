@@ -5,16 +5,24 @@ from __future__ import annotations
 import json
 import uuid
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from openvisit.portal import approval
 from openvisit.portal import endpoint_admin as admin
 from openvisit.portal import records as records_service
-from openvisit.portal.web import PortalRoute, PrincipalDep, problem, render, see_other
+from openvisit.portal.web import (
+    PortalRoute,
+    PrincipalDep,
+    problem,
+    remember_session,
+    render,
+    see_other,
+)
 from openvisit.web.deps import CtxDep, SessionDep
 
-router = APIRouter(route_class=PortalRoute, include_in_schema=False)
+router = APIRouter(route_class=PortalRoute, include_in_schema=False,
+                   dependencies=[Depends(remember_session)])
 
 
 @router.get("/portal/approval")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from starlette.datastructures import FormData
 
@@ -22,13 +22,15 @@ from openvisit.portal.web import (
     PrincipalDep,
     form_bool,
     form_text,
+    remember_session,
     render,
     savepoint,
     see_other,
 )
 from openvisit.web.deps import CtxDep, SessionDep
 
-router = APIRouter(route_class=PortalRoute, include_in_schema=False)
+router = APIRouter(route_class=PortalRoute, include_in_schema=False,
+                   dependencies=[Depends(remember_session)])
 
 CHOICES = {"environments": ENVIRONMENTS, "vendors": VENDORS, "auth_methods": AUTH_METHODS}
 VENDOR_LABELS = {"generic": "Any SMART on FHIR EHR", "epic": "Epic", "oracle": "Oracle Health"}

@@ -6,7 +6,7 @@ import hmac
 import secrets
 from datetime import timedelta
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from openvisit import nonces
@@ -19,12 +19,14 @@ from openvisit.portal.web import (
     PortalRoute,
     PrincipalDep,
     form_text,
+    remember_session,
     render,
     see_other,
 )
 from openvisit.web.deps import CtxDep, SessionDep
 
-router = APIRouter(route_class=PortalRoute, include_in_schema=False)
+router = APIRouter(route_class=PortalRoute, include_in_schema=False,
+                   dependencies=[Depends(remember_session)])
 SIGNIN_COOKIE = "ov_signin"
 IDP_STATE_TTL = timedelta(minutes=10)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
@@ -24,13 +24,15 @@ from openvisit.portal.web import (
     form_list,
     form_text,
     format_phone,
+    remember_session,
     render,
     savepoint,
     see_other,
 )
 from openvisit.web.deps import CtxDep, SessionDep
 
-router = APIRouter(route_class=PortalRoute, include_in_schema=False)
+router = APIRouter(route_class=PortalRoute, include_in_schema=False,
+                   dependencies=[Depends(remember_session)])
 
 
 async def _sms_context(session: Any, ctx: Any, principal: Principal) -> dict[str, Any]:

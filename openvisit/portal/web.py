@@ -51,10 +51,19 @@ class SignInRequired(NotAuthenticated):
     code = "sign_in_required"
 
 
+async def remember_session(request: Request, session: SessionDep) -> None:
+    """Keep the request's session where :class:`PortalRoute` can roll it back on an error."""
+    request.state.portal_session = session
+
+
 class PortalRoute(APIRoute):
     """HTML portal routes: "not signed in" becomes a redirect to the sign-in page (with
     ``next``); any other :class:`OpenVisitError` is shown inside the portal's own layout with
-    a way back, rather than on the bare error page."""
+    a way back, rather than on the bare error page.
+
+    Because the error becomes a normal response here, the request's transaction would commit;
+    the handler therefore rolls it back first, so an error never leaves half-done changes
+    (routers using this class add :func:`remember_session` as a dependency)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         original = super().get_route_handler()
@@ -63,15 +72,23 @@ class PortalRoute(APIRoute):
             try:
                 return await original(request)
             except SignInRequired:
+                await _roll_back(request)
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                 return RedirectResponse(f"{SIGNIN_PATH}?next={quote(target, safe='')}",
                                         status_code=303)
             except OpenVisitError as exc:
+                await _roll_back(request)
                 log.info("portal_error", code=exc.code, status=exc.status_code,
                          path=request.url.path)
                 return problem(request, exc)
 
         return handler
+
+
+async def _roll_back(request: Request) -> None:
+    session = getattr(request.state, "portal_session", None)
+    if isinstance(session, AsyncSession):
+        await session.rollback()
 
 
 def problem(request: Request, exc: OpenVisitError, *, back: str | None = None) -> Response:

@@ -100,7 +100,7 @@ async def receive_siu(
     if feed_endpoint is None:
         raise NotFound(f"There is no OpenVisit endpoint {endpoint_id}.")
     now = utcnow()
-    async with ctx.db.sessionmaker() as session:
+    async with ctx.transaction() as session:
         verified = await verifier_for(ctx).verify(
             session,
             endpoint=feed_endpoint,

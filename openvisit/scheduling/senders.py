@@ -149,7 +149,7 @@ class SenderDirectory:
 
     async def reload(self) -> None:
         """Read every endpoint's settings now."""
-        async with self.app.db.sessionmaker() as session:
+        async with self.app.transaction() as session:
             rows = await repository.feed_endpoints(session)
         self._endpoints = {e.id: _feed_endpoint(e, region) for e, region in rows}
         self._loaded_at = time.monotonic()

@@ -30,12 +30,12 @@ from openvisit.logging import get_logger
 from openvisit.models.visit import Participant, Visit
 from openvisit.signalling import protocol as p
 from openvisit.signalling.rooms import Room, Rooms
-from openvisit.signalling.tx import transaction
 from openvisit.visits import lobby
 from openvisit.visits import repository as repo
 from openvisit.visits.roster import Seat, may_signal, view_for
 from openvisit.visits.tokens import participant_id_of
 from openvisit.visits.turn import ice_config
+from openvisit.visits.tx import transaction
 
 log = get_logger(__name__)
 

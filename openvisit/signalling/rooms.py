@@ -19,10 +19,10 @@ from typing import Any, Protocol
 from openvisit.bus import RESYNC, Subscription
 from openvisit.context import AppContext
 from openvisit.logging import get_logger
-from openvisit.signalling.tx import transaction
 from openvisit.visits import repository as repo
 from openvisit.visits.roster import Seat, VisitFacts
 from openvisit.visits.service import visit_channel
+from openvisit.visits.tx import transaction
 
 log = get_logger(__name__)
 STATUS_RANK = {"scheduled": 0, "active": 1, "ended": 2}

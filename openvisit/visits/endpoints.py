@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from openvisit import i18n
+from openvisit.context import AppContext
 from openvisit.errors import NotAuthenticated
 from openvisit.models.visit import Participant
 from openvisit.visits import lobby
@@ -21,7 +22,8 @@ from openvisit.visits import repository as repo
 from openvisit.visits.roster import Seat
 from openvisit.visits.service import resolve_link
 from openvisit.visits.turn import ice_config
-from openvisit.web.deps import CtxDep, SessionDep
+from openvisit.visits.tx import transaction
+from openvisit.web.deps import CtxDep
 
 router = APIRouter(prefix="/api/visits", tags=["visits"])
 
@@ -71,63 +73,70 @@ def _out(participant: Participant) -> SeatOut:
 
 
 @router.get("/ice-servers")
-async def ice_servers(token: TokenDep, session: SessionDep, ctx: CtxDep) -> dict[str, Any]:
+async def ice_servers(token: TokenDep, ctx: CtxDep) -> dict[str, Any]:
     """STUN/TURN servers with fresh TURN REST credentials for the seat of the token."""
-    _visit, seat = await resolve_link(session, app=ctx, token=token)
+    async with transaction(ctx) as session:
+        _visit, seat = await resolve_link(session, app=ctx, token=token)
     return ice_config(ctx.settings, participant_id=seat.id)
 
 
 @router.get("/{visit_id}")
-async def visit_roster(visit_id: uuid.UUID, token: TokenDep, session: SessionDep,
-                       ctx: CtxDep) -> VisitOut:
+async def visit_roster(visit_id: uuid.UUID, token: TokenDep, ctx: CtxDep) -> VisitOut:
     """The visit's status and every seat (clinicians only)."""
-    visit, _actor = await lobby.staff_seat(session, app=ctx, token=token, visit_id=visit_id)
-    seats = await repo.participants_of(session, visit.id)
+    async with transaction(ctx) as session:
+        visit, _actor = await lobby.staff_seat(session, app=ctx, token=token,
+                                               visit_id=visit_id)
+        seats = await repo.participants_of(session, visit.id)
     return VisitOut(id=str(visit.id), status=visit.status, participants=[_out(p) for p in seats])
 
 
 async def _act(action: str, visit_id: uuid.UUID, participant_id: uuid.UUID, token: str,
-               session: Any, ctx: Any) -> SeatOut:
-    visit, actor = await lobby.staff_seat(session, app=ctx, token=token, visit_id=visit_id)
+               ctx: AppContext) -> SeatOut:
+    """One staff action in one transaction (published to every socket after commit)."""
     step = {"admit": lobby.admit, "lobby": lobby.return_to_lobby, "remove": lobby.remove}[action]
-    return _out(await step(session, app=ctx, visit=visit, actor=actor, target_id=participant_id))
+    async with transaction(ctx) as session:
+        visit, actor = await lobby.staff_seat(session, app=ctx, token=token, visit_id=visit_id)
+        seat = await step(session, app=ctx, visit=visit, actor=actor, target_id=participant_id)
+        return _out(seat)
 
 
 @router.post("/{visit_id}/participants/{participant_id}/admit")
 async def admit(visit_id: uuid.UUID, participant_id: uuid.UUID, token: TokenDep,
-                session: SessionDep, ctx: CtxDep) -> SeatOut:
+                ctx: CtxDep) -> SeatOut:
     """Let a waiting participant into the call (409 if not waiting or the call is full)."""
-    return await _act("admit", visit_id, participant_id, token, session, ctx)
+    return await _act("admit", visit_id, participant_id, token, ctx)
 
 
 @router.post("/{visit_id}/participants/{participant_id}/lobby")
 async def back_to_lobby(visit_id: uuid.UUID, participant_id: uuid.UUID, token: TokenDep,
-                        session: SessionDep, ctx: CtxDep) -> SeatOut:
+                        ctx: CtxDep) -> SeatOut:
     """Send an admitted participant back to the lobby."""
-    return await _act("lobby", visit_id, participant_id, token, session, ctx)
+    return await _act("lobby", visit_id, participant_id, token, ctx)
 
 
 @router.post("/{visit_id}/participants/{participant_id}/remove")
 async def remove(visit_id: uuid.UUID, participant_id: uuid.UUID, token: TokenDep,
-                 session: SessionDep, ctx: CtxDep) -> SeatOut:
+                 ctx: CtxDep) -> SeatOut:
     """Remove a participant; their link stops working."""
-    return await _act("remove", visit_id, participant_id, token, session, ctx)
+    return await _act("remove", visit_id, participant_id, token, ctx)
 
 
 @router.post("/{visit_id}/end")
-async def end(visit_id: uuid.UUID, token: TokenDep, session: SessionDep,
-              ctx: CtxDep) -> dict[str, str]:
+async def end(visit_id: uuid.UUID, token: TokenDep, ctx: CtxDep) -> dict[str, str]:
     """End the visit for everyone."""
-    visit, actor = await lobby.staff_seat(session, app=ctx, token=token, visit_id=visit_id)
-    ended = await lobby.end_visit(session, app=ctx, visit=visit, actor=actor)
+    async with transaction(ctx) as session:
+        visit, actor = await lobby.staff_seat(session, app=ctx, token=token, visit_id=visit_id)
+        ended = await lobby.end_visit(session, app=ctx, visit=visit, actor=actor)
     return {"id": str(ended.id), "status": ended.status}
 
 
 @router.post("/{visit_id}/invites", status_code=201)
-async def invite(visit_id: uuid.UUID, body: InviteIn, token: TokenDep, session: SessionDep,
+async def invite(visit_id: uuid.UUID, body: InviteIn, token: TokenDep,
                  ctx: CtxDep) -> InviteOut:
     """A new interpreter or guest seat and its join link (copy it; SMS/e-mail come later)."""
-    visit, actor = await lobby.staff_seat(session, app=ctx, token=token, visit_id=visit_id)
-    seat, url = await lobby.invite(session, app=ctx, visit=visit, actor=actor, role=body.role,
-                                   language=i18n.negotiate(body.lang) if body.lang else None)
-    return InviteOut(participant=_out(seat), url=url)
+    async with transaction(ctx) as session:
+        visit, actor = await lobby.staff_seat(session, app=ctx, token=token, visit_id=visit_id)
+        seat, url = await lobby.invite(session, app=ctx, visit=visit, actor=actor,
+                                       role=body.role,
+                                       language=i18n.negotiate(body.lang) if body.lang else None)
+        return InviteOut(participant=_out(seat), url=url)

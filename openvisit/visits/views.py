@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit import i18n
 from openvisit.context import AppContext
@@ -28,6 +29,7 @@ from openvisit.visits.service import (
 )
 from openvisit.visits.strings import room_strings
 from openvisit.visits.tokens import participant_id_of
+from openvisit.visits.tx import transaction
 from openvisit.web.deps import CtxDep, SessionDep
 from openvisit.web.templating import templates
 
@@ -44,7 +46,7 @@ ROOM_HEADERS = {
 }
 
 
-async def _activate_language(request: Request, session: Any, token: str,
+async def _activate_language(request: Request, session: AsyncSession, token: str,
                              lang: str | None) -> str:
     """Choose and activate the page language before anything is rendered or raised."""
     seat_language = None
@@ -79,12 +81,13 @@ def page_config(ctx: AppContext, *, token: str, visit: Visit, seat: Participant,
 
 
 @router.get("/v/{token}", response_class=HTMLResponse)
-async def visit_page(request: Request, token: str, session: SessionDep, ctx: CtxDep,
+async def visit_page(request: Request, token: str, ctx: CtxDep,
                      lang: str | None = None) -> Response:
     """The visit room for whoever holds this link (raises NotFound / Gone, rendered)."""
-    language = await _activate_language(request, session, token, lang)
-    visit, seat = await resolve_link(session, app=ctx, token=token)
-    org = await repo.organisation_by_id(session, visit.organisation_id)
+    async with transaction(ctx) as session:
+        language = await _activate_language(request, session, token, lang)
+        visit, seat = await resolve_link(session, app=ctx, token=token)
+        org = await repo.organisation_by_id(session, visit.organisation_id)
     label_mode = org.provider_label_mode if org else "role"
     config = page_config(ctx, token=token, visit=visit, seat=seat, language=language,
                          label_mode=label_mode)

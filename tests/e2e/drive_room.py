@@ -325,6 +325,21 @@ async def one_to_one(browser: Browser, stack: Stack, shots: Path | None) -> dict
     tile_name = await patient.inner_text(".tile-name")
     await shot(patient, shots, "patient-call-es")
     await shot(provider, shots, "provider-call")
+    # The controls: mute, camera off and on again (video flows again), the devices dialog.
+    await patient.click('.controls [data-action="mic"]')
+    muted = await patient.get_attribute('.controls [data-action="mic"]', "aria-pressed")
+    await patient.click('.controls [data-action="camera"]')
+    await patient.wait_for_selector("video[data-self-video].is-off", state="attached")
+    await patient.click('.controls [data-action="camera"]')
+    await patient.wait_for_function(
+        "!document.querySelector('video[data-self-video]').classList.contains('is-off')")
+    provider_after_camera = await decoding(provider, 1)
+    await patient.click('.controls [data-action="devices"]')
+    await patient.wait_for_selector("#device-dialog[open] select#pick-camera")
+    cameras = await patient.eval_on_selector_all("#device-dialog #pick-camera option",
+                                                 "els => els.length")
+    await patient.click('#device-dialog button[value="close"]')
+    await patient.wait_for_selector("#device-dialog:not([open])", state="attached")
     # Leaving shows a clear page, and the provider sees it.
     await patient.click('.controls [data-action="leave"]')
     await patient.wait_for_selector('[data-step="end"]:not([hidden])')
@@ -332,7 +347,8 @@ async def one_to_one(browser: Browser, stack: Stack, shots: Path | None) -> dict
     for page in (patient, provider):
         await page.context.close()
     return {"cs_title": cs_title, "lobby_title": lobby_title, "lobby_preview_width": lobby_preview,
-            "waiting_text": waiting_text, "tile_name": tile_name,
+            "waiting_text": waiting_text, "tile_name": tile_name, "muted": muted,
+            "cameras_listed": cameras, "provider_after_camera": provider_after_camera,
             "patient": patient_frames, "provider": provider_frames}
 
 

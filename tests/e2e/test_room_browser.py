@@ -44,6 +44,10 @@ def test_it_lets_the_patient_wait_until_the_provider_admits_then_both_see_each_o
     assert result["tile_name"] == "Su profesional sanitario"
     assert_decoding(result["patient"], 1)
     assert_decoding(result["provider"], 1)
+    # Mute, camera off and back on (the provider decodes again), the device picker.
+    assert result["muted"] == "true"
+    assert_decoding(result["provider_after_camera"], 1)
+    assert result["cameras_listed"] >= 1
     # Without ?lang=, the browser's Accept-Language chose Czech.
     assert result["cs_title"] == "Vaše videonávštěva"
 

@@ -27,28 +27,40 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from openvisit.config import Settings
 from openvisit.context import AppContext
-from openvisit.launch.keys import load_keyset
+from openvisit.launch.keys import ensure_keys, public_jwks
 from openvisit.models import StaffAccount
 from openvisit.portal.accounts import get_or_create_organisation
 from openvisit.sandbox import create_sandbox_app
 from openvisit.sandbox.clients import SandboxClient
+from tests.support.backend import make_settings
 
 EHR = "http://ehr.test"
 FHIR = f"{EHR}/fhir"
 FAKE = "http://fhir.test"
 PASSWORD = "correct horse battery staple"
 SECRET = "sandbox-client-secret-" + "s" * 16
-PERSONAS = {"admin": ("acme", ["org_admin"]), "approver": ("acme", ["approver"]),
-            "reporter": ("acme", ["reporter"]), "outsider": ("other", ["org_admin"])}
+PERSONAS = {
+    "admin": ("acme", ["org_admin"]),
+    "approver": ("acme", ["approver"]),
+    "reporter": ("acme", ["reporter"]),
+    "outsider": ("other", ["org_admin"]),
+}
 
 
 def fake_fhir() -> Starlette:
     """FHIR servers that are wrong in one way each, under http://fhir.test/<case>."""
 
     def metadata(version: str) -> dict[str, Any]:
-        return {"resourceType": "CapabilityStatement", "fhirVersion": version, "status": "active",
-                "kind": "instance", "software": {"name": "Fake"}, "rest": [{"mode": "server"}]}
+        return {
+            "resourceType": "CapabilityStatement",
+            "fhirVersion": version,
+            "status": "active",
+            "kind": "instance",
+            "software": {"name": "Fake"},
+            "rest": [{"mode": "server"}],
+        }
 
     async def route(request: Request) -> Response:
         case, rest = request.path_params["case"], request.path_params["rest"]
@@ -61,9 +73,13 @@ def fake_fhir() -> Starlette:
                 return JSONResponse({"resourceType": "Conformance", "fhirVersion": "1.0.2"})
             return JSONResponse(metadata("4.0.1"))
         if rest == ".well-known/smart-configuration" and case == "nopkce":
-            return JSONResponse({"token_endpoint": f"{FAKE}/token",
-                                 "authorization_endpoint": f"{FAKE}/auth",
-                                 "capabilities": ["launch-ehr"]})
+            return JSONResponse(
+                {
+                    "token_endpoint": f"{FAKE}/token",
+                    "authorization_endpoint": f"{FAKE}/auth",
+                    "capabilities": ["launch-ehr"],
+                }
+            )
         return JSONResponse({"error": "not found"}, status_code=404)
 
     return Starlette(routes=[Route("/{case}/{rest:path}", route)])
@@ -79,8 +95,9 @@ class Browser:
     async def get(self, url: str, **kw: Any) -> httpx.Response:
         return await self.http.get(url, **kw)
 
-    async def post(self, url: str, data: Mapping[str, Any] | None = None, *, csrf: bool = True,
-                   **kw: Any) -> httpx.Response:
+    async def post(
+        self, url: str, data: Mapping[str, Any] | None = None, *, csrf: bool = True, **kw: Any
+    ) -> httpx.Response:
         """A form post with the page's CSRF field (unless ``csrf=False``)."""
         fields: dict[str, Any] = dict(data or {})
         if csrf:
@@ -93,14 +110,27 @@ class Browser:
         return await self.http.request(method, url, headers=headers, **kw)
 
 
-async def sign_in(http: httpx.AsyncClient, username: str,
-                  password: str = PASSWORD) -> httpx.Response:
+async def sign_in(
+    http: httpx.AsyncClient, username: str, password: str = PASSWORD
+) -> httpx.Response:
     page = await http.get("/portal/signin")
     token = re.search(r'name="signin_token" value="([^"]+)"', page.text)
     assert token, page.text[:300]
-    return await http.post("/portal/signin", data={"username": username, "password": password,
-                                                   "signin_token": token.group(1),
-                                                   "next": "/portal"})
+    return await http.post(
+        "/portal/signin",
+        data={
+            "username": username,
+            "password": password,
+            "signin_token": token.group(1),
+            "next": "/portal",
+        },
+    )
+
+
+@pytest.fixture
+def settings(db_url: str) -> Settings:
+    """The usual test settings; the outbox provider provisions numbers without waiting."""
+    return make_settings(db_url, portal_outbox_provision_step_seconds=0.0)
 
 
 @pytest.fixture
@@ -108,28 +138,41 @@ def sandbox_app(ctx: AppContext) -> Starlette:
     """The sandbox EHR with OpenVisit registered (secret and private_key_jwt both work)."""
 
     async def our_jwks(url: str) -> Mapping[str, Any]:
-        async with ctx.transaction() as session:
-            return (await load_keyset(session, app=ctx)).public_jwks()
+        # What GET /.well-known/jwks.json answers (read without the write lock).
+        return await public_jwks(ctx)
 
     redirect = f"{ctx.settings.public_url}/portal/approval/callback"
-    clients = [SandboxClient(client_id="openvisit", redirect_uris=[redirect],
-                             client_secret=SECRET, jwks_uri=f"{ctx.settings.public_url}/jwks",
-                             name="OpenVisit")]
-    return create_sandbox_app(base_url=EHR, clients=clients,
-                              provider_launch_url=f"{ctx.settings.public_url}/launch",
-                              patient_launch_url=f"{ctx.settings.public_url}/launch/patient",
-                              jwks_fetcher=our_jwks)
+    clients = [
+        SandboxClient(
+            client_id="openvisit",
+            redirect_uris=[redirect],
+            client_secret=SECRET,
+            jwks_uri=f"{ctx.settings.public_url}/jwks",
+            name="OpenVisit",
+        )
+    ]
+    return create_sandbox_app(
+        base_url=EHR,
+        clients=clients,
+        provider_launch_url=f"{ctx.settings.public_url}/launch",
+        patient_launch_url=f"{ctx.settings.public_url}/launch/patient",
+        jwks_fetcher=our_jwks,
+    )
 
 
 @pytest.fixture
 async def app(ctx: AppContext, sandbox_app: Starlette) -> AsyncIterator[FastAPI]:
     from openvisit.app import create_app
 
+    await ensure_keys(ctx)  # the start-up hook create_app's lifespan would run
     await ctx.http.aclose()
-    ctx.http = httpx.AsyncClient(mounts={
-        EHR: httpx.ASGITransport(app=sandbox_app),
-        FAKE: httpx.ASGITransport(app=fake_fhir()),
-    }, timeout=5.0)
+    ctx.http = httpx.AsyncClient(
+        mounts={
+            EHR: httpx.ASGITransport(app=sandbox_app),
+            FAKE: httpx.ASGITransport(app=fake_fhir()),
+        },
+        timeout=5.0,
+    )
     yield create_app(ctx=ctx)
 
 
@@ -145,21 +188,29 @@ async def personas(ctx: AppContext) -> dict[str, str]:
     async with ctx.transaction() as session:
         for name, (slug, roles) in PERSONAS.items():
             org = await get_or_create_organisation(session, slug, display_name=slug.title())
-            session.add(StaffAccount(organisation_id=org.id, username=name,
-                                     password_hash=password_hash(), roles=roles))
+            session.add(
+                StaffAccount(
+                    organisation_id=org.id,
+                    username=name,
+                    password_hash=password_hash(),
+                    roles=roles,
+                )
+            )
         await session.flush()
     return {name: slug for name, (slug, _) in PERSONAS.items()}
 
 
 @pytest.fixture
-async def browser(app: FastAPI, personas: dict[str, str]
-                  ) -> AsyncIterator[Callable[[str], Awaitable[Browser]]]:
+async def browser(
+    app: FastAPI, personas: dict[str, str]
+) -> AsyncIterator[Callable[[str], Awaitable[Browser]]]:
     """``await browser("admin")`` → a signed-in :class:`Browser` for that persona."""
     opened: list[httpx.AsyncClient] = []
 
     async def make(name: str) -> Browser:
-        http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://testserver")
+        http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+        )
         opened.append(http)
         response = await sign_in(http, name)
         assert response.status_code == 303, response.text[:500]
@@ -173,15 +224,22 @@ async def browser(app: FastAPI, personas: dict[str, str]
 
 @pytest.fixture
 async def anonymous(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://testserver") as http:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as http:
         yield http
 
 
 def endpoint_body(**overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"fhir_base": FHIR, "environment": "test", "vendor": "generic",
-                            "client_id": "openvisit", "auth_method": "client_secret_basic",
-                            "client_secret": SECRET, "name": "Sandbox test",
-                            "approver_ehr_user": "Practitioner/prac-1"}
+    body: dict[str, Any] = {
+        "fhir_base": FHIR,
+        "environment": "test",
+        "vendor": "generic",
+        "client_id": "openvisit",
+        "auth_method": "client_secret_basic",
+        "client_secret": SECRET,
+        "name": "Sandbox test",
+        "approver_ehr_user": "Practitioner/prac-1",
+    }
     body.update(overrides)
     return body

@@ -28,8 +28,13 @@ from tests.support.backend import REPO, subprocess_env
 from tests.support.procs import Proc, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SHOTS = REPO / "docs" / "screenshots"
 
 pytestmark = [pytest.mark.browser, pytest.mark.peers, pytest.mark.slow]
@@ -57,23 +62,40 @@ def _up(url: str) -> bool:
 def stack(db_url: str, tmp_path: Path, start_oidc_idp) -> Iterator[PortalStack]:  # type: ignore[no-untyped-def]
     ov_port, sb_port = free_port(), free_port()
     openvisit, sandbox = f"http://127.0.0.1:{ov_port}", f"http://127.0.0.1:{sb_port}"
-    idp = start_oidc_idp([f"{openvisit}/portal/signin/callback"],
-                         client_id=f"portal-{ov_port}", client_secret="portal-secret-" + "z" * 20)
+    idp = start_oidc_idp(
+        [f"{openvisit}/portal/signin/callback"],
+        client_id=f"portal-{ov_port}",
+        client_secret="portal-secret-" + "z" * 20,
+    )
     env = subprocess_env(
-        db_url, OPENVISIT_PUBLIC_URL=openvisit, OPENVISIT_OIDC_ISSUER=idp.issuer,
-        OPENVISIT_OIDC_CLIENT_ID=idp.client_id, OPENVISIT_OIDC_CLIENT_SECRET=idp.client_secret,
-        OPENVISIT_PORTAL_BOOTSTRAP_ADMIN_SUBJECTS='["alice"]', OPENVISIT_SMS_PROVIDER="outbox",
-        OPENVISIT_PORTAL_OUTBOX_PROVISION_STEP_SECONDS="1.0", OPENVISIT_JOB_POLL_SECONDS="0.2")
-    procs = [Proc(["web", "--port", str(ov_port)], env=env, log=tmp_path / "web.log"),
-             Proc(["worker"], env=env, log=tmp_path / "worker.log"),
-             Proc(["sandbox", "--port", str(sb_port), "--openvisit-url", openvisit], env=env,
-                  log=tmp_path / "sandbox.log")]
+        db_url,
+        OPENVISIT_PUBLIC_URL=openvisit,
+        OPENVISIT_OIDC_ISSUER=idp.issuer,
+        OPENVISIT_OIDC_CLIENT_ID=idp.client_id,
+        OPENVISIT_OIDC_CLIENT_SECRET=idp.client_secret,
+        OPENVISIT_PORTAL_BOOTSTRAP_ADMIN_SUBJECTS='["alice"]',
+        OPENVISIT_SMS_PROVIDER="outbox",
+        OPENVISIT_PORTAL_OUTBOX_PROVISION_STEP_SECONDS="1.0",
+        OPENVISIT_JOB_POLL_SECONDS="0.2",
+    )
+    procs = [
+        Proc(["web", "--port", str(ov_port)], env=env, log=tmp_path / "web.log"),
+        Proc(["worker"], env=env, log=tmp_path / "worker.log"),
+        Proc(
+            ["sandbox", "--port", str(sb_port), "--openvisit-url", openvisit],
+            env=env,
+            log=tmp_path / "sandbox.log",
+        ),
+    ]
     running = PortalStack(openvisit, sandbox, procs)
     try:
-        wait_for(lambda: _up(f"{openvisit}/healthz"), timeout=30, what="OpenVisit",
-                 proc=procs[0])
-        wait_for(lambda: _up(f"{sandbox}/fhir/.well-known/smart-configuration"), timeout=30,
-                 what="the sandbox EHR", proc=procs[2])
+        wait_for(lambda: _up(f"{openvisit}/healthz"), timeout=30, what="OpenVisit", proc=procs[0])
+        wait_for(
+            lambda: _up(f"{sandbox}/fhir/.well-known/smart-configuration"),
+            timeout=30,
+            what="the sandbox EHR",
+            proc=procs[2],
+        )
         yield running
     finally:
         for proc in procs:
@@ -111,10 +133,10 @@ def test_it_walks_the_seeds_admin_flow_in_chromium(stack: PortalStack, tmp_path:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
-            admin = browser.new_context(viewport={"width": 1280, "height": 800},
-                                        accept_downloads=True)
-            admin.grant_permissions(["clipboard-read", "clipboard-write"],
-                                    origin=stack.openvisit)
+            admin = browser.new_context(
+                viewport={"width": 1280, "height": 800}, accept_downloads=True
+            )
+            admin.grant_permissions(["clipboard-read", "clipboard-write"], origin=stack.openvisit)
             page = admin.new_page()
             page.set_default_timeout(15_000)
 
@@ -123,7 +145,9 @@ def test_it_walks_the_seeds_admin_flow_in_chromium(stack: PortalStack, tmp_path:
             expect(page).to_have_url(re.compile(r"/portal/signin\?next="))
             shot(page, "01-signin")
             idp_sign_in(page, "alice")
-            expect(page.get_by_role("heading", name="Set up OpenVisit for your EHR")).to_be_visible()
+            expect(
+                page.get_by_role("heading", name="Set up OpenVisit for your EHR")
+            ).to_be_visible()
             shot(page, "02-overview")
 
             # The organisation: name, data region, monthly allocation.
@@ -194,7 +218,9 @@ def test_it_walks_the_seeds_admin_flow_in_chromium(stack: PortalStack, tmp_path:
             analyst.get_by_role("button", name="Sign in to the test EHR and approve").click()
             ehr_sign_in(analyst, "Practitioner/prac-1")
             analyst.get_by_role("button", name="Allow and continue").click()
-            expect(analyst.get_by_text("Approved. These are the integration records")).to_be_visible()
+            expect(
+                analyst.get_by_text("Approved. These are the integration records")
+            ).to_be_visible()
             shot(analyst, "12-approved-records")
             analyst.context.close()
 
@@ -209,8 +235,9 @@ def test_it_walks_the_seeds_admin_flow_in_chromium(stack: PortalStack, tmp_path:
             expect(page.get_by_role("progressbar")).to_be_visible()
             expect(page.get_by_role("status")).to_contain_text("Reserving the number")
             shot(page, "14-number-provisioning")
-            expect(page.locator("#new-number")).to_have_text(re.compile(r"\+1 202-555-01\d\d"),
-                                                             timeout=30_000)
+            expect(page.locator("#new-number")).to_have_text(
+                re.compile(r"\+1 202-555-01\d\d"), timeout=30_000
+            )
             number = page.locator("#new-number").inner_text()
             e164 = page.locator("#new-number").get_attribute("data-e164")
             shot(page, "15-number-ready")
@@ -234,17 +261,25 @@ def test_it_walks_the_seeds_admin_flow_in_chromium(stack: PortalStack, tmp_path:
             shot(page, "18-certificate-good")
             page.set_input_files("#file-test", str(tmp_path / "mistake.pem"))
             page.get_by_role("button", name="Upload test certificate").click()
-            expect(page.locator(".error-summary")).to_contain_text("mistake.pem: This file contains a PRIVATE key")
+            expect(page.locator(".error-summary")).to_contain_text(
+                "mistake.pem: This file contains a PRIVATE key"
+            )
             shot(page, "19-certificate-refused")
 
             # 7. Review: read and download the integration records.
             page.goto(f"{endpoint_url}/records")
-            for title in ("Provider launch", "Patient launch", "Direct SMS link",
-                          "SMS configuration", "Device test"):
+            for title in (
+                "Provider launch",
+                "Patient launch",
+                "Direct SMS link",
+                "SMS configuration",
+                "Device test",
+            ):
                 expect(page.get_by_role("heading", name=re.compile(title))).to_be_visible()
             expect(page.locator(".env-banner")).to_contain_text("TEST records")
             expect(page.locator("#v-device_test-device_test_url")).to_contain_text(
-                f"{stack.openvisit}/devicetest?ctx=")
+                f"{stack.openvisit}/devicetest?ctx="
+            )
             expect(page.locator("#v-sms_configuration-sending_number")).to_have_text(str(e164))
             copy = page.get_by_role("button", name="Copy Launch URL").first
             copy.click()
@@ -258,8 +293,13 @@ def test_it_walks_the_seeds_admin_flow_in_chromium(stack: PortalStack, tmp_path:
             records = json.loads(Path(download.path()).read_text())
             assert records["environment"] == "test" and records["fhir_base"] == stack.fhir
             kinds = [r["record"] for r in records["records"]]
-            assert kinds == ["provider_launch", "patient_launch", "direct_sms",
-                             "sms_configuration", "device_test"]
+            assert kinds == [
+                "provider_launch",
+                "patient_launch",
+                "direct_sms",
+                "sms_configuration",
+                "device_test",
+            ]
             assert all(r["environment"] == "test" and r["approved"] for r in records["records"])
 
             # 8. Every change is in the audit log.
@@ -267,10 +307,20 @@ def test_it_walks_the_seeds_admin_flow_in_chromium(stack: PortalStack, tmp_path:
             table = page.locator("table.data")
             expect(table).to_contain_text("organisation.update")
             shot(page, "21-audit-log", full=False)
-            for action in ("endpoint.create", "endpoint.update", "endpoint.submit",
-                           "staff.create", "endpoint.approval_refused", "endpoint.approve",
-                           "sms.consents", "number.request", "number.provisioned",
-                           "sms.configure", "certificate.upload", "context_token.create"):
+            for action in (
+                "endpoint.create",
+                "endpoint.update",
+                "endpoint.submit",
+                "staff.create",
+                "endpoint.approval_refused",
+                "endpoint.approve",
+                "sms.consents",
+                "number.request",
+                "number.provisioned",
+                "sms.configure",
+                "certificate.upload",
+                "context_token.create",
+            ):
                 expect(table).to_contain_text(action)
             page.get_by_label("What happened").select_option("endpoint.approve")
             page.get_by_role("button", name="Filter").click()

@@ -22,7 +22,8 @@ BrowserFactory = Callable[[str], Awaitable[Browser]]
 
 
 async def test_it_sends_an_anonymous_visitor_to_the_sign_in_page_and_back(
-    anonymous: httpx.AsyncClient, personas: dict[str, str],
+    anonymous: httpx.AsyncClient,
+    personas: dict[str, str],
 ) -> None:
     response = await anonymous.get("/portal/sms?x=1")
     assert response.status_code == 303
@@ -33,7 +34,9 @@ async def test_it_sends_an_anonymous_visitor_to_the_sign_in_page_and_back(
 
 
 async def test_it_signs_in_a_local_account_with_a_safe_cookie(
-    anonymous: httpx.AsyncClient, personas: dict[str, str], ctx: AppContext,
+    anonymous: httpx.AsyncClient,
+    personas: dict[str, str],
+    ctx: AppContext,
 ) -> None:
     response = await sign_in(anonymous, "admin")
     assert response.status_code == 303 and response.headers["location"] == "/portal"
@@ -48,7 +51,8 @@ async def test_it_signs_in_a_local_account_with_a_safe_cookie(
 
 
 async def test_it_refuses_wrong_passwords_with_one_message_and_keeps_the_username(
-    anonymous: httpx.AsyncClient, personas: dict[str, str],
+    anonymous: httpx.AsyncClient,
+    personas: dict[str, str],
 ) -> None:
     for username, password in (("admin", "wrong password!"), ("nobody", PASSWORD)):
         response = await sign_in(anonymous, username, password)
@@ -58,16 +62,19 @@ async def test_it_refuses_wrong_passwords_with_one_message_and_keeps_the_usernam
 
 
 async def test_it_refuses_a_sign_in_form_without_its_token(
-    anonymous: httpx.AsyncClient, personas: dict[str, str],
+    anonymous: httpx.AsyncClient,
+    personas: dict[str, str],
 ) -> None:
-    response = await anonymous.post("/portal/signin", data={
-        "username": "admin", "password": PASSWORD, "signin_token": "forged"})
+    response = await anonymous.post(
+        "/portal/signin", data={"username": "admin", "password": PASSWORD, "signin_token": "forged"}
+    )
     assert response.status_code == 403
     assert "sign-in form had expired" in response.text
 
 
 async def test_it_never_redirects_off_site_after_sign_in(
-    anonymous: httpx.AsyncClient, personas: dict[str, str],
+    anonymous: httpx.AsyncClient,
+    personas: dict[str, str],
 ) -> None:
     page = await anonymous.get("/portal/signin?next=https://evil.example/")
     assert 'name="next" value="/portal"' in page.text
@@ -76,14 +83,17 @@ async def test_it_never_redirects_off_site_after_sign_in(
 
 
 async def test_it_asks_for_the_organisation_when_a_username_exists_twice(
-    anonymous: httpx.AsyncClient, ctx: AppContext, personas: dict[str, str],
+    anonymous: httpx.AsyncClient,
+    ctx: AppContext,
+    personas: dict[str, str],
 ) -> None:
     from openvisit.portal.accounts import create_local_account, get_or_create_organisation
 
     async with ctx.transaction() as session:
         other = await get_or_create_organisation(session, "other")
-        await create_local_account(session, other, username="admin", password=PASSWORD,
-                                   roles=["reporter"])
+        await create_local_account(
+            session, other, username="admin", password=PASSWORD, roles=["reporter"]
+        )
     response = await sign_in(anonymous, "admin")
     assert response.status_code == 422 and "organisation/admin" in response.text
     assert (await sign_in(anonymous, "acme/admin")).status_code == 303
@@ -106,16 +116,19 @@ async def test_it_refuses_changes_without_the_csrf_token(browser: BrowserFactory
 
 async def test_it_refuses_changes_from_another_origin(browser: BrowserFactory) -> None:
     admin = await browser("admin")
-    response = await admin.post("/portal/sms/consents", {"send": "on"},
-                                headers={"Origin": "https://evil.example"})
+    response = await admin.post(
+        "/portal/sms/consents", {"send": "on"}, headers={"Origin": "https://evil.example"}
+    )
     assert response.status_code == 403 and "another web site" in response.text
-    same = await admin.post("/portal/sms/consents", {"send": "on"},
-                            headers={"Origin": "http://testserver"})
+    same = await admin.post(
+        "/portal/sms/consents", {"send": "on"}, headers={"Origin": "http://testserver"}
+    )
     assert same.status_code == 303
 
 
 async def test_it_ends_idle_and_old_sessions_and_signed_out_ones(
-    browser: BrowserFactory, ctx: AppContext,
+    browser: BrowserFactory,
+    ctx: AppContext,
 ) -> None:
     admin = await browser("admin")
     now = utcnow()
@@ -137,20 +150,24 @@ async def test_it_ends_idle_and_old_sessions_and_signed_out_ones(
     assert out.headers["location"] == "/portal/signin?notice=signed_out"
     assert admin.http.cookies.get("ov_portal") is None  # deleted in the browser…
     async with ctx.transaction() as session:
-        ended = await session.scalars(select(StaffSession).where(StaffSession.ended_at.is_not(None)))
+        ended = await session.scalars(
+            select(StaffSession).where(StaffSession.ended_at.is_not(None))
+        )
         assert len(list(ended)) == 1  # …and ended on the server for any copy of it
 
 
-async def test_it_marks_the_cookie_secure_on_https(ctx: AppContext, personas: dict[str, str],
-                                                   db_url: str) -> None:
+async def test_it_marks_the_cookie_secure_on_https(
+    ctx: AppContext, personas: dict[str, str], db_url: str
+) -> None:
     from openvisit.app import create_app
 
     settings = make_settings(db_url, public_url="https://openvisit.example")
     https_ctx = AppContext.create(settings)
     try:
         app = create_app(ctx=https_ctx)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="https://openvisit.example") as http:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="https://openvisit.example"
+        ) as http:
             response = await sign_in(http, "admin")
         cookie = response.headers["set-cookie"]
         assert cookie.startswith("__Host-ov_portal=") and "Secure" in cookie
@@ -160,15 +177,17 @@ async def test_it_marks_the_cookie_secure_on_https(ctx: AppContext, personas: di
 
 
 async def test_it_takes_role_changes_and_deactivation_into_account_at_once(
-    browser: BrowserFactory, ctx: AppContext,
+    browser: BrowserFactory,
+    ctx: AppContext,
 ) -> None:
     admin, reporter = await browser("admin"), await browser("reporter")
     me = (await reporter.get("/api/portal/me")).json()
     assert me["roles"] == ["reporter"]
     staff = (await admin.api("GET", "/api/portal/staff")).json()
     reporter_id = next(s["id"] for s in staff if s["username"] == "reporter")
-    changed = await admin.api("PATCH", f"/api/portal/staff/{reporter_id}",
-                              json={"roles": ["reporter", "approver"]})
+    changed = await admin.api(
+        "PATCH", f"/api/portal/staff/{reporter_id}", json={"roles": ["reporter", "approver"]}
+    )
     assert changed.status_code == 200
     assert (await reporter.get("/api/portal/me")).json()["roles"] == ["approver", "reporter"]
     await admin.api("PATCH", f"/api/portal/staff/{reporter_id}", json={"active": False})
@@ -188,25 +207,36 @@ async def test_it_manages_staff_by_form_with_messages_at_the_field(
     browser: BrowserFactory,
 ) -> None:
     admin = await browser("admin")
-    short = await admin.post("/portal/staff", {"kind": "local", "username": "nurse",
-                                               "password": "short", "roles": ["reporter"]})
+    short = await admin.post(
+        "/portal/staff",
+        {"kind": "local", "username": "nurse", "password": "short", "roles": ["reporter"]},
+    )
     assert short.status_code == 422 and "at least 12 characters" in short.text
     assert 'value="nurse"' in short.text  # the form keeps what was typed
-    taken = await admin.post("/portal/staff", {"kind": "local", "username": "admin",
-                                               "password": PASSWORD, "roles": ["reporter"]})
+    taken = await admin.post(
+        "/portal/staff",
+        {"kind": "local", "username": "admin", "password": PASSWORD, "roles": ["reporter"]},
+    )
     assert taken.status_code == 409 and "already an account named" in taken.text
-    none = await admin.post("/portal/staff", {"kind": "local", "username": "x", "password": PASSWORD})
+    none = await admin.post(
+        "/portal/staff", {"kind": "local", "username": "x", "password": PASSWORD}
+    )
     assert none.status_code == 422 and "Tick at least one role" in none.text
-    idp = await admin.post("/portal/staff", {"kind": "idp", "subject": "e123", "roles": ["approver"]})
+    idp = await admin.post(
+        "/portal/staff", {"kind": "idp", "subject": "e123", "roles": ["approver"]}
+    )
     assert idp.status_code == 422 and "No identity provider is configured" in idp.text
-    ok = await admin.post("/portal/staff", {"kind": "local", "username": "nurse",
-                                            "password": PASSWORD, "roles": ["reporter"]})
+    ok = await admin.post(
+        "/portal/staff",
+        {"kind": "local", "username": "nurse", "password": PASSWORD, "roles": ["reporter"]},
+    )
     assert ok.status_code == 303
 
 
 @pytest.mark.parametrize("persona", ["approver", "reporter"])
 async def test_it_lets_only_org_admins_manage_staff_and_tokens(
-    browser: BrowserFactory, persona: str,
+    browser: BrowserFactory,
+    persona: str,
 ) -> None:
     user = await browser(persona)
     assert (await user.get("/portal/staff")).status_code == 403
@@ -216,25 +246,33 @@ async def test_it_lets_only_org_admins_manage_staff_and_tokens(
 
 
 async def test_it_issues_api_tokens_shown_once_stored_hashed_and_revocable(
-    browser: BrowserFactory, anonymous: httpx.AsyncClient, ctx: AppContext,
+    browser: BrowserFactory,
+    anonymous: httpx.AsyncClient,
+    ctx: AppContext,
 ) -> None:
     admin = await browser("admin")
-    made = await admin.api("POST", "/api/portal/api-tokens",
-                           json={"name": "Terraform", "roles": ["org_admin"],
-                                 "expires_in_days": 30})
+    made = await admin.api(
+        "POST",
+        "/api/portal/api-tokens",
+        json={"name": "Terraform", "roles": ["org_admin"], "expires_in_days": 30},
+    )
     assert made.status_code == 201
     secret = made.json()["token"]
     assert secret.startswith("ovt_")
     async with ctx.transaction() as session:
         row = await session.scalar(select(ApiToken))
-        assert row is not None and row.token_hash == digest(secret) and secret not in str(
-            [row.prefix, row.name])
+        assert (
+            row is not None
+            and row.token_hash == digest(secret)
+            and secret not in str([row.prefix, row.name])
+        )
     listed = (await admin.api("GET", "/api/portal/api-tokens")).json()
     assert listed[0]["token"] is None  # never shown again
     bearer = {"Authorization": f"Bearer {secret}"}
     # A token needs no CSRF header: it is not a cookie a browser sends by itself.
-    consents = await anonymous.put("/api/portal/sms/consents", headers=bearer,
-                                   json={"send": True, "patients": True})
+    consents = await anonymous.put(
+        "/api/portal/sms/consents", headers=bearer, json={"send": True, "patients": True}
+    )
     assert consents.status_code == 200
     assert (await anonymous.get("/api/portal/me", headers=bearer)).json()["via"] == "token"
     revoked = await admin.api("DELETE", f"/api/portal/api-tokens/{made.json()['id']}")
@@ -244,15 +282,18 @@ async def test_it_issues_api_tokens_shown_once_stored_hashed_and_revocable(
 
 
 async def test_it_never_gives_a_token_more_roles_than_its_creator(
-    browser: BrowserFactory, anonymous: httpx.AsyncClient,
+    browser: BrowserFactory,
+    anonymous: httpx.AsyncClient,
 ) -> None:
     admin = await browser("admin")
-    refused = await admin.api("POST", "/api/portal/api-tokens",
-                              json={"name": "x", "roles": ["approver"]})
+    refused = await admin.api(
+        "POST", "/api/portal/api-tokens", json={"name": "x", "roles": ["approver"]}
+    )
     assert refused.status_code == 422
     assert "role its creator does not hold" in refused.json()["error"]["message"]
-    reader = await admin.api("POST", "/api/portal/api-tokens",
-                             json={"name": "BI", "roles": ["org_admin"]})
+    reader = await admin.api(
+        "POST", "/api/portal/api-tokens", json={"name": "BI", "roles": ["org_admin"]}
+    )
     bearer = {"Authorization": f"Bearer {reader.json()['token']}"}
     assert (await anonymous.get("/api/portal/audit", headers=bearer)).status_code == 200
 
@@ -261,8 +302,9 @@ async def test_it_creates_api_tokens_in_the_portal_and_shows_them_once(
     browser: BrowserFactory,
 ) -> None:
     admin = await browser("admin")
-    page = await admin.post("/portal/api-tokens", {"name": "CI", "roles": ["org_admin"],
-                                                   "expires_in_days": "7"})
+    page = await admin.post(
+        "/portal/api-tokens", {"name": "CI", "roles": ["org_admin"], "expires_in_days": "7"}
+    )
     assert page.status_code == 200 and "shown only once" in page.text
     secret = re.search(r'id="new-token">(ovt_[^<]+)<', page.text)
     assert secret

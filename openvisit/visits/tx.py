@@ -1,4 +1,4 @@
-"""Transactions for the signalling hot path: one at a time per process on SQLite.
+"""Transactions of the visit room (pages, actions, sockets): one at a time per process on SQLite.
 
 On the embedded default every transaction begins with ``BEGIN IMMEDIATE`` (see
 :mod:`openvisit.db`), so SQLite runs them one after another anyway. When hundreds of sockets
