@@ -475,6 +475,55 @@ def endpoint_epic_link(
     typer.echo(f"Epic encrypted link configured ({mode}, {key_format} key, ?{param}=…)")
 
 
+@endpoint_app.command("certificate")
+def endpoint_certificate(endpoint_id: str, path: Path) -> None:
+    """Upload the certificate that signs HTTPS scheduling messages for this environment."""
+    from openvisit.scheduling.commands import upload_certificate
+
+    async def main(ctx: AppContext) -> str:
+        p = await upload_certificate(ctx, endpoint_id=endpoint_id, path=path, actor="cli")
+        return (
+            f"{p.subject}  {p.public_key_type}  sha256 {p.thumbprint_sha256}"
+            f"  valid {p.not_before:%Y-%m-%d} to {p.not_after:%Y-%m-%d}"
+        )
+
+    typer.echo("stored " + _run(main))
+
+
+@endpoint_app.command("hl7-senders")
+def endpoint_hl7_senders(
+    endpoint_id: str,
+    senders: Annotated[list[str] | None, typer.Argument(help='"APP^FACILITY" or "APP"')] = None,
+    status: Annotated[list[str] | None, typer.Option(help="SCH-25 CODE=status")] = None,
+    jws_issuer: Annotated[str | None, typer.Option(help="iss of signed HTTPS payloads")] = None,
+) -> None:
+    """Set which HL7 senders (MSH-3/MSH-4) feed this endpoint's appointments."""
+    from openvisit.scheduling.commands import set_hl7_senders, set_status_map
+
+    pairs = [s.partition("=") for s in status or []]
+    if any(not c or not v for c, _, v in pairs):
+        raise typer.BadParameter("--status takes CODE=status, e.g. --status SCHED=booked")
+
+    async def main(ctx: AppContext) -> list[str]:
+        saved = await set_hl7_senders(
+            ctx,
+            endpoint_id=endpoint_id,
+            senders=senders or [],
+            jws_issuer=jws_issuer,
+            actor="cli",
+        )
+        if pairs:
+            await set_status_map(
+                ctx,
+                endpoint_id=endpoint_id,
+                actor="cli",
+                mapping={c.strip(): v.strip() for c, _, v in pairs},
+            )
+        return saved
+
+    typer.echo("senders: " + (", ".join(_run(main)) or "(none: feed off)"))
+
+
 def main() -> None:
     app()
 

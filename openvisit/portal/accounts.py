@@ -10,8 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit.audit import record
-from openvisit.errors import Conflict, InvalidInput
+from openvisit.errors import Conflict, InvalidInput, NotAuthenticated, PermissionDenied
 from openvisit.models import Organisation, StaffAccount
+from openvisit.portal import repository
 
 ROLES = ("org_admin", "approver", "reporter")
 _hasher = PasswordHasher()
@@ -105,9 +106,6 @@ async def authenticate_local(session: AsyncSession, *, login: str, password: str
     Raises :class:`NotAuthenticated` with one message for every wrong combination, and
     :class:`InvalidInput` when a bare username exists in several organisations.
     """
-    from openvisit.errors import NotAuthenticated
-    from openvisit.portal import repository
-
     slug, _, username = login.strip().rpartition("/")
     candidates = [a for a in await repository.accounts_by_username(session, username)
                   if a.password_hash]
@@ -138,9 +136,6 @@ async def account_for_idp(
     ``default_organisation`` on first sign-in. Raises :class:`PermissionDenied` (saying whom
     to ask and what to tell them) for an unknown or deactivated identity.
     """
-    from openvisit.errors import PermissionDenied
-    from openvisit.portal import repository
-
     account = await repository.account_by_idp(session, issuer=issuer, subject=subject)
     if account is None and subject in bootstrap_subjects:
         org = await get_or_create_organisation(session, default_organisation, actor="system")

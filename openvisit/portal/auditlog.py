@@ -16,8 +16,9 @@ from openvisit.portal.repository import AuditFilter
 from openvisit.portal.sessions import Principal, describe_account
 
 PAGE_SIZE = 50
-#: Fields not worth showing in a difference (they change on every write).
-_NOISE = {"updated_at", "created_at"}
+#: Fields not worth showing in a difference (timestamps of every write; the ids are
+#: already in the entry's object column).
+_NOISE = {"updated_at", "created_at", "id", "organisation_id"}
 
 
 @dataclass(frozen=True)

@@ -107,15 +107,24 @@ async def _refuse_shared(
 
 
 async def set_hl7_senders(
-    ctx: AppContext, *, endpoint_id: str, senders: Sequence[str], actor: str = "cli"
+    ctx: AppContext,
+    *,
+    endpoint_id: str,
+    senders: Sequence[str],
+    actor: str = "cli",
+    jws_issuer: str | None = None,
 ) -> list[str]:
     """Replace the endpoint's accepted senders (``"APP^FACILITY"`` or ``"APP"``); returns them.
 
-    An empty list stops the feed for the endpoint.
+    An empty list stops the feed for the endpoint. ``jws_issuer`` (when given; ``""`` clears
+    it) is the ``iss`` signed HTTPS payloads must carry; without one, ``iss`` must equal one of
+    the senders as written here.
     """
     async with ctx.transaction() as session:
         endpoint = await _endpoint(session, endpoint_uuid(endpoint_id))
-        block = await configure_feed(session, endpoint=endpoint, actor=actor, senders=senders)
+        block = await configure_feed(
+            session, endpoint=endpoint, actor=actor, senders=senders, jws_issuer=jws_issuer
+        )
     invalidate(ctx)
     return list(block.get("senders") or [])
 

@@ -127,6 +127,11 @@ class MllpListener:
                     if ack is not None:
                         writer.write(ack)
                         await writer.drain()
+                except (ConnectionError, ssl.SSLError, OSError):
+                    # The sender left before its ACK: what was committed stays, and its resend
+                    # is answered from the stored ACK.
+                    log.info("mllp_ack_not_delivered", peer=_peer(writer))
+                    return
                 finally:
                     self._connections[task] = False
                 if self.stopping:

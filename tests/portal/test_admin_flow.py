@@ -226,10 +226,15 @@ def test_it_walks_the_seeds_admin_flow_in_chromium(stack: PortalStack, tmp_path:
 
             # 5. SMS: both consents, a number from the outbox provider, linked to the endpoint.
             page.get_by_role("link", name="SMS notifications").click()
-            page.get_by_label("OpenVisit may send SMS notifications").check()
-            page.get_by_label("We make sure patients have agreed").check()
-            page.get_by_role("button", name="Save consents").click()
+            # By keyboard only: Space ticks, Tab moves on, Enter submits.
+            page.get_by_label("OpenVisit may send SMS notifications").focus()
+            for key in ("Space", "Tab", "Space", "Tab"):
+                page.keyboard.press(key)
+            expect(page.get_by_role("button", name="Save consents")).to_be_focused()
+            page.keyboard.press("Enter")
             expect(page.get_by_text("Both given")).to_be_visible()
+            page.keyboard.press("Tab")  # the first Tab on a page reaches the skip link
+            expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
             shot(page, "13-sms-consents")
             page.get_by_role("button", name="Get a new phone number").click()
             expect(page.get_by_role("progressbar")).to_be_visible()
@@ -328,5 +333,10 @@ def test_it_walks_the_seeds_admin_flow_in_chromium(stack: PortalStack, tmp_path:
             expect(table).to_contain_text("ehr-analyst")
             expect(table).to_contain_text("Practitioner/prac-1")
             shot(page, "22-audit-filtered")
+
+            # Back on the overview, every step of the seeds' flow is done.
+            page.get_by_role("link", name="Overview").click()
+            expect(page.locator(".steps .state-done")).to_have_count(5)
+            shot(page, "23-overview-done", full=False)
         finally:
             browser.close()

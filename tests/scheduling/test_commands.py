@@ -30,12 +30,15 @@ async def test_it_replaces_the_senders_and_refuses_one_listed_elsewhere(ctx: App
     with pytest.raises(InvalidInput, match="APP\\^FACILITY"):
         await set_hl7_senders(ctx, endpoint_id=str(second.id), senders=["^FAC"])
 
+    await set_hl7_senders(ctx, endpoint_id=str(second.id), senders=["MIRTH"], jws_issuer="mirth-1")
+
     assert saved == ["RHAPSODY^MAIN", "MIRTH"]
     async with ctx.transaction() as session:
         row = await session.get(type(second), second.id)
         assert row is not None
-        assert hl7_options(row)["senders"] == ["RHAPSODY^MAIN", "MIRTH"]
-        assert row.version == second.version + 1
+        assert hl7_options(row)["senders"] == ["MIRTH"]
+        assert hl7_options(row)["jws_issuer"] == "mirth-1"
+        assert row.version == second.version + 2
 
 
 async def test_it_checks_status_map_values(ctx: AppContext) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy import text
 from openvisit.certificates import store_certificate
 from openvisit.context import AppContext
 from openvisit.models import EhrEndpoint, utcnow
+from openvisit.scheduling.commands import set_hl7_senders
 
 from .certs import Issued, issue
 from .support import appointments, make_endpoint, read_ack, siu
@@ -339,3 +340,20 @@ async def _setup_second(ctx: AppContext) -> EhrEndpoint:
         fhir_base="https://prod.example.org/fhir",
         environment="production",
     )
+
+
+async def test_it_takes_the_configured_issuer_instead_of_the_sender_names(
+    ctx: AppContext, client: httpx.AsyncClient, rsa: Issued
+) -> None:
+    endpoint = await _setup(ctx, rsa)
+    await set_hl7_senders(
+        ctx, endpoint_id=str(endpoint.id), senders=[SENDER], jws_issuer="bridges-test"
+    )
+
+    by_name = await _post_jose(client, endpoint, compact(rsa, siu(), claims(ctx)))
+    by_issuer = await _post_jose(
+        client, endpoint, compact(rsa, siu(), claims(ctx, iss="bridges-test"))
+    )
+
+    assert by_name.status_code == 401 and "expected bridges-test" in by_name.text
+    assert by_issuer.status_code == 200 and read_ack(by_issuer.content).code == "AA"
