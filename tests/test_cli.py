@@ -12,19 +12,11 @@ from openvisit.cli import app
 from tests.support.backend import subprocess_env
 
 COMMANDS = [
-    [],
-    ["serve"],
-    ["web"],
-    ["worker"],
-    ["mllp"],
-    ["migrate"],
-    ["admin"],
-    ["admin", "create"],
-    ["jobs"],
-    ["jobs", "list"],
-    ["jobs", "retry"],
-    ["keys"],
-    ["keys", "generate"],
+    [], ["serve"], ["web"], ["worker"], ["mllp"], ["migrate"], ["sandbox"],
+    ["admin"], ["admin", "create"], ["jobs"], ["jobs", "list"], ["jobs", "retry"],
+    ["keys"], ["keys", "generate"], ["keys", "rotate-signing"],
+    ["endpoint"], ["endpoint", "add"], ["endpoint", "list"], ["endpoint", "epic-link"],
+    ["endpoint", "certificate"], ["endpoint", "hl7-senders"],
 ]
 
 
