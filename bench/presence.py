@@ -220,6 +220,14 @@ async def bench_openvisit(args: argparse.Namespace, workdir: Path) -> dict[str, 
                OPENVISIT_FIELD_ENCRYPTION_KEYS=",".join(TEST_KEYS), OPENVISIT_LOG_LEVEL="WARNING",
                OPENVISIT_AUTO_MIGRATE="false", OPENVISIT_PUBLIC_URL=base, PYTHONPATH=str(REPO))
     log = (workdir / "web.log").open("wb")
+    if args.gc_threshold:
+        # An operator's knob, not a code change: fewer, later garbage collections in the
+        # server (its heap holds thousands of long-lived sockets; full collections pause it).
+        site = workdir / "site"
+        site.mkdir(exist_ok=True)
+        (site / "sitecustomize.py").write_text(
+            f"import gc\ngc.set_threshold({args.gc_threshold})\n")
+        env["PYTHONPATH"] = f"{site}{os.pathsep}{env['PYTHONPATH']}"
     profile = ["-m", "cProfile", "-o", args.profile] if args.profile else []
     server = subprocess.Popen([sys.executable, *profile, "-m", "openvisit", "web", "--port",
                                str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -332,6 +340,8 @@ def main() -> None:
     parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--keep-log", default="", help="copy the server log here")
     parser.add_argument("--profile", default="", help="run the server under cProfile, to here")
+    parser.add_argument("--gc-threshold", default="",
+                        help="e.g. '50000, 20, 100': gc.set_threshold in the server")
     parser.add_argument("--pid-file", default="", help="write the server's pid here")
     args = parser.parse_args()
     from openvisit.logging import configure_logging
