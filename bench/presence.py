@@ -264,6 +264,7 @@ async def bench_openvisit(args: argparse.Namespace, workdir: Path) -> dict[str, 
             sample = random.sample(seeded, min(args.events, len(seeded)))
             admitted: dict[str, float] = {}
             failed: list[int] = []
+            answered: dict[str, float] = {}
 
             async def admit(v: dict[str, Any]) -> None:
                 pid = v["patients"][0][0]
@@ -273,14 +274,22 @@ async def bench_openvisit(args: argparse.Namespace, workdir: Path) -> dict[str, 
                 if r.status_code != 200:
                     failed.append(r.status_code)
                     del admitted[pid]
+                else:
+                    answered[pid] = time.perf_counter()
 
             await paced(sample, args.event_rate, admit, limit=50)
             await asyncio.sleep(2)
-            admit_ms = [(max(clients.admitted_seen_by_doc.get(pid, float("inf")),
-                             clients.admitted_seen_by_self.get(pid, float("inf"))) - t) * 1000
-                        for pid, t in admitted.items()]
+            seen = {pid: max(clients.admitted_seen_by_doc.get(pid, float("inf")),
+                             clients.admitted_seen_by_self.get(pid, float("inf")))
+                    for pid in admitted}
+            admit_ms = [(seen[pid] - t) * 1000 for pid, t in admitted.items()]
+            http_ms = [(answered[pid] - t) * 1000 for pid, t in admitted.items()]
+            # After the commit: the HTTP answer and the socket messages leave the server at
+            # about the same time, so "seen − answered" is the fan-out proper (≥ 0 or noise).
+            fanout_ms = [max(0.0, (seen[pid] - answered[pid]) * 1000) for pid in admitted]
             await clients.close()
-        return {"join_ms": join_ms, "admit_ms": admit_ms, "joined": len(join_ms),
+        return {"join_ms": join_ms, "admit_ms": admit_ms, "http_ms": http_ms,
+                "fanout_ms": fanout_ms, "joined": len(join_ms),
                 "expected": len(sent), "sockets": len(clients.sockets),
                 "rss_per_conn": (connected_rss - before) / max(1, len(clients.sockets)),
                 "rss_total": connected_rss, "errors": clients.errors, "admit_failed": len(failed),
@@ -366,6 +375,10 @@ def main() -> None:
     print(f"  admit → both sockets see it       p50 {pct(ov['admit_ms'], .5):7.1f} ms   "
           f"p95 {pct(ov['admit_ms'], .95):7.1f} ms   ({len(ov['admit_ms'])} admits at "
           f"{args.event_rate:.0f}/s, all {n} connected; {ov['admit_failed']} refused)")
+    print(f"    of which the admit request      p50 {pct(ov['http_ms'], .5):7.1f} ms   "
+          f"p95 {pct(ov['http_ms'], .95):7.1f} ms   (HTTP answer: transaction committed)")
+    print(f"    and fan-out after it            p50 {pct(ov['fanout_ms'], .5):7.1f} ms   "
+          f"p95 {pct(ov['fanout_ms'], .95):7.1f} ms   (answer → both sockets)")
     print(f"  memory per connection             {ov['rss_per_conn'] / 1024:7.1f} KiB "
           f"(server RSS {ov['rss_total'] / 2**20:.0f} MiB; {ov['errors']} error messages)")
     print(f"Peer: plain `websockets` echo server, same client, {n} connections")
@@ -373,10 +386,14 @@ def main() -> None:
           f"p95 {pct(echo['rtt_ms'], .95):7.1f} ms   "
           f"({len(echo['rtt_ms'])} at {args.event_rate:.0f}/s)")
     print(f"  memory per connection             {echo['rss_per_conn'] / 1024:7.1f} KiB")
-    ratio = pct(ov["admit_ms"], .95) / max(0.001, pct(echo["rtt_ms"], .95))
-    print(f"Ratio (admit fan-out p95 / echo p95): {ratio:.1f}x; memory ratio "
-          f"{ov['rss_per_conn'] / max(1.0, echo['rss_per_conn']):.1f}x; "
-          f"target p95 ≤ 100 ms: {'met' if pct(ov['admit_ms'], .95) <= 100 else 'NOT met'}")
+    end_to_end, fanout = pct(ov["admit_ms"], .95), pct(ov["fanout_ms"], .95)
+    echo95 = max(0.001, pct(echo["rtt_ms"], .95))
+    memory = ov["rss_per_conn"] / max(1.0, echo["rss_per_conn"])
+    print(f"Ratios to the echo server: admit end-to-end p95 {end_to_end / echo95:.1f}x, fan-out "
+          f"p95 {fanout / echo95:.1f}x, memory {memory:.1f}x")
+    print(f"Target p95 ≤ 100 ms: end-to-end {'met' if end_to_end <= 100 else 'NOT met'} "
+          f"({end_to_end:.0f} ms), fan-out after commit {'met' if fanout <= 100 else 'NOT met'} "
+          f"({fanout:.0f} ms)")
 
 
 if __name__ == "__main__":

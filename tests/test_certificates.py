@@ -213,15 +213,17 @@ def test_it_reads_a_certificate_made_by_the_openssl_command_line(tmp_path: Path)
         ["openssl", "base64", "-in", str(cer)], check=True, capture_output=True, timeout=60
     ).stdout
 
+    # openssl stamps notBefore with the real clock; NOW was taken when the module was imported.
+    now = datetime.now(UTC)
     for data in (cer.read_bytes(), as_base64):
-        parsed = parse_certificate(data, now=NOW)
+        parsed = parse_certificate(data, now=now)
         assert (
             parsed.thumbprint_sha256
             == fingerprint.split("=", 1)[1].strip().replace(":", "").lower()
         )
         assert parsed.subject == "O=Example Hospital,CN=Rhapsody test"
     with pytest.raises(InvalidInput) as caught:
-        parse_certificate(key.read_bytes(), now=NOW)
+        parse_certificate(key.read_bytes(), now=now)
     assert caught.value.message == PRIVATE_KEY_MESSAGE
 
 
