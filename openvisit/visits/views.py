@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from babel.dates import format_datetime
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from openvisit import i18n
 from openvisit.context import AppContext
 from openvisit.errors import NotFound
-from openvisit.models import Organisation
+from openvisit.models import Appointment, EhrEndpoint, Organisation
 from openvisit.models.visit import Participant, Visit
 from openvisit.visits import repository as repo
 from openvisit.visits.roster import STAFF_ROLES
@@ -61,6 +63,34 @@ async def _activate_language(request: Request, session: AsyncSession, token: str
     return language
 
 
+async def appointment_summary(session: AsyncSession, *, visit: Visit, language: str,
+                              default_zone: str) -> dict[str, str] | None:
+    """Department and local start time of the visit's appointment, for the patient's page.
+
+    Times are shown in the EHR endpoint's zone (where the clinic is), formatted for the
+    page's language. Returns None for visits without an appointment.
+    """
+    if visit.appointment_id is None:
+        return None
+    appointment = await session.get(Appointment, visit.appointment_id)
+    if appointment is None:
+        return None
+    endpoint = await session.get(EhrEndpoint, appointment.endpoint_id)
+    zone_name = endpoint.timezone if endpoint else default_zone
+    try:
+        zone = ZoneInfo(zone_name)
+    except (ValueError, KeyError):
+        zone = ZoneInfo("UTC")
+    summary: dict[str, str] = {}
+    if appointment.department:
+        summary["department"] = appointment.department
+    if appointment.start_at is not None:
+        local = appointment.start_at.astimezone(zone)
+        summary["when"] = format_datetime(local, format="EEEE d MMMM, HH:mm", locale=language)
+        summary["iso"] = local.isoformat()
+    return summary or None
+
+
 def page_config(ctx: AppContext, *, token: str, visit: Visit, seat: Participant,
                 language: str, label_mode: str) -> dict[str, Any]:
     """What the page's script needs; the token goes to the socket's ``hello`` only."""
@@ -88,6 +118,8 @@ async def visit_page(request: Request, token: str, ctx: CtxDep,
         language = await _activate_language(request, session, token, lang)
         visit, seat = await resolve_link(session, app=ctx, token=token)
         org = await repo.organisation_by_id(session, visit.organisation_id)
+        appointment = await appointment_summary(session, visit=visit, language=language,
+                                                default_zone=org.timezone if org else "UTC")
     label_mode = org.provider_label_mode if org else "role"
     config = page_config(ctx, token=token, visit=visit, seat=seat, language=language,
                          label_mode=label_mode)
@@ -102,6 +134,7 @@ async def visit_page(request: Request, token: str, ctx: CtxDep,
             "language": language,
             "languages": i18n.LANGUAGES,
             "path": request.url.path,
+            "appointment": appointment,
         },
         headers=ROOM_HEADERS,
     )

@@ -79,6 +79,9 @@ def test_it_walks_provider_and_patient_launches_in_chromium(stack: Stack) -> Non
             _ehr_sign_in(patient)
             patient.wait_for_url(f"{stack.openvisit}/v/**")
             assert patient.url != provider_url
+            # The patient sees where and when: department and local start time.
+            when = patient.locator(".visit-when").first
+            assert when.is_visible() and when.locator("time").count() == 1
             SHOTS.mkdir(parents=True, exist_ok=True)
             patient.screenshot(path=str(SHOTS / "launch-patient-landing-phone.png"))
             clinician.screenshot(path=str(SHOTS / "launch-provider-landing-desktop.png"))
