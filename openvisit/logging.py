@@ -59,7 +59,8 @@ PHI_KEYS = frozenset(
 )
 # "event" and "message" are structlog's own keys; "message" is only dropped when passed as kw.
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
-_PHONE = re.compile(r"(?<![\w/])\+?\d[\d\s().-]{7,}\d(?![\w/])")
+# Not inside identifiers: a run of digits glued to letters, "/" or "-" (UUIDs, paths) is an id.
+_PHONE = re.compile(r"(?<![\w/-])\+?\d[\d\s().-]{7,}\d(?![\w/-])")
 
 
 def scrub(value: str) -> str:

@@ -146,3 +146,11 @@ async def test_it_migrates_up_and_down_and_matches_the_models(db_url: str) -> No
         assert await current_revision(db) is not None
     finally:
         await db.dispose()
+
+
+def test_it_does_not_mistake_ids_for_phone_numbers() -> None:
+    from openvisit.logging import scrub
+
+    uuid_like = "14e8dcd9-1234-5678-9012-fff7b97da670"
+    assert scrub(f"participant {uuid_like}") == f"participant {uuid_like}"
+    assert scrub("call +1 202 555 0143 now") == "call [phone] now"
