@@ -193,7 +193,7 @@ async def prepare(url: str, *, sender: str) -> None:
     ctx = AppContext.create(make_settings(url, redis_url=REDIS_URL))
     await ctx.start()
     try:
-        await make_endpoint(ctx, senders=(sender,))
+        await make_endpoint(ctx, senders=(sender,), sms=True)
     finally:
         await ctx.close()
 

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -33,6 +34,19 @@ _HOOKS_KEY = "openvisit.after_commit"
 def after_commit(session: AsyncSession, hook: AfterCommit) -> None:
     """Run ``hook`` once the session's current transaction has committed."""
     session.info.setdefault(_HOOKS_KEY, []).append(hook)
+
+
+async def insert_ignoring_conflicts(
+    session: AsyncSession, model: Any, rows: list[dict[str, Any]], *, on: tuple[str, ...]
+) -> None:
+    """Insert ``rows`` into ``model``'s table in one statement per batch of rows, skipping any
+    whose ``on`` columns (a unique key) already exist: ``INSERT ... ON CONFLICT DO NOTHING``
+    on both PostgreSQL and SQLite. Every row must name the same columns."""
+    if not rows:
+        return
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(model).on_conflict_do_nothing(index_elements=list(on))
+    await session.execute(statement, rows)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -10,6 +10,24 @@ and move to the dead letter (state ``dead``) after ``max_attempts``.
 """
 
 from openvisit.jobs.registry import Defer, JobContext, job_handler, periodic_job
-from openvisit.jobs.service import cancel, enqueue, retry_dead
+from openvisit.jobs.service import (
+    cancel,
+    cancel_many,
+    enqueue,
+    enqueue_many,
+    job_row,
+    retry_dead,
+)
 
-__all__ = ["Defer", "JobContext", "cancel", "enqueue", "job_handler", "periodic_job", "retry_dead"]
+__all__ = [
+    "Defer",
+    "JobContext",
+    "cancel",
+    "cancel_many",
+    "enqueue",
+    "enqueue_many",
+    "job_handler",
+    "job_row",
+    "periodic_job",
+    "retry_dead",
+]

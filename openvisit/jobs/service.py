@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from openvisit.db import insert_ignoring_conflicts
 from openvisit.errors import InvalidInput, NotFound
 from openvisit.models import Job, utcnow
 
@@ -51,6 +52,55 @@ async def enqueue(
         return existing
     session.info["openvisit.jobs_enqueued"] = True
     return job
+
+
+def job_row(
+    kind: str,
+    *,
+    idempotency_key: str,
+    payload: dict[str, Any] | None = None,
+    due_at: datetime | None = None,
+    max_attempts: int = 8,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """One row for :func:`enqueue_many` (every column named, as a bulk insert needs)."""
+    now = now or utcnow()
+    return {
+        "kind": kind,
+        "payload": payload or {},
+        "idempotency_key": idempotency_key,
+        "state": "pending",
+        "due_at": due_at or now,
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "created_at": now,
+        "finished_at": None,
+    }
+
+
+async def enqueue_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """:func:`enqueue` for many jobs in one statement (rows from :func:`job_row`).
+
+    A row whose idempotency key is already taken is skipped, exactly as :func:`enqueue`
+    returns the existing job: the same effect enqueued twice still runs once.
+    """
+    if not rows:
+        return
+    await insert_ignoring_conflicts(session, Job, rows, on=("idempotency_key",))
+    session.info["openvisit.jobs_enqueued"] = True
+
+
+async def cancel_many(session: AsyncSession, idempotency_keys: list[str]) -> int:
+    """:func:`cancel` for many keys in one statement; returns how many were cancelled."""
+    if not idempotency_keys:
+        return 0
+    result = await session.execute(
+        update(Job)
+        .where(Job.idempotency_key.in_(idempotency_keys), Job.state == "pending")
+        .values(state="cancelled", finished_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def cancel(session: AsyncSession, *, idempotency_key: str) -> bool:

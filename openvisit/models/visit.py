@@ -21,6 +21,8 @@ class Appointment(Timestamped, Base):
     __tablename__ = "appointment"
     __table_args__ = (
         UniqueConstraint("endpoint_id", "ehr_appointment_id", name="uq_appointment_endpoint_ref"),
+        # The scheduling feed finds appointments by SCH-1 (placer id) too.
+        Index("ix_appointment_endpoint_placer", "endpoint_id", "placer_appointment_id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)

@@ -53,27 +53,38 @@ async def contacts(session: AsyncSession, appointment_id: uuid.UUID) -> dict[str
     return {row.kind: row for row in rows}
 
 
-async def notifications(
-    session: AsyncSession, appointment_id: uuid.UUID
-) -> list[tuple[Notification, str | None]]:
-    """Every message planned for the appointment, oldest first, with its job's state."""
+async def notifications_for(
+    session: AsyncSession, appointment_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[tuple[Notification, str | None]]]:
+    """Every message planned for each appointment, oldest first, with its job's state."""
+    found: dict[uuid.UUID, list[tuple[Notification, str | None]]] = {}
+    if not appointment_ids:
+        return found
     rows = await session.execute(
         select(Notification, Job.state)
         .join(Job, Job.idempotency_key == Notification.job_key, isouter=True)
-        .where(Notification.appointment_id == appointment_id)
+        .where(Notification.appointment_id.in_(appointment_ids))
         .order_by(Notification.id)
     )
-    return [(note, state) for note, state in rows.all()]
+    for note, state in rows.all():
+        found.setdefault(note.appointment_id, []).append((note, state))
+    return found
 
 
-async def add_notification(session: AsyncSession, note: Notification) -> None:
-    """Insert ``note`` unless its job key exists (a concurrent identical change)."""
-    try:
-        async with session.begin_nested():
-            session.add(note)
-            await session.flush()
-    except IntegrityError:
-        pass
+async def contact_kinds(
+    session: AsyncSession, appointment_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, set[str]]:
+    """The kinds of contact ("sms", "email") each appointment has."""
+    found: dict[uuid.UUID, set[str]] = {}
+    if not appointment_ids:
+        return found
+    rows = await session.execute(
+        select(Contact.appointment_id, Contact.kind).where(
+            Contact.appointment_id.in_(appointment_ids))
+    )
+    for appointment_id, kind in rows.all():
+        found.setdefault(appointment_id, set()).add(kind)
+    return found
 
 
 async def notification_by_key(session: AsyncSession, job_key: str) -> Notification | None:

@@ -9,7 +9,9 @@ duplicate-detection key), §2.15.8 (MSA); Ch. 10 (SIU). The decisions, in order:
    (``Hl7Error.rejects``), with ERR and a readable MSA-3.
 4. MSH-10 already accepted from this sender → the stored ACK again, nothing applied.
 5. Otherwise apply + record the MSH-10 with its ACK in ONE transaction, and answer AA (CA in
-   enhanced mode) only after that commit.
+   enhanced mode) only after that commit. The MLLP listener lets messages that are ready at
+   the same moment on different connections share that transaction (group commit,
+   :mod:`.group`); each still hears its ACK only after the commit that holds it.
 6. Anything failing on our side (database down, deadlock, a bug) → AE "temporary error,
    resend later"; nothing is committed, so the resend is applied exactly once.
 
@@ -22,7 +24,7 @@ from __future__ import annotations
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -46,10 +48,11 @@ from openvisit.hl7v2 import (
     parse_siu,
 )
 from openvisit.logging import get_logger
-from openvisit.models import InboundMessage
+from openvisit.models import EhrEndpoint, InboundMessage
 from openvisit.scheduling import repository
+from openvisit.scheduling.group import GroupCommitter
 from openvisit.scheduling.senders import FeedEndpoint, SenderDirectory, directory_for, sender_key
-from openvisit.scheduling.service import apply_siu
+from openvisit.scheduling.service import apply_siu_batch, check_siu
 
 log = get_logger(__name__)
 
@@ -72,6 +75,17 @@ class FeedReply:
     endpoint_id: uuid.UUID | None = None
     duplicate: bool = False
     temporary: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """A message that parsed, from a known sender: all that is left is to commit it."""
+
+    message: SiuMessage
+    endpoint: FeedEndpoint
+    mode: AckMode
+    #: The sender's MSH-10 namespace (:func:`~.senders.sender_key`).
+    key: str
 
 
 class TemporaryFailure(Hl7ApplicationError):
@@ -101,6 +115,7 @@ class SiuFeed:
     def __init__(self, app: AppContext, *, directory: SenderDirectory | None = None) -> None:
         self.app = app
         self.directory = directory or directory_for(app)
+        self.committer: GroupCommitter[Ready, FeedReply] = GroupCommitter(self.commit_batch)
 
     def _ack(
         self,
@@ -129,15 +144,25 @@ class SiuFeed:
         endpoint_id: uuid.UUID | None = None,
         before_commit: BeforeCommit | None = None,
         transport: str = "mllp",
+        grouped: bool = False,
     ) -> FeedReply:
         """Process one message and return its :class:`FeedReply`; never raises for any input.
 
         ``endpoint_id`` pins the endpoint (HTTPS names it; MLLP finds it from MSH-3/MSH-4).
         ``before_commit`` runs inside the transaction both for new and for duplicate messages
         (HTTPS records the JWS ``jti`` there); whatever it raises propagates, nothing commits.
+        ``grouped`` lets the message share its transaction with messages ready at the same
+        moment on other connections (:class:`~.group.GroupCommitter`); its ACK still waits
+        for that commit.
         """
         started = time.perf_counter()
-        reply = await self._handle(raw, endpoint_id=endpoint_id, before_commit=before_commit)
+        prepared = await self.prepare(raw, endpoint_id=endpoint_id)
+        if isinstance(prepared, FeedReply):
+            reply = prepared
+        elif grouped and before_commit is None:
+            reply = await self.committer.submit(prepared)
+        else:
+            reply = await self._commit_one(prepared, before_commit)
         log.info(
             "hl7_message",
             transport=transport,
@@ -151,9 +176,8 @@ class SiuFeed:
         )
         return reply
 
-    async def _handle(
-        self, raw: bytes, *, endpoint_id: uuid.UUID | None, before_commit: BeforeCommit | None
-    ) -> FeedReply:
+    async def prepare(self, raw: bytes, *, endpoint_id: uuid.UUID | None) -> Ready | FeedReply:
+        """Steps 1-3: the message ready to commit, or the reply that refuses it."""
         try:
             header = _header_of(raw)
         except Hl7ParseError as error:
@@ -173,6 +197,7 @@ class SiuFeed:
             message = parse_siu(
                 raw, default_tz=feed_endpoint.tz, default_region=feed_endpoint.region
             )
+            check_siu(message)
         except Hl7Error as error:
             return self._reply(header, mode, error, known)
         except ConfigurationError as error:
@@ -189,14 +214,34 @@ class SiuFeed:
             )
         except Exception as exc:
             return self._temporary(header, mode, exc, known)
+        return Ready(message, feed_endpoint, mode, sender_key(header, endpoint_id=known))
+
+    async def commit_batch(self, batch: Sequence[Ready]) -> list[FeedReply]:
+        """Commit ``batch`` in one transaction and return each message's reply, in order.
+
+        If the shared transaction fails for any reason (a race with another process, a row
+        the database refuses), it is rolled back and each message is committed on its own
+        instead, so one message's trouble is never another's. Never raises.
+        """
+        if len(batch) == 1:
+            return [await self._commit_one(batch[0], None)]
+        try:
+            return await self._apply(batch, None, look_up=True)
+        except Exception as exc:
+            log.warning("hl7_batch_split", size=len(batch), error_type=type(exc).__name__)
+            return [await self._commit_one(ready, None) for ready in batch]
+
+    async def _commit_one(self, ready: Ready, before_commit: BeforeCommit | None) -> FeedReply:
+        """Step 4-6 for one message in its own transaction, retrying lost races. Raises only
+        what ``before_commit`` raises with status 401/403 (an HTTPS signature refusal)."""
+        header, mode, known = ready.message.header, ready.mode, ready.endpoint.id
         for attempt in range(1, _ATTEMPTS + 1):
             try:
                 # The first attempt skips the look-up of MSH-10: a resend is rare, and the
                 # unique (sender, MSH-10) row inserted with the change catches it anyway
                 # (IntegrityError, all rolled back); the next attempt then looks it up.
-                return await self._apply(
-                    message, feed_endpoint, mode, before_commit, look_up=attempt > 1
-                )
+                (reply,) = await self._apply([ready], before_commit, look_up=attempt > 1)
+                return reply
             except Hl7Error as error:
                 return self._reply(header, mode, error, known)
             except IntegrityError as exc:
@@ -226,57 +271,70 @@ class SiuFeed:
         return found
 
     async def _apply(
-        self,
-        message: SiuMessage,
-        feed_endpoint: FeedEndpoint,
-        mode: AckMode,
-        before_commit: BeforeCommit | None,
-        *,
-        look_up: bool,
-    ) -> FeedReply:
-        header = message.header
-        key = sender_key(header, endpoint_id=feed_endpoint.id)
-        event = str(message.event)
+        self, batch: Sequence[Ready], before_commit: BeforeCommit | None, *, look_up: bool
+    ) -> list[FeedReply]:
+        """Apply and record the new messages of ``batch`` in ONE transaction; the replies
+        exist only once it committed. A message accepted before (or earlier in the same
+        batch) is answered with the stored ACK and applies nothing."""
+        first_of: dict[tuple[str, str], int] = {}
+        acks: dict[int, tuple[AckCode, bytes]] = {}
+        replies: dict[int, FeedReply] = {}
         async with self.app.transaction() as session:
-            if look_up:
-                stored = await repository.inbound_message(
-                    session, sender=key, control_id=message.control_id
-                )
-                if stored is not None:
-                    if before_commit is not None:
-                        await before_commit(session)
-                    ack: bytes | None = stored.ack
-                    if not (mode.should_respond(None) and stored.ack):
-                        ack = None
-                    return FeedReply(
-                        ack,
-                        _ack_code(stored.ack_code),
-                        message.control_id,
-                        event,
-                        feed_endpoint.id,
-                        duplicate=True,
-                    )
             if before_commit is not None:
                 await before_commit(session)
-            code = mode.response_code(None)
-            ack = self._ack(header, code=code)
-            session.add(
-                InboundMessage(
-                    sender=key, control_id=message.control_id, event=event, ack_code=code, ack=ack
+            keys = [(r.key, r.message.control_id) for r in batch]
+            stored = await repository.inbound_messages(session, keys) if look_up else {}
+            endpoints: dict[uuid.UUID, EhrEndpoint] = {}
+            items: list[tuple[EhrEndpoint, SiuMessage]] = []
+            for i, (ready, key) in enumerate(zip(batch, keys, strict=True)):
+                found = stored.get(key)
+                if found is not None:
+                    replies[i] = _duplicate(ready, found.ack_code, found.ack)
+                    continue
+                if key in first_of:
+                    continue  # the same message twice in one batch: answered after commit
+                first_of[key] = i
+                message = ready.message
+                code = ready.mode.response_code(None)
+                ack = self._ack(message.header, code=code)
+                acks[i] = (code, ack)
+                session.add(
+                    InboundMessage(
+                        sender=ready.key,
+                        control_id=message.control_id,
+                        event=str(message.event),
+                        ack_code=code,
+                        ack=ack,
+                    )
                 )
-            )
-            # The cached endpoint joins the session's identity map without a query, so code
-            # called from here (notifications) that looks the endpoint up reads no row again.
-            endpoint = await session.merge(feed_endpoint.endpoint, load=False)
-            await apply_siu(session, app=self.app, endpoint=endpoint, message=message)
-        # Committed: only now may the sender hear that the message is safe with us.
-        return FeedReply(
-            ack if mode.should_respond(None) else None,
-            code,
-            message.control_id,
-            event,
-            feed_endpoint.id,
-        )
+                endpoint = endpoints.get(ready.endpoint.id)
+                if endpoint is None:
+                    # The cached endpoint joins the session's identity map without a query,
+                    # so code called from here that looks the endpoint up reads no row again.
+                    endpoint = await session.merge(ready.endpoint.endpoint, load=False)
+                    endpoints[ready.endpoint.id] = endpoint
+                items.append((endpoint, message))
+            await apply_siu_batch(session, app=self.app, items=items)
+        # Committed: only now may the senders hear that their messages are safe with us.
+        result: list[FeedReply] = []
+        for i, (ready, key) in enumerate(zip(batch, keys, strict=True)):
+            if i in replies:
+                result.append(replies[i])
+            elif i in acks:
+                code, ack = acks[i]
+                result.append(
+                    FeedReply(
+                        ack if ready.mode.should_respond(None) else None,
+                        code,
+                        ready.message.control_id,
+                        str(ready.message.event),
+                        ready.endpoint.id,
+                    )
+                )
+            else:
+                code, ack = acks[first_of[key]]
+                result.append(_duplicate(ready, code, ack))
+        return result
 
     def _reply(
         self,
@@ -327,6 +385,20 @@ class SiuFeed:
             sending_facility=settings.hl7_ack_facility,
         )
         return FeedReply(ack, "AR")
+
+
+def _duplicate(ready: Ready, code: str, ack: bytes | None) -> FeedReply:
+    """The reply to a message accepted before: its stored ACK, nothing applied again."""
+    if not (ready.mode.should_respond(None) and ack):
+        ack = None
+    return FeedReply(
+        ack,
+        _ack_code(code),
+        ready.message.control_id,
+        str(ready.message.event),
+        ready.endpoint.id,
+        duplicate=True,
+    )
 
 
 def _ack_code(value: str) -> AckCode:

@@ -150,7 +150,7 @@ class MllpListener:
                 sending_facility=self.app.settings.hl7_ack_facility,
             )
         else:
-            reply = await self.feed.handle(item, transport="mllp")
+            reply = await self.feed.handle(item, transport="mllp", grouped=True)
             if reply.ack is None:
                 return None
             ack = reply.ack

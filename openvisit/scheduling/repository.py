@@ -16,18 +16,20 @@ _INBOUND = select(InboundMessage).where(
     InboundMessage.sender == bindparam("sender"),
     InboundMessage.control_id == bindparam("control_id"),
 )
-_BY_KEYS = select(Appointment).where(
-    Appointment.endpoint_id == bindparam("endpoint_id"),
-    Appointment.ehr_appointment_id.in_(bindparam("keys", expanding=True)),
-)
-_BY_PLACER = select(Appointment).where(
-    Appointment.endpoint_id == bindparam("endpoint_id"),
+_CANDIDATES = select(Appointment).where(
+    Appointment.endpoint_id.in_(bindparam("endpoint_ids", expanding=True)),
     or_(
-        Appointment.ehr_appointment_id == bindparam("placer"),
-        Appointment.placer_appointment_id == bindparam("placer"),
+        Appointment.ehr_appointment_id.in_(bindparam("keys", expanding=True)),
+        Appointment.placer_appointment_id.in_(bindparam("keys", expanding=True)),
     ),
 )
-_CONTACTS = select(Contact).where(Contact.appointment_id == bindparam("appointment_id"))
+_INBOUND_MANY = select(InboundMessage).where(
+    InboundMessage.sender.in_(bindparam("senders", expanding=True)),
+    InboundMessage.control_id.in_(bindparam("control_ids", expanding=True)),
+)
+_CONTACTS = select(Contact).where(
+    Contact.appointment_id.in_(bindparam("appointment_ids", expanding=True))
+)
 
 
 async def inbound_message(
@@ -37,8 +39,41 @@ async def inbound_message(
     return await session.scalar(_INBOUND, {"sender": sender, "control_id": control_id})
 
 
-async def find_appointment(
-    session: AsyncSession, *, endpoint_id: uuid.UUID, filler: str | None, placer: str | None
+async def inbound_messages(
+    session: AsyncSession, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], InboundMessage]:
+    """The messages already accepted among ``keys`` (sender, MSH-10), by key."""
+    if not keys:
+        return {}
+    rows = await session.scalars(
+        _INBOUND_MANY,
+        {"senders": sorted({s for s, _ in keys}), "control_ids": sorted({c for _, c in keys})},
+    )
+    wanted = set(keys)
+    return {(r.sender, r.control_id): r for r in rows if (r.sender, r.control_id) in wanted}
+
+
+async def appointment_candidates(
+    session: AsyncSession, keys: Sequence[tuple[uuid.UUID, str]]
+) -> Sequence[Appointment]:
+    """Every appointment of the named endpoints whose filler or placer id is one of the keys
+    (endpoint, SCH-1/SCH-2 value): a superset that :func:`match_appointment` chooses from."""
+    if not keys:
+        return []
+    return (
+        await session.scalars(
+            _CANDIDATES,
+            {"endpoint_ids": sorted({e for e, _ in keys}), "keys": sorted({k for _, k in keys})},
+        )
+    ).all()
+
+
+def match_appointment(
+    candidates: Sequence[Appointment],
+    *,
+    endpoint_id: uuid.UUID,
+    filler: str | None,
+    placer: str | None,
 ) -> Appointment | None:
     """The endpoint's appointment for SCH-2 (filler id), else for SCH-1 (placer id).
 
@@ -46,9 +81,8 @@ async def find_appointment(
     it is found through the placer id and re-keyed by the caller. Placer matches are limited to
     rows the feed created, so a FHIR id that happens to equal a placer id is never taken.
     """
+    rows = [r for r in candidates if r.endpoint_id == endpoint_id]
     if filler is not None:
-        keys = [filler] if placer is None else [filler, placer]
-        rows = (await session.scalars(_BY_KEYS, {"endpoint_id": endpoint_id, "keys": keys})).all()
         by_filler = next((r for r in rows if r.ehr_appointment_id == filler), None)
         if by_filler is not None or placer is None:
             return by_filler
@@ -64,17 +98,23 @@ async def find_appointment(
         )
     if placer is None:
         return None
-    rows = (await session.scalars(_BY_PLACER, {"endpoint_id": endpoint_id, "placer": placer})).all()
+    named = [r for r in rows if placer in (r.ehr_appointment_id, r.placer_appointment_id)]
     return next(
-        (r for r in rows if r.ehr_appointment_id == placer),
-        next((r for r in rows if r.source == "hl7"), None),
+        (r for r in named if r.ehr_appointment_id == placer),
+        next((r for r in named if r.source == "hl7"), None),
     )
 
 
-async def contacts(session: AsyncSession, appointment_id: uuid.UUID) -> dict[str, Contact]:
-    """The appointment's contacts by kind (``sms``, ``email``)."""
-    rows = await session.scalars(_CONTACTS, {"appointment_id": appointment_id})
-    return {row.kind: row for row in rows}
+async def contacts_for(
+    session: AsyncSession, appointment_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, Contact]]:
+    """Each appointment's contacts by kind (``sms``, ``email``)."""
+    found: dict[uuid.UUID, dict[str, Contact]] = {}
+    if not appointment_ids:
+        return found
+    for row in await session.scalars(_CONTACTS, {"appointment_ids": list(appointment_ids)}):
+        found.setdefault(row.appointment_id, {})[row.kind] = row
+    return found
 
 
 async def feed_endpoints(

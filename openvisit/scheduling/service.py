@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import importlib
 import uuid
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol, cast
@@ -91,10 +91,24 @@ DEFAULT_LENGTH = timedelta(days=1)
 _MAX_ID = 255
 
 
-class NotifyHook(Protocol):
+class NotifyPlanner(Protocol):
+    """What the feed needs of notifications (:class:`openvisit.notify.service.Planner`)."""
+
+    def plan(
+        self, appointment: Appointment, change: Change, *, contact_kinds: Iterable[str] | None
+    ) -> None: ...
+
+    async def write(self, session: AsyncSession) -> None: ...
+
+
+class PlannerLoader(Protocol):
     def __call__(
-        self, session: AsyncSession, *, app: AppContext, appointment: Appointment, change: Change
-    ) -> Awaitable[None]: ...
+        self,
+        session: AsyncSession,
+        *,
+        endpoint_ids: Iterable[uuid.UUID],
+        appointment_ids: Sequence[uuid.UUID],
+    ) -> Awaitable[NotifyPlanner]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,64 +191,113 @@ async def apply_siu(
     message: SiuMessage,
     now: datetime | None = None,
 ) -> AppliedSiu:
-    """Upsert the appointment SCH-2 (else SCH-1) names for ``endpoint`` and its contacts.
+    """:func:`apply_siu_batch` for one message."""
+    applied = await apply_siu_batch(session, app=app, items=[(endpoint, message)], now=now)
+    return applied[0]
+
+
+async def apply_siu_batch(
+    session: AsyncSession,
+    *,
+    app: AppContext,
+    items: Sequence[tuple[EhrEndpoint, SiuMessage]],
+    now: datetime | None = None,
+) -> list[AppliedSiu]:
+    """Apply each message, in order, to the appointment SCH-2 (else SCH-1) names for its
+    endpoint, and to that appointment's contacts.
 
     Times, status (event + SCH-25 through :func:`status_map`), department (AIL-3), provider
     (AIP-3), encounter/CSN (PV1-19), language (PID-15) and ``patient_ref`` (PID-3) are
     written; contacts are encrypted with ``app.cipher`` and kept until the end (else start +
     1 day) plus ``settings.contact_grace_hours``, or until now + grace once cancelled, deleted
-    or a no-show. Then notifications are told through :func:`notify_appointment_change`.
-    Flushes, never commits. Raises :class:`~openvisit.hl7v2.DataTypeError` for an id too long
-    to store.
+    or a no-show. Notifications plan each change as it is applied (:func:`notify_planner`).
+
+    The cost does not grow with the number of messages in queries: one read finds every
+    appointment the messages name, one their contacts, one flush writes the changes; a later
+    message about the same appointment sees what an earlier one did. Flushes, never commits.
+    Raises :class:`~openvisit.hl7v2.DataTypeError` for an id too long to store (callers that
+    batch check each message with :func:`check_siu` first).
     """
     now = now or utcnow()
-    filler, placer = message.filler_appointment_id, message.placer_appointment_id
-    _check_lengths(message)
-    appointment = await repository.find_appointment(
-        session, endpoint_id=endpoint.id, filler=filler, placer=placer
-    )
-    ending = message.event in EVENT_STATUS
-    if appointment is None and ending:
-        # A cancellation of an appointment we never stored: nothing to keep, nobody to tell.
-        return AppliedSiu(None, EVENT_CHANGE[message.event], False, ())
-    created = appointment is None
-    if appointment is None:
-        # The id is set here so contacts can refer to it before anything is flushed: one
-        # flush (one round trip per table) for the whole change.
-        appointment = Appointment(
-            id=uuid.uuid4(),
-            organisation_id=endpoint.organisation_id,
-            endpoint_id=endpoint.id,
-            ehr_appointment_id=filler or placer,
-            source="hl7",
+    for _endpoint, message in items:
+        check_siu(message)
+    candidates = list(
+        await repository.appointment_candidates(
+            session,
+            [
+                (endpoint.id, key)
+                for endpoint, message in items
+                for key in (message.filler_appointment_id, message.placer_appointment_id)
+                if key is not None
+            ],
         )
-        session.add(appointment)
-    status = status_for(
-        message, mapping=status_map(endpoint), current=None if created else appointment.status
     )
-    appointment.ehr_appointment_id = filler or appointment.ehr_appointment_id
-    appointment.placer_appointment_id = placer or appointment.placer_appointment_id
-    appointment.start_at = message.start
-    appointment.end_at = message.end
-    appointment.status = status
-    appointment.department = message.department or appointment.department
-    appointment.provider_ehr_id = message.provider_id or appointment.provider_ehr_id
-    appointment.encounter_id = message.visit_number or appointment.encounter_id
-    appointment.language = message.language or appointment.language
-    appointment.patient_ref = patient_ref(message) or appointment.patient_ref
-    kinds = await _store_contacts(
+    contacts = await repository.contacts_for(session, [a.id for a in candidates])
+    planner = await notify_planner(
         session,
-        app=app,
-        appointment=appointment,
-        message=message,
-        ended=status in _ENDED,
-        created=created,
-        now=now,
+        endpoint_ids={endpoint.id for endpoint, _m in items},
+        appointment_ids=[a.id for a in candidates],
     )
-    change = change_for(message, status=status)
+    grace = timedelta(hours=app.settings.contact_grace_hours)
+    results: list[AppliedSiu] = []
+    for endpoint, message in items:
+        filler, placer = message.filler_appointment_id, message.placer_appointment_id
+        appointment = repository.match_appointment(
+            candidates, endpoint_id=endpoint.id, filler=filler, placer=placer
+        )
+        if appointment is None and message.event in EVENT_STATUS:
+            # A cancellation of an appointment we never stored: nothing to keep, nobody to tell.
+            results.append(AppliedSiu(None, EVENT_CHANGE[message.event], False, ()))
+            continue
+        created = appointment is None
+        if appointment is None:
+            # The id is set here so contacts can refer to it before anything is flushed: one
+            # flush (one round trip per table) for the whole batch.
+            appointment = Appointment(
+                id=uuid.uuid4(),
+                organisation_id=endpoint.organisation_id,
+                endpoint_id=endpoint.id,
+                ehr_appointment_id=filler or placer,
+                source="hl7",
+            )
+            session.add(appointment)
+            candidates.append(appointment)
+        status = status_for(
+            message, mapping=status_map(endpoint), current=None if created else appointment.status
+        )
+        appointment.ehr_appointment_id = filler or appointment.ehr_appointment_id
+        appointment.placer_appointment_id = placer or appointment.placer_appointment_id
+        appointment.start_at = message.start
+        appointment.end_at = message.end
+        appointment.status = status
+        appointment.department = message.department or appointment.department
+        appointment.provider_ehr_id = message.provider_id or appointment.provider_ehr_id
+        appointment.encounter_id = message.visit_number or appointment.encounter_id
+        appointment.language = message.language or appointment.language
+        appointment.patient_ref = patient_ref(message) or appointment.patient_ref
+        kinds = await _store_contacts(
+            session,
+            app=app,
+            existing=contacts.setdefault(appointment.id, {}),
+            appointment=appointment,
+            message=message,
+            purge_at=purge_time(message, grace=grace, ended=status in _ENDED, now=now),
+            ended=status in _ENDED,
+        )
+        change = change_for(message, status=status)
+        results.append(AppliedSiu(appointment, change, created, kinds))
+        if planner is not None:
+            # Planned now, from the appointment as this message left it.
+            planner.plan(appointment, change, contact_kinds=kinds)
     await session.flush()
-    await notify_appointment_change(session, app=app, appointment=appointment, change=change)
-    return AppliedSiu(appointment, change, created, kinds)
+    if planner is not None:
+        await planner.write(session)
+    return results
+
+
+def check_siu(message: SiuMessage) -> None:
+    """Raise :class:`~openvisit.hl7v2.DataTypeError` when an id is too long to store."""
+    _check_lengths(message)
 
 
 def _check_lengths(message: SiuMessage) -> None:
@@ -262,15 +325,14 @@ async def _store_contacts(
     session: AsyncSession,
     *,
     app: AppContext,
+    existing: dict[str, Contact],
     appointment: Appointment,
     message: SiuMessage,
+    purge_at: datetime,
     ended: bool,
-    created: bool,
-    now: datetime,
 ) -> tuple[str, ...]:
-    grace = timedelta(hours=app.settings.contact_grace_hours)
-    purge_at = purge_time(message, grace=grace, ended=ended, now=now)
-    existing = {} if created else await repository.contacts(session, appointment.id)
+    """Bring ``existing`` (the appointment's contacts by kind, updated in place) in line with
+    the message; returns the kinds stored after it."""
     if ended:
         # Keep what we have (a cancellation notice may still go out) but only for the grace.
         for kept in existing.values():
@@ -308,7 +370,7 @@ NOTIFY_MODULE = "openvisit.notify.service"
 
 
 @functools.cache
-def _notify_hook() -> NotifyHook | None:
+def _planner_loader() -> PlannerLoader | None:
     try:
         module = importlib.import_module(NOTIFY_MODULE)
     except ModuleNotFoundError as exc:
@@ -316,18 +378,23 @@ def _notify_hook() -> NotifyHook | None:
             raise
         log.warning("notify_seam_not_connected", module=NOTIFY_MODULE)
         return None
-    return cast(NotifyHook, module.on_appointment_change)
+    return cast(PlannerLoader, module.Planner.load)
 
 
-async def notify_appointment_change(
-    session: AsyncSession, *, app: AppContext, appointment: Appointment, change: Change
-) -> None:
-    """The seam to notifications: ``openvisit.notify.service.on_appointment_change``.
+async def notify_planner(
+    session: AsyncSession,
+    *,
+    endpoint_ids: Iterable[uuid.UUID],
+    appointment_ids: Sequence[uuid.UUID],
+) -> NotifyPlanner | None:
+    """The seam to notifications: ``openvisit.notify.service.Planner`` loaded for the
+    endpoints and the already stored appointments of this transaction.
 
     Imported lazily so the feed works (and says so once in the log) while notifications are
     not installed; when present, its jobs are written in the caller's transaction, so they
     commit exactly when the change does.
     """
-    hook = _notify_hook()
-    if hook is not None:
-        await hook(session, app=app, appointment=appointment, change=change)
+    load = _planner_loader()
+    if load is None:
+        return None
+    return await load(session, endpoint_ids=endpoint_ids, appointment_ids=appointment_ids)

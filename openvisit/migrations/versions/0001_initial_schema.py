@@ -304,6 +304,7 @@ def upgrade() -> None:
     with op.batch_alter_table('appointment', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_appointment_encounter_id'), ['encounter_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_appointment_endpoint_id'), ['endpoint_id'], unique=False)
+        batch_op.create_index('ix_appointment_endpoint_placer', ['endpoint_id', 'placer_appointment_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_appointment_organisation_id'), ['organisation_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_appointment_start_at'), ['start_at'], unique=False)
 
@@ -550,6 +551,7 @@ def downgrade() -> None:
     with op.batch_alter_table('appointment', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_appointment_start_at'))
         batch_op.drop_index(batch_op.f('ix_appointment_organisation_id'))
+        batch_op.drop_index('ix_appointment_endpoint_placer')
         batch_op.drop_index(batch_op.f('ix_appointment_endpoint_id'))
         batch_op.drop_index(batch_op.f('ix_appointment_encounter_id'))
 
