@@ -7,10 +7,12 @@ ACK). Every message books a new appointment with an SMS number and an e-mail add
 ACK stands for a committed transaction (appointment, two encrypted contacts, the MSH-10 record
 and the notification planning) - AA only after commit. Then the same stream goes to npm
 `node-hl7-server` with a no-op handler (tests/peers/hl7_noop_server.mjs: parse + AA, no
-storage) in the same run. Prints messages/s, p50/p99 ACK latency and the ratio OpenVisit/peer.
+storage) in the same run. Prints messages/s, p50/p99 ACK latency and the ratio OpenVisit/peer
+for each connection count, then the storage floor: what PostgreSQL alone costs for the same
+rows written by raw asyncpg (bench/hl7_floor.py).
 
     bash scripts/bootstrap-npm.sh          # once: node_modules under tests/peers
-    .venv/bin/python bench/hl7_mllp.py [--connections 4] [--seconds 15] [--processes 1]
+    .venv/bin/python bench/hl7_mllp.py [--connections 4,16] [--seconds 10] [--processes 1]
 
 ``--processes N`` runs N `openvisit mllp` processes on the same port (SO_REUSEPORT), the way
 an operator scales the listener out; the default is the single process the target is about.
@@ -31,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.hl7_floor import cpu_seconds, postgres_cpu, storage_floor
 from openvisit.context import AppContext
 from openvisit.db import Database
 from openvisit.hl7v2 import encode_frame
@@ -141,28 +144,6 @@ async def drive(
     return Result(name, len(latencies), seconds, latencies, codes, server_cpu, db_cpu)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process (Linux /proc)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def postgres_cpu() -> float:
-    """CPU seconds of every process named postgres (the database's share of the work)."""
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == "postgres":
-                    total += cpu_seconds(int(entry.name))
-            except OSError:
-                continue
-    return total
-
-
 async def pg_database() -> str:
     import asyncpg
 
@@ -218,8 +199,10 @@ def report(result: Result) -> str:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--connections", type=int, default=4)
-    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument(
+        "--connections", default="4,16", help="comma-separated connection counts to run"
+    )
+    parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument(
@@ -227,8 +210,10 @@ async def main() -> None:
         action="store_true",
         help="also drive node-hl7-server over persistent connections",
     )
+    parser.add_argument("--no-floor", action="store_true", help="skip the raw-asyncpg floor")
     parser.add_argument("--keep", action="store_true", help="keep the logs directory")
     args = parser.parse_args()
+    counts = [int(c) for c in args.connections.split(",") if c.strip()]
     sender = "EPIC^EPICADT"
     node = shutil.which("node")
     if node is None or not (PEERS_DIR / "node_modules" / "node-hl7-server").exists():
@@ -238,13 +223,10 @@ async def main() -> None:
     logs = Path(tempfile.mkdtemp(prefix="hl7-bench-"))
     url = await pg_database()
     procs: list[subprocess.Popen[bytes]] = []
-    load = {
-        "connections": args.connections,
-        "warmup": args.warmup,
-        "seconds": args.seconds,
-        "sender": sender,
-    }
-    results: list[Result] = []
+    timing = {"warmup": args.warmup, "seconds": args.seconds, "sender": sender}
+    ours: dict[int, tuple[Result, Result]] = {}
+    theirs: dict[int, list[Result]] = {}
+    floor: list[str] = []
     try:
         await prepare(url, sender=sender)
         port = free_port()
@@ -266,9 +248,14 @@ async def main() -> None:
             wait_port(port, proc, log, "openvisit mllp")
         label = "openvisit" + (f" x{args.processes}" if args.processes > 1 else "")
         pids = [p.pid for p in procs]
-        ours = await drive(f"{label} persistent", port, reconnect=False, pids=pids, **load)
-        ours_new = await drive(f"{label} new conn/msg", port, reconnect=True, pids=pids, **load)
-        results += [ours, ours_new]
+        for n in counts:
+            persistent = await drive(
+                f"{label} persistent", port, connections=n, reconnect=False, pids=pids, **timing
+            )
+            fresh = await drive(
+                f"{label} new conn/msg", port, connections=n, reconnect=True, pids=pids, **timing
+            )
+            ours[n] = (persistent, fresh)
         for proc in procs:
             proc.terminate()
             proc.wait(timeout=20)
@@ -285,20 +272,30 @@ async def main() -> None:
         )
         procs.append(peer)
         wait_port(peer_port, peer, peer_log, "node-hl7-server")
-        theirs = await drive(
-            "node-hl7-server new conn/msg", peer_port, reconnect=True, pids=[peer.pid], **load
-        )
-        results.append(theirs)
-        if args.peer_persistent:
-            results.append(
+        for n in counts:
+            theirs[n] = [
                 await drive(
-                    "node-hl7-server persistent",
+                    "node-hl7-server new conn/msg",
                     peer_port,
-                    reconnect=False,
+                    connections=n,
+                    reconnect=True,
                     pids=[peer.pid],
-                    **load,
+                    **timing,
                 )
-            )
+            ]
+            if args.peer_persistent:
+                theirs[n].append(
+                    await drive(
+                        "node-hl7-server persistent",
+                        peer_port,
+                        connections=n,
+                        reconnect=False,
+                        pids=[peer.pid],
+                        **timing,
+                    )
+                )
+        if not args.no_floor:
+            floor = await storage_floor(url, batches=sorted({*counts, 1}))
     finally:
         for proc in procs:
             proc.terminate()
@@ -307,28 +304,33 @@ async def main() -> None:
         if not args.keep:
             shutil.rmtree(logs, ignore_errors=True)
     print(
-        f"{args.connections} connections, window 1, {args.seconds:.0f} s measured after "
-        f"{args.warmup:.0f} s warm-up; {os.cpu_count()} CPUs shared by client, server, DB; "
+        f"window 1 per connection, {args.seconds:.0f} s measured after {args.warmup:.0f} s "
+        f"warm-up; {os.cpu_count()} CPUs shared by client, server, DB; "
         f"load average {os.getloadavg()[0]:.1f}"
     )
-    for result in results:
-        print(report(result))
-    print(
-        f"ratio openvisit/peer, both with a new connection per message: throughput "
-        f"{ours_new.rate / theirs.rate:.2f}x, p50 latency "
-        f"{ours_new.pct(0.5) / theirs.pct(0.5):.2f}x"
-    )
-    print(
-        f"ratio openvisit persistent / peer new conn/msg: throughput "
-        f"{ours.rate / theirs.rate:.2f}x, p50 latency {ours.pct(0.5) / theirs.pct(0.5):.2f}x"
-    )
+    failures = []
+    for n in counts:
+        persistent, fresh = ours[n]
+        peer_fresh = theirs[n][0]
+        print(f"\n--- {n} connections")
+        for result in (persistent, fresh, *theirs[n]):
+            print(report(result))
+        print(
+            f"ratio openvisit/peer, both with a new connection per message: throughput "
+            f"{fresh.rate / peer_fresh.rate:.2f}x, p50 latency "
+            f"{fresh.pct(0.5) / peer_fresh.pct(0.5):.2f}x; openvisit persistent / peer: "
+            f"{persistent.rate / peer_fresh.rate:.2f}x"
+        )
+        failures += [r for r in (persistent, fresh) if r.codes.keys() - {"AA"}]
+    if floor:
+        print("\n--- storage floor: the same rows per booking written by raw asyncpg, no HL7")
+        print("\n".join(floor))
     if args.keep:
         print(f"logs: {logs}")
-    for result in (ours, ours_new):
-        if result.codes.keys() - {"AA"}:
-            raise SystemExit(
-                f"{result.name}: answers other than AA ({result.codes}); --keep keeps the logs"
-            )
+    for result in failures:
+        raise SystemExit(
+            f"{result.name}: answers other than AA ({result.codes}); --keep keeps the logs"
+        )
 
 
 if __name__ == "__main__":

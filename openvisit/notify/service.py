@@ -45,9 +45,21 @@ ENDED_STATUSES = frozenset({"cancelled", "noshow", "entered-in-error", "fulfille
 TOLD_STATES = frozenset({"running", "done", "dead"})
 
 
+@dataclass(frozen=True, slots=True)
+class _Note:
+    """What planning reads of a planned message (stored, or planned in this transaction)."""
+
+    job_key: str
+    purpose: str
+    message: str
+    fingerprint: str
+    start_at: datetime
+    offset_minutes: int | None
+
+
 @dataclass(slots=True)
 class _Entry:
-    note: Notification
+    note: _Note
     state: str | None
 
 
@@ -136,7 +148,14 @@ class Planner:
             settings=settings,
             zones=zones,
             histories={
-                appointment_id: [_Entry(note, state) for note, state in rows]
+                appointment_id: [
+                    _Entry(
+                        _Note(n.job_key, n.purpose, n.message, n.fingerprint, n.start_at,
+                              n.offset_minutes),
+                        state,
+                    )
+                    for n, state in rows
+                ]
                 for appointment_id, rows in stored.items()
             },
             contact_kinds=await repo.contact_kinds(session, list(contacts_of)),
@@ -206,7 +225,7 @@ def _plan_one(
 
 def _cancel_pending(
     history: list[_Entry], *, purposes: tuple[str, ...], writes: _Writes
-) -> list[Notification]:
+) -> list[_Note]:
     cancelled = []
     for entry in history:
         if entry.note.purpose in purposes and entry.state == "pending":
@@ -319,7 +338,7 @@ def _enqueue(
         "created_at": writes.now,
     }
     writes.notes.append(note)
-    history.append(_Entry(Notification(**note), "pending"))
+    history.append(_Entry(_Note(key, purpose, message, fp, start_at, offset), "pending"))
     writes.jobs[key] = jobs.job_row(
         SEND_JOB, idempotency_key=key, due_at=due_at, now=writes.now,
         payload={

@@ -48,7 +48,7 @@ from openvisit.hl7v2 import (
     parse_siu,
 )
 from openvisit.logging import get_logger
-from openvisit.models import EhrEndpoint, InboundMessage
+from openvisit.models import EhrEndpoint, utcnow
 from openvisit.scheduling import repository
 from openvisit.scheduling.group import GroupCommitter
 from openvisit.scheduling.senders import FeedEndpoint, SenderDirectory, directory_for, sender_key
@@ -226,7 +226,9 @@ class SiuFeed:
         if len(batch) == 1:
             return [await self._commit_one(batch[0], None)]
         try:
-            return await self._apply(batch, None, look_up=True)
+            # As for one message, MSH-10 is not looked up first: a resend in the batch fails
+            # it on the unique key, and the split below answers the resend from its record.
+            return await self._apply(batch, None, look_up=False)
         except Exception as exc:
             log.warning("hl7_batch_split", size=len(batch), error_type=type(exc).__name__)
             return [await self._commit_one(ready, None) for ready in batch]
@@ -286,6 +288,8 @@ class SiuFeed:
             stored = await repository.inbound_messages(session, keys) if look_up else {}
             endpoints: dict[uuid.UUID, EhrEndpoint] = {}
             items: list[tuple[EhrEndpoint, SiuMessage]] = []
+            received: list[dict[str, object]] = []
+            now = utcnow()
             for i, (ready, key) in enumerate(zip(batch, keys, strict=True)):
                 found = stored.get(key)
                 if found is not None:
@@ -298,14 +302,15 @@ class SiuFeed:
                 code = ready.mode.response_code(None)
                 ack = self._ack(message.header, code=code)
                 acks[i] = (code, ack)
-                session.add(
-                    InboundMessage(
-                        sender=ready.key,
-                        control_id=message.control_id,
-                        event=str(message.event),
-                        ack_code=code,
-                        ack=ack,
-                    )
+                received.append(
+                    {
+                        "sender": ready.key,
+                        "control_id": message.control_id,
+                        "event": str(message.event),
+                        "ack_code": code,
+                        "ack": ack,
+                        "received_at": now,
+                    }
                 )
                 endpoint = endpoints.get(ready.endpoint.id)
                 if endpoint is None:
@@ -314,7 +319,10 @@ class SiuFeed:
                     endpoint = await session.merge(ready.endpoint.endpoint, load=False)
                     endpoints[ready.endpoint.id] = endpoint
                 items.append((endpoint, message))
-            await apply_siu_batch(session, app=self.app, items=items)
+            # The MSH-10 records go first: a resend racing in on another process fails here
+            # (unique key) before any work is done.
+            await repository.record_inbound(session, received)
+            await apply_siu_batch(session, app=self.app, items=items, now=now)
         # Committed: only now may the senders hear that their messages are safe with us.
         result: list[FeedReply] = []
         for i, (ready, key) in enumerate(zip(batch, keys, strict=True)):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import bindparam, or_, select
+from sqlalchemy import bindparam, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit.models import Appointment, Contact, EhrEndpoint, InboundMessage, Organisation
@@ -51,6 +51,13 @@ async def inbound_messages(
     )
     wanted = set(keys)
     return {(r.sender, r.control_id): r for r in rows if (r.sender, r.control_id) in wanted}
+
+
+async def record_inbound(session: AsyncSession, rows: Sequence[dict[str, object]]) -> None:
+    """Record accepted messages (sender, control_id, event, ack_code, ack, received_at) in
+    one statement; a (sender, MSH-10) already recorded raises ``IntegrityError``."""
+    if rows:
+        await session.execute(insert(InboundMessage), list(rows))
 
 
 async def appointment_candidates(

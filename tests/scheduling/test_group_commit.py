@@ -118,11 +118,11 @@ async def test_it_commits_each_message_alone_when_the_shared_transaction_fails(
     real = feed_module.apply_siu_batch
     poisoned = "F-POISON"
 
-    async def fragile(session: Any, *, app: AppContext, items: Any) -> Any:
+    async def fragile(session: Any, *, items: Any, **kwargs: Any) -> Any:
         # A message the database refuses (here simulated) fails any batch that holds it.
         if any(m.filler_appointment_id == poisoned for _e, m in items):
             raise RuntimeError("refused")
-        return await real(session, app=app, items=items)
+        return await real(session, items=items, **kwargs)
 
     monkeypatch.setattr(feed_module, "apply_siu_batch", fragile)
     replies = await _together(
@@ -143,6 +143,21 @@ async def test_it_commits_each_message_alone_when_the_shared_transaction_fails(
     assert await _booked(ctx) == ["A", "B"]
     # Nothing of the refused message was kept, so its resend is applied exactly once.
     assert await count(ctx, InboundMessage) == 3
+
+
+async def test_it_answers_a_resend_inside_a_batch_from_the_stored_ack(ctx: AppContext) -> None:
+    await make_endpoint(ctx, senders=EPIC, sms=True)
+    feed = SiuFeed(ctx)
+    [first] = await _together(feed, [siu(control_id="SENT", filler="A")])
+
+    resent, new = await _together(
+        feed, [siu(control_id="SENT", filler="A"), siu(control_id="NEW", filler="B")]
+    )
+
+    assert resent.duplicate and resent.ack == first.ack
+    assert (new.duplicate, read_ack(new.ack).code) == (False, "AA")
+    assert await _booked(ctx) == ["A", "B"]
+    assert await count(ctx, Notification) == 3 * 3
 
 
 async def test_it_answers_refused_messages_at_once_without_waiting_for_the_batch(
