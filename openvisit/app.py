@@ -56,6 +56,7 @@ ROUTER_MODULES: tuple[str, ...] = (
     "openvisit.notify.views",
     "openvisit.notify.twilio.hooks",
     "openvisit.portal.routes",
+    "openvisit.devicetest.views",
 )
 
 

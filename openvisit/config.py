@@ -118,6 +118,10 @@ class Settings(BaseSettings):
     contact_grace_hours: int = 24
     #: Most participants admitted at once in a peer-to-peer mesh visit (each sends to all).
     mesh_max_participants: int = 6
+    #: Device test: server-side loop-back calls held at once per web process (each decodes
+    #: and re-encodes video), and the longest one may last.
+    devicetest_max_calls: int = 8
+    devicetest_call_seconds: int = 90
 
     # Notifications (openvisit.notify): SMS and e-mail confirmations and reminders.
     #: The SMS transport when the endpoint has no linked number naming its own provider.

@@ -58,6 +58,10 @@ class AppContext:
         await self.bus.start()
 
     async def close(self) -> None:
+        for extra in list(self.extras.values()):
+            closer = getattr(extra, "aclose", None)
+            if closer is not None:  # per-process services a package keeps here (device test)
+                await closer()
         await self.bus.close()
         await self.http.aclose()
         await self.db.dispose()

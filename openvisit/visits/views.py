@@ -7,7 +7,6 @@ window or an ended visit a 410 page with a plain explanation, both in that langu
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -33,7 +32,7 @@ from openvisit.visits.strings import room_strings
 from openvisit.visits.tokens import participant_id_of
 from openvisit.visits.tx import transaction
 from openvisit.web.deps import CtxDep, SessionDep
-from openvisit.web.templating import templates
+from openvisit.web.templating import json_for_script, templates
 
 router = APIRouter(include_in_schema=False)
 
@@ -127,8 +126,8 @@ async def visit_page(request: Request, token: str, ctx: CtxDep,
     return templates.TemplateResponse(
         request, template,
         {
-            "config_json": _json_for_script(config),
-            "strings_json": _json_for_script(room_strings()),
+            "config_json": json_for_script(config),
+            "strings_json": json_for_script(room_strings()),
             "role": seat.role,
             "seat_no": seat.seat_no,
             "language": language,
@@ -163,10 +162,3 @@ async def demo_page(request: Request, session: SessionDep, ctx: CtxDep,
         headers={"Cache-Control": "no-store"},
     )
 
-
-def _json_for_script(value: Any) -> str:
-    """JSON safe inside ``<script type="application/json">`` (no ``</script>`` breakout)."""
-    return (
-        json.dumps(value, ensure_ascii=False)
-        .replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    )

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from openvisit.errors import OpenVisitError
+from openvisit.i18n import gettext
 from openvisit.logging import get_logger
 from openvisit.web.templating import templates
 
@@ -53,15 +54,16 @@ def render_error(
 
 
 def _default_title(status: int) -> str:
+    """A plain title in the page's language (the request activated it, else English)."""
     if status == 404:
-        return "Page not found"
+        return gettext("Page not found")
     if status in (401, 403):
-        return "Not allowed"
+        return gettext("Not allowed")
     if status == 410:
-        return "This link has expired"
+        return gettext("This link has expired")
     if status >= 500:
-        return "Something went wrong on our side"
-    return "We could not do that"
+        return gettext("Something went wrong on our side")
+    return gettext("We could not do that")
 
 
 def install(app: FastAPI) -> None:

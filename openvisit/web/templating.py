@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from fastapi.templating import Jinja2Templates
 
@@ -18,3 +20,11 @@ templates.env.install_gettext_callables(  # type: ignore[attr-defined]
 )
 templates.env.globals["LANGUAGES"] = i18n.LANGUAGES
 templates.env.globals["active_language"] = i18n.active
+
+
+def json_for_script(value: Any) -> str:
+    """JSON safe inside ``<script type="application/json">`` (no ``</script>`` breakout)."""
+    return (
+        json.dumps(value, ensure_ascii=False)
+        .replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    )

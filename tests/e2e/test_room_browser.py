@@ -17,7 +17,8 @@ import pytest
 from tests.e2e.support import SCREENSHOTS_ENV, assert_decoding, run_driver
 
 pytestmark = [pytest.mark.browser, pytest.mark.peers, pytest.mark.slow]
-SCENARIOS = ["one_to_one", "three_way", "relay_only", "lobby_refusal", "network_drop"]
+SCENARIOS = ["one_to_one", "three_way", "relay_only", "lobby_refusal", "network_drop",
+             "devicetest"]
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +99,24 @@ def test_it_took_the_screenshots_of_both_pages(report: dict[str, Any], shots: Pa
                  "patient-reconnecting"):
         path = shots / f"room-{name}.png"
         assert path.exists() and path.stat().st_size > 10_000, path
+
+
+def test_it_runs_the_device_test_with_a_real_call_looped_back_by_the_server(
+    report: dict[str, Any],
+) -> None:
+    result = report["devicetest"]
+    assert result["title_es"] == "Pruebe su cámara y micrófono"
+    for run in (result["phone"], result["desktop"]):
+        assert run["states"] == {"camera": "passed", "microphone": "passed",
+                                 "speaker": "passed", "call": "passed"}
+        # The echoed video was decoded: frames went to the server's peer and came back.
+        assert run["call"]["frames_decoded"] > 10 and run["echo_width"] > 0
+        assert run["call"]["candidate_type"] == "host"
+        assert run["saved"] == "true"
+    assert result["phone"]["summary"] == "Todo funciona. Está listo para su consulta."
+    stored = result["stored"]
+    assert len(stored) == 2 and all(r["passed"] for r in stored)
+    assert {r["language"] for r in stored} == {"es", "en"}
+    assert result["forged_status"] == 404
+    assert result["forged_text"].startswith("Pagina non trovata")
+    assert "Chieda alla clinica un nuovo link" in result["forged_text"]
