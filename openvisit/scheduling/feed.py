@@ -228,7 +228,9 @@ class SiuFeed:
         try:
             # As for one message, MSH-10 is not looked up first: a resend in the batch fails
             # it on the unique key, and the split below answers the resend from its record.
-            return await self._apply(batch, None, look_up=False)
+            replies = await self._apply(batch, None, look_up=False)
+            log.info("hl7_batch_committed", size=len(batch))
+            return replies
         except Exception as exc:
             log.warning("hl7_batch_split", size=len(batch), error_type=type(exc).__name__)
             return [await self._commit_one(ready, None) for ready in batch]

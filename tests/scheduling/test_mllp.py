@@ -252,3 +252,56 @@ async def test_it_applies_once_when_the_ack_never_reaches_the_sender(
 
     assert (ack.code, ack.acked_id) == ("AA", "LOST-ACK")
     assert len(await appointments(ctx)) == 1
+
+
+async def test_it_applies_a_shared_batch_once_when_killed_before_its_commit(
+    ctx: AppContext, db_url: str, tmp_path: Path
+) -> None:
+    """Eight connections at once, queued for group commit behind a locked table. The listener
+    dies before any commit; after a restart, python-hl7's mllp_send resends all eight (twice)
+    and each booking, its contacts and its notification jobs exist exactly once."""
+    from openvisit.models import Notification
+
+    await make_endpoint(ctx, senders=("EPIC^EPICADT",), sms=True)
+    paths = [
+        write_message(tmp_path, f"m{i}.hl7", siu(control_id=f"GROUP-{i}", filler=f"G{i}"))
+        for i in range(8)
+    ]
+    listener = start_listener(db_url, tmp_path)
+    async with ctx.db.engine.connect() as blocker:
+        await blocker.begin()
+        if BACKEND == "postgres":
+            await blocker.execute(text("LOCK TABLE appointment IN EXCLUSIVE MODE"))
+        else:
+            await blocker.execute(text("SELECT 1"))
+        senders = [
+            subprocess.Popen(
+                [str(MLLP_SEND), "--loose", "-p", str(listener.port), "127.0.0.1", "-f", str(p)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            for p in paths
+        ]
+        await asyncio.sleep(3.0)  # every sender connected and sent; the listener is stuck
+        listener.proc.kill9()
+        outputs = [s.communicate(timeout=15)[0] for s in senders]
+        await blocker.rollback()
+    assert [acks_in(out) for out in outputs] == [[]] * 8  # nobody heard AA: all must resend
+    assert await appointments(ctx) == []
+
+    restarted = start_listener(db_url, tmp_path, name="mllp-restarted")
+    try:
+        first = await asyncio.gather(*(asyncio.to_thread(mllp_send, restarted.port, p)
+                                       for p in paths))
+        again = await asyncio.gather(*(asyncio.to_thread(mllp_send, restarted.port, p)
+                                       for p in paths))
+    finally:
+        restarted.stop()
+    assert sorted((a.code, a.acked_id) for [a] in first) == sorted(
+        ("AA", f"GROUP-{i}") for i in range(8))
+    assert [a.raw for [a] in again] == [a.raw for [a] in first]  # resends: the stored ACKs
+    assert sorted(a.ehr_appointment_id for a in await appointments(ctx)) == [
+        f"G{i}" for i in range(8)]
+    assert await count(ctx, InboundMessage) == 8
+    assert await count(ctx, Contact) == 16
+    assert await count(ctx, Notification) == 24 and await count(ctx, Job) == 24
