@@ -24,6 +24,7 @@ from openvisit.models.ops import (
     OptOut,
     QualitySample,
     SeenNonce,
+    SigninFailure,
 )
 from openvisit.models.organisation import Organisation, ProviderLink, StaffAccount
 from openvisit.models.visit import Appointment, Contact, Participant, Visit, VisitEvent
@@ -52,6 +53,7 @@ __all__ = [
     "QualitySample",
     "SeenNonce",
     "SenderRate",
+    "SigninFailure",
     "SmsSettings",
     "StaffAccount",
     "Visit",

@@ -163,3 +163,15 @@ class ContextToken(Timestamped, Base):
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
     created_by: Mapped[str] = mapped_column(String(255), default="system")
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SigninFailure(Base):
+    """Failed portal sign-ins in the current window, per client address and per (account
+    name, client address), for throttling; keyed by a keyed hash, never the name itself."""
+
+    __tablename__ = "signin_failure"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    window_start: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    locked_until: Mapped[datetime | None] = mapped_column(default=None)

@@ -14,6 +14,7 @@ from openvisit.context import AppContext
 from openvisit.errors import OpenVisitError
 from openvisit.idp.client import IdpClient
 from openvisit.portal import accounts, sessions
+from openvisit.portal.throttle import SigninThrottle, TooManySignins
 from openvisit.portal.web import (
     MaybePrincipalDep,
     PortalRoute,
@@ -93,12 +94,23 @@ async def signin_local(request: Request, session: SessionDep, ctx: CtxDep) -> Re
         return _signin_page(request, ctx, next_url=next_url, username=username, status_code=403,
                             error="This sign-in form had expired. Please sign in again.")
     password = form.get("password")
+    throttle = SigninThrottle.of(ctx.hasher, login=username,
+                                 address=request.client.host if request.client else "")
     try:
+        await throttle.check(session)
         account = await accounts.authenticate_local(
             session, login=username, password=password if isinstance(password, str) else "")
+    except TooManySignins as exc:
+        response = _signin_page(request, ctx, next_url=next_url, username=username,
+                                error=exc.message, status_code=exc.status_code)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     except OpenVisitError as exc:
+        if exc.status_code == 401:
+            await throttle.failed(session)
         return _signin_page(request, ctx, next_url=next_url, username=username,
                             error=exc.message, status_code=exc.status_code)
+    await throttle.succeeded(session)
     token = await sessions.start_session(session, settings=ctx.settings, account=account,
                                          method="local")
     return _signed_in(ctx, token, next_url)

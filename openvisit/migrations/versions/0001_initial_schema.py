@@ -141,6 +141,16 @@ def upgrade() -> None:
     sa.Column('tat', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('sender', name=op.f('pk_sender_rate'))
     )
+    op.create_table('signin_failure',
+    sa.Column('key', sa.String(length=64), nullable=False),
+    sa.Column('failures', sa.Integer(), nullable=False),
+    sa.Column('window_start', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('locked_until', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('key', name=op.f('pk_signin_failure'))
+    )
+    with op.batch_alter_table('signin_failure', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_signin_failure_window_start'), ['window_start'], unique=False)
+
     op.create_table('api_token',
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('organisation_id', sa.Uuid(), nullable=False),
@@ -586,6 +596,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_api_token_organisation_id'))
 
     op.drop_table('api_token')
+    with op.batch_alter_table('signin_failure', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_signin_failure_window_start'))
+
+    op.drop_table('signin_failure')
     op.drop_table('sender_rate')
     with op.batch_alter_table('seen_nonce', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_seen_nonce_expires_at'))
