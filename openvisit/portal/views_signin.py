@@ -53,10 +53,12 @@ def _secure(ctx: AppContext) -> bool:
 
 
 def _signin_page(request: Request, ctx: AppContext, *, next_url: str, error: str | None = None,
-                 username: str = "", status_code: int = 200) -> Response:
+                 username: str = "", status_code: int = 200,
+                 error_title: str | None = None) -> Response:
     token = request.cookies.get(SIGNIN_COOKIE) or secrets.token_urlsafe(24)
     response = render(request, "portal/signin.html", {
-        "next": next_url, "error": error, "username": username, "signin_token": token,
+        "next": next_url, "error": error, "error_title": error_title, "username": username,
+        "signin_token": token,
         "idp_enabled": bool(ctx.settings.oidc_issuer),
     }, principal=None, status_code=status_code)
     response.set_cookie(SIGNIN_COOKIE, token, httponly=True, samesite="lax", path="/portal",
@@ -102,7 +104,8 @@ async def signin_local(request: Request, session: SessionDep, ctx: CtxDep) -> Re
             session, login=username, password=password if isinstance(password, str) else "")
     except TooManySignins as exc:
         response = _signin_page(request, ctx, next_url=next_url, username=username,
-                                error=exc.message, status_code=exc.status_code)
+                                error=exc.message, status_code=exc.status_code,
+                                error_title=exc.title)
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
     except OpenVisitError as exc:
