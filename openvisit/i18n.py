@@ -69,6 +69,11 @@ def active() -> str:
     return _current.get()
 
 
+def N_(message: str) -> str:
+    """Mark ``message`` for extraction (``pybabel extract -k N_``); translated later."""
+    return message
+
+
 def gettext(message: str) -> str:
     return catalogue(_current.get()).ugettext(message)
 

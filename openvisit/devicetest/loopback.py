@@ -65,10 +65,6 @@ class LoopbackCalls:
         self.seconds = settings.devicetest_call_seconds
         self._calls: dict[uuid.UUID, tuple[Any, asyncio.Task[None]]] = {}
 
-    @property
-    def active(self) -> int:
-        return len(self._calls)
-
     async def answer(self, offer_sdp: str) -> str:
         """Answer the browser's complete SDP offer; the call runs until either side hangs up,
         the connection fails, or ``devicetest_call_seconds`` pass."""

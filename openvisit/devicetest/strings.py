@@ -3,12 +3,7 @@
 
 from __future__ import annotations
 
-from openvisit.i18n import gettext
-
-
-def N_(message: str) -> str:
-    return message
-
+from openvisit.i18n import N_, gettext
 
 DEVICETEST_STRINGS: dict[str, str] = {
     "status.checking": N_("Checking…"),

@@ -328,8 +328,6 @@ def _enqueue(
 ) -> None:
     start_at = appointment.start_at
     assert start_at is not None
-    if key in writes.jobs:
-        return  # planned already in this batch
     fp = fingerprint_ or fingerprint(start_at=start_at, department=appointment.department)
     note = {
         "appointment_id": appointment.id, "job_key": key, "purpose": purpose,

@@ -12,10 +12,6 @@ from openvisit.models import Appointment, Contact, EhrEndpoint, InboundMessage, 
 
 # The feed's per-message queries are built once: building the expression is a noticeable
 # share of the listener's CPU per message, and the compiled form is cached by SQLAlchemy.
-_INBOUND = select(InboundMessage).where(
-    InboundMessage.sender == bindparam("sender"),
-    InboundMessage.control_id == bindparam("control_id"),
-)
 _CANDIDATES = select(Appointment).where(
     Appointment.endpoint_id.in_(bindparam("endpoint_ids", expanding=True)),
     or_(
@@ -30,13 +26,6 @@ _INBOUND_MANY = select(InboundMessage).where(
 _CONTACTS = select(Contact).where(
     Contact.appointment_id.in_(bindparam("appointment_ids", expanding=True))
 )
-
-
-async def inbound_message(
-    session: AsyncSession, *, sender: str, control_id: str
-) -> InboundMessage | None:
-    """The message already accepted from ``sender`` with this MSH-10, if any."""
-    return await session.scalar(_INBOUND, {"sender": sender, "control_id": control_id})
 
 
 async def inbound_messages(

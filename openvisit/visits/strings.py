@@ -5,12 +5,7 @@ Marked with ``N_`` so ``pybabel extract -k N_`` collects them; translated per re
 
 from __future__ import annotations
 
-from openvisit.i18n import gettext
-
-
-def N_(message: str) -> str:
-    return message
-
+from openvisit.i18n import N_, gettext
 
 ROOM_STRINGS: dict[str, str] = {
     # Roles as other participants see them ({n} = seat number for the 2nd, 3rd…)
