@@ -21,7 +21,9 @@ from openvisit.config import Settings, load_settings
 from openvisit.context import AppContext
 from openvisit.logging import configure_logging, get_logger
 from openvisit.web import errors
+from openvisit.web.apidocs import install_api_docs
 from openvisit.web.middleware import MetricsMiddleware
+from openvisit.web.security import HeaderPolicy
 from openvisit.web.templating import STATIC_DIR, templates
 
 log = get_logger(__name__)
@@ -106,32 +108,38 @@ def create_app(
             if ctx is None:
                 await context.close()
 
+    docs = settings.exposes(settings.expose_api_docs)
     app = FastAPI(
         title="OpenVisit",
         version=__version__,
         lifespan=lifespan,
-        docs_url="/api/docs",
-        openapi_url="/api/openapi.json",
+        # Our own docs page (vendored Swagger UI, no CDN); the schema only where exposed.
+        docs_url=None,
+        openapi_url="/api/openapi.json" if docs else None,
         redoc_url=None,
     )
     app.state.ctx = context
     app.state.settings = settings
-    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(MetricsMiddleware, policy=HeaderPolicy.from_settings(settings))
     errors.install(app)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    if docs:
+        install_api_docs(app)
     for module_name in ROUTER_MODULES:
         app.include_router(importlib.import_module(module_name).router)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index(request: Request) -> HTMLResponse:
+        facts = settings.exposes(settings.expose_version)
+        links = [("API documentation", "/api/docs")] if docs else []
         return templates.TemplateResponse(
             request,
             "index.html",
             {
-                "links": [("API documentation", "/api/docs"), ("Readiness", "/readyz")],
-                "version": __version__,
-                "database": context.db.engine.dialect.name,
-                "bus": type(context.bus).__name__,
+                "links": [*links, ("Readiness", "/readyz")],
+                "version": __version__ if facts else None,
+                "database": context.db.engine.dialect.name if facts else None,
+                "bus": type(context.bus).__name__ if facts else None,
             },
         )
 

@@ -38,6 +38,7 @@ SECRET_FIELDS = (
     "smpp_password",
     "azure_access_key",
     "smtp_password",
+    "metrics_token",
 )
 
 
@@ -198,6 +199,22 @@ class Settings(BaseSettings):
     #: Allowed clock difference for iat/exp of signed HTTPS payloads (EHR-SPEC §6).
     hl7_jws_skew_seconds: int = 300
 
+    # Security (issue 10): response headers and what is public.
+    #: EHR origins (https://host[:port]) allowed to show the visit room, device test and
+    #: launch pages inside their window for every organisation; each organisation adds its
+    #: own EHR origins in the portal. Empty: only the organisations' lists apply.
+    frame_ancestors: list[str] = Field(default_factory=list)
+    #: Strict-Transport-Security max-age sent when public_url is https (0 = never send it).
+    hsts_max_age_seconds: int = 31_536_000
+    #: Serve /api/openapi.json and /api/docs. Unset: outside production only.
+    expose_api_docs: bool | None = None
+    #: Serve /metrics without a token. Unset: outside production only; in production,
+    #: Prometheus sends ``Authorization: Bearer <metrics_token>``.
+    expose_metrics: bool | None = None
+    metrics_token: str = ""
+    #: Show the version and backends on the home page. Unset: outside production only.
+    expose_version: bool | None = None
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -241,6 +258,10 @@ class Settings(BaseSettings):
                 "processes need Redis for live updates. Set OPENVISIT_REDIS_URL."
             )
         return self
+
+    def exposes(self, what: bool | None) -> bool:
+        """An ``expose_*`` setting: explicit value, else true outside production."""
+        return self.environment != "production" if what is None else what
 
     @cached_property
     def uses_sqlite(self) -> bool:

@@ -61,12 +61,30 @@ PHI_KEYS = frozenset(
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 # Not inside identifiers: a run of digits glued to letters, "/" or "-" (UUIDs, paths) is an id.
 _PHONE = re.compile(r"(?<![\w/-])\+?\d[\d\s().-]{7,}\d(?![\w/-])")
+#: Dotted IPv4 addresses look like digit runs too; operators need them, so they stay.
+_IPV4 = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
+#: Join tokens (``b64url(16 bytes) "." b64url(24 bytes)``) and other long opaque secrets
+#: (SMART state, context tokens, API tokens): 32+ URL-safe characters with no separator.
+#: UUIDs (hyphenated, groups of at most 12) are ids and stay readable.
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{20,}|(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{32,}")
+
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+
+
+def _token(match: re.Match[str]) -> str:
+    return match.group(0) if _UUID.fullmatch(match.group(0)) else "[token]"
+
+
+def _phone(match: re.Match[str]) -> str:
+    return match.group(0) if _IPV4.fullmatch(match.group(0)) else "[phone]"
 
 
 def scrub(value: str) -> str:
-    """Mask e-mail addresses and phone-number-like digit runs in a string."""
+    """Mask e-mail addresses, tokens and phone-number-like digit runs in a string."""
     value = _EMAIL.sub("[email]", value)
-    return _PHONE.sub("[phone]", value)
+    value = _TOKEN.sub(_token, value)
+    return _PHONE.sub(_phone, value)
 
 
 def _scrub_processor(
@@ -99,10 +117,11 @@ def configure_logging(*, level: str = "INFO", json: bool = False) -> None:
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        # Tracebacks become a plain string *before* the scrubber, so an exception message
+        # holding a phone number, an e-mail or a token is masked like any other value.
+        structlog.processors.format_exc_info,
         _scrub_processor,
     ]
-    if json:
-        shared.append(structlog.processors.format_exc_info)
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

@@ -16,6 +16,7 @@ from openvisit.context import AppContext
 from openvisit.devicetest.loopback import LoopbackCalls
 from openvisit.devicetest.service import DeviceTestReport, record_result
 from openvisit.devicetest.strings import devicetest_strings
+from openvisit.endpoints import repository as endpoints_repository
 from openvisit.errors import Gone, NotFound
 from openvisit.i18n import gettext
 from openvisit.logging import get_logger
@@ -24,6 +25,7 @@ from openvisit.portal.records import verify_context_token
 from openvisit.visits.turn import ice_config
 from openvisit.visits.views import ROOM_HEADERS
 from openvisit.web.deps import CtxDep
+from openvisit.web.security import page_needs
 from openvisit.web.templating import json_for_script, templates
 
 log = get_logger(__name__)
@@ -62,7 +64,9 @@ async def devicetest_page(request: Request, ctx: CtxDep, lang: str | None = None
     language = i18n.negotiate(lang, accept_language=request.headers.get("accept-language"))
     i18n.activate(language)
     async with ctx.db.read() as session:
-        await _token(session, ctx, value)
+        token = await _token(session, ctx, value)
+        ancestors = await endpoints_repository.frame_ancestors_of(session, token.endpoint_id)
+    page_needs(request, media=True, frame_ancestors=ancestors)
     config = {
         "ctx": value,
         "lang": language,

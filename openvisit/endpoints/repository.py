@@ -7,7 +7,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from openvisit.models import EhrEndpoint
+from openvisit.models import EhrEndpoint, Organisation
 
 
 async def by_fhir_base(session: AsyncSession, fhir_base: str) -> list[EhrEndpoint]:
@@ -27,3 +27,13 @@ async def for_organisation(
     if organisation_id is not None:
         query = query.where(EhrEndpoint.organisation_id == organisation_id)
     return list((await session.scalars(query)).all())
+
+
+async def frame_ancestors_of(session: AsyncSession, endpoint_id: uuid.UUID) -> list[str]:
+    """The EHR origins the endpoint's organisation lets frame its pages."""
+    found = await session.scalar(
+        select(Organisation.frame_ancestors)
+        .join(EhrEndpoint, EhrEndpoint.organisation_id == Organisation.id)
+        .where(EhrEndpoint.id == endpoint_id)
+    )
+    return list(found or [])

@@ -32,6 +32,9 @@ class Organisation(Timestamped, Base):
     #: patients agreed to receive SMS). Both are needed before numbers or SMS are turned on.
     sms_consent_send_at: Mapped[datetime | None] = mapped_column(default=None)
     sms_consent_patients_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: EHR origins (https://host[:port]) whose embedded browser may show the visit room, the
+    #: device test and launch pages in a frame (CSP frame-ancestors); empty = never framed.
+    frame_ancestors: Mapped[list[str]] = mapped_column(JSON, default=list)
 
 
 class StaffAccount(Timestamped, Base):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
+from openvisit.errors import NotFound
 from openvisit.jobs import repository as jobs_repository
 from openvisit.logging import get_logger
 from openvisit.models.ops import JOB_STATES
@@ -45,9 +48,28 @@ async def readyz(ctx: CtxDep) -> Response:
     )
 
 
-@router.get("/metrics")
-async def metrics(ctx: CtxDep) -> Response:
-    """Prometheus text exposition: this process's counters plus the job queue by state."""
+def _metrics_allowed(ctx: CtxDep, authorization: str) -> bool:
+    """Public where exposed; otherwise only with ``Authorization: Bearer <metrics_token>``."""
+    settings = ctx.settings
+    if settings.exposes(settings.expose_metrics):
+        return True
+    token = settings.metrics_token
+    scheme, _, given = authorization.partition(" ")
+    return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    )
+
+
+@router.get("/metrics", responses={404: {"description": "Metrics are not exposed here"}})
+async def metrics(ctx: CtxDep, authorization: Annotated[str, Header()] = "") -> Response:
+    """Prometheus text exposition: this process's counters plus the job queue by state.
+
+    Outside production it is public; in production it answers only Prometheus sending the
+    ``OPENVISIT_METRICS_TOKEN`` as a bearer token (or everyone with
+    ``OPENVISIT_EXPOSE_METRICS=true``), and 404 otherwise, so the page gives nothing away.
+    """
+    if not _metrics_allowed(ctx, authorization):
+        raise NotFound("There is nothing at this address.")
     try:
         async with ctx.transaction() as session:
             counts = await jobs_repository.counts_by_state(session)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -41,6 +41,9 @@ class OrganisationOut(BaseModel):
     timezone: str
     sms_consent_send_at: datetime | None
     sms_consent_patients_at: datetime | None
+    frame_ancestors: list[str] = Field(
+        description="EHR origins whose embedded browser may frame the visit pages."
+    )
 
     @classmethod
     def of(cls, org: Organisation) -> OrganisationOut:
@@ -54,6 +57,10 @@ class OrganisationPatch(_In):
     unlimited: bool = False
     default_phone_region: str | None = None
     timezone: str | None = None
+    frame_ancestors: list[Annotated[str, Field(max_length=300)]] | None = Field(
+        default=None, max_length=20,
+        description="EHR origins (https://host[:port]) that may frame the visit pages.",
+    )
 
 
 class CheckStepOut(BaseModel):

@@ -30,6 +30,7 @@ from openvisit.models import (
 )
 from openvisit.portal import repository
 from openvisit.portal.sessions import Principal
+from openvisit.web.security import parse_origins
 
 _OFFSET = re.compile(r"^\s*(\d{1,5})\s*(m|min|mins|minutes?|h|hours?|d|days?)?\s*$", re.I)
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
@@ -51,12 +52,15 @@ class OrganisationInput:
     unlimited: bool = False
     default_phone_region: str | None = None
     timezone: str | None = None
+    #: EHR origins allowed to frame visit pages, one per entry (None = leave as is).
+    frame_ancestors: list[str] | None = None
 
 
 async def update_organisation(
     session: AsyncSession, *, principal: Principal, settings: Settings, data: OrganisationInput
 ) -> Organisation:
-    """Change the organisation's name, data region, monthly allocation, phone region, zone.
+    """Change the organisation's name, data region, monthly allocation, phone region, zone
+    and the EHR origins that may frame its visit pages.
 
     The data region cannot change once the organisation has appointments (its data would
     have to move). Raises :class:`InvalidInput` naming the field and the fix.
@@ -101,6 +105,13 @@ async def update_organisation(
             raise InvalidInput(f"{data.timezone!r} is not a time zone; use an IANA name such as "
                                "Europe/Prague.", details={"field": "timezone"}) from None
         org.timezone = data.timezone
+    if data.frame_ancestors is not None:
+        try:
+            org.frame_ancestors = parse_origins(
+                data.frame_ancestors, allow_http=settings.environment == "development"
+            )
+        except InvalidInput as exc:
+            raise InvalidInput(exc.message, details={"field": "frame_ancestors"}) from None
     await session.flush()
     after = snapshot(org)
     if after != before:

@@ -20,6 +20,7 @@ from openvisit.portal.web import (
     see_other,
 )
 from openvisit.web.deps import CtxDep, SessionDep
+from openvisit.web.templating import templates
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False,
                    dependencies=[Depends(remember_session)])
@@ -37,11 +38,17 @@ async def approval_page(request: Request, session: SessionDep, ctx: CtxDep,
 
 
 @router.post("/portal/endpoints/{endpoint_id}/approve")
-async def approve_start(session: SessionDep, ctx: CtxDep, principal: PrincipalDep,
-                        endpoint_id: uuid.UUID) -> Response:
-    """Send the approver to the endpoint's EHR to sign in (SMART standalone launch)."""
-    return see_other(await approval.begin(session, app=ctx, principal=principal,
-                                          endpoint_id=endpoint_id))
+async def approve_start(request: Request, session: SessionDep, ctx: CtxDep,
+                        principal: PrincipalDep, endpoint_id: uuid.UUID) -> Response:
+    """Send the approver to the endpoint's EHR to sign in (SMART standalone launch).
+
+    Answered with a page that moves on by itself rather than a redirect: a redirect after a
+    form post is bound by the portal's ``form-action 'self'``, and the EHR is elsewhere.
+    """
+    target = await approval.begin(session, app=ctx, principal=principal,
+                                  endpoint_id=endpoint_id)
+    return templates.TemplateResponse(request, "launch/redirect.html", {"target": target},
+                                      headers={"Cache-Control": "no-store"})
 
 
 @router.get("/portal/approval/callback")

@@ -64,7 +64,8 @@ async def organisation_save(request: Request, session: SessionDep, ctx: CtxDep,
     data = sms_service.OrganisationInput(
         display_name=form_text(form, "display_name"), region=form_text(form, "region"),
         default_phone_region=form_text(form, "default_phone_region"),
-        timezone=form_text(form, "timezone"), unlimited=form_bool(form, "unlimited"))
+        timezone=form_text(form, "timezone"), unlimited=form_bool(form, "unlimited"),
+        frame_ancestors=form_text(form, "frame_ancestors").splitlines())
     try:
         if not data.unlimited:
             if not limit_text.isdigit():

@@ -28,6 +28,7 @@ from openvisit.logging import get_logger
 from openvisit.portal import sessions
 from openvisit.portal.sessions import Principal
 from openvisit.web.deps import CtxDep, SessionDep
+from openvisit.web.middleware import route_template
 from openvisit.web.templating import templates
 
 log = get_logger(__name__)
@@ -39,11 +40,8 @@ PAGE_HEADERS = {
     "Cache-Control": "no-store",
     # Same-origin requests then carry a real Origin header (checked on every change).
     "Referrer-Policy": "same-origin",
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "base-uri 'none'; form-action 'self' http: https:; frame-ancestors 'none'; "
-        "object-src 'none'"
-    ),
+    # The Content-Security-Policy is the strict default of openvisit.web.security: forms
+    # post to this origin only, and no page is framed.
 }
 
 
@@ -78,8 +76,8 @@ class PortalRoute(APIRoute):
                                         status_code=303)
             except OpenVisitError as exc:
                 await _roll_back(request)
-                log.info("portal_error", code=exc.code, status=exc.status_code,
-                         path=request.url.path)
+                log.info("portal_error", error_code=exc.code, status=exc.status_code,
+                         route=route_template(request.scope))
                 return problem(request, exc)
 
         return handler

@@ -32,19 +32,13 @@ from openvisit.visits.strings import room_strings
 from openvisit.visits.tokens import participant_id_of
 from openvisit.visits.tx import transaction
 from openvisit.web.deps import CtxDep, SessionDep
+from openvisit.web.security import page_needs
 from openvisit.web.templating import json_for_script, templates
 
 router = APIRouter(include_in_schema=False)
 
-#: Room pages: only our own scripts and styles; media from the camera; the socket.
-ROOM_HEADERS = {
-    "Cache-Control": "no-store",
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-        "media-src 'self' blob: mediastream:; connect-src 'self' ws: wss:; base-uri 'none'; "
-        "form-action 'self'; object-src 'none'"
-    ),
-}
+#: Room pages are never cached (they hold the seat's token for the socket's hello).
+ROOM_HEADERS = {"Cache-Control": "no-store"}
 
 
 async def _activate_language(request: Request, session: AsyncSession, token: str,
@@ -120,6 +114,7 @@ async def visit_page(request: Request, token: str, ctx: CtxDep,
         appointment = await appointment_summary(session, visit=visit, language=language,
                                                 default_zone=org.timezone if org else "UTC")
     label_mode = org.provider_label_mode if org else "role"
+    page_needs(request, media=True, frame_ancestors=org.frame_ancestors if org else [])
     config = page_config(ctx, token=token, visit=visit, seat=seat, language=language,
                          label_mode=label_mode)
     template = "visits/provider.html" if seat.role in STAFF_ROLES else "visits/patient.html"

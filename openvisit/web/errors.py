@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from openvisit.errors import OpenVisitError
 from openvisit.i18n import gettext
 from openvisit.logging import get_logger
+from openvisit.web.middleware import route_template
 from openvisit.web.templating import templates
 
 log = get_logger(__name__)
@@ -72,7 +73,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(OpenVisitError)
     async def _openvisit_error(request: Request, exc: OpenVisitError) -> Response:
         log.info(
-            "request_error", error_code=exc.code, status=exc.status_code, path=request.url.path
+            "request_error",
+            error_code=exc.code,
+            status=exc.status_code,
+            route=route_template(request.scope),
         )
         return render_error(
             request,
@@ -109,7 +113,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled_error", path=request.url.path, error_type=type(exc).__name__)
+        log.exception(
+            "unhandled_error", route=route_template(request.scope), error_type=type(exc).__name__
+        )
         return render_error(
             request,
             status=500,

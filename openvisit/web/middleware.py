@@ -7,6 +7,8 @@ import time
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from openvisit.web.security import HeaderPolicy
+
 REQUESTS = Counter("openvisit_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("openvisit_http_request_seconds", "HTTP request time", ["method", "route"])
 
@@ -18,11 +20,19 @@ SECURITY_HEADERS = [
 ]
 
 
-class MetricsMiddleware:
-    """Counts requests by route template (never the raw path: it carries tokens)."""
+def route_template(scope: Scope) -> str:
+    """The matched route's template (``/v/{token}``), never the raw path: paths carry tokens."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"
 
-    def __init__(self, app: ASGIApp) -> None:
+
+class MetricsMiddleware:
+    """Counts requests by route template and adds the security headers to every response."""
+
+    def __init__(self, app: ASGIApp, *, policy: HeaderPolicy | None = None) -> None:
         self.app = app
+        self.policy = policy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -36,15 +46,19 @@ class MetricsMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = list(message.get("headers", []))
-                present = {name for name, _ in headers}
+                present = {name.lower() for name, _ in headers}
                 headers += [h for h in SECURITY_HEADERS if h[0] not in present]
+                if self.policy is not None:
+                    content_type = next(
+                        (v for k, v in headers if k.lower() == b"content-type"), b""
+                    )
+                    headers += self.policy.headers_for(scope, present, content_type)
                 message["headers"] = headers
             await send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = scope.get("route")
-            name = getattr(route, "path", "unmatched")
+            name = route_template(scope)
             REQUESTS.labels(scope["method"], name, str(status)).inc()
             LATENCY.labels(scope["method"], name).observe(time.perf_counter() - started)

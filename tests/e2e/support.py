@@ -18,6 +18,14 @@ DRIVER = Path(__file__).resolve().parent / "drive_room.py"
 SCREENSHOTS_ENV = "OPENVISIT_E2E_SCREENSHOTS"
 
 
+def screenshot_dir(default: Path) -> Path:
+    """Where a test keeps its screenshots: ``$OPENVISIT_E2E_SCREENSHOTS`` when set (e.g.
+    docs/screenshots, to refresh them), else ``default`` — a test run never rewrites
+    tracked files on its own."""
+    chosen = os.environ.get(SCREENSHOTS_ENV)
+    return Path(chosen).resolve() if chosen else default
+
+
 def run_driver(workdir: Path, scenarios: list[str], *, timeout: float = 240.0,
                **options: str) -> dict[str, Any]:
     """Start the driver under ``unshare -n``; fail with its output if it does not report."""

@@ -5,20 +5,22 @@ same visit."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
+from tests.e2e.support import screenshot_dir
 from tests.launch.stack import Stack, start_stack
 from tests.peers.fixtures import free_port
-from tests.support.backend import REPO, subprocess_env
+from tests.support.backend import subprocess_env
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync",
                  "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
-SHOTS = REPO / "docs" / "screenshots"
+SHOTS = screenshot_dir(Path(tempfile.gettempdir()) / "openvisit-screenshots")
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +23,10 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
+from tests.e2e.support import screenshot_dir
 from tests.peers.fixtures import free_port
 from tests.portal.certs import make_certificate
-from tests.support.backend import REPO, subprocess_env
+from tests.support.backend import subprocess_env
 from tests.support.procs import Proc, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
@@ -35,7 +37,7 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SHOTS = REPO / "docs" / "screenshots"
+SHOTS = screenshot_dir(Path(tempfile.gettempdir()) / "openvisit-screenshots")
 
 pytestmark = [pytest.mark.browser, pytest.mark.peers, pytest.mark.slow]
 

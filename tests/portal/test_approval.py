@@ -3,6 +3,8 @@ client authentication — secret or private_key_jwt against OpenVisit's JWKS —
 
 from __future__ import annotations
 
+import html
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -17,6 +19,15 @@ from openvisit.context import AppContext
 from openvisit.models import AuditLog, EhrEndpoint
 from tests.portal.conftest import EHR, FHIR, Browser, endpoint_body
 from tests.sandbox.helpers import decision
+
+
+def ehr_sign_in_url(start: httpx.Response) -> str:
+    """Where the approval button's answer page sends the browser (a refresh, not a redirect:
+    the portal's form-action allows only its own origin)."""
+    assert start.status_code == 200, start.text[:400]
+    found = re.search(r'http-equiv="refresh" content="0;url=([^"]+)"', start.text)
+    assert found, start.text[:400]
+    return html.unescape(found.group(1))
 
 BrowserFactory = Callable[[str], Awaitable[Browser]]
 
@@ -48,8 +59,7 @@ async def _sign_in_at_ehr(
 ) -> httpx.Response:
     """Portal button → EHR authorize page → pick ``user`` → back at the portal's callback."""
     start = await approver.post(f"/portal/endpoints/{endpoint_id}/approve")
-    assert start.status_code == 303, start.text[:400]
-    authorize = start.headers["location"]
+    authorize = ehr_sign_in_url(start)
     params = {k: v[0] for k, v in parse_qs(urlsplit(authorize).query).items()}
     assert authorize.startswith(f"{EHR}/")
     assert params["scope"] == "openid fhirUser" and params["aud"] == FHIR
@@ -146,7 +156,7 @@ async def test_it_refuses_a_replayed_or_foreign_callback(
     endpoint_id = await _endpoint(browser)
     approver, admin = await browser("approver"), await browser("admin")
     start = await approver.post(f"/portal/endpoints/{endpoint_id}/approve")
-    page = await ehr_browser.get(start.headers["location"])
+    page = await ehr_browser.get(ehr_sign_in_url(start))
     decided = await ehr_browser.post(
         "/auth/authorize/decision", data=decision(page.text, user="Practitioner/prac-1")
     )
@@ -168,7 +178,7 @@ async def test_it_refuses_when_the_endpoint_changed_during_sign_in(
     approver, admin = await browser("approver"), await browser("admin")
     start = await approver.post(f"/portal/endpoints/{endpoint_id}/approve")
     await admin.api("PATCH", f"/api/portal/endpoints/{endpoint_id}", json={"client_id": "other"})
-    page = await ehr_browser.get(start.headers["location"])
+    page = await ehr_browser.get(ehr_sign_in_url(start))
     decided = await ehr_browser.post(
         "/auth/authorize/decision", data=decision(page.text, user="Practitioner/prac-1")
     )

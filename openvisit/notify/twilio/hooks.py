@@ -18,6 +18,7 @@ from openvisit.errors import PermissionDenied
 from openvisit.logging import get_logger
 from openvisit.notify import inbound
 from openvisit.web.deps import CtxDep
+from openvisit.web.middleware import route_template
 
 log = get_logger(__name__)
 router = APIRouter(prefix="/hooks/twilio", tags=["notifications"], include_in_schema=False)
@@ -41,7 +42,7 @@ async def verified_form(request: Request, *, auth_token: str, public_url: str) -
     signature = request.headers.get("X-Twilio-Signature", "")
     if not signature or not RequestValidator(auth_token).validate(url, form, signature,
                                                                   algorithm=algorithm):
-        log.warning("twilio_signature_rejected", path=request.url.path)
+        log.warning("twilio_signature_rejected", route=route_template(request.scope))
         raise PermissionDenied("The request is not signed by Twilio.")
     return form
 
