@@ -109,6 +109,11 @@ def install(app: FastAPI) -> None:
             message = (
                 "There is nothing at this address. Check the link, or start again from the EHR."
             )
+        elif exc.status_code == 400 and "parsing the body" in message:
+            message = (
+                "The request body could not be read. Send UTF-8 JSON with "
+                "'Content-Type: application/json' (or the form the page sends)."
+            )
         return render_error(request, status=exc.status_code, code="http_error", message=message)
 
     @app.exception_handler(Exception)
