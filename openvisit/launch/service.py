@@ -3,7 +3,13 @@
 SMART App Launch IG STU 2.2 §2.0 (EHR launch, standalone launch). The flow keeps no browser
 state at all — no cookies, no sessionStorage — because Oracle PowerChart embeds apps in a
 browser that mishandles both; ``state`` is a single-use row in the database, so any web
-replica can complete a launch another one began.
+replica can complete a launch another one began. It is spent in its own transaction, so an
+``error=`` callback or a refused code cannot leave it reusable.
+
+Who gets a clinician seat (docs/security-launch.md): a SMART launch needs the EHR's validated
+id_token naming a ``Practitioner`` (plus the one-time IdP link when an IdP is configured); an
+Epic context link needs the organisation's IdP sign-in matching the EHR user's
+:class:`ProviderLink`, or the short-lived proof such a sign-in left (:mod:`.proof`).
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import select
@@ -27,6 +33,7 @@ from openvisit.endpoints.service import (
     get_endpoint,
 )
 from openvisit.errors import OpenVisitError
+from openvisit.launch import proof
 from openvisit.launch.fhir import AppointmentFacts, FhirReader, resolve_appointment
 from openvisit.launch.keys import load_keyset
 from openvisit.logging import get_logger
@@ -43,6 +50,9 @@ from openvisit.smart.token import exchange_code
 log = get_logger(__name__)
 
 Kind = Literal["provider", "patient"]
+#: What vouches for a provider seat: the EHR's id_token (SMART) or the organisation's IdP
+#: sign-in on every launch, or its short-lived proof cookie (Epic context link).
+ProviderProof = Literal["ehr_id_token", "idp"]
 STATE_TTL = timedelta(minutes=10)
 SCOPES: dict[Kind, str] = {
     "provider": "launch openid fhirUser online_access user/Appointment.rs user/Encounter.rs "
@@ -208,7 +218,8 @@ async def complete(
     Raises :class:`LaunchRefused` for an EHR error, and the :mod:`openvisit.nonces` errors for
     a missing, mismatched, expired or replayed ``state``.
     """
-    data = await nonces.take(session, scope="smart_state", value=state)
+    # Spent before anything else, in a transaction of its own: it stays spent if this fails.
+    data = await nonces.spend(app.db, scope="smart_state", value=state)
     endpoint = await get_endpoint(session, uuid.UUID(data["endpoint_id"]))
     env = {"environment": endpoint.environment}
     if error:
@@ -262,6 +273,11 @@ async def complete(
         )
         fhir_user = claims.fhir_user
         round_trips += caches(app).jwks.fetches - jwks_before
+    kind: Kind = data["kind"]
+    user_ref = _user_ref(fhir_user, endpoint=endpoint)
+    if kind == "provider":
+        # Before any FHIR read: without a validated Practitioner there is nothing to seat.
+        _require_practitioner(user_ref, endpoint=endpoint, has_id_token=bool(token.id_token))
     context = resolve_launch_context(token, fhir_user=fhir_user)
     if context.appointment_id is None and data.get("appointment_hint"):
         context = LaunchContext(
@@ -275,8 +291,6 @@ async def complete(
     round_trips += reader.calls
     ehr_seconds = time.perf_counter() - ehr_started
     appointment = await upsert_appointment(session, endpoint=endpoint, facts=facts, source="fhir")
-    user_ref = _user_ref(fhir_user, endpoint=endpoint)
-    kind: Kind = data["kind"]
     outcome = await enter_visit(
         session,
         app=app,
@@ -288,6 +302,26 @@ async def complete(
         round_trips=round_trips,
     )
     return replace(outcome, ehr_seconds=ehr_seconds)
+
+
+def _require_practitioner(
+    user_ref: str | None, *, endpoint: EhrEndpoint, has_id_token: bool
+) -> None:
+    """Refuse a provider seat unless the EHR vouched for a ``Practitioner`` (fhirUser)."""
+    if user_ref and user_ref.startswith("Practitioner/"):
+        return
+    why = (
+        "the EHR returned no id_token" if not has_id_token
+        else "the signed-in EHR user is not a Practitioner" if user_ref
+        else "the id_token has no fhirUser"
+    )
+    raise LaunchRefused(
+        f"A clinician's seat needs the EHR to say which clinician is signed in, and {why}. "
+        "Ask the EHR analyst to grant OpenVisit the openid and fhirUser scopes; patients use "
+        "the patient launch.",
+        title="Not signed in as a clinician",
+        details={"environment": endpoint.environment},
+    )
 
 
 def _user_ref(fhir_user: str | None, *, endpoint: EhrEndpoint) -> str | None:
@@ -336,28 +370,37 @@ async def enter_visit(
     user_ref: str | None,
     patient_ref: str | None,
     round_trips: int = 0,
+    provider_proof: ProviderProof = "ehr_id_token",
+    proof_cookie: str | None = None,
+    link_window: tuple[datetime, datetime] | None = None,
 ) -> LaunchOutcome:
     """Open (or find) the appointment's visit and hand out the right seat.
 
-    A provider whose EHR user id is not yet linked to an IdP subject is sent to the one-time
-    IdP sign-in first; afterwards launches go straight to the visit.
+    ``provider_proof="ehr_id_token"`` (SMART): a provider whose EHR user id is not yet linked
+    to an IdP subject is sent to the one-time IdP sign-in first (when an IdP is configured);
+    afterwards launches go straight to the visit. ``"idp"`` (Epic context link): every
+    provider launch signs in with the IdP unless ``proof_cookie`` is a live proof for this
+    EHR user; without an IdP it is refused outside development. ``link_window`` is passed to
+    :func:`~openvisit.visits.service.open_visit`. Raises :class:`LaunchRefused`.
     """
     from openvisit.visits.service import open_visit, seat_link
 
-    visit = await open_visit(session, app=app, appointment=appointment)
-    if kind == "provider":
-        if not user_ref or not user_ref.startswith("Practitioner/"):
-            raise LaunchRefused(
-                "The EHR did not say which clinician is signed in (no Practitioner fhirUser). "
-                "Ask the EHR analyst to grant OpenVisit the openid and fhirUser scopes.",
-                details={"environment": endpoint.environment},
-            )
-        link = await session.scalar(
-            select(ProviderLink).where(
-                ProviderLink.endpoint_id == endpoint.id, ProviderLink.ehr_user_id == user_ref
-            )
+    env = {"environment": endpoint.environment}
+    if kind == "provider" and not (user_ref and user_ref.startswith("Practitioner/")):
+        raise LaunchRefused(
+            "The EHR did not say which clinician is signed in (no Practitioner fhirUser). "
+            "Ask the EHR analyst to grant OpenVisit the openid and fhirUser scopes.",
+            details=env,
         )
-        if link is None and app.settings.oidc_issuer:
+    visit = await open_visit(session, app=app, appointment=appointment, link_window=link_window)
+    action = f"launch.{kind}"
+    if kind == "provider":
+        assert user_ref is not None
+        needs_idp = await _needs_idp(
+            session, app=app, endpoint=endpoint, user_ref=user_ref,
+            provider_proof=provider_proof, proof_cookie=proof_cookie,
+        )
+        if needs_idp:
             pending = new_state()
             await nonces.put(
                 session,
@@ -368,6 +411,7 @@ async def enter_visit(
                     "endpoint_id": str(endpoint.id),
                     "ehr_user_id": user_ref,
                     "visit_id": str(visit.id),
+                    "proof": provider_proof,
                 },
             )
             return LaunchOutcome(
@@ -377,6 +421,11 @@ async def enter_visit(
                 needs_idp=True,
                 ehr_round_trips=round_trips,
             )
+        if provider_proof == "idp" and not app.settings.oidc_issuer:
+            # Development only (_needs_idp refuses this elsewhere): keep the demo working, loudly.
+            action = "launch.provider_unverified"
+            log.warning("launch_provider_unverified", endpoint_id=str(endpoint.id),
+                        visit_id=str(visit.id), reason="no_idp_configured")
         url = await seat_link(session, app=app, visit=visit, role="provider", ehr_user_id=user_ref)
     else:
         url = await seat_link(
@@ -390,7 +439,7 @@ async def enter_visit(
     await record(
         session,
         actor=f"{kind}:{user_ref or 'unknown'}",
-        action=f"launch.{kind}",
+        action=action,
         object_type="visit",
         object_id=str(visit.id),
         organisation_id=endpoint.organisation_id,
@@ -405,6 +454,56 @@ async def enter_visit(
     )
 
 
+async def _needs_idp(
+    session: AsyncSession,
+    *,
+    app: AppContext,
+    endpoint: EhrEndpoint,
+    user_ref: str,
+    provider_proof: ProviderProof,
+    proof_cookie: str | None,
+) -> bool:
+    """Whether this provider must sign in with the IdP now; raises when that is impossible."""
+    settings = app.settings
+    if provider_proof == "ehr_id_token":
+        if not settings.oidc_issuer:
+            return False
+        link = await session.scalar(
+            select(ProviderLink).where(
+                ProviderLink.endpoint_id == endpoint.id, ProviderLink.ehr_user_id == user_ref
+            )
+        )
+        return link is None
+    if settings.oidc_issuer:
+        return not await proof.verify(
+            session, settings=settings, value=proof_cookie, endpoint_id=endpoint.id,
+            ehr_user_id=user_ref,
+        )
+    if settings.environment == "development":
+        return False
+    log.warning("launch_provider_refused", endpoint_id=str(endpoint.id), reason="no_idp")
+    raise LaunchRefused(
+        "A clinician's Epic link is a bearer link: on its own it does not prove who opened it, "
+        "so OpenVisit needs the organisation's sign-in for every clinician seat from it, and no "
+        "identity provider is configured. The operator sets OPENVISIT_OIDC_ISSUER, "
+        "OPENVISIT_OIDC_CLIENT_ID and OPENVISIT_OIDC_CLIENT_SECRET (and registers "
+        f"{settings.public_url}/launch/idp/callback as a redirect URI at the identity "
+        "provider), then restarts OpenVisit. Patients' links keep working meanwhile.",
+        title="Clinician sign-in is not set up",
+        details={"environment": endpoint.environment,
+                 "settings": ["OPENVISIT_OIDC_ISSUER", "OPENVISIT_OIDC_CLIENT_ID",
+                              "OPENVISIT_OIDC_CLIENT_SECRET"]},
+    )
+
+
+@dataclass(frozen=True)
+class ProviderSignedIn:
+    """Where the clinician goes after the IdP sign-in, and the proof cookie to leave (if any)."""
+
+    url: str
+    proof: str | None
+
+
 async def link_provider(
     session: AsyncSession,
     *,
@@ -412,22 +511,28 @@ async def link_provider(
     pending: dict[str, Any],
     idp_issuer: str,
     idp_subject: str,
-) -> str:
-    """Store the IdP subject ↔ EHR user link after the one-time sign-in; return the seat URL."""
+) -> ProviderSignedIn:
+    """Check (or, on first use, store) the EHR user ↔ IdP subject link; return the seat URL.
+
+    Raises :class:`LaunchRefused` when the EHR user is already linked to another IdP subject:
+    the person who signed in is not the clinician the EHR (or the link) names. For an Epic
+    context-link launch (``pending["proof"] == "idp"``) a provider proof is issued too.
+    """
     from openvisit.visits.service import seat_link
 
     endpoint = await get_endpoint(session, uuid.UUID(pending["endpoint_id"]))
+    ehr_user_id: str = pending["ehr_user_id"]
     link = await session.scalar(
         select(ProviderLink).where(
             ProviderLink.endpoint_id == endpoint.id,
-            ProviderLink.ehr_user_id == pending["ehr_user_id"],
+            ProviderLink.ehr_user_id == ehr_user_id,
         )
     )
     if link is None:
         link = ProviderLink(
             organisation_id=endpoint.organisation_id,
             endpoint_id=endpoint.id,
-            ehr_user_id=pending["ehr_user_id"],
+            ehr_user_id=ehr_user_id,
             idp_issuer=idp_issuer,
             idp_subject=idp_subject,
         )
@@ -435,23 +540,40 @@ async def link_provider(
         await session.flush()
         await record(
             session,
-            actor=f"provider:{pending['ehr_user_id']}",
+            actor=f"provider:{ehr_user_id}",
             action="provider_link.create",
             obj=link,
             organisation_id=endpoint.organisation_id,
+        )
+    elif link.idp_issuer != idp_issuer or link.idp_subject != idp_subject:
+        log.warning("provider_link_mismatch", endpoint_id=str(endpoint.id),
+                    provider_link_id=str(link.id))
+        raise LaunchRefused(
+            "You signed in to the organisation as someone other than the clinician this EHR "
+            "user is linked to, so OpenVisit cannot seat you as that clinician. Sign out of the "
+            "organisation's sign-in and open the visit again from the EHR as yourself. If the "
+            "link itself is wrong, an administrator must correct it.",
+            title="Signed in as someone else",
+            details={"environment": endpoint.environment},
         )
     visit = await session.get(Visit, uuid.UUID(pending["visit_id"]))
     if visit is None:
         raise LaunchRefused("The visit this sign-in was for no longer exists; launch again.")
     url: str = await seat_link(
-        session, app=app, visit=visit, role="provider", ehr_user_id=pending["ehr_user_id"]
+        session, app=app, visit=visit, role="provider", ehr_user_id=ehr_user_id
     )
+    issued = None
+    if pending.get("proof") == "idp":
+        issued = await proof.issue(
+            session, settings=app.settings, endpoint_id=endpoint.id, ehr_user_id=ehr_user_id,
+            idp_issuer=idp_issuer, idp_subject=idp_subject,
+        )
     await record(
         session,
-        actor=f"provider:{pending['ehr_user_id']}",
+        actor=f"provider:{ehr_user_id}",
         action="launch.provider",
         object_type="visit",
         object_id=str(visit.id),
         organisation_id=endpoint.organisation_id,
     )
-    return url
+    return ProviderSignedIn(url=url, proof=issued)
