@@ -152,7 +152,7 @@ async def idp_callback(
         code_verifier=data["verifier"],
         nonce=data["nonce"],
     )
-    signed_in = await service.link_provider(
+    signed_in = await proof.link_provider(
         session, app=ctx, pending=data, idp_issuer=idp.issuer, idp_subject=claims.subject
     )
     response = RedirectResponse(signed_in.url, status_code=303)
