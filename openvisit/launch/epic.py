@@ -28,9 +28,8 @@ from openvisit.smart.epic_context import EpicContext, decrypt_epic_link
 log = get_logger(__name__)
 
 
-def _link_key(
-    app: AppContext, *, config: EpicLinkConfig, kind: Kind, environment: str
-) -> tuple[bytes, EpicLinkConfig]:
+def _link_key(app: AppContext, *, config: EpicLinkConfig, kind: Kind, environment: str) -> bytes:
+    """The AES key of ``kind`` links; :class:`LaunchRefused` when they cannot be accepted."""
     env = {"environment": environment}
     if config.old_layout and not config.keys:
         raise LaunchRefused(
@@ -56,7 +55,7 @@ def _link_key(
             title="Encrypted links are not set up",
             details=env,
         )
-    return derive_key(app.cipher.decrypt(key.key_enc), key.key_format), config
+    return derive_key(app.cipher.decrypt(key.key_enc), key.key_format)
 
 
 def link_window(context: EpicContext) -> tuple[datetime, datetime]:
@@ -100,10 +99,8 @@ async def launch_from_link(
             title="Endpoint not approved",
             details=env,
         )
-    key, config = _link_key(app, config=config, kind=kind, environment=endpoint.environment)
-    context = decrypt_epic_link(
-        token, key=key, mode=config.keys[kind].mode, now=time.time()
-    )
+    key = _link_key(app, config=config, kind=kind, environment=endpoint.environment)
+    context = decrypt_epic_link(token, key=key, mode=config.keys[kind].mode, now=time.time())
     visit_key = (
         f"Conference/{context.conference_id}"
         if context.conference_id
