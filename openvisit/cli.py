@@ -425,54 +425,57 @@ def endpoint_list(
 @endpoint_app.command("epic-link")
 def endpoint_epic_link(
     endpoint_id: str,
+    kind: Annotated[
+        str, typer.Option(help="Which links this key opens: provider or patient.")
+    ],
     key_file: Annotated[Path, typer.Option(help="File holding the key or secret.")],
     key_format: Annotated[
         str, typer.Option(help="base64 (AES-256 key) or secret (AES-128)")
     ] = "base64",
     mode: Annotated[
-        str, typer.Option(help="cbc-zero-iv, cbc-iv-prefix, ecb or gcm")
-    ] = "cbc-zero-iv",
+        str,
+        typer.Option(help="gcm; or cbc-zero-iv, cbc-iv-prefix, ecb with --allow-legacy-mode"),
+    ] = "gcm",
     param: Annotated[str, typer.Option(help="Query parameter Epic appends.")] = "data",
+    allow_legacy_mode: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-legacy-mode/--no-allow-legacy-mode",
+            help="Opt this endpoint in to unauthenticated CBC/ECB links (legacy Epic builds).",
+        ),
+    ] = None,
 ) -> None:
-    """Configure Epic's legacy encrypted context link for an endpoint."""
+    """Set the provider or the patient key of Epic's encrypted context link for an endpoint.
+
+    Each kind needs its own key: a link opens only the seat of the kind whose key decrypts it.
+    """
     import uuid
 
-    from openvisit.audit import record
     from openvisit.endpoints.service import get_endpoint
     from openvisit.errors import InvalidInput
-    from openvisit.smart.epic_context import EpicCipherMode
+    from openvisit.launch.epic_config import LEGACY_RISK, save_link_key
 
-    if key_format not in ("base64", "secret"):
-        raise typer.BadParameter("key-format must be base64 or secret")
-    EpicCipherMode(mode)
+    if kind not in ("provider", "patient"):
+        raise typer.BadParameter("kind must be provider or patient")
     secret = key_file.read_text(encoding="utf-8").strip()
 
-    async def main(ctx: AppContext) -> None:
+    async def main(ctx: AppContext) -> bool:
         async with ctx.transaction() as session:
             try:
                 endpoint = await get_endpoint(session, uuid.UUID(endpoint_id))
             except ValueError as exc:
                 raise InvalidInput(f"{endpoint_id!r} is not an endpoint id.") from exc
-            endpoint.options = {
-                **(endpoint.options or {}),
-                "epic_link": {
-                    "key_enc": ctx.cipher.encrypt(secret),
-                    "key_format": key_format,
-                    "mode": mode,
-                    "param": param,
-                },
-            }
-            endpoint.version += 1
-            await record(
-                session,
-                actor="cli",
-                action="endpoint.epic_link",
-                obj=endpoint,
-                organisation_id=endpoint.organisation_id,
+            config = await save_link_key(
+                session, app=ctx, endpoint=endpoint, kind=kind, secret=secret,
+                key_format=key_format, mode=mode, param=param,
+                allow_legacy_modes=allow_legacy_mode, actor="cli",
             )
+            return config.keys[kind].legacy
 
-    _run(main)
-    typer.echo(f"Epic encrypted link configured ({mode}, {key_format} key, ?{param}=…)")
+    legacy = _run(main)
+    typer.echo(f"Epic encrypted {kind} link configured ({mode}, {key_format} key, ?{param}=…)")
+    if legacy:
+        typer.echo(f"warning: {mode} is unauthenticated. {LEGACY_RISK}", err=True)
 
 
 @endpoint_app.command("certificate")

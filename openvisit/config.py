@@ -215,6 +215,13 @@ class Settings(BaseSettings):
     #: Show the version and backends on the home page. Unset: outside production only.
     expose_version: bool | None = None
 
+    # Security (issue 10): EHR launch
+    #: How long one organisation (IdP) sign-in vouches for the Epic-link provider launches of
+    #: the same clinician in the same browser (HttpOnly cookie naming a server-side row).
+    launch_provider_proof_hours: float = Field(default=12.0, gt=0, le=24 * 7)
+    #: Expired launch states and nonces the periodic purge deletes per run (it runs again).
+    nonce_purge_batch: int = Field(default=5000, ge=1)
+
     @classmethod
     def settings_customise_sources(
         cls,

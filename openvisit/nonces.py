@@ -1,19 +1,23 @@
 """Single-use values shared by every replica: OAuth ``state``, pending sign-ins, JWT ``jti``.
 
 Stored hashed (SHA-256), so the database never holds a value that would complete a sign-in.
+Expired rows are deleted by the periodic ``nonces.purge`` job (:mod:`openvisit.launch.tasks`).
 """
 
 from __future__ import annotations
 
 import hashlib
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit.errors import Gone, InvalidInput
 from openvisit.models import SeenNonce, utcnow
+
+if TYPE_CHECKING:
+    from openvisit.db import Database
 
 
 def _digest(value: str) -> str:
@@ -68,6 +72,28 @@ async def take(session: AsyncSession, *, scope: str, value: str | None) -> dict[
     return dict(row.data)
 
 
+async def spend(db: Database, *, scope: str, value: str | None) -> dict[str, Any]:
+    """:func:`take` in a transaction of its own, committed before this returns.
+
+    For OAuth ``state``: the value must stay spent even when the request it authorises then
+    fails (an ``error=`` callback, a refused code) and its transaction rolls back; otherwise
+    the same state could be replayed with another code. Call it before the caller's session
+    has written anything (on SQLite a writer holds the database lock until it commits).
+    """
+    async with db.transaction() as session:
+        return await take(session, scope=scope, value=value)
+
+
+async def peek(session: AsyncSession, *, scope: str, value: str | None) -> dict[str, Any] | None:
+    """The data of a live (issued, unexpired, unused) ``value`` without using it; else None."""
+    if not value or len(value) > 512:
+        return None
+    row = await session.get(SeenNonce, (scope, _digest(value)))
+    if row is None or row.used_at is not None or row.expires_at < utcnow():
+        return None
+    return dict(row.data)
+
+
 async def remember_once(session: AsyncSession, *, scope: str, value: str, ttl: timedelta) -> bool:
     """Record ``value``; False if it was seen before and has not expired (replay check)."""
     digest = _digest(value)
@@ -81,6 +107,22 @@ async def remember_once(session: AsyncSession, *, scope: str, value: str, ttl: t
     return True
 
 
-async def purge_expired(session: AsyncSession) -> int:
-    result = await session.execute(delete(SeenNonce).where(SeenNonce.expires_at < utcnow()))
+async def purge_expired(session: AsyncSession, *, limit: int = 5000) -> int:
+    """Delete at most ``limit`` rows that expired before now; return how many went.
+
+    Bounded so one run never holds the table (and, on SQLite, the database) for long; the
+    periodic job runs again and takes the next batch. Idempotent: an expired row is dead for
+    every caller (:func:`take` says "expired", :func:`remember_once` replaces it).
+    """
+    oldest = (
+        select(SeenNonce.scope, SeenNonce.value)
+        .where(SeenNonce.expires_at < utcnow())
+        .order_by(SeenNonce.expires_at)
+        .limit(limit)
+    )
+    result = await session.execute(
+        delete(SeenNonce)
+        .where(tuple_(SeenNonce.scope, SeenNonce.value).in_(oldest))
+        .execution_options(synchronize_session=False)
+    )
     return int(getattr(result, "rowcount", 0) or 0)

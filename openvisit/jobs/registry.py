@@ -56,6 +56,7 @@ _PERIODIC: dict[str, timedelta] = {}
 BUILTIN_MODULES: list[str] = [
     "openvisit.notify.tasks",
     "openvisit.portal.tasks",
+    "openvisit.launch.tasks",
 ]
 
 

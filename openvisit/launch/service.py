@@ -3,7 +3,13 @@
 SMART App Launch IG STU 2.2 §2.0 (EHR launch, standalone launch). The flow keeps no browser
 state at all — no cookies, no sessionStorage — because Oracle PowerChart embeds apps in a
 browser that mishandles both; ``state`` is a single-use row in the database, so any web
-replica can complete a launch another one began.
+replica can complete a launch another one began. It is spent in its own transaction, so an
+``error=`` callback or a refused code cannot leave it reusable.
+
+Who gets a clinician seat (docs/security-launch.md): a SMART launch needs the EHR's validated
+id_token naming a ``Practitioner`` (plus the one-time IdP link when an IdP is configured); an
+Epic context link needs the organisation's IdP sign-in matching the EHR user's
+:class:`ProviderLink`, or the short-lived proof such a sign-in left (:mod:`.proof`).
 """
 
 from __future__ import annotations
@@ -11,8 +17,8 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, replace
-from datetime import timedelta
-from typing import Any, Literal
+from datetime import datetime, timedelta
+from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,10 +33,12 @@ from openvisit.endpoints.service import (
     get_endpoint,
 )
 from openvisit.errors import OpenVisitError
+from openvisit.launch import proof
 from openvisit.launch.fhir import AppointmentFacts, FhirReader, resolve_appointment
 from openvisit.launch.keys import load_keyset
+from openvisit.launch.proof import ProviderProof
 from openvisit.logging import get_logger
-from openvisit.models import Appointment, EhrEndpoint, ProviderLink, Visit, utcnow
+from openvisit.models import Appointment, EhrEndpoint, utcnow
 from openvisit.smart.authorize import build_authorize_request
 from openvisit.smart.client_auth import client_auth_for
 from openvisit.smart.context import LaunchContext, resolve_launch_context
@@ -208,7 +216,8 @@ async def complete(
     Raises :class:`LaunchRefused` for an EHR error, and the :mod:`openvisit.nonces` errors for
     a missing, mismatched, expired or replayed ``state``.
     """
-    data = await nonces.take(session, scope="smart_state", value=state)
+    # Spent before anything else, in a transaction of its own: it stays spent if this fails.
+    data = await nonces.spend(app.db, scope="smart_state", value=state)
     endpoint = await get_endpoint(session, uuid.UUID(data["endpoint_id"]))
     env = {"environment": endpoint.environment}
     if error:
@@ -262,6 +271,11 @@ async def complete(
         )
         fhir_user = claims.fhir_user
         round_trips += caches(app).jwks.fetches - jwks_before
+    kind: Kind = data["kind"]
+    user_ref = _user_ref(fhir_user, endpoint=endpoint)
+    if kind == "provider":
+        # Before any FHIR read: without a validated Practitioner there is nothing to seat.
+        _require_practitioner(user_ref, endpoint=endpoint, has_id_token=bool(token.id_token))
     context = resolve_launch_context(token, fhir_user=fhir_user)
     if context.appointment_id is None and data.get("appointment_hint"):
         context = LaunchContext(
@@ -275,8 +289,6 @@ async def complete(
     round_trips += reader.calls
     ehr_seconds = time.perf_counter() - ehr_started
     appointment = await upsert_appointment(session, endpoint=endpoint, facts=facts, source="fhir")
-    user_ref = _user_ref(fhir_user, endpoint=endpoint)
-    kind: Kind = data["kind"]
     outcome = await enter_visit(
         session,
         app=app,
@@ -288,6 +300,26 @@ async def complete(
         round_trips=round_trips,
     )
     return replace(outcome, ehr_seconds=ehr_seconds)
+
+
+def _require_practitioner(
+    user_ref: str | None, *, endpoint: EhrEndpoint, has_id_token: bool
+) -> None:
+    """Refuse a provider seat unless the EHR vouched for a ``Practitioner`` (fhirUser)."""
+    if user_ref and user_ref.startswith("Practitioner/"):
+        return
+    why = (
+        "the EHR returned no id_token" if not has_id_token
+        else "the signed-in EHR user is not a Practitioner" if user_ref
+        else "the id_token has no fhirUser"
+    )
+    raise LaunchRefused(
+        f"A clinician's seat needs the EHR to say which clinician is signed in, and {why}. "
+        "Ask the EHR analyst to grant OpenVisit the openid and fhirUser scopes; patients use "
+        "the patient launch.",
+        title="Not signed in as a clinician",
+        details={"environment": endpoint.environment},
+    )
 
 
 def _user_ref(fhir_user: str | None, *, endpoint: EhrEndpoint) -> str | None:
@@ -336,28 +368,37 @@ async def enter_visit(
     user_ref: str | None,
     patient_ref: str | None,
     round_trips: int = 0,
+    provider_proof: ProviderProof = "ehr_id_token",
+    proof_cookie: str | None = None,
+    link_window: tuple[datetime, datetime] | None = None,
 ) -> LaunchOutcome:
     """Open (or find) the appointment's visit and hand out the right seat.
 
-    A provider whose EHR user id is not yet linked to an IdP subject is sent to the one-time
-    IdP sign-in first; afterwards launches go straight to the visit.
+    ``provider_proof="ehr_id_token"`` (SMART): a provider whose EHR user id is not yet linked
+    to an IdP subject is sent to the one-time IdP sign-in first (when an IdP is configured);
+    afterwards launches go straight to the visit. ``"idp"`` (Epic context link): every
+    provider launch signs in with the IdP unless ``proof_cookie`` is a live proof for this
+    EHR user; without an IdP it is refused outside development. ``link_window`` is passed to
+    :func:`~openvisit.visits.service.open_visit`. Raises :class:`LaunchRefused`.
     """
     from openvisit.visits.service import open_visit, seat_link
 
-    visit = await open_visit(session, app=app, appointment=appointment)
-    if kind == "provider":
-        if not user_ref or not user_ref.startswith("Practitioner/"):
-            raise LaunchRefused(
-                "The EHR did not say which clinician is signed in (no Practitioner fhirUser). "
-                "Ask the EHR analyst to grant OpenVisit the openid and fhirUser scopes.",
-                details={"environment": endpoint.environment},
-            )
-        link = await session.scalar(
-            select(ProviderLink).where(
-                ProviderLink.endpoint_id == endpoint.id, ProviderLink.ehr_user_id == user_ref
-            )
+    env = {"environment": endpoint.environment}
+    if kind == "provider" and not (user_ref and user_ref.startswith("Practitioner/")):
+        raise LaunchRefused(
+            "The EHR did not say which clinician is signed in (no Practitioner fhirUser). "
+            "Ask the EHR analyst to grant OpenVisit the openid and fhirUser scopes.",
+            details=env,
         )
-        if link is None and app.settings.oidc_issuer:
+    visit = await open_visit(session, app=app, appointment=appointment, link_window=link_window)
+    action = f"launch.{kind}"
+    if kind == "provider":
+        assert user_ref is not None
+        needs_idp = await proof.needs_idp(
+            session, app=app, endpoint=endpoint, user_ref=user_ref,
+            provider_proof=provider_proof, proof_cookie=proof_cookie,
+        )
+        if needs_idp:
             pending = new_state()
             await nonces.put(
                 session,
@@ -368,6 +409,7 @@ async def enter_visit(
                     "endpoint_id": str(endpoint.id),
                     "ehr_user_id": user_ref,
                     "visit_id": str(visit.id),
+                    "proof": provider_proof,
                 },
             )
             return LaunchOutcome(
@@ -377,6 +419,11 @@ async def enter_visit(
                 needs_idp=True,
                 ehr_round_trips=round_trips,
             )
+        if provider_proof == "idp" and not app.settings.oidc_issuer:
+            # Development only (_needs_idp refuses this elsewhere): keep the demo working, loudly.
+            action = "launch.provider_unverified"
+            log.warning("launch_provider_unverified", endpoint_id=str(endpoint.id),
+                        visit_id=str(visit.id), reason="no_idp_configured")
         url = await seat_link(session, app=app, visit=visit, role="provider", ehr_user_id=user_ref)
     else:
         url = await seat_link(
@@ -390,7 +437,7 @@ async def enter_visit(
     await record(
         session,
         actor=f"{kind}:{user_ref or 'unknown'}",
-        action=f"launch.{kind}",
+        action=action,
         object_type="visit",
         object_id=str(visit.id),
         organisation_id=endpoint.organisation_id,
@@ -403,55 +450,3 @@ async def enter_visit(
         needs_idp=False,
         ehr_round_trips=round_trips,
     )
-
-
-async def link_provider(
-    session: AsyncSession,
-    *,
-    app: AppContext,
-    pending: dict[str, Any],
-    idp_issuer: str,
-    idp_subject: str,
-) -> str:
-    """Store the IdP subject ↔ EHR user link after the one-time sign-in; return the seat URL."""
-    from openvisit.visits.service import seat_link
-
-    endpoint = await get_endpoint(session, uuid.UUID(pending["endpoint_id"]))
-    link = await session.scalar(
-        select(ProviderLink).where(
-            ProviderLink.endpoint_id == endpoint.id,
-            ProviderLink.ehr_user_id == pending["ehr_user_id"],
-        )
-    )
-    if link is None:
-        link = ProviderLink(
-            organisation_id=endpoint.organisation_id,
-            endpoint_id=endpoint.id,
-            ehr_user_id=pending["ehr_user_id"],
-            idp_issuer=idp_issuer,
-            idp_subject=idp_subject,
-        )
-        session.add(link)
-        await session.flush()
-        await record(
-            session,
-            actor=f"provider:{pending['ehr_user_id']}",
-            action="provider_link.create",
-            obj=link,
-            organisation_id=endpoint.organisation_id,
-        )
-    visit = await session.get(Visit, uuid.UUID(pending["visit_id"]))
-    if visit is None:
-        raise LaunchRefused("The visit this sign-in was for no longer exists; launch again.")
-    url: str = await seat_link(
-        session, app=app, visit=visit, role="provider", ehr_user_id=pending["ehr_user_id"]
-    )
-    await record(
-        session,
-        actor=f"provider:{pending['ehr_user_id']}",
-        action="launch.provider",
-        object_type="visit",
-        object_id=str(visit.id),
-        organisation_id=endpoint.organisation_id,
-    )
-    return url

@@ -11,8 +11,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from openvisit import nonces
+from openvisit.errors import NotAuthenticated
 from openvisit.idp.client import IdpClient
-from openvisit.launch import epic, service
+from openvisit.launch import epic, proof, service
 from openvisit.launch.keys import public_jwks
 from openvisit.web.deps import CtxDep, SessionDep
 from openvisit.web.templating import templates
@@ -131,11 +132,13 @@ async def idp_callback(
     code: str | None = None,
     error: str | None = None,
 ) -> Response:
-    """The IdP's redirect URI: link the EHR user to the IdP subject, then enter the visit."""
-    data = await nonces.take(session, scope="idp_state", value=state)
-    if error or not code:
-        from openvisit.errors import NotAuthenticated
+    """The IdP's redirect URI: check (or make) the EHR user ↔ IdP subject link, then enter.
 
+    An Epic-link launch also leaves the provider proof cookie (:mod:`openvisit.launch.proof`).
+    """
+    # Spent in its own transaction: an error= answer must not leave the state reusable.
+    data = await nonces.spend(ctx.db, scope="idp_state", value=state)
+    if error or not code:
         raise NotAuthenticated(
             f"The organisation's sign-in was not completed ({error or 'no code'}). Launch the "
             "visit again from the EHR to retry.",
@@ -149,10 +152,13 @@ async def idp_callback(
         code_verifier=data["verifier"],
         nonce=data["nonce"],
     )
-    url = await service.link_provider(
+    signed_in = await proof.link_provider(
         session, app=ctx, pending=data, idp_issuer=idp.issuer, idp_subject=claims.subject
     )
-    return RedirectResponse(url, status_code=303)
+    response = RedirectResponse(signed_in.url, status_code=303)
+    if signed_in.proof is not None:
+        proof.set_cookie(response, settings=ctx.settings, value=signed_in.proof)
+    return response
 
 
 @router.get("/launch/epic/{endpoint_id}/{kind}", include_in_schema=False)
@@ -163,17 +169,22 @@ async def epic_link(
     endpoint_id: uuid.UUID,
     kind: Literal["provider", "patient"],
 ) -> Response:
-    """Epic's legacy encrypted context link (one encrypted query parameter)."""
+    """Epic's legacy encrypted context link (one encrypted query parameter).
+
+    The path's ``kind`` only picks the key: a link of the other kind does not decrypt.
+    """
     from openvisit.endpoints.service import get_endpoint
     from openvisit.errors import InvalidInput
+    from openvisit.launch.epic_config import EpicLinkConfig
 
     endpoint = await get_endpoint(session, endpoint_id)
-    param = ((endpoint.options or {}).get("epic_link") or {}).get("param", "data")
+    param = EpicLinkConfig.of(endpoint.options).param
     token = request.query_params.get(param)
     if not token:
         raise InvalidInput(f"The link has no encrypted {param!r} parameter.")
     outcome = await epic.launch_from_link(
-        session, app=ctx, endpoint_id=endpoint_id, kind=kind, token=token
+        session, app=ctx, endpoint_id=endpoint_id, kind=kind, token=token,
+        proof_cookie=proof.from_request(request, ctx.settings) if kind == "provider" else None,
     )
     return _go(request, outcome.redirect)
 

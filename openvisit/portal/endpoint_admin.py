@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from openvisit.context import AppContext
 from openvisit.endpoints import service as endpoints
 from openvisit.errors import Conflict, InvalidInput, NotFound
+from openvisit.launch.epic_config import EpicLinkConfig, save_link_key
 from openvisit.models import EhrEndpoint, Organisation
 from openvisit.portal import repository
 from openvisit.portal.checks import CheckResult, CheckStep, check_fhir_base
@@ -296,3 +297,46 @@ def launch_changes(endpoint: EhrEndpoint, data: EndpointInput) -> list[str]:
         elif str(changes[name]).strip() != str(getattr(endpoint, name)):
             found.append(name)
     return found
+
+
+# --- Epic encrypted context links ------------------------------------------------------------
+
+
+@dataclass
+class EpicLinkInput:
+    """The Epic-link form of one link kind (``allow_legacy_modes`` is the opt-in checkbox)."""
+
+    kind: str
+    key: str
+    key_format: str = "base64"
+    mode: str = "gcm"
+    param: str | None = None
+    allow_legacy_modes: bool = False
+
+
+def epic_link_summary(endpoint: EhrEndpoint) -> dict[str, Any] | None:
+    """What the endpoint page shows of the Epic-link set-up (None for other vendors)."""
+    if endpoint.vendor != "epic":
+        return None
+    return EpicLinkConfig.of(endpoint.options).summary()
+
+
+async def set_epic_link_key(
+    session: AsyncSession, *, app: AppContext, principal: Principal, endpoint: EhrEndpoint,
+    data: EpicLinkInput,
+) -> EpicLinkConfig:
+    """Store the key of one link kind (org admins only).
+
+    Raises :class:`InvalidInput` (``details["field"]`` names the form field) for a missing or
+    malformed key, the other kind's key, or a legacy mode without the opt-in; see
+    :func:`openvisit.launch.epic_config.with_key`.
+    """
+    principal.require("org_admin", doing="set Epic link keys")
+    if not data.key.strip():
+        raise InvalidInput("Paste the key (or secret) the Epic analyst gave you for "
+                           f"{data.kind} links.", details={"field": "key"})
+    return await save_link_key(
+        session, app=app, endpoint=endpoint, kind=data.kind, secret=data.key,
+        key_format=data.key_format, mode=data.mode, param=data.param,
+        allow_legacy_modes=data.allow_legacy_modes, actor=principal.actor,
+    )

@@ -26,6 +26,7 @@ from openvisit.certificates import active_certificates
 from openvisit.context import AppContext
 from openvisit.crypto import derive_key
 from openvisit.errors import Gone, NotFound
+from openvisit.launch.epic_config import LEGACY_RISK, EpicLinkConfig
 from openvisit.models import ContextToken, EhrEndpoint, PhoneNumber, utcnow
 from openvisit.portal import repository
 from openvisit.portal.sessions import Principal
@@ -126,9 +127,11 @@ class IntegrationRecord:
 
 
 def _epic_link(app: AppContext, endpoint: EhrEndpoint, kind: str) -> list[RecordField]:
-    param = ((endpoint.options or {}).get("epic_link") or {}).get("param", "data")
-    base = f"{app.settings.public_url}/launch/epic/{endpoint.id}/{kind}?{param}="
-    return [
+    config = EpicLinkConfig.of(endpoint.options)
+    base = f"{app.settings.public_url}/launch/epic/{endpoint.id}/{kind}?{config.param}="
+    key = config.keys.get(kind)
+    other = "patient" if kind == "provider" else "provider"
+    fields = [
         RecordField("context_link", "Context link (Epic encrypts the query)",
                     base + "<encrypted SessionID=%CSN%&ExternalID=…&Timestamp=…"
                     "&LinkValidityPeriod=…&CustomData1=<department>>",
@@ -136,7 +139,16 @@ def _epic_link(app: AppContext, endpoint: EhrEndpoint, kind: str) -> list[Record
         RecordField("context_link_group", "Context link for group visits",
                     base + "<encrypted ConferenceID=%CONFERENCEID%&ExternalID=…&Timestamp=…>",
                     "Group visits use %CONFERENCEID% instead of %CSN%."),
+        RecordField("context_link_cipher", "Encryption of this link",
+                    f"AES {key.mode.value.upper()} with the {kind} key" if key
+                    else "not set up yet (no key for this kind)",
+                    f"Its own key: never the {other} link's key. GCM: 12-byte nonce, then "
+                    "ciphertext and tag, base64."),
     ]
+    if key is not None and key.legacy:
+        fields.append(RecordField("context_link_warning", "Warning: unauthenticated mode",
+                                  f"{key.mode.value} (legacy opt-in)", LEGACY_RISK))
+    return fields
 
 
 async def build_records(

@@ -9,6 +9,7 @@ from openvisit.portal import (
     api_admin,
     api_setup,
     views_admin,
+    views_epic,
     views_review,
     views_setup,
     views_signin,
@@ -16,6 +17,6 @@ from openvisit.portal import (
 )
 
 router = APIRouter()
-for module in (views_signin, views_setup, views_sms, views_review, views_admin, api_setup,
-               api_admin):
+for module in (views_signin, views_setup, views_sms, views_review, views_admin, views_epic,
+               api_setup, api_admin):
     router.include_router(module.router)

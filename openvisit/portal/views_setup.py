@@ -166,6 +166,7 @@ async def endpoint_page(request: Request, session: SessionDep, ctx: CtxDep,
     return render(request, "portal/endpoint.html", {
         "endpoint": endpoint, "check": admin.last_check(endpoint),
         "since_approval": admin.changes_since_approval(endpoint),
+        "epic_link": admin.epic_link_summary(endpoint),
         "vendor_labels": VENDOR_LABELS,
         "redirect_uri": f"{ctx.settings.public_url}/portal/approval/callback",
     }, principal=principal)

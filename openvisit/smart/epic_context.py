@@ -5,8 +5,11 @@ Spec: EHR-SPEC §2 (public facts): Epic AES-encrypts a query string
 Timestamp=<unix s>&LinkValidityPeriod=<min>&CustomData1=<department>`` and passes it as one URL
 parameter; AES-256 keys are 32 bytes given in base64, AES-128 keys are the SHA-1 digest of a
 plain-text secret (first 16 bytes). Cipher mode, IV and padding are not public, so they are
-configurable here (*judgement*): CBC with a zero IV, CBC with the IV prepended, ECB, or GCM
-with a 12-byte nonce prepended; PKCS#7 padding (RFC 5652 §6.3) for the block modes.
+configurable here (*judgement*): GCM with a 12-byte nonce prepended (the default: the only
+authenticated mode, NIST SP 800-38D), or, for legacy Epic builds, CBC with a zero IV, CBC with
+the IV prepended, or ECB, with PKCS#7 padding (RFC 5652 §6.3). The block modes carry no
+integrity check; :mod:`openvisit.launch.epic_config` lets them be used only on an admin's
+explicit opt-in.
 
 Contract: :func:`decrypt_epic_link` returns an :class:`EpicContext` or raises
 :class:`~openvisit.smart.errors.EpicLinkInvalid` (undecryptable or unreadable; one message for
@@ -169,7 +172,7 @@ def decrypt_epic_link(
     token: str,
     *,
     key: bytes,
-    mode: EpicCipherMode = EpicCipherMode.CBC_ZERO_IV,
+    mode: EpicCipherMode = EpicCipherMode.GCM,
     now: float | None = None,
     default_validity_minutes: int | None = None,
     max_clock_skew_seconds: int = 300,
@@ -232,7 +235,7 @@ def encrypt_epic_link(
     fields: Mapping[str, str],
     *,
     key: bytes,
-    mode: EpicCipherMode = EpicCipherMode.CBC_ZERO_IV,
+    mode: EpicCipherMode = EpicCipherMode.GCM,
     url_safe: bool = True,
     iv: bytes | None = None,
 ) -> str:

@@ -65,16 +65,25 @@ def window_for(app: AppContext, *, start_at: datetime | None,
     )
 
 
-async def open_visit(session: AsyncSession, *, app: AppContext,
-                     appointment: Appointment) -> Visit:
+async def open_visit(session: AsyncSession, *, app: AppContext, appointment: Appointment,
+                     link_window: tuple[datetime, datetime] | None = None) -> Visit:
     """The visit of ``appointment``, created on first call (idempotent, race-safe).
 
     Two concurrent first calls both try to insert; the loser's savepoint rolls back on the
     unique ``appointment_id`` and it returns the winner's row. A later call refreshes the
     join window (the appointment may have been rescheduled) unless the visit has ended.
+
+    The window comes from the appointment's start and end (:func:`window_for`). When the
+    appointment has no start, ``link_window`` — ``(issued, valid until)`` of the launch link
+    that brought the caller, e.g. an Epic context link — stands in for it, with the same
+    before/after settings; a later link widens the window, never narrows it. Without either, a
+    window set earlier is kept: a visit never becomes joinable forever by losing its times.
     """
     window_start, window_end = window_for(app, start_at=appointment.start_at,
                                           end_at=appointment.end_at)
+    if appointment.start_at is None and link_window is not None:
+        window_start, window_end = window_for(app, start_at=link_window[0],
+                                              end_at=link_window[1])
     existing = await repo.visit_by_appointment(session, appointment.id)
     if existing is None:
         visit = Visit(
@@ -92,6 +101,12 @@ async def open_visit(session: AsyncSession, *, app: AppContext,
         else:
             log.info("visit_opened", visit_id=str(visit.id), appointment_id=str(appointment.id))
             return visit
+    if appointment.start_at is None:
+        if window_start is None or window_end is None:
+            window_start, window_end = existing.window_start, existing.window_end
+        elif existing.window_start is not None and existing.window_end is not None:
+            window_start = min(window_start, existing.window_start)
+            window_end = max(window_end, existing.window_end)
     if existing.status != "ended" and (existing.window_start, existing.window_end) != (
         window_start, window_end
     ):

@@ -114,6 +114,7 @@ class FakeEhr:
                 Route("/oauth2/jwks", self.jwks),
                 Route("/oauth2/authorize", self.authorize, methods=["GET", "POST"]),
                 Route("/oauth2/token", self.token, methods=["POST"]),
+                Route("/fhir/r4/Appointment/{id}", self.appointment),
             ]
         )
 
@@ -134,6 +135,21 @@ class FakeEhr:
     async def jwks(self, request: Request) -> Response:
         self._hit("jwks")
         return JSONResponse({"keys": [k.as_dict(is_private=False) for k in self.ehr_keys]})
+
+    async def appointment(self, request: Request) -> Response:
+        """A booked appointment starting now (enough for a launch to find its visit)."""
+        self._hit("appointment")
+        if not request.headers.get("authorization", "").startswith("Bearer "):
+            return JSONResponse({"resourceType": "OperationOutcome"}, status_code=401)
+        start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        end = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1800))
+        return JSONResponse(
+            {"resourceType": "Appointment", "id": request.path_params["id"], "status": "booked",
+             "start": start, "end": end,
+             "participant": [{"actor": {"reference": "Patient/pat-7"}},
+                             {"actor": {"reference": "Practitioner/prac-1"}}]},
+            media_type="application/fhir+json",
+        )
 
     # --- authorize -------------------------------------------------------------------------
     def issue_code(

@@ -60,7 +60,7 @@ def test_it_decrypts_openssl_aes128_cbc_with_a_sha1_derived_key() -> None:
 def test_it_never_returns_names_or_unknown_fields() -> None:
     key = epic_key_from_secret(SECRET)
     token = openssl("aes-128-cbc", key, PLAIN, iv=bytes(16)).decode()
-    context = decrypt_epic_link(token, key=key, now=NOW)
+    context = decrypt_epic_link(token, key=key, mode=EpicCipherMode.CBC_ZERO_IV, now=NOW)
     text = repr(context) + repr(vars(context))
     for phi in ("Jane", "Roe", "1970-01-01"):
         assert phi not in text
@@ -75,11 +75,12 @@ def test_it_decrypts_openssl_aes256_cbc_in_either_base64_alphabet(url_safe: bool
         if url_safe
         else base64.b64encode(raw).decode()
     )
-    context = decrypt_epic_link(token, key=key, now=NOW)
+    cbc = EpicCipherMode.CBC_ZERO_IV
+    context = decrypt_epic_link(token, key=key, mode=cbc, now=NOW)
     assert context.session_id == "CSN123456"
     if not url_safe:
         # A framework that decoded an unescaped query turns '+' into ' '.
-        assert decrypt_epic_link(token.replace("+", " "), key=key, now=NOW) == context
+        assert decrypt_epic_link(token.replace("+", " "), key=key, mode=cbc, now=NOW) == context
 
 
 def test_it_decrypts_openssl_aes256_ecb() -> None:
@@ -125,7 +126,7 @@ def test_it_round_trips_gcm_which_openssl_enc_cannot_make() -> None:
 
 def test_it_matches_openssl_when_encrypting_for_the_sandbox() -> None:
     fields = {"SessionID": "S 1", "Timestamp": str(NOW), "LinkValidityPeriod": "5"}
-    ours = encrypt_epic_link(fields, key=KEY_256, url_safe=False)
+    ours = encrypt_epic_link(fields, key=KEY_256, mode=EpicCipherMode.CBC_ZERO_IV, url_safe=False)
     theirs = openssl(
         "aes-256-cbc",
         KEY_256,
@@ -139,9 +140,10 @@ def test_it_refuses_an_expired_link_with_a_message_a_person_can_act_on() -> None
     key = epic_key_from_secret(SECRET)
     token = openssl("aes-128-cbc", key, PLAIN, iv=bytes(16)).decode()
     expires = NOW - 60 + 15 * 60
-    assert decrypt_epic_link(token, key=key, now=expires).session_id == "CSN123456"
+    cbc = EpicCipherMode.CBC_ZERO_IV
+    assert decrypt_epic_link(token, key=key, mode=cbc, now=expires).session_id == "CSN123456"
     with pytest.raises(EpicLinkExpired) as caught:
-        decrypt_epic_link(token, key=key, now=expires + 1)
+        decrypt_epic_link(token, key=key, mode=cbc, now=expires + 1)
     assert caught.value.status_code == 410
     assert "valid for 15 minutes" in caught.value.message
     assert "open the visit again" in caught.value.message
@@ -174,7 +176,7 @@ def test_it_refuses_a_link_made_with_another_key_or_mode() -> None:
     token = openssl("aes-256-cbc", KEY_256, PLAIN, iv=bytes(16)).decode()
     other = bytes(reversed(KEY_256))
     with pytest.raises(EpicLinkInvalid, match="key or cipher mode"):
-        decrypt_epic_link(token, key=other, now=NOW)
+        decrypt_epic_link(token, key=other, mode=EpicCipherMode.CBC_ZERO_IV, now=NOW)
     with pytest.raises(EpicLinkInvalid):
         decrypt_epic_link(token, key=KEY_256, mode=EpicCipherMode.GCM, now=NOW)
 
@@ -191,6 +193,15 @@ def test_it_needs_a_readable_timestamp_and_validity(fields: dict[str, str]) -> N
     token = encrypt_epic_link(fields, key=KEY_256)
     with pytest.raises(EpicLinkInvalid):
         decrypt_epic_link(token, key=KEY_256, now=NOW)
+
+
+def test_it_defaults_to_gcm_the_only_authenticated_mode() -> None:
+    token = encrypt_epic_link({"SessionID": "S1", "Timestamp": str(NOW),
+                               "LinkValidityPeriod": "5"}, key=KEY_256)
+    assert len(base64.urlsafe_b64decode(token)) > 12 + 16  # nonce + tag + body
+    assert decrypt_epic_link(token, key=KEY_256, mode=EpicCipherMode.GCM, now=NOW).session_id
+    with pytest.raises(EpicLinkInvalid):  # not a CBC link
+        decrypt_epic_link(token, key=KEY_256, mode=EpicCipherMode.CBC_ZERO_IV, now=NOW)
 
 
 def test_it_can_default_the_validity_period() -> None:
