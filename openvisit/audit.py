@@ -11,7 +11,26 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from openvisit.models import AuditLog
 
 #: Columns never copied into the audit log (secrets, encrypted blobs).
-_HIDDEN = {"password_hash", "client_secret_enc", "value_enc", "der", "join_token_hash"}
+_HIDDEN = {
+    "password_hash",
+    "client_secret_enc",
+    "value_enc",
+    "der",
+    "join_token_hash",
+    "token_hash",
+}
+
+
+def _without_secrets(value: Any) -> Any:
+    """JSON columns (endpoint options) keep their shape; encrypted members are left out."""
+    if isinstance(value, dict):
+        return {
+            k: "[hidden]" if k.endswith(("_enc", "_hash")) else _without_secrets(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_without_secrets(v) for v in value]
+    return value
 
 
 def snapshot(obj: Any) -> dict[str, Any]:
@@ -30,7 +49,7 @@ def snapshot(obj: Any) -> dict[str, Any]:
             value = value.isoformat()
         elif isinstance(value, bytes):
             continue
-        out[column.key] = value
+        out[column.key] = _without_secrets(value)
     return out
 
 

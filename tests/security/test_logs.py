@@ -68,3 +68,20 @@ async def test_it_keeps_sql_parameters_out_of_database_errors(ctx: AppContext) -
             session.add(Organisation(slug="dup", display_name="Alex Sample +12025550143"))
     assert "Alex Sample" not in str(caught.value)
     assert "12025550143" not in str(caught.value)
+
+
+def test_it_keeps_encrypted_keys_out_of_audit_snapshots() -> None:
+    from openvisit.audit import snapshot
+    from openvisit.models import EhrEndpoint
+
+    endpoint = EhrEndpoint(
+        name="Epic",
+        vendor="epic",
+        environment="test",
+        fhir_base="https://ehr.example/fhir",
+        client_id="c",
+        options={"epic_link": {"provider": {"key_enc": "gAAAA-secret", "mode": "gcm"}}},
+    )
+    taken = snapshot(endpoint)
+    assert taken["options"] == {"epic_link": {"provider": {"key_enc": "[hidden]", "mode": "gcm"}}}
+    assert "gAAAA-secret" not in repr(taken)
