@@ -39,8 +39,13 @@ from openvisit.portal.schemas import (
 )
 from openvisit.portal.web import PrincipalDep
 from openvisit.web.deps import CtxDep, SessionDep
+from openvisit.web.schemas import error_responses
 
-router = APIRouter(prefix="/api/portal", tags=["portal"])
+router = APIRouter(
+    prefix="/api/portal",
+    tags=["portal"],
+    responses=error_responses(401, 403, 404, 409, 422, 429, 502),
+)
 
 
 @router.get("/me", response_model=MeOut)

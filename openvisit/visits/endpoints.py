@@ -24,8 +24,11 @@ from openvisit.visits.service import resolve_link
 from openvisit.visits.turn import ice_config
 from openvisit.visits.tx import transaction
 from openvisit.web.deps import CtxDep
+from openvisit.web.schemas import error_responses
 
-router = APIRouter(prefix="/api/visits", tags=["visits"])
+router = APIRouter(
+    prefix="/api/visits", tags=["visits"], responses=error_responses(401, 403, 404, 409, 410, 422)
+)
 
 
 def bearer_token(request: Request) -> str:
