@@ -120,7 +120,11 @@ def create_app(
     )
     app.state.ctx = context
     app.state.settings = settings
-    app.add_middleware(MetricsMiddleware, policy=HeaderPolicy.from_settings(settings))
+    app.add_middleware(
+        MetricsMiddleware,
+        policy=HeaderPolicy.from_settings(settings),
+        strict=settings.environment != "production",
+    )
     errors.install(app)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     if docs:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import event, text
@@ -93,6 +94,11 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
     )
 
 
+#: Per request, how many of its write transactions are open (set by the web middleware). A
+#: list, so every task the request starts shares the same counter.
+OPEN_TRANSACTIONS: ContextVar[list[int] | None] = ContextVar("open_transactions", default=None)
+
+
 class Database:
     """Engine + session factory of one deployment."""
 
@@ -119,15 +125,22 @@ class Database:
         After-commit hooks run after the commit; a failing hook is logged, never raised,
         because the change it follows is already durable.
         """
-        async with self.sessionmaker() as session:
-            try:
-                yield session
-                await session.commit()
-            except BaseException:
-                await session.rollback()
-                session.info.pop(_HOOKS_KEY, None)
-                raise
-            hooks: list[AfterCommit] = session.info.pop(_HOOKS_KEY, [])
+        counter = OPEN_TRANSACTIONS.get()
+        if counter is not None:
+            counter[0] += 1
+        try:
+            async with self.sessionmaker() as session:
+                try:
+                    yield session
+                    await session.commit()
+                except BaseException:
+                    await session.rollback()
+                    session.info.pop(_HOOKS_KEY, None)
+                    raise
+                hooks: list[AfterCommit] = session.info.pop(_HOOKS_KEY, [])
+        finally:
+            if counter is not None:
+                counter[0] -= 1
         for hook in hooks:
             try:
                 await hook()

@@ -17,7 +17,12 @@ def get_app_context(request: Request) -> AppContext:
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One transaction per request: committed when the endpoint returns, else rolled back."""
+    """One transaction per request: committed when the endpoint returns, else rolled back.
+
+    Used with ``scope="function"``: the commit happens *before* the response is sent, so a
+    commit that fails becomes an error answer, and a redirect never reaches a page (on
+    another replica) before the rows it points at are committed.
+    """
     async with get_app_context(request).transaction() as session:
         yield session
 
@@ -29,5 +34,5 @@ async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 CtxDep = Annotated[AppContext, Depends(get_app_context)]
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
-ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session)]
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]

@@ -7,7 +7,11 @@ import time
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from openvisit.db import OPEN_TRANSACTIONS
+from openvisit.logging import get_logger
 from openvisit.web.security import HeaderPolicy
+
+log = get_logger(__name__)
 
 REQUESTS = Counter("openvisit_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("openvisit_http_request_seconds", "HTTP request time", ["method", "route"])
@@ -30,9 +34,14 @@ def route_template(scope: Scope) -> str:
 class MetricsMiddleware:
     """Counts requests by route template and adds the security headers to every response."""
 
-    def __init__(self, app: ASGIApp, *, policy: HeaderPolicy | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, *, policy: HeaderPolicy | None = None, strict: bool = False
+    ) -> None:
         self.app = app
         self.policy = policy
+        #: Outside production a success sent while its transaction is still open is a bug
+        #: that fails the request (and so the test that made it); production logs it.
+        self.strict = strict
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -40,11 +49,21 @@ class MetricsMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        open_transactions = [0]
+        OPEN_TRANSACTIONS.set(open_transactions)
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if open_transactions[0] and status < 400:
+                    # STYLE: a request commits *before* its response is sent, so a failed
+                    # commit can never be reported to the browser as a success.
+                    log.error("response_before_commit", route=route_template(scope))
+                    if self.strict:
+                        raise RuntimeError(
+                            f"{route_template(scope)} answered {status} before its commit"
+                        )
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
                 headers += [h for h in SECURITY_HEADERS if h[0] not in present]
