@@ -78,9 +78,13 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     balancer): from anyone else a forged header is ignored, so the sign-in throttle, the
     socket limits and the audit log see the real client. ``ws_max_size`` makes uvicorn refuse
     a WebSocket message bigger than that from its header (close 1009) instead of buffering up
-    to its 16 MiB default before the signalling protocol's own 64 KiB check.
+    to its 16 MiB default before the signalling protocol's own 64 KiB check; the protocol
+    class refuses non-UTF-8 text without logging a traceback.
     """
+    from openvisit.signalling.server import SignallingWebSocketProtocol
+
     return {
+        "ws": SignallingWebSocketProtocol,
         "proxy_headers": True,
         "forwarded_allow_ips": settings.forwarded_allow_ips,
         "ws_max_size": settings.ws_max_size,

@@ -262,3 +262,53 @@ def test_it_parses_any_frame_into_a_message_or_a_protocol_error(frame: str | byt
             {"type": "pong", "t": message.t}, allow_nan=False, separators=(",", ":"))
     elif isinstance(message, p.Quality):
         json.dumps(message.values, allow_nan=False)
+
+
+# ---------------------------------------------------------------- staff addresses behind TURN
+
+HOST = "candidate:1 1 udp 2122260223 10.20.30.40 50000 typ host generation 0"
+SRFLX = "candidate:2 1 udp 1686052607 203.0.113.9 40000 typ srflx raddr 10.20.30.40 rport 50000"
+RELAY = ("candidate:3 1 udp 41885439 198.51.100.3 61000 typ relay raddr 203.0.113.9 "
+         "rport 40000 generation 0")
+MDNS = "candidate:4 1 udp 2122260223 5f0c1a2b-aaaa.local 50001 typ host"
+
+
+def test_it_gives_staff_relay_only_ice_when_the_setting_says_so() -> None:
+    from openvisit.errors import ConfigurationError
+
+    turn = {"turn_urls": ["turn:t:3478"], "turn_secret": "x"}
+    hide = Settings(_env_file=None, staff_ice_transport_policy="relay", **turn)  # type: ignore[call-arg,arg-type]
+    assert ice_config(hide, participant_id=PID, staff=True)["iceTransportPolicy"] == "relay"
+    assert ice_config(hide, participant_id=PID)["iceTransportPolicy"] == "all"
+    default = Settings(_env_file=None, **turn)  # type: ignore[call-arg,arg-type]
+    assert ice_config(default, participant_id=PID, staff=True)["iceTransportPolicy"] == "all"
+    # Without TURN there is nothing to hide behind: refused at start-up, with what to set.
+    from openvisit.config import load_settings
+
+    with pytest.raises(ConfigurationError, match="OPENVISIT_TURN_URLS"):
+        load_settings(_env_file=None, staff_ice_transport_policy="relay")
+
+
+def test_it_filters_staff_candidates_and_sdp_down_to_relays_without_addresses() -> None:
+    from openvisit.signalling.ice import hide_in_candidate, hide_in_sdp
+
+    for line in (HOST, SRFLX, MDNS):
+        assert hide_in_candidate({"candidate": line, "sdpMid": "0"}) is False
+    relayed = hide_in_candidate({"candidate": RELAY, "sdpMid": "0", "sdpMLineIndex": 0})
+    assert isinstance(relayed, dict)
+    assert relayed["candidate"].startswith("candidate:3 1 udp 41885439 198.51.100.3 61000 typ")
+    assert "raddr 0.0.0.0 rport 0" in relayed["candidate"] and "203.0.113.9" not in str(relayed)
+    assert hide_in_candidate(None) is None  # end-of-candidates passes
+    assert hide_in_candidate({"candidate": ""}) == {"candidate": ""}
+    sdp = "\r\n".join([
+        "v=0", "o=- 1 2 IN IP4 127.0.0.1", "s=-", "t=0 0", "m=audio 50000 UDP/TLS/RTP/SAVPF 111",
+        "c=IN IP4 10.20.30.40", "a=rtcp:50000 IN IP4 10.20.30.40", f"a={HOST}", f"a={SRFLX}",
+        f"a={RELAY}", f"a={MDNS}", "a=end-of-candidates", "m=video 9 UDP/TLS/RTP/SAVPF 96",
+        "c=IN IP6 2001:db8::7", ""])
+    hidden = hide_in_sdp(sdp)
+    for address in ("10.20.30.40", "203.0.113.9", "2001:db8::7", ".local"):
+        assert address not in hidden, address
+    assert "198.51.100.3 61000 typ relay raddr 0.0.0.0 rport 0" in hidden
+    assert hidden.count("c=IN IP4 0.0.0.0") == 2 and "a=rtcp:50000 IN IP4 0.0.0.0" in hidden
+    assert hidden.startswith("v=0\r\n") and hidden.endswith("\r\n")
+    assert "a=end-of-candidates" in hidden
