@@ -312,3 +312,23 @@ def test_it_filters_staff_candidates_and_sdp_down_to_relays_without_addresses() 
     assert hidden.count("c=IN IP4 0.0.0.0") == 2 and "a=rtcp:50000 IN IP4 0.0.0.0" in hidden
     assert hidden.startswith("v=0\r\n") and hidden.endswith("\r\n")
     assert "a=end-of-candidates" in hidden
+
+
+def test_it_keeps_within_a_seat_s_record_budget_and_counts_what_it_left_out() -> None:
+    from openvisit.visits.records import RECORD_BURST, RECORD_REFILL_SECONDS, spend
+
+    budget: dict[str, object] | None = None
+    stored = 0
+    for _ in range(1000):  # a thousand reconnects within the same second
+        store, suppressed, budget = spend(budget, group="presence", now=1000.0)
+        stored += store
+        assert suppressed == 0
+    assert stored == RECORD_BURST
+    # Once a row's worth has refilled, the next row is stored and says how many were not.
+    store, suppressed, budget = spend(budget, group="presence",
+                                      now=1000.0 + RECORD_REFILL_SECONDS)
+    assert store and suppressed == 1000 - RECORD_BURST
+    # Groups are separate: refusals have their own budget.
+    assert spend(budget, group="refused", now=1000.0)[0]
+    # A damaged budget starts afresh rather than failing.
+    assert spend({"presence": "garbage"}, group="presence", now=1.0)[0]
