@@ -66,6 +66,10 @@ CLOSE_REASONS = {
 }
 
 
+def _is_power_of_ten(n: int) -> bool:
+    return n > 0 and str(n).rstrip("0") == "1"
+
+
 def signal_channel(participant_id: uuid.UUID | str) -> str:
     return f"signal.{participant_id}"
 
@@ -100,7 +104,10 @@ class Connection:
     async def serve(self) -> None:
         key = address_key(self.ws.client.host if self.ws.client else None)
         if not self.gate.enter(key):
-            log.warning("signalling_refused_busy", held=self.gate.held())
+            self.gate.refused += 1
+            if _is_power_of_ten(self.gate.refused):  # a flood must not flood the log too
+                log.warning("signalling_refused_busy", held=self.gate.held(),
+                            refused=self.gate.refused)
             await self._close_now("busy")
             return
         self.gate_key = key
@@ -413,7 +420,7 @@ class Connection:
         socket is dropped then, never a reason to close it."""
         if self.outbox.qsize() >= OUTBOX_SIZE - OUTBOX_RESERVED:
             self.relay_dropped += 1
-            if self.relay_dropped in (1, 100, 10_000):
+            if _is_power_of_ten(self.relay_dropped):
                 log.warning("signalling_relay_dropped_receiver_behind",
                             participant_id=str(self.pid), dropped=self.relay_dropped)
             return

@@ -46,6 +46,8 @@ class HelloGate:
         self.total = total
         self._by_key: dict[str, int] = {}
         self._count = 0
+        #: Sockets refused so far (for sampled logging).
+        self.refused = 0
 
     def enter(self, key: str) -> bool:
         held = self._by_key.get(key, 0)

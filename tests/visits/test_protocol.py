@@ -332,3 +332,23 @@ def test_it_keeps_within_a_seat_s_record_budget_and_counts_what_it_left_out() ->
     assert spend(budget, group="refused", now=1000.0)[0]
     # A damaged budget starts afresh rather than failing.
     assert spend({"presence": "garbage"}, group="presence", now=1.0)[0]
+
+
+def test_it_counts_sockets_before_hello_per_address_and_ipv6_per_slash_64() -> None:
+    from openvisit.signalling.limits import HelloGate, TokenBucket, address_key
+
+    assert address_key("2001:db8:1:2:aaaa::1") == address_key("2001:db8:1:2:ffff::9") == (
+        "2001:db8:1:2::/64")
+    assert address_key("2001:db8:1:3::1") != address_key("2001:db8:1:2::1")
+    assert address_key("::ffff:192.0.2.1") == address_key("192.0.2.1") == "192.0.2.1"
+    assert address_key(None) == "unknown"
+    gate = HelloGate(per_address=2, total=3)
+    assert gate.enter("a") and gate.enter("a") and not gate.enter("a")
+    assert gate.enter("b") and not gate.enter("c")  # the process is full
+    gate.leave("a")
+    assert gate.enter("c") and gate.held() == 3 and gate.held("a") == 1
+    gate.leave("zzz")  # leaving without a place is harmless
+    assert gate.held() == 3
+    bucket = TokenBucket(3, 1.0)
+    assert [bucket.take(0.0) for _ in range(4)] == [True, True, True, False]
+    assert bucket.take(1.0) and not bucket.take(1.0)
