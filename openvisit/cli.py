@@ -68,15 +68,29 @@ def _serve(settings: Settings, *, host: str, port: int, roles: tuple[str, ...]) 
     from openvisit.app import create_app
 
     web = create_app(settings, roles=roles)
-    uvicorn.run(
-        web,
-        host=host,
-        port=port,
-        log_config=None,
-        proxy_headers=True,
-        ws_ping_interval=20,
-        ws_ping_timeout=20,
-    )
+    uvicorn.run(web, host=host, port=port, log_config=None, **uvicorn_options(settings))
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """What ``openvisit serve``/``web`` pass to uvicorn besides the app and the address.
+
+    X-Forwarded-For/-Proto are believed only from ``forwarded_allow_ips`` (the load
+    balancer): from anyone else a forged header is ignored, so the sign-in throttle, the
+    socket limits and the audit log see the real client. ``ws_max_size`` makes uvicorn refuse
+    a WebSocket message bigger than that from its header (close 1009) instead of buffering up
+    to its 16 MiB default before the signalling protocol's own 64 KiB check; the protocol
+    class refuses non-UTF-8 text without logging a traceback.
+    """
+    from openvisit.signalling.server import SignallingWebSocketProtocol
+
+    return {
+        "ws": SignallingWebSocketProtocol,
+        "proxy_headers": True,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
+        "ws_max_size": settings.ws_max_size,
+        "ws_ping_interval": 20,
+        "ws_ping_timeout": 20,
+    }
 
 
 HostOpt = Annotated[str, typer.Option(help="Interface to listen on.")]

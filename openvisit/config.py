@@ -222,6 +222,68 @@ class Settings(BaseSettings):
     #: Expired launch states and nonces the periodic purge deletes per run (it runs again).
     nonce_purge_batch: int = Field(default=5000, ge=1)
 
+    # Security (issue 10): realtime (signalling socket, device test, proxies, ICE).
+    #: Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (uvicorn's
+    #: ``forwarded_allow_ips``): comma-separated addresses or networks, "*" for any. Only
+    #: list the load balancer: a forged header from anyone else is ignored.
+    forwarded_allow_ips: str = "127.0.0.1,::1"
+    #: Largest WebSocket message uvicorn reads (bytes); bigger frames are refused (close 1009)
+    #: from their header, before their payload is buffered. A bit over the 64 KiB protocol cap.
+    ws_max_size: int = Field(default=72 * 1024, ge=1024, le=1 << 20)
+    #: Sockets that have not sent a valid ``hello`` yet, per client address (IPv6: per /64)
+    #: and in the whole process; one more is closed at once (1013, try again later).
+    ws_unauthenticated_per_address: int = Field(default=20, ge=1)
+    ws_unauthenticated_total: int = Field(default=2000, ge=1)
+    #: Seconds a new socket has to send ``hello`` before it is closed (4408).
+    ws_hello_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    #: Relayed signalling per sending socket (token buckets: burst, then per second). A sender
+    #: over budget has the excess dropped, and is closed (4429) if it keeps on.
+    ws_candidates_burst: int = Field(default=120, ge=1)
+    ws_candidates_per_second: float = Field(default=20.0, gt=0)
+    ws_sdp_burst: int = Field(default=12, ge=1)
+    ws_sdp_per_second: float = Field(default=1.0, gt=0)
+    ws_restarts_burst: int = Field(default=6, ge=1)
+    ws_restarts_per_second: float = Field(default=0.2, gt=0)
+    #: Every other frame (ping, quality, leave, refused ones) per socket.
+    ws_other_burst: int = Field(default=60, ge=1)
+    ws_other_per_second: float = Field(default=10.0, gt=0)
+    #: "relay": clinicians' browsers gather TURN relay candidates only (needs TURN), and the
+    #: server drops any other candidate a staff seat sends to a patient, so patients never
+    #: learn staff (hospital) addresses. "all": as ``ice_transport_policy``.
+    staff_ice_transport_policy: Literal["all", "relay"] = "all"
+    #: Device-test result posts accepted per context token and per client address in a
+    #: rolling hour (per web process); more get 429 with Retry-After.
+    devicetest_results_per_token_per_hour: int = Field(default=600, ge=1)
+    devicetest_results_per_address_per_hour: int = Field(default=20, ge=1)
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _trusted_proxies(cls, value: str) -> str:
+        import ipaddress
+
+        for item in (part.strip() for part in value.split(",")):
+            if not item or item == "*" or item.startswith("unix:"):
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"OPENVISIT_FORWARDED_ALLOW_IPS: {item!r} is not an IP address or network; "
+                    "list your load balancer's addresses, e.g. 10.0.0.0/8,127.0.0.1."
+                ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _staff_relay_needs_turn(self) -> Settings:
+        if self.staff_ice_transport_policy == "relay" and not (
+            self.turn_urls and self.turn_secret
+        ):
+            raise ValueError(
+                "OPENVISIT_STAFF_ICE_TRANSPORT_POLICY=relay needs a TURN server: set "
+                "OPENVISIT_TURN_URLS and OPENVISIT_TURN_SECRET, or use 'all'."
+            )
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,

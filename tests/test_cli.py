@@ -81,3 +81,30 @@ def test_it_migrates_from_the_command_line(db_url: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "database at revision 0001" in result.stdout
+
+
+def test_it_passes_trusted_proxies_and_the_frame_limit_to_uvicorn() -> None:
+    from openvisit.cli import uvicorn_options
+    from openvisit.config import Settings
+    from openvisit.signalling.server import SignallingWebSocketProtocol
+
+    options = uvicorn_options(Settings(_env_file=None,  # type: ignore[call-arg]
+                                       forwarded_allow_ips="10.0.0.0/8,127.0.0.1",
+                                       ws_max_size=70_000))
+    assert options["proxy_headers"] is True
+    assert options["forwarded_allow_ips"] == "10.0.0.0/8,127.0.0.1"
+    assert options["ws_max_size"] == 70_000 and options["ws"] is SignallingWebSocketProtocol
+    default = uvicorn_options(Settings(_env_file=None))  # type: ignore[call-arg]
+    # Loopback only by default (uvicorn's own default), and a bit over 64 KiB.
+    assert default["forwarded_allow_ips"] == "127.0.0.1,::1"
+    assert 64 * 1024 < default["ws_max_size"] <= 80 * 1024
+
+
+def test_it_refuses_to_start_behind_a_proxy_list_that_is_not_addresses(db_url: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "openvisit", "web", "--port", "0"],
+        env=subprocess_env(db_url, OPENVISIT_FORWARDED_ALLOW_IPS="10.0.0.0/8,lb.internal"),
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "OPENVISIT_FORWARDED_ALLOW_IPS" in result.stderr and "'lb.internal'" in result.stderr

@@ -8,8 +8,11 @@ answer is complete (non-trickle): the server gathers its candidates before answe
 
 Each call costs a decode and an encode per video frame, so a web process holds at most
 ``devicetest_max_calls`` at once and ends each after ``devicetest_call_seconds``; a caller
-beyond the limit gets :class:`CallsBusy` (HTTP 503, "try again in a minute"). Nothing a call
-carries is recorded.
+beyond the limit gets :class:`CallsBusy` (HTTP 503, "try again in a minute"). A slot is
+taken when the offer arrives, by a check-and-reserve with no ``await`` in between (so
+concurrent offers cannot all pass the check while the first ones are still negotiating),
+and given back on every way out: answered then ended, refused, failed or cancelled. Nothing
+a call carries is recorded.
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ from openvisit.logging import get_logger
 from openvisit.visits.turn import turn_credentials
 
 log = get_logger(__name__)
+
+
+#: What a refused caller is told to wait (``Retry-After``).
+RETRY_AFTER_SECONDS = 60
 
 
 class CallsBusy(OpenVisitError):
@@ -64,25 +71,56 @@ class LoopbackCalls:
         self.max_calls = settings.devicetest_max_calls
         self.seconds = settings.devicetest_call_seconds
         self._calls: dict[uuid.UUID, tuple[Any, asyncio.Task[None]]] = {}
+        #: Calls whose offer is being answered: they hold a slot before they are in _calls.
+        self._starting: set[uuid.UUID] = set()
+        self._closing: set[asyncio.Task[None]] = set()
+        #: The most slots ever held at once (for operators' metrics and the tests).
+        self.peak = 0
+
+    @property
+    def held(self) -> int:
+        """Slots in use: calls running plus offers being answered."""
+        return len(self._calls) + len(self._starting)
+
+    def _reserve(self) -> uuid.UUID:
+        """Take a slot or raise :class:`CallsBusy` (synchronous: nothing can interleave)."""
+        if self.held >= self.max_calls:
+            log.warning("devicetest_call_refused_busy", active=self.held)
+            raise CallsBusy(
+                "Too many device tests are running right now. Please try again in a minute.",
+                permanent=False, details={"retry_after_seconds": RETRY_AFTER_SECONDS},
+            )
+        call_id = uuid.uuid4()
+        self._starting.add(call_id)
+        self.peak = max(self.peak, self.held)
+        return call_id
 
     async def answer(self, offer_sdp: str) -> str:
         """Answer the browser's complete SDP offer; the call runs until either side hangs up,
-        the connection fails, or ``devicetest_call_seconds`` pass."""
-        if len(self._calls) >= self.max_calls:
-            log.warning("devicetest_call_refused_busy", active=len(self._calls))
-            raise CallsBusy(
-                "Too many device tests are running right now. Please try again in a minute.",
-                permanent=False,
-            )
+        the connection fails, or ``devicetest_call_seconds`` pass.
+
+        Raises :class:`CallsBusy` when every slot is taken, :class:`CallsUnavailable`
+        without aiortc, :class:`InvalidInput` for an offer aiortc cannot use.
+        """
         try:
-            from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-            from aiortc.contrib.media import MediaRelay
+            import aiortc  # noqa: F401
         except ImportError as exc:  # the devicetest extra is not installed
             raise CallsUnavailable(
                 "This OpenVisit was installed without the device-test call "
                 "(pip install 'openvisit[devicetest]')."
             ) from exc
-        call_id = uuid.uuid4()
+        call_id = self._reserve()
+        try:
+            return await self._start(call_id, offer_sdp)
+        finally:
+            # Answered (now in _calls) or not, the reservation ends here, with no await
+            # between the insert into _calls and this line.
+            self._starting.discard(call_id)
+
+    async def _start(self, call_id: uuid.UUID, offer_sdp: str) -> str:
+        from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+        from aiortc.contrib.media import MediaRelay
+
         pc = RTCPeerConnection(
             RTCConfiguration(iceServers=server_ice_servers(self.settings, call_id=call_id))
         )
@@ -107,6 +145,12 @@ class LoopbackCalls:
             raise InvalidInput(
                 "The browser's call offer could not be used. Reload the page and try again."
             ) from exc
+        except BaseException:
+            # Cancelled (the page went away mid-answer): close the peer in the background.
+            closing = asyncio.get_running_loop().create_task(pc.close())
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+            raise
         self._calls[call_id] = (pc, asyncio.create_task(self._expire(call_id)))
         log.info("devicetest_call_started", call_id=str(call_id), active=len(self._calls))
         return str(pc.localDescription.sdp)
@@ -130,3 +174,6 @@ class LoopbackCalls:
         """End every call (process shutdown)."""
         for call_id in list(self._calls):
             await self._end(call_id)
+        for closing in list(self._closing):
+            with contextlib.suppress(Exception):
+                await closing

@@ -4,6 +4,7 @@ damaged one is a 404 page, a withdrawn one a 410 page, both in the visitor's lan
 
 from __future__ import annotations
 
+import math
 import uuid
 
 from fastapi import APIRouter, Request
@@ -13,24 +14,28 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit import i18n
 from openvisit.context import AppContext
-from openvisit.devicetest.loopback import LoopbackCalls
+from openvisit.devicetest.limits import ResultLimiter, TooManyResults
+from openvisit.devicetest.loopback import RETRY_AFTER_SECONDS, CallsBusy, LoopbackCalls
 from openvisit.devicetest.service import DeviceTestReport, record_result
 from openvisit.devicetest.strings import devicetest_strings
 from openvisit.endpoints import repository as endpoints_repository
-from openvisit.errors import Gone, NotFound
+from openvisit.errors import Gone, NotFound, OpenVisitError
 from openvisit.i18n import gettext
 from openvisit.logging import get_logger
 from openvisit.models import ContextToken
 from openvisit.portal.records import verify_context_token
+from openvisit.signalling.limits import address_key
 from openvisit.visits.turn import ice_config
 from openvisit.visits.views import ROOM_HEADERS
 from openvisit.web.deps import CtxDep
+from openvisit.web.errors import render_error
 from openvisit.web.security import page_needs
 from openvisit.web.templating import json_for_script, templates
 
 log = get_logger(__name__)
 router = APIRouter(include_in_schema=False)
 _CALLS = "devicetest.calls"
+_RESULTS = "devicetest.results"
 
 
 def loopback_calls(ctx: AppContext) -> LoopbackCalls:
@@ -106,23 +111,74 @@ class CallOffer(BaseModel):
         return value
 
 
-@router.post("/api/devicetest/call")
-async def devicetest_call(offer: CallOffer, ctx: CtxDep) -> dict[str, str]:
-    """Answer the page's test-call offer with a peer that sends its media back."""
+def _retry_later(request: Request, exc: OpenVisitError, *, seconds: int) -> Response:
+    """The error's usual JSON answer, with ``Retry-After`` (RFC 9110 §10.2.3)."""
+    response = render_error(request, status=exc.status_code, code=exc.code,
+                            message=exc.message, details=exc.details)
+    response.headers["Retry-After"] = str(seconds)
+    return response
+
+
+@router.post("/api/devicetest/call", response_model=None)
+async def devicetest_call(offer: CallOffer, ctx: CtxDep,
+                          request: Request) -> dict[str, str] | Response:
+    """Answer the page's test-call offer with a peer that sends its media back.
+
+    503 with ``Retry-After`` when every call slot of this process is taken."""
     async with ctx.db.read() as session:
         endpoint_id = (await _token(session, ctx, offer.ctx)).endpoint_id
-    answer = await loopback_calls(ctx).answer(offer.sdp)
+    try:
+        answer = await loopback_calls(ctx).answer(offer.sdp)
+    except CallsBusy as exc:
+        return _retry_later(request, exc, seconds=RETRY_AFTER_SECONDS)
     log.info("devicetest_call_answered", endpoint_id=str(endpoint_id))
     return {"type": "answer", "sdp": answer}
 
 
-@router.post("/api/devicetest/results", status_code=201)
-async def devicetest_results(report: DeviceTestReport, ctx: CtxDep) -> dict[str, object]:
-    """Keep the outcome for the clinic (a ``devicetest`` visit with one result event)."""
-    async with ctx.transaction() as session:
-        token = await _token(session, ctx, report.ctx)
-        visit = await record_result(session, token=token, report=report)
-        visit_id, endpoint_id = visit.id, token.endpoint_id
+def result_limiter(ctx: AppContext) -> ResultLimiter:
+    """This process's result-post counters."""
+    limiter = ctx.extras.get(_RESULTS)
+    if limiter is None:
+        limiter = ctx.extras[_RESULTS] = ResultLimiter(
+            per_token=ctx.settings.devicetest_results_per_token_per_hour,
+            per_address=ctx.settings.devicetest_results_per_address_per_hour)
+    assert isinstance(limiter, ResultLimiter)
+    return limiter
+
+
+def _limit(ctx: AppContext, kind: str, key: str) -> None:
+    wait = result_limiter(ctx).take(kind, key)
+    if not wait:
+        return
+    minutes = max(1, math.ceil(wait / 60))
+    log.warning("devicetest_results_limited", limit=kind)
+    if kind == "address":
+        message = gettext("Too many test results were sent from this network. Please wait "
+                          "about %(minutes)s min, then send yours again.")
+    else:
+        message = gettext("This device-test link was used very often in the last hour. "
+                          "Please try again in about %(minutes)s min, or ask the clinic.")
+    raise TooManyResults(message % {"minutes": minutes}, retry_after=wait)
+
+
+@router.post("/api/devicetest/results", status_code=201, response_model=None)
+async def devicetest_results(report: DeviceTestReport, ctx: CtxDep,
+                             request: Request) -> dict[str, object] | Response:
+    """Keep the outcome for the clinic (a ``devicetest`` visit with one result event).
+
+    Rate-limited per client address (before the link is even checked) and per link: 429
+    with ``Retry-After`` and a message in the page's language."""
+    i18n.activate(i18n.negotiate(report.language,
+                                 accept_language=request.headers.get("accept-language")))
+    try:
+        _limit(ctx, "address", address_key(request.client.host if request.client else None))
+        async with ctx.transaction() as session:
+            token = await _token(session, ctx, report.ctx)
+            _limit(ctx, "token", str(token.id))
+            visit = await record_result(session, token=token, report=report)
+            visit_id, endpoint_id = visit.id, token.endpoint_id
+    except TooManyResults as exc:
+        return _retry_later(request, exc, seconds=exc.retry_after)
     log.info("devicetest_result", visit_id=str(visit_id), endpoint_id=str(endpoint_id),
              passed=report.passed)
     return {"id": str(visit_id), "passed": report.passed}

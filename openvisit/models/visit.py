@@ -117,6 +117,10 @@ class Participant(Timestamped, Base):
     #: "<page session>.<socket>" of the socket that holds the seat now; a newer socket takes
     #: over, and only the holder's disconnect clears ``connected``.
     connection_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    #: What this seat's own sockets may still add to visit_event and audit_log (token
+    #: buckets by group, see :mod:`openvisit.visits.records`): a seat that reconnects or is
+    #: refused a thousand times adds a bounded number of rows.
+    record_budget: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class VisitEvent(Base):

@@ -8,6 +8,14 @@ but its own state; once admitted it may signal other admitted seats. Peer messag
 the bus channel ``signal.<participant id>``, so the two peers may be served by different
 web processes; both ends check admission. A peer message before admit is refused, audited
 (``signalling.rejected_before_admit``) and never forwarded.
+
+Limits (settings ``ws_*``, see :mod:`.limits`): a socket without a valid ``hello`` holds a
+place in the process's :class:`~.limits.HelloGate` (per client address and in total; one too
+many is closed 1013) for at most ``ws_hello_timeout_seconds`` (then 4408). Every frame is
+charged to its sender's token bucket for its kind; the excess is dropped (the sender gets one
+``rate_limited`` error a second) and a sender that keeps on is closed 4429. A receiver is
+never closed because of what others send it: relayed frames that would fill its outbox are
+dropped instead. Binary and malformed frames get a protocol ``error`` frame.
 """
 
 from __future__ import annotations
@@ -29,8 +37,10 @@ from openvisit.errors import NotFound, OpenVisitError
 from openvisit.logging import get_logger
 from openvisit.models.visit import Participant, Visit
 from openvisit.signalling import protocol as p
+from openvisit.signalling.ice import hide_in_candidate, hide_in_sdp
+from openvisit.signalling.limits import HelloGate, SenderBudget, address_key
 from openvisit.signalling.rooms import Room, Rooms
-from openvisit.visits import lobby
+from openvisit.visits import lobby, records
 from openvisit.visits import repository as repo
 from openvisit.visits.roster import Seat, may_signal, view_for
 from openvisit.visits.tokens import participant_id_of
@@ -39,11 +49,25 @@ from openvisit.visits.tx import transaction
 
 log = get_logger(__name__)
 
-HELLO_TIMEOUT_S = 15.0
 QUALITY_MIN_INTERVAL_S = 5.0
 MAX_ERRORS = 30
 OUTBOX_SIZE = 512
-BYE_CODES = {"left": 4000, "removed": 4001, "ended": 4002, "replaced": 4003, "slow": 4008}
+#: Places in the outbox only the server's own frames (state, bye, errors) may take.
+OUTBOX_RESERVED = 64
+BYE_CODES = {"left": 4000, "removed": 4001, "ended": 4002, "replaced": 4003, "slow": 4008,
+             "errors": 4400, "hello_timeout": 4408, "flood": 4429, "busy": 1013}
+#: Close reasons (RFC 6455 §7.1.6: at most 123 bytes), for a developer reading the console.
+CLOSE_REASONS = {
+    "errors": "Too many invalid messages.",
+    "hello_timeout": "No hello in time.",
+    "flood": "Too many messages: slow down.",
+    "busy": "Too many connections from your network; try again shortly.",
+    "slow": "Too far behind; reconnect.",
+}
+
+
+def _is_power_of_ten(n: int) -> bool:
+    return n > 0 and str(n).rstrip("0") == "1"
 
 
 def signal_channel(participant_id: uuid.UUID | str) -> str:
@@ -53,10 +77,16 @@ def signal_channel(participant_id: uuid.UUID | str) -> str:
 class Connection:
     """The server end of one visit socket (see the module docstring)."""
 
-    def __init__(self, websocket: WebSocket, *, ctx: AppContext, rooms: Rooms) -> None:
+    def __init__(self, websocket: WebSocket, *, ctx: AppContext, rooms: Rooms,
+                 gate: HelloGate) -> None:
         self.ws = websocket
         self.ctx = ctx
         self.rooms = rooms
+        self.gate = gate
+        self.gate_key: str | None = None  # holds a place in the gate until hello succeeds
+        self.budget = SenderBudget(ctx.settings)
+        self.last_throttle_notice = 0.0
+        self.relay_dropped = 0
         self.room: Room | None = None
         self.pid: uuid.UUID | None = None
         self.org_id: uuid.UUID | None = None
@@ -65,7 +95,6 @@ class Connection:
         self.confirmed = False  # the room has shown this socket as the seat's holder
         self.ready = False  # welcome sent: room pushes may flow
         self.errors = 0
-        self.last_quality = 0.0
         self.last_view = ""
         self.outbox: asyncio.Queue[str | None] = asyncio.Queue(maxsize=OUTBOX_SIZE)
         self.closing: str | None = None
@@ -73,6 +102,26 @@ class Connection:
     # ------------------------------------------------------------------ running
 
     async def serve(self) -> None:
+        key = address_key(self.ws.client.host if self.ws.client else None)
+        if not self.gate.enter(key):
+            self.gate.refused += 1
+            if _is_power_of_ten(self.gate.refused):  # a flood must not flood the log too
+                log.warning("signalling_refused_busy", held=self.gate.held(),
+                            refused=self.gate.refused)
+            await self._close_now("busy")
+            return
+        self.gate_key = key
+        try:
+            await self._serve()
+        finally:
+            self._leave_gate()
+
+    def _leave_gate(self) -> None:
+        if self.gate_key is not None:
+            self.gate.leave(self.gate_key)
+            self.gate_key = None
+
+    async def _serve(self) -> None:
         hello = await self._await_hello()
         if hello is None:
             return
@@ -108,25 +157,62 @@ class Connection:
             await self._cleanup()
 
     async def _await_hello(self) -> p.Hello | None:
-        deadline = time.monotonic() + HELLO_TIMEOUT_S
+        """The first valid ``hello``, or ``None`` (socket closed: gone, silent or abusive)."""
+        deadline = time.monotonic() + self.ctx.settings.ws_hello_timeout_seconds
         while True:
+            left = deadline - time.monotonic()
             try:
-                frame = await asyncio.wait_for(self.ws.receive_text(),
-                                               max(0.1, deadline - time.monotonic()))
-            except (TimeoutError, WebSocketDisconnect, RuntimeError):
+                if left <= 0:
+                    raise TimeoutError
+                frame = await asyncio.wait_for(self._receive(), left)
+            except TimeoutError:
+                log.info("signalling_hello_timeout")
+                await self._close_now("hello_timeout")
+                return None
+            if frame is None:
                 return None
             try:
                 message = p.parse(frame)
             except p.ProtocolError as exc:
-                await self._send_now(p.encode("error", code=exc.code, message=exc.message))
+                if not await self._early_error(exc.code, exc.message):
+                    return None
+                continue
+            if not self._allowed(message.type):
+                if not self._strike():
+                    await self._close_now("flood")
+                    return None
                 continue
             if isinstance(message, p.Hello):
                 return message
             if isinstance(message, p.Ping):
                 await self._send_now(p.encode("pong", t=message.t))
                 continue
-            await self._send_now(p.encode("error", code="need_hello", rejected=message.type,
-                                          message="Send hello first."))
+            if not await self._early_error("need_hello", "Send hello first.",
+                                           rejected=message.type):
+                return None
+
+    async def _early_error(self, code: str, message: str, *,
+                           rejected: str | None = None) -> bool:
+        """An error before hello (sent at once: no writer yet); False once closed for it."""
+        self.errors += 1
+        if self.errors > MAX_ERRORS:
+            await self._close_now("errors")
+            return False
+        await self._send_now(p.encode("error", code=code, message=message, rejected=rejected))
+        return True
+
+    async def _receive(self) -> str | bytes | None:
+        """The next text (or binary) message; ``None`` once the socket is closed."""
+        try:
+            message = await self.ws.receive()
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            return None
+        if message["type"] == "websocket.disconnect":
+            return None
+        text = message.get("text")
+        if text is not None:
+            return str(text)
+        return bytes(message.get("bytes") or b"")
 
     async def _join(self, hello: p.Hello) -> None:
         """Verify the token and join the seat (one transaction), then the visit's room."""
@@ -135,11 +221,12 @@ class Connection:
             visit, seat = await lobby.join(session, app=self.ctx, token=hello.token,
                                            connection_id=connection_id)
         self.pid, self.org_id, self.connection_id = seat.id, visit.organisation_id, connection_id
+        self._leave_gate()  # authenticated: no longer counted against the address
         snapshot = Seat.of(seat)
         # Joined before entering the room: a new room loads the roster with this seat in it;
         # an existing one already got the event (or gets it now: `rev` orders them).
         self.room = await self.rooms.enter(visit.id, self)
-        ice = ice_config(self.ctx.settings, participant_id=seat.id)
+        ice = ice_config(self.ctx.settings, participant_id=seat.id, staff=snapshot.is_staff)
         self._queue(p.encode("welcome", you={"id": str(seat.id), "role": seat.role,
                                              "n": seat.seat_no}, ice=ice))
         self.ready = True
@@ -149,16 +236,40 @@ class Connection:
 
     async def _read_loop(self) -> None:
         while self.closing is None:
-            try:
-                frame = await self.ws.receive_text()
-            except (WebSocketDisconnect, RuntimeError):
+            frame = await self._receive()
+            if frame is None:
                 return
             try:
                 message = p.parse(frame)
             except p.ProtocolError as exc:
                 await self._error(exc.code, exc.message)
                 continue
+            if not self._allowed(message.type):
+                self._throttled(message.type)
+                continue
             await self._handle(message)
+
+    # ------------------------------------------------------------------ rate limits
+
+    def _allowed(self, kind: str) -> bool:
+        return self.budget.allow(kind, time.monotonic())
+
+    def _strike(self) -> bool:
+        return self.budget.strike(time.monotonic())
+
+    def _throttled(self, kind: str) -> None:
+        """A frame over its sender's budget: dropped; the sender is told (once a second),
+        and closed if it keeps on."""
+        if not self._strike():
+            log.warning("signalling_sender_closed_flood", participant_id=str(self.pid),
+                        kind=kind, dropped=self.budget.dropped)
+            self._close_after_flush("flood")
+            return
+        now = time.monotonic()
+        if now - self.last_throttle_notice >= 1.0:
+            self.last_throttle_notice = now
+            self._queue(p.encode("error", code="rate_limited", rejected=kind,
+                                 message="Too many messages; some were dropped. Slow down."))
 
     async def _handle(self, message: p.ClientMessage) -> None:
         verdict = p.check(self.phase, message)
@@ -188,11 +299,13 @@ class Connection:
         self._bye("left")
 
     async def _quality(self, message: p.Quality) -> None:
-        now = time.monotonic()
-        if not message.values or now - self.last_quality < QUALITY_MIN_INTERVAL_S:
-            return
-        self.last_quality = now
         assert self.room is not None and self.pid is not None
+        now = time.monotonic()
+        # Per seat in this process, not per socket: reconnecting does not buy more samples.
+        last = self.room.last_quality.get(str(self.pid), 0.0)
+        if not message.values or now - last < QUALITY_MIN_INTERVAL_S:
+            return
+        self.room.last_quality[str(self.pid)] = now
         async with transaction(self.ctx) as session:
             await lobby.record_quality(session, visit_id=self.room.visit_id,
                                        participant_id=self.pid, sample=dict(message.values))
@@ -205,6 +318,16 @@ class Connection:
                               rejected=message.type)
             return
         body = message.relay_body()
+        if (self.ctx.settings.staff_ice_transport_policy == "relay" and me is not None
+                and target is not None and me.is_staff and not target.is_staff):
+            # Patients never learn staff addresses (see openvisit.signalling.ice).
+            if body.get("sdp"):
+                body["sdp"] = hide_in_sdp(str(body["sdp"]))
+            if message.type == "candidate":
+                hidden = hide_in_candidate(body.get("candidate"))
+                if hidden is False:
+                    return
+                body["candidate"] = hidden
         body.update({"from": str(self.pid), "from_session": me.session if me else None,
                      "visit": str(self.room.visit_id)})
         await self.ctx.bus.publish(signal_channel(message.to), body)
@@ -215,14 +338,24 @@ class Connection:
         log.warning("signalling_rejected_before_admit", participant_id=str(self.pid),
                     kind=message.type)
         async with transaction(self.ctx) as session:
-            await audit.record(
-                session, actor=f"participant:{self.pid}",
-                action="signalling.rejected_before_admit", object_type="participant",
-                object_id=str(self.pid), organisation_id=self.org_id,
-                after={"type": message.type, "to": str(message.to),
-                       "visit_id": str(self.room.visit_id),
-                       "lobby_state": seat.state if seat else None},
-            )
+            # Audited within the seat's record budget (openvisit.visits.records): a seat
+            # that is refused a thousand times adds a bounded number of rows.
+            _visit, locked = await self._locked_seat(session)
+            store, suppressed, locked.record_budget = records.spend(
+                locked.record_budget, group="refused", now=time.time())
+            if store:
+                after: dict[str, Any] = {
+                    "type": message.type, "to": str(message.to),
+                    "visit_id": str(self.room.visit_id),
+                    "lobby_state": seat.state if seat else None,
+                }
+                if suppressed:
+                    after["suppressed"] = suppressed
+                await audit.record(
+                    session, actor=f"participant:{self.pid}",
+                    action="signalling.rejected_before_admit", object_type="participant",
+                    object_id=str(self.pid), organisation_id=self.org_id, after=after,
+                )
         await self._error("not_admitted", i18n.gettext(
             "You are still in the waiting room; the clinician has not let you in yet."),
             rejected=message.type)
@@ -239,7 +372,7 @@ class Connection:
             for _attempt in range(3):
                 if may_signal(self.room.seats.get(message.get("from", "")),
                               self.room.seats.get(me)):
-                    self._queue(json.dumps(message, separators=(",", ":")))
+                    self._queue_relayed(message)
                     break
                 # The sender's admission may still be on its way to this room's cache
                 # (another task reads it off the same bus): wait for the next update.
@@ -275,10 +408,27 @@ class Connection:
         try:
             self.outbox.put_nowait(frame)
         except asyncio.QueueFull:
-            # A client this far behind cannot follow the call; it reconnects and resyncs.
+            # A client this far behind on its own frames cannot follow the call; it
+            # reconnects and resyncs.
             self.closing = "slow"
             with contextlib.suppress(Exception):
-                asyncio.get_running_loop().create_task(self.ws.close(code=BYE_CODES["slow"]))
+                asyncio.get_running_loop().create_task(self.ws.close(
+                    code=BYE_CODES["slow"], reason=CLOSE_REASONS["slow"]))
+
+    def _queue_relayed(self, message: dict[str, Any]) -> None:
+        """Queue a peer's frame unless the outbox is nearly full: what others send this
+        socket is dropped then, never a reason to close it."""
+        if self.outbox.qsize() >= OUTBOX_SIZE - OUTBOX_RESERVED:
+            self.relay_dropped += 1
+            if _is_power_of_ten(self.relay_dropped):
+                log.warning("signalling_relay_dropped_receiver_behind",
+                            participant_id=str(self.pid), dropped=self.relay_dropped)
+            return
+        try:
+            frame = json.dumps(message, separators=(",", ":"), allow_nan=False)
+        except ValueError:
+            return
+        self._queue(frame)
 
     def _bye(self, reason: str) -> None:
         if self.closing is not None:
@@ -286,6 +436,14 @@ class Connection:
         self._queue(p.encode("bye", reason=reason))
         self.closing = reason
         self._queue(None)
+
+    def _close_after_flush(self, reason: str) -> None:
+        """Close with ``reason``'s code once the frames already queued are sent."""
+        if self.closing is not None:
+            return
+        self.closing = reason
+        with contextlib.suppress(asyncio.QueueFull):
+            self.outbox.put_nowait(None)
 
     async def _write_loop(self) -> None:
         while True:
@@ -298,19 +456,26 @@ class Connection:
                 return
         if self.closing is not None:
             with contextlib.suppress(Exception):
-                await self.ws.close(code=BYE_CODES.get(self.closing, 1000))
+                await self.ws.close(code=BYE_CODES.get(self.closing, 1000),
+                                    reason=CLOSE_REASONS.get(self.closing, ""))
 
     async def _send_now(self, frame: str) -> None:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
             await self.ws.send_text(frame)
 
+    async def _close_now(self, reason: str) -> None:
+        """Close before the writer runs (refused, silent or abusive before hello)."""
+        self.closing = reason
+        with contextlib.suppress(Exception):
+            await self.ws.close(code=BYE_CODES[reason], reason=CLOSE_REASONS[reason])
+
     async def _error(self, code: str, message: str, *, rejected: str | None = None) -> None:
         self.errors += 1
-        self._queue(p.encode("error", code=code, message=message, rejected=rejected))
         if self.errors > MAX_ERRORS:
             log.warning("signalling_too_many_errors", participant_id=str(self.pid))
-            self.closing = "errors"
-            self._queue(None)
+            self._close_after_flush("errors")
+            return
+        self._queue(p.encode("error", code=code, message=message, rejected=rejected))
 
     async def _refuse(self, exc: OpenVisitError) -> None:
         await self._send_now(p.encode("error", code=exc.code, message=exc.message,

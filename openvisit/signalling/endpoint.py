@@ -9,9 +9,22 @@ from fastapi import APIRouter, WebSocket
 
 from openvisit.context import AppContext
 from openvisit.signalling.connection import Connection
+from openvisit.signalling.limits import HelloGate
 from openvisit.signalling.rooms import Rooms
 
 router = APIRouter()
+
+
+def gate_of(websocket: WebSocket) -> HelloGate:
+    """This process's count of sockets that have not said hello (one per application)."""
+    state = websocket.app.state
+    gate: HelloGate | None = getattr(state, "visit_hello_gate", None)
+    if gate is None:
+        settings = state.ctx.settings
+        gate = HelloGate(per_address=settings.ws_unauthenticated_per_address,
+                         total=settings.ws_unauthenticated_total)
+        state.visit_hello_gate = gate
+    return gate
 
 
 def rooms_of(websocket: WebSocket) -> Rooms:
@@ -29,5 +42,6 @@ def rooms_of(websocket: WebSocket) -> Rooms:
 async def visit_socket(websocket: WebSocket) -> None:
     """One participant's signalling socket; see :mod:`openvisit.signalling.connection`."""
     await websocket.accept()
-    connection = Connection(websocket, ctx=websocket.app.state.ctx, rooms=rooms_of(websocket))
+    connection = Connection(websocket, ctx=websocket.app.state.ctx, rooms=rooms_of(websocket),
+                            gate=gate_of(websocket))
     await connection.serve()

@@ -35,6 +35,8 @@ from typing import Any
 MAX_FRAME_BYTES = 64 * 1024
 MAX_SDP_CHARS = 48 * 1024
 MAX_CANDIDATE_CHARS = 1024
+#: No message nests deeper than 2; deeper input is refused before decoding.
+MAX_DEPTH = 16
 SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{8,40}$")
 PEER_TYPES = frozenset({"offer", "answer", "candidate", "restart"})
 LOBBY_TYPES = frozenset({"ping", "leave", "quality"})
@@ -104,13 +106,26 @@ class PeerSignal:
 ClientMessage = Hello | Ping | Leave | Quality | PeerSignal
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (RFC 8259 §6)")
+
+
 def parse(frame: str | bytes) -> ClientMessage:
-    """Parse and validate one client frame; raises :class:`ProtocolError`."""
+    """Parse and validate one client frame; raises :class:`ProtocolError`, nothing else.
+
+    Strict JSON (RFC 8259): ``NaN``/``Infinity`` and numbers that overflow a float are
+    refused, and so is nesting deeper than :data:`MAX_DEPTH` (no message has more), before
+    it can reach the recursive decoder. Binary frames are for the caller to refuse.
+    """
+    if isinstance(frame, bytes | bytearray):
+        raise ProtocolError("bad_frame", "Send text frames with one JSON object each.")
     if len(frame) > MAX_FRAME_BYTES:
         raise ProtocolError("too_large", "Message too large.")
+    if _too_deep(frame):
+        raise ProtocolError("bad_json", "Message is nested too deeply.")
     try:
-        data = json.loads(frame)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = json.loads(frame, parse_constant=_no_constant, parse_float=_finite_float)
+    except (ValueError, RecursionError) as exc:
         raise ProtocolError("bad_json", "Message is not JSON.") from exc
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise ProtocolError("bad_message", "Message must be an object with a type.")
@@ -118,8 +133,8 @@ def parse(frame: str | bytes) -> ClientMessage:
     if kind == "hello":
         return _hello(data)
     if kind == "ping":
-        t = data.get("t")
-        return Ping(t=float(t) if isinstance(t, int | float) else None)
+        t: Any = data.get("t")
+        return Ping(t=float(t) if _is_number(t) and abs(t) <= 1e15 else None)
     if kind == "leave":
         return Leave()
     if kind == "quality":
@@ -146,7 +161,7 @@ def _quality(data: dict[str, Any]) -> dict[str, float | int]:
         raw = data.get(name)
         if raw is None:
             continue
-        if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 <= raw <= limit:
+        if not _is_number(raw) or not 0 <= raw <= limit:
             raise ProtocolError("bad_quality", f"{name} must be a number from 0 to {limit}.")
         values[name] = int(raw) if kind is int else float(raw)
     return values
@@ -163,14 +178,59 @@ def _peer(kind: str, data: dict[str, Any]) -> PeerSignal:
             raise ProtocolError("bad_sdp", f"{kind} needs an 'sdp' string (RFC 8829 §5).")
         return PeerSignal(type=kind, to=to, sdp=sdp)
     if kind == "candidate":
-        cand = data.get("candidate")
-        if cand is not None:
-            if not isinstance(cand, dict) or len(json.dumps(cand)) > MAX_CANDIDATE_CHARS:
-                raise ProtocolError("bad_candidate", "candidate must be an RTCIceCandidateInit.")
-            cand = {k: cand[k] for k in ("candidate", "sdpMid", "sdpMLineIndex",
-                                         "usernameFragment") if k in cand}
-        return PeerSignal(type=kind, to=to, candidate=cand)
+        return PeerSignal(type=kind, to=to, candidate=_candidate(data.get("candidate")))
     return PeerSignal(type=kind, to=to)
+
+
+def _candidate(cand: Any) -> dict[str, Any] | None:
+    """An ``RTCIceCandidateInit`` (W3C webrtc-pc §4.8.1.1) with its four fields typed; absent
+    means end-of-candidates (RFC 8838 §4)."""
+    if cand is None:
+        return None
+    bad = ProtocolError("bad_candidate", "candidate must be an RTCIceCandidateInit.")
+    if not isinstance(cand, dict):
+        raise bad
+    out: dict[str, Any] = {}
+    for key in ("candidate", "sdpMid", "usernameFragment"):
+        value = cand.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str) or len(value) > MAX_CANDIDATE_CHARS:
+            raise bad
+        out[key] = value
+    index = cand.get("sdpMLineIndex")
+    if index is not None:
+        if type(index) is not int or not 0 <= index <= 65535:
+            raise bad
+        out["sdpMLineIndex"] = index
+    return out
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError("number out of range")
+    return value
+
+
+def _too_deep(frame: str) -> bool:
+    """More than :data:`MAX_DEPTH` brackets open at once (a cheap upper bound: brackets in
+    strings count too, which a real message never has that many of)."""
+    if frame.count("[") + frame.count("{") <= MAX_DEPTH:
+        return False
+    depth = 0
+    for char in frame:
+        if char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
 
 
 class Phase(enum.Enum):
@@ -211,5 +271,5 @@ def check(phase: Phase, message: ClientMessage) -> Verdict:
 
 
 def encode(kind: str, **fields: Any) -> str:
-    """One server → client frame."""
-    return json.dumps({"type": kind, **fields}, separators=(",", ":"))
+    """One server → client frame (strict JSON: a browser's ``JSON.parse`` accepts it)."""
+    return json.dumps({"type": kind, **fields}, separators=(",", ":"), allow_nan=False)

@@ -43,6 +43,8 @@ class Room:
         self.seats: dict[str, Seat] = {}
         self.visit = VisitFacts(id=str(visit_id), status="scheduled")
         self.members: set[Member] = set()
+        #: When each seat last stored a quality sample from this process (monotonic s).
+        self.last_quality: dict[str, float] = {}
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._stack = AsyncExitStack()
         self._task: asyncio.Task[None] | None = None

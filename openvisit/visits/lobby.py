@@ -21,6 +21,7 @@ from openvisit.i18n import gettext as _
 from openvisit.models import QualitySample
 from openvisit.models.base import utcnow
 from openvisit.models.visit import Participant, Visit
+from openvisit.visits import records
 from openvisit.visits import repository as repo
 from openvisit.visits.roster import STAFF_ROLES
 from openvisit.visits.service import (
@@ -55,10 +56,24 @@ async def join(session: AsyncSession, *, app: AppContext, token: str, connection
     seat.connected, seat.connection_id, seat.last_seen_at = True, connection_id, now
     _bump(seat)  # one UPDATE for both changes; both events carry the final snapshot
     if entered:
-        await append_event(session, app=app, visit=visit, kind="joined", participant=seat)
-    await append_event(session, app=app, visit=visit, kind="connected", participant=seat,
-                       data={"resumed": True} if resumed else None)
+        await own_event(session, app=app, visit=visit, seat=seat, kind="joined", now=now)
+    await own_event(session, app=app, visit=visit, seat=seat, kind="connected", now=now,
+                    data={"resumed": True} if resumed else None)
     return visit, seat
+
+
+async def own_event(session: AsyncSession, *, app: AppContext, visit: Visit,
+                    seat: Participant, kind: str, now: datetime | None = None,
+                    data: dict[str, Any] | None = None, group: str = "presence") -> bool:
+    """An event the seat's own socket caused, stored if its record budget allows
+    (:mod:`openvisit.visits.records`), published to the rooms either way; True if stored."""
+    store, suppressed, seat.record_budget = records.spend(
+        seat.record_budget, group=group, now=(now or utcnow()).timestamp())
+    if store and suppressed:
+        data = {**(data or {}), "suppressed": suppressed}
+    await append_event(session, app=app, visit=visit, kind=kind, participant=seat, data=data,
+                       store=store)
+    return store
 
 
 async def disconnect(session: AsyncSession, *, app: AppContext, participant_id: uuid.UUID,
@@ -72,9 +87,10 @@ async def disconnect(session: AsyncSession, *, app: AppContext, participant_id: 
         return False
     visit = await repo.visit_by_id(session, seat.visit_id)
     assert visit is not None
-    seat.connected, seat.connection_id, seat.last_seen_at = False, None, now or utcnow()
+    now = now or utcnow()
+    seat.connected, seat.connection_id, seat.last_seen_at = False, None, now
     _bump(seat)
-    await append_event(session, app=app, visit=visit, kind="disconnected", participant=seat)
+    await own_event(session, app=app, visit=visit, seat=seat, kind="disconnected", now=now)
     return True
 
 
@@ -86,7 +102,7 @@ async def leave(session: AsyncSession, *, app: AppContext, visit: Visit,
     participant.lobby_state, participant.left_at = "left", utcnow()
     participant.waiting_since = None
     _bump(participant)
-    await append_event(session, app=app, visit=visit, kind="left", participant=participant)
+    await own_event(session, app=app, visit=visit, seat=participant, kind="left")
 
 
 async def staff_seat(session: AsyncSession, *, app: AppContext, token: str,

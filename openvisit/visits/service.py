@@ -199,33 +199,40 @@ async def find_or_create_seat(session: AsyncSession, *, visit: Visit, role: str,
 
 async def append_event(session: AsyncSession, *, app: AppContext, visit: Visit, kind: str,
                        participant: Participant | None = None,
-                       data: dict[str, Any] | None = None) -> VisitEvent:
+                       data: dict[str, Any] | None = None,
+                       store: bool = True) -> VisitEvent | None:
     """Append a visit event; publish it on ``visit.<id>`` once the transaction commits.
 
     The published message carries the seat's public snapshot (and its ``rev``) and the
     visit status as they are at commit, so web processes update their rosters without a
-    query; a subscriber that missed messages reloads from the database (RESYNC).
+    query; a subscriber that missed messages reloads from the database (RESYNC). With
+    ``store=False`` (a seat over its record budget, :mod:`openvisit.visits.records`) the
+    change is only published: no row, and ``None`` is returned.
     """
-    event = VisitEvent(
-        visit_id=visit.id, participant_id=participant.id if participant else None,
-        kind=kind, data=dict(data or {}), at=utcnow(),
-    )
-    session.add(event)
-    await session.flush()
+    at = utcnow()
+    event: VisitEvent | None = None
+    if store:
+        event = VisitEvent(
+            visit_id=visit.id, participant_id=participant.id if participant else None,
+            kind=kind, data=dict(data or {}), at=at,
+        )
+        session.add(event)
+        await session.flush()
 
     async def publish() -> None:
         message: dict[str, Any] = {
-            "event_id": event.id, "kind": kind, "at": event.at.isoformat(),
+            "event_id": event.id if event else None, "kind": kind, "at": at.isoformat(),
             "visit": {"id": str(visit.id), "status": visit.status},
             "participant_id": str(participant.id) if participant else None,
             "seat": Seat.of(participant).to_dict() if participant else None,
-            "data": event.data,
+            "data": event.data if event else dict(data or {}),
         }
         await app.bus.publish(visit_channel(visit.id), message)
 
     after_commit(session, publish)
-    log.info("visit_event", visit_id=str(visit.id), kind=kind,
-             participant_id=str(participant.id) if participant else None)
+    if store:
+        log.info("visit_event", visit_id=str(visit.id), kind=kind,
+                 participant_id=str(participant.id) if participant else None)
     return event
 
 

@@ -8,6 +8,12 @@ Nothing is stored: the same seat always yields the same link (an SMS reminder re
 link the confirmation carried), and bumping ``Participant.token_version`` revokes every link
 issued for that seat. 192 bits of MAC make guessing pointless; the participant id only says
 which row to check the MAC against.
+
+Decoding is canonical: a token has exactly one accepted spelling, the one :meth:`make`
+writes (unpadded base64url, RFC 4648 §5, with the unused bits of the last character zero).
+Padding, the ``+/`` alphabet, changed case, another last character that decodes to the
+same bytes, whitespace or anything appended are all refused, so a token cannot be varied to
+slip past a cache, a log filter or a deny list.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import uuid
 from openvisit.crypto import derive_key
 
 MAC_BYTES = 24
+HEAD_CHARS = 22  # 16 bytes in unpadded base64url
+MAC_CHARS = 32  # 24 bytes
 PURPOSE = "join link"
 
 
@@ -44,26 +52,25 @@ class JoinLinks:
 
     def verify(self, token: str, *, participant_id: uuid.UUID, visit_id: uuid.UUID, role: str,
                token_version: int) -> bool:
-        """True if ``token`` is this seat's current token (constant-time comparison)."""
-        _, _, mac = token.partition(".")
-        try:
-            given = _unb64(mac)
-        except ValueError:
-            return False
-        expected = self._mac(participant_id, visit_id, role, token_version)
-        return hmac.compare_digest(given, expected)
+        """True if ``token`` is, character for character, this seat's current token.
+
+        Compared as whole strings in constant time: any other spelling is refused.
+        """
+        expected = self.make(participant_id=participant_id, visit_id=visit_id, role=role,
+                             token_version=token_version)
+        return hmac.compare_digest(token.encode("utf-8", "surrogatepass"), expected.encode())
 
 
 def participant_id_of(token: str) -> uuid.UUID | None:
     """The participant id a token names, or ``None`` if it is malformed (not yet verified)."""
     head, dot, mac = token.partition(".")
-    if not dot or not mac or len(token) > 128:
+    if not dot or len(head) != HEAD_CHARS or len(mac) != MAC_CHARS:
         return None
     try:
         raw = _unb64(head)
     except ValueError:
         return None
-    if len(raw) != 16:
+    if len(raw) != 16 or _b64(raw) != head:  # the one canonical spelling of these bytes
         return None
     return uuid.UUID(bytes=raw)
 

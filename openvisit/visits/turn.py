@@ -31,11 +31,14 @@ def turn_credentials(secret: str, *, user: str, ttl_seconds: int,
     return username, base64.b64encode(digest).decode()
 
 
-def ice_config(settings: Settings, *, participant_id: uuid.UUID,
+def ice_config(settings: Settings, *, participant_id: uuid.UUID, staff: bool = False,
                now: float | None = None) -> dict[str, Any]:
     """The ``RTCConfiguration`` subset a browser needs: ``iceServers`` and the policy.
 
-    TURN entries appear only when both ``turn_urls`` and ``turn_secret`` are set.
+    TURN entries appear only when both ``turn_urls`` and ``turn_secret`` are set. The policy
+    is ``ice_transport_policy``, except that staff seats get "relay" when
+    ``staff_ice_transport_policy`` says so (their addresses then stay behind TURN; see
+    :mod:`openvisit.signalling.ice`).
     """
     servers: list[dict[str, Any]] = []
     if settings.stun_urls:
@@ -50,6 +53,9 @@ def ice_config(settings: Settings, *, participant_id: uuid.UUID,
         )
     return {
         "iceServers": servers,
-        "iceTransportPolicy": settings.ice_transport_policy,
+        "iceTransportPolicy": (
+            "relay" if staff and settings.staff_ice_transport_policy == "relay"
+            else settings.ice_transport_policy
+        ),
         "ttl": settings.turn_ttl_seconds,
     }

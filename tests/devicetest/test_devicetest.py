@@ -167,3 +167,106 @@ async def test_the_page_speaks_every_offered_language(
     assert strings is not None
     table = json.loads(strings.group(1))
     assert f'lang="{lang}"' in page.text and len(table) >= 20
+
+
+async def _offer_sdp() -> str:
+    from aiortc import RTCPeerConnection, VideoStreamTrack
+
+    pc = RTCPeerConnection()
+    pc.addTrack(VideoStreamTrack())
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = str(pc.localDescription.sdp)
+    await pc.close()
+    return sdp
+
+
+async def test_it_starts_at_most_the_slot_limit_of_calls_when_offers_race(
+    ctx: AppContext, client: httpx.AsyncClient
+) -> None:
+    from openvisit.devicetest.views import loopback_calls
+
+    value, sdp = await _token(ctx), await _offer_sdp()
+    assert ctx.settings.devicetest_max_calls == 8
+    answers = await asyncio.gather(*(
+        client.post("/api/devicetest/call", json={"ctx": value, "type": "offer", "sdp": sdp})
+        for _ in range(20)))
+    statuses = sorted(a.status_code for a in answers)
+    calls = loopback_calls(ctx)
+    # Eight answered, twelve told to try again (not 18 calls over a limit of 8).
+    assert statuses == [200] * 8 + [503] * 12, statuses
+    assert len(calls._calls) == 8 and calls.peak == 8
+    for busy in (a for a in answers if a.status_code == 503):
+        assert busy.headers["retry-after"] == "60"
+        assert "try again in a minute" in busy.json()["error"]["message"]
+    # A slot comes back when a call ends, and a refused or failed offer never keeps one.
+    await calls.aclose()
+    assert calls.held == 0
+    broken = await client.post("/api/devicetest/call", json={
+        "ctx": value, "type": "offer", "sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"})
+    assert broken.status_code == 422 and calls.held == 0
+    again = await client.post("/api/devicetest/call",
+                              json={"ctx": value, "type": "offer", "sdp": sdp})
+    assert again.status_code == 200 and calls.held == 1
+    await calls.aclose()
+
+
+async def test_it_gives_the_slot_back_when_the_page_goes_away_mid_answer(ctx: AppContext) -> None:
+    from openvisit.devicetest.views import loopback_calls
+
+    calls, sdp = loopback_calls(ctx), await _offer_sdp()
+    task = asyncio.create_task(calls.answer(sdp))
+    await asyncio.sleep(0)  # the offer has taken its slot and is negotiating
+    assert calls.held == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert calls.held == 0
+    await calls.aclose()
+
+
+def _report(value: str) -> dict[str, Any]:
+    return {"ctx": value, "camera": "passed", "microphone": "passed", "speaker": "passed",
+            "call": {"status": "passed"}, "language": "es"}
+
+
+async def test_it_limits_result_posts_per_address_with_retry_after(
+    db_url: str, ctx: AppContext
+) -> None:
+    from openvisit.app import create_app
+    from tests.support.backend import make_settings
+
+    limited = AppContext.create(make_settings(db_url, devicetest_results_per_address_per_hour=3,
+                                              devicetest_results_per_token_per_hour=5))
+    await limited.start()
+    try:
+        value = await _token(ctx)
+        app = create_app(ctx=limited)
+
+        def client_from(address: str) -> httpx.AsyncClient:
+            transport = httpx.ASGITransport(app=app, client=(address, 50000))
+            return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+        async with client_from("198.51.100.1") as one, client_from("198.51.100.2") as two:
+            posted = [(await one.post("/api/devicetest/results", json=_report(value)))
+                      for _ in range(4)]
+            assert [r.status_code for r in posted] == [201, 201, 201, 429]
+            refused = posted[-1]
+            assert 0 < int(refused.headers["retry-after"]) <= 1200
+            body = refused.json()["error"]
+            assert body["code"] == "devicetest_too_many_results"
+            # In the page's language, and it says what to do.
+            assert "min" in body["message"] and "vuelva a enviar" in body["message"]
+            # A forged link from that address is refused as well, before any look-up.
+            forged = await one.post("/api/devicetest/results", json=_report("forged"))
+            assert forged.status_code == 429
+            # Another address still may, until the link's own hourly budget (5) is spent.
+            more = [await two.post("/api/devicetest/results", json=_report(value))
+                    for _ in range(3)]
+            assert [r.status_code for r in more] == [201, 201, 429]
+            assert "consulte a la clínica" in more[-1].json()["error"]["message"]
+            assert int(more[-1].headers["retry-after"]) > 0
+        async with ctx.db.read() as session:
+            stored = (await session.scalars(select(VisitEvent))).all()
+        assert len(stored) == 5
+    finally:
+        await limited.close()

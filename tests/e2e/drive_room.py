@@ -155,6 +155,35 @@ async def relay_only(browser: Browser, stack: Stack, shots: Path | None) -> dict
     return result
 
 
+async def staff_relay(browser: Browser, stack: Stack, shots: Path | None) -> dict[str, Any]:
+    """OPENVISIT_STAFF_ICE_TRANSPORT_POLICY=relay: the clinician's browser uses TURN only, so
+    the patient's browser never receives a clinician candidate that is not a relay."""
+    turn = stack.coturn()
+    base = stack.web("staff-relay", OPENVISIT_TURN_URLS=json.dumps([turn["url"]]),
+                     OPENVISIT_TURN_SECRET=turn["secret"],
+                     OPENVISIT_STAFF_ICE_TRANSPORT_POLICY="relay")
+    links = await seed(stack.db_url, stack.redis_url)
+    provider = await new_page(browser)
+    await provider.goto(on(base, links["provider"]))
+    patient = await new_page(browser, phone=True)
+    await patient_joins(patient, on(base, links["patient"]))
+    await admit_from_panel(provider, token_pid(links["patient"]))
+    result = {"patient": await decoding(patient, 1), "provider": await decoding(provider, 1),
+              "provider_local": await selected_candidate_types(provider),
+              "patient_remote": await patient.evaluate("""async () => {
+                const types = [];
+                for (const link of window.__openvisit.mesh.links.values()) {
+                  (await link.pc.getStats()).forEach((r) => {
+                    if (r.type === "remote-candidate") types.push(r.candidateType);
+                  });
+                }
+                return types;
+              }""")}
+    for page in (provider, patient):
+        await page.context.close()
+    return result
+
+
 async def lobby_refusal(browser: Browser, stack: Stack, shots: Path | None) -> dict[str, Any]:
     """A waiting patient's page signals the provider directly: refused, audited, not relayed."""
     base = stack.web("a")
@@ -275,7 +304,8 @@ async def network_drop(browser: Browser, stack: Stack, shots: Path | None) -> di
     return result
 
 
-SCENARIOS = {f.__name__: f for f in (one_to_one, three_way, relay_only, lobby_refusal,
+SCENARIOS = {f.__name__: f for f in (one_to_one, three_way, relay_only, staff_relay,
+                                     lobby_refusal,
                                      two_processes, network_drop, devicetest)}
 
 

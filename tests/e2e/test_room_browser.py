@@ -17,8 +17,8 @@ import pytest
 from tests.e2e.support import SCREENSHOTS_ENV, assert_decoding, run_driver
 
 pytestmark = [pytest.mark.browser, pytest.mark.peers, pytest.mark.slow]
-SCENARIOS = ["one_to_one", "three_way", "relay_only", "lobby_refusal", "network_drop",
-             "devicetest"]
+SCENARIOS = ["one_to_one", "three_way", "relay_only", "staff_relay", "lobby_refusal",
+             "network_drop", "devicetest"]
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +69,17 @@ def test_it_connects_through_a_turn_relay_when_only_relay_candidates_are_allowed
     assert_decoding(result["patient"], 1)
     assert_decoding(result["provider"], 1)
     assert result["candidate_types"] == ["relay", "relay"]
+
+
+def test_it_keeps_the_clinician_behind_turn_when_staff_use_relays_only(
+    report: dict[str, Any],
+) -> None:
+    result = report["staff_relay"]
+    assert_decoding(result["patient"], 1)
+    assert_decoding(result["provider"], 1)
+    assert result["provider_local"] == ["relay"]
+    # Every candidate of the clinician the patient's browser knows is the TURN relay's.
+    assert result["patient_remote"] and set(result["patient_remote"]) == {"relay"}
 
 
 def test_it_refuses_and_audits_signalling_from_a_waiting_patient(

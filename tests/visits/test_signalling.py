@@ -196,3 +196,53 @@ async def test_it_requires_hello_first_and_refuses_bad_links(ctx: AppContext) ->
         refused = await raw.wait_for(lambda m: m.get("fatal"))
         assert refused["code"] == "not_found"
         assert await asyncio.wait_for(raw.closed, 5) == 4404
+
+
+async def test_it_keeps_staff_addresses_from_patients_when_staff_use_relays_only(
+    db_url: str,
+) -> None:
+    from tests.support.backend import make_settings
+    from tests.visits.test_protocol import HOST, RELAY
+
+    settings = make_settings(db_url, turn_urls=["turn:127.0.0.1:3478"], turn_secret="s" * 16,
+                             staff_ice_transport_policy="relay")
+    ctx = AppContext.create(settings)
+    await ctx.start()
+    try:
+        links = await make_visit(ctx, await seed_org(ctx))
+        async with serve(ctx) as host:
+            provider = await Peer.connect(host, tok(links.provider), name="provider")
+            pwelcome = await provider.wait_for(lambda m: m["type"] == "welcome")
+            patient = await Peer.connect(host, tok(links.patient), name="patient")
+            welcome = await patient.wait_for(lambda m: m["type"] == "welcome")
+            # The clinician's browser is told to gather relay candidates only; the patient's
+            # follows the global policy.
+            assert pwelcome["ice"]["iceTransportPolicy"] == "relay"
+            assert welcome["ice"]["iceTransportPolicy"] == "all"
+            assert (await admit(host, links, welcome["you"]["id"])).status_code == 200
+            await patient.state(lambda m: m["peers"])
+            await provider.state(lambda m: any(p["id"] == welcome["you"]["id"]
+                                               for p in m["peers"]))
+            to_patient, to_provider = welcome["you"]["id"], pwelcome["you"]["id"]
+            # A clinician page that gathers host candidates anyway: the server drops them…
+            await provider.send(type="candidate", to=to_patient,
+                                candidate={"candidate": HOST, "sdpMid": "0"})
+            await provider.send(type="candidate", to=to_patient,
+                                candidate={"candidate": RELAY, "sdpMid": "0"})
+            await provider.send(type="offer", to=to_patient,
+                                sdp=f"v=0\r\nc=IN IP4 10.20.30.40\r\na={HOST}\r\na={RELAY}\r\n")
+            offer = await patient.wait_for(lambda m: m["type"] == "offer")
+            cands = patient.of_type("candidate")
+            assert [c["candidate"]["candidate"] for c in cands] == [
+                RELAY.replace("raddr 203.0.113.9 rport 40000", "raddr 0.0.0.0 rport 0")]
+            assert "10.20.30.40" not in offer["sdp"] and "203.0.113.9" not in offer["sdp"]
+            assert "typ relay" in offer["sdp"]
+            # …while what the patient sends the clinician is relayed as it is.
+            await patient.send(type="candidate", to=to_provider,
+                               candidate={"candidate": HOST, "sdpMid": "0"})
+            got = await provider.wait_for(lambda m: m["type"] == "candidate")
+            assert got["candidate"]["candidate"] == HOST
+            await patient.close()
+            await provider.close()
+    finally:
+        await ctx.close()

@@ -469,6 +469,7 @@ def upgrade() -> None:
     sa.Column('seat_no', sa.Integer(), nullable=False),
     sa.Column('rev', sa.Integer(), nullable=False),
     sa.Column('connection_id', sa.String(length=64), nullable=True),
+    sa.Column('record_budget', sa.JSON(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['visit_id'], ['visit.id'], name=op.f('fk_participant_visit_id_visit'), ondelete='CASCADE'),

@@ -229,7 +229,13 @@ async function save(call) {
         speaker: results.speaker, call, language: config.lang,
       }),
     });
-    saved.textContent = t(response.ok ? "summary.saved" : "summary.not_saved");
+    let text = t(response.ok ? "summary.saved" : "summary.not_saved");
+    if (response.status === 429) {
+      // The server's message says how long to wait, in the page's language.
+      const body = await response.json().catch(() => ({}));
+      text = (body.error && body.error.message) || text;
+    }
+    saved.textContent = text;
     saved.dataset.saved = String(response.ok);
   } catch {
     saved.textContent = t("summary.not_saved");
