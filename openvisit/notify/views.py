@@ -83,7 +83,7 @@ async def outbox_page(
     messages: list[dict[str, Any]] = []
     for outbox, log in rows:
         item: dict[str, Any] = {
-            "at": outbox.created_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
+            "at": outbox.created_at.strftime("%Y-%m-%d %H:%M:%S"),
             "template": log.template, "channel": outbox.channel,
             "to": outbox.recipient_masked, "status": log.status,
         }

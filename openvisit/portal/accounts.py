@@ -131,10 +131,10 @@ _DUMMY_HASH = _hasher.hash("openvisit-no-such-account-" + "x" * 16)
 
 BAD_CREDENTIALS = (
     "That username and password do not match an account. Check the spelling and Caps Lock; "
-    "if you have accounts in several organisations, sign in as organisation/username (for "
-    "example default/admin). If your organisation signs in through its identity provider, "
-    "use the button above."
+    "a username that exists in several organisations is written organisation/username."
 )
+#: Added to :data:`BAD_CREDENTIALS` on the sign-in page when an identity provider is set up.
+IDP_HINT = "If your organisation signs in through its identity provider, use the button above."
 
 
 @dataclass(frozen=True)

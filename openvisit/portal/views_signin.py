@@ -114,8 +114,11 @@ async def signin_local(request: Request, session: SessionDep, ctx: CtxDep) -> Re
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
     except OpenVisitError as exc:
+        message = exc.message
+        if message == accounts.BAD_CREDENTIALS and ctx.settings.oidc_issuer:
+            message = f"{message} {accounts.IDP_HINT}"
         return _signin_page(request, ctx, next_url=next_url, username=username,
-                            error=exc.message, status_code=exc.status_code)
+                            error=message, status_code=exc.status_code)
     account = await session.get(StaffAccount, account_id)
     if account is None or not account.is_active:  # deactivated a moment ago
         return _signin_page(request, ctx, next_url=next_url, username=username,

@@ -98,7 +98,7 @@ async def test_it_asks_for_the_organisation_when_a_username_exists_twice(
     # and that answer says how to name the organisation.
     response = await sign_in(anonymous, "admin")
     assert response.status_code == 401 and "do not match an account" in response.text
-    assert "sign in as organisation/username" in response.text
+    assert "is written organisation/username" in response.text
     assert (await sign_in(anonymous, "acme/admin")).status_code == 303
 
 
