@@ -228,6 +228,7 @@ def admin_create(
             account = await create_local_account(
                 session,
                 organisation,
+                app=ctx,
                 username=username,
                 password=password,
                 roles=role or ["org_admin"],
@@ -236,6 +237,49 @@ def admin_create(
 
     account_id = _run(main)
     typer.echo(f"created account {username} ({account_id}) in organisation {org}")
+
+
+@admin_app.command("roles")
+def admin_roles(
+    username: Annotated[str, typer.Option(help="Sign-in name of a local account.")],
+    role: Annotated[list[str], typer.Option(
+        help="Role(s) the account has from now on: org_admin, approver, reporter, operator.")],
+    org: Annotated[str, typer.Option(help="Organisation slug.")] = "default",
+) -> None:
+    """Set a local account's roles (the server operator's way in; audited as "cli")."""
+    from openvisit.audit import record, snapshot
+    from openvisit.errors import InvalidInput, NotFound
+    from openvisit.portal import repository
+    from openvisit.portal.accounts import ROLES, canonical_username
+
+    unknown = [r for r in role if r not in ROLES]
+    if unknown or not role:
+        raise typer.BadParameter(f"unknown role(s) {', '.join(unknown) or '(none given)'}; "
+                                 f"choose from {', '.join(ROLES)}", param_hint="--role")
+
+    async def main(ctx: AppContext) -> list[str]:
+        async with ctx.transaction() as session:
+            organisation = await repository.organisation_by_slug(session, org)
+            name = canonical_username(username)
+            found = [a for a in await repository.accounts_by_username(session, name)
+                     if organisation is not None and a.organisation_id == organisation.id]
+            if not found:
+                raise NotFound(f"There is no local account {name!r} in organisation {org!r}.")
+            account = found[0]
+            others = [a for a in await repository.accounts_of(session, account.organisation_id)
+                      if a.id != account.id and a.is_active and "org_admin" in (a.roles or [])]
+            if "org_admin" in (account.roles or []) and "org_admin" not in role and not others:
+                raise InvalidInput(f"{name} is the last active org admin of {org}; give another "
+                                   "account the org_admin role first.")
+            before = snapshot(account)
+            account.roles = sorted(set(role))
+            await session.flush()
+            await record(session, actor="cli", action="staff.update", obj=account,
+                         before=before, organisation_id=account.organisation_id)
+            return list(account.roles)
+
+    roles = _run(main)
+    typer.echo(f"{canonical_username(username)} in {org} now has the roles {', '.join(roles)}")
 
 
 @jobs_app.command("list")

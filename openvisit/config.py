@@ -284,6 +284,52 @@ class Settings(BaseSettings):
             )
         return self
 
+    # Security (issue 10): portal sign-in, accounts, API tokens and outbound requests
+    #: Password hashes checked at once, each in its own thread (argon2 takes ~0.2 s of CPU):
+    #: the event loop never waits for one, and a flood of sign-ins cannot start more threads.
+    portal_password_threads: int = Field(default=2, ge=1, le=64)
+    #: Sign-ins that may wait for a free thread; beyond them a sign-in is told to retry (429).
+    portal_password_queue: int = Field(default=64, ge=0, le=10_000)
+    #: Outbound requests made for portal users (the FHIR base live check, approval discovery,
+    #: token exchange, JWKS) may reach loopback, private (RFC 1918, ULA), link-local and CGNAT
+    #: addresses. Unset: allowed in development and test (the sandbox on localhost), refused in
+    #: production.
+    outbound_allow_private: bool | None = None
+    #: Host names and CIDR blocks those requests may reach even when private, e.g.
+    #: ``["fhir.intranet.example", "10.20.0.0/16"]`` (a JSON list), for an EHR inside the network.
+    outbound_allow_hosts: list[str] = Field(default_factory=list)
+    #: The most bytes one such response may have (bigger ones are cut off and refused)…
+    outbound_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    #: …and the longest one request may take, connecting and reading included.
+    outbound_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
+
+    @field_validator("outbound_allow_hosts")
+    @classmethod
+    def _check_allowed_hosts(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        cleaned = []
+        for entry in (v.strip().lower().rstrip(".") for v in value):
+            if not entry:
+                continue
+            if "/" in entry:
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"OPENVISIT_OUTBOUND_ALLOW_HOSTS: {entry!r} is not a CIDR block; write "
+                        "e.g. 10.20.0.0/16 or fd00:1::/64, or a host name."
+                    ) from None
+            cleaned.append(entry)
+        return cleaned
+
+    @property
+    def outbound_private_allowed(self) -> bool:
+        """Whether portal-driven requests may reach non-public addresses (see above)."""
+        if self.outbound_allow_private is not None:
+            return self.outbound_allow_private
+        return self.environment != "production"
+
     @classmethod
     def settings_customise_sources(
         cls,

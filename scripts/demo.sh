@@ -42,6 +42,8 @@ cat <<MSG
                        (or open the patient link the clinician copies from the visit page)
   OpenVisit:           ${OPENVISIT_PUBLIC_URL}/           (portal sign-in: admin / ${admin_password})
   Outbox (SMS/e-mail): ${OPENVISIT_PUBLIC_URL}/ops/outbox
+                       (a portal page: sign in as admin / ${admin_password}; operators and
+                        org admins only, each sees their own organisation's messages)
   Readiness:           ${OPENVISIT_PUBLIC_URL}/readyz
   HL7 MLLP listener:   127.0.0.1:${mllp_port}
 

@@ -13,7 +13,8 @@ from tests.support.backend import subprocess_env
 
 COMMANDS = [
     [], ["serve"], ["web"], ["worker"], ["mllp"], ["migrate"], ["sandbox"],
-    ["admin"], ["admin", "create"], ["jobs"], ["jobs", "list"], ["jobs", "retry"],
+    ["admin"], ["admin", "create"], ["admin", "roles"],
+    ["jobs"], ["jobs", "list"], ["jobs", "retry"],
     ["keys"], ["keys", "generate"], ["keys", "rotate-signing"],
     ["endpoint"], ["endpoint", "add"], ["endpoint", "list"], ["endpoint", "epic-link"],
     ["endpoint", "certificate"], ["endpoint", "hl7-senders"],

@@ -172,6 +172,7 @@ class SigninFailure(Base):
     __tablename__ = "signin_failure"
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: Attempts in the window that were not (yet) successes, counted *before* the password
+    #: is checked (one atomic upsert), so concurrent guesses cannot overtake the limit.
     failures: Mapped[int] = mapped_column(default=0)
     window_start: Mapped[datetime] = mapped_column(default=utcnow, index=True)
-    locked_until: Mapped[datetime | None] = mapped_column(default=None)

@@ -113,8 +113,9 @@ class StaffSession(Base):
 class ApiToken(Timestamped, Base):
     """A bearer token for hospitals that configure OpenVisit by code (JSON API).
 
-    Shown once at creation; only its SHA-256 is stored. Carries its own roles (never more
-    than its creator had) and can be revoked.
+    Shown once at creation; only its SHA-256 is stored. Acts for the person who created it
+    (``account_id``): on every request it grants only the roles it was given *that this person
+    still holds*, and nothing once they are deactivated. Can be revoked.
     """
 
     __tablename__ = "api_token"
@@ -129,6 +130,10 @@ class ApiToken(Timestamped, Base):
     prefix: Mapped[str] = mapped_column(String(16))
     roles: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_by: Mapped[str] = mapped_column(String(255))
+    #: The person the token acts for (its creator, signed in to the portal).
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("staff_account.id", ondelete="CASCADE"), index=True
+    )
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -265,12 +265,26 @@ async def purge(
     return counts
 
 
-async def recent_outbox(session: AsyncSession, *, limit: int) -> list[OutboxMessage]:
-    rows = await session.scalars(
-        select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
+async def recent_outbox(
+    session: AsyncSession, *, organisation_id: uuid.UUID, limit: int
+) -> list[tuple[OutboxMessage, MessageLog]]:
+    """The organisation's newest outbox messages with their message log rows.
+
+    The outbox row is the provider's side of the wire and names no organisation; its
+    reference is the send job's key, which the message log row (organisation, template,
+    status) carries too.
+    """
+    rows = await session.execute(
+        select(OutboxMessage, MessageLog)
+        .join(MessageLog, MessageLog.job_key == OutboxMessage.reference)
+        .where(MessageLog.organisation_id == organisation_id)
+        .order_by(OutboxMessage.id.desc()).limit(limit)
     )
-    return list(rows)
+    return [(outbox, log) for outbox, log in rows.all()]
 
 
-async def count_outbox(session: AsyncSession) -> int:
-    return int(await session.scalar(select(func.count()).select_from(OutboxMessage)) or 0)
+async def count_outbox(session: AsyncSession, *, organisation_id: uuid.UUID) -> int:
+    return int(await session.scalar(
+        select(func.count()).select_from(OutboxMessage)
+        .join(MessageLog, MessageLog.job_key == OutboxMessage.reference)
+        .where(MessageLog.organisation_id == organisation_id)) or 0)

@@ -1,8 +1,12 @@
 """``/ops/outbox``: the embedded outbox, for operators and for newcomers running ``make demo``.
 
-Shows the newest messages with masked recipients. Only in development and test does it
-show the message text (with its join link, so the demo can be clicked through); outside
-them the text never leaves the database.
+A portal page, in every environment: only a signed-in **operator** or **org admin** reads it
+(anonymous browsers are sent to the portal sign-in and come back; ``Accept:
+application/json`` clients get 401/403 JSON), and only their own organisation's messages. In
+development and test it shows each message's text, join link included, so the demo can be
+clicked through; in production it shows no text at all, only metadata (time, template,
+channel, masked recipient, status): the text never leaves the database there. Every reading
+is audited (``outbox.read``).
 
 The web role also holds the SMPP receiver bind here (router lifespan) when SMPP is
 configured: receipts and STOP replies must be heard while workers come and go.
@@ -15,19 +19,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Query, Request
-from fastapi.responses import HTMLResponse
-from fastapi.templating import Jinja2Templates
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse, Response
 from markupsafe import Markup, escape
 
-from openvisit import i18n
+from openvisit.audit import record
 from openvisit.context import AppContext
 from openvisit.notify import repository as repo
-from openvisit.web.deps import SessionDep, get_app_context
-from openvisit.web.templating import TEMPLATE_DIR
+from openvisit.portal.web import PortalRoute, PrincipalDep, remember_session, render
+from openvisit.web.deps import CtxDep, SessionDep
+from openvisit.web.errors import wants_json
 
-PAGES_DIR = TEMPLATE_DIR.parent / "notify" / "pages"
 _URL = re.compile(r"https?://[^\s<>\"]+")
+#: Environments whose outbox page shows message text (with the patient's join link).
+TEXT_ENVIRONMENTS = ("development", "test")
 
 
 @asynccontextmanager
@@ -44,13 +49,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 router = APIRouter(tags=["operations"], lifespan=lifespan)
-pages = Jinja2Templates(directory=[str(PAGES_DIR), str(TEMPLATE_DIR)])
-pages.env.add_extension("jinja2.ext.i18n")
-pages.env.install_gettext_callables(  # type: ignore[attr-defined]
-    i18n.gettext, i18n.ngettext, newstyle=True
-)
-pages.env.globals["LANGUAGES"] = i18n.LANGUAGES
-pages.env.globals["active_language"] = i18n.active
+pages = APIRouter(route_class=PortalRoute, include_in_schema=False,
+                  dependencies=[Depends(remember_session)])
 
 
 def linkify(text: str) -> Markup:
@@ -65,29 +65,46 @@ def linkify(text: str) -> Markup:
     return Markup("").join(out)
 
 
-@router.get("/ops/outbox", response_class=HTMLResponse, include_in_schema=False)
+@pages.get("/ops/outbox")
 async def outbox_page(
-    request: Request, session: SessionDep, limit: int = Query(50, ge=1, le=500)
-) -> HTMLResponse:
-    """The newest ``limit`` outbox messages (text only in development and test)."""
-    ctx = get_app_context(request)
-    show_text = ctx.settings.environment in ("development", "test")
-    rows = await repo.recent_outbox(session, limit=limit)
-    total = await repo.count_outbox(session)
+    request: Request, session: SessionDep, ctx: CtxDep, principal: PrincipalDep,
+    limit: int = Query(50, ge=1, le=500),
+) -> Response:
+    """The organisation's newest ``limit`` outbox messages (text only in development and test).
+
+    Answers JSON to ``Accept: application/json``. Raises :class:`PermissionDenied` (403) for
+    anyone but an operator or org admin.
+    """
+    principal.require("operator", "org_admin", doing="read the outbox")
+    show_text = ctx.settings.environment in TEXT_ENVIRONMENTS
+    rows = await repo.recent_outbox(session, organisation_id=principal.organisation_id,
+                                    limit=limit)
+    total = await repo.count_outbox(session, organisation_id=principal.organisation_id)
     messages: list[dict[str, Any]] = []
-    for row in rows:
+    for outbox, log in rows:
         item: dict[str, Any] = {
-            "at": row.created_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
-            "channel": row.channel, "to": row.recipient_masked, "sender": row.sender,
-            "subject": None, "text": None,
+            "at": outbox.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            "template": log.template, "channel": outbox.channel,
+            "to": outbox.recipient_masked, "status": log.status,
         }
         if show_text:
-            item["text"] = linkify(ctx.cipher.decrypt(row.text_enc))
-            if row.subject_enc:
-                item["subject"] = ctx.cipher.decrypt(row.subject_enc)
+            item["sender"] = outbox.sender
+            item["subject"] = (ctx.cipher.decrypt(outbox.subject_enc)
+                               if outbox.subject_enc else None)
+            item["text"] = ctx.cipher.decrypt(outbox.text_enc)
         messages.append(item)
-    return pages.TemplateResponse(
-        request, "outbox.html",
-        {"messages": messages, "total": total, "show_text": show_text, "limit": limit,
-         "environment": ctx.settings.environment},
-    )
+    await record(session, actor=principal.actor, action="outbox.read", object_type="outbox",
+                 organisation_id=principal.organisation_id,
+                 after={"messages": len(messages), "text_shown": show_text})
+    if wants_json(request):
+        return JSONResponse({"total": total, "text_shown": show_text, "messages": messages},
+                            headers={"Cache-Control": "no-store"})
+    for item in messages:
+        if "text" in item:
+            item["text"] = linkify(item["text"])
+    return render(request, "portal/outbox.html", {
+        "messages": messages, "total": total, "show_text": show_text, "limit": limit,
+        "environment": ctx.settings.environment}, principal=principal)
+
+
+router.include_router(pages)

@@ -1,22 +1,46 @@
-"""Organisations and local staff accounts (argon2), used by the CLI and the portal."""
+"""Organisations and local staff accounts (argon2id), used by the CLI and the portal.
+
+Usernames are kept and looked up in one canonical spelling (:func:`canonical_username`:
+NFKC, case-folded, trimmed), so ``Admin``, ``admin `` and a full-width ``ａｄｍｉｎ`` are one
+account, one throttle counter, and can never be two look-alike accounts.
+"""
 
 from __future__ import annotations
 
 import re
+import unicodedata
+import uuid
+from dataclasses import dataclass
 
 from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerifyMismatchError
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit.audit import record
+from openvisit.context import AppContext
 from openvisit.errors import Conflict, InvalidInput, NotAuthenticated, PermissionDenied
 from openvisit.models import Organisation, StaffAccount
-from openvisit.portal import repository
+from openvisit.portal import passwords, repository
+from openvisit.portal.throttle import SigninThrottle
 
-ROLES = ("org_admin", "approver", "reporter")
+#: org_admin configures everything; approver approves endpoints; reporter reads; operator
+#: reads the outbox (``/ops/outbox``).
+ROLES = ("org_admin", "approver", "reporter", "operator")
 _hasher = PasswordHasher()
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+
+
+def canonical_username(value: str) -> str:
+    """The one spelling of a username: NFKC, case-folded (then NFKC again), trimmed."""
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", value).casefold())
+    return folded.strip()
+
+
+def canonical_login(login: str) -> tuple[str, str]:
+    """``(organisation slug or "", username)`` of what was typed, both canonical."""
+    slug, _, username = canonical_username(login).rpartition("/")
+    return slug.strip(), username.strip()
 
 
 async def get_or_create_organisation(
@@ -43,49 +67,60 @@ async def create_local_account(
     session: AsyncSession,
     organisation: Organisation,
     *,
+    app: AppContext,
     username: str,
     password: str,
     roles: list[str],
     actor: str = "cli",
 ) -> StaffAccount:
-    """Create a local (username + password) staff account.
+    """Create a local (username + password) staff account, its username made canonical.
 
-    Raises :class:`InvalidInput` for a weak password or unknown role, :class:`Conflict` if the
-    username is taken in this organisation.
+    Raises :class:`InvalidInput` for a weak password, an unusable username or an unknown role,
+    :class:`Conflict` if the username is taken in this organisation (in any spelling).
     """
     unknown = [r for r in roles if r not in ROLES]
     if unknown:
         raise InvalidInput(f"Unknown role(s) {', '.join(unknown)}; choose from {', '.join(ROLES)}.")
+    name = canonical_username(username)
+    if not name or len(name) > 150 or "/" in name or not name.isprintable():
+        raise InvalidInput("A username is 1–150 printable characters without \"/\".",
+                           details={"field": "username"})
     if len(password) < 12:
         raise InvalidInput("The password must be at least 12 characters long.")
     existing = await session.scalar(
         select(StaffAccount).where(
-            StaffAccount.organisation_id == organisation.id, StaffAccount.username == username
+            StaffAccount.organisation_id == organisation.id, StaffAccount.username == name
         )
     )
     if existing is not None:
-        raise Conflict(f"There is already an account named {username!r} in this organisation.")
+        raise Conflict(f"There is already an account named {name!r} in this organisation.")
     account = StaffAccount(
         organisation_id=organisation.id,
-        username=username,
-        password_hash=_hasher.hash(password),
+        username=name,
+        password_hash=await hash_password(app, password),
         roles=roles,
     )
     session.add(account)
     await session.flush()
     await record(
         session, actor=actor, action="staff.create", obj=account,
-        organisation_id=organisation.id, after={"username": username, "roles": roles},
+        organisation_id=organisation.id, after={"username": name, "roles": roles},
     )
     return account
 
 
 def verify_password(password_hash: str, password: str) -> bool:
-    """Constant-time check of ``password`` against an argon2 hash."""
+    """Constant-time check of ``password`` against an argon2 hash (blocking: ~0.2 s of CPU;
+    call it through :mod:`openvisit.portal.passwords`)."""
     try:
         return _hasher.verify(password_hash, password)
-    except (VerifyMismatchError, InvalidHashError):
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
+
+
+async def hash_password(app: AppContext, password: str) -> str:
+    """An argon2id hash of ``password``, computed in a password worker thread."""
+    return await passwords.workers(app).run(_hasher.hash, password)
 
 
 # --- portal sign-in and staff management ---------------------------------------------------
@@ -96,34 +131,59 @@ _DUMMY_HASH = _hasher.hash("openvisit-no-such-account-" + "x" * 16)
 
 BAD_CREDENTIALS = (
     "That username and password do not match an account. Check the spelling and Caps Lock; "
-    "if your organisation signs in through its identity provider, use the button above."
+    "a username that exists in several organisations is written organisation/username."
 )
+#: Added to :data:`BAD_CREDENTIALS` on the sign-in page when an identity provider is set up.
+IDP_HINT = "If your organisation signs in through its identity provider, use the button above."
 
 
-async def authenticate_local(session: AsyncSession, *, login: str, password: str) -> StaffAccount:
-    """The active local account for ``login`` (``username`` or ``org-slug/username``).
+@dataclass(frozen=True)
+class _Candidate:
+    id: uuid.UUID
+    password_hash: str
+    is_active: bool
 
-    Raises :class:`NotAuthenticated` with one message for every wrong combination, and
-    :class:`InvalidInput` when a bare username exists in several organisations.
+
+async def _candidate(app: AppContext, slug: str, username: str) -> _Candidate | None:
+    """The one local account ``slug/username`` (or bare ``username``) names, if exactly one."""
+    async with app.db.read() as session:
+        found = [a for a in await repository.accounts_by_username(session, username)
+                 if a.password_hash]
+        if slug:
+            org = await repository.organisation_by_slug(session, slug)
+            found = [a for a in found if org is not None and a.organisation_id == org.id]
+        if len(found) != 1:
+            return None
+        account = found[0]
+        assert account.password_hash is not None
+        return _Candidate(account.id, account.password_hash, account.is_active)
+
+
+async def authenticate_local(
+    app: AppContext, *, login: str, password: str, address: str
+) -> uuid.UUID:
+    """The id of the active local account that ``login`` and ``password`` prove.
+
+    ``login`` is ``username`` or ``org-slug/username`` in any spelling (made canonical). In
+    order: find the account (a read), count the attempt on the throttle (its own committed
+    transaction: raises :class:`~openvisit.portal.throttle.TooManySignins` before any password
+    is checked once the limit is passed), verify the password in a worker thread (raises
+    :class:`~openvisit.portal.passwords.SigninBusy` when they are all taken). An unknown name,
+    a name several organisations share, a deactivated account and a wrong password all cost
+    one verification and raise the same :class:`NotAuthenticated`. No transaction or
+    connection is held while the password is checked.
     """
-    slug, _, username = login.strip().rpartition("/")
-    candidates = [a for a in await repository.accounts_by_username(session, username)
-                  if a.password_hash]
-    if slug:
-        org = await repository.organisation_by_slug(session, slug)
-        candidates = [a for a in candidates if org is not None and a.organisation_id == org.id]
-    if len(candidates) > 1:
-        raise InvalidInput(
-            f"The username {username!r} exists in several organisations; sign in as "
-            f"organisation/{username} (for example default/{username}).",
-            details={"field": "username"},
-        )
-    account = candidates[0] if candidates else None
-    ok = verify_password(account.password_hash if account and account.password_hash
-                         else _DUMMY_HASH, password)
-    if account is None or not ok or not account.is_active:
+    slug, username = canonical_login(login)
+    candidate = await _candidate(app, slug, username) if username else None
+    counter = f"account:{candidate.id}" if candidate else f"name:{slug}/{username}"
+    throttle = SigninThrottle.of(app.hasher, account=counter, address=address)
+    await throttle.attempt(app.db)
+    ok = await passwords.workers(app).run(
+        verify_password, candidate.password_hash if candidate else _DUMMY_HASH, password)
+    if candidate is None or not ok or not candidate.is_active:
         raise NotAuthenticated(BAD_CREDENTIALS, title="Sign-in failed")
-    return account
+    await throttle.succeeded(app.db)
+    return candidate.id
 
 
 async def account_for_idp(

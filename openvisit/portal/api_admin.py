@@ -34,7 +34,8 @@ async def staff_add(body: StaffIn, session: SessionDep, ctx: CtxDep,
         if not body.username or not body.password:
             raise InvalidInput("A local account needs a username and a password.",
                                details={"field": "username" if not body.username else "password"})
-        account = await staff.add_local(session, principal=principal, username=body.username,
+        account = await staff.add_local(session, app=ctx, principal=principal,
+                                        username=body.username,
                                         password=body.password, roles=roles)
     return StaffOut.of(account)
 

@@ -74,7 +74,8 @@ async def organisation_patch(body: OrganisationPatch, session: SessionDep, ctx: 
 
 @router.post("/checks", response_model=CheckOut)
 async def check(body: CheckIn, ctx: CtxDep, principal: PrincipalDep) -> CheckOut:
-    """Run the live FHIR base check without saving anything."""
+    """Run the live FHIR base check without saving anything (org admins only)."""
+    principal.require("org_admin", doing="run the live check of a FHIR base")
     result = await admin.live_check(ctx, fhir_base=body.fhir_base, vendor=body.vendor,
                                     environment=body.environment, auth_method=body.auth_method)
     return CheckOut.model_validate(result.as_dict())

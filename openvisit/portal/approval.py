@@ -9,6 +9,12 @@ endpoint's named approver. Only then does the endpoint become approved. Proving 
 by signing in to it is the point: a wrong or swapped base URL cannot be approved.
 
 The EHR's access token is thrown away unused; no EHR credentials or data are kept.
+
+Two-person rule: an approver who configured the endpoint's current launch settings (created
+it, or changed a launch field since its last approval, in person or through their API token)
+cannot approve it; another approver must. Every request this flow makes to the EHR (discovery,
+token exchange, JWKS) goes through the outbound guard (:func:`openvisit.outbound.portal_http`):
+the FHIR base and the documents it serves are a portal user's input.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from openvisit.errors import InvalidInput, OpenVisitError, PermissionDenied
 from openvisit.launch.keys import load_keyset
 from openvisit.logging import get_logger
 from openvisit.models import EhrEndpoint, utcnow
+from openvisit.outbound import portal_http
+from openvisit.portal import repository
 from openvisit.portal.endpoint_admin import get_for, launch_snapshot
 from openvisit.portal.sessions import Principal
 from openvisit.smart.authorize import build_authorize_request
@@ -69,7 +77,8 @@ def _env(endpoint: EhrEndpoint) -> str:
 async def _configuration(app: AppContext, endpoint: EhrEndpoint) -> SmartConfiguration:
     # Fetched fresh, not cached: the admin may just have fixed the EHR's registration.
     try:
-        config = await fetch_smart_configuration(app.http, fhir_base=endpoint.fhir_base)
+        config = await fetch_smart_configuration(portal_http(app),
+                                                  fhir_base=endpoint.fhir_base)
     except OpenVisitError as exc:
         raise ApprovalRefused(
             f"OpenVisit could not read the SMART configuration of the {_env(endpoint)} EHR at "
@@ -108,6 +117,7 @@ async def begin(
     if endpoint.state != "awaiting_approval":
         raise InvalidInput(f"The {_env(endpoint)} endpoint is a draft: its FHIR base has not "
                            "passed the live check. Run the check again, then approve.")
+    await _not_the_configurer(session, principal, endpoint)
     config = await _configuration(app, endpoint)
     pkce, state, nonce = Pkce.new(), new_state(), new_nonce()
     await nonces.put(session, scope=STATE_SCOPE, value=state, ttl=STATE_TTL, data={
@@ -120,6 +130,47 @@ async def begin(
     )
     log.info("approval_begin", endpoint_id=str(endpoint.id))
     return request.url
+
+
+async def configurers(session: AsyncSession, endpoint: EhrEndpoint) -> set[uuid.UUID]:
+    """The staff accounts that set the endpoint's launch settings since its last approval.
+
+    From the audit log: ``endpoint.create`` and every ``endpoint.update`` that bumped the
+    version (a launch-relevant change), after the newest ``endpoint.approve``. An API token's
+    change counts for the person the token acts for.
+    """
+    people: set[uuid.UUID] = set()
+    tokens: set[uuid.UUID] = set()
+    for entry in await repository.endpoint_history(session, endpoint.id):
+        if entry.action == "endpoint.approve":
+            people.clear()
+            tokens.clear()
+            continue
+        before, after = entry.before or {}, entry.after or {}
+        if entry.action == "endpoint.update" and before.get("version") == after.get("version"):
+            continue
+        kind, _, ident = entry.actor.partition(":")
+        try:
+            which = uuid.UUID(ident)
+        except ValueError:
+            continue  # "cli", "system": no portal person
+        if kind == "staff":
+            people.add(which)
+        elif kind == "api_token":
+            tokens.add(which)
+    people.update(await repository.token_owners(session, tokens))
+    return people
+
+
+async def _not_the_configurer(session: AsyncSession, principal: Principal,
+                              endpoint: EhrEndpoint) -> None:
+    if principal.account_id in await configurers(session, endpoint):
+        raise ApprovalRefused(
+            f"You configured this {_env(endpoint)} endpoint's launch settings, so another "
+            "approver must approve it (two-person rule: configuring and approving are two "
+            "people's acts). Ask another approver of your organisation.",
+            title="Another approver must approve this",
+            details={"environment": endpoint.environment})
 
 
 def same_user(signed_in: str, approver: str, *, fhir_base: str) -> bool:
@@ -190,6 +241,7 @@ async def complete(
     if not code:
         raise ApprovalRefused("The EHR returned without an authorization code; try again.",
                               details=env)
+    await _not_the_configurer(session, principal, endpoint)
     if endpoint.version != data.get("version"):
         raise ApprovalRefused(
             f"The {_env(endpoint)} endpoint was changed while you were signing in. Review the "
@@ -201,7 +253,7 @@ async def complete(
                            client_id=endpoint.client_id,
                            secret=endpoints.client_secret(app, endpoint), keys=keys)
     try:
-        token = await exchange_code(app.http, config=config, code=code,
+        token = await exchange_code(portal_http(app), config=config, code=code,
                                     redirect_uri=redirect_uri(app),
                                     code_verifier=data["verifier"], auth=auth)
     except OpenVisitError as exc:
@@ -211,7 +263,7 @@ async def complete(
         raise ApprovalRefused(
             f"The {_env(endpoint)} EHR signed you in but did not say who you are (no id_token). "
             "OpenVisit's client needs the openid and fhirUser scopes in the EHR.", details=env)
-    claims = await validate_id_token(app.http, id_token=token.id_token, config=config,
+    claims = await validate_id_token(portal_http(app), id_token=token.id_token, config=config,
                                      client_id=endpoint.client_id, jwks_cache=_jwks(app),
                                      nonce=data["nonce"])
     approver = endpoint.approver_ehr_user or ""

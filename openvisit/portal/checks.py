@@ -9,7 +9,10 @@ environment, because swapping the test and production URLs is the most common se
 Heuristic warnings (a "prd" URL entered as test…) never block.
 
 Contract: :func:`check_fhir_base` never raises for what the EHR answers; it returns a
-:class:`CheckResult` whose ``ok`` is true only when every step passed.
+:class:`CheckResult` whose ``ok`` is true only when every step passed. ``http`` must be the
+guarded client (:func:`openvisit.outbound.portal_http`): the URL is a portal user's input, so
+internal addresses, other-host redirects, huge or endless answers are refused, and a refusal
+ends the check at the step it happened in.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import httpx
 
 from openvisit.errors import OpenVisitError
 from openvisit.models import utcnow
+from openvisit.outbound import OutboundRefused
 from openvisit.smart.discovery import (
     AuthMethod,
     fetch_capability_statement,
@@ -141,8 +145,8 @@ async def check_fhir_base(
         summary = await fetch_capability_statement(http, fhir_base=fhir_base)
     except OpenVisitError as exc:
         steps[1].status, steps[1].message = "failed", f"{env} environment: {exc.message}"
-        if not exc.permanent:
-            return result  # unreachable or down: the next steps would only repeat it
+        if not exc.permanent or isinstance(exc, OutboundRefused):
+            return result  # unreachable, down or refused: the next steps would only repeat it
     else:
         result.fhir_version = summary.fhir_version
         result.software = " ".join(p for p in (summary.software_name, summary.software_version)

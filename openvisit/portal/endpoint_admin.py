@@ -34,6 +34,7 @@ from openvisit.endpoints import service as endpoints
 from openvisit.errors import Conflict, InvalidInput, NotFound
 from openvisit.launch.epic_config import EpicLinkConfig, save_link_key
 from openvisit.models import EhrEndpoint, Organisation
+from openvisit.outbound import portal_http
 from openvisit.portal import repository
 from openvisit.portal.checks import CheckResult, CheckStep, check_fhir_base
 from openvisit.portal.sessions import Principal
@@ -106,14 +107,15 @@ def _check_timezone(value: str | None) -> None:
 async def live_check(
     app: AppContext, *, fhir_base: str, vendor: str, environment: str, auth_method: str
 ) -> CheckResult:
-    """Normalise the URL and run :func:`check_fhir_base`; a malformed URL fails step one."""
+    """Normalise the URL and run :func:`check_fhir_base` through the outbound guard; a
+    malformed URL fails step one. Callers check the caller is an org admin."""
     try:
         base = endpoints.normalise_fhir_base(fhir_base)
     except InvalidInput as exc:
         env = "Test" if environment == "test" else "Production"
         steps = [CheckStep("url", "Address", "failed", f"{env} environment: {exc.message}")]
         return CheckResult(fhir_base=fhir_base.strip(), environment=environment, steps=steps)
-    return await check_fhir_base(app.http, fhir_base=base, vendor=vendor,
+    return await check_fhir_base(portal_http(app), fhir_base=base, vendor=vendor,
                                  environment=environment, auth_method=auth_method)
 
 
@@ -238,8 +240,9 @@ async def update(
 async def recheck(
     session: AsyncSession, *, app: AppContext, principal: Principal, endpoint: EhrEndpoint
 ) -> CheckResult:
-    """Run the live check again for a saved endpoint and update its state."""
-    principal.require("org_admin", "approver", doing="check EHR endpoints")
+    """Run the live check again for a saved endpoint and update its state (org admins only:
+    it makes the server fetch URLs)."""
+    principal.require("org_admin", doing="check EHR endpoints")
     result = await live_check(app, fhir_base=endpoint.fhir_base, vendor=endpoint.vendor,
                               environment=endpoint.environment, auth_method=endpoint.auth_method)
     _store_check(endpoint, result)

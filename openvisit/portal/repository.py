@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import case, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit.models import (
@@ -19,6 +20,7 @@ from openvisit.models import (
     Organisation,
     PhoneNumber,
     PhoneNumberEndpoint,
+    SigninFailure,
     SmsSettings,
     StaffAccount,
 )
@@ -72,6 +74,53 @@ async def appointment_count_for_endpoint(session: AsyncSession, endpoint_id: uui
     return int(count or 0)
 
 
+# --- sign-in throttle --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SigninCount:
+    attempts: int
+    window_start: datetime
+
+
+async def count_signin_attempt(
+    session: AsyncSession, *, key: str, now: datetime, window: timedelta
+) -> SigninCount:
+    """Add one attempt to ``key``'s counter in one atomic upsert; returns the new count.
+
+    A counter whose window has ended starts again at 1 with the window starting ``now``. The
+    row is locked from this statement to the commit, so concurrent attempts are numbered one
+    after the other, never lost (``INSERT … ON CONFLICT DO UPDATE … RETURNING``).
+    """
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    insert = dialect.insert(SigninFailure).values(key=key, failures=1, window_start=now)
+    ended = SigninFailure.window_start <= now - window
+    statement = insert.on_conflict_do_update(
+        index_elements=[SigninFailure.key],
+        set_={
+            "failures": case((ended, 1), else_=SigninFailure.failures + 1),
+            "window_start": case((ended, insert.excluded.window_start),
+                                 else_=SigninFailure.window_start),
+        },
+    ).returning(SigninFailure.failures, SigninFailure.window_start)
+    row = (await session.execute(statement)).one()
+    return SigninCount(attempts=int(row[0]), window_start=row[1])
+
+
+async def uncount_signin_attempt(session: AsyncSession, *, key: str) -> None:
+    await session.execute(update(SigninFailure)
+                          .where(SigninFailure.key == key, SigninFailure.failures > 0)
+                          .values(failures=SigninFailure.failures - 1))
+
+
+async def clear_signin_counter(session: AsyncSession, *, key: str) -> None:
+    await session.execute(delete(SigninFailure).where(SigninFailure.key == key))
+
+
+async def forget_signin_counters(session: AsyncSession, *, before: datetime) -> None:
+    await session.execute(delete(SigninFailure).where(SigninFailure.window_start < before))
+
+
 # --- sessions and API tokens -------------------------------------------------------------
 
 
@@ -86,6 +135,24 @@ async def purge_sessions(session: AsyncSession, *, before: datetime) -> None:
 
 async def api_token_by_hash(session: AsyncSession, token_hash: str) -> ApiToken | None:
     return await session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash))
+
+
+async def token_owners(session: AsyncSession, token_ids: set[uuid.UUID]) -> set[uuid.UUID]:
+    """The accounts the given API tokens act for."""
+    if not token_ids:
+        return set()
+    rows = await session.scalars(select(ApiToken.account_id).where(ApiToken.id.in_(token_ids)))
+    return set(rows.all())
+
+
+async def endpoint_history(session: AsyncSession, endpoint_id: uuid.UUID) -> list[AuditLog]:
+    """Audit entries that create, change or approve this endpoint, oldest first."""
+    rows = await session.scalars(
+        select(AuditLog).where(
+            AuditLog.object_type == "ehr_endpoint", AuditLog.object_id == str(endpoint_id),
+            AuditLog.action.in_(("endpoint.create", "endpoint.update", "endpoint.approve")))
+        .order_by(AuditLog.at, AuditLog.id))
+    return list(rows.all())
 
 
 async def api_tokens_of(session: AsyncSession, organisation_id: uuid.UUID) -> list[ApiToken]:

@@ -14,7 +14,7 @@ from openvisit.models.organisation import ApiToken
 Environment = Literal["test", "production"]
 Vendor = Literal["generic", "epic", "oracle"]
 AuthMethod = Literal["private_key_jwt", "client_secret_basic", "client_secret_post", "none"]
-Role = Literal["org_admin", "approver", "reporter"]
+Role = Literal["org_admin", "approver", "reporter", "operator"]
 
 
 class _In(BaseModel):

@@ -7,7 +7,10 @@ absolute expiry. Server-side rows rather than signed cookies so that signing out
 an account or changing its roles takes effect on the next request, everywhere.
 
 API tokens (``ovt_…``) serve hospitals that configure by code: ``Authorization: Bearer``, only
-the SHA-256 stored, roles fixed at creation and never more than the creator's.
+the SHA-256 stored. A token acts for the person who created it, as that person is *now*: on
+every request (nothing cached) it is refused once its creator is deactivated or gone, and it
+grants only the roles it was given that its creator still holds. Only a person signed in to
+the portal creates tokens (a leaked token cannot mint replacements that outlive it).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit.audit import record
 from openvisit.config import Settings
-from openvisit.errors import InvalidInput, NotFound, PermissionDenied
+from openvisit.errors import InvalidInput, NotAuthenticated, NotFound, PermissionDenied
 from openvisit.models import StaffAccount, utcnow
 from openvisit.models.organisation import ApiToken, StaffSession
 from openvisit.portal import repository
@@ -31,7 +34,8 @@ from openvisit.portal.accounts import ROLES
 TOKEN_PREFIX = "ovt_"
 #: last_seen is written at most this often, so reading pages does not write on every request.
 _TOUCH_EVERY = timedelta(seconds=60)
-ROLE_LABELS = {"org_admin": "Org admin", "approver": "Approver", "reporter": "Reporter"}
+ROLE_LABELS = {"org_admin": "Org admin", "approver": "Approver", "reporter": "Reporter",
+               "operator": "Operator"}
 
 
 def digest(token: str) -> str:
@@ -48,9 +52,12 @@ class Principal:
     via: str  # "session" | "token"
     actor: str  # audit actor: "staff:<uuid>" or "api_token:<uuid>"
     display: str
+    #: The signed-in person (sessions only: approval needs a person in a browser).
     account_id: uuid.UUID | None = None
     csrf_token: str | None = None
     session_hash: str | None = None
+    #: The person acting: the signed-in account, or the creator an API token acts for.
+    owner_id: uuid.UUID | None = None
 
     def has(self, *roles: str) -> bool:
         """Whether any of ``roles`` is held."""
@@ -60,7 +67,9 @@ class Principal:
         """Raise :class:`PermissionDenied` naming the needed role unless one is held."""
         if self.has(*roles):
             return
-        needed = " or ".join(ROLE_LABELS[r].lower() for r in roles)
+        labels = [ROLE_LABELS[r].lower() for r in roles]
+        needed = " or ".join(labels) if len(labels) < 3 else (
+            ", ".join(labels[:-1]) + " or " + labels[-1])
         held = ", ".join(ROLE_LABELS.get(r, r).lower() for r in sorted(self.roles)) or "no role"
         raise PermissionDenied(
             f"Only an {needed} can {doing}. You are signed in as {self.display} ({held}); ask "
@@ -118,6 +127,7 @@ async def principal_from_session(
         organisation_id=account.organisation_id, roles=frozenset(account.roles or ()),
         via="session", actor=f"staff:{account.id}", display=describe_account(account),
         account_id=account.id, csrf_token=row.csrf_token, session_hash=row.token_hash,
+        owner_id=account.id,
     )
 
 
@@ -143,9 +153,15 @@ async def create_api_token(
 ) -> tuple[ApiToken, str]:
     """Create a token; returns the row and the token itself (shown once, never stored).
 
-    Raises :class:`InvalidInput` for a missing name, unknown roles or roles the creator lacks.
+    Raises :class:`PermissionDenied` unless a signed-in org admin asks (not another token),
+    :class:`InvalidInput` for a missing name, unknown roles or roles the creator lacks.
     """
     principal.require("org_admin", doing="create API tokens")
+    if principal.via != "session" or principal.account_id is None:
+        raise PermissionDenied(
+            "API tokens are created by a person signed in to the portal (Staff & API tokens), "
+            "not by another API token, so that revoking a token cannot leave copies behind.",
+            title="Not allowed")
     label = name.strip()
     if not label or len(label) > 100:
         raise InvalidInput("Give the token a name of 1–100 characters, e.g. \"Terraform\".",
@@ -164,6 +180,7 @@ async def create_api_token(
     token = ApiToken(
         organisation_id=principal.organisation_id, name=label, token_hash=digest(secret),
         prefix=secret[:10], roles=sorted(set(roles)), created_by=principal.actor,
+        account_id=principal.account_id,
         expires_at=utcnow() + timedelta(days=expires_in_days) if expires_in_days else None,
     )
     session.add(token)
@@ -189,22 +206,35 @@ async def revoke_api_token(
     return token
 
 
-async def principal_from_api_token(session: AsyncSession, *, secret: str) -> Principal | None:
-    """The principal of a bearer token, or None if unknown, revoked or expired."""
-    if not secret.startswith(TOKEN_PREFIX):
-        return None
-    token = await repository.api_token_by_hash(session, digest(secret))
+async def principal_from_api_token(session: AsyncSession, *, secret: str) -> Principal:
+    """The principal of a bearer token, as its creator is now (read on every request).
+
+    Its roles are the token's roles that the creator still holds (possibly none: every
+    action then answers 403). Raises :class:`NotAuthenticated` for an unknown, revoked or
+    expired token, or one whose creator is deactivated or gone.
+    """
+    token = (await repository.api_token_by_hash(session, digest(secret))
+             if secret.startswith(TOKEN_PREFIX) else None)
     now = utcnow()
-    if token is None or token.revoked_at is not None:
-        return None
-    if token.expires_at is not None and token.expires_at <= now:
-        return None
+    if token is None or token.revoked_at is not None or (
+            token.expires_at is not None and token.expires_at <= now):
+        raise NotAuthenticated("This API token is unknown, revoked or expired. Create a new "
+                               "one under Staff & API tokens.", code="invalid_token")
+    creator = await session.get(StaffAccount, token.account_id)
+    if creator is None or not creator.is_active or \
+            creator.organisation_id != token.organisation_id:
+        raise NotAuthenticated("The person who created this API token has been deactivated, "
+                               "so it no longer works. An active org admin can create a new "
+                               "one under Staff & API tokens.", code="invalid_token")
     if token.last_used_at is None or now - token.last_used_at >= _TOUCH_EVERY:
         token.last_used_at = now
         await session.flush()
     return Principal(
-        organisation_id=token.organisation_id, roles=frozenset(token.roles or ()), via="token",
-        actor=f"api_token:{token.id}", display=f"API token {token.name!r}",
+        organisation_id=token.organisation_id,
+        roles=frozenset(token.roles or ()) & frozenset(creator.roles or ()), via="token",
+        actor=f"api_token:{token.id}",
+        display=f"API token {token.name!r} of {describe_account(creator)}",
+        owner_id=creator.id,
     )
 
 

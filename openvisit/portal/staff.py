@@ -1,8 +1,13 @@
 """Staff accounts managed by org admins: local accounts, IdP users, roles, deactivation.
 
 Roles (DESIGN §1): ``org_admin`` configures everything; ``approver`` (the EHR analyst)
-approves endpoints by SMART sign-in and reads the integration records; ``reporter`` reads.
+approves endpoints by SMART sign-in and reads the integration records; ``reporter`` reads;
+``operator`` reads the outbox (``/ops/outbox``: what the embedded SMS/e-mail provider kept).
 An organisation always keeps at least one active org admin.
+
+Two-person rule: nobody grants themselves the approver role (directly or through one of
+their API tokens); another org admin must. With :mod:`openvisit.portal.approval` refusing an
+approver who configured the endpoint, configuring and approving stay two people's acts.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit.audit import record, snapshot
 from openvisit.config import Settings
-from openvisit.errors import Conflict, InvalidInput, NotFound
+from openvisit.context import AppContext
+from openvisit.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from openvisit.models import Organisation, StaffAccount
 from openvisit.portal import repository
 from openvisit.portal.accounts import ROLES, create_local_account
@@ -26,7 +32,7 @@ def _check_roles(roles: list[str]) -> list[str]:
         raise InvalidInput(f"Unknown role(s) {', '.join(unknown)}; choose from "
                            f"{', '.join(ROLES)}.", details={"field": "roles"})
     if not roles:
-        raise InvalidInput("Tick at least one role: org admin, approver or reporter.",
+        raise InvalidInput("Tick at least one role: org admin, approver, reporter or operator.",
                            details={"field": "roles"})
     return sorted(set(roles))
 
@@ -37,20 +43,20 @@ async def list_staff(session: AsyncSession, *, principal: Principal) -> list[Sta
 
 
 async def add_local(
-    session: AsyncSession, *, principal: Principal, username: str, password: str,
-    roles: list[str],
+    session: AsyncSession, *, app: AppContext, principal: Principal, username: str,
+    password: str, roles: list[str],
 ) -> StaffAccount:
-    """Create a local account. Raises :class:`InvalidInput` / :class:`Conflict` with the fix."""
+    """Create a local account (username made canonical).
+
+    Raises :class:`InvalidInput` / :class:`Conflict` with the fix.
+    """
     principal.require("org_admin", doing="add staff accounts")
-    name = username.strip()
-    if not name or len(name) > 150 or "/" in name or not name.isprintable():
-        raise InvalidInput("A username is 1–150 printable characters without \"/\".",
-                           details={"field": "username"})
     org = await session.get(Organisation, principal.organisation_id)
     assert org is not None
     try:
-        return await create_local_account(session, org, username=name, password=password,
-                                          roles=_check_roles(roles), actor=principal.actor)
+        return await create_local_account(session, org, app=app, username=username,
+                                          password=password, roles=_check_roles(roles),
+                                          actor=principal.actor)
     except Conflict as exc:
         raise Conflict(exc.message, details={"field": "username"}) from exc
     except InvalidInput as exc:
@@ -114,10 +120,20 @@ async def update_staff(
     session: AsyncSession, *, principal: Principal, account_id: uuid.UUID,
     roles: list[str] | None = None, active: bool | None = None,
 ) -> StaffAccount:
-    """Change an account's roles and/or deactivate or reactivate it (audited)."""
+    """Change an account's roles and/or deactivate or reactivate it (audited).
+
+    Raises :class:`PermissionDenied` when the caller would grant themselves the approver role
+    and :class:`InvalidInput` when the organisation would lose its last active org admin.
+    """
     principal.require("org_admin", doing="change staff accounts")
     account = await _own_account(session, principal, account_id)
     new_roles = _check_roles(roles) if roles is not None else list(account.roles or [])
+    granted = set(new_roles) - set(account.roles or [])
+    if "approver" in granted and principal.owner_id == account.id:
+        raise PermissionDenied(
+            "You cannot give yourself the approver role: another org admin must grant it "
+            "(two-person rule: whoever configures an EHR endpoint is not the one who approves "
+            "it).", title="Ask another org admin", details={"field": "roles"})
     new_active = account.is_active if active is None else active
     await _keeps_an_admin(session, account, roles=new_roles, active=new_active)
     before = snapshot(account)

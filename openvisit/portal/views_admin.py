@@ -64,7 +64,7 @@ async def staff_add(request: Request, session: SessionDep, ctx: CtxDep,
                                          roles=form_list(form, "roles"))
             else:
                 password = form.get("password")
-                await staff.add_local(session, principal=principal,
+                await staff.add_local(session, app=ctx, principal=principal,
                                       username=form_text(form, "username"),
                                       password=password if isinstance(password, str) else "",
                                       roles=form_list(form, "roles"))

@@ -128,7 +128,8 @@ async def endpoint_new(request: Request, principal: PrincipalDep,
 
 @router.post("/portal/endpoints/check")
 async def endpoint_check(request: Request, ctx: CtxDep, principal: PrincipalDep) -> Response:
-    """The live check as an htmx fragment (nothing is saved)."""
+    """The live check as an htmx fragment (nothing is saved; org admins only)."""
+    principal.require("org_admin", doing="run the live check of a FHIR base")
     form = await request.form()
     result = await admin.live_check(
         ctx, fhir_base=form_text(form, "fhir_base"), vendor=form_text(form, "vendor") or "generic",

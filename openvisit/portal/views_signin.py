@@ -13,8 +13,10 @@ from openvisit import nonces
 from openvisit.context import AppContext
 from openvisit.errors import OpenVisitError
 from openvisit.idp.client import IdpClient
+from openvisit.models import StaffAccount
 from openvisit.portal import accounts, sessions
-from openvisit.portal.throttle import SigninThrottle, TooManySignins
+from openvisit.portal.passwords import SigninBusy
+from openvisit.portal.throttle import TooManySignins
 from openvisit.portal.web import (
     MaybePrincipalDep,
     PortalRoute,
@@ -32,10 +34,15 @@ SIGNIN_COOKIE = "ov_signin"
 IDP_STATE_TTL = timedelta(minutes=10)
 
 
+#: Pages outside /portal that use the portal's sign-in.
+_SIGNED_IN_PAGES = ("/ops/outbox",)
+
+
 def safe_next(value: str | None) -> str:
-    """Only portal paths on this site: never an open redirect."""
-    if value and value.startswith("/portal") and not value.startswith("//") \
-            and "\\" not in value:
+    """Only portal paths (and the outbox) on this site: never an open redirect."""
+    if value and not value.startswith("//") and "\\" not in value and (
+            value.startswith("/portal")
+            or any(value == p or value.startswith(p + "?") for p in _SIGNED_IN_PAGES)):
         return value
     return "/portal"
 
@@ -96,24 +103,26 @@ async def signin_local(request: Request, session: SessionDep, ctx: CtxDep) -> Re
         return _signin_page(request, ctx, next_url=next_url, username=username, status_code=403,
                             error="This sign-in form had expired. Please sign in again.")
     password = form.get("password")
-    throttle = SigninThrottle.of(ctx.hasher, login=username,
-                                 address=request.client.host if request.client else "")
     try:
-        await throttle.check(session)
-        account = await accounts.authenticate_local(
-            session, login=username, password=password if isinstance(password, str) else "")
-    except TooManySignins as exc:
+        account_id = await accounts.authenticate_local(
+            ctx, login=username, password=password if isinstance(password, str) else "",
+            address=request.client.host if request.client else "")
+    except (TooManySignins, SigninBusy) as exc:
         response = _signin_page(request, ctx, next_url=next_url, username=username,
                                 error=exc.message, status_code=exc.status_code,
                                 error_title=exc.title)
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
     except OpenVisitError as exc:
-        if exc.status_code == 401:
-            await throttle.failed(session)
+        message = exc.message
+        if message == accounts.BAD_CREDENTIALS and ctx.settings.oidc_issuer:
+            message = f"{message} {accounts.IDP_HINT}"
         return _signin_page(request, ctx, next_url=next_url, username=username,
-                            error=exc.message, status_code=exc.status_code)
-    await throttle.succeeded(session)
+                            error=message, status_code=exc.status_code)
+    account = await session.get(StaffAccount, account_id)
+    if account is None or not account.is_active:  # deactivated a moment ago
+        return _signin_page(request, ctx, next_url=next_url, username=username,
+                            error=accounts.BAD_CREDENTIALS, status_code=401)
     token = await sessions.start_session(session, settings=ctx.settings, account=account,
                                          method="local")
     return _signed_in(ctx, token, next_url)

@@ -1,7 +1,8 @@
 """Web plumbing of the portal: who is signed in, CSRF, roles, and rendering with the layout.
 
 - :class:`PortalRoute` turns "not signed in" into a redirect to the sign-in page on HTML
-  routes (the JSON API answers 401 through the shared error handler instead).
+  routes (the JSON API, and clients asking a page for JSON, answer 401 through the shared
+  error handler instead).
 - :func:`current_principal` reads ``Authorization: Bearer ovt_…`` (API token) or the session
   cookie. On unsafe methods with a cookie session it requires the session's CSRF token (form
   field ``csrf_token`` or header ``X-CSRF-Token``) and, when the browser sends ``Origin``,
@@ -28,6 +29,7 @@ from openvisit.logging import get_logger
 from openvisit.portal import sessions
 from openvisit.portal.sessions import Principal
 from openvisit.web.deps import CtxDep, SessionDep
+from openvisit.web.errors import wants_json
 from openvisit.web.middleware import route_template
 from openvisit.web.templating import templates
 
@@ -69,13 +71,17 @@ class PortalRoute(APIRoute):
         async def handler(request: Request) -> Response:
             try:
                 return await original(request)
-            except SignInRequired:
-                await _roll_back(request)
-                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-                return RedirectResponse(f"{SIGNIN_PATH}?next={quote(target, safe='')}",
-                                        status_code=303)
             except OpenVisitError as exc:
                 await _roll_back(request)
+                if wants_json(request):
+                    # A script reading a page (Accept: application/json) gets the API's JSON
+                    # errors (401, 403…) from the shared handler, not a redirect or a page.
+                    raise
+                if isinstance(exc, SignInRequired):
+                    target = request.url.path + (
+                        f"?{request.url.query}" if request.url.query else "")
+                    return RedirectResponse(f"{SIGNIN_PATH}?next={quote(target, safe='')}",
+                                            status_code=303)
                 log.info("portal_error", error_code=exc.code, status=exc.status_code,
                          route=route_template(request.scope))
                 return problem(request, exc)
@@ -137,11 +143,7 @@ async def optional_principal(request: Request, session: SessionDep,
     """The caller, or None when nobody is signed in (no CSRF check here)."""
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and value.strip():
-        principal = await sessions.principal_from_api_token(session, secret=value.strip())
-        if principal is None:
-            raise NotAuthenticated("This API token is unknown, revoked or expired. Create a new "
-                                   "one under Staff & API tokens.", code="invalid_token")
-        return principal
+        return await sessions.principal_from_api_token(session, secret=value.strip())
     cookie = request.cookies.get(sessions.session_cookie_name(ctx.settings))
     if not cookie:
         return None

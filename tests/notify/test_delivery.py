@@ -29,11 +29,9 @@ from tests.notify.support import (
     make_appointment,
     make_due,
     make_site,
-    page_client,
     planned,
     run_jobs,
 )
-from tests.support.backend import make_settings
 
 NUMBER = "+420601123456"
 
@@ -223,20 +221,3 @@ async def test_it_purges_contacts_and_every_copy_of_their_messages(app: AppConte
         outbox = await session.scalar(select(func.count()).select_from(OutboxMessage))
     assert contacts == [kept] and outbox == 1
     assert [m.status for m in await logs(app, gone)] == ["sent"]  # the log stays, masked
-
-
-async def test_it_shows_the_outbox_with_text_only_outside_production(app: AppContext) -> None:
-    site = await make_site(app, offsets=[])
-    await make_appointment(app, site, start_at=utcnow() + timedelta(days=2))
-    await run_jobs(app)
-    async with page_client(app) as client:
-        page = await client.get("/ops/outbox")
-        assert page.status_code == 200
-        assert "+42*******456" in page.text and NUMBER not in page.text
-        assert '<a href="https://visits.example.test/v/' in page.text
-        settings = app.settings
-        app.settings = make_settings(settings.database_url, redis_url=settings.redis_url,
-                                     environment="production")
-        page = await client.get("/ops/outbox")
-        assert "+42*******456" in page.text and "/v/" not in page.text
-        assert "stays encrypted" in page.text

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import httpcore
 import httpx
 import pytest
 from argon2 import PasswordHasher
@@ -27,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from openvisit import outbound
 from openvisit.config import Settings
 from openvisit.context import AppContext
 from openvisit.launch.keys import ensure_keys, public_jwks
@@ -166,14 +168,57 @@ async def app(ctx: AppContext, sandbox_app: Starlette) -> AsyncIterator[FastAPI]
 
     await ensure_keys(ctx)  # the start-up hook create_app's lifespan would run
     await ctx.http.aclose()
-    ctx.http = httpx.AsyncClient(
-        mounts={
-            EHR: httpx.ASGITransport(app=sandbox_app),
-            FAKE: httpx.ASGITransport(app=fake_fhir()),
-        },
-        timeout=5.0,
-    )
+    ctx.http = httpx.AsyncClient(transport=NoNetwork(), mounts=peers(sandbox_app), timeout=5.0)
+    # What portal users' URLs go through: the guard, in front of the same in-process peers.
+    ctx.extras[outbound.EXTRAS_KEY] = outbound.guarded_client(
+        outbound.OutboundPolicy.from_settings(ctx.settings), mounts=peers(sandbox_app),
+        network_backend=LoopbackOnly())
     yield create_app(ctx=ctx)
+
+
+def peers(sandbox_app: Starlette) -> dict[str, httpx.AsyncBaseTransport]:
+    return {EHR: httpx.ASGITransport(app=sandbox_app), FAKE: httpx.ASGITransport(app=fake_fhir())}
+
+
+class NoNetwork(httpx.AsyncBaseTransport):
+    """Requests to hosts other than the in-process peers: loopback peers (Prism) only, never
+    the network."""
+
+    def __init__(self) -> None:
+        self._real = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.host not in ("127.0.0.1", "localhost", "::1"):
+            raise httpx.ConnectError(f"tests reach no network ({request.url.host})",
+                                     request=request)
+        return await self._real.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._real.aclose()
+
+
+class LoopbackOnly(httpcore.AsyncNetworkBackend):
+    """The real network for 127.0.0.1 and ::1; anything else fails the test."""
+
+    def __init__(self) -> None:
+        self._real = httpcore.AnyIOBackend()
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                          local_address: str | None = None,
+                          socket_options: Iterable[Any] | None = None,
+                          ) -> httpcore.AsyncNetworkStream:
+        assert host in ("127.0.0.1", "::1"), f"a test tried to connect to {host}"
+        return await self._real.connect_tcp(host, port, timeout=timeout,
+                                            local_address=local_address,
+                                            socket_options=socket_options)
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options: Iterable[Any] | None = None,
+                                  ) -> httpcore.AsyncNetworkStream:
+        raise AssertionError("no unix sockets in tests")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._real.sleep(seconds)
 
 
 @functools.cache

@@ -146,31 +146,10 @@ def upgrade() -> None:
     sa.Column('key', sa.String(length=64), nullable=False),
     sa.Column('failures', sa.Integer(), nullable=False),
     sa.Column('window_start', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('locked_until', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('key', name=op.f('pk_signin_failure'))
     )
     with op.batch_alter_table('signin_failure', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_signin_failure_window_start'), ['window_start'], unique=False)
-
-    op.create_table('api_token',
-    sa.Column('id', sa.Uuid(), nullable=False),
-    sa.Column('organisation_id', sa.Uuid(), nullable=False),
-    sa.Column('name', sa.String(length=100), nullable=False),
-    sa.Column('token_hash', sa.String(length=64), nullable=False),
-    sa.Column('prefix', sa.String(length=16), nullable=False),
-    sa.Column('roles', sa.JSON(), nullable=False),
-    sa.Column('created_by', sa.String(length=255), nullable=False),
-    sa.Column('last_used_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['organisation_id'], ['organisation.id'], name=op.f('fk_api_token_organisation_id_organisation'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_api_token')),
-    sa.UniqueConstraint('token_hash', name=op.f('uq_api_token_token_hash'))
-    )
-    with op.batch_alter_table('api_token', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_api_token_organisation_id'), ['organisation_id'], unique=False)
 
     op.create_table('certificate',
     sa.Column('id', sa.Uuid(), nullable=False),
@@ -289,6 +268,29 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('staff_account', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_staff_account_organisation_id'), ['organisation_id'], unique=False)
+
+    op.create_table('api_token',
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('organisation_id', sa.Uuid(), nullable=False),
+    sa.Column('name', sa.String(length=100), nullable=False),
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('prefix', sa.String(length=16), nullable=False),
+    sa.Column('roles', sa.JSON(), nullable=False),
+    sa.Column('created_by', sa.String(length=255), nullable=False),
+    sa.Column('account_id', sa.Uuid(), nullable=False),
+    sa.Column('last_used_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['staff_account.id'], name=op.f('fk_api_token_account_id_staff_account'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['organisation_id'], ['organisation.id'], name=op.f('fk_api_token_organisation_id_organisation'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_api_token')),
+    sa.UniqueConstraint('token_hash', name=op.f('uq_api_token_token_hash'))
+    )
+    with op.batch_alter_table('api_token', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_api_token_account_id'), ['account_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_api_token_organisation_id'), ['organisation_id'], unique=False)
 
     op.create_table('appointment',
     sa.Column('id', sa.Uuid(), nullable=False),
@@ -568,6 +570,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_appointment_encounter_id'))
 
     op.drop_table('appointment')
+    with op.batch_alter_table('api_token', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_api_token_organisation_id'))
+        batch_op.drop_index(batch_op.f('ix_api_token_account_id'))
+
+    op.drop_table('api_token')
     with op.batch_alter_table('staff_account', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_staff_account_organisation_id'))
 
@@ -594,10 +601,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_certificate_organisation_id'))
 
     op.drop_table('certificate')
-    with op.batch_alter_table('api_token', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_api_token_organisation_id'))
-
-    op.drop_table('api_token')
     with op.batch_alter_table('signin_failure', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_signin_failure_window_start'))
 
