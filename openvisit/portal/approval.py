@@ -22,6 +22,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -202,14 +203,15 @@ def _shown(fhir_user: str | None, *, fhir_base: str) -> str:
 
 @dataclass(frozen=True)
 class ApprovalOutcome:
-    """The endpoint, approved — or the refusal to show when the wrong EHR user signed in.
+    """The endpoint, approved — or the refusal to show.
 
-    A wrong-user refusal is returned, not raised, so that its audit entry (and the spent
-    ``state``) commit with the request.
+    Refusals after the ``state`` was taken are returned, not raised, so that the spent
+    ``state`` (and a wrong user's audit entry) commit with the request: an ``error=``
+    callback or a refused code can never leave the state usable for a replay.
     """
 
-    endpoint: EhrEndpoint
-    refusal: ApprovalRefused | None = None
+    endpoint: EhrEndpoint | None
+    refusal: OpenVisitError | None = None
 
 
 async def complete(
@@ -218,11 +220,24 @@ async def complete(
 ) -> ApprovalOutcome:
     """Finish at the redirect URI: state, code exchange, id_token, approver check, approve.
 
-    Raises the :mod:`openvisit.nonces` errors for a bad ``state`` and :class:`ApprovalRefused`
-    for an EHR refusal, another portal user or a changed endpoint; returns the refusal for the
-    wrong EHR user (see :class:`ApprovalOutcome`).
+    Raises the :mod:`openvisit.nonces` errors for a bad ``state``; returns every later
+    refusal (an EHR refusal, another portal user, a changed endpoint, the wrong EHR user: see
+    :class:`ApprovalOutcome`).
     """
+    # Someone who cannot approve at all is turned away before the state is touched.
+    principal.require("approver", doing="approve EHR endpoints")
     data = await nonces.take(session, scope=STATE_SCOPE, value=state)
+    try:
+        return await _finish(session, app=app, principal=principal, data=data, code=code,
+                             error=error, error_description=error_description)
+    except OpenVisitError as exc:
+        return ApprovalOutcome(None, exc)
+
+
+async def _finish(
+    session: AsyncSession, *, app: AppContext, principal: Principal, data: dict[str, Any],
+    code: str | None, error: str | None, error_description: str | None,
+) -> ApprovalOutcome:
     if data.get("account_id") != str(principal.account_id):
         raise ApprovalRefused("This approval sign-in was started by another portal user. "
                               "Start the approval again from your own portal session.")

@@ -63,6 +63,7 @@ async def approve_callback(request: Request, session: SessionDep, ctx: CtxDep,
     if outcome.refusal is not None:
         # Returned, not raised: the audit entry of the refused attempt must commit.
         return problem(request, outcome.refusal, back="/portal/approval")
+    assert outcome.endpoint is not None
     return see_other(f"/portal/endpoints/{outcome.endpoint.id}/records?notice=approved")
 
 

@@ -226,3 +226,24 @@ async def test_it_lets_only_approvers_start_an_approval_and_only_when_ready(
         headers={"Authorization": f"Bearer {token}"},
     )
     assert by_token.status_code == 403
+
+
+async def test_it_spends_the_state_of_a_refused_sign_in(
+    browser: BrowserFactory,
+    ehr_browser: httpx.AsyncClient,
+) -> None:
+    endpoint_id = await _endpoint(browser)
+    approver = await browser("approver")
+    start = await approver.post(f"/portal/endpoints/{endpoint_id}/approve")
+    page = await ehr_browser.get(ehr_sign_in_url(start))
+    decided = await ehr_browser.post(
+        "/auth/authorize/decision", data=decision(page.text, user="Practitioner/prac-1")
+    )
+    callback = decided.headers["location"].replace("http://127.0.0.1:8000", "")
+    state = parse_qs(urlsplit(callback).query)["state"][0]
+    # An error answer for the same state first (an attacker, or the EHR on a second try)…
+    refused = await approver.get(f"/portal/approval/callback?state={state}&error=access_denied")
+    assert refused.status_code == 403
+    # …and the real code can no longer be used with it.
+    replay = await approver.get(callback)
+    assert replay.status_code == 410 and "already used" in replay.text
