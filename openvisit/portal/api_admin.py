@@ -12,8 +12,11 @@ from openvisit.portal import auditlog, repository, sessions, staff
 from openvisit.portal.schemas import ApiTokenIn, ApiTokenOut, StaffIn, StaffOut, StaffPatch
 from openvisit.portal.web import PrincipalDep
 from openvisit.web.deps import CtxDep, SessionDep
+from openvisit.web.schemas import error_responses
 
-router = APIRouter(prefix="/api/portal", tags=["portal"])
+router = APIRouter(
+    prefix="/api/portal", tags=["portal"], responses=error_responses(401, 403, 404, 409, 422, 429)
+)
 
 
 @router.get("/staff", response_model=list[StaffOut])
@@ -76,13 +79,15 @@ async def token_revoke(token_id: uuid.UUID, session: SessionDep,
 @router.get("/audit")
 async def audit(
     session: SessionDep, principal: PrincipalDep,
-    action: str | None = Query(None, description="An action (endpoint.approve), or every "
-                               "action of a kind (endpoint.*)."),
-    object_type: str | None = None, object_id: str | None = None,
-    actor: str | None = Query(None, description="e.g. staff:<uuid>, api_token:<uuid>, system"),
-    since: str | None = Query(None, description="YYYY-MM-DD (inclusive)"),
-    until: str | None = Query(None, description="YYYY-MM-DD (inclusive)"),
-    page: int = Query(1, ge=1),
+    action: str | None = Query(None, max_length=64, description="An action "
+                               "(endpoint.approve), or every action of a kind (endpoint.*)."),
+    object_type: str | None = Query(None, max_length=64),
+    object_id: str | None = Query(None, max_length=255),
+    actor: str | None = Query(None, max_length=255,
+                              description="e.g. staff:<uuid>, api_token:<uuid>, system"),
+    since: str | None = Query(None, max_length=10, description="YYYY-MM-DD (inclusive)"),
+    until: str | None = Query(None, max_length=10, description="YYYY-MM-DD (inclusive)"),
+    page: int = Query(1, ge=1, le=100_000),
 ) -> dict[str, Any]:
     """The audit log, newest first, 50 per page: who, what, before, after, when."""
     where = auditlog.make_filter(action=action, object_type=object_type, object_id=object_id,

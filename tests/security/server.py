@@ -39,6 +39,10 @@ class Stack:
     organisation_id: uuid.UUID
     endpoint_id: uuid.UUID
     admin_token: str
+    #: Join tokens of a visit starting in 10 minutes: its clinician and its patient.
+    provider_token: str
+    patient_token: str
+    visit_id: uuid.UUID
     #: Every secret handed out during the run (tokens, links): none may reach the log.
     secrets: list[str] = field(default_factory=list)
 
@@ -86,10 +90,27 @@ async def _migrate(url: str) -> None:
         await db.dispose()
 
 
-async def _seed(db_url: str, *, public_url: str) -> tuple[uuid.UUID, uuid.UUID, str]:
-    db = Database(db_url)
+@dataclass(frozen=True)
+class Seeded:
+    organisation_id: uuid.UUID
+    endpoint_id: uuid.UUID
+    admin_token: str
+    visit_id: uuid.UUID
+    provider_token: str
+    patient_token: str
+
+
+async def _seed(db_url: str, *, public_url: str) -> Seeded:
+    from datetime import timedelta
+
+    from openvisit.context import AppContext
+    from openvisit.models import Appointment, utcnow
+    from openvisit.visits.service import open_visit, seat_link
+    from tests.support.backend import make_settings
+
+    app = AppContext.create(make_settings(db_url, public_url=public_url))
     try:
-        async with db.transaction() as session:
+        async with app.transaction() as session:
             org = Organisation(slug="acme", display_name="Acme Clinic")
             session.add(org)
             await session.flush()
@@ -120,9 +141,32 @@ async def _seed(db_url: str, *, public_url: str) -> tuple[uuid.UUID, uuid.UUID, 
             _, secret = await create_api_token(
                 session, principal=principal, name="attack-replay", roles=["org_admin"]
             )
-            return org.id, endpoint.id, secret
+            appointment = Appointment(
+                organisation_id=org.id,
+                endpoint_id=endpoint.id,
+                ehr_appointment_id="stack-appt",
+                patient_ref="Patient/stack-1",
+                start_at=utcnow() + timedelta(minutes=10),
+            )
+            session.add(appointment)
+            await session.flush()
+            visit = await open_visit(session, app=app, appointment=appointment)
+            provider = await seat_link(
+                session, app=app, visit=visit, role="provider", ehr_user_id="Practitioner/1"
+            )
+            patient = await seat_link(
+                session, app=app, visit=visit, role="patient", patient_ref="Patient/stack-1"
+            )
+            return Seeded(
+                organisation_id=org.id,
+                endpoint_id=endpoint.id,
+                admin_token=secret,
+                visit_id=visit.id,
+                provider_token=provider.rsplit("/v/", 1)[1],
+                patient_token=patient.rsplit("/v/", 1)[1],
+            )
     finally:
-        await db.dispose()
+        await app.close()
 
 
 @contextlib.contextmanager
@@ -131,7 +175,7 @@ def production_stack(template_url: str, tmp: Path, **extra_env: str) -> Iterator
     db_url, pg_name = fresh_database(template_url, tmp)
     port, mllp = free_port(), free_port()
     base = f"http://127.0.0.1:{port}"
-    org_id, endpoint_id, token = asyncio.run(_seed(db_url, public_url=base))
+    seeded = asyncio.run(_seed(db_url, public_url=base))
     env = subprocess_env(
         db_url,
         OPENVISIT_ENVIRONMENT="production",
@@ -157,10 +201,13 @@ def production_stack(template_url: str, tmp: Path, **extra_env: str) -> Iterator
             db_url=db_url,
             log=log,
             proc=proc,
-            organisation_id=org_id,
-            endpoint_id=endpoint_id,
-            admin_token=token,
-            secrets=[token],
+            organisation_id=seeded.organisation_id,
+            endpoint_id=seeded.endpoint_id,
+            admin_token=seeded.admin_token,
+            provider_token=seeded.provider_token,
+            patient_token=seeded.patient_token,
+            visit_id=seeded.visit_id,
+            secrets=[seeded.admin_token, seeded.provider_token, seeded.patient_token],
         )
     finally:
         proc.stop()
