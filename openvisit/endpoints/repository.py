@@ -37,3 +37,10 @@ async def frame_ancestors_of(session: AsyncSession, endpoint_id: uuid.UUID) -> l
         .where(EhrEndpoint.id == endpoint_id)
     )
     return list(found or [])
+
+
+async def all_frame_ancestors(session: AsyncSession) -> list[str]:
+    """Every organisation's EHR origins: the launch pages are framed before the endpoint (and
+    so the organisation) is known."""
+    rows = await session.scalars(select(Organisation.frame_ancestors))
+    return list(dict.fromkeys(origin for row in rows.all() for origin in (row or [])))

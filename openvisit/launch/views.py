@@ -7,18 +7,31 @@ import time
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from openvisit import nonces
+from openvisit.endpoints import repository as endpoints_repository
 from openvisit.errors import NotAuthenticated
 from openvisit.idp.client import IdpClient
 from openvisit.launch import epic, proof, service
 from openvisit.launch.keys import public_jwks
 from openvisit.web.deps import CtxDep, SessionDep
+from openvisit.web.security import needs_of, origin_of, page_needs
 from openvisit.web.templating import templates
 
 router = APIRouter(tags=["launch"])
+
+
+async def frameable(request: Request, ctx: CtxDep) -> None:
+    """Launch pages (and their error pages) open inside EHR frames (Oracle PowerChart, Epic
+    Hyperspace): let the organisations' EHR origins frame them (CSP frame-ancestors)."""
+    async with ctx.db.read() as session:
+        origins = await endpoints_repository.all_frame_ancestors(session)
+    page_needs(request, frame_ancestors=origins)
+
+
+Frameable = [Depends(frameable)]
 
 
 def _go(request: Request, target: service.Redirect | str) -> Response:
@@ -26,13 +39,16 @@ def _go(request: Request, target: service.Redirect | str) -> Response:
         return RedirectResponse(target, status_code=303)
     if target.form is None:
         return RedirectResponse(target.url, status_code=303)
-    # authorize-post: a self-submitting form (with a button for browsers without JS).
+    # authorize-post: a self-submitting form (with a button for browsers without JS); the
+    # page may post to the EHR's authorization endpoint and nowhere else.
+    page_needs(request, frame_ancestors=needs_of(request.scope).frame_ancestors,
+               form_targets=[origin_of(target.url)])
     return templates.TemplateResponse(
         request, "launch/post.html", {"action": target.url, "fields": target.form}
     )
 
 
-@router.get("/launch", include_in_schema=False)
+@router.get("/launch", include_in_schema=False, dependencies=Frameable)
 async def ehr_launch(
     request: Request, session: SessionDep, ctx: CtxDep, iss: str = "", launch: str = ""
 ) -> Response:
@@ -42,7 +58,7 @@ async def ehr_launch(
     )
 
 
-@router.get("/launch/patient", include_in_schema=False)
+@router.get("/launch/patient", include_in_schema=False, dependencies=Frameable)
 async def patient_launch(
     request: Request, session: SessionDep, ctx: CtxDep, iss: str = "", launch: str = ""
 ) -> Response:
@@ -52,7 +68,7 @@ async def patient_launch(
     )
 
 
-@router.get("/launch/standalone/{endpoint_id}", include_in_schema=False)
+@router.get("/launch/standalone/{endpoint_id}", include_in_schema=False, dependencies=Frameable)
 async def standalone_launch(
     request: Request,
     session: SessionDep,
@@ -70,7 +86,7 @@ async def standalone_launch(
     )
 
 
-@router.get("/launch/callback", include_in_schema=False)
+@router.get("/launch/callback", include_in_schema=False, dependencies=Frameable)
 async def callback(
     request: Request,
     session: SessionDep,
@@ -106,7 +122,7 @@ def _idp(ctx: CtxDep) -> IdpClient:
     return client
 
 
-@router.get("/launch/idp", include_in_schema=False)
+@router.get("/launch/idp", include_in_schema=False, dependencies=Frameable)
 async def idp_start(request: Request, session: SessionDep, ctx: CtxDep, pending: str) -> Response:
     """First launch of a clinician: sign in once with the organisation's IdP."""
     data = await nonces.take(session, scope="provider_pending", value=pending)
@@ -123,7 +139,7 @@ async def idp_start(request: Request, session: SessionDep, ctx: CtxDep, pending:
     return RedirectResponse(start.url, status_code=303)
 
 
-@router.get("/launch/idp/callback", include_in_schema=False)
+@router.get("/launch/idp/callback", include_in_schema=False, dependencies=Frameable)
 async def idp_callback(
     request: Request,
     session: SessionDep,
@@ -161,7 +177,7 @@ async def idp_callback(
     return response
 
 
-@router.get("/launch/epic/{endpoint_id}/{kind}", include_in_schema=False)
+@router.get("/launch/epic/{endpoint_id}/{kind}", include_in_schema=False, dependencies=Frameable)
 async def epic_link(
     request: Request,
     session: SessionDep,

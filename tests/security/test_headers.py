@@ -166,3 +166,34 @@ async def test_it_serves_api_docs_from_its_own_origin_outside_production(
     assert (await http.get("/api/docs/ui/swagger-ui-bundle.js")).status_code == 200
     assert directives(page)["script-src"] == "'self'"
     assert (await http.get("/api/openapi.json")).json()["info"]["title"] == "OpenVisit"
+
+
+async def test_it_lets_the_ehr_frame_launch_pages_and_their_errors(
+    ctx: AppContext, http: httpx.AsyncClient
+) -> None:
+    seeded = await seed_org(ctx)
+    async with ctx.transaction() as session:
+        await session.execute(
+            update(Organisation)
+            .where(Organisation.id == seeded.organisation.id)
+            .values(frame_ancestors=["https://powerchart.hospital.example"])
+        )
+    refused = await http.get("/launch", params={"iss": "https://unknown.example/fhir"})
+    assert refused.status_code in (400, 403, 404, 422)
+    assert directives(refused)["frame-ancestors"] == "https://powerchart.hospital.example"
+    # Pages that are not launch pages stay unframeable.
+    assert directives(await http.get("/portal/signin"))["frame-ancestors"] == "'none'"
+
+
+def test_it_lets_an_authorize_post_page_post_to_the_ehr_only() -> None:
+    from openvisit.web.security import HeaderPolicy, PageNeeds
+
+    policy = HeaderPolicy(
+        public_origin="https://visits.example", websocket_origin="wss://visits.example",
+        hsts=None, frame_ancestors=(),
+    )
+    csp = policy.content_security_policy(
+        PageNeeds(frame_ancestors=[], form_targets=["https://ehr.example"]), html=True
+    )
+    assert "form-action 'self' https://visits.example https://ehr.example;" in csp
+    assert "frame-ancestors 'none'" in csp
