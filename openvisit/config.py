@@ -123,6 +123,8 @@ class Settings(BaseSettings):
     #: and re-encodes video), and the longest one may last.
     devicetest_max_calls: int = 8
     devicetest_call_seconds: int = 90
+    #: …and at most this many of them for one client address (one machine cannot hold all).
+    devicetest_calls_per_address: int = 2
 
     # Notifications (openvisit.notify): SMS and e-mail confirmations and reminders.
     #: The SMS transport when the endpoint has no linked number naming its own provider.

@@ -69,10 +69,13 @@ class LoopbackCalls:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.max_calls = settings.devicetest_max_calls
+        self.max_per_holder = settings.devicetest_calls_per_address
         self.seconds = settings.devicetest_call_seconds
         self._calls: dict[uuid.UUID, tuple[Any, asyncio.Task[None]]] = {}
         #: Calls whose offer is being answered: they hold a slot before they are in _calls.
         self._starting: set[uuid.UUID] = set()
+        #: Who holds each slot (a client address key), so one address cannot take them all.
+        self._holders: dict[uuid.UUID, str] = {}
         self._closing: set[asyncio.Task[None]] = set()
         #: The most slots ever held at once (for operators' metrics and the tests).
         self.peak = 0
@@ -82,23 +85,28 @@ class LoopbackCalls:
         """Slots in use: calls running plus offers being answered."""
         return len(self._calls) + len(self._starting)
 
-    def _reserve(self) -> uuid.UUID:
+    def _reserve(self, holder: str) -> uuid.UUID:
         """Take a slot or raise :class:`CallsBusy` (synchronous: nothing can interleave)."""
-        if self.held >= self.max_calls:
-            log.warning("devicetest_call_refused_busy", active=self.held)
+        mine = sum(1 for h in self._holders.values() if h == holder)
+        if self.held >= self.max_calls or mine >= self.max_per_holder:
+            log.warning("devicetest_call_refused_busy", active=self.held,
+                        from_this_address=mine)
             raise CallsBusy(
                 "Too many device tests are running right now. Please try again in a minute.",
                 permanent=False, details={"retry_after_seconds": RETRY_AFTER_SECONDS},
             )
         call_id = uuid.uuid4()
         self._starting.add(call_id)
+        self._holders[call_id] = holder
         self.peak = max(self.peak, self.held)
         return call_id
 
-    async def answer(self, offer_sdp: str) -> str:
+    async def answer(self, offer_sdp: str, *, holder: str = "") -> str:
         """Answer the browser's complete SDP offer; the call runs until either side hangs up,
         the connection fails, or ``devicetest_call_seconds`` pass.
 
+        ``holder`` (the client's address key) may hold at most
+        ``devicetest_calls_per_address`` slots at once.
         Raises :class:`CallsBusy` when every slot is taken, :class:`CallsUnavailable`
         without aiortc, :class:`InvalidInput` for an offer aiortc cannot use.
         """
@@ -109,9 +117,12 @@ class LoopbackCalls:
                 "This OpenVisit was installed without the device-test call "
                 "(pip install 'openvisit[devicetest]')."
             ) from exc
-        call_id = self._reserve()
+        call_id = self._reserve(holder)
         try:
             return await self._start(call_id, offer_sdp)
+        except BaseException:
+            self._holders.pop(call_id, None)
+            raise
         finally:
             # Answered (now in _calls) or not, the reservation ends here, with no await
             # between the insert into _calls and this line.
@@ -161,6 +172,7 @@ class LoopbackCalls:
 
     async def _end(self, call_id: uuid.UUID, *, cancel_timer: bool = True) -> None:
         entry = self._calls.pop(call_id, None)
+        self._holders.pop(call_id, None)
         if entry is None:
             return
         pc, timer = entry

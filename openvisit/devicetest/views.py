@@ -128,7 +128,8 @@ async def devicetest_call(offer: CallOffer, ctx: CtxDep,
     async with ctx.db.read() as session:
         endpoint_id = (await _token(session, ctx, offer.ctx)).endpoint_id
     try:
-        answer = await loopback_calls(ctx).answer(offer.sdp)
+        holder = address_key(request.client.host if request.client else None)
+        answer = await loopback_calls(ctx).answer(offer.sdp, holder=holder)
     except CallsBusy as exc:
         return _retry_later(request, exc, seconds=RETRY_AFTER_SECONDS)
     log.info("devicetest_call_answered", endpoint_id=str(endpoint_id))

@@ -187,6 +187,7 @@ async def test_it_starts_at_most_the_slot_limit_of_calls_when_offers_race(
 
     value, sdp = await _token(ctx), await _offer_sdp()
     assert ctx.settings.devicetest_max_calls == 8
+    loopback_calls(ctx).max_per_holder = 100  # every offer here comes from one address
     answers = await asyncio.gather(*(
         client.post("/api/devicetest/call", json={"ctx": value, "type": "offer", "sdp": sdp})
         for _ in range(20)))
@@ -208,6 +209,25 @@ async def test_it_starts_at_most_the_slot_limit_of_calls_when_offers_race(
                               json={"ctx": value, "type": "offer", "sdp": sdp})
     assert again.status_code == 200 and calls.held == 1
     await calls.aclose()
+
+
+async def test_it_lets_one_address_hold_only_its_share_of_the_call_slots(
+    ctx: AppContext, client: httpx.AsyncClient
+) -> None:
+    from openvisit.devicetest.views import loopback_calls
+
+    value, sdp = await _token(ctx), await _offer_sdp()
+    assert ctx.settings.devicetest_calls_per_address == 2
+    answers = await asyncio.gather(*(
+        client.post("/api/devicetest/call", json={"ctx": value, "type": "offer", "sdp": sdp})
+        for _ in range(5)))
+    assert sorted(a.status_code for a in answers) == [200, 200, 503, 503, 503]
+    calls = loopback_calls(ctx)
+    # Another address still gets a slot while this one holds its two.
+    answer = await calls.answer(sdp, holder="198.51.100.7")
+    assert answer.startswith("v=0") and calls.held == 3
+    await calls.aclose()
+    assert calls.held == 0 and not calls._holders
 
 
 async def test_it_gives_the_slot_back_when_the_page_goes_away_mid_answer(ctx: AppContext) -> None:
