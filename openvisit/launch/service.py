@@ -39,6 +39,7 @@ from openvisit.launch.keys import load_keyset
 from openvisit.launch.proof import ProviderProof
 from openvisit.logging import get_logger
 from openvisit.models import Appointment, EhrEndpoint, utcnow
+from openvisit.outbound import portal_http
 from openvisit.smart.authorize import build_authorize_request
 from openvisit.smart.client_auth import client_auth_for
 from openvisit.smart.context import LaunchContext, resolve_launch_context
@@ -93,7 +94,7 @@ def redirect_uri(app: AppContext) -> str:
 
 async def _configuration(app: AppContext, endpoint: EhrEndpoint) -> SmartConfiguration:
     try:
-        return await caches(app).discovery.get(app.http, fhir_base=endpoint.fhir_base)
+        return await caches(app).discovery.get(portal_http(app), fhir_base=endpoint.fhir_base)
     except OpenVisitError as exc:
         raise LaunchRefused(
             f"OpenVisit could not read the SMART configuration of the {endpoint.environment} "
@@ -243,7 +244,7 @@ async def complete(
     ehr_started = time.perf_counter()
     try:
         token = await exchange_code(
-            app.http,
+            portal_http(app),
             config=config,
             code=code,
             redirect_uri=redirect_uri(app),
@@ -262,7 +263,7 @@ async def complete(
     if token.id_token:
         jwks_before = caches(app).jwks.fetches
         claims = await validate_id_token(
-            app.http,
+            portal_http(app),
             id_token=token.id_token,
             config=config,
             client_id=endpoint.client_id,
@@ -284,7 +285,7 @@ async def complete(
             patient_id=context.patient_id,
             user_ref=context.user_ref,
         )
-    reader = FhirReader(app.http, base=endpoint.fhir_base, access_token=token.access_token)
+    reader = FhirReader(portal_http(app), base=endpoint.fhir_base, access_token=token.access_token)
     facts = await resolve_appointment(reader, context, timezone=endpoint.timezone, now=utcnow())
     round_trips += reader.calls
     ehr_seconds = time.perf_counter() - ehr_started
@@ -309,8 +310,10 @@ def _require_practitioner(
     if user_ref and user_ref.startswith("Practitioner/"):
         return
     why = (
-        "the EHR returned no id_token" if not has_id_token
-        else "the signed-in EHR user is not a Practitioner" if user_ref
+        "the EHR returned no id_token"
+        if not has_id_token
+        else "the signed-in EHR user is not a Practitioner"
+        if user_ref
         else "the id_token has no fhirUser"
     )
     raise LaunchRefused(
@@ -395,8 +398,12 @@ async def enter_visit(
     if kind == "provider":
         assert user_ref is not None
         needs_idp = await proof.needs_idp(
-            session, app=app, endpoint=endpoint, user_ref=user_ref,
-            provider_proof=provider_proof, proof_cookie=proof_cookie,
+            session,
+            app=app,
+            endpoint=endpoint,
+            user_ref=user_ref,
+            provider_proof=provider_proof,
+            proof_cookie=proof_cookie,
         )
         if needs_idp:
             pending = new_state()
@@ -422,8 +429,12 @@ async def enter_visit(
         if provider_proof == "idp" and not app.settings.oidc_issuer:
             # Development only (_needs_idp refuses this elsewhere): keep the demo working, loudly.
             action = "launch.provider_unverified"
-            log.warning("launch_provider_unverified", endpoint_id=str(endpoint.id),
-                        visit_id=str(visit.id), reason="no_idp_configured")
+            log.warning(
+                "launch_provider_unverified",
+                endpoint_id=str(endpoint.id),
+                visit_id=str(visit.id),
+                reason="no_idp_configured",
+            )
         url = await seat_link(session, app=app, visit=visit, role="provider", ehr_user_id=user_ref)
     else:
         url = await seat_link(

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from openvisit import outbound
 from openvisit.app import create_app
 from openvisit.context import AppContext
 from openvisit.endpoints.service import add_endpoint
@@ -27,6 +28,11 @@ async def ehr(ctx: AppContext) -> AsyncIterator[FakeEhr]:
     fake = FakeEhr(client_jwks=lambda: {"keys": []})
     await ctx.http.aclose()
     ctx.http = httpx.AsyncClient(mounts={HOST: httpx.ASGITransport(app=fake.app)}, timeout=5.0)
+    # The launch's requests to the EHR go through the outbound guard, to the same fake.
+    ctx.extras[outbound.EXTRAS_KEY] = outbound.guarded_client(
+        outbound.OutboundPolicy.from_settings(ctx.settings),
+        mounts={HOST: httpx.ASGITransport(app=fake.app)},
+    )
     async with ctx.transaction() as session:
         org = await get_or_create_organisation(session, "smart-clinic")
         await add_endpoint(
