@@ -6,7 +6,7 @@ browser that mishandles both; ``state`` is a single-use row in the database, so 
 replica can complete a launch another one began. It is spent in its own transaction, so an
 ``error=`` callback or a refused code cannot leave it reusable.
 
-Who gets a clinician seat (docs/security-launch.md): a SMART launch needs the EHR's validated
+Who gets a clinician seat (docs/security.md): a SMART launch needs the EHR's validated
 id_token naming a ``Practitioner`` (plus the one-time IdP link when an IdP is configured); an
 Epic context link needs the organisation's IdP sign-in matching the EHR user's
 :class:`ProviderLink`, or the short-lived proof such a sign-in left (:mod:`.proof`).
