@@ -1,6 +1,7 @@
 """``/api/docs``: Swagger UI served from this deployment, never from a CDN.
 
-The UI's files come from the ``swagger-ui-bundle`` package (the ``docs`` extra). Without it,
+The UI's files (Swagger UI 5, which reads OpenAPI 3.1) come from the ``fastapi-offline``
+package (the ``docs`` extra); only its static files are used. Without it,
 ``/api/docs`` says how to install it; the schema itself (``/api/openapi.json``) needs nothing.
 Whether either is served at all is ``OPENVISIT_EXPOSE_API_DOCS`` (default: not in production).
 """
@@ -20,12 +21,12 @@ from openvisit.web.templating import templates
 
 def swagger_ui_dir() -> Path | None:
     """The installed Swagger UI's static files, or ``None`` without the ``docs`` extra."""
-    spec = importlib.util.find_spec("swagger_ui_bundle")
+    spec = importlib.util.find_spec("fastapi_offline")
     if spec is None or not spec.submodule_search_locations:
         return None
-    # The package is only a folder of files: find them without importing it.
-    found = sorted(Path(spec.submodule_search_locations[0], "vendor").glob("swagger-ui-*"))
-    return found[-1] if found else None
+    # Only the package's files are wanted: found without importing it.
+    static = Path(spec.submodule_search_locations[0], "static")
+    return static if (static / "swagger-ui-bundle.js").is_file() else None
 
 
 def install_api_docs(app: FastAPI) -> None:

@@ -1,5 +1,6 @@
 """Screenshots of the pages issue 10 changed: the outbox (development and production), the
-staff page with the operator role, and the sign-in page refusing a password.
+staff page with the operator role, the sign-in page refusing a password, the organisation's
+EHR frame origins (refused, then saved) and the self-hosted API docs.
 
 Run: ``.venv/bin/python -m tests.portal.make_screenshots [OUTDIR]`` from the repository root;
 writes ``portal-outbox-{dev,production}``, ``portal-staff-operator`` and
@@ -101,6 +102,24 @@ async def main(outdir: Path) -> None:
                     await page.goto(f"{base}/portal/staff")
                     await page.screenshot(path=str(outdir / f"portal-staff-operator{suffix}.png"),
                                           full_page=True)
+                    # The EHR origins that may frame the visit pages: a wrong one, then saved.
+                    await page.goto(f"{base}/portal/organisation")
+                    await page.fill("#f-frame_ancestors", "https://ehr.hospital.example/path")
+                    await page.click("form[action='/portal/organisation'] button[type=submit]")
+                    await page.wait_for_load_state()
+                    await page.screenshot(
+                        path=str(outdir / f"portal-organisation-frame-error{suffix}.png"),
+                        full_page=True)
+                    await page.fill("#f-frame_ancestors",
+                                    "https://ehr.hospital.example\nhttps://*.epic.example")
+                    await page.click("form[action='/portal/organisation'] button[type=submit]")
+                    await page.wait_for_load_state()
+                    await page.screenshot(
+                        path=str(outdir / f"portal-organisation-frames{suffix}.png"),
+                        full_page=True)
+                    await page.goto(f"{base}/api/docs")
+                    await page.wait_for_selector(".swagger-ui .info", timeout=15_000)
+                    await page.screenshot(path=str(outdir / f"api-docs{suffix}.png"))
                     await context.clear_cookies()
                     ctx.settings = make_settings(url, environment="production", public_url=base)
                     await _sign_in(page, base, "night-operator")
