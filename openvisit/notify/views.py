@@ -37,11 +37,13 @@ TEXT_ENVIRONMENTS = ("development", "test")
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Hold an SMPP receiver while this web process runs, if wanted."""
+    """Hold an SMPP receiver while this web process runs, if SMPP is configured."""
     ctx: AppContext = app.state.ctx
-    from openvisit.notify.smpp import receiver
+    settings = ctx.settings
+    if settings.smpp_receiver and settings.smpp_host and settings.smpp_system_id:
+        # The optional smpplib is imported only where SMPP is configured.
+        from openvisit.notify.smpp import receiver
 
-    if receiver.wanted(ctx):
         async with receiver.running_receiver(ctx):
             yield
     else:

@@ -127,7 +127,3 @@ async def running_receiver(app: AppContext) -> AsyncIterator[SmppReceiver]:
         await asyncio.to_thread(receiver.stop)
 
 
-def wanted(app: AppContext) -> bool:
-    """Whether this process should hold a receiver bind."""
-    settings = app.settings
-    return bool(settings.smpp_receiver and settings.smpp_host and settings.smpp_system_id)

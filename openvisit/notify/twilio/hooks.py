@@ -12,7 +12,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from twilio.request_validator import RequestValidator, get_signature_algorithm
 
 from openvisit.errors import PermissionDenied
 from openvisit.logging import get_logger
@@ -36,6 +35,13 @@ async def verified_form(request: Request, *, auth_token: str, public_url: str) -
     if not auth_token:
         raise PermissionDenied("Twilio webhooks are not configured on this deployment "
                                "(OPENVISIT_TWILIO_AUTH_TOKEN is empty).")
+    try:
+        # The one import of the optional Twilio SDK on this path: a deployment installed
+        # without the twilio extra still starts, and says here what is missing.
+        from twilio.request_validator import RequestValidator, get_signature_algorithm
+    except ImportError:
+        raise PermissionDenied("Twilio webhooks need the Twilio SDK on this server: "
+                               "pip install 'openvisit[twilio]'.") from None
     url = public_url + request.url.path + (f"?{request.url.query}" if request.url.query else "")
     algorithm = get_signature_algorithm(
         request.headers.get("X-Twilio-Webhooks-Signature-Settings", ""))
