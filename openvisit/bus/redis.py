@@ -34,9 +34,12 @@ class RedisBus(Bus):
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._has_channels = asyncio.Event()
+        #: Redis confirms a SUBSCRIBE asynchronously; these are resolved by the reader when
+        #: the confirmation arrives, so ``subscribe()`` returns only once messages will flow.
+        self._confirming: dict[str, list[asyncio.Future[None]]] = {}
 
     async def start(self) -> None:
-        self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        self._pubsub = self._redis.pubsub()
         self._reader = asyncio.create_task(self._read_loop(), name="redis-bus-reader")
 
     async def close(self) -> None:
@@ -57,9 +60,20 @@ class RedisBus(Bus):
 
     async def _on_first_subscriber(self, channels: list[str]) -> None:
         assert self._pubsub is not None, "RedisBus.start() was not called"
+        loop = asyncio.get_running_loop()
+        waits: list[asyncio.Future[None]] = []
+        for channel in channels:
+            future: asyncio.Future[None] = loop.create_future()
+            self._confirming.setdefault(self.prefix + channel, []).append(future)
+            waits.append(future)
         async with self._lock:
             await self._pubsub.subscribe(*(self.prefix + c for c in channels))
             self._has_channels.set()
+        try:
+            await asyncio.wait_for(asyncio.gather(*waits), timeout=5.0)
+        except TimeoutError:
+            # The reader reconnects and resyncs on its own; a subscriber is never stuck here.
+            log.warning("bus_subscribe_unconfirmed", channels=len(channels))
 
     async def _on_last_unsubscribe(self, channels: list[str]) -> None:
         if self._pubsub is None:
@@ -75,7 +89,7 @@ class RedisBus(Bus):
             assert self._pubsub is not None
             try:
                 raw: dict[str, Any] | None = await self._pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=1.0
+                    ignore_subscribe_messages=False, timeout=1.0
                 )
                 backoff = 0.5
             except (RedisError, OSError, RuntimeError):
@@ -84,11 +98,18 @@ class RedisBus(Bus):
                 backoff = min(backoff * 2, 10.0)
                 await self._resubscribe()
                 continue
-            if raw is None or raw.get("type") != "message":
+            if raw is None:
                 continue
             channel = raw["channel"]
             if isinstance(channel, bytes):
                 channel = channel.decode()
+            if raw.get("type") == "subscribe":
+                for future in self._confirming.pop(channel, []):
+                    if not future.done():
+                        future.set_result(None)
+                continue
+            if raw.get("type") != "message":
+                continue
             try:
                 message = json.loads(raw["data"])
             except (ValueError, TypeError):
@@ -100,7 +121,7 @@ class RedisBus(Bus):
         """Open a fresh pub/sub connection for the current channels; tell everyone to resync."""
         async with self._lock:
             old = self._pubsub
-            self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            self._pubsub = self._redis.pubsub()
             if old is not None:
                 with contextlib.suppress(RedisError, OSError):
                     await old.aclose()  # type: ignore[no-untyped-call]
