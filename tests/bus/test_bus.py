@@ -3,7 +3,6 @@ two OS processes through Redis."""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 import textwrap
