@@ -153,8 +153,11 @@ def _nth(text: str, *, separator: str, n: int) -> str:
 def decode(data: bytes | str) -> str:
     """Decode raw message bytes using the character set named in MSH-18.
 
-    Returns the text unchanged when given ``str``. Raises :class:`DataTypeError` (MSH-18) when a
-    declared non-ASCII character set does not decode the bytes.
+    Returns the text unchanged when given ``str``. Without a declaration (or declaring ASCII)
+    UTF-8 is tried, then ISO 8859-1. Bytes that do not match a declared character set become
+    U+FFFD rather than refusing the message: most sit in fields nobody reads (a note), and
+    the feed refuses the message only when one is in a value it keeps, naming that field.
+    Never raises.
     """
     if isinstance(data, str):
         return data
@@ -164,13 +167,7 @@ def decode(data: bytes | str) -> str:
             return data.decode("utf-8")
         except UnicodeDecodeError:
             return data.decode("iso8859-1")
-    try:
-        return data.decode(codec)
-    except UnicodeDecodeError:
-        raise DataTypeError(
-            "the message bytes do not match the character set declared in MSH-18",
-            location=ErrorLocation("MSH", field=18),
-        ) from None
+    return data.decode(codec, errors="replace")
 
 
 def codec_for(charset: str | None) -> str | None:

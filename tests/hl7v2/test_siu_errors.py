@@ -141,13 +141,14 @@ def test_it_echoes_a_code_only_when_it_looks_like_one() -> None:
     assert "555" not in str(junk.value) and "PATIENT" not in str(junk.value)
 
 
-def test_it_rejects_bytes_that_do_not_match_the_declared_charset() -> None:
+def test_it_reads_a_message_whose_unused_bytes_do_not_match_the_declared_charset() -> None:
+    # Issue 11, item 1: a note nobody reads must not refuse the booking. The bytes become
+    # U+FFFD, and the feed refuses the message only when one is in a value it keeps.
     message = replace_field(epic(), "MSH", 18, "UNICODE UTF-8") + b"\rNTE|1||caf\xe9"
 
-    with pytest.raises(DataTypeError) as caught:
-        parse_us(message)
+    msg = parse_us(message)
 
-    assert str(caught.value.location) == "MSH-18"
+    assert msg.control_id == "84726031" and msg.header.charset == "UNICODE UTF-8"
 
 
 def test_it_reads_undeclared_latin1_bytes() -> None:
