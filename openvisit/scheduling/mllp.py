@@ -292,12 +292,14 @@ async def serve_mllp(
     host: str | None = None,
     port: int | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    started: asyncio.Event | None = None,
 ) -> None:
     """Listen for MLLP on ``host:port`` (default: settings) until ``stop`` is set.
 
     TLS comes from ``ssl_context`` or the ``mllp_tls_*`` settings (plain TCP when neither).
-    Raises :class:`ConfigurationError` for unreadable TLS files and ``OSError`` when the port
-    cannot be bound; nothing a client sends ends it.
+    ``started`` is set once the port is bound, so a caller can hold back "ready" until then.
+    Raises :class:`ConfigurationError` for unreadable TLS files and for a port that cannot be
+    bound (naming the address and what to do); nothing a client sends ends it.
     """
     settings = ctx.settings
     if ssl_context is None and settings.mllp_tls_cert:
@@ -307,16 +309,27 @@ async def serve_mllp(
     listener = MllpListener(ctx)
     bind_host = host or settings.mllp_host
     bind_port = settings.mllp_port if port is None else port
-    server = await asyncio.start_server(
-        listener.connection,
-        bind_host,
-        bind_port,
-        ssl=ssl_context,
-        ssl_handshake_timeout=30 if ssl_context else None,
-        reuse_address=True,
-        backlog=256,
-        reuse_port=settings.mllp_reuse_port or None,
-    )
+    try:
+        server = await asyncio.start_server(
+            listener.connection,
+            bind_host,
+            bind_port,
+            ssl=ssl_context,
+            ssl_handshake_timeout=30 if ssl_context else None,
+            reuse_address=True,
+            backlog=256,
+            reuse_port=settings.mllp_reuse_port or None,
+        )
+    except OSError as exc:
+        log.error("mllp_bind_failed", host=bind_host, port=bind_port, errno=exc.errno)
+        raise ConfigurationError(
+            f"The MLLP listener cannot listen on {bind_host}:{bind_port} "
+            f"({exc.strerror or exc}). Free the port, choose another one with "
+            "OPENVISIT_MLLP_PORT (openvisit serve --mllp-port), or run openvisit serve "
+            "--no-mllp to go without the HL7 scheduling feed."
+        ) from exc
+    if started is not None:
+        started.set()
     bound = [s.getsockname()[1] for s in server.sockets]
     log.info(
         "mllp_listening",
