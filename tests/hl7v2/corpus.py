@@ -6,9 +6,10 @@ PATIENT, fictional 555-01xx and libphonenumber example numbers, example.org addr
 - ``epic23``: Epic-style v2.3. SCH-11 and AIS-4/AIL-6/AIP-6 carry the time, local times
   without an offset, a ZCH segment, PID-13 with a PRN landline before the CP mobile, PV1-19
   the CSN, department in AIL-3, language as an English name.
-- ``uk24``: UK PAS-style v2.4, ISO 8859-1 (MSH-18), enhanced acknowledgement (CA/CE/CR). SCH-11 alone carries the time, no AIL
-  (the department is PV1-3), AIP-3 holds only the clinician's name (no id: no provider is
-  stored), PID-13 with a PRS mobile and a NET e-mail, NHS number first in PID-3.
+- ``uk24``: UK PAS-style v2.4, ISO 8859-1 (MSH-18), enhanced acknowledgement (CA/CE/CR).
+  SCH-11 alone carries the time, no AIL (the department is PV1-3), AIP-3 holds only the
+  clinician's name (no id: no provider is stored), PID-13 with a PRS mobile and a NET
+  e-mail, NHS number first in PID-3.
 - ``v251``: v2.5.1 with an SFT. TQ1-7/TQ1-8 carry the time; no SCH-11; the AIS has no start;
   an AIG (equipment) before the AIL; PID-13 CP; language as an ISO 639-2 code.
 - ``v28``: v2.8, FHIR-Converter-style: a stale SCH-11 naming another slot (withdrawn from

@@ -158,7 +158,7 @@ async def test_it_reopens_the_link_when_a_cancelled_appointment_is_booked_again(
     app: AppContext,
 ) -> None:
     booking = Booking(start=FIRST, control_id="O-1", phone="+12025550142")
-    with time_machine.travel(NOW, tick=False) as clock:
+    with time_machine.travel(NOW, tick=False):
         await site(app, "epic23")
         assert await send(app, siu("epic23", booking)) == "AA"
         token = await patient_token(app, await the_appointment(app))
