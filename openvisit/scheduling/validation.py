@@ -59,7 +59,7 @@ def check_siu(message: SiuMessage) -> None:
                    limit=None, charset=charset)
     if message.email is not None:
         _check(message.email, where=message.sources.get("email") or ErrorLocation("PID"),
-               what="e-mail address", limit=None, charset=charset)
+               what="e-mail address, PID-13/14/40", limit=None, charset=charset)
 
 
 def check_header(header: MshHeader) -> None:
