@@ -104,13 +104,6 @@ class MllpListener:
         self.stopping = False
         self._connections: dict[asyncio.Task[None], _Connection] = {}
 
-    def connections_by_peer(self) -> dict[str | None, int]:
-        """How many connections each client address holds now."""
-        counts: dict[str | None, int] = {}
-        for conn in self._connections.values():
-            counts[conn.host] = counts.get(conn.host, 0) + 1
-        return counts
-
     def _admit(self, host: str | None) -> str | None:
         """Make room for a connection from ``host``; returns why it is refused, or ``None``."""
         if self.stopping:
