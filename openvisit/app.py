@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from openvisit import __version__
 from openvisit.config import Settings, load_settings
 from openvisit.context import AppContext
+from openvisit.errors import ConfigurationError, OpenVisitError
 from openvisit.logging import configure_logging, get_logger
 from openvisit.web import errors
 from openvisit.web.apidocs import install_api_docs
@@ -28,20 +29,57 @@ from openvisit.web.templating import STATIC_DIR, templates
 
 log = get_logger(__name__)
 
-#: Background roles: name → factory of a coroutine that runs until the stop event is set.
-RoleRunner = Callable[[AppContext, asyncio.Event], Coroutine[Any, Any, None]]
+class RoleRunner(Protocol):
+    """A background role: runs until ``stop`` is set; sets ``started`` once it serves."""
+
+    def __call__(
+        self, ctx: AppContext, stop: asyncio.Event, /, *, started: asyncio.Event | None = None
+    ) -> Coroutine[Any, Any, None]: ...
 
 
-async def run_worker(ctx: AppContext, stop: asyncio.Event) -> None:
+#: How long a role may take to start (bind its port) before start-up is given up.
+ROLE_START_SECONDS = 60.0
+
+
+async def run_worker(
+    ctx: AppContext, stop: asyncio.Event, *, started: asyncio.Event | None = None
+) -> None:
     from openvisit.jobs.worker import Worker
 
+    if started is not None:
+        started.set()
     await Worker(ctx).run(stop)
 
 
-async def run_mllp(ctx: AppContext, stop: asyncio.Event) -> None:
+async def run_mllp(
+    ctx: AppContext, stop: asyncio.Event, *, started: asyncio.Event | None = None
+) -> None:
     from openvisit.scheduling.mllp import serve_mllp
 
-    await serve_mllp(ctx, stop=stop)
+    await serve_mllp(ctx, stop=stop, started=started)
+
+
+async def _until_started(role: str, task: asyncio.Task[None], started: asyncio.Event) -> None:
+    """Wait until ``role`` has started; raise :class:`ConfigurationError` if it failed or
+    ended first, so the process never says ready without it (issue 11, item 9)."""
+    waiter = asyncio.ensure_future(started.wait())
+    try:
+        await asyncio.wait({task, waiter}, timeout=ROLE_START_SECONDS,
+                           return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if started.is_set() and not task.done():
+        return
+    if task.done() and not task.cancelled() and task.exception() is not None:
+        exc = task.exception()
+        reason = exc.message if isinstance(exc, OpenVisitError) else type(exc).__name__
+        log.error("role_start_failed", role=role, reason=reason)
+        raise ConfigurationError(reason) from exc
+    if not task.done():
+        task.cancel()
+    reason = f"the {role} role did not start within {ROLE_START_SECONDS:.0f} s"
+    log.error("role_start_failed", role=role, reason=reason)
+    raise ConfigurationError(reason)
 
 
 ROLE_RUNNERS: dict[str, RoleRunner] = {"worker": run_worker, "mllp": run_mllp}
@@ -89,10 +127,24 @@ def create_app(
         await context.start()
         await run_startup_hooks(context)
         stop = asyncio.Event()
-        tasks = [
-            asyncio.create_task(ROLE_RUNNERS[role](context, stop), name=f"role-{role}")
-            for role in background
-        ]
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            for role in background:
+                started = asyncio.Event()
+                task = asyncio.create_task(
+                    ROLE_RUNNERS[role](context, stop, started=started), name=f"role-{role}"
+                )
+                tasks.append(task)
+                await _until_started(role, task, started)
+        except BaseException:
+            # Not ready without every role: stop what started and fail start-up.
+            stop.set()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if ctx is None:
+                await context.close()
+            raise
         log.info("openvisit_started", roles=["web", *background], version=__version__)
         try:
             yield

@@ -585,6 +585,152 @@ def endpoint_hl7_senders(
     typer.echo("senders: " + (", ".join(_run(main)) or "(none: feed off)"))
 
 
+org_app = typer.Typer(
+    help="Organisation settings: phone region, time zone and SMS consents (as in the portal).",
+    no_args_is_help=True,
+)
+app.add_typer(org_app, name="org")
+OrgOpt = Annotated[str, typer.Option("--org", help="Organisation slug.")]
+
+
+def _print_settings(values: dict[str, Any], *, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(values))
+        return
+    for key, value in values.items():
+        typer.echo(f"{key:<16} {value}")
+
+
+@org_app.command("set")
+def org_set(
+    org: OrgOpt = "default",
+    phone_region: Annotated[
+        str | None,
+        typer.Option(help="Country (ISO 3166, e.g. US, GB, CZ) of phone numbers the EHR sends "
+                     "without a country code; the HL7 feed reads PID-13/14 with it."),
+    ] = None,
+    timezone: Annotated[
+        str | None, typer.Option(help="IANA time zone of the organisation, e.g. Europe/Prague.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """Set the organisation's default phone region and time zone (audited, actor cli).
+
+    Without options it prints the current values.
+
+    Example: openvisit org set --org city-hospital --phone-region GB --timezone Europe/London
+    """
+    from openvisit.notify.commands import organisation, set_organisation
+
+    async def main(ctx: AppContext) -> dict[str, Any]:
+        if phone_region is None and timezone is None:
+            async with ctx.transaction() as session:
+                found = await organisation(session, org)
+        else:
+            found = await set_organisation(
+                ctx, slug=org, phone_region=phone_region, timezone=timezone
+            )
+        return {"organisation": found.slug, "phone_region": found.default_phone_region,
+                "timezone": found.timezone}
+
+    _print_settings(_run(main), as_json=as_json)
+
+
+@org_app.command("sms-consents")
+def org_sms_consents(
+    org: OrgOpt = "default",
+    send: Annotated[
+        bool,
+        typer.Option("--send/--no-send",
+                     help="OpenVisit may send SMS on the organisation's behalf."),
+    ] = False,
+    patients: Annotated[
+        bool,
+        typer.Option("--patients/--no-patients",
+                     help="Patients agreed to receive visit messages by SMS."),
+    ] = False,
+) -> None:
+    """Record (or withdraw) the two SMS consents the portal's SMS page asks for.
+
+    Both are needed before an endpoint's notifications can be turned on; withdrawing either
+    turns SMS off on every endpoint of the organisation.
+    """
+    from openvisit.notify.commands import set_consents
+
+    async def main(ctx: AppContext) -> bool:
+        found = await set_consents(ctx, slug=org, send=send, patients=patients)
+        return found.sms_consent_send_at is not None and found.sms_consent_patients_at is not None
+
+    given = _run(main)
+    typer.echo("SMS consents given" if given else "SMS consents withdrawn: SMS is off")
+
+
+@endpoint_app.command("notifications")
+def endpoint_notifications(
+    endpoint_id: Annotated[str, typer.Argument(help="Endpoint id (openvisit endpoint list).")],
+    enable: Annotated[
+        bool | None,
+        typer.Option("--enable/--disable",
+                     help="Send confirmations and reminders: SMS to a mobile, else e-mail."),
+    ] = None,
+    confirmations: Annotated[
+        bool | None,
+        typer.Option("--confirmations/--no-confirmations",
+                     help="Tell the patient when a visit is booked, moved or cancelled."),
+    ] = None,
+    reminders: Annotated[
+        str | None,
+        typer.Option(help='Reminder times before the visit, e.g. "1d, 2h, 30m"; "" for none.'),
+    ] = None,
+    quiet_hours: Annotated[
+        str | None,
+        typer.Option(help='Local hours without messages, e.g. "21:00-08:00"; "none" for none.'),
+    ] = None,
+    language: Annotated[
+        str | None, typer.Option(help="Language when PID-15 names none (en, es, cs, it).")
+    ] = None,
+    rate: Annotated[
+        int | None, typer.Option(help="Messages per minute per sending number (1-6000).")
+    ] = None,
+    transliterate: Annotated[
+        bool | None,
+        typer.Option("--transliterate/--no-transliterate",
+                     help="Replace letters outside GSM 7-bit (č → c) to keep SMS short."),
+    ] = None,
+    number: Annotated[
+        str | None,
+        typer.Option(help='Sending number (E.164 or id) of the organisation; "none" unlinks.'),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """Show or change an endpoint's notification (SMS / e-mail) settings, as the portal does.
+
+    Only the options given change; without options the settings are printed.
+
+    Turning notifications on needs both SMS consents (openvisit org sms-consents) and a number.
+
+    Example: openvisit endpoint notifications ID --enable --reminders "1d, 1h"
+    """
+    from openvisit.notify.commands import (
+        NotificationChanges,
+        configure_notifications,
+        notification_settings,
+    )
+
+    changes = NotificationChanges(
+        enabled=enable, confirmations=confirmations, reminders=reminders,
+        quiet_hours=quiet_hours, language=language, rate_per_minute=rate,
+        transliterate=transliterate, number=number,
+    )
+
+    async def main(ctx: AppContext) -> dict[str, Any]:
+        if changes == NotificationChanges():
+            return await notification_settings(ctx, endpoint_id=endpoint_id)
+        return await configure_notifications(ctx, endpoint_id=endpoint_id, changes=changes)
+
+    _print_settings(_run(main), as_json=as_json)
+
+
 def main() -> None:
     app()
 

@@ -332,6 +332,13 @@ class Settings(BaseSettings):
             return self.outbound_allow_private
         return self.environment != "production"
 
+    # Scheduling feed (issue 11)
+    #: MLLP connections one client address may hold at once. Past it, that address's
+    #: longest-idle connection makes room (an engine reconnecting after a silent network
+    #: break is never locked out by its own stale connections); when all of them are busy the
+    #: newcomer is refused. One address can so never fill mllp_max_connections.
+    mllp_max_connections_per_peer: int = 32
+
     @classmethod
     def settings_customise_sources(
         cls,

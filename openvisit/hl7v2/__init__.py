@@ -1,10 +1,13 @@
 """HL7 v2 protocol core: MLLP framing, SIU parsing and ACK building; no I/O, no framework.
 
 Layers, bottom up: :mod:`.mllp` (bytes ↔ frames), :mod:`.er7` (encoding rules), :mod:`.msh`
-and :mod:`.siu` (message content), :mod:`.ack` (answers). A listener feeds socket bytes to
-:class:`MllpDecoder`, reads each message's header with :func:`parse_msh`, parses it with
-:func:`parse_siu`, and answers with :func:`build_ack` in the mode :func:`ack_mode` names (or
-:func:`build_fallback_ack` when nothing could be read).
+and :mod:`.siu` (message content, with :mod:`.structure` finding segments by name whatever
+their order, :mod:`.timing` choosing start and end by version, :mod:`.resources` the
+department and provider, :mod:`.contact` and :mod:`.languages` the patient's contact points),
+:mod:`.ack` (answers). A listener feeds socket bytes to :class:`MllpDecoder`, reads each
+message's header with :func:`parse_msh`, parses it with :func:`parse_siu`, and answers with
+:func:`build_ack` in the mode :func:`ack_mode` names (or :func:`build_fallback_ack` when
+nothing could be read). The rules for interface analysts are in ``docs/siu-intake.md``.
 """
 
 from openvisit.hl7v2.ack import (

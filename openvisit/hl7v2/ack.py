@@ -2,8 +2,13 @@
 
 HL7 v2.5.1 Ch. 2 §2.9.2 (original mode: AA/AE/AR), §2.9.3 (enhanced mode: commit acks
 CA/CE/CR governed by MSH-15, application acks by MSH-16, table 0155), §2.15.8 (MSA) and
-§2.15.5 (ERR: ERR-1 up to v2.4, ERR-2/3/4 from v2.5). ACKs are written with the standard
+§2.15.5 (ERR: ERR-1 up to v2.4, ERR-2/3/4/8 from v2.5). ACKs are written with the standard
 delimiters ``|^~\\&`` and CR segment ends; every echoed value is escaped.
+
+MSA-3 is an ST of 80 characters, so a longer text is cut between words (ending ``...``);
+the whole text always goes in ERR, where each version has room for it: ERR-8 (user message)
+from v2.5, and before that the alternate text (CE.5) of ERR-1's error code (the place HAPI
+and most engines read it from).
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ from openvisit.hl7v2.msh import HierarchicDesignator, MshHeader, parse_msh
 AckCode = Literal["AA", "AE", "AR", "CA", "CE", "CR"]
 AckCondition = Literal["AL", "NE", "ER", "SU"]
 _CONDITIONS: dict[str, AckCondition] = {"AL": "AL", "NE": "NE", "ER": "ER", "SU": "SU"}
-# MSA-3 is an ST of 80 characters in v2.3-v2.6; ERR-8 a TX of 250.
+# MSA-3 is an ST of 80 characters in v2.3-v2.6; ERR-8 a TX of 250 (ERR-7, diagnostic
+# information, a TX of 2048, takes the whole text when even that is too short).
 _MSA_TEXT_MAX = 80
 _ERR_TEXT_MAX = 250
+_ELLIPSIS = "..."
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,20 +214,33 @@ def _render(
     msa_text = text if text is not None else (error.message if error else "")
     segments = [
         "|".join(msh).rstrip("|"),
-        "|".join(["MSA", code, e(original_control_id), e(msa_text[:_MSA_TEXT_MAX])]).rstrip("|"),
+        "|".join(["MSA", code, e(original_control_id), e(cut_at_word(msa_text, _MSA_TEXT_MAX))])
+        .rstrip("|"),
     ]
     if error is not None:
         segments.append(_err(error, version=version))
     return ("\r".join(segments) + "\r").encode(codec or "utf-8", errors="replace")
 
 
+def cut_at_word(text: str, limit: int) -> str:
+    """``text`` if it fits in ``limit`` characters, else cut between words and ended with
+    ``...`` (a single word longer than the limit is cut where it must be)."""
+    if len(text) <= limit:
+        return text
+    room = limit - len(_ELLIPSIS)
+    head = text[: room + 1]
+    cut = max(head.rfind(" "), head.rfind(","), head.rfind(";"))
+    kept = (text[:cut] if cut > 0 else text[:room]).rstrip(" ,;:")
+    return kept + _ELLIPSIS
+
+
 def _err(error: Hl7Error, *, version: str) -> str:
     e, loc = er7.escape, error.location
     if not _at_least_2_5(version):
-        # ERR-1 (ELD): segment ^ sequence ^ field ^ code&text&HL70357.
+        # ERR-1 (ELD): segment ^ sequence ^ field ^ code&text&HL70357&&full text (CE.5).
         where = [loc.segment, str(loc.sequence), str(loc.field or "")] if loc else ["", "", ""]
-        eld = "^".join([*map(e, where), f"{error.hl7_code}&{e(error.hl7_text)}&HL70357"])
-        return f"ERR|{eld}"
+        code = f"{error.hl7_code}&{e(error.hl7_text)}&HL70357&&{e(error.message)}"
+        return f"ERR|{'^'.join([*map(e, where), code])}"
     erl = ""
     if loc is not None:
         parts = [loc.segment, str(loc.sequence)]
@@ -231,6 +251,7 @@ def _err(error: Hl7Error, *, version: str) -> str:
                 if loc.subcomponent is not None:
                     parts.append(str(loc.subcomponent))
         erl = "^".join(map(e, parts))
+    user = cut_at_word(error.message, _ERR_TEXT_MAX)
     fields = [
         "ERR",
         "",
@@ -239,8 +260,8 @@ def _err(error: Hl7Error, *, version: str) -> str:
         "E",
         "",
         "",
-        "",
-        e(error.message[:_ERR_TEXT_MAX]),
+        e(error.message) if user != error.message else "",
+        e(user),
     ]
     return "|".join(fields)
 

@@ -8,15 +8,12 @@ use (XTN-2) is PRS, else PRN. HL7 v2.5.1 Ch. 3 §3.4.2 (PID) and Ch. 2A (XTN: 1 
 
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 
 import phonenumbers
-from babel import Locale, UnknownLocaleError
-from babel.core import get_global
 
-from openvisit.hl7v2 import er7
+from openvisit.hl7v2 import er7, languages
 
 _TELECOM_FIELDS = (13, 14, 40)
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -123,8 +120,9 @@ def language(pid: er7.Segment | None) -> str | None:
 
     Tries the identifier (component 1), the alternate identifier (4), then the texts (2, 5);
     each may be an ISO 639-1/639-2 code, a BCP 47 tag (``en-US``) or an English or native
-    language name (``English``, ``Español``). Table 0296 is user-defined, so local codes that
-    match none of these give ``None``.
+    language name (``English``, ``Español``), looked up in the small tables of
+    :mod:`.languages`. Table 0296 is user-defined, so local codes that match none of these
+    give ``None``.
     """
     if pid is None:
         return None
@@ -141,48 +139,13 @@ def _iso639_1(text: str) -> str | None:
     primary = text.split("-")[0].strip()
     if not primary:
         return None
-    english = _english_names()
-    if len(primary) == 2 and primary in english.values():
+    tables = languages.load()
+    if len(primary) == 2 and primary in tables["codes"]:
         return primary
-    alias = _aliases().get(primary)
-    if alias is not None and len(alias) == 2:
+    alias = tables["aliases"].get(primary)
+    if alias is not None:
         return alias
     for candidate in (text, primary):
-        if candidate in english:
-            return english[candidate]
-    if not primary.replace(" ", "").isalpha() or len(primary) < 3:
-        return None  # local codes such as "1" or "E": skip loading every locale for nothing
-    return _native_names().get(text) or _native_names().get(primary)
-
-
-@functools.cache
-def _aliases() -> dict[str, str]:
-    aliases: Mapping[str, str] = get_global("language_aliases")
-    return {k.lower(): v.split("_")[0] for k, v in aliases.items()}
-
-
-@functools.cache
-def _english_names() -> dict[str, str]:
-    """Map English language names (lower-case) to ISO 639-1 codes."""
-    names: dict[str, str] = {}
-    for code, name in Locale("en").languages.items():
-        if len(code) == 2 and code.isalpha():
-            names.setdefault(name.lower(), code)
-    return names
-
-
-@functools.cache
-def _native_names() -> dict[str, str]:
-    """Map each language's own name for itself ("español") to its ISO 639-1 code.
-
-    Loads every Babel locale once (under a second), so it is consulted last.
-    """
-    names: dict[str, str] = {}
-    for code in sorted(set(_english_names().values())):
-        try:
-            native = Locale(code).get_display_name(code)
-        except UnknownLocaleError:
-            continue
-        if native:
-            names.setdefault(native.lower(), code)
-    return names
+        if candidate in tables["english"]:
+            return tables["english"][candidate]
+    return tables["native"].get(text) or tables["native"].get(primary)

@@ -20,10 +20,18 @@ from openvisit.hl7v2.errors import (
 
 _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
 # ASCII digits only: Python's \d (and int()) would also take e.g. full-width digits.
-_TS = re.compile(
-    r"(\d{4})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:\.(\d{1,4}))?)?)?)?)?)?"
-    r"(?:([+-])(\d{2})(\d{2}))?",
-    re.ASCII,
+# The TS/DTM digits: YYYY[MM[DD[HH[MM[SS]]]]], then (liberally) fraction digits without '.'.
+_TS_DIGITS = re.compile(r"[0-9]{4,}")
+# What may follow the digits, in either order: a fraction and a UTC offset (±HH, ±HHMM,
+# ±HH:MM or Z), optionally separated by a space.
+_TS_FRACTION = re.compile(r"\.([0-9]+)")
+_TS_OFFSET = re.compile(r"\s*(?:([+-])([0-9]{2})(?::?([0-9]{2}))?|(Z))", re.IGNORECASE)
+# ISO 8601 extended form, which a few converters write into HL7 fields.
+_ISO = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})"
+    r"(?:[T ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:[.,]([0-9]+))?)?)?"
+    r"(?:\s*(?:([+-])([0-9]{2})(?::?([0-9]{2}))?|(Z)))?",
+    re.IGNORECASE,
 )
 # HL7 table 0211 names → Python codecs. Unlisted or ASCII declarations fall back to UTF-8 then
 # Latin-1, because senders often declare ASCII and still send accented names.
@@ -145,8 +153,11 @@ def _nth(text: str, *, separator: str, n: int) -> str:
 def decode(data: bytes | str) -> str:
     """Decode raw message bytes using the character set named in MSH-18.
 
-    Returns the text unchanged when given ``str``. Raises :class:`DataTypeError` (MSH-18) when a
-    declared non-ASCII character set does not decode the bytes.
+    Returns the text unchanged when given ``str``. Without a declaration (or declaring ASCII)
+    UTF-8 is tried, then ISO 8859-1. Bytes that do not match a declared character set become
+    U+FFFD rather than refusing the message: most sit in fields nobody reads (a note), and
+    the feed refuses the message only when one is in a value it keeps, naming that field.
+    Never raises.
     """
     if isinstance(data, str):
         return data
@@ -156,13 +167,7 @@ def decode(data: bytes | str) -> str:
             return data.decode("utf-8")
         except UnicodeDecodeError:
             return data.decode("iso8859-1")
-    try:
-        return data.decode(codec)
-    except UnicodeDecodeError:
-        raise DataTypeError(
-            "the message bytes do not match the character set declared in MSH-18",
-            location=ErrorLocation("MSH", field=18),
-        ) from None
+    return data.decode(codec, errors="replace")
 
 
 def codec_for(charset: str | None) -> str | None:
@@ -294,36 +299,80 @@ def escape(text: str, *, delimiters: Delimiters = STANDARD_DELIMITERS) -> str:
 
 
 def parse_ts(value: str, *, default_tz: tzinfo, location: ErrorLocation) -> datetime:
-    """Parse an HL7 TS/DTM (``YYYY[MM[DD[HH[MM[SS[.SSSS]]]]]][+/-ZZZZ]``) to an aware datetime.
+    """Parse an HL7 TS/DTM (``YYYY[MM[DD[HH[MM[SS[.S…]]]]]][+/-ZZZZ]``) to an aware datetime.
 
-    Without an offset the time is read in ``default_tz`` (the endpoint's configured zone).
+    Liberal in form (issue 11), exact in meaning: fraction digits written without the ``.``
+    (anything after the 14 digits of seconds) or beyond the four TS allows are read as a
+    fraction (kept to the microsecond); the offset may come before the fraction, after a
+    space, as ``±HH:MM``, ``±HH`` or ``Z``; ISO 8601's extended form (``2024-03-12T09:30-05:00``)
+    is read too. Without an offset the time is read in ``default_tz`` (the endpoint's zone).
     Raises :class:`DataTypeError` naming ``location`` (never the value, which is PHI) when the
-    text is not a TS or names an impossible date, time or offset.
+    text is not a date/time, is ambiguous (an odd number of digits before the seconds, two
+    offsets) or names an impossible date, time or offset.
     """
-    match = _TS.fullmatch(value.strip())
-    if match is None:
+    text = value.strip()
+    parts = _iso_parts(text) or _ts_parts(text)
+    if parts is None:
         raise DataTypeError(
             f"{location} is not an HL7 date/time (expected YYYYMMDDHHMM[SS][+/-ZZZZ])",
             location=location,
         )
-    year, month, day, hour, minute, second, frac, sign, off_h, off_m = match.groups()
+    numbers, frac, offset = parts
     try:
-        naive = datetime(
-            int(year),
-            int(month or 1),
-            int(day or 1),
-            int(hour or 0),
-            int(minute or 0),
-            int(second or 0),
-            int((frac or "0").ljust(6, "0")),
-        )
-        if sign is None:
+        year, month, day, hour, minute, second = (int(n) if n else d for n, d in zip(
+            numbers, (0, 1, 1, 0, 0, 0), strict=True))
+        naive = datetime(year, month, day, hour, minute, second,
+                         int((frac or "0")[:6].ljust(6, "0")))
+        if offset is None:
             return naive.replace(tzinfo=default_tz)
-        if int(off_m) >= 60:
+        sign, off_h, off_m = offset
+        if off_m >= 60:
             raise ValueError("offset minutes")
-        offset = timedelta(hours=int(off_h), minutes=int(off_m))
-        return naive.replace(tzinfo=timezone(-offset if sign == "-" else offset))
+        delta = timedelta(hours=off_h, minutes=off_m)
+        return naive.replace(tzinfo=timezone(-delta if sign == "-" else delta))
     except ValueError:
         raise DataTypeError(
             f"{location} names an impossible date, time or UTC offset", location=location
         ) from None
+
+
+_TsParts = tuple[tuple[str, ...], str | None, tuple[str, int, int] | None]
+
+
+def _ts_parts(text: str) -> _TsParts | None:
+    """(YYYY, MM, DD, HH, MM, SS as text; fraction digits; offset) of the compact TS form."""
+    match = _TS_DIGITS.match(text)
+    if match is None:
+        return None
+    digits = match.group()
+    if len(digits) < 14 and len(digits) % 2:
+        return None  # 2024031209301: half a field is ambiguous, not over-precise
+    frac = digits[14:] or None
+    numbers = (digits[:4], digits[4:6], digits[6:8], digits[8:10], digits[10:12], digits[12:14])
+    rest, offset = text[match.end():], None
+    while rest:
+        found = _TS_FRACTION.match(rest)
+        if found is not None and frac is None and len(digits) == 14:
+            frac, rest = found.group(1), rest[found.end():]
+            continue
+        found = _TS_OFFSET.match(rest)
+        if found is not None and offset is None:
+            sign, hours, minutes, zulu = found.groups()
+            offset = ("+", 0, 0) if zulu else (sign, int(hours), int(minutes or 0))
+            rest = rest[found.end():]
+            continue
+        return None
+    return numbers, frac, offset
+
+
+def _iso_parts(text: str) -> _TsParts | None:
+    match = _ISO.fullmatch(text)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, frac, sign, off_h, off_m, zulu = match.groups()
+    offset: tuple[str, int, int] | None = None
+    if zulu:
+        offset = ("+", 0, 0)
+    elif sign:
+        offset = (sign, int(off_h), int(off_m or 0))
+    return (year, month, day, hour or "", minute or "", second or ""), frac, offset

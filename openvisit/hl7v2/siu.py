@@ -3,6 +3,13 @@
 HL7 v2.5.1 Ch. 10 §10.4 (SIU_S12 structure), §10.6.2 (SCH), §10.6.4 (AIS), §10.6.6 (AIL),
 §10.6.7 (AIP); Ch. 3 §3.4.2 (PID), §3.4.3 (PV1); EHR-SPEC §4. Versions 2.3 to 2.8 are accepted.
 Patient names and birth dates are never read, so they cannot leak from here.
+
+Liberal in what it accepts (issue 11): segments are found by name within the message's
+structure (:mod:`.structure`), timestamps by their meaningful part (:func:`.er7.parse_ts`),
+and a field OpenVisit does not use (MSH-7, an unused SCH-11) never refuses a message. Exact in
+what it keeps: times by version precedence (:mod:`.timing`), department and provider only
+where they really are (:mod:`.resources`), and :attr:`SiuMessage.sources` says which field
+each kept value came from, so a value the store cannot keep is refused naming that field.
 """
 
 from __future__ import annotations
@@ -19,8 +26,8 @@ from openvisit.errors import ConfigurationError
 from openvisit.hl7v2 import contact, er7
 from openvisit.hl7v2.errors import (
     ErrorLocation,
+    Hl7ParseError,
     RequiredFieldMissing,
-    SegmentSequenceError,
     TableValueNotFound,
     UnsupportedEvent,
     UnsupportedMessageType,
@@ -28,6 +35,8 @@ from openvisit.hl7v2.errors import (
     UnsupportedVersion,
 )
 from openvisit.hl7v2.msh import MshHeader, header_of
+from openvisit.hl7v2.resources import department, provider
+from openvisit.hl7v2.structure import SiuStructure, structure_of
 from openvisit.hl7v2.timing import appointment_times
 
 SUPPORTED_VERSIONS = frozenset(
@@ -35,8 +44,6 @@ SUPPORTED_VERSIONS = frozenset(
 )
 PROCESSING_IDS = frozenset({"P", "T", "D"})
 ACK_CONDITIONS = frozenset({"AL", "NE", "ER", "SU"})
-# Segments allowed between MSH and SCH (v2.5+ SFT, v2.7+ UAC, and site Z-segments).
-_BEFORE_SCH = frozenset({"SFT", "UAC"})
 _SAFE_CODE = re.compile(r"[A-Za-z0-9_.]{1,12}")
 
 
@@ -47,6 +54,7 @@ class SiuEvent(StrEnum):
     S13 = "S13"  # rescheduled
     S14 = "S14"  # modified
     S15 = "S15"  # cancelled
+    S16 = "S16"  # discontinued: the rest of the appointment will not happen
     S17 = "S17"  # deleted
     S26 = "S26"  # no-show
 
@@ -101,16 +109,23 @@ class SiuMessage:
     department_point_of_care: str | None
     department_facility: str | None
     provider_id: str | None
+    #: Where each kept value was read (attribute name → field): names of fields, no values.
+    sources: dict[str, ErrorLocation] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def department(self) -> str | None:
-        """AIL-3 point of care, else AIL-3 facility."""
+        """The point of care, else the facility (AIL-3, else PV1-3, AIG-3 or RGS-3)."""
         return self.department_point_of_care or self.department_facility
 
     @property
     def is_cancellation(self) -> bool:
         """True for S15 (cancelled) and S17 (deleted)."""
         return self.event in (SiuEvent.S15, SiuEvent.S17)
+
+    @property
+    def is_discontinuation(self) -> bool:
+        """True for S16 (discontinued: what is left of the appointment will not happen)."""
+        return self.event is SiuEvent.S16
 
     @property
     def is_no_show(self) -> bool:
@@ -131,6 +146,7 @@ class SiuMessage:
             "filler_status": self.filler_status.identifier if self.filler_status else None,
             "department": self.department,
             "provider_id": self.provider_id,
+            "start_source": str(self.sources["start"]) if "start" in self.sources else None,
             "has_sms_number": self.sms_number is not None,
             "has_email": self.email is not None,
         }
@@ -152,12 +168,8 @@ def parse_siu(message: bytes | str, *, default_tz: tzinfo, default_region: str) 
     tokens = er7.parse(er7.decode(message))
     header = header_of(tokens)
     event = _check_header(header)
-    msh = tokens.segments[0]
-    sch = _check_structure(tokens)
-    raw_msh_ts = msh.get(7)
-    message_dt = (
-        er7.parse_ts(raw_msh_ts, default_tz=default_tz, location=msh.at(7)) if raw_msh_ts else None
-    )
+    structure = structure_of(tokens)
+    sch = structure.sch
     placer, filler = sch.get(1) or None, sch.get(2) or None
     if placer is None and filler is None:
         raise RequiredFieldMissing(
@@ -165,12 +177,17 @@ def parse_siu(message: bytes | str, *, default_tz: tzinfo, default_region: str) 
             "one is needed to identify the appointment",
             location=sch.at(2),
         )
-    start, end = appointment_times(tokens, sch=sch, default_tz=default_tz)
-    pid = tokens.first("PID")
-    point_of_care, facility = _location(next((s for s in tokens.all("AIL") if s.get(3)), None))
-    aip = next((s for s in tokens.all("AIP") if s.get(3)), None)
-    pv1 = tokens.first("PV1")
+    timing = appointment_times(structure, version=header.version, default_tz=default_tz)
+    start, end = timing.start, timing.end
+    pid, pv1 = structure.pid, structure.pv1
+    place = department(structure)
+    provider_id, provider_at = provider(structure)
     status = CodedValue(sch.get(25) or None, sch.get(25, component=2) or None)
+    sources = _sources(structure, timing.start_source, timing.end_source)
+    if place.location is not None:
+        sources["department"] = place.location
+    if provider_at is not None:
+        sources["provider_id"] = provider_at
     return SiuMessage(
         header=header,
         event=event,
@@ -183,7 +200,7 @@ def parse_siu(message: bytes | str, *, default_tz: tzinfo, default_region: str) 
         processing_id=header.processing_id,
         accept_ack_type=header.accept_ack_type,
         application_ack_type=header.application_ack_type,
-        message_datetime=message_dt,
+        message_datetime=_message_datetime(structure.msh, default_tz=default_tz),
         placer_appointment_id=placer,
         filler_appointment_id=filler,
         start=start,
@@ -195,10 +212,41 @@ def parse_siu(message: bytes | str, *, default_tz: tzinfo, default_region: str) 
         email=contact.email(pid),
         language=contact.language(pid),
         visit_number=(pv1.get(19) or None) if pv1 else None,
-        department_point_of_care=point_of_care,
-        department_facility=facility,
-        provider_id=(aip.get(3) or None) if aip else None,
+        department_point_of_care=place.point_of_care,
+        department_facility=place.facility,
+        provider_id=provider_id,
+        sources=sources,
     )
+
+
+def _message_datetime(msh: er7.Segment, *, default_tz: tzinfo) -> datetime | None:
+    """MSH-7, or ``None`` when it is empty or unreadable: OpenVisit keeps nothing of it, so
+    an odd value there must never refuse a message (issue 11, item 1)."""
+    raw = msh.get(7)
+    if not raw:
+        return None
+    try:
+        return er7.parse_ts(raw, default_tz=default_tz, location=msh.at(7))
+    except Hl7ParseError:
+        return None
+
+
+def _sources(
+    structure: SiuStructure, start: ErrorLocation, end: ErrorLocation | None
+) -> dict[str, ErrorLocation]:
+    sch, pid, pv1 = structure.sch, structure.pid, structure.pv1
+    found = {
+        "placer_appointment_id": sch.at(1),
+        "filler_appointment_id": sch.at(2),
+        "start": start,
+    }
+    if end is not None:
+        found["end"] = end
+    if pid is not None:
+        found |= {"patient_ref": pid.at(3), "email": pid.at(13), "language": pid.at(15)}
+    if pv1 is not None:
+        found["visit_number"] = pv1.at(19)
+    return found
 
 
 def _shown(value: str) -> str:
@@ -255,43 +303,6 @@ def _check_header(header: MshHeader) -> SiuEvent:
                 location=ErrorLocation("MSH", field=number),
             )
     return event
-
-
-def _check_structure(tokens: er7.Er7Message) -> er7.Segment:
-    """Return the one SCH, checking it follows MSH as SIU requires (§10.4)."""
-    extra_msh = tokens.all("MSH")[1:]
-    if extra_msh:
-        raise SegmentSequenceError(
-            "the message holds more than one MSH; send one message per MLLP frame",
-            location=extra_msh[0].at(),
-        )
-    schs = tokens.all("SCH")
-    if not schs:
-        raise SegmentSequenceError(
-            "the SIU message has no SCH (schedule activity) segment", location=ErrorLocation("SCH")
-        )
-    if len(schs) > 1:
-        raise SegmentSequenceError(
-            "the SIU message holds more than one SCH segment", location=schs[1].at()
-        )
-    for segment in tokens.segments[1:]:
-        if segment.name == "SCH":
-            break
-        if segment.name not in _BEFORE_SCH and not segment.name.startswith("Z"):
-            raise SegmentSequenceError(
-                f"{segment.name} comes before SCH; SIU puts SCH right after MSH",
-                location=segment.at(),
-            )
-    return schs[0]
-
-
-def _location(ail: er7.Segment | None) -> tuple[str | None, str | None]:
-    """AIL-3 (PL): point of care (component 1) and facility (component 4, an HD)."""
-    if ail is None:
-        return None, None
-    location = ail.first(3)
-    facility = location.get(4) or location.get(4, subcomponent=2)
-    return location.get(1) or None, facility or None
 
 
 def _identifiers(pid: er7.Segment | None) -> tuple[PatientIdentifier, ...]:

@@ -37,7 +37,11 @@ from openvisit.notify.plan import QuietHours, fingerprint, release_time, reminde
 
 log = get_logger(__name__)
 
-Change = Literal["booked", "rescheduled", "modified", "cancelled", "deleted", "noshow"]
+Change = Literal[
+    "booked", "rescheduled", "modified", "cancelled", "discontinued", "deleted", "noshow"
+]
+#: Changes that end the appointment (S15, S16, S17, S26).
+ENDING_CHANGES = frozenset({"cancelled", "discontinued", "deleted", "noshow"})
 SEND_JOB = "notify.send"
 #: Appointment statuses after which nothing but a cancellation notice is sent.
 ENDED_STATUSES = frozenset({"cancelled", "noshow", "entered-in-error", "fulfilled"})
@@ -196,7 +200,7 @@ def _plan_one(
 ) -> None:
     start_at = appointment.start_at
     enabled = bool(settings and settings.enabled and has_contacts and start_at)
-    ended = change in ("cancelled", "deleted", "noshow") or appointment.status in ENDED_STATUSES
+    ended = change in ENDING_CHANGES or appointment.status in ENDED_STATUSES
     quiet = (QuietHours.parse(settings.quiet_hours_start, settings.quiet_hours_end, tz=tz)
              if settings else None)
     base = len(history)
@@ -218,7 +222,8 @@ def _plan_one(
                                      allowed=confirmations, now=now, quiet=quiet, writes=writes)
     else:
         planned = _plan_confirmation(appointment=appointment, history=history, base=base,
-                                     allowed=confirmations, now=now, quiet=quiet, writes=writes)
+                                     allowed=confirmations, now=now, quiet=quiet, writes=writes,
+                                     change=change)
     log.info("notifications_planned", appointment_id=str(appointment.id), change=change,
              confirmation=planned, reminders_added=added, reminders_wanted=len(wanted))
 
@@ -265,7 +270,7 @@ def _sync_reminders(
 
 def _plan_confirmation(
     *, appointment: Appointment, history: list[_Entry], base: int, allowed: bool,
-    now: datetime, quiet: QuietHours | None, writes: _Writes,
+    now: datetime, quiet: QuietHours | None, writes: _Writes, change: Change = "modified",
 ) -> str | None:
     start_at = appointment.start_at
     if start_at is None:
@@ -283,7 +288,9 @@ def _plan_confirmation(
         return None  # the patient already knows exactly this
     if not allowed or start_at <= now:
         return None
-    if told is None or told.purpose == "cancellation":
+    if told is None or told.purpose == "cancellation" or change == "booked":
+        # A new booking (S12) is news as such, also when it books an appointment that was
+        # cancelled or missed again.
         message = "booked"
     elif told.start_at != start_at:
         message = "rescheduled"

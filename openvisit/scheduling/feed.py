@@ -12,8 +12,15 @@ duplicate-detection key), §2.15.8 (MSA); Ch. 10 (SIU). The decisions, in order:
    enhanced mode) only after that commit. The MLLP listener lets messages that are ready at
    the same moment on different connections share that transaction (group commit,
    :mod:`.group`); each still hears its ACK only after the commit that holds it.
-6. Anything failing on our side (database down, deadlock, a bug) → AE "temporary error,
-   resend later"; nothing is committed, so the resend is applied exactly once.
+6. Anything failing on our side (database down, deadlock, lock timeout, a bug while
+   applying) → AE "temporary error, resend later"; nothing is committed, so the resend is
+   applied exactly once.
+
+A message that can never be stored is refused before the database sees it (issue 11, item
+7): MSH-10/MSH-3/MSH-4 that cannot be recorded → AR, a kept value too long, holding NUL or
+undecodable bytes → AE naming the field (:mod:`.validation`). Should the database still
+refuse a value (SQLSTATE class 22, a data exception), that is answered AE as permanent too:
+resending the same bytes cannot succeed, and "resend later" would block the sender for ever.
 
 Enhanced mode (MSH-15/16 valued) is honoured through :func:`~openvisit.hl7v2.ack_mode`: commit
 acks CA/CE/CR, sent only when MSH-15 asks for them. No payload is ever logged.
@@ -28,7 +35,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit.context import AppContext
@@ -52,7 +59,8 @@ from openvisit.models import EhrEndpoint, utcnow
 from openvisit.scheduling import repository
 from openvisit.scheduling.group import GroupCommitter
 from openvisit.scheduling.senders import FeedEndpoint, SenderDirectory, directory_for, sender_key
-from openvisit.scheduling.service import apply_siu_batch, check_siu
+from openvisit.scheduling.service import apply_siu_batch
+from openvisit.scheduling.validation import check_header, check_siu
 
 log = get_logger(__name__)
 
@@ -86,6 +94,20 @@ class Ready:
     mode: AckMode
     #: The sender's MSH-10 namespace (:func:`~.senders.sender_key`).
     key: str
+
+
+class Unstorable(Hl7ApplicationError):
+    """The database refused a value of the message (0357: 207): permanent, answered AE."""
+
+    code = "hl7_unstorable"
+    hl7_code = 207
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"this message cannot be stored: the database refuses one of its values "
+            f"({reason}); resending it as it is will not help, so correct it in the sending "
+            "system",
+        )
 
 
 class TemporaryFailure(Hl7ApplicationError):
@@ -194,6 +216,7 @@ class SiuFeed:
             return self._temporary(header, mode, exc)
         known = feed_endpoint.id
         try:
+            check_header(header)
             message = parse_siu(
                 raw, default_tz=feed_endpoint.tz, default_region=feed_endpoint.region
             )
@@ -213,7 +236,19 @@ class SiuFeed:
                 known,
             )
         except Exception as exc:
-            return self._temporary(header, mode, exc, known)
+            # The parser promises Hl7ParseError; anything else is our bug, and it will fail
+            # the resend the same way: permanent, so the sender's queue is not blocked.
+            _log_failure("hl7_parse_failed", exc, header)
+            return self._reply(
+                header,
+                mode,
+                Hl7ApplicationError(
+                    "OpenVisit could not read this message (internal error "
+                    f"{type(exc).__name__}); it was not stored. Tell the OpenVisit operator, "
+                    "who can see it in the log by its MSH-10"
+                ),
+                known,
+            )
         return Ready(message, feed_endpoint, mode, sender_key(header, endpoint_id=known))
 
     async def commit_batch(self, batch: Sequence[Ready]) -> list[FeedReply]:
@@ -254,6 +289,9 @@ class SiuFeed:
                 if attempt == _ATTEMPTS:
                     return self._temporary(header, mode, exc, known)
             except DBAPIError as exc:
+                if _refused_value(exc):
+                    _log_failure("hl7_message_unstorable", exc, header)
+                    return self._reply(header, mode, Unstorable(_sqlstate(exc) or "data"), known)
                 if not exc.connection_invalidated and attempt < _ATTEMPTS and _transient(exc):
                     continue
                 return self._temporary(header, mode, exc, known)
@@ -371,16 +409,7 @@ class SiuFeed:
         exc: BaseException,
         endpoint_id: uuid.UUID | None = None,
     ) -> FeedReply:
-        # The exception text may quote SQL parameters or field values (PHI): log its type and
-        # where it was raised, never its message.
-        frames = traceback.extract_tb(exc.__traceback__)
-        where = f"{frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else None
-        log.error(
-            "hl7_message_failed",
-            error_type=type(exc).__name__,
-            where=where,
-            control_id=header.control_id or None,
-        )
+        _log_failure("hl7_message_failed", exc, header)
         return self._reply(header, mode, TemporaryFailure(), endpoint_id)
 
     def _fallback(self, raw: bytes, error: Hl7Error) -> FeedReply:
@@ -423,10 +452,37 @@ def _ack_code(value: str) -> AckCode:
     return codes.get(value, "AA")
 
 
+def _log_failure(event: str, exc: BaseException, header: MshHeader) -> None:
+    # The exception text may quote SQL parameters or field values (PHI): log its type, its
+    # SQLSTATE and where it was raised, never its message.
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f"{frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else None
+    log.error(
+        event,
+        error_type=type(exc).__name__,
+        sqlstate=_sqlstate(exc) if isinstance(exc, DBAPIError) else None,
+        where=where,
+        control_id=header.control_id or None,
+    )
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return str(state) if state else None
+
+
+def _refused_value(exc: DBAPIError) -> bool:
+    """A data exception (SQLSTATE class 22: a value out of range, too long, a NUL byte…):
+    the same message will be refused again, whatever happens to the database."""
+    if isinstance(exc, DataError):
+        return True
+    state = _sqlstate(exc)
+    return state is not None and state.startswith("22")
+
+
 def _transient(exc: DBAPIError) -> bool:
     """Deadlocks, serialisation failures and SQLite's busy lock are worth one more try."""
-    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-    if sqlstate in ("40001", "40P01"):
+    if _sqlstate(exc) in ("40001", "40P01"):
         return True
     return "database is locked" in str(exc.orig)
 

@@ -7,6 +7,8 @@ our own temporary failure (resend later), and 204 when enhanced mode asked for n
 payload whose signature or claims fail is refused with 401 and a JSON error before anything
 is read from it. The endpoint is named by ``?endpoint=<uuid>`` or the
 ``X-OpenVisit-Endpoint`` header. The verifier is pluggable (:class:`.signing.Verifier`).
+The body is read as a stream and refused (413) the moment it passes twice the MLLP frame
+limit, so a huge or endless chunked upload costs no memory (:func:`read_capped`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,29 @@ _EXTRAS_FEED = "scheduling.feed"
 class PayloadTooLarge(OpenVisitError):
     status_code = 413
     code = "payload_too_large"
+
+
+async def read_capped(request: Request, *, limit: int) -> bytes:
+    """The request body, read as it arrives and refused as soon as it passes ``limit``.
+
+    A declared Content-Length over the limit is refused before any byte is read; a chunked
+    body (no length) is counted while it streams, so memory never holds more than ``limit``
+    plus one chunk, however much the client sends. Raises :class:`PayloadTooLarge` (413) or
+    :class:`InvalidInput` for a Content-Length that is not a number.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            raise InvalidInput("Content-Length is not a number of bytes.")
+        if int(declared) > limit:
+            raise PayloadTooLarge(f"The payload is larger than {limit} bytes.")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            # Not read further: the server closes the connection after this answer.
+            raise PayloadTooLarge(f"The payload is larger than {limit} bytes.")
+    return bytes(body)
 
 
 def verifier_for(app: AppContext) -> Verifier:
@@ -90,12 +115,7 @@ async def receive_siu(
 ) -> Response:
     """Accept one signed SIU message; answer with its ACK (see the module docstring)."""
     endpoint_id = _endpoint_id(endpoint, x_openvisit_endpoint)
-    limit = ctx.settings.mllp_max_frame_bytes * 2
-    if int(request.headers.get("content-length") or 0) > limit:
-        raise PayloadTooLarge(f"The payload is larger than {limit} bytes.")
-    body = await request.body()
-    if len(body) > limit:
-        raise PayloadTooLarge(f"The payload is larger than {limit} bytes.")
+    body = await read_capped(request, limit=ctx.settings.mllp_max_frame_bytes * 2)
     feed_endpoint = await directory_for(ctx).get(endpoint_id)
     if feed_endpoint is None:
         raise NotFound(f"There is no OpenVisit endpoint {endpoint_id}.")

@@ -8,10 +8,19 @@ HL7 v2.5.1 Appendix C.4 (MLLP Release 1: ``0x0B`` message ``0x1C 0x0D``) and Ch.
 Interface engines keep one connection open for days and send messages one at a time, waiting
 for each ACK; several may connect at once. Every connection is served in order. Nothing a
 client does ends the listener: garbage bytes are skipped by the decoder, an oversize frame is
-answered AR and discarded, a client that stops half-way through a frame is dropped after
-``mllp_frame_timeout_seconds``, an idle one after ``mllp_idle_timeout_seconds``. The ACK of a
-message goes out only after its transaction committed (see :mod:`.feed`), so a crash between
-receiving and answering makes the sender resend, and the resend is applied exactly once.
+answered AR and discarded. Resources stay bounded whatever a client does (issue 11):
+
+- a frame must arrive whole within ``mllp_frame_timeout_seconds`` of its first byte (a
+  deadline for the frame, not for each read: one byte a second cannot hold a connection);
+- a connection that completes no message for ``mllp_idle_timeout_seconds`` is closed; bytes
+  outside frames (noise) do not count as activity;
+- one client address holds at most ``mllp_max_connections_per_peer`` connections: a new one
+  past that replaces the address's longest-idle connection, or is refused when all are busy,
+  so a flood from one address never locks another sender out of ``mllp_max_connections``.
+
+The ACK of a message goes out only after its transaction committed (see :mod:`.feed`), so a
+crash between receiving and answering makes the sender resend, and the resend is applied
+exactly once.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from dataclasses import dataclass
 from pathlib import Path
 
 from openvisit.context import AppContext
@@ -66,6 +76,19 @@ def tls_context(*, cert: str, key: str = "", ca: str = "") -> ssl.SSLContext:
     return context
 
 
+@dataclass(slots=True)
+class _Connection:
+    """What the listener knows of one connection: its address and whether it is busy."""
+
+    host: str | None
+    #: Answering a message: a stopping listener lets it finish.
+    answering: bool = False
+    #: In the middle of a frame or of answering one: not replaced by a newcomer.
+    busy: bool = False
+    #: Event-loop time of its last complete message (or of its opening).
+    last_active: float = 0.0
+
+
 class MllpListener:
     """Accepts MLLP connections and answers each message with its ACK."""
 
@@ -77,23 +100,45 @@ class MllpListener:
         self.frame_timeout = settings.mllp_frame_timeout_seconds
         self.max_frame_bytes = settings.mllp_max_frame_bytes
         self.max_connections = settings.mllp_max_connections
+        self.max_per_peer = max(1, settings.mllp_max_connections_per_peer)
         self.stopping = False
-        #: connection task → whether it is in the middle of a message
-        self._connections: dict[asyncio.Task[None], bool] = {}
+        self._connections: dict[asyncio.Task[None], _Connection] = {}
+
+    def _admit(self, host: str | None) -> str | None:
+        """Make room for a connection from ``host``; returns why it is refused, or ``None``."""
+        if self.stopping:
+            return "stopping"
+        mine = [(t, c) for t, c in self._connections.items() if c.host == host]
+        if len(mine) >= self.max_per_peer:
+            idle = [(c.last_active, t) for t, c in mine if not c.busy]
+            if not idle:
+                return "per_peer_limit"
+            _, oldest = min(idle, key=lambda pair: pair[0])
+            # Counted out now: its task ends on its own when the cancellation reaches it.
+            self._connections.pop(oldest, None)
+            oldest.cancel()
+            log.info("mllp_connection_replaced", host=host, open=len(mine))
+        if len(self._connections) >= self.max_connections:
+            return "limit"
+        return None
 
     async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one client until it disconnects, times out or the listener stops."""
         task = asyncio.current_task()
         assert task is not None
-        peer = _peer(writer)
-        if len(self._connections) >= self.max_connections or self.stopping:
-            log.warning("mllp_connection_refused", peer=peer, open=len(self._connections))
+        peer, host = _peer(writer), _host(writer)
+        refused = self._admit(host)
+        if refused is not None:
+            log.warning(
+                "mllp_connection_refused", peer=peer, reason=refused, open=len(self._connections)
+            )
             await _close(writer)
             return
-        self._connections[task] = False
+        state = _Connection(host, last_active=asyncio.get_running_loop().time())
+        self._connections[task] = state
         log.info("mllp_connected", peer=peer)
         try:
-            await self._serve(reader, writer, task)
+            await self._serve(reader, writer, state)
         except asyncio.CancelledError:
             pass
         except Exception as exc:  # one broken connection must never take the listener down
@@ -104,15 +149,22 @@ class MllpListener:
             log.info("mllp_disconnected", peer=peer)
 
     async def _serve(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, task: asyncio.Task[None]
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: _Connection
     ) -> None:
+        loop = asyncio.get_running_loop()
         decoder = MllpDecoder(max_frame_bytes=self.max_frame_bytes)
+        idle_deadline = loop.time() + self.idle_timeout
+        frame_deadline: float | None = None
         while not self.stopping:
-            timeout = self.frame_timeout if decoder.in_frame else self.idle_timeout
+            in_frame = decoder.in_frame
+            deadline = frame_deadline if in_frame and frame_deadline is not None else idle_deadline
+            remaining = deadline - loop.time()
             try:
-                chunk = await asyncio.wait_for(reader.read(_READ_CHUNK), timeout)
+                if remaining <= 0:
+                    raise TimeoutError
+                chunk = await asyncio.wait_for(reader.read(_READ_CHUNK), remaining)
             except TimeoutError:
-                log.info("mllp_timeout", peer=_peer(writer), mid_frame=decoder.in_frame)
+                log.info("mllp_timeout", peer=_peer(writer), mid_frame=in_frame)
                 return
             except (ConnectionError, ssl.SSLError, OSError):
                 return
@@ -120,8 +172,9 @@ class MllpListener:
                 if decoder.in_frame:
                     log.info("mllp_disconnected_mid_frame", peer=_peer(writer))
                 return
-            for item in _frames(decoder, chunk):
-                self._connections[task] = True
+            items = _frames(decoder, chunk)
+            for item in items:
+                state.busy = state.answering = True
                 try:
                     ack = await self._answer(item)
                     if ack is not None:
@@ -133,9 +186,22 @@ class MllpListener:
                     log.info("mllp_ack_not_delivered", peer=_peer(writer))
                     return
                 finally:
-                    self._connections[task] = False
+                    state.busy = state.answering = False
                 if self.stopping:
                     return
+            now = loop.time()
+            if items:
+                # A complete message is activity; noise and partial frames are not.
+                state.last_active = now
+                idle_deadline = now + self.idle_timeout
+                frame_deadline = None
+            if decoder.in_frame and frame_deadline is None:
+                # The whole frame must arrive by then, however slowly its bytes trickle in;
+                # a restart (a new start block) does not move the deadline.
+                frame_deadline = now + self.frame_timeout
+            elif not decoder.in_frame:
+                frame_deadline = None
+            state.busy = decoder.in_frame
 
     async def _answer(self, item: bytes | MllpFrameTooLarge) -> bytes | None:
         if isinstance(item, MllpFrameTooLarge):
@@ -163,8 +229,8 @@ class MllpListener:
     async def stop(self) -> None:
         """Stop reading: idle connections close now, busy ones after their current message."""
         self.stopping = True
-        for task, busy in list(self._connections.items()):
-            if not busy:
+        for task, state in list(self._connections.items()):
+            if not state.answering:
                 task.cancel()
         pending = list(self._connections)
         if pending:
@@ -191,6 +257,14 @@ def _frames(decoder: MllpDecoder, chunk: bytes) -> list[bytes | MllpFrameTooLarg
         data = b""
 
 
+def _host(writer: asyncio.StreamWriter) -> str | None:
+    """The client's address without its port: what the per-address cap counts."""
+    info = writer.get_extra_info("peername")
+    if isinstance(info, tuple) and info:
+        return str(info[0])
+    return None
+
+
 def _peer(writer: asyncio.StreamWriter) -> str | None:
     info = writer.get_extra_info("peername")
     if isinstance(info, tuple) and len(info) >= 2:
@@ -211,12 +285,14 @@ async def serve_mllp(
     host: str | None = None,
     port: int | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    started: asyncio.Event | None = None,
 ) -> None:
     """Listen for MLLP on ``host:port`` (default: settings) until ``stop`` is set.
 
     TLS comes from ``ssl_context`` or the ``mllp_tls_*`` settings (plain TCP when neither).
-    Raises :class:`ConfigurationError` for unreadable TLS files and ``OSError`` when the port
-    cannot be bound; nothing a client sends ends it.
+    ``started`` is set once the port is bound, so a caller can hold back "ready" until then.
+    Raises :class:`ConfigurationError` for unreadable TLS files and for a port that cannot be
+    bound (naming the address and what to do); nothing a client sends ends it.
     """
     settings = ctx.settings
     if ssl_context is None and settings.mllp_tls_cert:
@@ -226,16 +302,27 @@ async def serve_mllp(
     listener = MllpListener(ctx)
     bind_host = host or settings.mllp_host
     bind_port = settings.mllp_port if port is None else port
-    server = await asyncio.start_server(
-        listener.connection,
-        bind_host,
-        bind_port,
-        ssl=ssl_context,
-        ssl_handshake_timeout=30 if ssl_context else None,
-        reuse_address=True,
-        backlog=256,
-        reuse_port=settings.mllp_reuse_port or None,
-    )
+    try:
+        server = await asyncio.start_server(
+            listener.connection,
+            bind_host,
+            bind_port,
+            ssl=ssl_context,
+            ssl_handshake_timeout=30 if ssl_context else None,
+            reuse_address=True,
+            backlog=256,
+            reuse_port=settings.mllp_reuse_port or None,
+        )
+    except OSError as exc:
+        log.error("mllp_bind_failed", host=bind_host, port=bind_port, errno=exc.errno)
+        raise ConfigurationError(
+            f"The MLLP listener cannot listen on {bind_host}:{bind_port} "
+            f"({exc.strerror or exc}). Free the port, choose another one with "
+            "OPENVISIT_MLLP_PORT (openvisit serve --mllp-port), or run openvisit serve "
+            "--no-mllp to go without the HL7 scheduling feed."
+        ) from exc
+    if started is not None:
+        started.set()
     bound = [s.getsockname()[1] for s in server.sockets]
     log.info(
         "mllp_listening",

@@ -8,7 +8,14 @@ from collections.abc import Sequence
 from sqlalchemy import bindparam, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from openvisit.models import Appointment, Contact, EhrEndpoint, InboundMessage, Organisation
+from openvisit.models import (
+    Appointment,
+    Contact,
+    EhrEndpoint,
+    InboundMessage,
+    Organisation,
+    Visit,
+)
 
 # The feed's per-message queries are built once: building the expression is a noticeable
 # share of the listener's CPU per message, and the compiled form is cached by SQLAlchemy.
@@ -127,3 +134,14 @@ async def feed_endpoints(
 
 async def endpoint(session: AsyncSession, endpoint_id: uuid.UUID) -> EhrEndpoint | None:
     return await session.get(EhrEndpoint, endpoint_id)
+
+
+async def visits_for(
+    session: AsyncSession, appointment_ids: Sequence[uuid.UUID]
+) -> Sequence[Visit]:
+    """The visits opened for these appointments (at most one each)."""
+    if not appointment_ids:
+        return []
+    return (
+        await session.scalars(select(Visit).where(Visit.appointment_id.in_(appointment_ids)))
+    ).all()

@@ -19,14 +19,17 @@ from typing import Any, Literal, Protocol, cast
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit.context import AppContext
-from openvisit.hl7v2 import DataTypeError, ErrorLocation, SiuEvent, SiuMessage
+from openvisit.hl7v2 import SiuEvent, SiuMessage
 from openvisit.logging import get_logger
 from openvisit.models import Appointment, Contact, EhrEndpoint, utcnow
 from openvisit.scheduling import repository
+from openvisit.scheduling.validation import check_siu as check_siu
 
 log = get_logger(__name__)
 
-Change = Literal["booked", "rescheduled", "modified", "cancelled", "deleted", "noshow"]
+Change = Literal[
+    "booked", "rescheduled", "modified", "cancelled", "discontinued", "deleted", "noshow"
+]
 
 #: What each event means for the patient (the ``change`` handed to notifications).
 EVENT_CHANGE: dict[SiuEvent, Change] = {
@@ -34,17 +37,24 @@ EVENT_CHANGE: dict[SiuEvent, Change] = {
     SiuEvent.S13: "rescheduled",
     SiuEvent.S14: "modified",
     SiuEvent.S15: "cancelled",
+    SiuEvent.S16: "discontinued",
     SiuEvent.S17: "deleted",
     SiuEvent.S26: "noshow",
 }
 #: Events whose meaning fixes the status whatever SCH-25 says. S17 (deleted) keeps the row as
 #: cancelled rather than removing it: a late S14 for it then cannot resurrect the visit, and
 #: the notification history (was the patient told?) survives for the cancellation notice.
+#: S16 (discontinued) ends what is left of the appointment: FHIR has no "discontinued", and
+#: for the patient the rest of it is cancelled.
 EVENT_STATUS: dict[SiuEvent, str] = {
     SiuEvent.S15: "cancelled",
+    SiuEvent.S16: "cancelled",
     SiuEvent.S17: "cancelled",
     SiuEvent.S26: "noshow",
 }
+#: Statuses an S12 (a new booking) without SCH-25 lifts: the EHR booked the visit again.
+REBOOKABLE = frozenset({"cancelled", "noshow"})
+
 #: FHIR R4 Appointment.status values a status map may name (EHR-SPEC §5).
 FHIR_STATUSES = frozenset(
     {
@@ -86,6 +96,8 @@ DEFAULT_STATUS_MAP: dict[str, str] = {
     "checked-in": "checked-in",
 }
 _ENDED = frozenset({"cancelled", "noshow", "entered-in-error", "fulfilled"})
+#: Statuses whose visit link no longer opens the visit.
+_CLOSED = frozenset({"cancelled", "entered-in-error"})
 #: Without an end time, contacts are kept until a day after the start.
 DEFAULT_LENGTH = timedelta(days=1)
 _MAX_ID = 255
@@ -147,9 +159,10 @@ def status_map(endpoint: EhrEndpoint) -> dict[str, str]:
 def status_for(message: SiuMessage, *, mapping: Mapping[str, str], current: str | None) -> str:
     """The appointment status after ``message``.
 
-    S15/S17 give cancelled and S26 noshow whatever SCH-25 says. For S12/S13/S14 the SCH-25
-    code (identifier, else text) is looked up in ``mapping``; an unmapped or absent code keeps
-    the current status, or ``booked`` for a new appointment.
+    S15/S16/S17 give cancelled and S26 noshow whatever SCH-25 says. For S12/S13/S14 the
+    SCH-25 code (identifier, else text) is looked up in ``mapping``; an unmapped or absent code
+    keeps the current status, or ``booked`` for a new appointment, except that an S12 for a
+    cancelled or no-show appointment books it again (the EHR made a new booking of it).
     """
     fixed = EVENT_STATUS.get(message.event)
     if fixed is not None:
@@ -159,6 +172,8 @@ def status_for(message: SiuMessage, *, mapping: Mapping[str, str], current: str 
             mapped = mapping.get(code.strip().lower()) if code else None
             if mapped is not None:
                 return mapped
+    if message.event is SiuEvent.S12 and current in REBOOKABLE:
+        return "booked"
     return current or "booked"
 
 
@@ -215,8 +230,12 @@ async def apply_siu_batch(
     The cost does not grow with the number of messages in queries: one read finds every
     appointment the messages name, one their contacts, one flush writes the changes; a later
     message about the same appointment sees what an earlier one did. Flushes, never commits.
-    Raises :class:`~openvisit.hl7v2.DataTypeError` for an id too long to store (callers that
-    batch check each message with :func:`check_siu` first).
+    A visit already opened for a changed appointment follows it: its join window moves with
+    the times, and closes when the appointment is cancelled, discontinued or deleted (the
+    patient's link then says the visit is over; booking it again reopens it).
+
+    Raises :class:`~openvisit.hl7v2.DataTypeError` for a value that cannot be stored (callers
+    that batch check each message with :func:`~.validation.check_siu` first).
     """
     now = now or utcnow()
     for _endpoint, message in items:
@@ -292,26 +311,39 @@ async def apply_siu_batch(
     await session.flush()
     if planner is not None:
         await planner.write(session)
+    await _follow_visits(session, app=app, results=results, now=now)
     return results
 
 
-def check_siu(message: SiuMessage) -> None:
-    """Raise :class:`~openvisit.hl7v2.DataTypeError` when an id is too long to store."""
-    _check_lengths(message)
+async def _follow_visits(
+    session: AsyncSession, *, app: AppContext, results: Sequence[AppliedSiu], now: datetime
+) -> None:
+    """Move or close the join window of visits already opened for changed appointments.
 
+    New appointments have no visit yet, so a batch of bookings costs no query here.
+    """
+    from openvisit.visits.service import window_for
 
-def _check_lengths(message: SiuMessage) -> None:
-    for value, where, what in (
-        (message.filler_appointment_id, ErrorLocation("SCH", field=2), "filler appointment id"),
-        (message.placer_appointment_id, ErrorLocation("SCH", field=1), "placer appointment id"),
-        (message.visit_number, ErrorLocation("PV1", field=19), "visit number"),
-        (message.provider_id, ErrorLocation("AIP", field=3), "personnel id"),
-        (message.department, ErrorLocation("AIL", field=3), "location"),
-    ):
-        if value is not None and len(value) > _MAX_ID:
-            raise DataTypeError(
-                f"{where} ({what}) is longer than {_MAX_ID} characters", location=where
+    changed = {
+        r.appointment.id: r.appointment
+        for r in results
+        if r.appointment is not None and not r.created
+    }
+    if not changed:
+        return
+    for visit in await repository.visits_for(session, list(changed)):
+        appointment = changed[visit.appointment_id] if visit.appointment_id else None
+        if appointment is None or visit.status == "ended":
+            continue
+        if appointment.status in _CLOSED:
+            # The call in progress (if any) goes on; nobody new can join.
+            if visit.window_end is None or visit.window_end > now:
+                visit.window_end = now
+        elif appointment.status not in _ENDED:
+            visit.window_start, visit.window_end = window_for(
+                app, start_at=appointment.start_at, end_at=appointment.end_at
             )
+    await session.flush()
 
 
 def purge_time(message: SiuMessage, *, grace: timedelta, ended: bool, now: datetime) -> datetime:

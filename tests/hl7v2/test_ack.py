@@ -97,7 +97,9 @@ def test_it_writes_err_1_for_v23_and_v24() -> None:
 
     assert field(ack, "MSH", 12) == "2.3"
     assert field(ack, "MSA", 2) == "84726031"
-    assert field(ack, "ERR", 1) == "AIS^1^4^102&Data type error&HL70357"
+    assert field(ack, "ERR", 1) == (
+        "AIS^1^4^102&Data type error&HL70357&&AIS-4 is not an HL7 date/time"
+    )
     assert ack.segment("ERR")(1)(1)(4)(1) == "102"
 
 
@@ -112,7 +114,9 @@ def test_it_writes_an_err_without_a_location() -> None:
 
     assert field(v25, "ERR", 2) == ""
     assert field(v25, "ERR", 3) == "207^Application internal error^HL70357"
-    assert field(v23, "ERR", 1) == "^^^207&Application internal error&HL70357"
+    assert field(v23, "ERR", 1) == (
+        "^^^207&Application internal error&HL70357&&the appointment store is unavailable"
+    )
 
 
 def test_it_escapes_text_and_echoed_values() -> None:
@@ -229,3 +233,50 @@ def test_it_follows_enhanced_mode_conditions(
         "CE",
         "CR",
     ]
+
+
+LONG = (
+    "AIL-3 (department) is 300 characters long; OpenVisit keeps at most 255, so shorten it "
+    "in the sending system"
+)
+VERSIONS = ["2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8"]
+
+
+def _err_text(ack: hl7.Message, version: str) -> str:
+    """Where each version carries the person-readable text of an error."""
+    if version < "2.5":
+        # ERR-1 (ELD) component 4 is a CE: the full text is its alternate text (CE.5).
+        return str(ack.segment("ERR")(1)(1)(4)(5))
+    return field(ack, "ERR", 8)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_it_cuts_msa_3_at_a_word_and_puts_the_full_text_in_err(version: str) -> None:
+    error = DataTypeError(LONG, location=ErrorLocation("AIL", field=3))
+    original = replace_field(epic(), "MSH", 12, version)
+
+    ack = read(build_ack(original, code="AE", error=error, control_id="A", now=NOW, **OURS))
+
+    msa_3 = field(ack, "MSA", 3)
+    assert len(msa_3) <= 80
+    assert msa_3.endswith("...")
+    assert LONG.startswith(msa_3[:-3].rstrip())
+    assert LONG[len(msa_3[:-3].rstrip())] in " ,;"  # cut between words, not inside one
+    assert _err_text(ack, version) == LONG
+
+
+def test_it_cuts_a_single_long_word_where_it_must() -> None:
+    error = DataTypeError("x" * 120, location=ErrorLocation("SCH", field=2))
+
+    ack = read(build_ack(epic(), code="AE", error=error, control_id="A", now=NOW, **OURS))
+
+    assert field(ack, "MSA", 3) == "x" * 77 + "..."
+
+
+def test_it_keeps_a_short_text_whole_in_msa_3() -> None:
+    error = DataTypeError("SCH-2 is empty", location=ErrorLocation("SCH", field=2))
+
+    ack = read(build_ack(epic(), code="AE", error=error, control_id="A", now=NOW, **OURS))
+
+    assert field(ack, "MSA", 3) == "SCH-2 is empty"
+    assert _err_text(ack, "2.3") == "SCH-2 is empty"

@@ -50,17 +50,15 @@ def test_it_keeps_the_sent_offset() -> None:
     [
         "",
         "24",
-        "2024-03-12",
         "20241312",
         "20240230",
         "202403122460",
         "2024031209301",
-        "20240312093000.12345",
-        "202403120930+01",
         "202403120930+0160",
         "202403120930+2400",
-        "202403120930Z",
         "２０２４",
+        # (ISO dates, long fractions, +HH and Z offsets are read since issue 11:
+        # see test_timestamps.py)
     ],
 )
 def test_it_rejects_malformed_timestamps(value: str) -> None:

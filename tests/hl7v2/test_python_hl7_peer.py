@@ -94,7 +94,7 @@ async def test_it_answers_python_hl7_clients_with_acks_they_parse() -> None:
         reader, writer = await open_hl7_connection("127.0.0.1", port)
         writer.writemessage(hl7.parse(epic().decode()))
         good = await asyncio.wait_for(reader.readmessage(), timeout=10)
-        writer.writemessage(hl7.parse(epic().decode().replace("SIU^S12", "SIU^S16")))
+        writer.writemessage(hl7.parse(epic().decode().replace("SIU^S12", "SIU^S18")))
         rejected = await asyncio.wait_for(reader.readmessage(), timeout=10)
         writer.close()
         await writer.wait_closed()

@@ -10,7 +10,6 @@ from openvisit.hl7v2 import (
     CodedValue,
     PatientIdentifier,
     SiuEvent,
-    UnsupportedEvent,
     parse_siu,
 )
 
@@ -92,29 +91,31 @@ def test_it_reads_the_cp_number_of_a_sample_in_a_region_where_it_is_valid() -> N
     assert msg.sms_number == "+4578788788"
 
 
-def test_it_falls_back_to_sch_11_when_no_ais_has_a_start() -> None:
-    # SIU-S12_1 has three resource groups whose AIS-4 are all empty; SCH-11.4/.5 give the
-    # window (eight days, as the sample says) and SCH-9/10 "70 Min" is not needed.
+def test_it_takes_tq1_over_the_deprecated_sch_11_when_no_resource_has_a_start() -> None:
+    # SIU-S12_1 (v2.8) has three resource groups whose AIS-4 are all empty. SCH-11 names
+    # 2020-10-01 to 10-09 but is withdrawn from v2.7: TQ1-7/8 (10-04 to 10-08) carry the
+    # appointment's timing (issue 11, item 3).
     msg = parse_us(peer_sample("SIU-S12_1.hl7"))
 
     assert msg.control_id == "MSG00001"
     assert msg.sending_application == "ADTApp"
     assert msg.message_datetime == at(1989, 8, 18, 11, 26)
-    assert msg.start == at(2020, 10, 1, 11, 26)
-    assert msg.end == at(2020, 10, 9, 11, 26)
-    assert msg.duration_minutes == 8 * 24 * 60
+    assert msg.start == at(2020, 10, 4, 11, 26)
+    assert msg.end == at(2020, 10, 8, 11, 26)
+    assert (str(msg.sources["start"]), str(msg.sources["end"])) == ("TQ1-7", "TQ1-8")
+    assert msg.duration_minutes == 4 * 24 * 60
     assert msg.visit_number is None
     assert (msg.department_point_of_care, msg.department_facility) == ("4E", "CommunityHospital")
     assert msg.provider_id == "400"
 
 
-def test_it_rejects_the_s16_sample_as_an_unsupported_event() -> None:
-    with pytest.raises(UnsupportedEvent) as caught:
-        parse_us(peer_sample("SIU-S16-01.hl7"))
+def test_it_reads_the_s16_sample_as_a_discontinuation() -> None:
+    msg = parse_us(peer_sample("SIU-S16-01.hl7"))
 
-    assert caught.value.hl7_code == 201
-    assert str(caught.value.location) == "MSH-9.2"
-    assert caught.value.rejects
+    assert msg.event is SiuEvent.S16
+    assert msg.is_discontinuation and not msg.is_cancellation
+    assert msg.filler_status == CodedValue("Dc", None)
+    assert msg.start == at(2021, 9, 24, 9, 30)
 
 
 def test_it_covers_every_public_sample() -> None:

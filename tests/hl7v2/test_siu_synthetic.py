@@ -169,6 +169,7 @@ def test_it_keeps_phi_out_of_repr_and_log_dict() -> None:
         "filler_status": "Booked",
         "department": "10501",
         "provider_id": "1001",
+        "start_source": "AIS-4",
         "has_sms_number": True,
         "has_email": True,
     }

@@ -128,16 +128,25 @@ class Ack:
     text: str
     control_id: str
     has_err: bool
+    #: The whole text of the error: ERR-8 from v2.5, ERR-1's CE.5 before (MSA-3 is cut).
+    reason: str = ""
 
 
 def read_ack(raw: bytes) -> Ack:
     message = hl7.parse(raw.decode("utf-8", "replace").replace("\n", "\r"))
     msa = message.segment("MSA")
+    reason = ""
     try:
-        message.segment("ERR")
+        err = message.segment("ERR")
         has_err = True
     except KeyError:
         has_err = False
+    else:
+        if len(err) > 8 and str(err(8)):
+            reason = str(err(8))
+        elif len(err) > 1:
+            eld = err(1)(1)
+            reason = str(eld(4)(5)) if len(eld) > 3 and len(eld(4)) > 4 else ""
     return Ack(
         raw=raw,
         code=str(msa(1)),
@@ -145,6 +154,7 @@ def read_ack(raw: bytes) -> Ack:
         text=str(msa(3)) if len(msa) > 3 else "",
         control_id=str(message.segment("MSH")(10)),
         has_err=has_err,
+        reason=reason,
     )
 
 

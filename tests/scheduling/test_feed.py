@@ -56,7 +56,7 @@ async def test_it_walks_the_public_samples_through_the_appointment_states(
         ("SIU-S12-01.hl7", "AA", "noshow"),  # a resend changes nothing
         ("SIU-S15-01.hl7", "AA", "cancelled"),
         ("SIU-S17-01.hl7", "AA", "cancelled"),
-        ("SIU-S16-01.hl7", "AR", "cancelled"),
+        ("SIU-S16-01.hl7", "AA", "cancelled"),  # discontinued: what is left is off
         ("SIU-S12_1.hl7", "AR", "cancelled"),
     ]
     for name, code, status in expected:
@@ -69,7 +69,7 @@ async def test_it_walks_the_public_samples_through_the_appointment_states(
     assert appointment.placer_appointment_id == "12345"
     assert appointment.patient_ref == "test1|PATID1234"
     assert appointment.start_at == datetime(2021, 9, 24, 7, 15, tzinfo=UTC)
-    assert await count(ctx, InboundMessage) == 6
+    assert await count(ctx, InboundMessage) == 7
 
 
 async def test_it_maps_local_sch25_codes_and_the_events_that_fix_the_status(
@@ -325,10 +325,10 @@ async def test_it_reads_a_sender_added_a_moment_ago(ctx: AppContext) -> None:
     ("mangle", "code", "err"),
     [
         (lambda m: m.replace(b"SCH|", b"XYZ|"), "AE", "SCH"),
-        (lambda m: m.replace(b"|20300312093000|0|MIN", b"|2030-03-12|0|MIN"), "AE", "AIS-4"),
+        (lambda m: m.replace(b"|20300312093000|0|MIN", b"|2030-13-12|0|MIN"), "AE", "AIS-4"),
         (lambda m: m.replace(b"|2.3\r", b"|9.9\r"), "AR", "MSH-12"),
         (lambda m: m.replace(b"SIU^S12", b"ADT^A01"), "AR", "MSH-9"),
-        (lambda m: m.replace(b"SIU^S12", b"SIU^S16"), "AR", "MSH-9.2"),
+        (lambda m: m.replace(b"SIU^S12", b"SIU^S18"), "AR", "MSH-9.2"),
         (lambda m: m.replace(b"|CTRL-1|P|", b"|CTRL-1|Q|"), "AR", "MSH-11"),
     ],
 )

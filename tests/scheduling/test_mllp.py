@@ -42,7 +42,7 @@ WALK = [
     ("SIU-S14-01.hl7", "AA", "booked"),
     ("SIU-S12_1.hl7", "AR", "booked"),  # sent by ADTApp: not a listed sender
     ("SIU-S26-01.hl7", "AA", "noshow"),
-    ("SIU-S16-01.hl7", "AR", "noshow"),  # S16 (discontinued) is not an event we take
+    ("SIU-S16-01.hl7", "AA", "cancelled"),  # S16 (discontinued): the rest of it is off
     ("SIU-S15-01.hl7", "AA", "cancelled"),
     ("SIU-S17-01.hl7", "AA", "cancelled"),
 ]
@@ -67,7 +67,7 @@ async def test_it_acknowledges_every_public_sample_sent_with_mllp_send(
     assert appointment.endpoint_id == endpoint.id
     assert (appointment.ehr_appointment_id, appointment.department) == ("36996", "055")
     assert appointment.provider_ehr_id == "1210"
-    assert await count(ctx, InboundMessage) == 6
+    assert await count(ctx, InboundMessage) == 7
     log = listener.proc.log.read_text()
     assert "hl7_message" in log and "PATID1234" not in log and "EVERYMAN" not in log
 
@@ -143,10 +143,12 @@ async def test_it_keeps_serving_after_malformed_frames_garbage_and_strangers(
         tmp_path, "stranger.hl7", siu(control_id="WHO-1", sender="NOBODY^NOWHERE")
     )
     good = write_message(tmp_path, "good.hl7", siu(control_id="GOOD-1"))
+    s18 = tmp_path / "s18.hl7"  # an SIU event OpenVisit does not take
+    s18.write_bytes((SAMPLES / "SIU-S16-01.hl7").read_bytes().replace(b"S16", b"S18"))
     listener = start_listener(db_url, tmp_path)
     try:
         [malformed] = await asyncio.to_thread(mllp_send, listener.port, no_sch)
-        [s16] = await asyncio.to_thread(mllp_send, listener.port, SAMPLES / "SIU-S16-01.hl7")
+        [s16] = await asyncio.to_thread(mllp_send, listener.port, s18)
         [unknown] = await asyncio.to_thread(mllp_send, listener.port, stranger)
         headless = read_ack(exchange(listener.port, b"MSH|^~"))
         # Garbage, a half frame and a client that hangs up mid-frame, then a reset.
@@ -161,7 +163,7 @@ async def test_it_keeps_serving_after_malformed_frames_garbage_and_strangers(
     assert (malformed.code, malformed.acked_id, malformed.has_err) == ("AE", "BAD-1", True)
     assert "SCH" in malformed.text
     assert (s16.code, s16.acked_id) == ("AR", "MSG00016")
-    assert "S16" in s16.text
+    assert "S18" in s16.text
     assert (unknown.code, unknown.acked_id) == ("AR", "WHO-1")
     assert "unknown sender" in unknown.text
     assert (headless.code, headless.has_err) == ("AR", True)
