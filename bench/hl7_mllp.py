@@ -38,8 +38,8 @@ from openvisit.context import AppContext
 from openvisit.db import Database
 from openvisit.hl7v2 import encode_frame
 from openvisit.migrate import upgrade_async
+from tests.feed.support import make_endpoint, siu
 from tests.peers.fixtures import PEERS_DIR, free_port, port_open
-from tests.scheduling.support import make_endpoint, siu
 from tests.support.backend import PG_ADMIN_URL, REDIS_URL, make_settings, subprocess_env
 
 END = b"\x1c\r"

@@ -353,7 +353,7 @@ def main() -> None:
                         help="e.g. '50000, 20, 100': gc.set_threshold in the server")
     parser.add_argument("--pid-file", default="", help="write the server's pid here")
     args = parser.parse_args()
-    from openvisit.logging import configure_logging
+    from openvisit.logs import configure_logging
 
     configure_logging(level="WARNING")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

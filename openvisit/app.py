@@ -20,7 +20,7 @@ from openvisit import __version__
 from openvisit.config import Settings, load_settings
 from openvisit.context import AppContext
 from openvisit.errors import ConfigurationError, OpenVisitError
-from openvisit.logging import configure_logging, get_logger
+from openvisit.logs import configure_logging, get_logger
 from openvisit.web import errors
 from openvisit.web.apidocs import install_api_docs
 from openvisit.web.middleware import MetricsMiddleware
@@ -54,7 +54,7 @@ async def run_worker(
 async def run_mllp(
     ctx: AppContext, stop: asyncio.Event, *, started: asyncio.Event | None = None
 ) -> None:
-    from openvisit.scheduling.mllp import serve_mllp
+    from openvisit.feed.listener import serve_mllp
 
     await serve_mllp(ctx, stop=stop, started=started)
 
@@ -92,7 +92,7 @@ ROUTER_MODULES: tuple[str, ...] = (
     "openvisit.visits.endpoints",
     "openvisit.signalling.endpoint",
     "openvisit.launch.views",
-    "openvisit.scheduling.http",
+    "openvisit.feed.http",
     "openvisit.notify.views",
     "openvisit.notify.twilio.hooks",
     "openvisit.portal.routes",

@@ -539,7 +539,7 @@ def endpoint_epic_link(
 @endpoint_app.command("certificate")
 def endpoint_certificate(endpoint_id: str, path: Path) -> None:
     """Upload the certificate that signs HTTPS scheduling messages for this environment."""
-    from openvisit.scheduling.commands import upload_certificate
+    from openvisit.feed.commands import upload_certificate
 
     async def main(ctx: AppContext) -> str:
         p = await upload_certificate(ctx, endpoint_id=endpoint_id, path=path, actor="cli")
@@ -559,7 +559,7 @@ def endpoint_hl7_senders(
     jws_issuer: Annotated[str | None, typer.Option(help="iss of signed HTTPS payloads")] = None,
 ) -> None:
     """Set which HL7 senders (MSH-3/MSH-4) feed this endpoint's appointments."""
-    from openvisit.scheduling.commands import set_hl7_senders, set_status_map
+    from openvisit.feed.commands import set_hl7_senders, set_status_map
 
     pairs = [s.partition("=") for s in status or []]
     if any(not c or not v for c, _, v in pairs):

@@ -178,7 +178,7 @@ class Settings(BaseSettings):
     #: (it simulates a real provider's minutes-long purchase; nothing leaves the machine).
     portal_outbox_provision_step_seconds: float = 2.0
 
-    # Scheduling feed (openvisit.scheduling): HL7 v2 SIU over MLLP and signed HTTPS.
+    # Scheduling feed (openvisit.feed): HL7 v2 SIU over MLLP and signed HTTPS.
     #: PEM certificate chain and key for MLLP over TLS (both empty = plain TCP).
     mllp_tls_cert: str = ""
     mllp_tls_key: str = ""

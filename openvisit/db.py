@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import NullPool
 
-from openvisit.logging import get_logger
+from openvisit.logs import get_logger
 
 log = get_logger(__name__)
 

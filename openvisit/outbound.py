@@ -36,7 +36,7 @@ import httpcore
 import httpx
 
 from openvisit.errors import OutboundError
-from openvisit.logging import get_logger
+from openvisit.logs import get_logger
 
 if TYPE_CHECKING:
     from openvisit.config import Settings

@@ -29,7 +29,7 @@ from openvisit.certificates import (
 from openvisit.context import AppContext
 from openvisit.errors import InvalidInput
 from openvisit.models import AuditLog, Certificate, Organisation
-from tests.scheduling.certs import issue
+from tests.feed.certs import issue
 
 NOW = datetime.now(UTC)
 

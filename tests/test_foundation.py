@@ -13,7 +13,7 @@ from openvisit.context import AppContext
 from openvisit.crypto import FieldCipher, KeyedHasher, generate_key, mask_email, mask_phone
 from openvisit.db import Database
 from openvisit.errors import ConfigurationError
-from openvisit.logging import configure_logging, get_logger
+from openvisit.logs import configure_logging, get_logger
 from openvisit.migrate import current_revision, downgrade_async, upgrade_async
 from openvisit.models import Appointment, Base, Contact, EhrEndpoint, Organisation, utcnow
 
@@ -149,7 +149,7 @@ async def test_it_migrates_up_and_down_and_matches_the_models(db_url: str) -> No
 
 
 def test_it_does_not_mistake_ids_for_phone_numbers() -> None:
-    from openvisit.logging import scrub
+    from openvisit.logs import scrub
 
     uuid_like = "14e8dcd9-1234-5678-9012-fff7b97da670"
     assert scrub(f"participant {uuid_like}") == f"participant {uuid_like}"

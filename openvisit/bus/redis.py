@@ -17,7 +17,7 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from openvisit.bus.base import Bus, Message
-from openvisit.logging import get_logger
+from openvisit.logs import get_logger
 
 log = get_logger(__name__)
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from openvisit.config import Settings
 from openvisit.errors import InvalidInput, OpenVisitError
-from openvisit.logging import get_logger
+from openvisit.logs import get_logger
 from openvisit.visits.turn import turn_credentials
 
 log = get_logger(__name__)

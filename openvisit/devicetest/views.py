@@ -21,7 +21,7 @@ from openvisit.devicetest.strings import devicetest_strings
 from openvisit.endpoints import repository as endpoints_repository
 from openvisit.errors import Gone, NotFound, OpenVisitError
 from openvisit.i18n import gettext
-from openvisit.logging import get_logger
+from openvisit.logs import get_logger
 from openvisit.models import ContextToken
 from openvisit.portal.records import verify_context_token
 from openvisit.signalling.limits import address_key

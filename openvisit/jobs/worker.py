@@ -21,7 +21,7 @@ from openvisit.errors import OpenVisitError
 from openvisit.jobs import repository
 from openvisit.jobs.registry import Defer, JobContext, get_handler, load_modules, periodic_jobs
 from openvisit.jobs.service import enqueue
-from openvisit.logging import get_logger, scrub
+from openvisit.logs import get_logger, scrub
 from openvisit.models import utcnow
 
 log = get_logger(__name__)

@@ -22,7 +22,7 @@ from openvisit.endpoints.service import LaunchRefused, get_endpoint
 from openvisit.launch.epic_config import EpicLinkConfig, derive_key
 from openvisit.launch.fhir import AppointmentFacts
 from openvisit.launch.service import Kind, LaunchOutcome, enter_visit, upsert_appointment
-from openvisit.logging import get_logger
+from openvisit.logs import get_logger
 from openvisit.smart.epic_context import EpicContext, decrypt_epic_link
 
 log = get_logger(__name__)

@@ -35,7 +35,7 @@ from openvisit import nonces
 from openvisit.audit import record
 from openvisit.config import Settings
 from openvisit.endpoints.service import LaunchRefused, get_endpoint
-from openvisit.logging import get_logger
+from openvisit.logs import get_logger
 from openvisit.models import EhrEndpoint, ProviderLink, Visit
 
 if TYPE_CHECKING:

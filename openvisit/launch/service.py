@@ -37,7 +37,7 @@ from openvisit.launch import proof
 from openvisit.launch.fhir import AppointmentFacts, FhirReader, resolve_appointment
 from openvisit.launch.keys import load_keyset
 from openvisit.launch.proof import ProviderProof
-from openvisit.logging import get_logger
+from openvisit.logs import get_logger
 from openvisit.models import Appointment, EhrEndpoint, utcnow
 from openvisit.outbound import portal_http
 from openvisit.smart.authorize import build_authorize_request

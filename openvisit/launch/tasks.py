@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from openvisit import nonces
 from openvisit.jobs import JobContext, job_handler, periodic_job
-from openvisit.logging import get_logger
+from openvisit.logs import get_logger
 
 log = get_logger(__name__)
 

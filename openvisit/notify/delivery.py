@@ -35,7 +35,7 @@ from openvisit.context import AppContext
 from openvisit.crypto import mask_email, mask_phone
 from openvisit.errors import OutboundError
 from openvisit.jobs import Defer, JobContext
-from openvisit.logging import get_logger
+from openvisit.logs import get_logger
 from openvisit.models import (
     Appointment,
     EhrEndpoint,

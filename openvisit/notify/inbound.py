@@ -12,7 +12,7 @@ import uuid
 from typing import Literal
 
 from openvisit.context import AppContext
-from openvisit.logging import get_logger
+from openvisit.logs import get_logger
 from openvisit.models import ProviderReceipt, utcnow
 from openvisit.notify import repository as repo
 

@@ -1,4 +1,4 @@
-"""Message text per language from the Jinja2 templates under ``notify/templates/<lang>/``.
+"""Message text per language from the Jinja2 templates under ``templates/notify/messages/``.
 
 Layout: ``<lang>/sms/<message>.txt`` and ``<lang>/email/<message>.{subject.txt,txt,html}`` for
 every message in :data:`MESSAGES`; HTML mail extends the shared ``_layout.html``. Messages
@@ -20,7 +20,8 @@ from openvisit import i18n
 from openvisit.notify import gsm
 from openvisit.notify.plan import zone
 
-TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
+#: Every template of the package is under ``templates/notify/``: the outbox page beside these.
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "notify" / "messages"
 MESSAGES = ("booked", "rescheduled", "modified", "cancelled", "reminder")
 #: Messages that carry the join link (a cancellation does not).
 WITH_LINK = frozenset({"booked", "rescheduled", "modified", "reminder"})

@@ -10,7 +10,7 @@ the patient sees, plans nothing; a genuine second reschedule plans a new message
 back to an earlier time is a change too. Confirmations not yet sent are superseded (cancelled)
 by newer ones, and a cancellation is sent only if the patient had heard of the visit.
 
-The feed commits many SIU messages in one transaction (see :mod:`openvisit.scheduling.feed`),
+The feed commits many SIU messages in one transaction (see :mod:`openvisit.feed.intake`),
 so planning works on a list of changes: what it needs is read in a fixed number of queries
 whatever the list's length (settings per endpoint, the history of the appointments that
 existed before), each change is planned in memory in order (a later change of the same
@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from openvisit import jobs
 from openvisit.context import AppContext
 from openvisit.db import insert_ignoring_conflicts
-from openvisit.logging import get_logger
+from openvisit.logs import get_logger
 from openvisit.models import Appointment, EhrEndpoint, Notification, SmsSettings, utcnow
 from openvisit.notify import repository as repo
 from openvisit.notify.plan import QuietHours, fingerprint, release_time, reminder_times

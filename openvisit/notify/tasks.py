@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from openvisit.jobs import JobContext, job_handler, periodic_job
-from openvisit.logging import get_logger
+from openvisit.logs import get_logger
 from openvisit.models import utcnow
 from openvisit.notify import repository as repo
 from openvisit.notify.delivery import send_notification

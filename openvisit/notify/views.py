@@ -104,7 +104,7 @@ async def outbox_page(
     for item in messages:
         if "text" in item:
             item["text"] = linkify(item["text"])
-    return render(request, "portal/outbox.html", {
+    return render(request, "notify/outbox.html", {
         "messages": messages, "total": total, "show_text": show_text, "limit": limit,
         "environment": ctx.settings.environment}, principal=principal)
 

@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
 from openvisit.errors import NotFound
 from openvisit.jobs import repository as jobs_repository
-from openvisit.logging import get_logger
+from openvisit.logs import get_logger
 from openvisit.models.ops import JOB_STATES
 from openvisit.web.deps import CtxDep
 

@@ -32,7 +32,7 @@ from openvisit.context import AppContext
 from openvisit.endpoints import service as endpoints
 from openvisit.errors import InvalidInput, OpenVisitError, PermissionDenied
 from openvisit.launch.keys import load_keyset
-from openvisit.logging import get_logger
+from openvisit.logs import get_logger
 from openvisit.models import EhrEndpoint, utcnow
 from openvisit.outbound import portal_http
 from openvisit.portal import repository

@@ -27,7 +27,7 @@ from typing import TypeVar
 
 from openvisit.context import AppContext
 from openvisit.errors import OpenVisitError
-from openvisit.logging import get_logger
+from openvisit.logs import get_logger
 
 log = get_logger(__name__)
 T = TypeVar("T")

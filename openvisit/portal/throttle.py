@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from openvisit.crypto import KeyedHasher
 from openvisit.db import Database
 from openvisit.errors import OpenVisitError
-from openvisit.logging import get_logger
+from openvisit.logs import get_logger
 from openvisit.models import utcnow
 from openvisit.portal import repository
 

@@ -25,7 +25,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit.errors import NotAuthenticated, OpenVisitError, PermissionDenied
-from openvisit.logging import get_logger
+from openvisit.logs import get_logger
 from openvisit.portal import sessions
 from openvisit.portal.sessions import Principal
 from openvisit.web.deps import CtxDep, SessionDep

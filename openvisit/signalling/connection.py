@@ -34,7 +34,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from openvisit import audit, i18n
 from openvisit.context import AppContext
 from openvisit.errors import NotFound, OpenVisitError
-from openvisit.logging import get_logger
+from openvisit.logs import get_logger
 from openvisit.models.visit import Participant, Visit
 from openvisit.signalling import protocol as p
 from openvisit.signalling.ice import hide_in_candidate, hide_in_sdp

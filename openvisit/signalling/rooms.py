@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from openvisit.bus import RESYNC, Subscription
 from openvisit.context import AppContext
-from openvisit.logging import get_logger
+from openvisit.logs import get_logger
 from openvisit.visits import repository as repo
 from openvisit.visits.roster import Seat, VisitFacts
 from openvisit.visits.service import visit_channel

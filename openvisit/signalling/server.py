@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from openvisit.logging import get_logger
+from openvisit.logs import get_logger
 
 log = get_logger(__name__)
 

@@ -19,7 +19,7 @@ from openvisit.context import AppContext
 from openvisit.db import after_commit
 from openvisit.errors import Gone, InvalidInput, NotFound
 from openvisit.i18n import gettext as _
-from openvisit.logging import get_logger
+from openvisit.logs import get_logger
 from openvisit.models.base import utcnow
 from openvisit.models.visit import ROLES, Appointment, Participant, Visit, VisitEvent
 from openvisit.visits import repository as repo

@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from openvisit.errors import OpenVisitError
 from openvisit.i18n import gettext
-from openvisit.logging import get_logger
+from openvisit.logs import get_logger
 from openvisit.web.middleware import route_template
 from openvisit.web.templating import templates
 

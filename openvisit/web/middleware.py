@@ -8,7 +8,7 @@ from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openvisit.db import OPEN_TRANSACTIONS
-from openvisit.logging import get_logger
+from openvisit.logs import get_logger
 from openvisit.web.security import HeaderPolicy
 
 log = get_logger(__name__)

@@ -16,7 +16,7 @@ from openvisit.models import ContextToken, utcnow
 from openvisit.models.ops import QualitySample
 from openvisit.models.visit import Visit, VisitEvent
 from openvisit.portal.records import DEVICE_TEST, sign_context_token
-from tests.scheduling.support import make_endpoint
+from tests.feed.support import make_endpoint
 
 
 async def _token(ctx: AppContext, *, revoked: bool = False) -> str:

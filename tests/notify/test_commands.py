@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 
 from openvisit.cli import app as cli
 from openvisit.context import AppContext
+from openvisit.feed.intake import SiuFeed
 from openvisit.models import AuditLog, Contact, Organisation, PhoneNumber, SmsSettings
-from openvisit.scheduling.feed import SiuFeed
-from tests.scheduling.support import make_endpoint, siu
+from tests.feed.support import make_endpoint, siu
 from tests.support.backend import subprocess_env
 
 

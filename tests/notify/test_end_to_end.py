@@ -5,10 +5,10 @@ from __future__ import annotations
 from sqlalchemy import select, update
 
 from openvisit.context import AppContext
+from openvisit.feed.intake import SiuFeed
 from openvisit.models import OutboxMessage, SmsSettings
-from openvisit.scheduling.feed import SiuFeed
+from tests.feed.support import make_endpoint, siu
 from tests.notify.support import run_jobs
-from tests.scheduling.support import make_endpoint, siu
 
 EPIC = ("EPIC^EPICADT",)
 

@@ -15,13 +15,13 @@ from sqlalchemy import select
 
 from openvisit.context import AppContext
 from openvisit.errors import Gone
+from openvisit.feed.intake import SiuFeed
 from openvisit.models import Appointment, Visit
-from openvisit.scheduling.feed import SiuFeed
 from openvisit.visits.service import open_visit, resolve_link, seat_link
+from tests.feed.support import make_endpoint, read_ack
 from tests.hl7v2.corpus import SETUP, Booking, Variation, message
 from tests.hl7v2.support import replace_field
 from tests.notify.support import live, logs, planned, run_jobs
-from tests.scheduling.support import make_endpoint, read_ack
 
 NOW = datetime(2030, 3, 9, 15, 0, tzinfo=UTC)
 FIRST = datetime(2030, 3, 12, 15, 30, tzinfo=UTC)

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from openvisit.app import create_app
 from openvisit.context import AppContext
-from openvisit.logging import configure_logging, get_logger, scrub
+from openvisit.logs import configure_logging, get_logger, scrub
 from openvisit.models import Organisation
 from tests.visits.support import Links, make_visit, seed_org
 

@@ -22,7 +22,7 @@ import smpplib.consts
 import smpplib.exceptions
 
 from openvisit.context import AppContext
-from openvisit.logging import get_logger
+from openvisit.logs import get_logger
 from openvisit.notify import inbound
 from openvisit.notify.smpp import protocol
 from openvisit.notify.smpp.transport import bind_kwargs, new_client

@@ -39,7 +39,7 @@ from sqlalchemy import select
 
 from openvisit.context import AppContext
 from openvisit.errors import ConfigurationError, OutboundError
-from openvisit.logging import get_logger
+from openvisit.logs import get_logger
 from openvisit.models import ProviderReceipt, utcnow
 from openvisit.notify.smpp import protocol
 from openvisit.notify.transport import (

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from openvisit.errors import PermissionDenied
-from openvisit.logging import get_logger
+from openvisit.logs import get_logger
 from openvisit.notify import inbound
 from openvisit.web.deps import CtxDep
 from openvisit.web.middleware import route_template

@@ -37,8 +37,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit.certificates import active_certificates
 from openvisit.errors import NotAuthenticated
+from openvisit.feed.senders import FeedEndpoint
 from openvisit.models import Certificate
-from openvisit.scheduling.senders import FeedEndpoint
 
 ALGORITHMS = ("RS256", "RS384", "ES384")
 JOSE_MEDIA_TYPE = "application/jose"

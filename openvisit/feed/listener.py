@@ -1,5 +1,5 @@
 """The MLLP listener: the server layer over :class:`~openvisit.hl7v2.MllpDecoder` and
-:class:`~openvisit.scheduling.feed.SiuFeed`.
+:class:`~openvisit.feed.intake.SiuFeed`.
 
 HL7 v2.5.1 Appendix C.4 (MLLP Release 1: ``0x0B`` message ``0x1C 0x0D``) and Ch. 2 §2.9
 (acknowledgements). Three layers, each testable alone: framing (``MllpDecoder``), message
@@ -18,7 +18,7 @@ answered AR and discarded. Resources stay bounded whatever a client does (issue 
   past that replaces the address's longest-idle connection, or is refused when all are busy,
   so a flood from one address never locks another sender out of ``mllp_max_connections``.
 
-The ACK of a message goes out only after its transaction committed (see :mod:`.feed`), so a
+The ACK of a message goes out only after its transaction committed (see :mod:`.intake`), so a
 crash between receiving and answering makes the sender resend, and the resend is applied
 exactly once.
 """
@@ -33,6 +33,7 @@ from pathlib import Path
 
 from openvisit.context import AppContext
 from openvisit.errors import ConfigurationError
+from openvisit.feed.intake import SiuFeed, new_control_id
 from openvisit.hl7v2 import (
     Hl7ParseError,
     MllpDecoder,
@@ -41,9 +42,8 @@ from openvisit.hl7v2 import (
     build_fallback_ack,
     encode_frame,
 )
-from openvisit.logging import get_logger
+from openvisit.logs import get_logger
 from openvisit.models import utcnow
-from openvisit.scheduling.feed import SiuFeed, new_control_id
 
 log = get_logger(__name__)
 

@@ -19,11 +19,11 @@ from typing import Any, Literal, Protocol, cast
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit.context import AppContext
+from openvisit.feed import repository
+from openvisit.feed.validation import check_siu as check_siu
 from openvisit.hl7v2 import SiuEvent, SiuMessage
-from openvisit.logging import get_logger
+from openvisit.logs import get_logger
 from openvisit.models import Appointment, Contact, EhrEndpoint, utcnow
-from openvisit.scheduling import repository
-from openvisit.scheduling.validation import check_siu as check_siu
 
 log = get_logger(__name__)
 

@@ -9,8 +9,8 @@ import pytest
 from openvisit.certificates import PRIVATE_KEY_MESSAGE, active_certificates
 from openvisit.context import AppContext
 from openvisit.errors import Conflict, InvalidInput, NotFound
-from openvisit.scheduling.commands import set_hl7_senders, set_status_map, upload_certificate
-from openvisit.scheduling.service import hl7_options
+from openvisit.feed.commands import set_hl7_senders, set_status_map, upload_certificate
+from openvisit.feed.service import hl7_options
 
 from .certs import issue
 from .support import make_endpoint

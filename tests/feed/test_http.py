@@ -20,8 +20,8 @@ from sqlalchemy import text
 
 from openvisit.certificates import store_certificate
 from openvisit.context import AppContext
+from openvisit.feed.commands import set_hl7_senders
 from openvisit.models import EhrEndpoint, utcnow
-from openvisit.scheduling.commands import set_hl7_senders
 
 from .certs import Issued, issue
 from .support import appointments, make_endpoint, read_ack, siu

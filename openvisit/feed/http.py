@@ -1,6 +1,6 @@
 """``POST /hl7/siu``: the scheduling feed over HTTPS with a signed payload (EHR-SPEC §6).
 
-The same message layer as MLLP (:class:`~openvisit.scheduling.feed.SiuFeed`), so the same
+The same message layer as MLLP (:class:`~openvisit.feed.intake.SiuFeed`), so the same
 ACK semantics (HL7 v2.5.1 Ch. 2 §2.9): the body of the answer is the ACK
 (``application/hl7-v2``) with HTTP 200 for AA/AE/AR (CA/CE/CR), 503 plus ``Retry-After`` for
 our own temporary failure (resend later), and 204 when enhanced mode asked for no ACK. A
@@ -24,10 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from openvisit import nonces
 from openvisit.context import AppContext
 from openvisit.errors import InvalidInput, NotFound, OpenVisitError
+from openvisit.feed.intake import SiuFeed
+from openvisit.feed.senders import directory_for
+from openvisit.feed.signing import JwsVerifier, SignatureRefused, Verifier
 from openvisit.models import utcnow
-from openvisit.scheduling.feed import SiuFeed
-from openvisit.scheduling.senders import directory_for
-from openvisit.scheduling.signing import JwsVerifier, SignatureRefused, Verifier
 from openvisit.web.deps import CtxDep
 
 router = APIRouter(tags=["scheduling feed"])

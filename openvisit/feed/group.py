@@ -8,7 +8,7 @@ and answers each caller from that call's result, so the same N messages cost one
 transaction; while one batch commits, the next gathers. Nobody waits on purpose for company:
 a lone message is committed at once (after one turn of the event loop).
 
-Generic over what is committed; :class:`~openvisit.scheduling.feed.SiuFeed` uses it with
+Generic over what is committed; :class:`~openvisit.feed.intake.SiuFeed` uses it with
 its ``commit_batch``, which promises one reply per item, in order, and never raises.
 """
 

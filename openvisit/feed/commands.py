@@ -20,10 +20,10 @@ from openvisit.audit import record, snapshot
 from openvisit.certificates import ParsedCertificate, parse_certificate, store_certificate
 from openvisit.context import AppContext
 from openvisit.errors import Conflict, InvalidInput, NotFound
+from openvisit.feed import repository
+from openvisit.feed.senders import SenderPattern, invalidate
+from openvisit.feed.service import FHIR_STATUSES, hl7_options
 from openvisit.models import EhrEndpoint, utcnow
-from openvisit.scheduling import repository
-from openvisit.scheduling.senders import SenderPattern, invalidate
-from openvisit.scheduling.service import FHIR_STATUSES, hl7_options
 
 
 def endpoint_uuid(text: str) -> uuid.UUID:

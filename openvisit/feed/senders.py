@@ -23,11 +23,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from openvisit.context import AppContext
 from openvisit.errors import InvalidInput
+from openvisit.feed import repository
+from openvisit.feed.service import hl7_options
 from openvisit.hl7v2 import ErrorLocation, HierarchicDesignator, Hl7ApplicationError, MshHeader
-from openvisit.logging import get_logger
+from openvisit.logs import get_logger
 from openvisit.models import EhrEndpoint
-from openvisit.scheduling import repository
-from openvisit.scheduling.service import hl7_options
 
 log = get_logger(__name__)
 

@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import select, text
 
 from openvisit.context import AppContext
+from openvisit.feed.intake import SiuFeed
+from openvisit.feed.senders import invalidate
 from openvisit.jobs import enqueue
 from openvisit.jobs.worker import Worker
 from openvisit.models import Appointment, AuditLog, Contact, InboundMessage, Job
-from openvisit.scheduling.feed import SiuFeed
-from openvisit.scheduling.senders import invalidate
 
 from .support import SAMPLES, appointments, count, make_endpoint, read_ack, siu
 

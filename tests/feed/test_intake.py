@@ -15,10 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import DataError
 
 from openvisit.context import AppContext
+from openvisit.feed import intake as feed_module
+from openvisit.feed import service as service_module
+from openvisit.feed.intake import TEMPORARY_TEXT, SiuFeed
 from openvisit.models import Contact, InboundMessage
-from openvisit.scheduling import feed as feed_module
-from openvisit.scheduling import service as service_module
-from openvisit.scheduling.feed import TEMPORARY_TEXT, SiuFeed
 from tests.hl7v2.corpus import (
     FAMILIES,
     NEWLINES,

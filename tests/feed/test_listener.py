@@ -20,9 +20,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from openvisit.config import Settings
 from openvisit.context import AppContext
 from openvisit.errors import ConfigurationError
+from openvisit.feed.listener import serve_mllp, tls_context
 from openvisit.hl7v2 import MllpDecoder, encode_frame
 from openvisit.models import InboundMessage
-from openvisit.scheduling.mllp import serve_mllp, tls_context
 from tests.peers.fixtures import free_port
 
 from .support import appointments, count, make_endpoint, read_ack, siu

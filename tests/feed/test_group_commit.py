@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import select
 
 from openvisit.context import AppContext
+from openvisit.feed import intake as feed_module
+from openvisit.feed.group import GroupCommitter
+from openvisit.feed.intake import SiuFeed
 from openvisit.models import InboundMessage, Job, Notification
-from openvisit.scheduling import feed as feed_module
-from openvisit.scheduling.feed import SiuFeed
-from openvisit.scheduling.group import GroupCommitter
 
 from .support import appointments, count, make_endpoint, read_ack, siu
 

@@ -40,6 +40,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit.context import AppContext
 from openvisit.errors import ConfigurationError, OpenVisitError
+from openvisit.feed import repository
+from openvisit.feed.group import GroupCommitter
+from openvisit.feed.senders import FeedEndpoint, SenderDirectory, directory_for, sender_key
+from openvisit.feed.service import apply_siu_batch
+from openvisit.feed.validation import check_header, check_siu
 from openvisit.hl7v2 import (
     AckCode,
     AckMode,
@@ -54,13 +59,8 @@ from openvisit.hl7v2 import (
     parse_msh,
     parse_siu,
 )
-from openvisit.logging import get_logger
+from openvisit.logs import get_logger
 from openvisit.models import EhrEndpoint, utcnow
-from openvisit.scheduling import repository
-from openvisit.scheduling.group import GroupCommitter
-from openvisit.scheduling.senders import FeedEndpoint, SenderDirectory, directory_for, sender_key
-from openvisit.scheduling.service import apply_siu_batch
-from openvisit.scheduling.validation import check_header, check_siu
 
 log = get_logger(__name__)
 
