@@ -7,20 +7,32 @@ The same application runs in three roles: ``web`` (always), plus ``worker`` and 
 from __future__ import annotations
 
 import asyncio
-import importlib
 from collections.abc import AsyncIterator, Coroutine, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from openvisit import __version__
 from openvisit.config import Settings, load_settings
 from openvisit.context import AppContext
+from openvisit.devicetest import views as devicetest_views
 from openvisit.errors import ConfigurationError, OpenVisitError
+from openvisit.feed import http as feed_http
+from openvisit.feed.listener import serve_mllp
+from openvisit.jobs.worker import Worker
+from openvisit.launch import views as launch_views
+from openvisit.launch.keys import ensure_keys
 from openvisit.logs import configure_logging, get_logger
+from openvisit.notify import views as notify_views
+from openvisit.notify.twilio import hooks as twilio_hooks
+from openvisit.ops import endpoints as ops_endpoints
+from openvisit.portal import routes as portal_routes
+from openvisit.signalling import endpoint as signalling_endpoint
+from openvisit.visits import endpoints as visits_endpoints
+from openvisit.visits import views as visits_views
 from openvisit.web import errors
 from openvisit.web.apidocs import install_api_docs
 from openvisit.web.middleware import MetricsMiddleware
@@ -28,6 +40,7 @@ from openvisit.web.security import HeaderPolicy
 from openvisit.web.templating import STATIC_DIR, templates
 
 log = get_logger(__name__)
+
 
 class RoleRunner(Protocol):
     """A background role: runs until ``stop`` is set; sets ``started`` once it serves."""
@@ -44,8 +57,6 @@ ROLE_START_SECONDS = 60.0
 async def run_worker(
     ctx: AppContext, stop: asyncio.Event, *, started: asyncio.Event | None = None
 ) -> None:
-    from openvisit.jobs.worker import Worker
-
     if started is not None:
         started.set()
     await Worker(ctx).run(stop)
@@ -54,8 +65,6 @@ async def run_worker(
 async def run_mllp(
     ctx: AppContext, stop: asyncio.Event, *, started: asyncio.Event | None = None
 ) -> None:
-    from openvisit.feed.listener import serve_mllp
-
     await serve_mllp(ctx, stop=stop, started=started)
 
 
@@ -84,30 +93,24 @@ async def _until_started(role: str, task: asyncio.Task[None], started: asyncio.E
 
 ROLE_RUNNERS: dict[str, RoleRunner] = {"worker": run_worker, "mllp": run_mllp}
 
-#: Modules with a module-level ``router`` (fastapi.APIRouter), included in this order.
-#: Each domain package adds its own line here.
-ROUTER_MODULES: tuple[str, ...] = (
-    "openvisit.ops.endpoints",
-    "openvisit.visits.views",
-    "openvisit.visits.endpoints",
-    "openvisit.signalling.endpoint",
-    "openvisit.launch.views",
-    "openvisit.feed.http",
-    "openvisit.notify.views",
-    "openvisit.notify.twilio.hooks",
-    "openvisit.portal.routes",
-    "openvisit.devicetest.views",
+#: Every router of the product, included in this order. A domain package adds its line here.
+ROUTERS: tuple[APIRouter, ...] = (
+    ops_endpoints.router,
+    visits_views.router,
+    visits_endpoints.router,
+    signalling_endpoint.router,
+    launch_views.router,
+    feed_http.router,
+    notify_views.router,
+    twilio_hooks.router,
+    portal_routes.router,
+    devicetest_views.router,
 )
 
 
-#: Start-up hooks ("module:function", called with the AppContext once the bus is up).
-STARTUP_HOOKS: tuple[str, ...] = ("openvisit.launch.keys:ensure_keys",)
-
-
 async def run_startup_hooks(ctx: AppContext) -> None:
-    for spec in STARTUP_HOOKS:
-        module_name, _, func_name = spec.partition(":")
-        await getattr(importlib.import_module(module_name), func_name)(ctx)
+    """What must be in place before the first request (called once the bus is up)."""
+    await ensure_keys(ctx)
 
 
 def create_app(
@@ -181,8 +184,8 @@ def create_app(
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     if docs:
         install_api_docs(app)
-    for module_name in ROUTER_MODULES:
-        app.include_router(importlib.import_module(module_name).router)
+    for router in ROUTERS:
+        app.include_router(router)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index(request: Request) -> HTMLResponse:

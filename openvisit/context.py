@@ -6,10 +6,11 @@ and handed to request dependencies and job handlers, so nothing reaches for glob
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,7 +20,75 @@ from openvisit.config import Settings
 from openvisit.crypto import FieldCipher, KeyedHasher
 from openvisit.db import Database, after_commit
 
+if TYPE_CHECKING:  # the holders' types only; the objects are made by their packages
+    from openvisit.devicetest.limits import ResultLimiter
+    from openvisit.devicetest.loopback import LoopbackCalls
+    from openvisit.feed.intake import SiuFeed
+    from openvisit.feed.senders import SenderDirectory
+    from openvisit.feed.signing import Verifier
+    from openvisit.idp.client import IdpClient
+    from openvisit.launch.service import LaunchCaches
+    from openvisit.notify.transport import EmailTransport, SmsTransport
+    from openvisit.portal.passwords import PasswordWorkers
+    from openvisit.smart.idtoken import JwksCache
+    from openvisit.smart.keys import KeySet
+    from openvisit.visits.tokens import JoinLinks
+
 JOBS_CHANNEL = "jobs.wakeup"
+
+
+@dataclass
+class Services:
+    """The long-lived objects domain packages make for one process, one typed field each.
+
+    Each is made on first use by its package's accessor (named beside each field), so a
+    process that never serves a device test never starts its peers, and tests plant their
+    own by assigning the field. :meth:`AppContext.close` closes those that hold connections
+    or threads. A new package adds its field here, never a string key.
+    """
+
+    #: :func:`openvisit.visits.service.join_links`: the HKDF-derived link key (one per process).
+    join_links: JoinLinks | None = None
+    #: :func:`openvisit.visits.tx.transaction`: queues the room's SQLite transactions.
+    sqlite_gate: asyncio.Lock | None = None
+    #: :func:`openvisit.notify.providers.sms_transport` and ``email_transport``, by provider.
+    sms_transports: dict[str, SmsTransport] = field(default_factory=dict)
+    email_transports: dict[str, EmailTransport] = field(default_factory=dict)
+    #: :func:`openvisit.feed.http.siu_feed`, ``verifier_for`` and
+    #: :func:`openvisit.feed.senders.directory_for`.
+    siu_feed: SiuFeed | None = None
+    siu_verifier: Verifier | None = None
+    siu_senders: SenderDirectory | None = None
+    #: :func:`openvisit.devicetest.views.loopback_calls` and ``result_limiter``.
+    devicetest_calls: LoopbackCalls | None = None
+    devicetest_results: ResultLimiter | None = None
+    #: :func:`openvisit.outbound.portal_http`: the guarded client for portal-driven requests.
+    portal_http: httpx.AsyncClient | None = None
+    #: :func:`openvisit.portal.passwords.workers`: the argon2 threads.
+    password_workers: PasswordWorkers | None = None
+    #: For the launch and approval code (openvisit.launch, portal sign-in and approval),
+    #: which still keep these in ``AppContext.extras`` until they switch to these fields.
+    launch_caches: LaunchCaches | None = None
+    launch_keyset: tuple[str, KeySet] | None = None
+    idp: IdpClient | None = None
+    portal_jwks: JwksCache | None = None
+
+    async def aclose(self) -> None:
+        """Close what holds connections or threads (transports, peers, clients, pools)."""
+        transports: list[SmsTransport | EmailTransport] = [
+            *self.sms_transports.values(), *self.email_transports.values()]
+        self.sms_transports, self.email_transports = {}, {}
+        for transport in transports:
+            await transport.aclose()
+        if self.devicetest_calls is not None:
+            await self.devicetest_calls.aclose()
+            self.devicetest_calls = None
+        if self.portal_http is not None:
+            await self.portal_http.aclose()
+            self.portal_http = None
+        if self.password_workers is not None:
+            await self.password_workers.aclose()
+            self.password_workers = None
 
 
 @dataclass
@@ -29,7 +98,10 @@ class AppContext:
     bus: Bus
     cipher: FieldCipher
     hasher: KeyedHasher
-    #: Per-process caches owned by domain packages (discovery, JWKS), keyed by package.
+    #: Per-process services, typed (see :class:`Services`).
+    services: Services = field(default_factory=Services)
+    #: Deprecated (issue 12): string-keyed objects of the launch and approval code, until it
+    #: moves to the typed fields of :attr:`services`. Nothing new goes here.
     extras: dict[str, Any] = field(default_factory=dict)
     http: httpx.AsyncClient = field(
         default_factory=lambda: httpx.AsyncClient(
@@ -60,8 +132,9 @@ class AppContext:
     async def close(self) -> None:
         for extra in list(self.extras.values()):
             closer = getattr(extra, "aclose", None)
-            if closer is not None:  # per-process services a package keeps here (device test)
+            if closer is not None:  # what the launch code still keeps here (issue 12)
                 await closer()
+        await self.services.aclose()
         await self.bus.close()
         await self.http.aclose()
         await self.db.dispose()

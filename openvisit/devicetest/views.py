@@ -34,16 +34,13 @@ from openvisit.web.templating import json_for_script, templates
 
 log = get_logger(__name__)
 router = APIRouter(include_in_schema=False)
-_CALLS = "devicetest.calls"
-_RESULTS = "devicetest.results"
 
 
 def loopback_calls(ctx: AppContext) -> LoopbackCalls:
     """This process's loop-back peers (closed with the context)."""
-    calls = ctx.extras.get(_CALLS)
+    calls = ctx.services.devicetest_calls
     if calls is None:
-        calls = ctx.extras[_CALLS] = LoopbackCalls(ctx.settings)
-    assert isinstance(calls, LoopbackCalls)
+        calls = ctx.services.devicetest_calls = LoopbackCalls(ctx.settings)
     return calls
 
 
@@ -138,12 +135,11 @@ async def devicetest_call(offer: CallOffer, ctx: CtxDep,
 
 def result_limiter(ctx: AppContext) -> ResultLimiter:
     """This process's result-post counters."""
-    limiter = ctx.extras.get(_RESULTS)
+    limiter = ctx.services.devicetest_results
     if limiter is None:
-        limiter = ctx.extras[_RESULTS] = ResultLimiter(
+        limiter = ctx.services.devicetest_results = ResultLimiter(
             per_token=ctx.settings.devicetest_results_per_token_per_hour,
             per_address=ctx.settings.devicetest_results_per_address_per_hour)
-    assert isinstance(limiter, ResultLimiter)
     return limiter
 
 

@@ -35,8 +35,6 @@ router = APIRouter(tags=["scheduling feed"])
 HL7_MEDIA_TYPE = "application/hl7-v2"
 PATH = "/hl7/siu"
 JTI_SCOPE = "hl7_jws"
-_EXTRAS_VERIFIER = "scheduling.verifier"
-_EXTRAS_FEED = "scheduling.feed"
 
 
 class PayloadTooLarge(OpenVisitError):
@@ -68,19 +66,20 @@ async def read_capped(request: Request, *, limit: int) -> bytes:
 
 
 def verifier_for(app: AppContext) -> Verifier:
-    """The process's verifier: ``app.extras["scheduling.verifier"]`` if one was plugged in."""
-    found = app.extras.get(_EXTRAS_VERIFIER)
+    """The process's verifier: ``app.services.siu_verifier`` if one was plugged in, else the
+    :class:`JwsVerifier` (made on first use)."""
+    found = app.services.siu_verifier
     if found is None:
         found = JwsVerifier(skew=timedelta(seconds=app.settings.hl7_jws_skew_seconds))
-        app.extras[_EXTRAS_VERIFIER] = found
+        app.services.siu_verifier = found
     return found
 
 
-def _feed(app: AppContext) -> SiuFeed:
-    feed = app.extras.get(_EXTRAS_FEED)
-    if not isinstance(feed, SiuFeed):
-        feed = SiuFeed(app)
-        app.extras[_EXTRAS_FEED] = feed
+def siu_feed(app: AppContext) -> SiuFeed:
+    """The process's message layer for HTTPS (made on first use)."""
+    feed = app.services.siu_feed
+    if feed is None:
+        feed = app.services.siu_feed = SiuFeed(app)
     return feed
 
 
@@ -143,7 +142,7 @@ async def receive_siu(
                 "This jti was already used (a replay); sign each delivery with a new jti."
             )
 
-    reply = await _feed(ctx).handle(
+    reply = await siu_feed(ctx).handle(
         verified.message, endpoint_id=endpoint_id, before_commit=consume_jti, transport="https"
     )
     if reply.ack is None:

@@ -32,7 +32,6 @@ from openvisit.models import EhrEndpoint
 log = get_logger(__name__)
 
 _MIN_RELOAD_SECONDS = 1.0
-_EXTRAS_KEY = "scheduling.senders"
 
 
 class UnknownSender(Hl7ApplicationError):
@@ -223,15 +222,15 @@ def _describe(header: MshHeader) -> str:
 
 def directory_for(app: AppContext) -> SenderDirectory:
     """The process's shared :class:`SenderDirectory` (created on first use)."""
-    directory = app.extras.get(_EXTRAS_KEY)
-    if not isinstance(directory, SenderDirectory):
+    directory = app.services.siu_senders
+    if directory is None:
         directory = SenderDirectory(app, refresh_seconds=app.settings.hl7_config_refresh_seconds)
-        app.extras[_EXTRAS_KEY] = directory
+        app.services.siu_senders = directory
     return directory
 
 
 def invalidate(app: AppContext) -> None:
     """Make this process read the endpoints' feed settings again on the next message."""
-    directory = app.extras.get(_EXTRAS_KEY)
-    if isinstance(directory, SenderDirectory):
+    directory = app.services.siu_senders
+    if directory is not None:
         directory._loaded_at = float("-inf")

@@ -8,13 +8,11 @@ appointment is over (``purge_at``). The caller owns the transaction: nothing her
 
 from __future__ import annotations
 
-import functools
-import importlib
 import uuid
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,10 +20,8 @@ from openvisit.context import AppContext
 from openvisit.feed import repository
 from openvisit.feed.validation import check_siu as check_siu
 from openvisit.hl7v2 import SiuEvent, SiuMessage
-from openvisit.logs import get_logger
 from openvisit.models import Appointment, Contact, EhrEndpoint, utcnow
-
-log = get_logger(__name__)
+from openvisit.notify.service import Planner
 
 Change = Literal[
     "booked", "rescheduled", "modified", "cancelled", "discontinued", "deleted", "noshow"
@@ -101,26 +97,6 @@ _CLOSED = frozenset({"cancelled", "entered-in-error"})
 #: Without an end time, contacts are kept until a day after the start.
 DEFAULT_LENGTH = timedelta(days=1)
 _MAX_ID = 255
-
-
-class NotifyPlanner(Protocol):
-    """What the feed needs of notifications (:class:`openvisit.notify.service.Planner`)."""
-
-    def plan(
-        self, appointment: Appointment, change: Change, *, contact_kinds: Iterable[str] | None
-    ) -> None: ...
-
-    async def write(self, session: AsyncSession) -> None: ...
-
-
-class PlannerLoader(Protocol):
-    def __call__(
-        self,
-        session: AsyncSession,
-        *,
-        endpoint_ids: Iterable[uuid.UUID],
-        appointment_ids: Sequence[uuid.UUID],
-    ) -> Awaitable[NotifyPlanner]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,12 +281,10 @@ async def apply_siu_batch(
         )
         change = change_for(message, status=status)
         results.append(AppliedSiu(appointment, change, created, kinds))
-        if planner is not None:
-            # Planned now, from the appointment as this message left it.
-            planner.plan(appointment, change, contact_kinds=kinds)
+        # Planned now, from the appointment as this message left it.
+        planner.plan(appointment, change, contact_kinds=kinds)
     await session.flush()
-    if planner is not None:
-        await planner.write(session)
+    await planner.write(session)
     await _follow_visits(session, app=app, results=results, now=now)
     return results
 
@@ -398,35 +372,13 @@ async def _store_contacts(
     return tuple(sorted(existing))
 
 
-NOTIFY_MODULE = "openvisit.notify.service"
-
-
-@functools.cache
-def _planner_loader() -> PlannerLoader | None:
-    try:
-        module = importlib.import_module(NOTIFY_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name != NOTIFY_MODULE:
-            raise
-        log.warning("notify_seam_not_connected", module=NOTIFY_MODULE)
-        return None
-    return cast(PlannerLoader, module.Planner.load)
-
-
 async def notify_planner(
     session: AsyncSession,
     *,
     endpoint_ids: Iterable[uuid.UUID],
     appointment_ids: Sequence[uuid.UUID],
-) -> NotifyPlanner | None:
-    """The seam to notifications: ``openvisit.notify.service.Planner`` loaded for the
-    endpoints and the already stored appointments of this transaction.
-
-    Imported lazily so the feed works (and says so once in the log) while notifications are
-    not installed; when present, its jobs are written in the caller's transaction, so they
-    commit exactly when the change does.
-    """
-    load = _planner_loader()
-    if load is None:
-        return None
-    return await load(session, endpoint_ids=endpoint_ids, appointment_ids=appointment_ids)
+) -> Planner:
+    """The seam to notifications: a :class:`~openvisit.notify.service.Planner` loaded for
+    the endpoints and the already stored appointments of this transaction; its jobs are
+    written in the caller's transaction, so they commit exactly when the change does."""
+    return await Planner.load(session, endpoint_ids=endpoint_ids, appointment_ids=appointment_ids)

@@ -52,12 +52,6 @@ class Defer(Exception):
 _HANDLERS: dict[str, Handler] = {}
 _PERIODIC: dict[str, timedelta] = {}
 
-#: Modules whose import registers the product's own job handlers.
-BUILTIN_MODULES: list[str] = [
-    "openvisit.notify.tasks",
-    "openvisit.portal.tasks",
-    "openvisit.launch.tasks",
-]
 
 
 def job_handler(kind: str) -> Callable[[Handler], Handler]:
@@ -87,8 +81,21 @@ def periodic_jobs() -> dict[str, timedelta]:
 
 
 def load_modules(extra: list[str]) -> None:
-    """Import the built-in job modules and the configured plug-in modules."""
-    for name in [*BUILTIN_MODULES, *extra]:
+    """Register the product's own job handlers, then the configured plug-in modules.
+
+    The product's handlers are plain imports: importing each ``tasks`` module runs its
+    ``@job_handler`` lines (imported here, not at the top, because those modules import this
+    one to enqueue). ``extra`` is ``OPENVISIT_JOB_MODULES``: a deployment's own handlers,
+    named in its configuration, which OpenVisit's code cannot name, hence the one dynamic
+    import. Raises :class:`ConfigurationError` for a plug-in module that cannot be imported.
+    """
+    # Imported for their @job_handler registrations: nonce purge; send and contact purge;
+    # number provisioning.
+    import openvisit.launch.tasks
+    import openvisit.notify.tasks
+    import openvisit.portal.tasks  # noqa: F401
+
+    for name in extra:
         try:
             importlib.import_module(name)
         except ImportError as exc:

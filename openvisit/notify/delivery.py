@@ -47,16 +47,9 @@ from openvisit.models import (
 from openvisit.notify import render
 from openvisit.notify import repository as repo
 from openvisit.notify.plan import QuietHours, release_time
+from openvisit.notify.providers import SMS_PROVIDERS, email_transport, sms_transport
 from openvisit.notify.service import ENDED_STATUSES
-from openvisit.notify.transport import (
-    SMS_PROVIDERS,
-    CheckLater,
-    OutcomeUnknown,
-    RecipientRejected,
-    SendResult,
-    email_transport,
-    sms_transport,
-)
+from openvisit.notify.transport import CheckLater, OutcomeUnknown, RecipientRejected, SendResult
 
 log = get_logger(__name__)
 

@@ -1,9 +1,9 @@
-"""The one interface every SMS and e-mail provider implements, and the per-process registry.
+"""The one interface every SMS and e-mail provider implements.
 
-A provider lives in its own folder (``notify/<name>/transport.py``) whose module offers
-``sms_transport(app)`` and/or ``email_transport(app)``; adding a provider touches only that
-folder and the name tables below. Transports are created once per process and reused: SMPP
-keeps its bind open, Twilio its HTTP connection pool.
+A provider lives in its own folder (``notify/<name>/transport.py``, and ``numbers.py`` if it
+can buy sending numbers) whose module offers ``sms_transport(app)`` and/or
+``email_transport(app)``; :mod:`openvisit.notify.providers` names it in one line. Transports
+are created once per process and reused: SMPP keeps its bind open, Twilio its HTTP pool.
 
 Errors say what a retry should do:
 
@@ -18,28 +18,12 @@ Errors say what a retry should do:
 
 from __future__ import annotations
 
-import importlib
-import weakref
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
-from openvisit.errors import ConfigurationError, OutboundError
-
-if TYPE_CHECKING:
-    from openvisit.context import AppContext
-
-SMS_PROVIDERS = {
-    "outbox": "openvisit.notify.outbox.transport",
-    "twilio": "openvisit.notify.twilio.transport",
-    "smpp": "openvisit.notify.smpp.transport",
-    "azure": "openvisit.notify.azure.transport",
-}
-EMAIL_PROVIDERS = {
-    "outbox": "openvisit.notify.outbox.transport",
-    "smtp": "openvisit.notify.email.transport",
-}
+from openvisit.errors import OutboundError
 
 
 @dataclass(frozen=True)
@@ -134,56 +118,27 @@ class EmailTransport(ABC):
         """Release connections."""
 
 
-# ----------------------------------------------------------------------------- registry
+class NumberProvider(Protocol):
+    """What an SMS provider offers for buying sending numbers (``<name>/numbers.py``)."""
 
-_CACHE: dict[int, dict[str, Any]] = {}
+    name: str
 
+    def step_delay(self) -> float:
+        """Seconds to wait between steps (a real provider: 0; the outbox simulates one)."""
+        ...
 
-def _cache_for(app: AppContext) -> dict[str, Any]:
-    key = id(app)
-    if key not in _CACHE:
-        _CACHE[key] = {}
-        weakref.finalize(app, _CACHE.pop, key, None)
-    return _CACHE[key]
+    async def search(self, *, country: str, exclude: set[str]) -> str:
+        """An available SMS-capable number (E.164) not in ``exclude``."""
+        ...
 
+    async def purchase(self, *, e164: str, idempotency_key: str) -> str:
+        """Buy (or find already bought) ``e164``; returns the provider's reference."""
+        ...
 
-def _create(app: AppContext, table: dict[str, str], provider: str, factory: str) -> Any:
-    module_name = table.get(provider)
-    if module_name is None:
-        raise ConfigurationError(
-            f"Unknown notification provider {provider!r}; choose one of {', '.join(table)}."
-        )
-    module = importlib.import_module(module_name)
-    return getattr(module, factory)(app)
+    async def configure(self, *, provider_ref: str, e164: str) -> None:
+        """Set the bought number up for sending."""
+        ...
 
-
-def sms_transport(app: AppContext, provider: str) -> SmsTransport:
-    """This process's transport for SMS ``provider`` (created on first use)."""
-    cache = _cache_for(app)
-    key = f"sms:{provider}"
-    if key not in cache:
-        cache[key] = _create(app, SMS_PROVIDERS, provider, "sms_transport")
-    transport: SmsTransport = cache[key]
-    return transport
-
-
-def email_transport(app: AppContext, provider: str) -> EmailTransport:
-    """This process's transport for e-mail ``provider`` (created on first use)."""
-    cache = _cache_for(app)
-    key = f"email:{provider}"
-    if key not in cache:
-        cache[key] = _create(app, EMAIL_PROVIDERS, provider, "email_transport")
-    transport: EmailTransport = cache[key]
-    return transport
-
-
-def install(app: AppContext, *, channel: str, provider: str,
-            transport: SmsTransport | EmailTransport) -> None:
-    """Use ``transport`` for ``provider`` in this process (embedding, in-process fakes)."""
-    _cache_for(app)[f"{channel}:{provider}"] = transport
-
-
-async def close_all(app: AppContext) -> None:
-    """Close every transport this process opened for ``app``."""
-    for transport in list(_CACHE.pop(id(app), {}).values()):
-        await transport.aclose()
+    async def verification(self, *, provider_ref: str, e164: str) -> str:
+        """``verified``, ``pending``, ``unverified`` or ``not_required``."""
+        ...

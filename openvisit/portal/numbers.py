@@ -8,17 +8,17 @@ the portal's progress page polls. Every step is safe to run twice: it checks the
 progress first, and the purchase is keyed by the job's idempotency key (Twilio: "do we own it
 already?").
 
-Providers implement :class:`NumberProvider` in ``openvisit/notify/<name>/numbers.py``; one
-without that module (SMPP, Azure) cannot buy numbers here, and the portal offers to register a
-number the organisation already has instead.
+Providers implement :class:`~openvisit.notify.transport.NumberProvider` in
+``openvisit/notify/<name>/numbers.py``, listed in
+:data:`openvisit.notify.providers.NUMBER_PROVIDERS`; one without that module (SMPP, Azure)
+cannot buy numbers here, and the portal offers to register a number the organisation already
+has instead.
 """
 
 from __future__ import annotations
 
-import importlib
 import uuid
 from datetime import timedelta
-from typing import Protocol
 
 import phonenumbers
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,6 +28,7 @@ from openvisit.context import AppContext
 from openvisit.errors import Conflict, InvalidInput, NotFound
 from openvisit.jobs import enqueue
 from openvisit.models import Organisation, PhoneNumber, PhoneNumberEndpoint, utcnow
+from openvisit.notify import providers
 from openvisit.portal import repository
 from openvisit.portal.sessions import Principal
 from openvisit.portal.sms import consents_given, organisation_of
@@ -41,50 +42,11 @@ STEPS: tuple[tuple[str, int, str], ...] = (
     ("configure", 85, "Setting the number up for SMS"),
     ("verify", 100, "Checking the number's verification status"),
 )
-PROVIDER_MODULES = {"outbox": "openvisit.notify.outbox.numbers",
-                    "twilio": "openvisit.notify.twilio.numbers"}
-_CLASSES = {"outbox": "OutboxNumbers", "twilio": "TwilioNumbers"}
-
-
-class NumberProvider(Protocol):
-    """What an SMS provider offers for buying sending numbers."""
-
-    name: str
-
-    def step_delay(self) -> float:
-        """Seconds to wait between steps (a real provider: 0; the outbox simulates one)."""
-        ...
-
-    async def search(self, *, country: str, exclude: set[str]) -> str:
-        """An available SMS-capable number (E.164) not in ``exclude``."""
-        ...
-
-    async def purchase(self, *, e164: str, idempotency_key: str) -> str:
-        """Buy (or find already bought) ``e164``; returns the provider's reference."""
-        ...
-
-    async def configure(self, *, provider_ref: str, e164: str) -> None:
-        """Set the bought number up for sending."""
-        ...
-
-    async def verification(self, *, provider_ref: str, e164: str) -> str:
-        """``verified``, ``pending``, ``unverified`` or ``not_required``."""
-        ...
 
 
 def can_provision(provider: str) -> bool:
-    return provider in PROVIDER_MODULES
-
-
-def provider_for(app: AppContext, name: str) -> NumberProvider:
-    """The provider object for ``name``; raises :class:`InvalidInput` if it cannot buy numbers."""
-    if name not in PROVIDER_MODULES:
-        raise InvalidInput(
-            f"The {name} SMS provider cannot buy numbers through OpenVisit; its numbers come "
-            "with your contract. Register the number you were given instead.")
-    module = importlib.import_module(PROVIDER_MODULES[name])
-    provider: NumberProvider = getattr(module, _CLASSES[name])(app)
-    return provider
+    """Whether numbers can be bought through ``provider`` (else they are registered)."""
+    return providers.can_provision(provider)
 
 
 def step_label(number: PhoneNumber) -> str:
@@ -138,7 +100,8 @@ async def request_number(session: AsyncSession, *, app: AppContext,
         raise InvalidInput("Give both SMS consents first: they are what allows OpenVisit to "
                            "send SMS for your organisation.", details={"field": "consents"})
     provider = app.settings.sms_provider
-    provider_for(app, provider)  # refuses providers that cannot buy numbers, before any row
+    # Refuses providers that cannot buy numbers, before any row is written.
+    providers.number_provider(app, provider)
     number = PhoneNumber(organisation_id=org.id, provider=provider, state="requested",
                          progress=0, verification_status="unverified")
     session.add(number)
@@ -171,7 +134,7 @@ async def run_step(session: AsyncSession, *, app: AppContext, number_id: uuid.UU
     done_at = STEPS[index][1]
     if number.progress >= done_at:
         return
-    provider = provider_for(app, number.provider)
+    provider = providers.number_provider(app, number.provider)
     number.state = "provisioning"
     if step == "search":
         exclude = await repository.taken_numbers(session, prefix="+")

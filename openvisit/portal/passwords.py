@@ -13,7 +13,7 @@ the lane threads argon2 starts), so when sign-ins keep every core busy the event
 gets the CPU first: pages and health checks stay fast while sign-ins wait their turn.
 
 Contract: :meth:`PasswordWorkers.run` returns the function's result or raises
-:class:`SigninBusy`. One :class:`PasswordWorkers` per process, in ``AppContext.extras``.
+:class:`SigninBusy`. One :class:`PasswordWorkers` per process, in ``AppContext.services``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from openvisit.logs import get_logger
 
 log = get_logger(__name__)
 T = TypeVar("T")
-EXTRAS_KEY = "portal.passwords"
 #: How much lower than the event loop the hashing threads run (``nice`` increment).
 NICE = 10
 
@@ -96,9 +95,9 @@ class PasswordWorkers:
 
 def workers(app: AppContext) -> PasswordWorkers:
     """This process's password workers (made on first use from the settings)."""
-    found = app.extras.get(EXTRAS_KEY)
-    if not isinstance(found, PasswordWorkers):
+    found = app.services.password_workers
+    if found is None:
         found = PasswordWorkers(threads=app.settings.portal_password_threads,
                                 queue=app.settings.portal_password_queue)
-        app.extras[EXTRAS_KEY] = found
+        app.services.password_workers = found
     return found

@@ -3,31 +3,17 @@
 ``fhir.resources`` 8 models FHIR R5 at its top level; its ``R4B`` subpackage models R4B
 (4.3.0), whose Patient, Practitioner, Appointment, Encounter, AuditEvent, Communication,
 Observation, HealthcareService, Organization and Location are the R4 (4.0.1) definitions, so it
-is what validates R4 here. If the subpackage is missing the sandbox still runs and only the
-basic checks (object, ``resourceType``) apply.
+is what validates R4 here. ``fhir.resources`` is a dependency of OpenVisit, so it is a plain
+import.
 """
 
 from __future__ import annotations
 
-import importlib
-import logging
-from types import ModuleType
 from typing import Any
 
+from fhir.resources import R4B
+
 from openvisit.sandbox.errors import FhirError
-
-log = logging.getLogger(__name__)
-
-_r4: ModuleType | None
-try:
-    _r4 = importlib.import_module("fhir.resources.R4B")
-except ImportError:  # pragma: no cover - depends on the installed fhir.resources
-    _r4 = None
-    log.warning("sandbox.fhir_validation_unavailable")
-
-
-def validation_available() -> bool:
-    return _r4 is not None
 
 
 def validate(resource: Any, *, resource_type: str) -> None:
@@ -39,9 +25,7 @@ def validate(resource: Any, *, resource_type: str) -> None:
         raise FhirError(
             f"resourceType must be {resource_type}", status_code=400, issue_code="invalid"
         )
-    if _r4 is None:
-        return
-    model = _r4.get_fhir_model_class(resource_type)
+    model = R4B.get_fhir_model_class(resource_type)
     try:
         model.model_validate(resource)
     except ValueError as exc:  # pydantic.ValidationError is a ValueError

@@ -45,11 +45,10 @@ def visit_channel(visit_id: uuid.UUID | str) -> str:
 
 
 def join_links(app: AppContext) -> JoinLinks:
-    links: JoinLinks | None = getattr(app, "_openvisit_join_links", None)
+    links = app.services.join_links
     if links is None:
-        links = JoinLinks(app.settings.secret_key)
-        # The derived key is cached on the context: one HKDF per process, not per request.
-        app._openvisit_join_links = links  # type: ignore[attr-defined]
+        # The derived key is kept on the context: one HKDF per process, not per request.
+        links = app.services.join_links = JoinLinks(app.settings.secret_key)
     return links
 
 

@@ -22,10 +22,9 @@ from openvisit.context import AppContext
 def _gate(ctx: AppContext) -> asyncio.Lock | None:
     if not ctx.db.is_sqlite:
         return None
-    gate: asyncio.Lock | None = getattr(ctx, "_openvisit_sqlite_gate", None)
+    gate = ctx.services.sqlite_gate
     if gate is None:
-        gate = asyncio.Lock()
-        ctx._openvisit_sqlite_gate = gate  # type: ignore[attr-defined]
+        gate = ctx.services.sqlite_gate = asyncio.Lock()
     return gate
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from openvisit.config import Settings
 from openvisit.context import AppContext
-from openvisit.notify import transport
+from openvisit.notify import providers
 from tests.support.backend import make_settings
 
 PUBLIC_URL = "https://visits.example.test"
@@ -21,7 +21,7 @@ async def app(settings: Settings, ctx: AppContext) -> AsyncIterator[AppContext]:
     ctx.settings = make_settings(settings.database_url, redis_url=settings.redis_url,
                                  public_url=PUBLIC_URL)
     yield ctx
-    await transport.close_all(ctx)
+    await providers.close_all(ctx)
 
 
 @pytest.fixture

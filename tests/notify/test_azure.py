@@ -27,7 +27,7 @@ from starlette.routing import Route
 from openvisit.context import AppContext
 from openvisit.errors import OutboundError
 from openvisit.models import utcnow
-from openvisit.notify import transport
+from openvisit.notify import providers
 from openvisit.notify.azure.transport import AzureSms
 from tests.notify.support import logs, make_appointment, make_site, run_jobs
 
@@ -93,7 +93,7 @@ async def azure_app(
     app = configure(sms_provider="azure", sms_sender="+18005550100", azure_endpoint=ENDPOINT,
                     azure_access_key=KEY)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=acs.app)) as http:
-        transport.install(app, channel="sms", provider="azure",
+        providers.install(app, channel="sms", provider="azure",
                           transport=AzureSms(app, http=http))
         yield app
 
@@ -111,7 +111,7 @@ async def test_it_sends_a_signed_request(azure_app: AppContext, acs: FakeAcs) ->
 async def test_it_sends_once_when_a_request_is_repeated_in_time(
     azure_app: AppContext, acs: FakeAcs,
 ) -> None:
-    sms = transport.sms_transport(azure_app, "azure")
+    sms = providers.sms_transport(azure_app, "azure")
     first = datetime.now().astimezone() - timedelta(seconds=30)
     results = [await sms.send(to="+420601000001", body="Hi", sender="+18005550100",
                               reference="notify:x", first_attempt_at=first) for _ in range(3)]
@@ -122,7 +122,7 @@ async def test_it_sends_once_when_a_request_is_repeated_in_time(
 async def test_it_sends_afresh_once_azure_has_forgotten_the_request(
     azure_app: AppContext, acs: FakeAcs,
 ) -> None:
-    sms = transport.sms_transport(azure_app, "azure")
+    sms = providers.sms_transport(azure_app, "azure")
     stale = utcnow() - timedelta(minutes=10)
     result = await sms.send(to="+420601000002", body="Hi", sender="+18005550100",
                             reference="notify:y", first_attempt_at=stale)

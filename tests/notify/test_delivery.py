@@ -22,7 +22,7 @@ from openvisit.models import (
     OutboxMessage,
     utcnow,
 )
-from openvisit.notify import delivery, transport
+from openvisit.notify import delivery, providers
 from openvisit.notify.tasks import PURGE_JOB
 from tests.notify.support import (
     logs,
@@ -178,7 +178,7 @@ async def test_it_records_a_message_the_provider_took_just_before_a_crash(
         payload = job.payload
     prepared = await delivery._prepare(app, key=item.key, payload=payload)
     assert prepared is not None
-    first = await transport.sms_transport(app, "outbox").send(
+    first = await providers.sms_transport(app, "outbox").send(
         to=prepared.to, body=prepared.text, sender=prepared.sender, reference=item.key)
     [log] = await logs(app, appt)
     assert log.status == "sending"

@@ -9,7 +9,7 @@ import pytest
 
 from openvisit.context import AppContext
 from openvisit.models import utcnow
-from openvisit.notify import transport
+from openvisit.notify import providers
 from openvisit.notify.email.transport import message_id
 from tests.notify.support import logs, make_appointment, make_site, planned, run_jobs
 from tests.peers.fixtures import SmtpServer
@@ -52,7 +52,7 @@ async def test_it_repeats_the_message_id_when_it_must_send_again(
     """SMTP cannot be asked what it took; a resend after an unknown outcome carries the same
     Message-ID, so mail clients show the two copies as one message."""
     address = "second.patient@example.org"
-    mail = transport.email_transport(smtp_app, "smtp")
+    mail = providers.email_transport(smtp_app, "smtp")
     for _ in range(2):
         await mail.send(to=address, subject="Hello", text="Body", html=None, sender=FROM,
                         sender_name="Clinic", reference="notify:resend-1")

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from openvisit.context import AppContext
 from openvisit.errors import OutboundError
 from openvisit.models import Job, OptOut, utcnow
-from openvisit.notify import transport
+from openvisit.notify import providers
 from openvisit.notify.transport import OutcomeUnknown, RecipientRejected, SendResult, SmsTransport
 from tests.notify.support import logs, make_appointment, make_site, run_jobs
 
@@ -46,7 +46,7 @@ class Scripted(SmsTransport):
 
 
 async def run(app: AppContext, script: Scripted) -> tuple[list[tuple[str, str | None]], Job]:
-    transport.install(app, channel="sms", provider="outbox", transport=script)
+    providers.install(app, channel="sms", provider="outbox", transport=script)
     site = await make_site(app, offsets=[])
     appt = await make_appointment(app, site, start_at=utcnow() + timedelta(days=2))
     for _ in range(5):

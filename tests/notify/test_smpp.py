@@ -17,7 +17,7 @@ from sqlalchemy import select
 from openvisit.context import AppContext
 from openvisit.errors import OutboundError
 from openvisit.models import Job, OptOut, utcnow
-from openvisit.notify import delivery, gsm, transport
+from openvisit.notify import delivery, gsm, providers
 from openvisit.notify.smpp import protocol
 from openvisit.notify.smpp.receiver import running_receiver
 from openvisit.notify.smpp.transport import _classify
@@ -87,7 +87,7 @@ async def test_it_splits_a_long_unicode_message_into_linked_parts(
 ) -> None:
     patient = "+420601200002"
     body = "Připomínáme Vaši videokonzultaci zítra v 10:30. " * 4  # UCS-2, 196 characters
-    sms = transport.sms_transport(smpp_app, "smpp")
+    sms = providers.sms_transport(smpp_app, "smpp")
     result = await sms.send(to=patient, body=body, sender=SENDER, reference="long-1")
     parts = submitted_to(smsc, patient)
     assert result.parts == len(parts) == 3
@@ -113,7 +113,7 @@ async def test_it_trusts_the_receipt_of_a_message_sent_just_before_a_crash(
         assert await asyncio.to_thread(receiver.bound.wait, 10)
         prepared = await delivery._prepare(smpp_app, key=item.key, payload=payload)
         assert prepared is not None
-        await transport.sms_transport(smpp_app, "smpp").send(
+        await providers.sms_transport(smpp_app, "smpp").send(
             to=prepared.to, body=prepared.text, sender=prepared.sender, reference=item.key)
         await asyncio.sleep(0.5)  # the receipt arrives while nobody has recorded the send
         await run_jobs(smpp_app)
@@ -221,7 +221,7 @@ def test_it_reads_receipts_and_replies() -> None:
 async def test_it_logs_no_phone_number_or_text_even_at_debug(
     smpp_app: AppContext, smsc: Smsc, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    sms = transport.sms_transport(smpp_app, "smpp")
+    sms = providers.sms_transport(smpp_app, "smpp")
     with caplog.at_level(logging.DEBUG):
         await sms.send(to="+420601200007", body="Your visit", sender=SENDER, reference="d")
     hex_number = b"420601200007".hex()

@@ -16,7 +16,7 @@ from twilio.request_validator import RequestValidator
 from openvisit.context import AppContext
 from openvisit.errors import OutboundError
 from openvisit.models import OptOut, utcnow
-from openvisit.notify import transport
+from openvisit.notify import providers
 from openvisit.notify.transport import OutcomeUnknown, RecipientRejected
 from openvisit.notify.twilio.transport import _classify
 from tests.notify.conftest import PUBLIC_URL
@@ -52,7 +52,7 @@ async def test_it_sends_a_confirmation_through_twilio_as_its_spec_requires(
 async def test_it_asks_twilio_which_messages_went_out_when_in_doubt(
     twilio_app: AppContext,
 ) -> None:
-    sms = transport.sms_transport(twilio_app, "twilio")
+    sms = providers.sms_transport(twilio_app, "twilio")
     since = datetime(2019, 5, 24, 17, 40, tzinfo=UTC)
     # Prism answers the list with the spec's example page: one outbound "testing" message.
     found = await sms.reconcile(to="+18182008801", body="testing", sender="+12019235161",
@@ -143,7 +143,7 @@ async def test_it_opts_a_patient_out_of_one_organisation_on_a_signed_stop(
 async def test_it_logs_no_phone_number_even_at_debug(
     twilio_app: AppContext, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    sms = transport.sms_transport(twilio_app, "twilio")
+    sms = providers.sms_transport(twilio_app, "twilio")
     with caplog.at_level(logging.DEBUG):
         await sms.reconcile(to=PATIENT, body="x", sender=SENDER, reference="k", since=utcnow())
         await sms.send(to=PATIENT, body="Your visit", sender=SENDER, reference="k")

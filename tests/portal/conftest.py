@@ -170,7 +170,7 @@ async def app(ctx: AppContext, sandbox_app: Starlette) -> AsyncIterator[FastAPI]
     await ctx.http.aclose()
     ctx.http = httpx.AsyncClient(transport=NoNetwork(), mounts=peers(sandbox_app), timeout=5.0)
     # What portal users' URLs go through: the guard, in front of the same in-process peers.
-    ctx.extras[outbound.EXTRAS_KEY] = outbound.guarded_client(
+    ctx.services.portal_http = outbound.guarded_client(
         outbound.OutboundPolicy.from_settings(ctx.settings), mounts=peers(sandbox_app),
         network_backend=LoopbackOnly())
     yield create_app(ctx=ctx)

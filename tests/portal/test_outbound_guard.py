@@ -241,10 +241,10 @@ async def production_like(ctx: AppContext, app: Any, spy: SpyBackend) -> SpyBack
     settings = ctx.settings
     ctx.settings = make_settings(settings.database_url, redis_url=settings.redis_url,
                                  environment="production")
-    old = ctx.extras.pop(outbound.EXTRAS_KEY, None)
-    if isinstance(old, httpx.AsyncClient):
+    old = ctx.services.portal_http
+    if old is not None:
         await old.aclose()
-    ctx.extras[outbound.EXTRAS_KEY] = outbound.guarded_client(
+    ctx.services.portal_http = outbound.guarded_client(
         OutboundPolicy.from_settings(ctx.settings), network_backend=spy)
     return spy
 

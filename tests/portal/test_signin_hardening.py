@@ -158,7 +158,7 @@ async def test_it_answers_an_unknown_or_shared_name_like_a_wrong_password(
 async def test_it_answers_busy_rather_than_queueing_sign_ins_without_bound(
     from_address: Client, personas: dict[str, str], ctx: AppContext,
 ) -> None:
-    ctx.extras[passwords.EXTRAS_KEY] = passwords.PasswordWorkers(threads=1, queue=1)
+    ctx.services.password_workers = passwords.PasswordWorkers(threads=1, queue=1)
     clients = [from_address(f"192.0.2.{100 + n}") for n in range(6)]
     responses = await asyncio.gather(*(sign_in(c, "admin", "wrong-password-x") for c in clients))
     statuses = sorted(r.status_code for r in responses)

@@ -17,7 +17,7 @@ RANGE = [f"+1202555{100 + i:04d}" for i in range(100)]
 
 
 class OutboxNumbers:
-    """The outbox's number provider (see :class:`openvisit.portal.numbers.NumberProvider`)."""
+    """The outbox's number provider (see :class:`openvisit.notify.transport.NumberProvider`)."""
 
     name = "outbox"
 

@@ -22,7 +22,7 @@ API = "/2010-04-01/Accounts/{sid}"
 
 
 class TwilioNumbers:
-    """Twilio's number provider (see :class:`openvisit.portal.numbers.NumberProvider`)."""
+    """Twilio's number provider (see :class:`openvisit.notify.transport.NumberProvider`)."""
 
     name = "twilio"
 
