@@ -30,9 +30,9 @@ from cryptography.hazmat.primitives.serialization import (
     load_der_public_key,
     pkcs12,
 )
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from openvisit import repository
 from openvisit.audit import record
 from openvisit.errors import InvalidInput
 from openvisit.models import Certificate
@@ -262,13 +262,9 @@ async def store_certificate(
             f"Unknown environment {environment!r}; choose one of: {', '.join(ENVIRONMENTS)}."
         )
     parsed = parse_certificate(data, now=now)
-    existing = await session.scalar(
-        select(Certificate).where(
-            Certificate.organisation_id == organisation_id,
-            Certificate.environment == environment,
-            Certificate.thumbprint_sha256 == parsed.thumbprint_sha256,
-        )
-    )
+    existing = await repository.certificate_by_thumbprint(
+        session, organisation_id=organisation_id, environment=environment,
+        thumbprint=parsed.thumbprint_sha256)
     if existing is not None:
         if not existing.is_active:
             existing.is_active = True
@@ -314,15 +310,5 @@ async def active_certificates(
 
     With ``now``, only those valid at that moment (inside not-before/not-after).
     """
-    query = (
-        select(Certificate)
-        .where(
-            Certificate.organisation_id == organisation_id,
-            Certificate.environment == environment,
-            Certificate.is_active.is_(True),
-        )
-        .order_by(Certificate.created_at.desc())
-    )
-    if now is not None:
-        query = query.where(Certificate.not_before <= now, Certificate.not_after > now)
-    return list((await session.scalars(query)).all())
+    return await repository.active_certificates(
+        session, organisation_id=organisation_id, environment=environment, valid_at=now)

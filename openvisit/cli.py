@@ -247,10 +247,8 @@ def admin_roles(
     org: Annotated[str, typer.Option(help="Organisation slug.")] = "default",
 ) -> None:
     """Set a local account's roles (the server operator's way in; audited as "cli")."""
-    from openvisit.audit import record, snapshot
-    from openvisit.errors import InvalidInput, NotFound
-    from openvisit.portal import repository
     from openvisit.portal.accounts import ROLES, canonical_username
+    from openvisit.portal.staff import set_roles_by_operator
 
     unknown = [r for r in role if r not in ROLES]
     if unknown or not role:
@@ -259,23 +257,8 @@ def admin_roles(
 
     async def main(ctx: AppContext) -> list[str]:
         async with ctx.transaction() as session:
-            organisation = await repository.organisation_by_slug(session, org)
-            name = canonical_username(username)
-            found = [a for a in await repository.accounts_by_username(session, name)
-                     if organisation is not None and a.organisation_id == organisation.id]
-            if not found:
-                raise NotFound(f"There is no local account {name!r} in organisation {org!r}.")
-            account = found[0]
-            others = [a for a in await repository.accounts_of(session, account.organisation_id)
-                      if a.id != account.id and a.is_active and "org_admin" in (a.roles or [])]
-            if "org_admin" in (account.roles or []) and "org_admin" not in role and not others:
-                raise InvalidInput(f"{name} is the last active org admin of {org}; give another "
-                                   "account the org_admin role first.")
-            before = snapshot(account)
-            account.roles = sorted(set(role))
-            await session.flush()
-            await record(session, actor="cli", action="staff.update", obj=account,
-                         before=before, organisation_id=account.organisation_id)
+            account = await set_roles_by_operator(session, organisation_slug=org,
+                                                  username=username, roles=role)
             return list(account.roles)
 
     roles = _run(main)

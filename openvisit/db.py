@@ -50,6 +50,11 @@ async def insert_ignoring_conflicts(
     await session.execute(statement, rows)
 
 
+def rowcount(result: Any) -> int:
+    """Rows an UPDATE or DELETE matched (0 where the driver does not say)."""
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # Take transaction control away from the sqlite3 module: left to itself it begins
     # transactions lazily, so a SAVEPOINT could start (and its RELEASE commit) the outer

@@ -10,9 +10,9 @@ import hashlib
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from openvisit import repository
 from openvisit.errors import Gone, InvalidInput
 from openvisit.models import SeenNonce, utcnow
 
@@ -41,7 +41,7 @@ async def take(session: AsyncSession, *, scope: str, value: str | None) -> dict[
     if not value:
         raise InvalidInput("The sign-in response has no state parameter.", code="state_missing")
     digest = _digest(value)
-    row = await session.get(SeenNonce, (scope, digest))
+    row = await repository.nonce(session, scope=scope, digest=digest)
     if row is None:
         raise InvalidInput(
             "This sign-in does not match one OpenVisit started (state mismatch). Start again "
@@ -56,13 +56,7 @@ async def take(session: AsyncSession, *, scope: str, value: str | None) -> dict[
             code="state_expired",
             title="Sign-in expired",
         )
-    result = await session.execute(
-        update(SeenNonce)
-        .where(SeenNonce.scope == scope, SeenNonce.value == digest, SeenNonce.used_at.is_(None))
-        .values(used_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if not getattr(result, "rowcount", 0):
+    if not await repository.mark_nonce_used(session, scope=scope, digest=digest, now=now):
         raise Gone(
             "This sign-in response was already used (a replay, or the page was reloaded). "
             "Start again from the EHR.",
@@ -88,7 +82,7 @@ async def peek(session: AsyncSession, *, scope: str, value: str | None) -> dict[
     """The data of a live (issued, unexpired, unused) ``value`` without using it; else None."""
     if not value or len(value) > 512:
         return None
-    row = await session.get(SeenNonce, (scope, _digest(value)))
+    row = await repository.nonce(session, scope=scope, digest=_digest(value))
     if row is None or row.used_at is not None or row.expires_at < utcnow():
         return None
     return dict(row.data)
@@ -97,7 +91,7 @@ async def peek(session: AsyncSession, *, scope: str, value: str | None) -> dict[
 async def remember_once(session: AsyncSession, *, scope: str, value: str, ttl: timedelta) -> bool:
     """Record ``value``; False if it was seen before and has not expired (replay check)."""
     digest = _digest(value)
-    existing = await session.get(SeenNonce, (scope, digest))
+    existing = await repository.nonce(session, scope=scope, digest=digest)
     if existing is not None and existing.expires_at >= utcnow():
         return False
     if existing is not None:
@@ -114,15 +108,4 @@ async def purge_expired(session: AsyncSession, *, limit: int = 5000) -> int:
     periodic job runs again and takes the next batch. Idempotent: an expired row is dead for
     every caller (:func:`take` says "expired", :func:`remember_once` replaces it).
     """
-    oldest = (
-        select(SeenNonce.scope, SeenNonce.value)
-        .where(SeenNonce.expires_at < utcnow())
-        .order_by(SeenNonce.expires_at)
-        .limit(limit)
-    )
-    result = await session.execute(
-        delete(SeenNonce)
-        .where(tuple_(SeenNonce.scope, SeenNonce.value).in_(oldest))
-        .execution_options(synchronize_session=False)
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
+    return await repository.delete_expired_nonces(session, before=utcnow(), limit=limit)

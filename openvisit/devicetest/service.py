@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from openvisit.endpoints import repository as endpoints_repository
 from openvisit.models import EhrEndpoint, utcnow
 from openvisit.models.ops import ContextToken, QualitySample
 from openvisit.models.visit import Visit, VisitEvent
@@ -54,6 +55,11 @@ class DeviceTestReport(BaseModel):
             and self.speaker in ("passed", "skipped")
             and self.call.status == "passed"
         )
+
+
+async def frame_ancestors(session: AsyncSession, *, token: ContextToken) -> list[str]:
+    """The EHR origins that may show the token's device-test page in a frame."""
+    return await endpoints_repository.frame_ancestors_of(session, token.endpoint_id)
 
 
 async def record_result(

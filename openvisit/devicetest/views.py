@@ -16,9 +16,8 @@ from openvisit import i18n
 from openvisit.context import AppContext
 from openvisit.devicetest.limits import ResultLimiter, TooManyResults
 from openvisit.devicetest.loopback import RETRY_AFTER_SECONDS, CallsBusy, LoopbackCalls
-from openvisit.devicetest.service import DeviceTestReport, record_result
+from openvisit.devicetest.service import DeviceTestReport, frame_ancestors, record_result
 from openvisit.devicetest.strings import devicetest_strings
-from openvisit.endpoints import repository as endpoints_repository
 from openvisit.errors import Gone, NotFound, OpenVisitError
 from openvisit.i18n import gettext
 from openvisit.logs import get_logger
@@ -67,7 +66,7 @@ async def devicetest_page(request: Request, ctx: CtxDep, lang: str | None = None
     i18n.activate(language)
     async with ctx.db.read() as session:
         token = await _token(session, ctx, value)
-        ancestors = await endpoints_repository.frame_ancestors_of(session, token.endpoint_id)
+        ancestors = await frame_ancestors(session, token=token)
     page_needs(request, media=True, frame_ancestors=ancestors)
     config = {
         "ctx": value,

@@ -1,4 +1,5 @@
-"""The worker's queries: claim with a lease, renew, complete, fail.
+"""Every query of the job table: the queue's (enqueue, cancel, list) and the worker's (claim
+with a lease, renew, complete, fail).
 
 Every state change after the claim is conditional on ``locked_by`` and ``attempts``: a worker
 whose lease expired (it stalled, or was presumed dead) can no longer touch the job that
@@ -11,9 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from openvisit.db import insert_ignoring_conflicts, rowcount
 from openvisit.models import Job
 
 
@@ -86,7 +88,7 @@ async def renew(
         .values(lease_until=lease_until)
         .execution_options(synchronize_session=False)
     )
-    return bool(getattr(result, "rowcount", 0))
+    return rowcount(result) > 0
 
 
 async def complete(
@@ -98,7 +100,7 @@ async def complete(
         .values(state="done", finished_at=now, lease_until=None, last_error=None)
         .execution_options(synchronize_session=False)
     )
-    return bool(getattr(result, "rowcount", 0))
+    return rowcount(result) > 0
 
 
 async def fail(
@@ -122,7 +124,7 @@ async def fail(
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    return bool(getattr(result, "rowcount", 0))
+    return rowcount(result) > 0
 
 
 async def defer(
@@ -142,11 +144,47 @@ async def defer(
         )
         .execution_options(synchronize_session=False)
     )
-    return bool(getattr(result, "rowcount", 0))
+    return rowcount(result) > 0
 
 
 async def counts_by_state(session: AsyncSession) -> dict[str, int]:
-    from sqlalchemy import func
-
+    """How many jobs are in each state (states without jobs are absent)."""
     rows = await session.execute(select(Job.state, func.count()).group_by(Job.state))
     return {state: count for state, count in rows.all()}
+
+
+# ------------------------------------------------------------------------------ the queue
+
+async def job_by_key(session: AsyncSession, idempotency_key: str) -> Job | None:
+    return await session.scalar(select(Job).where(Job.idempotency_key == idempotency_key))
+
+
+async def insert_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Insert job rows in one statement, skipping those whose idempotency key is taken."""
+    await insert_ignoring_conflicts(session, Job, rows, on=("idempotency_key",))
+
+
+async def cancel_pending(session: AsyncSession, idempotency_keys: list[str], *,
+                         now: datetime, refresh_loaded: bool = False) -> int:
+    """Cancel the jobs of these keys that have not started; returns how many were.
+
+    ``refresh_loaded`` also updates jobs this session already holds (costly for long lists).
+    """
+    result = await session.execute(
+        update(Job)
+        .where(Job.idempotency_key.in_(idempotency_keys), Job.state == "pending")
+        .values(state="cancelled", finished_at=now)
+        .execution_options(synchronize_session="auto" if refresh_loaded else False)
+    )
+    return rowcount(result)
+
+
+async def latest(session: AsyncSession, *, state: str | None, kind: str | None,
+                 limit: int) -> list[Job]:
+    """The newest ``limit`` jobs, optionally of one state and/or kind."""
+    query = select(Job).order_by(Job.id.desc()).limit(limit)
+    if state:
+        query = query.where(Job.state == state)
+    if kind:
+        query = query.where(Job.kind == kind)
+    return list((await session.scalars(query)).all())

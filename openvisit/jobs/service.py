@@ -6,12 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from openvisit.db import insert_ignoring_conflicts
 from openvisit.errors import InvalidInput, NotFound
+from openvisit.jobs import repository
 from openvisit.models import Job, utcnow
 
 
@@ -30,7 +29,7 @@ async def enqueue(
     nothing new is written: enqueueing the same effect twice cannot send it twice.
     """
     key = idempotency_key or f"{kind}:{uuid.uuid4()}"
-    existing = await session.scalar(select(Job).where(Job.idempotency_key == key))
+    existing = await repository.job_by_key(session, key)
     if existing is not None:
         return existing
     job = Job(
@@ -46,7 +45,7 @@ async def enqueue(
             await session.flush()
     except IntegrityError:
         # Another transaction took the key between our look-up and insert.
-        existing = await session.scalar(select(Job).where(Job.idempotency_key == key))
+        existing = await repository.job_by_key(session, key)
         if existing is None:
             raise
         return existing
@@ -86,7 +85,7 @@ async def enqueue_many(session: AsyncSession, rows: list[dict[str, Any]]) -> Non
     """
     if not rows:
         return
-    await insert_ignoring_conflicts(session, Job, rows, on=("idempotency_key",))
+    await repository.insert_many(session, rows)
     session.info["openvisit.jobs_enqueued"] = True
 
 
@@ -94,23 +93,14 @@ async def cancel_many(session: AsyncSession, idempotency_keys: list[str]) -> int
     """:func:`cancel` for many keys in one statement; returns how many were cancelled."""
     if not idempotency_keys:
         return 0
-    result = await session.execute(
-        update(Job)
-        .where(Job.idempotency_key.in_(idempotency_keys), Job.state == "pending")
-        .values(state="cancelled", finished_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
+    return await repository.cancel_pending(session, idempotency_keys, now=utcnow())
 
 
 async def cancel(session: AsyncSession, *, idempotency_key: str) -> bool:
     """Cancel a job that has not started; returns whether one was cancelled."""
-    result = await session.execute(
-        update(Job)
-        .where(Job.idempotency_key == idempotency_key, Job.state == "pending")
-        .values(state="cancelled", finished_at=utcnow())
-    )
-    return bool(getattr(result, "rowcount", 0))
+    cancelled = await repository.cancel_pending(
+        session, [idempotency_key], now=utcnow(), refresh_loaded=True)
+    return cancelled > 0
 
 
 async def retry_dead(session: AsyncSession, job_id: int) -> Job:
@@ -133,9 +123,10 @@ async def retry_dead(session: AsyncSession, job_id: int) -> Job:
 async def list_jobs(
     session: AsyncSession, *, state: str | None = None, kind: str | None = None, limit: int = 50
 ) -> list[Job]:
-    query = select(Job).order_by(Job.id.desc()).limit(limit)
-    if state:
-        query = query.where(Job.state == state)
-    if kind:
-        query = query.where(Job.kind == kind)
-    return list((await session.scalars(query)).all())
+    """The newest ``limit`` jobs, optionally only of one state and/or kind."""
+    return await repository.latest(session, state=state, kind=kind, limit=limit)
+
+
+async def counts_by_state(session: AsyncSession) -> dict[str, int]:
+    """How many jobs are in each state (for the metrics page)."""
+    return await repository.counts_by_state(session)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import phonenumbers
-from sqlalchemy import select
 
 from openvisit.context import AppContext
 from openvisit.endpoints.service import get_endpoint
@@ -56,12 +55,10 @@ class NotificationChanges:
 
 async def organisation(session: Any, slug: str) -> Organisation:
     """The organisation with ``slug``; :class:`NotFound` naming the known ones otherwise."""
-    found = await session.scalar(select(Organisation).where(Organisation.slug == slug))
+    found = await portal_repository.organisation_by_slug(session, slug)
     if found is None:
-        known = ", ".join(await session.scalars(select(Organisation.slug).order_by(
-            Organisation.slug))) or "none yet"
+        known = ", ".join(await portal_repository.organisation_slugs(session)) or "none yet"
         raise NotFound(f"There is no organisation {slug!r} (known: {known}).")
-    assert isinstance(found, Organisation)
     return found
 
 
@@ -128,9 +125,8 @@ async def _number_id(
         return uuid.UUID(text.strip())
     except ValueError:
         pass
-    number = await session.scalar(select(PhoneNumber).where(
-        PhoneNumber.organisation_id == org.id, PhoneNumber.e164 == text.strip(),
-        PhoneNumber.state != "released"))
+    number = await portal_repository.organisation_number(
+        session, organisation_id=org.id, e164=text.strip())
     if number is None:
         raise InvalidInput(f"{text!r} is not one of the organisation's phone numbers; give it "
                            "in E.164 (+420601123456) or by id.", details={"field": "number_id"})

@@ -7,11 +7,13 @@ import math
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from openvisit.db import insert_ignoring_conflicts, rowcount
 from openvisit.models import (
     Contact,
     Job,
@@ -85,6 +87,11 @@ async def contact_kinds(
     for appointment_id, kind in rows.all():
         found.setdefault(appointment_id, set()).add(kind)
     return found
+
+
+async def insert_notifications(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Insert planned notifications in one statement; a job key already planned is skipped."""
+    await insert_ignoring_conflicts(session, Notification, rows, on=("job_key",))
 
 
 async def notification_by_key(session: AsyncSession, job_key: str) -> Notification | None:
@@ -172,7 +179,7 @@ async def take_send_slot(
             .values(tat=tat + interval)
             .execution_options(synchronize_session=False)
         )
-        if getattr(result, "rowcount", 0):
+        if rowcount(result):
             return None
     return now + interval
 
@@ -245,6 +252,28 @@ async def receipts_for(
     return list(rows)
 
 
+async def receipts_by_reference(
+    session: AsyncSession, *, provider: str, recipient_hash: str, reference: str,
+    since: datetime,
+) -> list[ProviderReceipt]:
+    """Receipts of ``provider`` from this recipient echoing ``reference``, oldest first."""
+    rows = await session.scalars(
+        select(ProviderReceipt)
+        .where(ProviderReceipt.provider == provider,
+               ProviderReceipt.recipient_hash == recipient_hash,
+               ProviderReceipt.reference == reference,
+               ProviderReceipt.received_at >= since)
+        .order_by(ProviderReceipt.received_at, ProviderReceipt.id)
+    )
+    return list(rows)
+
+
+async def outbox_id(session: AsyncSession, reference: str) -> int | None:
+    """The id of the outbox message stored for this send reference."""
+    return await session.scalar(
+        select(OutboxMessage.id).where(OutboxMessage.reference == reference))
+
+
 # -------------------------------------------------------------------- purge and views
 
 async def purge(
@@ -261,7 +290,7 @@ async def purge(
          .values(content_enc=None)),
     ):
         result = await session.execute(statement.execution_options(synchronize_session=False))
-        counts[name] = int(getattr(result, "rowcount", 0) or 0)
+        counts[name] = rowcount(result)
     return counts
 
 

@@ -29,9 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit import jobs
 from openvisit.context import AppContext
-from openvisit.db import insert_ignoring_conflicts
 from openvisit.logs import get_logger
-from openvisit.models import Appointment, EhrEndpoint, Notification, SmsSettings, utcnow
+from openvisit.models import Appointment, EhrEndpoint, SmsSettings, utcnow
 from openvisit.notify import repository as repo
 from openvisit.notify.plan import QuietHours, fingerprint, release_time, reminder_times
 
@@ -84,7 +83,7 @@ class _Writes:
             self.cancelled.append(key)
 
     async def write(self, session: AsyncSession) -> None:
-        await insert_ignoring_conflicts(session, Notification, self.notes, on=("job_key",))
+        await repo.insert_notifications(session, self.notes)
         await jobs.enqueue_many(session, list(self.jobs.values()))
         await jobs.cancel_many(session, self.cancelled)
 

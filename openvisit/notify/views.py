@@ -17,22 +17,18 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from markupsafe import Markup, escape
 
-from openvisit.audit import record
 from openvisit.context import AppContext
-from openvisit.notify import repository as repo
+from openvisit.notify.outbox.service import read_outbox
 from openvisit.portal.web import PortalRoute, PrincipalDep, remember_session, render
 from openvisit.web.deps import CtxDep, SessionDep
 from openvisit.web.errors import wants_json
 
 _URL = re.compile(r"https?://[^\s<>\"]+")
-#: Environments whose outbox page shows message text (with the patient's join link).
-TEXT_ENVIRONMENTS = ("development", "test")
 
 
 @asynccontextmanager
@@ -77,27 +73,8 @@ async def outbox_page(
     Answers JSON to ``Accept: application/json``. Raises :class:`PermissionDenied` (403) for
     anyone but an operator or org admin.
     """
-    principal.require("operator", "org_admin", doing="read the outbox")
-    show_text = ctx.settings.environment in TEXT_ENVIRONMENTS
-    rows = await repo.recent_outbox(session, organisation_id=principal.organisation_id,
-                                    limit=limit)
-    total = await repo.count_outbox(session, organisation_id=principal.organisation_id)
-    messages: list[dict[str, Any]] = []
-    for outbox, log in rows:
-        item: dict[str, Any] = {
-            "at": outbox.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-            "template": log.template, "channel": outbox.channel,
-            "to": outbox.recipient_masked, "status": log.status,
-        }
-        if show_text:
-            item["sender"] = outbox.sender
-            item["subject"] = (ctx.cipher.decrypt(outbox.subject_enc)
-                               if outbox.subject_enc else None)
-            item["text"] = ctx.cipher.decrypt(outbox.text_enc)
-        messages.append(item)
-    await record(session, actor=principal.actor, action="outbox.read", object_type="outbox",
-                 organisation_id=principal.organisation_id,
-                 after={"messages": len(messages), "text_shown": show_text})
+    reading = await read_outbox(session, app=ctx, principal=principal, limit=limit)
+    messages, total, show_text = reading.messages, reading.total, reading.text_shown
     if wants_json(request):
         return JSONResponse({"total": total, "text_shown": show_text, "messages": messages},
                             headers={"Cache-Control": "no-store"})

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
 from openvisit.errors import NotFound
-from openvisit.jobs import repository as jobs_repository
+from openvisit.jobs import service as jobs_service
 from openvisit.logs import get_logger
 from openvisit.models.ops import JOB_STATES
 from openvisit.web.deps import CtxDep
@@ -72,7 +72,7 @@ async def metrics(ctx: CtxDep, authorization: Annotated[str, Header()] = "") -> 
         raise NotFound("There is nothing at this address.")
     try:
         async with ctx.transaction() as session:
-            counts = await jobs_repository.counts_by_state(session)
+            counts = await jobs_service.counts_by_state(session)
         for state in JOB_STATES:
             JOBS_BY_STATE.labels(state).set(counts.get(state, 0))
     except Exception as exc:  # metrics must still answer when the database is down

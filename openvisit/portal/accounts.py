@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit.audit import record
@@ -52,7 +51,7 @@ async def get_or_create_organisation(
             f"{slug!r} is not a valid organisation slug: use 2–63 lower-case letters, digits "
             "and hyphens, starting with a letter or digit."
         )
-    org = await session.scalar(select(Organisation).where(Organisation.slug == slug))
+    org = await repository.organisation_by_slug(session, slug)
     if org is None:
         org = Organisation(slug=slug, display_name=display_name or slug)
         session.add(org)
@@ -87,11 +86,8 @@ async def create_local_account(
                            details={"field": "username"})
     if len(password) < 12:
         raise InvalidInput("The password must be at least 12 characters long.")
-    existing = await session.scalar(
-        select(StaffAccount).where(
-            StaffAccount.organisation_id == organisation.id, StaffAccount.username == name
-        )
-    )
+    existing = await repository.account_by_username(
+        session, organisation_id=organisation.id, username=name)
     if existing is not None:
         raise Conflict(f"There is already an account named {name!r} in this organisation.")
     account = StaffAccount(

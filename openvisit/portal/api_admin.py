@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from openvisit.errors import InvalidInput
-from openvisit.portal import auditlog, repository, sessions, staff
+from openvisit.portal import auditlog, sessions, staff
 from openvisit.portal.schemas import ApiTokenIn, ApiTokenOut, StaffIn, StaffOut, StaffPatch
 from openvisit.portal.web import PrincipalDep
 from openvisit.web.deps import CtxDep, SessionDep
@@ -55,9 +55,8 @@ async def staff_patch(account_id: uuid.UUID, body: StaffPatch, session: SessionD
 
 @router.get("/api-tokens", response_model=list[ApiTokenOut])
 async def tokens(session: SessionDep, principal: PrincipalDep) -> list[ApiTokenOut]:
-    principal.require("org_admin", doing="list API tokens")
     return [ApiTokenOut.of(t)
-            for t in await repository.api_tokens_of(session, principal.organisation_id)]
+            for t in await sessions.list_api_tokens(session, principal=principal)]
 
 
 @router.post("/api-tokens", response_model=ApiTokenOut, status_code=201)

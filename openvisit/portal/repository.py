@@ -42,6 +42,22 @@ async def accounts_by_username(session: AsyncSession, username: str) -> list[Sta
     return list(rows.all())
 
 
+async def account_by_username(
+    session: AsyncSession, *, organisation_id: uuid.UUID, username: str
+) -> StaffAccount | None:
+    """The organisation's local account with this (canonical) username."""
+    return await session.scalar(
+        select(StaffAccount).where(StaffAccount.organisation_id == organisation_id,
+                                   StaffAccount.username == username)
+    )
+
+
+async def organisation_slugs(session: AsyncSession) -> list[str]:
+    """Every organisation's slug, alphabetically."""
+    return list((await session.scalars(
+        select(Organisation.slug).order_by(Organisation.slug))).all())
+
+
 async def account_by_idp(
     session: AsyncSession, *, issuer: str, subject: str
 ) -> StaffAccount | None:
@@ -203,6 +219,15 @@ async def taken_numbers(session: AsyncSession, *, prefix: str) -> set[str]:
 
 async def number_by_e164(session: AsyncSession, e164: str) -> PhoneNumber | None:
     return await session.scalar(select(PhoneNumber).where(PhoneNumber.e164 == e164))
+
+
+async def organisation_number(
+    session: AsyncSession, *, organisation_id: uuid.UUID, e164: str
+) -> PhoneNumber | None:
+    """The organisation's number ``e164`` unless released."""
+    return await session.scalar(select(PhoneNumber).where(
+        PhoneNumber.organisation_id == organisation_id, PhoneNumber.e164 == e164,
+        PhoneNumber.state != "released"))
 
 
 async def links_of(

@@ -190,6 +190,12 @@ async def create_api_token(
     return token, secret
 
 
+async def list_api_tokens(session: AsyncSession, *, principal: Principal) -> list[ApiToken]:
+    """The API tokens of the principal's organisation (org admins only)."""
+    principal.require("org_admin", doing="list API tokens")
+    return await repository.api_tokens_of(session, principal.organisation_id)
+
+
 async def revoke_api_token(
     session: AsyncSession, *, principal: Principal, token_id: uuid.UUID
 ) -> ApiToken:

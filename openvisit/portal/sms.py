@@ -208,6 +208,18 @@ async def endpoint_sms(session: AsyncSession, endpoint: EhrEndpoint) -> SmsSetti
                               rate_limit_per_minute=60, sms_transliterate=True)
 
 
+async def sms_settings_of(session: AsyncSession,
+                          endpoints: list[EhrEndpoint]) -> dict[uuid.UUID, SmsSettings]:
+    """The stored SMS settings of these endpoints, by endpoint id (absent: never saved)."""
+    return await repository.sms_settings_of(session, [e.id for e in endpoints])
+
+
+async def sending_number_id(session: AsyncSession, endpoint: EhrEndpoint) -> uuid.UUID | None:
+    """The id of the number the endpoint sends SMS from, if one is linked."""
+    links = await repository.links_of_endpoint(session, endpoint.id)
+    return links[0].phone_number_id if links else None
+
+
 async def configure_endpoint_sms(
     session: AsyncSession, *, principal: Principal, settings: Settings, endpoint: EhrEndpoint,
     data: EndpointSmsInput,

@@ -22,7 +22,7 @@ from openvisit.context import AppContext
 from openvisit.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from openvisit.models import Organisation, StaffAccount
 from openvisit.portal import repository
-from openvisit.portal.accounts import ROLES, create_local_account
+from openvisit.portal.accounts import ROLES, canonical_username, create_local_account
 from openvisit.portal.sessions import Principal
 
 
@@ -142,4 +142,32 @@ async def update_staff(
     await session.flush()
     await record(session, actor=principal.actor, action="staff.update", obj=account,
                  before=before, organisation_id=principal.organisation_id)
+    return account
+
+
+async def set_roles_by_operator(session: AsyncSession, *, organisation_slug: str,
+                                username: str, roles: list[str]) -> StaffAccount:
+    """Set a local account's roles from the server's command line (audited as ``cli``).
+
+    The server operator's way in, so no principal: :class:`NotFound` for an unknown account,
+    :class:`InvalidInput` when the organisation would lose its last active org admin.
+    """
+    organisation = await repository.organisation_by_slug(session, organisation_slug)
+    name = canonical_username(username)
+    found = [a for a in await repository.accounts_by_username(session, name)
+             if organisation is not None and a.organisation_id == organisation.id]
+    if not found:
+        raise NotFound(f"There is no local account {name!r} in organisation "
+                       f"{organisation_slug!r}.")
+    account = found[0]
+    others = [a for a in await repository.accounts_of(session, account.organisation_id)
+              if a.id != account.id and a.is_active and "org_admin" in (a.roles or [])]
+    if "org_admin" in (account.roles or []) and "org_admin" not in roles and not others:
+        raise InvalidInput(f"{name} is the last active org admin of {organisation_slug}; give "
+                           "another account the org_admin role first.")
+    before = snapshot(account)
+    account.roles = sorted(set(roles))
+    await session.flush()
+    await record(session, actor="cli", action="staff.update", obj=account,
+                 before=before, organisation_id=account.organisation_id)
     return account

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from openvisit.errors import InvalidInput, OpenVisitError
-from openvisit.portal import auditlog, repository, sessions, staff
+from openvisit.portal import auditlog, sessions, staff
 from openvisit.portal.accounts import ROLES
 from openvisit.portal.sessions import ROLE_LABELS, Principal
 from openvisit.portal.web import (
@@ -36,7 +36,7 @@ async def _staff_page(request: Request, session: Any, ctx: Any, principal: Princ
     principal.require("org_admin", doing="manage staff and API tokens")
     return render(request, "portal/staff.html", {
         "accounts": await staff.list_staff(session, principal=principal),
-        "tokens": await repository.api_tokens_of(session, principal.organisation_id),
+        "tokens": await sessions.list_api_tokens(session, principal=principal),
         "roles": ROLES, "role_labels": ROLE_LABELS, "error": error, "form_name": form_name,
         "values": values or {}, "new_token": new_token,
         "idp_enabled": bool(ctx.settings.oidc_issuer), "idp_issuer": ctx.settings.oidc_issuer,

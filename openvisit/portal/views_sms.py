@@ -12,7 +12,7 @@ from starlette.datastructures import UploadFile
 from openvisit import i18n
 from openvisit.errors import InvalidInput, OpenVisitError
 from openvisit.models.endpoint import ENVIRONMENTS
-from openvisit.portal import certs, repository
+from openvisit.portal import certs
 from openvisit.portal import endpoint_admin as admin
 from openvisit.portal import numbers as numbers_service
 from openvisit.portal import sms as sms_service
@@ -40,7 +40,7 @@ async def _sms_context(session: Any, ctx: Any, principal: Principal) -> dict[str
     endpoints = await admin.list_for(session, principal=principal)
     numbers = await numbers_service.list_numbers(session, principal=principal)
     links = await numbers_service.links_by_number(session, principal=principal)
-    sms_rows = await repository.sms_settings_of(session, [e.id for e in endpoints])
+    sms_rows = await sms_service.sms_settings_of(session, endpoints)
     by_endpoint = {e: n for n, es in links.items() for e in es}
     return {"org": org, "consents": sms_service.consents_given(org), "endpoints": endpoints,
             "numbers": numbers, "links": links, "sms_rows": sms_rows,
@@ -147,7 +147,7 @@ async def endpoint_sms_page(request: Request, session: SessionDep, ctx: CtxDep,
                             principal: PrincipalDep, endpoint_id: uuid.UUID) -> Response:
     endpoint = await admin.get_for(session, principal=principal, endpoint_id=endpoint_id)
     row = await sms_service.endpoint_sms(session, endpoint)
-    links = await repository.links_of_endpoint(session, endpoint.id)
+    number_id = await sms_service.sending_number_id(session, endpoint)
     values = {
         "enabled": row.enabled, "confirmations_enabled": row.confirmations_enabled,
         "reminder_offsets": sms_service.format_offsets(list(row.reminder_offsets_minutes or [])),
@@ -156,7 +156,7 @@ async def endpoint_sms_page(request: Request, session: SessionDep, ctx: CtxDep,
         "default_language": row.default_language,
         "rate_limit_per_minute": row.rate_limit_per_minute,
         "sms_transliterate": row.sms_transliterate,
-        "number_id": str(links[0].phone_number_id) if links else "",
+        "number_id": str(number_id) if number_id else "",
     }
     return await _endpoint_sms_form(request, session, ctx, principal, endpoint, values)
 

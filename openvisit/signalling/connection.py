@@ -41,7 +41,6 @@ from openvisit.signalling.ice import hide_in_candidate, hide_in_sdp
 from openvisit.signalling.limits import HelloGate, SenderBudget, address_key
 from openvisit.signalling.rooms import Room, Rooms
 from openvisit.visits import lobby, records
-from openvisit.visits import repository as repo
 from openvisit.visits.roster import Seat, may_signal, view_for
 from openvisit.visits.tokens import participant_id_of
 from openvisit.visits.turn import ice_config
@@ -485,11 +484,7 @@ class Connection:
 
     async def _locked_seat(self, session: AsyncSession) -> tuple[Visit, Participant]:
         assert self.pid is not None
-        seat = await repo.participant_by_id(session, self.pid, for_update=True)
-        assert seat is not None
-        visit = await repo.visit_by_id(session, seat.visit_id)
-        assert visit is not None
-        return visit, seat
+        return await lobby.locked_seat(session, participant_id=self.pid)
 
     async def _cleanup(self) -> None:
         if self.room is not None:

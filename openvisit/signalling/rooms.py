@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from openvisit.bus import RESYNC, Subscription
 from openvisit.context import AppContext
 from openvisit.logs import get_logger
-from openvisit.visits import repository as repo
+from openvisit.visits import lobby
 from openvisit.visits.roster import Seat, VisitFacts
 from openvisit.visits.service import visit_channel
 from openvisit.visits.tx import transaction
@@ -75,16 +75,13 @@ class Room:
 
     async def reload(self) -> None:
         async with transaction(self.ctx) as session:
-            visit = await repo.visit_by_id(session, self.visit_id)
-            if visit is None:
-                self.visit = self.visit.with_status("ended")
-                self.seats = {}
-                return
-            org = await repo.organisation_by_id(session, visit.organisation_id)
-            participants = await repo.participants_of(session, self.visit_id)
-        self.visit = VisitFacts.of(
-            visit, provider_label_mode=org.provider_label_mode if org else "role"
-        )
+            state = await lobby.room_state(session, visit_id=self.visit_id)
+        if state is None:
+            self.visit = self.visit.with_status("ended")
+            self.seats = {}
+            return
+        visit, label_mode, participants = state
+        self.visit = VisitFacts.of(visit, provider_label_mode=label_mode)
         self.seats = {str(p.id): Seat.of(p) for p in participants}
 
     def apply(self, message: dict[str, Any]) -> bool:

@@ -18,7 +18,6 @@ from openvisit.context import AppContext
 from openvisit.errors import NotAuthenticated
 from openvisit.models.visit import Participant
 from openvisit.visits import lobby
-from openvisit.visits import repository as repo
 from openvisit.visits.roster import Seat
 from openvisit.visits.service import resolve_link
 from openvisit.visits.turn import ice_config
@@ -87,9 +86,7 @@ async def ice_servers(token: TokenDep, ctx: CtxDep) -> dict[str, Any]:
 async def visit_roster(visit_id: uuid.UUID, token: TokenDep, ctx: CtxDep) -> VisitOut:
     """The visit's status and every seat (clinicians only)."""
     async with transaction(ctx) as session:
-        visit, _actor = await lobby.staff_seat(session, app=ctx, token=token,
-                                               visit_id=visit_id)
-        seats = await repo.participants_of(session, visit.id)
+        visit, seats = await lobby.roster(session, app=ctx, token=token, visit_id=visit_id)
     return VisitOut(id=str(visit.id), status=visit.status, participants=[_out(p) for p in seats])
 
 

@@ -10,6 +10,7 @@ pages only ask.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -112,6 +113,36 @@ async def staff_seat(session: AsyncSession, *, app: AppContext, token: str,
     if actor.role not in STAFF_ROLES or (visit_id is not None and visit.id != visit_id):
         raise PermissionDenied(_("Only the clinician of this visit can do that."))
     return visit, actor
+
+
+async def roster(session: AsyncSession, *, app: AppContext, token: str,
+                 visit_id: uuid.UUID) -> tuple[Visit, Sequence[Participant]]:
+    """The visit and every seat of it, for its clinician (raises as :func:`staff_seat`)."""
+    visit, _actor = await staff_seat(session, app=app, token=token, visit_id=visit_id)
+    return visit, await repo.participants_of(session, visit.id)
+
+
+async def room_state(session: AsyncSession, *, visit_id: uuid.UUID
+                     ) -> tuple[Visit, str, Sequence[Participant]] | None:
+    """The visit, its organisation's provider label mode and its seats, for a room held in
+    a web process; None once the visit is gone."""
+    visit = await repo.visit_by_id(session, visit_id)
+    if visit is None:
+        return None
+    org = await repo.organisation_by_id(session, visit.organisation_id)
+    seats = await repo.participants_of(session, visit_id)
+    return visit, org.provider_label_mode if org else "role", seats
+
+
+async def locked_seat(session: AsyncSession, *,
+                      participant_id: uuid.UUID) -> tuple[Visit, Participant]:
+    """A seat that is known to exist (its socket said hello), locked for an update, and its
+    visit."""
+    seat = await repo.participant_by_id(session, participant_id, for_update=True)
+    assert seat is not None
+    visit = await repo.visit_by_id(session, seat.visit_id)
+    assert visit is not None
+    return visit, seat
 
 
 async def _target(session: AsyncSession, *, visit: Visit, actor: Participant,

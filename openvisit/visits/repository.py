@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from openvisit.models import Organisation, QualitySample
+from openvisit.models import EhrEndpoint, Organisation, QualitySample
 from openvisit.models.visit import Appointment, Participant, Visit, VisitEvent
 
 
@@ -29,6 +29,12 @@ async def visit_by_appointment(session: AsyncSession, appointment_id: uuid.UUID)
 async def appointment_by_id(session: AsyncSession,
                             appointment_id: uuid.UUID) -> Appointment | None:
     return await session.get(Appointment, appointment_id)
+
+
+async def endpoint_timezone(session: AsyncSession, endpoint_id: uuid.UUID) -> str | None:
+    """The IANA zone of the endpoint (where the clinic is), if the endpoint still exists."""
+    endpoint = await session.get(EhrEndpoint, endpoint_id)
+    return endpoint.timezone if endpoint else None
 
 
 async def organisation_by_id(session: AsyncSession,

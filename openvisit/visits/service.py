@@ -20,8 +20,10 @@ from openvisit.db import after_commit
 from openvisit.errors import Gone, InvalidInput, NotFound
 from openvisit.i18n import gettext as _
 from openvisit.logs import get_logger
+from openvisit.models import Organisation
 from openvisit.models.base import utcnow
 from openvisit.models.visit import ROLES, Appointment, Participant, Visit, VisitEvent
+from openvisit.portal.accounts import get_or_create_organisation
 from openvisit.visits import repository as repo
 from openvisit.visits.roster import Seat
 from openvisit.visits.tokens import JoinLinks, participant_id_of
@@ -37,6 +39,8 @@ ROLE_LABELS = {
     "guest": "Guest",
 }
 VISIT_KINDS = ("visit", "devicetest")
+#: The organisation of the development demo page's visits.
+DEMO_ORGANISATION = "demo"
 
 
 def visit_channel(visit_id: uuid.UUID | str) -> str:
@@ -274,6 +278,48 @@ async def resolve_link(session: AsyncSession, *, app: AppContext, token: str,
             code="removed", title=_("You are no longer in this visit"),
         )
     return visit, participant
+
+
+async def seat_language(session: AsyncSession, *, token: str) -> str | None:
+    """The stored language of the seat a join token names, before the token is verified
+    (so the error page of a bad link is in the right language too). Harmless if forged: only
+    a language is read."""
+    pid = participant_id_of(token)
+    seat = await repo.participant_by_id(session, pid) if pid is not None else None
+    return seat.language if seat else None
+
+
+async def organisation_of(session: AsyncSession, visit: Visit) -> Organisation | None:
+    return await repo.organisation_by_id(session, visit.organisation_id)
+
+
+async def appointment_of(session: AsyncSession, *, visit: Visit,
+                         default_zone: str) -> tuple[Appointment, str] | None:
+    """The visit's appointment and the IANA zone of its EHR endpoint (``default_zone`` when
+    the endpoint is gone); None for visits without an appointment."""
+    if visit.appointment_id is None:
+        return None
+    appointment = await repo.appointment_by_id(session, visit.appointment_id)
+    if appointment is None:
+        return None
+    zone = await repo.endpoint_timezone(session, appointment.endpoint_id)
+    return appointment, zone or default_zone
+
+
+async def open_demo_visit(session: AsyncSession, *,
+                          app: AppContext) -> tuple[Participant, Participant]:
+    """A fresh ad-hoc visit of the "demo" organisation (created on first use): its clinician
+    seat and its patient seat. For the development demo page only."""
+    org = await repo.organisation_by_slug(session, DEMO_ORGANISATION)
+    if org is None:
+        org = await get_or_create_organisation(session, DEMO_ORGANISATION,
+                                               display_name="Demo clinic", actor="system")
+    visit = await open_adhoc_visit(session, app=app, organisation_id=org.id)
+    provider = await find_or_create_seat(session, visit=visit, role="provider",
+                                         ehr_user_id="Practitioner/demo")
+    patient = await find_or_create_seat(session, visit=visit, role="patient",
+                                        patient_ref="Patient/demo")
+    return provider, patient
 
 
 def check_window(visit: Visit, *, now: datetime, timezone: str = "UTC",

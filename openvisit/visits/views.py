@@ -18,18 +18,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from openvisit import i18n
 from openvisit.context import AppContext
 from openvisit.errors import NotFound
-from openvisit.models import Appointment, EhrEndpoint, Organisation
 from openvisit.models.visit import Participant, Visit
-from openvisit.visits import repository as repo
 from openvisit.visits.roster import STAFF_ROLES
 from openvisit.visits.service import (
-    find_or_create_seat,
+    appointment_of,
     link_for,
-    open_adhoc_visit,
+    open_demo_visit,
+    organisation_of,
     resolve_link,
+    seat_language,
 )
 from openvisit.visits.strings import room_strings
-from openvisit.visits.tokens import participant_id_of
 from openvisit.visits.tx import transaction
 from openvisit.web.deps import CtxDep, SessionDep
 from openvisit.web.security import page_needs
@@ -44,13 +43,7 @@ ROOM_HEADERS = {"Cache-Control": "no-store"}
 async def _activate_language(request: Request, session: AsyncSession, token: str,
                              lang: str | None) -> str:
     """Choose and activate the page language before anything is rendered or raised."""
-    seat_language = None
-    pid = participant_id_of(token)
-    if pid is not None:
-        # Only the stored language is read before the token is verified: harmless if forged.
-        seat = await repo.participant_by_id(session, pid)
-        seat_language = seat.language if seat else None
-    language = i18n.negotiate(lang, seat_language,
+    language = i18n.negotiate(lang, await seat_language(session, token=token),
                               accept_language=request.headers.get("accept-language"))
     i18n.activate(language)
     return language
@@ -63,13 +56,10 @@ async def appointment_summary(session: AsyncSession, *, visit: Visit, language: 
     Times are shown in the EHR endpoint's zone (where the clinic is), formatted for the
     page's language. Returns None for visits without an appointment.
     """
-    if visit.appointment_id is None:
+    found = await appointment_of(session, visit=visit, default_zone=default_zone)
+    if found is None:
         return None
-    appointment = await session.get(Appointment, visit.appointment_id)
-    if appointment is None:
-        return None
-    endpoint = await session.get(EhrEndpoint, appointment.endpoint_id)
-    zone_name = endpoint.timezone if endpoint else default_zone
+    appointment, zone_name = found
     try:
         zone = ZoneInfo(zone_name)
     except (ValueError, KeyError):
@@ -110,7 +100,7 @@ async def visit_page(request: Request, token: str, ctx: CtxDep,
     async with transaction(ctx) as session:
         language = await _activate_language(request, session, token, lang)
         visit, seat = await resolve_link(session, app=ctx, token=token)
-        org = await repo.organisation_by_id(session, visit.organisation_id)
+        org = await organisation_of(session, visit)
         appointment = await appointment_summary(session, visit=visit, language=language,
                                                 default_zone=org.timezone if org else "UTC")
     label_mode = org.provider_label_mode if org else "role"
@@ -141,16 +131,7 @@ async def demo_page(request: Request, session: SessionDep, ctx: CtxDep,
     if ctx.settings.environment == "production":
         raise NotFound("There is nothing at this address.")
     i18n.activate(i18n.negotiate(lang, accept_language=request.headers.get("accept-language")))
-    org = await repo.organisation_by_slug(session, "demo")
-    if org is None:
-        org = Organisation(slug="demo", display_name="Demo clinic")
-        session.add(org)
-        await session.flush()
-    visit = await open_adhoc_visit(session, app=ctx, organisation_id=org.id)
-    provider = await find_or_create_seat(session, visit=visit, role="provider",
-                                         ehr_user_id="Practitioner/demo")
-    patient = await find_or_create_seat(session, visit=visit, role="patient",
-                                        patient_ref="Patient/demo")
+    provider, patient = await open_demo_visit(session, app=ctx)
     return templates.TemplateResponse(
         request, "visits/demo.html",
         {"provider_url": link_for(ctx, provider), "patient_url": link_for(ctx, patient)},

@@ -11,12 +11,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import ClassVar
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from openvisit.context import AppContext
 from openvisit.crypto import mask_email, mask_phone
 from openvisit.models import OutboxMessage, utcnow
+from openvisit.notify import repository as repo
 from openvisit.notify.transport import EmailTransport, SendResult, SmsTransport
 
 
@@ -31,9 +31,7 @@ class _Outbox:
         """Store once per reference (its own transaction: the outbox is the outside world)."""
         cipher = self.app.cipher
         async with self.app.transaction() as session:
-            existing = await session.scalar(
-                select(OutboxMessage.id).where(OutboxMessage.reference == reference)
-            )
+            existing = await repo.outbox_id(session, reference)
             if existing is not None:
                 return SendResult(f"outbox-{existing}")
             row = OutboxMessage(
@@ -51,9 +49,7 @@ class _Outbox:
                     await session.flush()
             except IntegrityError:
                 # A concurrent attempt with the same reference won: same message, one copy.
-                again = await session.scalar(
-                    select(OutboxMessage.id).where(OutboxMessage.reference == reference)
-                )
+                again = await repo.outbox_id(session, reference)
                 if again is None:
                     raise
                 return SendResult(f"outbox-{again}")
@@ -61,9 +57,7 @@ class _Outbox:
 
     async def find(self, reference: str) -> list[SendResult]:
         async with self.app.transaction() as session:
-            found = await session.scalar(
-                select(OutboxMessage.id).where(OutboxMessage.reference == reference)
-            )
+            found = await repo.outbox_id(session, reference)
         return [] if found is None else [SendResult(f"outbox-{found}")]
 
 

@@ -35,12 +35,12 @@ import smpplib.client
 import smpplib.consts
 import smpplib.exceptions
 import smpplib.smpp
-from sqlalchemy import select
 
 from openvisit.context import AppContext
 from openvisit.errors import ConfigurationError, OutboundError
 from openvisit.logs import get_logger
-from openvisit.models import ProviderReceipt, utcnow
+from openvisit.models import utcnow
+from openvisit.notify import repository as repo
 from openvisit.notify.smpp import protocol
 from openvisit.notify.transport import (
     CheckLater,
@@ -111,14 +111,9 @@ class SmppSms(SmsTransport):
         """Receipts from ``to`` tagged with this send's reference since ``since``."""
         umr = str(protocol.user_message_reference(reference))
         async with self.app.transaction() as session:
-            rows = (await session.scalars(
-                select(ProviderReceipt)
-                .where(ProviderReceipt.provider == self.name,
-                       ProviderReceipt.recipient_hash == self.app.hasher.hash(to),
-                       ProviderReceipt.reference == umr,
-                       ProviderReceipt.received_at >= since - timedelta(seconds=5))
-                .order_by(ProviderReceipt.received_at, ProviderReceipt.id)
-            )).all()
+            rows = await repo.receipts_by_reference(
+                session, provider=self.name, recipient_hash=self.app.hasher.hash(to),
+                reference=umr, since=since - timedelta(seconds=5))
         if rows:
             return [SendResult(provider_message_id=rows[0].provider_message_id)]
         wait_until = since + timedelta(seconds=self.app.settings.smpp_receipt_wait_seconds)
