@@ -154,3 +154,55 @@ def test_it_does_not_mistake_ids_for_phone_numbers() -> None:
     uuid_like = "14e8dcd9-1234-5678-9012-fff7b97da670"
     assert scrub(f"participant {uuid_like}") == f"participant {uuid_like}"
     assert scrub("call +1 202 555 0143 now") == "call [phone] now"
+
+
+#: (table, column, a value outside its vocabulary): every kind of typed column, one each.
+OUT_OF_VOCABULARY = [
+    ("ehr_endpoint", "state", "live"),
+    ("ehr_endpoint", "vendor", "meditech"),
+    ("ehr_endpoint", "environment", "staging"),
+    ("ehr_endpoint", "auth_method", "client_secret_jwt"),
+    ("job", "state", "paused"),
+    ("visit", "status", "cancelled"),
+    ("visit", "kind", "webinar"),
+    ("participant", "role", "observer"),
+    ("participant", "lobby_state", "kicked"),
+    ("contact", "kind", "fax"),
+]
+
+
+@pytest.mark.parametrize(("table", "column", "value"), OUT_OF_VOCABULARY)
+async def test_it_refuses_a_value_outside_the_columns_vocabulary_in_the_database(
+    ctx: AppContext, table: str, column: str, value: str,
+) -> None:
+    """The CHECK constraints of the migration hold whatever writes the row (raw SQL too)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    from openvisit.jobs import enqueue
+    from openvisit.models import Participant, Visit
+
+    async with ctx.transaction() as session:
+        org = Organisation(slug="vocab", display_name="Vocabulary Clinic")
+        session.add(org)
+        await session.flush()
+        ep = EhrEndpoint(organisation_id=org.id, fhir_base="https://ehr.test/fhir", client_id="c")
+        visit = Visit(organisation_id=org.id)
+        session.add_all([ep, visit])
+        await session.flush()
+        appt = Appointment(organisation_id=org.id, endpoint_id=ep.id, ehr_appointment_id="a1")
+        session.add_all([appt, Participant(visit_id=visit.id, role="patient")])
+        await session.flush()
+        session.add(Contact(appointment_id=appt.id, kind="sms", value_enc="x", purge_at=utcnow()))
+        await enqueue(session, "test.vocabulary")
+    with pytest.raises(IntegrityError, match=f"ck_{table}_{column}"):
+        async with ctx.transaction() as session:
+            await session.execute(text(f"UPDATE {table} SET {column} = :value"), {"value": value})
+    async with ctx.transaction() as session:  # a value of the vocabulary is fine
+        allowed = {("visit", "status"): "ended", ("visit", "kind"): "devicetest",
+                   ("participant", "lobby_state"): "admitted", ("participant", "role"): "guest",
+                   ("contact", "kind"): "email", ("job", "state"): "cancelled",
+                   ("ehr_endpoint", "state"): "approved", ("ehr_endpoint", "vendor"): "epic",
+                   ("ehr_endpoint", "environment"): "production",
+                   ("ehr_endpoint", "auth_method"): "none"}[(table, column)]
+        await session.execute(text(f"UPDATE {table} SET {column} = :value"), {"value": allowed})

@@ -19,6 +19,7 @@ from openvisit.context import AppContext
 from openvisit.endpoints import repository
 from openvisit.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from openvisit.models import EhrEndpoint, Organisation, utcnow
+from openvisit.models.choices import EndpointState
 from openvisit.models.endpoint import AUTH_METHODS, ENVIRONMENTS, VENDORS
 
 
@@ -278,7 +279,7 @@ async def update_endpoint(
 
 
 async def set_state(
-    session: AsyncSession, *, endpoint: EhrEndpoint, state: str, actor: str
+    session: AsyncSession, *, endpoint: EhrEndpoint, state: EndpointState, actor: str
 ) -> None:
     """Move an endpoint between ``draft`` and ``awaiting_approval`` (approval has its own call)."""
     _check_choice("state", state, ("draft", "awaiting_approval"))

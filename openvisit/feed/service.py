@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,11 +21,14 @@ from openvisit.feed import repository
 from openvisit.feed.validation import check_siu as check_siu
 from openvisit.hl7v2 import SiuEvent, SiuMessage
 from openvisit.models import Appointment, Contact, EhrEndpoint, utcnow
+from openvisit.models.choices import (
+    APPOINTMENT_STATUSES,
+    ENDED_STATUSES,
+    AppointmentStatus,
+    Change,
+    is_one_of,
+)
 from openvisit.notify.service import Planner
-
-Change = Literal[
-    "booked", "rescheduled", "modified", "cancelled", "discontinued", "deleted", "noshow"
-]
 
 #: What each event means for the patient (the ``change`` handed to notifications).
 EVENT_CHANGE: dict[SiuEvent, Change] = {
@@ -52,23 +55,10 @@ EVENT_STATUS: dict[SiuEvent, str] = {
 REBOOKABLE = frozenset({"cancelled", "noshow"})
 
 #: FHIR R4 Appointment.status values a status map may name (EHR-SPEC §5).
-FHIR_STATUSES = frozenset(
-    {
-        "proposed",
-        "pending",
-        "booked",
-        "arrived",
-        "fulfilled",
-        "cancelled",
-        "noshow",
-        "entered-in-error",
-        "checked-in",
-        "waitlist",
-    }
-)
+FHIR_STATUSES: frozenset[AppointmentStatus] = frozenset(APPOINTMENT_STATUSES)
 #: SCH-25 filler status (HL7 table 0278 and common spellings) → FHIR status. Sites add their
 #: local codes in ``endpoint.options["hl7"]["status_map"]``; keys compare case-insensitively.
-DEFAULT_STATUS_MAP: dict[str, str] = {
+DEFAULT_STATUS_MAP: dict[str, AppointmentStatus] = {
     "booked": "booked",
     "overbook": "booked",
     "confirmed": "booked",
@@ -91,9 +81,8 @@ DEFAULT_STATUS_MAP: dict[str, str] = {
     "checked in": "checked-in",
     "checked-in": "checked-in",
 }
-_ENDED = frozenset({"cancelled", "noshow", "entered-in-error", "fulfilled"})
 #: Statuses whose visit link no longer opens the visit.
-_CLOSED = frozenset({"cancelled", "entered-in-error"})
+_CLOSED: frozenset[AppointmentStatus] = frozenset({"cancelled", "entered-in-error"})
 #: Without an end time, contacts are kept until a day after the start.
 DEFAULT_LENGTH = timedelta(days=1)
 _MAX_ID = 255
@@ -117,7 +106,7 @@ def hl7_options(endpoint: EhrEndpoint) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def status_map(endpoint: EhrEndpoint) -> dict[str, str]:
+def status_map(endpoint: EhrEndpoint) -> dict[str, AppointmentStatus]:
     """The default SCH-25 map overlaid with the endpoint's own (lower-case keys).
 
     Entries naming a status outside FHIR's Appointment.status are ignored here; the CLI and
@@ -127,7 +116,8 @@ def status_map(endpoint: EhrEndpoint) -> dict[str, str]:
     local = hl7_options(endpoint).get("status_map")
     if isinstance(local, Mapping):
         for code, status in local.items():
-            if isinstance(code, str) and isinstance(status, str) and status in FHIR_STATUSES:
+            if isinstance(code, str) and isinstance(status, str) and is_one_of(
+                    status, APPOINTMENT_STATUSES):
                 mapping[code.strip().lower()] = status
     return mapping
 
@@ -276,8 +266,8 @@ async def apply_siu_batch(
             existing=contacts.setdefault(appointment.id, {}),
             appointment=appointment,
             message=message,
-            purge_at=purge_time(message, grace=grace, ended=status in _ENDED, now=now),
-            ended=status in _ENDED,
+            purge_at=purge_time(message, grace=grace, ended=status in ENDED_STATUSES, now=now),
+            ended=status in ENDED_STATUSES,
         )
         change = change_for(message, status=status)
         results.append(AppliedSiu(appointment, change, created, kinds))
@@ -313,7 +303,7 @@ async def _follow_visits(
             # The call in progress (if any) goes on; nobody new can join.
             if visit.window_end is None or visit.window_end > now:
                 visit.window_end = now
-        elif appointment.status not in _ENDED:
+        elif appointment.status not in ENDED_STATUSES:
             visit.window_start, visit.window_end = window_for(
                 app, start_at=appointment.start_at, end_at=appointment.end_at
             )

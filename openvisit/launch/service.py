@@ -142,7 +142,7 @@ async def begin(
         p
         for p in config.problems(
             launch_styles=(),
-            auth_method=endpoint.auth_method,  # type: ignore[arg-type]
+            auth_method=endpoint.auth_method,
             openid=True,
         )
         if "https" not in p.lower()
@@ -236,7 +236,7 @@ async def complete(
         await load_keyset(session, app=app) if endpoint.auth_method == "private_key_jwt" else None
     )
     auth = client_auth_for(
-        endpoint.auth_method,  # type: ignore[arg-type]
+        endpoint.auth_method,
         client_id=endpoint.client_id,
         secret=client_secret(app, endpoint),
         keys=keys,

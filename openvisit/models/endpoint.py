@@ -10,11 +10,25 @@ from sqlalchemy import JSON, ForeignKey, LargeBinary, String, Text, UniqueConstr
 from sqlalchemy.orm import Mapped, mapped_column
 
 from openvisit.models.base import Base, Timestamped, new_id
+from openvisit.models.choices import (
+    AUTH_METHODS,
+    ENDPOINT_STATES,
+    ENVIRONMENTS,
+    NUMBER_STATES,
+    VENDORS,
+    AuthMethod,
+    EndpointState,
+    Environment,
+    NumberState,
+    Vendor,
+    choice,
+)
 
-VENDORS = ("generic", "epic", "oracle")
-ENVIRONMENTS = ("test", "production")
-ENDPOINT_STATES = ("draft", "awaiting_approval", "approved")
-AUTH_METHODS = ("private_key_jwt", "client_secret_basic", "client_secret_post", "none")
+#: The vocabularies live in :mod:`openvisit.models.choices`; re-exported for older imports.
+__all__ = [
+    "AUTH_METHODS", "ENDPOINT_STATES", "ENVIRONMENTS", "VENDORS",
+    "Certificate", "EhrEndpoint", "PhoneNumber", "PhoneNumberEndpoint", "SmsSettings",
+]
 
 
 class EhrEndpoint(Timestamped, Base):
@@ -30,17 +44,21 @@ class EhrEndpoint(Timestamped, Base):
         ForeignKey("organisation.id", ondelete="CASCADE"), index=True
     )
     name: Mapped[str] = mapped_column(String(200), default="")
-    vendor: Mapped[str] = mapped_column(String(16), default="generic")
-    environment: Mapped[str] = mapped_column(String(16), default="test")
+    vendor: Mapped[Vendor] = mapped_column(
+        choice(VENDORS, name="vendor", length=16), default="generic")
+    environment: Mapped[Environment] = mapped_column(
+        choice(ENVIRONMENTS, name="environment", length=16), default="test")
     #: Normalised FHIR base URL (no trailing slash); matched against the launch's ``iss``.
     fhir_base: Mapped[str] = mapped_column(String(500), index=True)
     client_id: Mapped[str] = mapped_column(String(255))
     #: Fernet-encrypted client secret (only for the client_secret_* methods).
     client_secret_enc: Mapped[str | None] = mapped_column(Text, default=None)
-    auth_method: Mapped[str] = mapped_column(String(32), default="private_key_jwt")
+    auth_method: Mapped[AuthMethod] = mapped_column(
+        choice(AUTH_METHODS, name="auth_method", length=32), default="private_key_jwt")
     #: EHR user id of the analyst who must approve this endpoint by SMART sign-in.
     approver_ehr_user: Mapped[str | None] = mapped_column(String(255), default=None)
-    state: Mapped[str] = mapped_column(String(24), default="draft")
+    state: Mapped[EndpointState] = mapped_column(
+        choice(ENDPOINT_STATES, name="state", length=24), default="draft")
     approved_at: Mapped[datetime | None] = mapped_column(default=None)
     approved_by: Mapped[str | None] = mapped_column(String(255), default=None)
     #: IANA zone for HL7 times without an offset.
@@ -60,7 +78,8 @@ class Certificate(Timestamped, Base):
     organisation_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("organisation.id", ondelete="CASCADE"), index=True
     )
-    environment: Mapped[str] = mapped_column(String(16))
+    environment: Mapped[Environment] = mapped_column(
+        choice(ENVIRONMENTS, name="environment", length=16))
     subject: Mapped[str] = mapped_column(String(500))
     thumbprint_sha256: Mapped[str] = mapped_column(String(64), index=True)
     not_before: Mapped[datetime]
@@ -80,8 +99,8 @@ class PhoneNumber(Timestamped, Base):
     )
     e164: Mapped[str | None] = mapped_column(String(20), default=None, unique=True)
     provider: Mapped[str] = mapped_column(String(32), default="outbox")
-    #: requested → provisioning → active | failed; released.
-    state: Mapped[str] = mapped_column(String(16), default="requested")
+    state: Mapped[NumberState] = mapped_column(
+        choice(NUMBER_STATES, name="state", length=16), default="requested")
     #: Toll-free / number verification status as reported by the provider.
     verification_status: Mapped[str] = mapped_column(String(32), default="unverified")
     provider_ref: Mapped[str | None] = mapped_column(String(255), default=None)

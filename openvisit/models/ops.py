@@ -10,8 +10,18 @@ from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, Uniqu
 from sqlalchemy.orm import Mapped, mapped_column
 
 from openvisit.models.base import Base, BigIntId, Timestamped, new_id, utcnow
+from openvisit.models.choices import (
+    JOB_STATES,
+    MESSAGE_CHANNELS,
+    MESSAGE_STATUSES,
+    JobState,
+    MessageChannel,
+    MessageStatus,
+    choice,
+)
 
-JOB_STATES = ("pending", "running", "done", "dead", "cancelled")
+__all__ = ["JOB_STATES", "AuditLog", "ContextToken", "InboundMessage", "Job", "KeyMaterial",
+           "MessageLog", "OptOut", "QualitySample", "SeenNonce", "SigninFailure"]
 
 
 class Job(Base):
@@ -29,7 +39,8 @@ class Job(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     #: Handed to the outside call so a retry after a crash is recognised there.
     idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
-    state: Mapped[str] = mapped_column(String(16), default="pending")
+    state: Mapped[JobState] = mapped_column(
+        choice(JOB_STATES, name="state", length=16), default="pending")
     due_at: Mapped[datetime] = mapped_column(default=utcnow)
     attempts: Mapped[int] = mapped_column(default=0)
     max_attempts: Mapped[int] = mapped_column(default=8)
@@ -67,15 +78,17 @@ class MessageLog(Timestamped, Base):
         ForeignKey("organisation.id", ondelete="CASCADE"), index=True
     )
     appointment_id: Mapped[uuid.UUID | None] = mapped_column(default=None, index=True)
-    channel: Mapped[str] = mapped_column(String(8))  # sms | email
+    #: sms | email, or none for a message that was suppressed before a channel was chosen.
+    channel: Mapped[MessageChannel] = mapped_column(
+        choice(MESSAGE_CHANNELS, name="channel", length=8))
     provider: Mapped[str] = mapped_column(String(32))
     recipient_masked: Mapped[str] = mapped_column(String(64))
     #: Keyed hash of the recipient, to apply opt-outs and rate limits without keeping it.
     recipient_hash: Mapped[str] = mapped_column(String(64), index=True)
     template: Mapped[str] = mapped_column(String(64))
     language: Mapped[str] = mapped_column(String(8), default="en")
-    #: queued, sent, delivered, failed, undelivered, suppressed.
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[MessageStatus] = mapped_column(
+        choice(MESSAGE_STATUSES, name="status", length=16), default="queued")
     provider_message_id: Mapped[str | None] = mapped_column(String(255), default=None, index=True)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     job_key: Mapped[str | None] = mapped_column(String(255), default=None, unique=True)

@@ -9,6 +9,7 @@ from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from openvisit.models.base import Base, Timestamped, new_id, utcnow
+from openvisit.models.choices import SIGNIN_METHODS, SigninMethod, StaffRole, choice
 
 
 class Organisation(Timestamped, Base):
@@ -58,7 +59,9 @@ class StaffAccount(Timestamped, Base):
     password_hash: Mapped[str | None] = mapped_column(String(255), default=None)
     idp_issuer: Mapped[str | None] = mapped_column(String(500), default=None)
     idp_subject: Mapped[str | None] = mapped_column(String(255), default=None)
-    roles: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: Checked against :data:`~openvisit.models.choices.STAFF_ROLES` when written (a JSON
+    #: list has no CHECK constraint that both databases share).
+    roles: Mapped[list[StaffRole]] = mapped_column(JSON, default=list)
     is_active: Mapped[bool] = mapped_column(default=True)
     last_login_at: Mapped[datetime | None] = mapped_column(default=None)
 
@@ -102,8 +105,9 @@ class StaffSession(Base):
         ForeignKey("staff_account.id", ondelete="CASCADE"), index=True
     )
     csrf_token: Mapped[str] = mapped_column(String(64))
-    #: "local" or "idp": how the person proved who they are.
-    method: Mapped[str] = mapped_column(String(16), default="local")
+    #: How the person proved who they are.
+    method: Mapped[SigninMethod] = mapped_column(
+        choice(SIGNIN_METHODS, name="method", length=16), default="local")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
@@ -128,7 +132,7 @@ class ApiToken(Timestamped, Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     #: The first characters of the token, so people can tell tokens apart.
     prefix: Mapped[str] = mapped_column(String(16))
-    roles: Mapped[list[str]] = mapped_column(JSON, default=list)
+    roles: Mapped[list[StaffRole]] = mapped_column(JSON, default=list)
     created_by: Mapped[str] = mapped_column(String(255))
     #: The person the token acts for (its creator, signed in to the portal).
     account_id: Mapped[uuid.UUID] = mapped_column(

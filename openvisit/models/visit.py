@@ -10,9 +10,24 @@ from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from openvisit.models.base import Base, BigIntId, Timestamped, new_id, utcnow
+from openvisit.models.choices import (
+    CONTACT_KINDS,
+    LOBBY_STATES,
+    PARTICIPANT_ROLES,
+    VISIT_KINDS,
+    VISIT_STATUSES,
+    ContactKind,
+    LobbyState,
+    ParticipantRole,
+    VisitKind,
+    VisitStatus,
+    choice,
+)
 
-ROLES = ("provider", "patient", "interpreter", "guest")
-LOBBY_STATES = ("invited", "waiting", "admitted", "removed", "left")
+#: Seat roles (:data:`openvisit.models.choices.PARTICIPANT_ROLES`).
+ROLES = PARTICIPANT_ROLES
+__all__ = ["LOBBY_STATES", "ROLES", "Appointment", "Contact", "Participant", "Visit",
+           "VisitEvent"]
 
 
 class Appointment(Timestamped, Base):
@@ -64,9 +79,10 @@ class Visit(Timestamped, Base):
     )
     #: Epic group visits key on a conference id instead of the CSN.
     conference_id: Mapped[str | None] = mapped_column(String(255), default=None, index=True)
-    #: scheduled → active → ended.
-    status: Mapped[str] = mapped_column(String(16), default="scheduled")
-    kind: Mapped[str] = mapped_column(String(16), default="visit")  # visit | devicetest
+    status: Mapped[VisitStatus] = mapped_column(
+        choice(VISIT_STATUSES, name="status", length=16), default="scheduled")
+    kind: Mapped[VisitKind] = mapped_column(
+        choice(VISIT_KINDS, name="kind", length=16), default="visit")
     window_start: Mapped[datetime | None] = mapped_column(default=None)
     window_end: Mapped[datetime | None] = mapped_column(default=None)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -90,8 +106,10 @@ class Participant(Timestamped, Base):
     visit_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("visit.id", ondelete="CASCADE"), index=True
     )
-    role: Mapped[str] = mapped_column(String(16))
-    lobby_state: Mapped[str] = mapped_column(String(16), default="invited")
+    role: Mapped[ParticipantRole] = mapped_column(
+        choice(PARTICIPANT_ROLES, name="role", length=16))
+    lobby_state: Mapped[LobbyState] = mapped_column(
+        choice(LOBBY_STATES, name="lobby_state", length=16), default="invited")
     #: Staff only: the EHR user id. Never a patient identifier.
     ehr_user_id: Mapped[str | None] = mapped_column(String(255), default=None)
     #: Patients only: the FHIR Patient id or PID-3 reference of the seat (group visits have
@@ -148,7 +166,7 @@ class Contact(Base):
     appointment_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("appointment.id", ondelete="CASCADE"), index=True
     )
-    kind: Mapped[str] = mapped_column(String(8))  # sms | email
+    kind: Mapped[ContactKind] = mapped_column(choice(CONTACT_KINDS, name="kind", length=8))
     value_enc: Mapped[str] = mapped_column(Text)
     purge_at: Mapped[datetime] = mapped_column(index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -44,11 +44,11 @@ from openvisit.models import (
     Organisation,
     utcnow,
 )
+from openvisit.models.choices import ENDED_STATUSES, ContactKind
 from openvisit.notify import render
 from openvisit.notify import repository as repo
 from openvisit.notify.plan import QuietHours, release_time
 from openvisit.notify.providers import SMS_PROVIDERS, email_transport, sms_transport
-from openvisit.notify.service import ENDED_STATUSES
 from openvisit.notify.transport import CheckLater, OutcomeUnknown, RecipientRejected, SendResult
 
 log = get_logger(__name__)
@@ -61,7 +61,7 @@ OUTBOX_FROM = "notifications@openvisit.invalid"
 class Prepared:
     """A message ready to hand over (or to reconcile): the frozen content and its route."""
 
-    channel: str
+    channel: ContactKind
     provider: str
     to: str
     sender: str
@@ -216,7 +216,7 @@ def _frozen(app: AppContext, *, row: MessageLog, note: Notification | None) -> P
 
 async def _route(
     app: AppContext, session: AsyncSession, *, appointment: Appointment
-) -> tuple[str, str, datetime] | str:
+) -> tuple[ContactKind, str, datetime] | str:
     """(channel, address, purge_at): SMS to a mobile that has not opted out, else e-mail.
 
     Returns the suppression reason instead when there is nobody to write to. STOP governs

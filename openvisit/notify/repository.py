@@ -28,16 +28,24 @@ from openvisit.models import (
     SenderRate,
     SmsSettings,
 )
+from openvisit.models.choices import MESSAGE_STATUSES, MessageStatus, is_one_of
 
 #: Message log statuses by progress; a status only ever moves forward.
-STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "undelivered": 3,
-               "failed": 3, "suppressed": 3}
-FINAL = {"sent", "delivered", "undelivered", "failed", "suppressed"}
+STATUS_RANK: dict[MessageStatus, int] = {
+    "queued": 0, "sending": 1, "sent": 2, "delivered": 3, "undelivered": 3, "failed": 3,
+    "suppressed": 3}
+FINAL: frozenset[MessageStatus] = frozenset(
+    {"sent", "delivered", "undelivered", "failed", "suppressed"})
 
 
 def advance(row: MessageLog, status: str) -> bool:
-    """Move ``row`` to ``status`` unless it is already as far or further; True if moved."""
-    if STATUS_RANK.get(status, -1) <= STATUS_RANK.get(row.status, -1):
+    """Move ``row`` to ``status`` unless it is already as far or further; True if moved.
+
+    A status outside the message log's vocabulary (a provider's own word) never moves it.
+    """
+    if not is_one_of(status, MESSAGE_STATUSES):
+        return False
+    if STATUS_RANK[status] <= STATUS_RANK.get(row.status, -1):
         return False
     row.status = status
     return True

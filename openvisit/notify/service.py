@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,19 +31,13 @@ from openvisit import jobs
 from openvisit.context import AppContext
 from openvisit.logs import get_logger
 from openvisit.models import Appointment, EhrEndpoint, SmsSettings, utcnow
+from openvisit.models.choices import ENDED_STATUSES, ENDING_CHANGES, Change
 from openvisit.notify import repository as repo
 from openvisit.notify.plan import QuietHours, fingerprint, release_time, reminder_times
 
 log = get_logger(__name__)
 
-Change = Literal[
-    "booked", "rescheduled", "modified", "cancelled", "discontinued", "deleted", "noshow"
-]
-#: Changes that end the appointment (S15, S16, S17, S26).
-ENDING_CHANGES = frozenset({"cancelled", "discontinued", "deleted", "noshow"})
 SEND_JOB = "notify.send"
-#: Appointment statuses after which nothing but a cancellation notice is sent.
-ENDED_STATUSES = frozenset({"cancelled", "noshow", "entered-in-error", "fulfilled"})
 #: Job states meaning the patient has (or may have) received the message.
 TOLD_STATES = frozenset({"running", "done", "dead"})
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -20,12 +21,13 @@ from openvisit.audit import record
 from openvisit.context import AppContext
 from openvisit.errors import Conflict, InvalidInput, NotAuthenticated, PermissionDenied
 from openvisit.models import Organisation, StaffAccount
+from openvisit.models.choices import STAFF_ROLES
 from openvisit.portal import passwords, repository
 from openvisit.portal.throttle import SigninThrottle
 
 #: org_admin configures everything; approver approves endpoints; reporter reads; operator
 #: reads the outbox (``/ops/outbox``).
-ROLES = ("org_admin", "approver", "reporter", "operator")
+ROLES = STAFF_ROLES
 _hasher = PasswordHasher()
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 
@@ -69,7 +71,7 @@ async def create_local_account(
     app: AppContext,
     username: str,
     password: str,
-    roles: list[str],
+    roles: Sequence[str],
     actor: str = "cli",
 ) -> StaffAccount:
     """Create a local (username + password) staff account, its username made canonical.
@@ -94,13 +96,13 @@ async def create_local_account(
         organisation_id=organisation.id,
         username=name,
         password_hash=await hash_password(app, password),
-        roles=roles,
+        roles=list(roles),
     )
     session.add(account)
     await session.flush()
     await record(
         session, actor=actor, action="staff.create", obj=account,
-        organisation_id=organisation.id, after={"username": name, "roles": roles},
+        organisation_id=organisation.id, after={"username": name, "roles": list(roles)},
     )
     return account
 

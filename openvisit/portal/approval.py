@@ -86,7 +86,7 @@ async def _configuration(app: AppContext, endpoint: EhrEndpoint) -> SmartConfigu
             f"{endpoint.fhir_base}: {exc.message}", title="The EHR could not be reached",
             status_code=502, details={"environment": endpoint.environment}) from exc
     problems = [p for p in config.problems(launch_styles=("standalone",),
-                                           auth_method=endpoint.auth_method,  # type: ignore[arg-type]
+                                           auth_method=endpoint.auth_method,
                                            openid=True)
                 if "https" not in p or endpoint.environment == "production"]
     if problems:
@@ -264,7 +264,7 @@ async def _finish(
     config = await _configuration(app, endpoint)
     keys = await load_keyset(session, app=app) if endpoint.auth_method == "private_key_jwt" \
         else None
-    auth = client_auth_for(endpoint.auth_method,  # type: ignore[arg-type]
+    auth = client_auth_for(endpoint.auth_method,
                            client_id=endpoint.client_id,
                            secret=endpoints.client_secret(app, endpoint), keys=keys)
     try:

@@ -26,12 +26,9 @@ import httpx
 
 from openvisit.errors import OpenVisitError
 from openvisit.models import utcnow
+from openvisit.models.choices import AUTH_METHODS, is_one_of
 from openvisit.outbound import OutboundRefused
-from openvisit.smart.discovery import (
-    AuthMethod,
-    fetch_capability_statement,
-    fetch_smart_configuration,
-)
+from openvisit.smart.discovery import fetch_capability_statement, fetch_smart_configuration
 
 Status = Literal["ok", "failed", "skipped"]
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
@@ -162,8 +159,12 @@ async def check_fhir_base(
                             f"configuration. {exc.message}")
         return result
     steps[2].status, steps[2].message = "ok", "Found"
-    method: AuthMethod = auth_method  # type: ignore[assignment]
-    problems = config.problems(launch_styles=("ehr", "standalone"), auth_method=method,
+    if not is_one_of(auth_method, AUTH_METHODS):
+        steps[3].status = "failed"
+        steps[3].message = (f"{env} environment: {auth_method!r} is not an authentication "
+                            f"method OpenVisit knows; choose one of {', '.join(AUTH_METHODS)}.")
+        return result
+    problems = config.problems(launch_styles=("ehr", "standalone"), auth_method=auth_method,
                                openid=True)
     if environment != "production":
         # Test EHRs on plain http are common (and the launch code accepts them there).

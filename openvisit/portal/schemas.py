@@ -9,12 +9,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from openvisit.models import Certificate, EhrEndpoint, Organisation, PhoneNumber, StaffAccount
+from openvisit.models.choices import AuthMethod, Environment, StaffRole, Vendor
 from openvisit.models.organisation import ApiToken
 
-Environment = Literal["test", "production"]
-Vendor = Literal["generic", "epic", "oracle"]
-AuthMethod = Literal["private_key_jwt", "client_secret_basic", "client_secret_post", "none"]
-Role = Literal["org_admin", "approver", "reporter", "operator"]
+Role = StaffRole
 
 
 class _In(BaseModel):

@@ -13,6 +13,7 @@ approver who configured the endpoint, configuring and approving stay two people'
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,20 +22,22 @@ from openvisit.config import Settings
 from openvisit.context import AppContext
 from openvisit.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from openvisit.models import Organisation, StaffAccount
+from openvisit.models.choices import StaffRole, is_one_of
 from openvisit.portal import repository
 from openvisit.portal.accounts import ROLES, canonical_username, create_local_account
 from openvisit.portal.sessions import Principal
 
 
-def _check_roles(roles: list[str]) -> list[str]:
-    unknown = [r for r in roles if r not in ROLES]
+def _check_roles(roles: list[str]) -> list[StaffRole]:
+    known = [r for r in roles if is_one_of(r, ROLES)]
+    unknown = [r for r in roles if not is_one_of(r, ROLES)]
     if unknown:
         raise InvalidInput(f"Unknown role(s) {', '.join(unknown)}; choose from "
                            f"{', '.join(ROLES)}.", details={"field": "roles"})
     if not roles:
         raise InvalidInput("Tick at least one role: org admin, approver, reporter or operator.",
                            details={"field": "roles"})
-    return sorted(set(roles))
+    return sorted(set(known))
 
 
 async def list_staff(session: AsyncSession, *, principal: Principal) -> list[StaffAccount]:
@@ -105,7 +108,7 @@ async def _own_account(session: AsyncSession, principal: Principal,
     return account
 
 
-async def _keeps_an_admin(session: AsyncSession, account: StaffAccount, *, roles: list[str],
+async def _keeps_an_admin(session: AsyncSession, account: StaffAccount, *, roles: Sequence[str],
                           active: bool) -> None:
     if "org_admin" in roles and active:
         return
@@ -166,7 +169,7 @@ async def set_roles_by_operator(session: AsyncSession, *, organisation_slug: str
         raise InvalidInput(f"{name} is the last active org admin of {organisation_slug}; give "
                            "another account the org_admin role first.")
     before = snapshot(account)
-    account.roles = sorted(set(roles))
+    account.roles = _check_roles(roles)
     await session.flush()
     await record(session, actor="cli", action="staff.update", obj=account,
                  before=before, organisation_id=account.organisation_id)

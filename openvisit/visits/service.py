@@ -22,6 +22,7 @@ from openvisit.i18n import gettext as _
 from openvisit.logs import get_logger
 from openvisit.models import Organisation
 from openvisit.models.base import utcnow
+from openvisit.models.choices import VISIT_KINDS
 from openvisit.models.visit import ROLES, Appointment, Participant, Visit, VisitEvent
 from openvisit.portal.accounts import get_or_create_organisation
 from openvisit.visits import repository as repo
@@ -38,7 +39,6 @@ ROLE_LABELS = {
     "interpreter": "Interpreter",
     "guest": "Guest",
 }
-VISIT_KINDS = ("visit", "devicetest")
 #: The organisation of the development demo page's visits.
 DEMO_ORGANISATION = "demo"
 

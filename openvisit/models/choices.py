@@ -1,0 +1,110 @@
+"""The closed vocabularies of OpenVisit's columns: one ``Literal`` each, and its values.
+
+A column holding one of these is declared with :func:`choice`, which stores it as a string
+(the same on SQLite and PostgreSQL, so the schema is one migration for both) with a CHECK
+constraint naming the allowed values: a value outside the vocabulary can never be stored,
+whatever writes it. ``Literal`` rather than ``StrEnum`` because the values are the wire
+vocabulary too (FHIR, SMART, the JSON API and the portal's forms): a ``Literal`` is the
+string itself, so the protocol cores' own Literals (``openvisit.smart.discovery.AuthMethod``)
+are the same type and nothing converts at the boundary.
+
+Vocabularies that stay open on purpose are plain strings: a job's ``kind`` (plug-in modules
+add kinds), a visit event's ``kind`` (write-back and reports add events), an appointment's
+``status`` (the launch stores the EHR's FHIR status as given) and a provider receipt's status.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypeGuard, TypeVar, get_args
+
+from sqlalchemy import Enum
+
+# --------------------------------------------------------------------------- endpoints
+
+Vendor = Literal["generic", "epic", "oracle"]
+Environment = Literal["test", "production"]
+#: OAuth client authentication at the EHR's token endpoint (SMART App Launch §2.0.9).
+AuthMethod = Literal["private_key_jwt", "client_secret_basic", "client_secret_post", "none"]
+EndpointState = Literal["draft", "awaiting_approval", "approved"]
+#: requested → provisioning → active | failed; released.
+NumberState = Literal["requested", "provisioning", "active", "failed", "released"]
+
+# ------------------------------------------------------------------------ organisations
+
+#: Portal roles (a staff account holds a list of them).
+StaffRole = Literal["org_admin", "approver", "reporter", "operator"]
+#: How a portal user proved who they are.
+SigninMethod = Literal["local", "idp"]
+
+# ------------------------------------------------------------------------------- visits
+
+#: scheduled → active → ended.
+VisitStatus = Literal["scheduled", "active", "ended"]
+VisitKind = Literal["visit", "devicetest"]
+ParticipantRole = Literal["provider", "patient", "interpreter", "guest"]
+LobbyState = Literal["invited", "waiting", "admitted", "removed", "left"]
+ContactKind = Literal["sms", "email"]
+
+# ------------------------------------------------------------------ appointments (feed)
+
+#: FHIR R4 Appointment.status (the feed maps SCH-25 onto these; EHR-SPEC §5).
+AppointmentStatus = Literal[
+    "proposed", "pending", "booked", "arrived", "fulfilled", "cancelled", "noshow",
+    "entered-in-error", "checked-in", "waitlist",
+]
+#: What a change of an appointment means for the patient: handed by the scheduling feed to
+#: notifications (one meaning per SIU event, HL7 v2.5.1 §10.3).
+Change = Literal[
+    "booked", "rescheduled", "modified", "cancelled", "discontinued", "deleted", "noshow"
+]
+#: Appointment statuses after which the appointment is over: nothing but a cancellation
+#: notice is sent, contacts are kept only for the grace period.
+ENDED_STATUSES: frozenset[AppointmentStatus] = frozenset(
+    {"cancelled", "noshow", "entered-in-error", "fulfilled"})
+#: Changes that end the appointment (S15, S16, S17, S26).
+ENDING_CHANGES: frozenset[Change] = frozenset({"cancelled", "discontinued", "deleted", "noshow"})
+
+# --------------------------------------------------------------------- jobs, messages
+
+JobState = Literal["pending", "running", "done", "dead", "cancelled"]
+MessageChannel = Literal["sms", "email", "none"]
+#: A message log's progress (it only moves forward, ``notify.repository.STATUS_RANK``).
+MessageStatus = Literal[
+    "queued", "sending", "sent", "delivered", "undelivered", "failed", "suppressed"
+]
+
+VENDORS: tuple[Vendor, ...] = get_args(Vendor)
+ENVIRONMENTS: tuple[Environment, ...] = get_args(Environment)
+AUTH_METHODS: tuple[AuthMethod, ...] = get_args(AuthMethod)
+ENDPOINT_STATES: tuple[EndpointState, ...] = get_args(EndpointState)
+NUMBER_STATES: tuple[NumberState, ...] = get_args(NumberState)
+STAFF_ROLES: tuple[StaffRole, ...] = get_args(StaffRole)
+SIGNIN_METHODS: tuple[SigninMethod, ...] = get_args(SigninMethod)
+VISIT_STATUSES: tuple[VisitStatus, ...] = get_args(VisitStatus)
+VISIT_KINDS: tuple[VisitKind, ...] = get_args(VisitKind)
+PARTICIPANT_ROLES: tuple[ParticipantRole, ...] = get_args(ParticipantRole)
+LOBBY_STATES: tuple[LobbyState, ...] = get_args(LobbyState)
+CONTACT_KINDS: tuple[ContactKind, ...] = get_args(ContactKind)
+APPOINTMENT_STATUSES: tuple[AppointmentStatus, ...] = get_args(AppointmentStatus)
+CHANGES: tuple[Change, ...] = get_args(Change)
+JOB_STATES: tuple[JobState, ...] = get_args(JobState)
+MESSAGE_CHANNELS: tuple[MessageChannel, ...] = get_args(MessageChannel)
+MESSAGE_STATUSES: tuple[MessageStatus, ...] = get_args(MessageStatus)
+
+
+Value = TypeVar("Value", bound=str)
+
+
+def is_one_of(value: str, allowed: tuple[Value, ...]) -> TypeGuard[Value]:
+    """Whether ``value`` is in the vocabulary ``allowed`` (narrows its type for mypy)."""
+    return value in allowed
+
+
+def choice(values: tuple[str, ...], *, name: str, length: int) -> Enum:
+    """A ``VARCHAR(length)`` column type whose CHECK constraint allows only ``values``.
+
+    ``name`` names the constraint (``ck_<table>_<name>`` through the naming convention);
+    ``length`` keeps the column as wide as before, so values can be added later without
+    widening it.
+    """
+    return Enum(*values, name=name, native_enum=False, create_constraint=True, length=length)
