@@ -140,7 +140,8 @@ def configure_logging(*, level: str = "INFO", json: bool = False) -> None:
     # Access logs print full URLs, which carry join tokens and launch parameters.
     logging.getLogger("uvicorn.access").disabled = True
     # httpx logs every request URL at INFO; URLs can carry identifiers and query values.
-    for noisy in ("httpx", "urllib3.connectionpool", "twilio.http_client"):
+    # aiosqlite logs every call with its arguments (SQL parameters) at DEBUG.
+    for noisy in ("httpx", "urllib3.connectionpool", "twilio.http_client", "aiosqlite"):
         logging.getLogger(noisy).setLevel(max(root.level, logging.WARNING))
     logging.getLogger("alembic").setLevel(max(root.level, logging.WARNING))
 

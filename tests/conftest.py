@@ -7,8 +7,10 @@ marked ``backend``: they run on both backends. The rest run once, on the SQLite 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -20,6 +22,16 @@ from openvisit.context import AppContext
 from tests.support.backend import BACKEND, PG_ADMIN_URL, make_settings
 
 pytest_plugins = ["tests.peers.fixtures"]
+
+# Warnings are errors (pyproject's filterwarnings). Authlib's first import adds
+# simplefilter("always", AuthlibDeprecationWarning) in front of pytest's "error"; imported
+# here, while pytest loads the configuration, that filter is discarded with the
+# configuration's (and dropped outright should this run outside pytest's warning capture), so
+# no test or collection can let an Authlib deprecation through (tests/test_warnings.py).
+with contextlib.suppress(ImportError):  # authlib is a test peer (the dev extra)
+    from authlib.deprecate import AuthlibDeprecationWarning
+
+    warnings.filters[:] = [f for f in warnings.filters if f[2] is not AuthlibDeprecationWarning]
 
 BACKEND_FIXTURES = {"ctx", "db_url", "client", "settings"}
 

@@ -103,6 +103,18 @@ class MllpListener:
         self.max_per_peer = max(1, settings.mllp_max_connections_per_peer)
         self.stopping = False
         self._connections: dict[asyncio.Task[None], _Connection] = {}
+        #: Connections accepted so far, admitted or refused (for metrics and tests).
+        self.accepted = 0
+
+    @property
+    def open_connections(self) -> int:
+        """Connections being served now."""
+        return len(self._connections)
+
+    @property
+    def busy_connections(self) -> int:
+        """Connections in the middle of a frame or of answering one."""
+        return sum(1 for c in self._connections.values() if c.busy)
 
     def _admit(self, host: str | None) -> str | None:
         """Make room for a connection from ``host``; returns why it is refused, or ``None``."""
@@ -126,6 +138,7 @@ class MllpListener:
         """Serve one client until it disconnects, times out or the listener stops."""
         task = asyncio.current_task()
         assert task is not None
+        self.accepted += 1
         peer, host = _peer(writer), _host(writer)
         refused = self._admit(host)
         if refused is not None:
@@ -175,6 +188,9 @@ class MllpListener:
             items = _frames(decoder, chunk)
             for item in items:
                 state.busy = state.answering = True
+                # At debug level: where a message is between its arrival and its ACK (the
+                # tests of a crash in that window wait for it).
+                log.debug("mllp_frame_received", peer=_peer(writer))
                 try:
                     ack = await self._answer(item)
                     if ack is not None:
@@ -286,10 +302,13 @@ async def serve_mllp(
     port: int | None = None,
     ssl_context: ssl.SSLContext | None = None,
     started: asyncio.Event | None = None,
+    listener: MllpListener | None = None,
 ) -> None:
     """Listen for MLLP on ``host:port`` (default: settings) until ``stop`` is set.
 
-    TLS comes from ``ssl_context`` or the ``mllp_tls_*`` settings (plain TCP when neither).
+    ``listener`` serves the connections (default: a new :class:`MllpListener`; a caller that
+    passes its own can watch its counters). TLS comes from ``ssl_context`` or the
+    ``mllp_tls_*`` settings (plain TCP when neither).
     ``started`` is set once the port is bound, so a caller can hold back "ready" until then.
     Raises :class:`ConfigurationError` for unreadable TLS files and for a port that cannot be
     bound (naming the address and what to do); nothing a client sends ends it.
@@ -299,7 +318,7 @@ async def serve_mllp(
         ssl_context = tls_context(
             cert=settings.mllp_tls_cert, key=settings.mllp_tls_key, ca=settings.mllp_tls_ca
         )
-    listener = MllpListener(ctx)
+    listener = listener or MllpListener(ctx)
     bind_host = host or settings.mllp_host
     bind_port = settings.mllp_port if port is None else port
     try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -142,6 +143,8 @@ class SenderDirectory:
 
     app: AppContext
     refresh_seconds: float = 5.0
+    #: Seconds on a monotonic clock (injectable: tests move time instead of waiting).
+    clock: Callable[[], float] = time.monotonic
     _endpoints: dict[uuid.UUID, FeedEndpoint] = field(default_factory=dict)
     _loaded_at: float = float("-inf")
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -151,13 +154,13 @@ class SenderDirectory:
         async with self.app.transaction() as session:
             rows = await repository.feed_endpoints(session)
         self._endpoints = {e.id: _feed_endpoint(e, region) for e, region in rows}
-        self._loaded_at = time.monotonic()
+        self._loaded_at = self.clock()
 
     async def _fresh(self, *, max_age: float) -> None:
-        if time.monotonic() - self._loaded_at <= max_age:
+        if self.clock() - self._loaded_at <= max_age:
             return
         async with self._lock:
-            if time.monotonic() - self._loaded_at > max_age:
+            if self.clock() - self._loaded_at > max_age:
                 await self.reload()
 
     async def get(self, endpoint_id: uuid.UUID) -> FeedEndpoint | None:

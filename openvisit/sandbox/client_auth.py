@@ -167,7 +167,8 @@ def verify_client_assertion(
     if jku is not None and jku != client.jwks_uri:
         raise OAuthError("invalid_client", "assertion jku is not the registered jwks_uri")
     try:
-        key_set = KeySet.import_key_set(dict(jwks))  # type: ignore[arg-type]
+        keys = jwks.get("keys")
+        key_set = KeySet.import_key_set({"keys": keys if isinstance(keys, list) else []})
         if "kid" in header:
             token = jwt.decode(assertion, key_set, algorithms=list(ASSERTION_ALGS))
         else:

@@ -11,6 +11,7 @@ search.html §3.1.1.1), or refused with ``Prefer: handling=strict``.
 from __future__ import annotations
 
 import calendar
+import functools
 import re
 import unicodedata
 from collections.abc import Callable
@@ -100,7 +101,7 @@ def search(
         spec = specs.get(key.lstrip("-"))
         if spec is None:
             raise FhirError(f"cannot sort by {key!r}", status_code=400, issue_code="not-supported")
-        matches.sort(key=lambda r, s=spec: _sort_key(r, s, tz), reverse=desc)  # type: ignore[misc]
+        matches.sort(key=functools.partial(_sort_key, spec=spec, tz=tz), reverse=desc)
     result.matches = matches
     return result
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import sys
@@ -199,6 +200,22 @@ def start_listener(db_url: str, tmp: Path, *, name: str = "mllp", **env: str) ->
     )
     wait_for(lambda: port_open("127.0.0.1", port), timeout=30, what="the MLLP listener", proc=proc)
     return Listener(proc, port)
+
+
+def start_listener_logging_frames(db_url: str, tmp: Path, **env: str) -> Listener:
+    """:func:`start_listener` logging each frame as it arrives (``mllp_frame_received``)."""
+    return start_listener(db_url, tmp, OPENVISIT_LOG_LEVEL="DEBUG", **env)
+
+
+async def frames_received(listener: Listener, count: int, *, timeout: float = 30) -> None:
+    """Return once ``listener`` (see :func:`start_listener_logging_frames`) has taken
+    ``count`` complete frames off its connections: they are past the socket and inside the
+    listener, between arrival and ACK."""
+    def arrived() -> bool:
+        return listener.proc.log.read_text(errors="replace").count("mllp_frame_received") >= count
+
+    await asyncio.to_thread(wait_for, arrived, timeout=timeout,
+                            what=f"{count} frame(s) to reach the listener", proc=listener.proc)
 
 
 def exchange(port: int, message: bytes, *, timeout: float = 15) -> bytes:

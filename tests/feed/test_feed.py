@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,7 +9,7 @@ from sqlalchemy import select, text
 
 from openvisit.context import AppContext
 from openvisit.feed.intake import SiuFeed
-from openvisit.feed.senders import invalidate
+from openvisit.feed.senders import SenderDirectory, invalidate
 from openvisit.jobs import enqueue
 from openvisit.jobs.worker import Worker
 from openvisit.models import Appointment, AuditLog, Contact, InboundMessage, Job
@@ -308,13 +307,14 @@ async def test_it_prefers_the_most_specific_sender_and_refuses_ambiguity(
 
 async def test_it_reads_a_sender_added_a_moment_ago(ctx: AppContext) -> None:
     endpoint = await make_endpoint(ctx, senders=EPIC)
-    feed = SiuFeed(ctx)
+    now = [1000.0]
+    feed = SiuFeed(ctx, directory=SenderDirectory(ctx, refresh_seconds=5.0, clock=lambda: now[0]))
     assert (await feed.handle(siu(control_id="1"))).code == "AA"
     async with ctx.transaction() as session:
         row = await session.get(type(endpoint), endpoint.id)
         assert row is not None
         row.options = {"hl7": {"senders": ["EPIC^EPICADT", "CERNER"]}}
-    await asyncio.sleep(1.1)  # an unknown sender re-reads the settings at most once a second
+    now[0] += 1.1  # an unknown sender re-reads the settings at most once a second
 
     late = await feed.handle(siu(control_id="2", sender="CERNER^MAIN", filler="X"))
 

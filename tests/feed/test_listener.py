@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +20,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from openvisit.config import Settings
 from openvisit.context import AppContext
 from openvisit.errors import ConfigurationError
-from openvisit.feed.listener import serve_mllp, tls_context
+from openvisit.feed.listener import MllpListener, serve_mllp, tls_context
 from openvisit.hl7v2 import MllpDecoder, encode_frame
 from openvisit.models import InboundMessage
 from tests.peers.fixtures import free_port
@@ -34,6 +34,16 @@ class Running:
     port: int
     stop: asyncio.Event
     task: asyncio.Task[None]
+    listener: MllpListener
+
+    async def until(self, condition: Callable[[MllpListener], bool], *, what: str,
+                    timeout: float = 10.0) -> None:
+        """Return once ``condition(listener)`` holds (the listener has caught up)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not condition(self.listener):
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"timed out waiting for the listener: {what}")
+            await asyncio.sleep(0.01)
 
 
 @contextlib.asynccontextmanager
@@ -43,20 +53,15 @@ async def listening(
     ctx = AppContext.create(settings.model_copy(update=overrides))
     await ctx.start()
     await make_endpoint(ctx, senders=("EPIC^EPICADT",))
-    port, stop = free_port(), asyncio.Event()
+    port, stop, started = free_port(), asyncio.Event(), asyncio.Event()
+    listener = MllpListener(ctx)
     task = asyncio.create_task(
-        serve_mllp(ctx, stop=stop, host="127.0.0.1", port=port, ssl_context=ssl_context)
+        serve_mllp(ctx, stop=stop, host="127.0.0.1", port=port, ssl_context=ssl_context,
+                   started=started, listener=listener)
     )
-    for _ in range(200):
-        try:
-            _r, w = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            await asyncio.sleep(0.02)
-            continue
-        w.close()
-        break
+    await asyncio.wait_for(started.wait(), timeout=10)  # bound: connections are accepted
     try:
-        yield Running(ctx, port, stop, task)
+        yield Running(ctx, port, stop, task, listener)
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=20)
@@ -184,8 +189,10 @@ async def test_it_stops_promptly_with_idle_connections_open(settings: Settings) 
     await ctx.start()
     try:
         port, stop = free_port(), asyncio.Event()
-        task = asyncio.create_task(serve_mllp(ctx, stop=stop, host="127.0.0.1", port=port))
-        await asyncio.sleep(0.2)
+        started = asyncio.Event()
+        task = asyncio.create_task(serve_mllp(ctx, stop=stop, host="127.0.0.1", port=port,
+                                              started=started))
+        await asyncio.wait_for(started.wait(), timeout=10)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         stop.set()
         await asyncio.wait_for(task, timeout=5)

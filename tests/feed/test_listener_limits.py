@@ -86,7 +86,7 @@ async def test_it_keeps_the_real_sender_served_while_one_address_holds_512_conne
         held = []
         for _ in range(512):
             held.append(await asyncio.open_connection("127.0.0.1", run.port))
-        await asyncio.sleep(0.5)
+        await run.until(lambda listener: listener.accepted == 512, what="512 connections taken")
 
         reader, writer = await asyncio.open_connection(
             "127.0.0.1", run.port, local_addr=("127.0.0.2", 0)
@@ -111,7 +111,7 @@ async def test_it_makes_room_for_a_reconnecting_sender_by_closing_its_longest_id
     # stale connections give way, so it is never locked out by its own ghosts.
     async with listening(settings, mllp_max_connections_per_peer=3) as run:
         ghosts = [await asyncio.open_connection("127.0.0.1", run.port) for _ in range(3)]
-        await asyncio.sleep(0.2)
+        await run.until(lambda listener: listener.open_connections == 3, what="3 connections")
         reader, writer = await asyncio.open_connection("127.0.0.1", run.port)
         writer.write(encode_frame(siu(control_id="BACK-1")))
         await writer.drain()
@@ -135,7 +135,8 @@ async def test_it_refuses_a_connection_past_the_cap_when_every_one_is_busy(
             w.write(b"\x0b" + siu(control_id=f"BUSY-{n}")[:30])  # mid-frame: busy
             await w.drain()
             busy.append((r, w))
-        await asyncio.sleep(0.2)
+        await run.until(lambda listener: listener.busy_connections == 2,
+                        what="2 connections mid-frame")
         extra_r, extra_w = await asyncio.open_connection("127.0.0.1", run.port)
 
         assert await _closed_within(extra_r, 2)

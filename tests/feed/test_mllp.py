@@ -25,11 +25,13 @@ from .support import (
     appointments,
     count,
     exchange,
+    frames_received,
     make_endpoint,
     mllp_send,
     read_ack,
     siu,
     start_listener,
+    start_listener_logging_frames,
     write_message,
 )
 
@@ -185,7 +187,7 @@ async def test_it_applies_once_when_killed_between_receive_and_ack(
 ) -> None:
     await make_endpoint(ctx, senders=("EPIC^EPICADT",))
     message = write_message(tmp_path, "m.hl7", siu(control_id="CRASH-1"))
-    listener = start_listener(db_url, tmp_path)
+    listener = start_listener_logging_frames(db_url, tmp_path)
     # Hold the appointment table (PostgreSQL) / the write lock (SQLite): the listener receives
     # the message, starts its transaction and waits there, before commit and before the ACK.
     async with ctx.db.engine.connect() as blocker:
@@ -213,7 +215,7 @@ async def test_it_applies_once_when_killed_between_receive_and_ack(
 
             await _wait_until(waiting, timeout=15, what="the listener to wait on the lock")
         else:
-            await asyncio.sleep(1.5)
+            await frames_received(listener, 1)  # past the socket, before its commit
         listener.proc.kill9()
         out, _ = sender.communicate(timeout=15)
         await blocker.rollback()
@@ -269,7 +271,7 @@ async def test_it_applies_a_shared_batch_once_when_killed_before_its_commit(
         write_message(tmp_path, f"m{i}.hl7", siu(control_id=f"GROUP-{i}", filler=f"G{i}"))
         for i in range(8)
     ]
-    listener = start_listener(db_url, tmp_path)
+    listener = start_listener_logging_frames(db_url, tmp_path)
     async with ctx.db.engine.connect() as blocker:
         await blocker.begin()
         if BACKEND == "postgres":
@@ -284,7 +286,8 @@ async def test_it_applies_a_shared_batch_once_when_killed_before_its_commit(
             )
             for p in paths
         ]
-        await asyncio.sleep(3.0)  # every sender connected and sent; the listener is stuck
+        # Every message is inside the listener, queued behind the locked commit.
+        await frames_received(listener, len(paths))
         listener.proc.kill9()
         outputs = [s.communicate(timeout=15)[0] for s in senders]
         await blocker.rollback()

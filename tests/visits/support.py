@@ -95,6 +95,23 @@ def _free_port() -> int:
         return port
 
 
+#: The servers :func:`serve` runs, by the host it yielded (for :func:`handlers_running`).
+_SERVERS: dict[str, uvicorn.Server] = {}
+
+
+async def handlers_running(host: str, count: int, *, timeout: float = 10.0) -> None:
+    """Return once the app served at ``host`` is handling exactly ``count`` requests and
+    sockets. A socket counts until its handler has returned, cleanup included (seat released,
+    events written and their after-commit publishes sent), so this is the moment a closed
+    socket has done everything it will ever do."""
+    tasks = _SERVERS[host].server_state.tasks
+    deadline = asyncio.get_running_loop().time() + timeout
+    while len(tasks) != count:
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{len(tasks)} handlers still running at {host}, not {count}")
+        await asyncio.sleep(0.01)
+
+
 @contextlib.asynccontextmanager
 async def serve(ctx: AppContext) -> AsyncIterator[str]:
     """The full app on a real uvicorn server in this event loop; yields its base URL.
@@ -113,9 +130,12 @@ async def serve(ctx: AppContext) -> AsyncIterator[str]:
         if server.started:
             break
         await asyncio.sleep(0.02)
+    host = f"127.0.0.1:{port}"
+    _SERVERS[host] = server
     try:
-        yield f"127.0.0.1:{port}"
+        yield host
     finally:
+        _SERVERS.pop(host, None)
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(task, timeout=10)
@@ -173,6 +193,13 @@ class Peer:
                     timeout: float = 5.0) -> dict[str, Any]:
         return await self.wait_for(lambda m: m.get("type") == "state" and predicate(m),
                                    timeout=timeout)
+
+    async def round_trip(self) -> None:
+        """Ping and wait for its pong. The server writes one socket's frames in order, so
+        every frame it queued for this peer before the pong has arrived once this returns."""
+        marker = uuid.uuid4().int % 10**12
+        await self.send(type="ping", t=marker)
+        await self.wait_for(lambda m: m.get("type") == "pong" and m.get("t") == marker)
 
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         return [m for m in self.inbox if m.get("type") == kind]

@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from openvisit.context import AppContext
 from openvisit.models import AuditLog
 from openvisit.models.visit import VisitEvent
-from tests.visits.support import Links, Peer, make_visit, seed_org, serve
+from tests.visits.support import Links, Peer, handlers_running, make_visit, seed_org, serve
 
 #: What one seat may add to visit_event (or audit_log) in a burst, whatever it sends.
 ROW_BOUND = 40
@@ -69,7 +69,14 @@ async def test_it_closes_a_flooding_sender_and_never_the_clinician_it_floods(
         patient_id = (await patient.wait_for(lambda m: m["type"] == "welcome"))["you"]["id"]
         await _admit(host, links, patient_id)
         await patient.state(lambda m: m["you"]["state"] == "admitted")
-        await asyncio.sleep(0.3)  # let the clinician's state frames reach its buffers
+        # The clinician's side knows the patient is in (its room relays to it) once its socket
+        # shows the patient among its peers.
+        async with asyncio.timeout(10):
+            while True:
+                message = json.loads(await clinician.recv())
+                if message["type"] == "state" and any(
+                        p["id"] == patient_id for p in message.get("peers", [])):
+                    break
 
         # The clinician stops reading; the patient floods it with 20,000 ~1 KB candidates.
         sent = 0
@@ -126,7 +133,7 @@ async def test_it_bounds_the_rows_a_reconnecting_seat_adds(ctx: AppContext) -> N
             while json.loads(await ws.recv())["type"] != "state":
                 pass
             await ws.close()
-        await asyncio.sleep(0.5)
+        await handlers_running(host, 0)  # every socket's disconnect is written
     visit_rows = await _count(ctx, VisitEvent, VisitEvent.visit_id == links.visit_id)
     # Two rows per socket (connected, disconnected) until the seat's budget is spent, then one
     # summary row per refill; the seat itself still reconnected every time.

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import httpx
 from sqlalchemy import select
 
 from openvisit.context import AppContext
 from openvisit.models import AuditLog, QualitySample
-from openvisit.models.visit import VisitEvent
-from tests.visits.support import Links, Peer, make_visit, seed_org, serve
+from openvisit.models.visit import Participant, VisitEvent
+from tests.visits.support import Links, Peer, handlers_running, make_visit, seed_org, serve
 
 
 def tok(url: str) -> str:
@@ -50,9 +51,8 @@ async def test_it_keeps_a_waiting_patient_blind_and_refuses_its_signalling(
             error = await patient.wait_for(
                 lambda m, k=kind: m["type"] == "error" and m.get("rejected") == k)
             assert error["code"] == "not_admitted"
-        await asyncio.sleep(0.3)
-        assert not [m for m in provider.inbox if m["type"] in ("offer", "answer", "candidate",
-                                                               "restart")]
+        # Everything the server queued for the patient meanwhile has arrived.
+        await patient.round_trip()
         async with ctx.transaction() as session:
             audits = (await session.execute(select(AuditLog).where(
                 AuditLog.action == "signalling.rejected_before_admit"))).scalars().all()
@@ -60,6 +60,16 @@ async def test_it_keeps_a_waiting_patient_blind_and_refuses_its_signalling(
         # Still no identity of anyone else reached the waiting patient.
         assert all(m.get("peers", []) == [] for m in patient.of_type("state"))
         assert not any(provider_id in str(m) for m in patient.inbox)
+        # Barrier for the provider: once admitted, the patient's next offer travels the path
+        # any earlier one would have (its channel on the bus, the relay, the provider's
+        # socket), in order. When it arrives, nothing sent from the lobby came before it.
+        assert (await admit(host, links, pid)).status_code == 200
+        await patient.state(lambda m: m["you"]["state"] == "admitted")
+        await patient.send(type="offer", to=provider_id, sdp="v=0 barrier")
+        await provider.wait_for(lambda m: m["type"] == "offer" and m["sdp"] == "v=0 barrier")
+        assert not [m for m in provider.inbox if m["type"] in ("offer", "answer", "candidate",
+                                                               "restart")
+                    and m.get("sdp") != "v=0 barrier"]
         await patient.close()
         await provider.close()
 
@@ -127,7 +137,7 @@ async def test_it_sends_back_removes_and_ends_with_events(ctx: AppContext) -> No
             "status"] == "ended"
         assert (await p1.wait_for(lambda m: m["type"] == "bye"))["reason"] == "ended"
         assert (await provider.wait_for(lambda m: m["type"] == "bye"))["reason"] == "ended"
-        await asyncio.sleep(0.2)
+        await handlers_running(host, 0)  # every socket closed and cleaned up (its events)
     async with ctx.transaction() as session:
         kinds = [e.kind for e in (await session.execute(
             select(VisitEvent).where(VisitEvent.visit_id == links.visit_id)
@@ -155,8 +165,13 @@ async def test_it_resumes_a_reconnecting_page_and_hands_the_seat_to_the_newest_s
         seen = await provider.state(lambda m: any(
             p["id"] == pid and p["session"] == "page-two-2" for p in m["peers"]))
         assert seen
-        # The old socket closing does not mark the seat disconnected.
-        await asyncio.sleep(0.3)
+        # The old socket closing does not mark the seat disconnected: once its handler has
+        # returned (cleanup done), the seat is still connected, held by the new tab.
+        await handlers_running(host, 2)  # the provider's socket and tab2's
+        async with ctx.transaction() as session:
+            seat = await session.get(Participant, uuid.UUID(pid))
+            assert seat is not None and seat.connected
+            assert (seat.connection_id or "").startswith("page-two-2.")
         assert any(s["connected"] for s in provider.of_type("state")[-1]["roster"]
                    if s["id"] == pid)
         await tab2.close()
