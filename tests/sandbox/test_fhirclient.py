@@ -87,7 +87,7 @@ def test_it_keeps_a_portal_launch_inside_the_patients_compartment(live: str) -> 
     assert smart.human_name(smart.patient.name[0]) == "Casey Testperson"
     with pytest.raises(FHIRPermissionDeniedException):
         Patient.read("pat-4", smart.server)
-    mine = Appointment.where({"_count": "100"}).perform_resources(smart.server)
+    mine = list(Appointment.where({"_count": "100"}).perform_resources_iter(smart.server))
     assert mine and all(
         any(p.actor.reference == "Patient/pat-3" for p in a.participant) for a in mine
     )
