@@ -20,12 +20,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from openvisit.config import Settings
 from openvisit.errors import InvalidInput, OpenVisitError
 from openvisit.logs import get_logger
 from openvisit.visits.turn import turn_credentials
+
+if TYPE_CHECKING:  # types only: aiortc itself is imported by aiortc() below
+    import aiortc as rtc_types
+    import aiortc.contrib.media as media_types
 
 log = get_logger(__name__)
 
@@ -44,21 +49,50 @@ class CallsUnavailable(OpenVisitError):
     code = "devicetest_unavailable"
 
 
+@dataclass(frozen=True)
+class _Aiortc:
+    """What the loop-back uses of aiortc (the optional ``devicetest`` extra)."""
+
+    RTCConfiguration: type[rtc_types.RTCConfiguration]
+    RTCIceServer: type[rtc_types.RTCIceServer]
+    RTCPeerConnection: type[rtc_types.RTCPeerConnection]
+    RTCSessionDescription: type[rtc_types.RTCSessionDescription]
+    MediaRelay: type[media_types.MediaRelay]
+
+
+def aiortc() -> _Aiortc:
+    """The one import of aiortc; raises :class:`CallsUnavailable` without the extra."""
+    try:
+        from aiortc import (
+            RTCConfiguration,
+            RTCIceServer,
+            RTCPeerConnection,
+            RTCSessionDescription,
+        )
+        from aiortc.contrib.media import MediaRelay
+    except ImportError as exc:  # the devicetest extra is not installed
+        raise CallsUnavailable(
+            "This OpenVisit was installed without the device-test call "
+            "(pip install 'openvisit[devicetest]')."
+        ) from exc
+    return _Aiortc(RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription,
+                   MediaRelay)
+
+
 def server_ice_servers(settings: Settings, *, call_id: uuid.UUID) -> list[Any]:
     """The server peer's STUN/TURN servers (aiortc ``RTCIceServer``), from the settings the
     browsers use, with TURN REST credentials of its own."""
-    from aiortc import RTCIceServer
-
+    ice_server = aiortc().RTCIceServer
     servers = []
     if settings.stun_urls:
-        servers.append(RTCIceServer(urls=list(settings.stun_urls)))
+        servers.append(ice_server(urls=list(settings.stun_urls)))
     if settings.turn_urls and settings.turn_secret:
         username, credential = turn_credentials(
             settings.turn_secret, user=f"devicetest-{call_id}",
             ttl_seconds=settings.turn_ttl_seconds,
         )
         servers.append(
-            RTCIceServer(urls=list(settings.turn_urls), username=username, credential=credential)
+            ice_server(urls=list(settings.turn_urls), username=username, credential=credential)
         )
     return servers
 
@@ -110,16 +144,10 @@ class LoopbackCalls:
         Raises :class:`CallsBusy` when every slot is taken, :class:`CallsUnavailable`
         without aiortc, :class:`InvalidInput` for an offer aiortc cannot use.
         """
-        try:
-            import aiortc  # noqa: F401
-        except ImportError as exc:  # the devicetest extra is not installed
-            raise CallsUnavailable(
-                "This OpenVisit was installed without the device-test call "
-                "(pip install 'openvisit[devicetest]')."
-            ) from exc
+        rtc = aiortc()
         call_id = self._reserve(holder)
         try:
-            return await self._start(call_id, offer_sdp)
+            return await self._start(call_id, offer_sdp, rtc)
         except BaseException:
             self._holders.pop(call_id, None)
             raise
@@ -128,14 +156,11 @@ class LoopbackCalls:
             # between the insert into _calls and this line.
             self._starting.discard(call_id)
 
-    async def _start(self, call_id: uuid.UUID, offer_sdp: str) -> str:
-        from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-        from aiortc.contrib.media import MediaRelay
-
-        pc = RTCPeerConnection(
-            RTCConfiguration(iceServers=server_ice_servers(self.settings, call_id=call_id))
+    async def _start(self, call_id: uuid.UUID, offer_sdp: str, rtc: _Aiortc) -> str:
+        pc = rtc.RTCPeerConnection(
+            rtc.RTCConfiguration(iceServers=server_ice_servers(self.settings, call_id=call_id))
         )
-        relay = MediaRelay()
+        relay = rtc.MediaRelay()
 
         @pc.on("track")
         def _echo(track: Any) -> None:
@@ -148,7 +173,7 @@ class LoopbackCalls:
                 await self._end(call_id)
 
         try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            await pc.setRemoteDescription(rtc.RTCSessionDescription(sdp=offer_sdp, type="offer"))
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:
             await pc.close()
