@@ -28,7 +28,7 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from openvisit.sandbox import admin, authorize, fhir_api, pages, tokens
-from openvisit.sandbox.client_auth import JwksFetcher, fetch_jwks
+from openvisit.sandbox.client_auth import CachedJwks, JwksFetcher
 from openvisit.sandbox.clients import ClientRegistry, SandboxClient, load_clients_file
 from openvisit.sandbox.errors import FhirError
 from openvisit.sandbox.fhir_store import ResourceStore
@@ -114,7 +114,7 @@ def create_sandbox_app(
         key=ServerKey.load_or_create(state_path / "server-key.pem" if state_path else None),
         now=clock,
         templates=Jinja2Templates(directory=str(_HERE / "templates")),
-        jwks_fetcher=jwks_fetcher or fetch_jwks,
+        jwks_fetcher=jwks_fetcher or CachedJwks(),
         admin_token=admin_token,
         lifetimes=lifetimes or Lifetimes(),
     )

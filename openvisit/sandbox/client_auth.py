@@ -46,22 +46,26 @@ class AuthenticatedClient:
     method: str
 
 
-_JWKS_CACHE: dict[str, tuple[float, Mapping[str, Any]]] = {}
 #: Like real EHRs, the sandbox caches a client's JWKS (and refetches on an unknown key).
 JWKS_TTL_SECONDS = 300.0
 
 
-async def fetch_jwks(url: str, *, fresh: bool = False) -> Mapping[str, Any]:
-    """GET a client's JWK Set (cached for a few minutes unless ``fresh``).
+class CachedJwks:
+    """A :data:`JwksFetcher` that GETs a client's JWK Set and keeps it for
+    :data:`JWKS_TTL_SECONDS`; one per sandbox (its ``jwks_fetcher``)."""
 
-    Raises ``invalid_client`` when it cannot be had.
-    """
-    cached = _JWKS_CACHE.get(url)
-    if cached is not None and not fresh and time.monotonic() - cached[0] < JWKS_TTL_SECONDS:
-        return cached[1]
-    data = await _fetch_jwks(url)
-    _JWKS_CACHE[url] = (time.monotonic(), data)
-    return data
+    def __init__(self) -> None:
+        self._cache: dict[str, tuple[float, Mapping[str, Any]]] = {}
+
+    async def __call__(self, url: str, *, fresh: bool = False) -> Mapping[str, Any]:
+        """The JWK Set at ``url`` (cached unless ``fresh``); raises ``invalid_client`` when
+        it cannot be had."""
+        cached = self._cache.get(url)
+        if cached is not None and not fresh and time.monotonic() - cached[0] < JWKS_TTL_SECONDS:
+            return cached[1]
+        data = await _fetch_jwks(url)
+        self._cache[url] = (time.monotonic(), data)
+        return data
 
 
 async def _fetch_jwks(url: str) -> Mapping[str, Any]:
@@ -132,10 +136,10 @@ async def authenticate_client(
                 remember_jti=remember_jti,
             )
         except OAuthError:
-            if client.jwks_uri is None or jwks_fetcher is not fetch_jwks:
+            if client.jwks_uri is None or not isinstance(jwks_fetcher, CachedJwks):
                 raise
             # The client may have rotated its key since we cached its JWKS: fetch once more.
-            keys = await fetch_jwks(client.jwks_uri, fresh=True)
+            keys = await jwks_fetcher(client.jwks_uri, fresh=True)
             verify_client_assertion(
                 assertion, client=client, jwks=keys, token_url=token_url, now=now,
                 remember_jti=remember_jti,

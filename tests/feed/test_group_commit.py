@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from openvisit.context import AppContext
-from openvisit.feed import intake as feed_module
+from openvisit.feed import intake as intake_module
 from openvisit.feed.group import GroupCommitter
 from openvisit.feed.intake import SiuFeed
 from openvisit.models import InboundMessage, Job, Notification
@@ -115,7 +115,7 @@ async def test_it_commits_each_message_alone_when_the_shared_transaction_fails(
 ) -> None:
     await make_endpoint(ctx, senders=EPIC)
     feed = SiuFeed(ctx)
-    real = feed_module.apply_siu_batch
+    real = intake_module.apply_siu_batch
     poisoned = "F-POISON"
 
     async def fragile(session: Any, *, items: Any, **kwargs: Any) -> Any:
@@ -124,7 +124,7 @@ async def test_it_commits_each_message_alone_when_the_shared_transaction_fails(
             raise RuntimeError("refused")
         return await real(session, items=items, **kwargs)
 
-    monkeypatch.setattr(feed_module, "apply_siu_batch", fragile)
+    monkeypatch.setattr(intake_module, "apply_siu_batch", fragile)
     replies = await _together(
         feed,
         [

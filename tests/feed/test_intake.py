@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DataError
 
 from openvisit.context import AppContext
-from openvisit.feed import intake as feed_module
+from openvisit.feed import intake as intake_module
 from openvisit.feed import service as service_module
 from openvisit.feed.intake import TEMPORARY_TEXT, SiuFeed
 from openvisit.models import Contact, InboundMessage
@@ -207,13 +207,13 @@ async def test_it_answers_a_value_the_database_refuses_as_permanent_not_temporar
     # The safety net under validation: if a value the database refuses gets past the checks
     # (here simulated), resending it cannot help, so the answer is AE without "resend later".
     await endpoint_for(ctx, "epic23")
-    real = feed_module.apply_siu_batch
+    real = intake_module.apply_siu_batch
 
     async def refusing(session, *, items, **kwargs):  # type: ignore[no-untyped-def]
         await real(session, items=items, **kwargs)
         raise DataError("INSERT ...", {}, ValueError("value out of range"))
 
-    monkeypatch.setattr(feed_module, "apply_siu_batch", refusing)
+    monkeypatch.setattr(intake_module, "apply_siu_batch", refusing)
     reply = await SiuFeed(ctx).handle(message("epic23", booking("epic23", 2)))
 
     ack = read_ack(reply.ack or b"")
@@ -230,7 +230,7 @@ async def test_it_answers_a_nul_postgresql_refuses_as_permanent_even_unchecked(
     # AE: a database error may be the last line of defence, never "resend later".
     await endpoint_for(ctx, "epic23")
     monkeypatch.setattr(service_module, "check_siu", lambda message: None)
-    monkeypatch.setattr(feed_module, "check_siu", lambda message: None)
+    monkeypatch.setattr(intake_module, "check_siu", lambda message: None)
 
     reply = await SiuFeed(ctx).handle(broken("epic23", "SCH", 2, "F-1\x00"))
 
