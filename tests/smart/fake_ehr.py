@@ -122,8 +122,9 @@ class FakeEhr:
         }
         #: The ``scope`` of each authorize request, in order.
         self.requested_scopes: list[str] = []
-        #: Seconds the token endpoint waits before answering (a slow EHR).
+        #: Seconds the token endpoint and the discovery document wait before answering.
         self.token_delay = 0.0
+        self.discovery_delay = 0.0
         #: How the token endpoint reads an ``Authorization: Basic`` header: ``"form"``
         #: URL-decodes id and secret (RFC 6749 §2.3.1), ``"raw"`` takes them as they are
         #: (what many servers do).
@@ -156,6 +157,8 @@ class FakeEhr:
     # --- discovery -------------------------------------------------------------------------
     async def discovery(self, request: Request) -> Response:
         self._hit("discovery")
+        if self.discovery_delay:
+            await asyncio.sleep(self.discovery_delay)
         return JSONResponse(self.smart_config, status_code=self.discovery_status)
 
     async def capability(self, request: Request) -> Response:
