@@ -32,16 +32,23 @@ async def put(
     await session.flush()
 
 
-async def take(session: AsyncSession, *, scope: str, value: str | None) -> dict[str, Any]:
-    """Consume ``value`` once and return its data.
+def _replayed() -> Gone:
+    return Gone(
+        "This sign-in response was already used (a replay, or the page was reloaded). "
+        "Start again from the EHR.",
+        code="state_replayed",
+        title="Sign-in already used",
+    )
 
-    Raises :class:`InvalidInput` if it was never issued, :class:`Gone` if already used or
-    expired. The conditional update makes two concurrent uses yield exactly one winner.
+
+async def check(session: AsyncSession, *, scope: str, value: str | None) -> SeenNonce:
+    """The row of a live ``value`` (issued, unexpired, unused), without using it.
+
+    Raises like :func:`take`. Safe in a read-only session: it only reads.
     """
     if not value:
         raise InvalidInput("The sign-in response has no state parameter.", code="state_missing")
-    digest = _digest(value)
-    row = await session.get(SeenNonce, (scope, digest))
+    row = await session.get(SeenNonce, (scope, _digest(value)))
     if row is None:
         raise InvalidInput(
             "This sign-in does not match one OpenVisit started (state mismatch). Start again "
@@ -49,26 +56,33 @@ async def take(session: AsyncSession, *, scope: str, value: str | None) -> dict[
             code="state_mismatch",
             title="Sign-in could not be matched",
         )
-    now = utcnow()
-    if row.expires_at < now:
+    if row.expires_at < utcnow():
         raise Gone(
             "This sign-in took too long and expired. Start again from the EHR.",
             code="state_expired",
             title="Sign-in expired",
         )
+    if row.used_at is not None:
+        raise _replayed()
+    return row
+
+
+async def take(session: AsyncSession, *, scope: str, value: str | None) -> dict[str, Any]:
+    """Consume ``value`` once and return its data.
+
+    Raises :class:`InvalidInput` if it was never issued, :class:`Gone` if already used or
+    expired. The conditional update makes two concurrent uses yield exactly one winner.
+    """
+    row = await check(session, scope=scope, value=value)
     result = await session.execute(
         update(SeenNonce)
-        .where(SeenNonce.scope == scope, SeenNonce.value == digest, SeenNonce.used_at.is_(None))
-        .values(used_at=now)
+        .where(SeenNonce.scope == scope, SeenNonce.value == row.value,
+               SeenNonce.used_at.is_(None))
+        .values(used_at=utcnow())
         .execution_options(synchronize_session=False)
     )
     if not getattr(result, "rowcount", 0):
-        raise Gone(
-            "This sign-in response was already used (a replay, or the page was reloaded). "
-            "Start again from the EHR.",
-            code="state_replayed",
-            title="Sign-in already used",
-        )
+        raise _replayed()
     return dict(row.data)
 
 

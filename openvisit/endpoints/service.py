@@ -193,6 +193,37 @@ def client_secret(app: AppContext, endpoint: EhrEndpoint) -> str | None:
     return app.cipher.decrypt(endpoint.client_secret_enc) if endpoint.client_secret_enc else None
 
 
+#: ``options`` key of the client_secret_basic encoding: ``"raw"`` sends id and secret
+#: unencoded (servers that do not form-decode the Basic header), absent = RFC 6749 §2.3.1.
+BASIC_CREDENTIALS = "basic_credentials"
+
+
+def basic_form_encoded(endpoint: EhrEndpoint) -> bool:
+    """Whether client_secret_basic form-encodes id and secret (RFC 6749 §2.3.1, the default)."""
+    return (endpoint.options or {}).get(BASIC_CREDENTIALS) != "raw"
+
+
+def basic_encoding_warning(app: AppContext, endpoint: EhrEndpoint) -> str | None:
+    """A warning when the secret changes under form-encoding and raw credentials are off.
+
+    RFC 6749 §2.3.1 form-encodes the Basic header's id and secret; a server that does not
+    decode them then compares ``a%2Bb`` with the ``a+b`` it issued and answers
+    ``invalid_client``. Nothing to warn about for other methods or plain secrets.
+    """
+    from openvisit.smart.client_auth import changed_by_form_encoding
+
+    if endpoint.auth_method != "client_secret_basic" or not basic_form_encoded(endpoint):
+        return None
+    secret = client_secret(app, endpoint) or ""
+    if not (changed_by_form_encoding(secret) or changed_by_form_encoding(endpoint.client_id)):
+        return None
+    return ("The client secret (or id) contains characters such as + / = that OAuth's "
+            "client_secret_basic form-encodes (RFC 6749 §2.3.1). Many EHR token servers do "
+            "not decode them and then refuse OpenVisit with invalid_client. If the approval "
+            "sign-in or launches fail with invalid_client, turn on \"Send the client id and "
+            "secret unencoded\" for this endpoint, or use client_secret_post.")
+
+
 #: Fields whose change alters what a launch does; changing one sends an approved endpoint
 #: back for approval (see openvisit.portal.endpoint_admin for why launches then wait).
 LAUNCH_FIELDS = ("fhir_base", "environment", "vendor", "client_id", "auth_method", "client_secret")

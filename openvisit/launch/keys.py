@@ -39,6 +39,20 @@ async def load_keyset(session: AsyncSession, *, app: AppContext) -> KeySet:
     return _parse(app, row.value_enc)
 
 
+async def signing_keyset(app: AppContext) -> KeySet:
+    """The deployment's key set, read in a read-only session of its own (created on first use).
+
+    For requests that must hold no transaction while they call the EHR: the assertion is
+    signed, and the token request sent, after this session is closed.
+    """
+    blob = await _read_blob(app)
+    if blob is None:
+        await _create_first(app)
+        blob = await _read_blob(app)
+    assert blob is not None
+    return _parse(app, blob)
+
+
 def _parse(app: AppContext, blob: str) -> KeySet:
     """Decrypt and load the key set, once per stored version (loading RSA keys is slow)."""
     cached = app.extras.get("launch.keyset")
@@ -113,12 +127,7 @@ async def ensure_keys(app: AppContext) -> None:
 async def public_jwks(app: AppContext) -> dict[str, Any]:
     """The published JWKS, read without taking the write lock (the EHR fetches it while a
     launch's transaction is open)."""
-    blob = await _read_blob(app)
-    if blob is None:
-        await _create_first(app)
-        blob = await _read_blob(app)
-    assert blob is not None
-    jwks: dict[str, Any] = _parse(app, blob).public_jwks()
+    jwks: dict[str, Any] = (await signing_keyset(app)).public_jwks()
     return jwks
 
 

@@ -354,3 +354,49 @@ async def test_it_words_a_replayed_patient_callback_in_the_browsers_language(
     assert '<html lang="cs">' in replay.text
     assert "Začněte prosím znovu" in replay.text
     assert "already used" in replay.text  # the technical text stays, for the IT team
+
+
+# --- item 15: clinicians get clinician wording on the visit's too-early / ended pages -------
+
+
+async def _seat_pages(ctx: AppContext, ehr: FakeEhr, browser: httpx.AsyncClient, *,
+                      hours: float) -> tuple[str, str]:
+    """A provider and a patient launched into apt-9 starting ``hours`` from now: their
+    visit page paths."""
+    ehr.resources["Appointment/apt-9"] = _appointment("apt-9", hours=hours)
+    started = await browser.get(f"/launch?iss={FHIR_BASE}&launch=launch-123")
+    provider = await browser.get(await authorize(ctx, started))
+    assert provider.status_code == 303, provider.text[:300]
+    _patient_launch(ehr, {"fhirContext": [{"reference": "Appointment/apt-9"}],
+                          "patient": "pat-7"}, fhir_user="Patient/pat-7")
+    patient = await _launch_patient(ctx, browser)
+    assert patient.status_code == 303, patient.text[:300]
+    return (httpx.URL(provider.headers["location"]).path,
+            httpx.URL(patient.headers["location"]).path)
+
+
+async def test_it_tells_a_clinician_who_is_early_what_to_do(
+    ctx: AppContext, ehr: FakeEhr, browser: httpx.AsyncClient,
+) -> None:
+    provider, patient = await _seat_pages(ctx, ehr, browser, hours=3)
+    clinician = await browser.get(provider + "?lang=en")
+    assert clinician.status_code == 410
+    assert "The visit is not open yet" in clinician.text
+    assert "Launch it again from the EHR then" in clinician.text
+    assert "come back then" not in clinician.text
+    person = await browser.get(patient + "?lang=en")
+    assert person.status_code == 410 and "Please come back then" in person.text
+
+
+async def test_it_tells_a_clinician_whose_visit_is_over_what_to_do(
+    ctx: AppContext, ehr: FakeEhr, browser: httpx.AsyncClient,
+) -> None:
+    hours_after = ctx.settings.join_window_after_minutes / 60
+    provider, patient = await _seat_pages(ctx, ehr, browser, hours=-(hours_after + 2))
+    clinician = await browser.get(provider + "?lang=en")
+    assert clinician.status_code == 410 and "This visit has ended" in clinician.text
+    assert "Joining this visit closed at" in clinician.text
+    assert "launch it again from the EHR" in clinician.text
+    assert "patient portal" not in clinician.text
+    person = await browser.get(patient + "?lang=en")
+    assert person.status_code == 410 and "through your patient portal" in person.text

@@ -17,8 +17,7 @@ import secrets
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import unquote_plus, urlencode
 
 import authlib.deprecate
