@@ -31,6 +31,7 @@ from openvisit import i18n, nonces
 from openvisit.context import AppContext
 from openvisit.endpoints.service import (
     LaunchRefused,
+    basic_encoding_warning,
     basic_form_encoded,
     client_secret,
     endpoint_for_launch,
@@ -318,8 +319,11 @@ async def _complete(
             auth=auth,
         )
     except OpenVisitError as exc:
+        hint = basic_encoding_warning(endpoint) if exc.details.get("ehr_error") == \
+            "invalid_client" else None
         raise LaunchRefused(
-            f"{exc.message} ({endpoint.environment} EHR at {endpoint.fhir_base})",
+            f"{exc.message} ({endpoint.environment} EHR at {endpoint.fhir_base})"
+            + (f". {hint}" if hint else ""),
             title="The EHR refused the sign-in",
             details={**env, **exc.details},
             status_code=exc.status_code,
