@@ -224,8 +224,8 @@ def basic_encoding_warning(endpoint: EhrEndpoint) -> str | None:
     return ("The client secret (or id) contains characters such as + / = that OAuth's "
             "client_secret_basic form-encodes (RFC 6749 §2.3.1). Many EHR token servers do "
             "not decode them and then refuse OpenVisit with invalid_client. If the approval "
-            "sign-in or launches fail with invalid_client, turn on \"Send the client id and "
-            "secret unencoded\" for this endpoint (or use client_secret_post).")
+            "sign-in or launches fail with invalid_client, turn on \"Send the Basic "
+            "credentials unencoded\" for this endpoint (or use client_secret_post).")
 
 
 def _with_basic_options(options: dict[str, Any], *, secret: str | None,

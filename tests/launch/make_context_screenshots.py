@@ -132,7 +132,7 @@ def main(outdir: Path) -> None:
         holder["odd"] = asyncio.run(_setup(holder["settings"], fake))
         return _app(holder["settings"], fake)
 
-    with serve(make) as (base, _app_), sync_playwright() as pw:
+    with serve(make) as (base, _), sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         for size, (width, height) in VIEWPORTS.items():
             viewport = {"width": width, "height": height}

@@ -53,4 +53,4 @@ async def test_it_launches_with_the_basic_encoding_the_token_server_reads(
     assert "invalid_client" in done.text
     if ehr.basic_decoding == "raw":
         # The secret changes under form-encoding and raw credentials are off: say what to try.
-        assert "Send the client id and secret unencoded" in done.text
+        assert "Send the Basic credentials unencoded" in done.text
