@@ -39,6 +39,13 @@ async def load_keyset(session: AsyncSession, *, app: AppContext) -> KeySet:
     return _parse(app, row.value_enc)
 
 
+async def stored_keyset(session: AsyncSession, *, app: AppContext) -> KeySet | None:
+    """The deployment's key set as stored, read in the caller's session; ``None`` before
+    the first key exists (then :func:`signing_keyset` creates it, outside that session)."""
+    row = await session.get(KeyMaterial, KEY_NAME)
+    return _parse(app, row.value_enc) if row is not None else None
+
+
 async def signing_keyset(app: AppContext) -> KeySet:
     """The deployment's key set, read in a read-only session of its own (created on first use).
 

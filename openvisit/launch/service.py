@@ -13,9 +13,10 @@ Epic context link needs the organisation's IdP sign-in matching the EHR user's
 seat goes only to the patient of the appointment (:mod:`.patient`).
 
 Transactions: no step holds one while it waits on the EHR (read → call out → write). The
-endpoint is read in a read-only session; discovery, the token exchange, the EHR's JWKS and
-the FHIR reads run with no session open; the rows (the ``state``; then the appointment, the
-visit and the seat) are written in short transactions of their own. On SQLite a write
+endpoint is read in a read-only session (at the callback: in the short transaction that
+spends the ``state``); discovery, the token exchange, the EHR's JWKS and the FHIR reads run
+with no session open; the rows (the ``state`` at the start; the appointment, the visit and
+the seat at the end) are written in short transactions of their own. On SQLite a write
 transaction is the database's one write lock: held across a 2-second token call it would
 stall the SIU feed and every other writer for those 2 seconds.
 """
@@ -37,7 +38,7 @@ from openvisit.endpoints.service import (
     endpoint_for_launch,
     get_endpoint,
 )
-from openvisit.errors import InvalidInput, OpenVisitError
+from openvisit.errors import InvalidInput, NotFound, OpenVisitError
 from openvisit.launch import messages
 from openvisit.launch import scopes as launch_scopes
 from openvisit.launch.fhir import (
@@ -46,7 +47,7 @@ from openvisit.launch.fhir import (
     FhirReader,
     resolve_appointment,
 )
-from openvisit.launch.keys import signing_keyset
+from openvisit.launch.keys import signing_keyset, stored_keyset
 from openvisit.launch.patient import check_appointment_is_theirs, seat_patient
 from openvisit.launch.seats import (
     STATE_TTL,
@@ -64,6 +65,7 @@ from openvisit.smart.context import is_fhir_id, resolve_launch_context
 from openvisit.smart.discovery import DiscoveryCache, SmartConfiguration
 from openvisit.smart.errors import safe_ehr_text
 from openvisit.smart.idtoken import JwksCache, parse_fhir_user, validate_id_token
+from openvisit.smart.keys import KeySet
 from openvisit.smart.pkce import Pkce
 from openvisit.smart.state import new_nonce, new_state
 from openvisit.smart.token import exchange_code
@@ -264,14 +266,24 @@ async def complete(
     After the state is read, a patient launch's errors are reworded for the patient in the
     language the launch began in, a clinician's stay in English.
     """
-    # Spent before anything else, in a transaction of its own: it stays spent if this fails.
-    data = await nonces.spend(app.db, scope="smart_state", value=state)
+    # 1. Spend and read, in one short transaction of its own: the state stays spent whatever
+    # happens next (an error= callback, a refused code, an endpoint removed meanwhile).
+    async with app.transaction() as session:
+        data = await nonces.take(session, scope="smart_state", value=state)
+        endpoint = await session.get(EhrEndpoint, uuid.UUID(data["endpoint_id"]))
+        keys = None
+        if endpoint is not None:
+            session.expunge(endpoint)
+            if endpoint.auth_method == "private_key_jwt":
+                keys = await stored_keyset(session, app=app)
     kind: Kind = data["kind"]
     i18n.activate((data.get("lang") or i18n.DEFAULT_LANGUAGE) if kind == "patient"
                   else i18n.DEFAULT_LANGUAGE)
     try:
-        return await _complete(app=app, data=data, kind=kind, code=code, error=error,
-                               error_description=error_description)
+        if endpoint is None:
+            raise NotFound("The EHR endpoint of this launch no longer exists.")
+        return await _complete(app=app, data=data, kind=kind, endpoint=endpoint, keys=keys,
+                               code=code, error=error, error_description=error_description)
     except OpenVisitError as exc:
         if kind == "patient":
             messages.for_patient(exc)  # the page is worded for the patient
@@ -279,11 +291,9 @@ async def complete(
 
 
 async def _complete(
-    *, app: AppContext, data: dict[str, Any], kind: Kind, code: str | None,
-    error: str | None, error_description: str | None,
+    *, app: AppContext, data: dict[str, Any], kind: Kind, endpoint: EhrEndpoint,
+    keys: KeySet | None, code: str | None, error: str | None, error_description: str | None,
 ) -> LaunchOutcome:
-    # 1. Read: the endpoint, in a read-only session.
-    endpoint = await _read_endpoint(app, endpoint_id=uuid.UUID(data["endpoint_id"]))
     env = {"environment": endpoint.environment}
     if error:
         said = f" ({safe_ehr_text(error_description)})" if error_description else ""
@@ -300,7 +310,8 @@ async def _complete(
 
     # 2. Call out: no session is open from here until the rows are written.
     config = await _configuration(app, endpoint)
-    keys = await signing_keyset(app) if endpoint.auth_method == "private_key_jwt" else None
+    if keys is None and endpoint.auth_method == "private_key_jwt":
+        keys = await signing_keyset(app)  # first use: created in a transaction of its own
     auth = client_auth_for(
         endpoint.auth_method,  # type: ignore[arg-type]
         client_id=endpoint.client_id,
