@@ -404,9 +404,14 @@ def endpoint_add(
     ] = None,
     approved: Annotated[bool, typer.Option(help="Mark approved at once (no portal step).")] = False,
     org: Annotated[str, typer.Option(help="Organisation slug (created if missing).")] = "default",
+    raw_basic_credentials: Annotated[
+        bool,
+        typer.Option(help="client_secret_basic: send id and secret unencoded (for token "
+                     "servers that do not form-decode the Basic header)."),
+    ] = False,
 ) -> None:
     """Register an EHR endpoint; launches are accepted only from approved endpoints."""
-    from openvisit.endpoints.service import add_endpoint
+    from openvisit.ehr_endpoints.service import add_endpoint
     from openvisit.portal.accounts import get_or_create_organisation
 
     async def main(ctx: AppContext) -> str:
@@ -425,6 +430,7 @@ def endpoint_add(
                 name=name,
                 approved=approved,
                 timezone=timezone,
+                raw_basic_credentials=raw_basic_credentials,
                 actor="cli",
             )
             return f"{endpoint.id}  {endpoint.environment}  {endpoint.state}  {endpoint.fhir_base}"
@@ -432,12 +438,52 @@ def endpoint_add(
     typer.echo("added " + _run(main))
 
 
+@endpoint_app.command("basic-credentials")
+def endpoint_basic_credentials(
+    endpoint_id: str,
+    raw: Annotated[
+        bool,
+        typer.Option("--raw/--form-encoded",
+                     help="Send client_secret_basic's id and secret unencoded (--raw), or "
+                     "form-encoded as RFC 6749 §2.3.1 says (--form-encoded, the default)."),
+    ],
+) -> None:
+    """How client_secret_basic sends the client id and secret to this endpoint's EHR.
+
+    RFC 6749 form-encodes them inside the Basic header; many token servers do not decode
+    that, so a secret with + / = fails there with invalid_client until --raw is set.
+    """
+    import uuid
+
+    from openvisit.ehr_endpoints.service import (
+        basic_encoding_warning,
+        get_endpoint,
+        update_endpoint,
+    )
+    from openvisit.errors import InvalidInput
+
+    async def main(ctx: AppContext) -> str | None:
+        async with ctx.transaction() as session:
+            try:
+                endpoint = await get_endpoint(session, uuid.UUID(endpoint_id))
+            except ValueError as exc:
+                raise InvalidInput(f"{endpoint_id!r} is not an endpoint id.") from exc
+            await update_endpoint(session, app=ctx, endpoint=endpoint,
+                                  changes={"raw_basic_credentials": raw}, actor="cli")
+            return basic_encoding_warning(endpoint)
+
+    warning = _run(main)
+    typer.echo("client_secret_basic credentials: " + ("unencoded" if raw else "form-encoded"))
+    if warning:
+        typer.echo(f"warning: {warning}", err=True)
+
+
 @endpoint_app.command("list")
 def endpoint_list(
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines output.")] = False,
 ) -> None:
     """List EHR endpoints with their environment and approval state."""
-    from openvisit.endpoints import repository
+    from openvisit.ehr_endpoints.service import basic_form_encoded, list_endpoints
 
     async def main(ctx: AppContext) -> list[dict[str, str]]:
         async with ctx.transaction() as session:
@@ -450,8 +496,9 @@ def endpoint_list(
                     "fhir_base": e.fhir_base,
                     "client_id": e.client_id,
                     "auth_method": e.auth_method,
+                    "basic_credentials": "form-encoded" if basic_form_encoded(e) else "raw",
                 }
-                for e in await repository.for_organisation(session)
+                for e in await list_endpoints(session)
             ]
 
     for row in _run(main):
@@ -492,7 +539,7 @@ def endpoint_epic_link(
     """
     import uuid
 
-    from openvisit.endpoints.service import get_endpoint
+    from openvisit.ehr_endpoints.service import get_endpoint
     from openvisit.errors import InvalidInput
     from openvisit.launch.epic_config import LEGACY_RISK, save_link_key
 

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -66,8 +66,8 @@ class Services:
     portal_http: httpx.AsyncClient | None = None
     #: :func:`openvisit.portal.passwords.workers`: the argon2 threads.
     password_workers: PasswordWorkers | None = None
-    #: For the launch and approval code (openvisit.launch, portal sign-in and approval),
-    #: which still keep these in ``AppContext.extras`` until they switch to these fields.
+    #: The launch's discovery/JWKS caches and signing keys; the organisation IdP client; the
+    #: approval's JWKS cache.
     launch_caches: LaunchCaches | None = None
     launch_keyset: tuple[str, KeySet] | None = None
     idp: IdpClient | None = None
@@ -100,9 +100,6 @@ class AppContext:
     hasher: KeyedHasher
     #: Per-process services, typed (see :class:`Services`).
     services: Services = field(default_factory=Services)
-    #: Deprecated (issue 12): string-keyed objects of the launch and approval code, until it
-    #: moves to the typed fields of :attr:`services`. Nothing new goes here.
-    extras: dict[str, Any] = field(default_factory=dict)
     http: httpx.AsyncClient = field(
         default_factory=lambda: httpx.AsyncClient(
             timeout=httpx.Timeout(10.0, connect=5.0),
@@ -130,10 +127,6 @@ class AppContext:
         await self.bus.start()
 
     async def close(self) -> None:
-        for extra in list(self.extras.values()):
-            closer = getattr(extra, "aclose", None)
-            if closer is not None:  # what the launch code still keeps here (issue 12)
-                await closer()
         await self.services.aclose()
         await self.bus.close()
         await self.http.aclose()

@@ -20,6 +20,9 @@ class OpenVisitError(Exception):
 
     status_code: int = 400
     code: str = "error"
+    #: A title and message for the person reading an HTML page (a patient), when they differ
+    #: from ``message``; API clients and logs keep ``message``. See :meth:`for_page`.
+    page: tuple[str, str] | None = None
 
     def __init__(
         self,
@@ -40,6 +43,12 @@ class OpenVisitError(Exception):
         self.permanent = permanent
         self.title = title
         self.details = details or {}
+
+    def for_page(self, *, title: str, message: str) -> OpenVisitError:
+        """Word this error for an HTML page's reader; the page keeps :attr:`message` folded
+        away for the helpdesk. Returns the same error (to re-raise)."""
+        self.page = (title, message)
+        return self
 
 
 class InvalidInput(OpenVisitError):

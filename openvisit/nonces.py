@@ -32,16 +32,23 @@ async def put(
     await session.flush()
 
 
-async def take(session: AsyncSession, *, scope: str, value: str | None) -> dict[str, Any]:
-    """Consume ``value`` once and return its data.
+def _replayed() -> Gone:
+    return Gone(
+        "This sign-in response was already used (a replay, or the page was reloaded). "
+        "Start again from the EHR.",
+        code="state_replayed",
+        title="Sign-in already used",
+    )
 
-    Raises :class:`InvalidInput` if it was never issued, :class:`Gone` if already used or
-    expired. The conditional update makes two concurrent uses yield exactly one winner.
+
+async def check(session: AsyncSession, *, scope: str, value: str | None) -> SeenNonce:
+    """The row of a live ``value`` (issued, unexpired, unused), without using it.
+
+    Raises like :func:`take`. Safe in a read-only session: it only reads.
     """
     if not value:
         raise InvalidInput("The sign-in response has no state parameter.", code="state_missing")
-    digest = _digest(value)
-    row = await repository.nonce(session, scope=scope, digest=digest)
+    row = await repository.nonce(session, scope=scope, digest=_digest(value))
     if row is None:
         raise InvalidInput(
             "This sign-in does not match one OpenVisit started (state mismatch). Start again "
@@ -49,20 +56,27 @@ async def take(session: AsyncSession, *, scope: str, value: str | None) -> dict[
             code="state_mismatch",
             title="Sign-in could not be matched",
         )
-    now = utcnow()
-    if row.expires_at < now:
+    if row.expires_at < utcnow():
         raise Gone(
             "This sign-in took too long and expired. Start again from the EHR.",
             code="state_expired",
             title="Sign-in expired",
         )
-    if not await repository.mark_nonce_used(session, scope=scope, digest=digest, now=now):
-        raise Gone(
-            "This sign-in response was already used (a replay, or the page was reloaded). "
-            "Start again from the EHR.",
-            code="state_replayed",
-            title="Sign-in already used",
-        )
+    if row.used_at is not None:
+        raise _replayed()
+    return row
+
+
+async def take(session: AsyncSession, *, scope: str, value: str | None) -> dict[str, Any]:
+    """Consume ``value`` once and return its data.
+
+    Raises :class:`InvalidInput` if it was never issued, :class:`Gone` if already used or
+    expired. The conditional update makes two concurrent uses yield exactly one winner.
+    """
+    row = await check(session, scope=scope, value=value)
+    if not await repository.mark_nonce_used(session, scope=scope, digest=row.value,
+                                            now=utcnow()):
+        raise _replayed()
     return dict(row.data)
 
 

@@ -49,7 +49,6 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: ``resolver(host, port)`` → the addresses ``host`` stands for (injectable for tests).
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 #: Transitional (issue 12): where tests of the launch still plant their client.
-EXTRAS_KEY = "outbound.portal_http"
 _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
 _REDIRECTS = {301, 302, 303, 307, 308}
 _LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
@@ -318,10 +317,6 @@ def portal_http(app: AppContext) -> httpx.AsyncClient:
     """The process's guarded client for portal-driven requests (made on first use)."""
     client = app.services.portal_http
     if client is None:
-        # Transitional (issue 12): tests of the launch still plant their client under this
-        # extras key; it moves to the typed field here. Removed once they assign the field.
-        planted = app.extras.pop(EXTRAS_KEY, None)
-        client = planted if isinstance(planted, httpx.AsyncClient) else guarded_client(
-            OutboundPolicy.from_settings(app.settings))
+        client = guarded_client(OutboundPolicy.from_settings(app.settings))
         app.services.portal_http = client
     return client

@@ -26,17 +26,10 @@ SQL_MODULES = ("sqlalchemy", "sqlalchemy.sql", "sqlalchemy.sql.expression",
                "sqlalchemy.dialects.postgresql", "sqlalchemy.dialects.sqlite")
 SQL_FUNCTIONS = frozenset({"select", "insert", "update", "delete", "text", "tuple_"})
 
-#: Files of the launch and approval work (the lead's area in issue 12) that still build SQL
-#: outside a repository; the lead moves their queries and removes the entries.
-SQL_ALLOWED: dict[str, str] = {
-    "launch/service.py": "appointment upsert of the launch (lead: launch repository)",
-    "launch/proof.py": "provider link queries (lead: launch repository)",
-}
-#: Views that still import a repository, for the same reason.
-VIEW_REPOSITORY_ALLOWED: dict[str, str] = {
-    "launch/views.py": "endpoint look-up by iss (lead: launch service)",
-    "cli.py": "`endpoint list` reads openvisit.endpoints.repository (lead: endpoints service)",
-}
+#: Files that may still build SQL outside a repository (none: keep it so).
+SQL_ALLOWED: dict[str, str] = {}
+#: Views that may still import a repository (none).
+VIEW_REPOSITORY_ALLOWED: dict[str, str] = {}
 #: The one legitimate dynamic import: plug-in job modules named in the configuration.
 DYNAMIC_IMPORT_ALLOWED = frozenset({"jobs/registry.py"})
 

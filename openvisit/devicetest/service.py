@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from openvisit.endpoints import repository as endpoints_repository
+from openvisit.ehr_endpoints import repository as endpoints_repository
 from openvisit.models import EhrEndpoint, utcnow
 from openvisit.models.ops import ContextToken, QualitySample
 from openvisit.models.visit import Visit, VisitEvent

@@ -11,7 +11,7 @@ our warnings-as-errors policy turns into a failure.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import httpx
@@ -25,6 +25,9 @@ from openvisit.smart.pkce import Pkce
 from openvisit.smart.state import new_nonce, new_state
 from openvisit.smart.token import exchange_code
 
+if TYPE_CHECKING:
+    from openvisit.context import AppContext
+
 
 @dataclass(frozen=True)
 class IdpStart:
@@ -32,6 +35,14 @@ class IdpStart:
     state: str
     nonce: str
     code_verifier: str
+
+
+def idp_client(app: AppContext) -> IdpClient:
+    """This process's client of the organisation IdP (discovery and JWKS cached)."""
+    client = app.services.idp
+    if client is None:
+        client = app.services.idp = IdpClient(app.settings)
+    return client
 
 
 class IdpClient:

@@ -18,10 +18,10 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit.context import AppContext
-from openvisit.endpoints.service import LaunchRefused, get_endpoint
+from openvisit.ehr_endpoints.service import LaunchRefused, get_endpoint
 from openvisit.launch.epic_config import EpicLinkConfig, derive_key
 from openvisit.launch.fhir import AppointmentFacts
-from openvisit.launch.service import Kind, LaunchOutcome, enter_visit, upsert_appointment
+from openvisit.launch.seats import Kind, LaunchOutcome, enter_visit, upsert_appointment
 from openvisit.logs import get_logger
 from openvisit.smart.epic_context import EpicContext, decrypt_epic_link
 

@@ -39,14 +39,34 @@ async def load_keyset(session: AsyncSession, *, app: AppContext) -> KeySet:
     return _parse(app, row.value_enc)
 
 
+async def stored_keyset(session: AsyncSession, *, app: AppContext) -> KeySet | None:
+    """The deployment's key set as stored, read in the caller's session; ``None`` before
+    the first key exists (then :func:`signing_keyset` creates it, outside that session)."""
+    row = await session.get(KeyMaterial, KEY_NAME)
+    return _parse(app, row.value_enc) if row is not None else None
+
+
+async def signing_keyset(app: AppContext) -> KeySet:
+    """The deployment's key set, read in a read-only session of its own (created on first use).
+
+    For requests that must hold no transaction while they call the EHR: the assertion is
+    signed, and the token request sent, after this session is closed.
+    """
+    blob = await _read_blob(app)
+    if blob is None:
+        await _create_first(app)
+        blob = await _read_blob(app)
+    assert blob is not None
+    return _parse(app, blob)
+
+
 def _parse(app: AppContext, blob: str) -> KeySet:
     """Decrypt and load the key set, once per stored version (loading RSA keys is slow)."""
-    cached = app.extras.get("launch.keyset")
-    if isinstance(cached, tuple) and cached[0] == blob:
-        keys: KeySet = cached[1]
-        return keys
+    cached = app.services.launch_keyset
+    if cached is not None and cached[0] == blob:
+        return cached[1]
     keys = KeySet.from_dict(json.loads(app.cipher.decrypt(blob)))
-    app.extras["launch.keyset"] = (blob, keys)
+    app.services.launch_keyset = (blob, keys)
     return keys
 
 
@@ -113,12 +133,7 @@ async def ensure_keys(app: AppContext) -> None:
 async def public_jwks(app: AppContext) -> dict[str, Any]:
     """The published JWKS, read without taking the write lock (the EHR fetches it while a
     launch's transaction is open)."""
-    blob = await _read_blob(app)
-    if blob is None:
-        await _create_first(app)
-        blob = await _read_blob(app)
-    assert blob is not None
-    jwks: dict[str, Any] = _parse(app, blob).public_jwks()
+    jwks: dict[str, Any] = (await signing_keyset(app)).public_jwks()
     return jwks
 
 

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
@@ -34,7 +33,8 @@ from starlette.responses import Response
 from openvisit import nonces
 from openvisit.audit import record
 from openvisit.config import Settings
-from openvisit.endpoints.service import LaunchRefused, get_endpoint
+from openvisit.ehr_endpoints.service import LaunchRefused, get_endpoint
+from openvisit.launch import repository
 from openvisit.logs import get_logger
 from openvisit.models import EhrEndpoint, ProviderLink, Visit
 
@@ -77,8 +77,12 @@ async def issue(
         scope=SCOPE,
         value=value,
         ttl=timedelta(hours=settings.launch_provider_proof_hours),
-        data={"endpoint_id": str(endpoint_id), "ehr_user_id": ehr_user_id,
-              "idp_issuer": idp_issuer, "idp_subject": idp_subject},
+        data={
+            "endpoint_id": str(endpoint_id),
+            "ehr_user_id": ehr_user_id,
+            "idp_issuer": idp_issuer,
+            "idp_subject": idp_subject,
+        },
     )
     return value
 
@@ -116,11 +120,7 @@ async def verify(
         or data.get("idp_issuer") != issuer
     ):
         return False
-    link = await session.scalar(
-        select(ProviderLink).where(
-            ProviderLink.endpoint_id == endpoint_id, ProviderLink.ehr_user_id == ehr_user_id
-        )
-    )
+    link = await repository.provider_link(session, endpoint_id=endpoint_id, ehr_user_id=ehr_user_id)
     return (
         link is not None
         and link.idp_issuer == issuer
@@ -148,15 +148,16 @@ async def needs_idp(
     if provider_proof == "ehr_id_token":
         if not settings.oidc_issuer:
             return False
-        link = await session.scalar(
-            select(ProviderLink).where(
-                ProviderLink.endpoint_id == endpoint.id, ProviderLink.ehr_user_id == user_ref
-            )
+        link = await repository.provider_link(
+            session, endpoint_id=endpoint.id, ehr_user_id=user_ref
         )
         return link is None
     if settings.oidc_issuer:
         return not await verify(
-            session, settings=settings, value=proof_cookie, endpoint_id=endpoint.id,
+            session,
+            settings=settings,
+            value=proof_cookie,
+            endpoint_id=endpoint.id,
             ehr_user_id=user_ref,
         )
     if settings.environment == "development":
@@ -170,9 +171,14 @@ async def needs_idp(
         f"{settings.public_url}/launch/idp/callback as a redirect URI at the identity "
         "provider), then restarts OpenVisit. Patients' links keep working meanwhile.",
         title="Clinician sign-in is not set up",
-        details={"environment": endpoint.environment,
-                 "settings": ["OPENVISIT_OIDC_ISSUER", "OPENVISIT_OIDC_CLIENT_ID",
-                              "OPENVISIT_OIDC_CLIENT_SECRET"]},
+        details={
+            "environment": endpoint.environment,
+            "settings": [
+                "OPENVISIT_OIDC_ISSUER",
+                "OPENVISIT_OIDC_CLIENT_ID",
+                "OPENVISIT_OIDC_CLIENT_SECRET",
+            ],
+        },
     )
 
 
@@ -202,12 +208,7 @@ async def link_provider(
 
     endpoint = await get_endpoint(session, uuid.UUID(pending["endpoint_id"]))
     ehr_user_id: str = pending["ehr_user_id"]
-    link = await session.scalar(
-        select(ProviderLink).where(
-            ProviderLink.endpoint_id == endpoint.id,
-            ProviderLink.ehr_user_id == ehr_user_id,
-        )
-    )
+    link = await repository.provider_link(session, endpoint_id=endpoint.id, ehr_user_id=ehr_user_id)
     if link is None:
         link = ProviderLink(
             organisation_id=endpoint.organisation_id,
@@ -226,8 +227,9 @@ async def link_provider(
             organisation_id=endpoint.organisation_id,
         )
     elif link.idp_issuer != idp_issuer or link.idp_subject != idp_subject:
-        log.warning("provider_link_mismatch", endpoint_id=str(endpoint.id),
-                    provider_link_id=str(link.id))
+        log.warning(
+            "provider_link_mismatch", endpoint_id=str(endpoint.id), provider_link_id=str(link.id)
+        )
         raise LaunchRefused(
             "You signed in to the organisation as someone other than the clinician this EHR "
             "user is linked to, so OpenVisit cannot seat you as that clinician. Sign out of the "
@@ -245,8 +247,12 @@ async def link_provider(
     issued = None
     if pending.get("proof") == "idp":
         issued = await issue(
-            session, settings=app.settings, endpoint_id=endpoint.id, ehr_user_id=ehr_user_id,
-            idp_issuer=idp_issuer, idp_subject=idp_subject,
+            session,
+            settings=app.settings,
+            endpoint_id=endpoint.id,
+            ehr_user_id=ehr_user_id,
+            idp_issuer=idp_issuer,
+            idp_subject=idp_subject,
         )
     await record(
         session,

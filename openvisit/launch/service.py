@@ -9,7 +9,16 @@ replica can complete a launch another one began. It is spent in its own transact
 Who gets a clinician seat (docs/security.md): a SMART launch needs the EHR's validated
 id_token naming a ``Practitioner`` (plus the one-time IdP link when an IdP is configured); an
 Epic context link needs the organisation's IdP sign-in matching the EHR user's
-:class:`ProviderLink`, or the short-lived proof such a sign-in left (:mod:`.proof`).
+:class:`ProviderLink`, or the short-lived proof such a sign-in left (:mod:`.proof`). A patient
+seat goes only to the patient of the appointment (:mod:`.patient`).
+
+Transactions: no step holds one while it waits on the EHR (read → call out → write). The
+endpoint is read in a read-only session (at the callback: in the short transaction that
+spends the ``state``); discovery, the token exchange, the EHR's JWKS and the FHIR reads run
+with no session open; the rows (the ``state`` at the start; the appointment, the visit and
+the seat at the end) are written in short transactions of their own. On SQLite a write
+transaction is the database's one write lock: held across a 2-second token call it would
+stall the SIU feed and every other writer for those 2 seconds.
 """
 
 from __future__ import annotations
@@ -17,51 +26,54 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from openvisit import nonces
-from openvisit.audit import record
+from openvisit import i18n, nonces
 from openvisit.context import AppContext
-from openvisit.endpoints.service import (
+from openvisit.ehr_endpoints.service import (
     LaunchRefused,
+    basic_encoding_warning,
+    basic_form_encoded,
     client_secret,
     endpoint_for_launch,
     get_endpoint,
 )
-from openvisit.errors import OpenVisitError
-from openvisit.launch import proof
-from openvisit.launch.fhir import AppointmentFacts, FhirReader, resolve_appointment
-from openvisit.launch.keys import load_keyset
-from openvisit.launch.proof import ProviderProof
+from openvisit.errors import InvalidInput, NotFound, OpenVisitError
+from openvisit.launch import messages
+from openvisit.launch import scopes as launch_scopes
+from openvisit.launch.fhir import (
+    EhrRecordMissing,
+    EhrRefused,
+    FhirReader,
+    resolve_appointment,
+)
+from openvisit.launch.keys import signing_keyset, stored_keyset
+from openvisit.launch.patient import check_appointment_is_theirs, seat_patient
+from openvisit.launch.seats import (
+    STATE_TTL,
+    Kind,
+    LaunchOutcome,
+    enter_visit,
+    upsert_appointment,
+)
 from openvisit.logs import get_logger
-from openvisit.models import Appointment, EhrEndpoint, utcnow
+from openvisit.models import EhrEndpoint, utcnow
 from openvisit.outbound import portal_http
 from openvisit.smart.authorize import build_authorize_request
 from openvisit.smart.client_auth import client_auth_for
-from openvisit.smart.context import LaunchContext, resolve_launch_context
+from openvisit.smart.context import is_fhir_id, resolve_launch_context
 from openvisit.smart.discovery import DiscoveryCache, SmartConfiguration
+from openvisit.smart.errors import safe_ehr_text
 from openvisit.smart.idtoken import JwksCache, parse_fhir_user, validate_id_token
+from openvisit.smart.keys import KeySet
 from openvisit.smart.pkce import Pkce
 from openvisit.smart.state import new_nonce, new_state
 from openvisit.smart.token import exchange_code
 
-log = get_logger(__name__)
+__all__ = ["STATE_TTL", "Kind", "LaunchOutcome", "Redirect", "begin", "complete",
+           "enter_visit", "upsert_appointment"]
 
-Kind = Literal["provider", "patient"]
-STATE_TTL = timedelta(minutes=10)
-SCOPES: dict[Kind, str] = {
-    "provider": "launch openid fhirUser online_access user/Appointment.rs user/Encounter.rs "
-    "user/Patient.rs",
-    "patient": "launch openid fhirUser patient/Appointment.rs",
-}
-STANDALONE_SCOPES: dict[Kind, str] = {
-    "provider": "openid fhirUser online_access user/Appointment.rs user/Encounter.rs",
-    "patient": "launch/patient openid fhirUser patient/Appointment.rs",
-}
+log = get_logger(__name__)
 
 
 @dataclass
@@ -73,10 +85,10 @@ class LaunchCaches:
 
 
 def caches(app: AppContext) -> LaunchCaches:
-    found = app.extras.get("launch")
-    if not isinstance(found, LaunchCaches):
+    found = app.services.launch_caches
+    if found is None:
         found = LaunchCaches(discovery=DiscoveryCache(ttl_seconds=3600), jwks=JwksCache())
-        app.extras["launch"] = found
+        app.services.launch_caches = found
     return found
 
 
@@ -101,12 +113,37 @@ async def _configuration(app: AppContext, endpoint: EhrEndpoint) -> SmartConfigu
             f"EHR at {endpoint.fhir_base}: {exc.message}",
             title="The EHR could not be reached",
             status_code=502,
+            permanent=exc.permanent,
             details={"environment": endpoint.environment},
         ) from exc
 
 
+async def _read_endpoint(
+    app: AppContext, *, endpoint_id: uuid.UUID | None = None, iss: str | None = None
+) -> EhrEndpoint:
+    """The endpoint, read in a read-only session and detached from it (no transaction stays
+    open; its loaded values remain readable)."""
+    async with app.db.read() as session:
+        if endpoint_id is not None:
+            endpoint = await get_endpoint(session, endpoint_id)
+        else:
+            endpoint = await endpoint_for_launch(session, iss=iss or "")
+        session.expunge(endpoint)
+    return endpoint
+
+
+def _require_approved(endpoint: EhrEndpoint) -> None:
+    if endpoint.state != "approved":
+        raise LaunchRefused(
+            f"The {endpoint.environment} endpoint is not approved (it is "
+            f"{endpoint.state.replace('_', ' ')}); launches from it are refused until the named "
+            "EHR approver approves it in the OpenVisit portal.",
+            title="Endpoint not approved",
+            details={"environment": endpoint.environment},
+        )
+
+
 async def begin(
-    session: AsyncSession,
     *,
     app: AppContext,
     kind: Kind,
@@ -114,22 +151,42 @@ async def begin(
     launch: str | None = None,
     endpoint_id: uuid.UUID | None = None,
     appointment_hint: str | None = None,
+    language: str | None = None,
 ) -> Redirect:
     """Start an EHR launch (``iss`` + ``launch``) or a standalone one (``endpoint_id``).
 
-    Raises :class:`LaunchRefused` for an unknown or unapproved endpoint, or an EHR whose SMART
-    configuration lacks what OpenVisit needs (PKCE S256, the token endpoint…).
+    ``appointment_hint`` (standalone only) names the appointment when the EHR's context does
+    not; ``language`` is the patient page's language, kept for the callback's pages. Raises
+    :class:`LaunchRefused` for an unknown or unapproved endpoint, or an EHR whose SMART
+    configuration lacks what OpenVisit needs (PKCE S256, the token endpoint…), and
+    :class:`InvalidInput` for a hint that is not a FHIR id. A patient launch raises them
+    reworded for the patient (:mod:`openvisit.launch.messages`).
     """
+    try:
+        return await _begin(app=app, kind=kind, iss=iss, launch=launch,
+                            endpoint_id=endpoint_id, appointment_hint=appointment_hint,
+                            language=language)
+    except OpenVisitError as exc:
+        if kind == "patient":
+            messages.for_patient(exc)  # the page is worded for the patient
+        raise
+
+
+async def _begin(
+    *, app: AppContext, kind: Kind, iss: str | None, launch: str | None,
+    endpoint_id: uuid.UUID | None, appointment_hint: str | None, language: str | None,
+) -> Redirect:
+    if appointment_hint is not None and not is_fhir_id(appointment_hint):
+        raise InvalidInput(
+            "The appointment in the launch address is not a FHIR id (letters, digits, '-' "
+            "and '.', at most 64). Copy the appointment's id from the EHR.",
+            details={"field": "appointment"},
+        )
     if endpoint_id is not None:
-        endpoint = await get_endpoint(session, endpoint_id)
-        if endpoint.state != "approved":
-            raise LaunchRefused(
-                f"The {endpoint.environment} endpoint is not approved yet.",
-                title="Endpoint not approved",
-                details={"environment": endpoint.environment},
-            )
+        endpoint = await _read_endpoint(app, endpoint_id=endpoint_id)
+        _require_approved(endpoint)
     else:
-        endpoint = await endpoint_for_launch(session, iss=iss or "")
+        endpoint = await _read_endpoint(app, iss=iss)
         if not launch:
             raise LaunchRefused(
                 "The EHR opened OpenVisit without a launch parameter; check the launch URL in "
@@ -154,27 +211,30 @@ async def begin(
             title="The EHR's SMART configuration is incomplete",
             details={"environment": endpoint.environment},
         )
+    scope = launch_scopes.requested(kind, ehr_launch=launch is not None, config=config)
     pkce, state, nonce = Pkce.new(), new_state(), new_nonce()
-    await nonces.put(
-        session,
-        scope="smart_state",
-        value=state,
-        ttl=STATE_TTL,
-        data={
-            "endpoint_id": str(endpoint.id),
-            "kind": kind,
-            "verifier": pkce.verifier,
-            "nonce": nonce,
-            "appointment_hint": appointment_hint,
-            "standalone": launch is None,
-        },
-    )
-    scopes = SCOPES[kind] if launch else STANDALONE_SCOPES[kind]
+    async with app.transaction() as session:
+        await nonces.put(
+            session,
+            scope="smart_state",
+            value=state,
+            ttl=STATE_TTL,
+            data={
+                "endpoint_id": str(endpoint.id),
+                "kind": kind,
+                "verifier": pkce.verifier,
+                "nonce": nonce,
+                "appointment_hint": appointment_hint,
+                "standalone": launch is None,
+                "scope": scope,
+                "lang": language,
+            },
+        )
     request = build_authorize_request(
         config,
         client_id=endpoint.client_id,
         redirect_uri=redirect_uri(app),
-        scope=scopes,
+        scope=scope,
         state=state,
         aud=endpoint.fhir_base,
         code_challenge=pkce.challenge,
@@ -190,21 +250,7 @@ async def begin(
     return Redirect(url=request.url, form=dict(request.form) if request.method == "POST" else None)
 
 
-@dataclass(frozen=True)
-class LaunchOutcome:
-    """Where the browser goes next, and what the launch resolved (for tests and benches)."""
-
-    redirect: str
-    appointment_id: uuid.UUID
-    visit_id: uuid.UUID
-    needs_idp: bool
-    ehr_round_trips: int
-    #: Seconds spent waiting for the EHR (token, JWKS, FHIR) during this request.
-    ehr_seconds: float = 0.0
-
-
 async def complete(
-    session: AsyncSession,
     *,
     app: AppContext,
     state: str | None,
@@ -214,32 +260,64 @@ async def complete(
 ) -> LaunchOutcome:
     """Finish a launch at the redirect URI: check state, exchange the code, find the visit.
 
-    Raises :class:`LaunchRefused` for an EHR error, and the :mod:`openvisit.nonces` errors for
-    a missing, mismatched, expired or replayed ``state``.
+    Raises :class:`LaunchRefused` for an EHR error, a clinician the EHR did not vouch for or
+    a patient seat that is not that patient's (:class:`~.patient.PatientMismatch`), and the
+    :mod:`openvisit.nonces` errors for a missing, mismatched, expired or replayed ``state``.
+    After the state is read, a patient launch's errors are reworded for the patient in the
+    language the launch began in, a clinician's stay in English.
     """
-    # Spent before anything else, in a transaction of its own: it stays spent if this fails.
-    data = await nonces.spend(app.db, scope="smart_state", value=state)
-    endpoint = await get_endpoint(session, uuid.UUID(data["endpoint_id"]))
+    # 1. Spend and read, in one short transaction of its own: the state stays spent whatever
+    # happens next (an error= callback, a refused code, an endpoint removed meanwhile).
+    async with app.transaction() as session:
+        data = await nonces.take(session, scope="smart_state", value=state)
+        endpoint = await session.get(EhrEndpoint, uuid.UUID(data["endpoint_id"]))
+        keys = None
+        if endpoint is not None:
+            session.expunge(endpoint)
+            if endpoint.auth_method == "private_key_jwt":
+                keys = await stored_keyset(session, app=app)
+    kind: Kind = data["kind"]
+    i18n.activate((data.get("lang") or i18n.DEFAULT_LANGUAGE) if kind == "patient"
+                  else i18n.DEFAULT_LANGUAGE)
+    try:
+        if endpoint is None:
+            raise NotFound("The EHR endpoint of this launch no longer exists.")
+        return await _complete(app=app, data=data, kind=kind, endpoint=endpoint, keys=keys,
+                               code=code, error=error, error_description=error_description)
+    except OpenVisitError as exc:
+        if kind == "patient":
+            messages.for_patient(exc)  # the page is worded for the patient
+        raise
+
+
+async def _complete(
+    *, app: AppContext, data: dict[str, Any], kind: Kind, endpoint: EhrEndpoint,
+    keys: KeySet | None, code: str | None, error: str | None, error_description: str | None,
+) -> LaunchOutcome:
     env = {"environment": endpoint.environment}
     if error:
+        said = f" ({safe_ehr_text(error_description)})" if error_description else ""
         raise LaunchRefused(
-            f"The {endpoint.environment} EHR refused the sign-in: {error}"
-            + (f" ({error_description[:160]})" if error_description else "")
-            + ". Check OpenVisit's app registration and scopes in the EHR.",
+            f"The {endpoint.environment} EHR refused the sign-in: "
+            f"{safe_ehr_text(error, limit=60)}{said}. Check OpenVisit's app registration and "
+            "scopes in the EHR.",
             title="The EHR refused the sign-in",
-            details=env,
+            details={**env, "ehr_error": safe_ehr_text(error, limit=60)},
         )
     if not code:
         raise LaunchRefused("The EHR returned without an authorization code.", details=env)
+    _require_approved(endpoint)
+
+    # 2. Call out: no session is open from here until the rows are written.
     config = await _configuration(app, endpoint)
-    keys = (
-        await load_keyset(session, app=app) if endpoint.auth_method == "private_key_jwt" else None
-    )
+    if keys is None and endpoint.auth_method == "private_key_jwt":
+        keys = await signing_keyset(app)  # first use: created in a transaction of its own
     auth = client_auth_for(
         endpoint.auth_method,
         client_id=endpoint.client_id,
         secret=client_secret(app, endpoint),
         keys=keys,
+        basic_form_encoded=basic_form_encoded(endpoint),
     )
     ehr_started = time.perf_counter()
     try:
@@ -252,11 +330,15 @@ async def complete(
             auth=auth,
         )
     except OpenVisitError as exc:
+        hint = basic_encoding_warning(endpoint) if exc.details.get("ehr_error") == \
+            "invalid_client" else None
         raise LaunchRefused(
-            f"{exc.message} ({endpoint.environment} EHR at {endpoint.fhir_base})",
+            f"{exc.message} ({endpoint.environment} EHR at {endpoint.fhir_base})"
+            + (f". {hint}" if hint else ""),
             title="The EHR refused the sign-in",
-            details=env,
+            details={**env, **exc.details},
             status_code=exc.status_code,
+            permanent=exc.permanent,
         ) from exc
     round_trips = 1
     fhir_user: str | None = None
@@ -272,35 +354,71 @@ async def complete(
         )
         fhir_user = claims.fhir_user
         round_trips += caches(app).jwks.fetches - jwks_before
-    kind: Kind = data["kind"]
     user_ref = _user_ref(fhir_user, endpoint=endpoint)
     if kind == "provider":
         # Before any FHIR read: without a validated Practitioner there is nothing to seat.
         _require_practitioner(user_ref, endpoint=endpoint, has_id_token=bool(token.id_token))
-    context = resolve_launch_context(token, fhir_user=fhir_user)
-    if context.appointment_id is None and data.get("appointment_hint"):
-        context = LaunchContext(
-            appointment_id=data["appointment_hint"],
-            encounter_id=context.encounter_id,
-            patient_id=context.patient_id,
-            user_ref=context.user_ref,
-        )
+    context = resolve_launch_context(token, fhir_user=fhir_user,
+                                     appointment_hint=data.get("appointment_hint"))
+    patient_ref = (seat_patient(context, user_ref=user_ref, environment=endpoint.environment)
+                   if kind == "patient" else None)
     reader = FhirReader(portal_http(app), base=endpoint.fhir_base, access_token=token.access_token)
-    facts = await resolve_appointment(reader, context, timezone=endpoint.timezone, now=utcnow())
-    round_trips += reader.calls
+    try:
+        facts = await resolve_appointment(reader, context, timezone=endpoint.timezone,
+                                          now=utcnow(), fall_back_to_patient=kind == "patient")
+    except (EhrRefused, EhrRecordMissing) as exc:
+        raise _fhir_refusal(exc, endpoint=endpoint, asked=data.get("scope"),
+                            granted=token.scope) from exc
+    finally:
+        round_trips += reader.calls
+    if patient_ref is not None:
+        check_appointment_is_theirs(facts, patient_ref=patient_ref,
+                                    environment=endpoint.environment)
     ehr_seconds = time.perf_counter() - ehr_started
-    appointment = await upsert_appointment(session, endpoint=endpoint, facts=facts, source="fhir")
-    outcome = await enter_visit(
-        session,
-        app=app,
-        endpoint=endpoint,
-        appointment=appointment,
-        kind=kind,
-        user_ref=user_ref,
-        patient_ref=context.patient_id and f"Patient/{context.patient_id}",
-        round_trips=round_trips,
-    )
+
+    # 3. Write: one short transaction for the appointment, the visit and the seat.
+    async with app.transaction() as session:
+        current = await get_endpoint(session, endpoint.id)
+        _require_approved(current)  # not changed while the EHR was answering
+        appointment = await upsert_appointment(session, endpoint=current, facts=facts,
+                                               source="fhir")
+        outcome = await enter_visit(
+            session,
+            app=app,
+            endpoint=current,
+            appointment=appointment,
+            kind=kind,
+            user_ref=user_ref,
+            patient_ref=patient_ref,
+            round_trips=round_trips,
+        )
     return replace(outcome, ehr_seconds=ehr_seconds)
+
+
+def _fhir_refusal(exc: EhrRefused | EhrRecordMissing, *, endpoint: EhrEndpoint,
+                  asked: str | None, granted: str | None) -> LaunchRefused:
+    """The EHR's FHIR refusal, said as the EHR's answer, with what to check where."""
+    env, base = endpoint.environment, endpoint.fhir_base
+    details = {"environment": env, "http_status": exc.http_status}
+    if isinstance(exc, EhrRecordMissing):
+        return LaunchRefused(
+            f"The {env} EHR at {base} says the {exc.resource_type} this launch names does not "
+            "exist (HTTP 404): the launch points at a record the signed-in user cannot see, or "
+            f"one that was deleted. Launch the visit again from the appointment in the {env} "
+            "EHR; if it keeps happening, ask the EHR analyst to check the launch context "
+            "OpenVisit's app receives.",
+            title="The EHR does not have this appointment", status_code=404, details=details)
+    scopes = f" ({asked})" if asked else ""
+    got = (f"; the EHR granted: {safe_ehr_text(granted)}" if granted else
+           "; the EHR did not say which scopes it granted")
+    return LaunchRefused(
+        f"The {env} EHR's FHIR server at {base} refused OpenVisit's request for the "
+        f"{exc.resource_type} (HTTP {exc.http_status}), so the visit could not be found. This "
+        f"is the EHR's answer. Check, for the {env} environment: that the EHR's OpenVisit "
+        "record for this environment is the one that launched this visit (test and production "
+        "have separate registrations and client ids), that OpenVisit's app registration in "
+        f"the EHR is active, and that it grants the scopes OpenVisit asks for{scopes}{got}.",
+        title="The EHR refused to share the appointment", status_code=502, details=details)
 
 
 def _require_practitioner(
@@ -330,134 +448,3 @@ def _user_ref(fhir_user: str | None, *, endpoint: EhrEndpoint) -> str | None:
         return None
     parsed = parse_fhir_user(fhir_user, fhir_base=endpoint.fhir_base)
     return f"{parsed.resource_type}/{parsed.id}"
-
-
-async def upsert_appointment(
-    session: AsyncSession, *, endpoint: EhrEndpoint, facts: AppointmentFacts, source: str
-) -> Appointment:
-    """Create or refresh the local copy of an EHR appointment (ids and times only)."""
-    appointment = await session.scalar(
-        select(Appointment).where(
-            Appointment.endpoint_id == endpoint.id,
-            Appointment.ehr_appointment_id == facts.ehr_appointment_id,
-        )
-    )
-    if appointment is None:
-        appointment = Appointment(
-            organisation_id=endpoint.organisation_id,
-            endpoint_id=endpoint.id,
-            ehr_appointment_id=facts.ehr_appointment_id,
-            source=source,
-        )
-        session.add(appointment)
-    appointment.status = facts.status
-    appointment.start_at = facts.start_at or appointment.start_at
-    appointment.end_at = facts.end_at or appointment.end_at
-    appointment.patient_ref = facts.patient_ref or appointment.patient_ref
-    appointment.provider_ehr_id = facts.practitioner_ref or appointment.provider_ehr_id
-    appointment.department = facts.department or appointment.department
-    appointment.encounter_id = facts.encounter_id or appointment.encounter_id
-    await session.flush()
-    return appointment
-
-
-async def enter_visit(
-    session: AsyncSession,
-    *,
-    app: AppContext,
-    endpoint: EhrEndpoint,
-    appointment: Appointment,
-    kind: Kind,
-    user_ref: str | None,
-    patient_ref: str | None,
-    round_trips: int = 0,
-    provider_proof: ProviderProof = "ehr_id_token",
-    proof_cookie: str | None = None,
-    link_window: tuple[datetime, datetime] | None = None,
-) -> LaunchOutcome:
-    """Open (or find) the appointment's visit and hand out the right seat.
-
-    ``provider_proof="ehr_id_token"`` (SMART): a provider whose EHR user id is not yet linked
-    to an IdP subject is sent to the one-time IdP sign-in first (when an IdP is configured);
-    afterwards launches go straight to the visit. ``"idp"`` (Epic context link): every
-    provider launch signs in with the IdP unless ``proof_cookie`` is a live proof for this
-    EHR user; without an IdP it is refused outside development. ``link_window`` is passed to
-    :func:`~openvisit.visits.service.open_visit`. Raises :class:`LaunchRefused`.
-    """
-    from openvisit.visits.service import open_visit, seat_link
-
-    env = {"environment": endpoint.environment}
-    if kind == "provider" and not (user_ref and user_ref.startswith("Practitioner/")):
-        raise LaunchRefused(
-            "The EHR did not say which clinician is signed in (no Practitioner fhirUser). "
-            "Ask the EHR analyst to grant OpenVisit the openid and fhirUser scopes.",
-            details=env,
-        )
-    visit = await open_visit(session, app=app, appointment=appointment, link_window=link_window)
-    action = f"launch.{kind}"
-    if kind == "provider":
-        assert user_ref is not None
-        needs_idp = await proof.needs_idp(
-            session,
-            app=app,
-            endpoint=endpoint,
-            user_ref=user_ref,
-            provider_proof=provider_proof,
-            proof_cookie=proof_cookie,
-        )
-        if needs_idp:
-            pending = new_state()
-            await nonces.put(
-                session,
-                scope="provider_pending",
-                value=pending,
-                ttl=STATE_TTL,
-                data={
-                    "endpoint_id": str(endpoint.id),
-                    "ehr_user_id": user_ref,
-                    "visit_id": str(visit.id),
-                    "proof": provider_proof,
-                },
-            )
-            return LaunchOutcome(
-                redirect=f"{app.settings.public_url}/launch/idp?pending={pending}",
-                appointment_id=appointment.id,
-                visit_id=visit.id,
-                needs_idp=True,
-                ehr_round_trips=round_trips,
-            )
-        if provider_proof == "idp" and not app.settings.oidc_issuer:
-            # Development only (_needs_idp refuses this elsewhere): keep the demo working, loudly.
-            action = "launch.provider_unverified"
-            log.warning(
-                "launch_provider_unverified",
-                endpoint_id=str(endpoint.id),
-                visit_id=str(visit.id),
-                reason="no_idp_configured",
-            )
-        url = await seat_link(session, app=app, visit=visit, role="provider", ehr_user_id=user_ref)
-    else:
-        url = await seat_link(
-            session,
-            app=app,
-            visit=visit,
-            role="patient",
-            patient_ref=patient_ref or appointment.patient_ref,
-            language=appointment.language,
-        )
-    await record(
-        session,
-        actor=f"{kind}:{user_ref or 'unknown'}",
-        action=action,
-        object_type="visit",
-        object_id=str(visit.id),
-        organisation_id=endpoint.organisation_id,
-    )
-    log.info("launch_complete", kind=kind, visit_id=str(visit.id), endpoint_id=str(endpoint.id))
-    return LaunchOutcome(
-        redirect=url,
-        appointment_id=appointment.id,
-        visit_id=visit.id,
-        needs_idp=False,
-        ehr_round_trips=round_trips,
-    )

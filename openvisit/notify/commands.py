@@ -17,7 +17,7 @@ from typing import Any
 import phonenumbers
 
 from openvisit.context import AppContext
-from openvisit.endpoints.service import get_endpoint
+from openvisit.ehr_endpoints.service import get_endpoint
 from openvisit.errors import InvalidInput, NotFound
 from openvisit.models import EhrEndpoint, Organisation, PhoneNumber
 from openvisit.portal import repository as portal_repository

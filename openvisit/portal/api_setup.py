@@ -87,11 +87,11 @@ async def endpoints(session: SessionDep, principal: PrincipalDep) -> list[Endpoi
 
 
 @router.post("/endpoints", response_model=EndpointOut, status_code=201)
-async def endpoint_create(body: EndpointIn, session: SessionDep, ctx: CtxDep,
+async def endpoint_create(body: EndpointIn, ctx: CtxDep,
                           principal: PrincipalDep) -> EndpointOut:
     """Add an endpoint; the FHIR base is checked live first (422 with every step if not)."""
     data = EndpointInput(**body.model_dump(exclude={"save_failed_check"}))
-    endpoint, _ = await admin.create(session, app=ctx, principal=principal, data=data,
+    endpoint, _ = await admin.create(ctx, principal=principal, data=data,
                                      save_failed_check=body.save_failed_check)
     return EndpointOut.of(endpoint)
 
@@ -104,15 +104,15 @@ async def endpoint(endpoint_id: uuid.UUID, session: SessionDep,
 
 
 @router.patch("/endpoints/{endpoint_id}", response_model=EndpointOut)
-async def endpoint_patch(endpoint_id: uuid.UUID, body: EndpointPatch, session: SessionDep,
-                         ctx: CtxDep, principal: PrincipalDep) -> EndpointOut:
+async def endpoint_patch(endpoint_id: uuid.UUID, body: EndpointPatch, ctx: CtxDep,
+                         principal: PrincipalDep) -> EndpointOut:
     """Change an endpoint. Launch-relevant changes send an approved one back for approval
     (``state`` says so); launches from it are refused until it is approved again."""
-    found = await admin.get_for(session, principal=principal, endpoint_id=endpoint_id)
+    found = await admin.snapshot_for(ctx, principal=principal, endpoint_id=endpoint_id)
     data = EndpointInput(**body.model_dump(exclude={"save_failed_check"}, exclude_unset=True))
-    await admin.update(session, app=ctx, principal=principal, endpoint=found, data=data,
-                       save_failed_check=body.save_failed_check)
-    return EndpointOut.of(found)
+    saved, _, _ = await admin.update(ctx, principal=principal, endpoint=found, data=data,
+                                     save_failed_check=body.save_failed_check)
+    return EndpointOut.of(saved)
 
 
 @router.delete("/endpoints/{endpoint_id}", status_code=204)
@@ -123,18 +123,17 @@ async def endpoint_delete(endpoint_id: uuid.UUID, session: SessionDep,
 
 
 @router.post("/endpoints/{endpoint_id}/check", response_model=CheckOut)
-async def endpoint_recheck(endpoint_id: uuid.UUID, session: SessionDep, ctx: CtxDep,
+async def endpoint_recheck(endpoint_id: uuid.UUID, ctx: CtxDep,
                            principal: PrincipalDep) -> CheckOut:
-    found = await admin.get_for(session, principal=principal, endpoint_id=endpoint_id)
-    result = await admin.recheck(session, app=ctx, principal=principal, endpoint=found)
+    _, result = await admin.recheck(ctx, principal=principal, endpoint_id=endpoint_id)
     return CheckOut.model_validate(result.as_dict())
 
 
 @router.post("/endpoints/{endpoint_id}/approval", response_model=ApprovalStartOut)
-async def approval_start(endpoint_id: uuid.UUID, session: SessionDep, ctx: CtxDep,
+async def approval_start(endpoint_id: uuid.UUID, ctx: CtxDep,
                          principal: PrincipalDep) -> ApprovalStartOut:
     """Start the approver's SMART sign-in; needs a person's portal session, not a token."""
-    url = await approval.begin(session, app=ctx, principal=principal, endpoint_id=endpoint_id)
+    url = await approval.begin(app=ctx, principal=principal, endpoint_id=endpoint_id)
     return ApprovalStartOut(authorize_url=url)
 
 

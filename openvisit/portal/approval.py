@@ -15,6 +15,11 @@ it, or changed a launch field since its last approval, in person or through thei
 cannot approve it; another approver must. Every request this flow makes to the EHR (discovery,
 token exchange, JWKS) goes through the outbound guard (:func:`openvisit.outbound.portal_http`):
 the FHIR base and the documents it serves are a portal user's input.
+
+No transaction is open while the EHR is called (read → call out → write): the endpoint is
+read in a read-only session, the ``state`` is spent in a transaction of its own, and the
+approval (or the refused attempt) is written in one short transaction at the end, which
+also checks the endpoint did not change while the approver was signing in.
 """
 
 from __future__ import annotations
@@ -29,9 +34,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from openvisit import nonces
 from openvisit.audit import record
 from openvisit.context import AppContext
-from openvisit.endpoints import service as endpoints
+from openvisit.ehr_endpoints import service as endpoints
 from openvisit.errors import InvalidInput, OpenVisitError, PermissionDenied
-from openvisit.launch.keys import load_keyset
+from openvisit.launch.keys import signing_keyset
 from openvisit.logs import get_logger
 from openvisit.models import EhrEndpoint, utcnow
 from openvisit.outbound import portal_http
@@ -64,10 +69,9 @@ def redirect_uri(app: AppContext) -> str:
 
 
 def _jwks(app: AppContext) -> JwksCache:
-    cache = app.extras.get("portal.jwks")
-    if not isinstance(cache, JwksCache):
-        cache = JwksCache()
-        app.extras["portal.jwks"] = cache
+    cache = app.services.portal_jwks
+    if cache is None:
+        cache = app.services.portal_jwks = JwksCache()
     return cache
 
 
@@ -97,9 +101,7 @@ async def _configuration(app: AppContext, endpoint: EhrEndpoint) -> SmartConfigu
     return config
 
 
-async def begin(
-    session: AsyncSession, *, app: AppContext, principal: Principal, endpoint_id: uuid.UUID
-) -> str:
+async def begin(*, app: AppContext, principal: Principal, endpoint_id: uuid.UUID) -> str:
     """Start the approval sign-in; returns the EHR authorization URL to send the browser to.
 
     Raises :class:`PermissionDenied` for a non-approver, :class:`InvalidInput` when the
@@ -109,22 +111,26 @@ async def begin(
     if principal.account_id is None:
         raise PermissionDenied("Approval needs a person signed in to the portal, not an API "
                                "token: the approver signs in to the EHR in a browser.")
-    endpoint = await get_for(session, principal=principal, endpoint_id=endpoint_id)
-    if endpoint.state == "approved":
-        raise InvalidInput(f"The {_env(endpoint)} endpoint is already approved.")
-    if not endpoint.approver_ehr_user:
-        raise InvalidInput(f"The {_env(endpoint)} endpoint names no approver yet; an org admin "
-                           "must enter the approver's EHR user first.")
-    if endpoint.state != "awaiting_approval":
-        raise InvalidInput(f"The {_env(endpoint)} endpoint is a draft: its FHIR base has not "
-                           "passed the live check. Run the check again, then approve.")
-    await _not_the_configurer(session, principal, endpoint)
+    async with app.db.read() as session:
+        endpoint = await get_for(session, principal=principal, endpoint_id=endpoint_id)
+        if endpoint.state == "approved":
+            raise InvalidInput(f"The {_env(endpoint)} endpoint is already approved.")
+        if not endpoint.approver_ehr_user:
+            raise InvalidInput(f"The {_env(endpoint)} endpoint names no approver yet; an org "
+                               "admin must enter the approver's EHR user first.")
+        if endpoint.state != "awaiting_approval":
+            raise InvalidInput(f"The {_env(endpoint)} endpoint is a draft: its FHIR base has "
+                               "not passed the live check. Run the check again, then approve.")
+        await _not_the_configurer(session, principal, endpoint)
+        session.expunge(endpoint)
     config = await _configuration(app, endpoint)
     pkce, state, nonce = Pkce.new(), new_state(), new_nonce()
-    await nonces.put(session, scope=STATE_SCOPE, value=state, ttl=STATE_TTL, data={
-        "endpoint_id": str(endpoint.id), "version": endpoint.version,
-        "account_id": str(principal.account_id), "verifier": pkce.verifier, "nonce": nonce,
-    })
+    async with app.transaction() as session:
+        await nonces.put(session, scope=STATE_SCOPE, value=state, ttl=STATE_TTL, data={
+            "endpoint_id": str(endpoint.id), "version": endpoint.version,
+            "account_id": str(principal.account_id), "verifier": pkce.verifier,
+            "nonce": nonce,
+        })
     request = build_authorize_request(
         config, client_id=endpoint.client_id, redirect_uri=redirect_uri(app), scope=SCOPE,
         state=state, aud=endpoint.fhir_base, code_challenge=pkce.challenge, nonce=nonce,
@@ -205,9 +211,8 @@ def _shown(fhir_user: str | None, *, fhir_base: str) -> str:
 class ApprovalOutcome:
     """The endpoint, approved — or the refusal to show.
 
-    Refusals after the ``state`` was taken are returned, not raised, so that the spent
-    ``state`` (and a wrong user's audit entry) commit with the request: an ``error=``
-    callback or a refused code can never leave the state usable for a replay.
+    Refusals after the ``state`` was spent are returned, not raised: the page shows them in
+    the portal, and what they recorded (a wrong user's attempt) is already committed.
     """
 
     endpoint: EhrEndpoint | None
@@ -215,8 +220,8 @@ class ApprovalOutcome:
 
 
 async def complete(
-    session: AsyncSession, *, app: AppContext, principal: Principal, state: str | None,
-    code: str | None, error: str | None = None, error_description: str | None = None,
+    *, app: AppContext, principal: Principal, state: str | None, code: str | None,
+    error: str | None = None, error_description: str | None = None,
 ) -> ApprovalOutcome:
     """Finish at the redirect URI: state, code exchange, id_token, approver check, approve.
 
@@ -226,23 +231,27 @@ async def complete(
     """
     # Someone who cannot approve at all is turned away before the state is touched.
     principal.require("approver", doing="approve EHR endpoints")
-    data = await nonces.take(session, scope=STATE_SCOPE, value=state)
+    # Spent in a transaction of its own: it stays spent whatever happens next.
+    data = await nonces.spend(app.db, scope=STATE_SCOPE, value=state)
     try:
-        return await _finish(session, app=app, principal=principal, data=data, code=code,
+        return await _finish(app=app, principal=principal, data=data, code=code,
                              error=error, error_description=error_description)
     except OpenVisitError as exc:
         return ApprovalOutcome(None, exc)
 
 
 async def _finish(
-    session: AsyncSession, *, app: AppContext, principal: Principal, data: dict[str, Any],
+    *, app: AppContext, principal: Principal, data: dict[str, Any],
     code: str | None, error: str | None, error_description: str | None,
 ) -> ApprovalOutcome:
     if data.get("account_id") != str(principal.account_id):
         raise ApprovalRefused("This approval sign-in was started by another portal user. "
                               "Start the approval again from your own portal session.")
-    endpoint = await get_for(session, principal=principal,
-                             endpoint_id=uuid.UUID(data["endpoint_id"]))
+    # 1. Read.
+    endpoint_id = uuid.UUID(data["endpoint_id"])
+    async with app.db.read() as session:
+        endpoint = await get_for(session, principal=principal, endpoint_id=endpoint_id)
+        session.expunge(endpoint)
     env = {"environment": endpoint.environment}
     if error:
         from openvisit.smart.errors import safe_ehr_text
@@ -256,23 +265,24 @@ async def _finish(
     if not code:
         raise ApprovalRefused("The EHR returned without an authorization code; try again.",
                               details=env)
-    await _not_the_configurer(session, principal, endpoint)
-    if endpoint.version != data.get("version"):
-        raise ApprovalRefused(
-            f"The {_env(endpoint)} endpoint was changed while you were signing in. Review the "
-            "changes on its page and approve again.", title="The endpoint changed", details=env)
+    async with app.db.read() as session:
+        await _not_the_configurer(session, principal, endpoint)
+    _same_version(endpoint, data)
+
+    # 2. Call out, with no session open.
     config = await _configuration(app, endpoint)
-    keys = await load_keyset(session, app=app) if endpoint.auth_method == "private_key_jwt" \
-        else None
+    keys = await signing_keyset(app) if endpoint.auth_method == "private_key_jwt" else None
     auth = client_auth_for(endpoint.auth_method,
                            client_id=endpoint.client_id,
-                           secret=endpoints.client_secret(app, endpoint), keys=keys)
+                           secret=endpoints.client_secret(app, endpoint), keys=keys,
+                           basic_form_encoded=endpoints.basic_form_encoded(endpoint))
     try:
         token = await exchange_code(portal_http(app), config=config, code=code,
                                     redirect_uri=redirect_uri(app),
                                     code_verifier=data["verifier"], auth=auth)
     except OpenVisitError as exc:
-        raise ApprovalRefused(f"{exc.message} ({_env(endpoint)} EHR at {endpoint.fhir_base})",
+        raise ApprovalRefused(f"{exc.message} ({_env(endpoint)} EHR at {endpoint.fhir_base})"
+                              + _basic_hint(endpoint, exc),
                               title="The EHR refused the sign-in", details=env) from exc
     if not token.id_token:
         raise ApprovalRefused(
@@ -281,23 +291,44 @@ async def _finish(
     claims = await validate_id_token(portal_http(app), id_token=token.id_token, config=config,
                                      client_id=endpoint.client_id, jwks_cache=_jwks(app),
                                      nonce=data["nonce"])
-    approver = endpoint.approver_ehr_user or ""
-    if not claims.fhir_user or not same_user(claims.fhir_user, approver,
-                                             fhir_base=endpoint.fhir_base):
-        who = _shown(claims.fhir_user, fhir_base=endpoint.fhir_base)
-        await record(session, actor=principal.actor, action="endpoint.approval_refused",
-                     object_type="ehr_endpoint", object_id=str(endpoint.id),
-                     after={"signed_in_as": who, "approver": approver},
-                     organisation_id=endpoint.organisation_id)
-        return ApprovalOutcome(endpoint, ApprovalRefused(
-            f"You signed in to the {_env(endpoint)} EHR as {who}, but this endpoint names "
-            f"{approver} as its approver. Sign in to the EHR as that user, or ask an org admin "
-            "to change the approver.", title="Not the named approver", details=env))
-    await endpoints.approve(session, endpoint=endpoint, actor=principal.actor,
-                            approver_ehr_user=approver)
-    endpoint.options = {**(endpoint.options or {}), "approved_snapshot": {
-        **launch_snapshot(endpoint), "approved_at": utcnow().isoformat(),
-        "approved_by": approver}}
-    await session.flush()
-    log.info("approval_complete", endpoint_id=str(endpoint.id))
-    return ApprovalOutcome(endpoint)
+
+    # 3. Write, in one short transaction.
+    async with app.transaction() as session:
+        current = await get_for(session, principal=principal, endpoint_id=endpoint_id)
+        _same_version(current, data)  # not changed while the approver was signing in
+        approver = current.approver_ehr_user or ""
+        if not claims.fhir_user or not same_user(claims.fhir_user, approver,
+                                                 fhir_base=current.fhir_base):
+            who = _shown(claims.fhir_user, fhir_base=current.fhir_base)
+            await record(session, actor=principal.actor, action="endpoint.approval_refused",
+                         object_type="ehr_endpoint", object_id=str(current.id),
+                         after={"signed_in_as": who, "approver": approver},
+                         organisation_id=current.organisation_id)
+            return ApprovalOutcome(current, ApprovalRefused(
+                f"You signed in to the {_env(current)} EHR as {who}, but this endpoint names "
+                f"{approver} as its approver. Sign in to the EHR as that user, or ask an org "
+                "admin to change the approver.", title="Not the named approver", details=env))
+        await endpoints.approve(session, endpoint=current, actor=principal.actor,
+                                approver_ehr_user=approver)
+        current.options = {**(current.options or {}), "approved_snapshot": {
+            **launch_snapshot(current), "approved_at": utcnow().isoformat(),
+            "approved_by": approver}}
+        await session.flush()
+    log.info("approval_complete", endpoint_id=str(current.id))
+    return ApprovalOutcome(current)
+
+
+def _same_version(endpoint: EhrEndpoint, data: dict[str, Any]) -> None:
+    if endpoint.version != data.get("version"):
+        raise ApprovalRefused(
+            f"The {_env(endpoint)} endpoint was changed while you were signing in. Review the "
+            "changes on its page and approve again.", title="The endpoint changed",
+            details={"environment": endpoint.environment})
+
+
+def _basic_hint(endpoint: EhrEndpoint, exc: OpenVisitError) -> str:
+    """For invalid_client with a secret that form-encoding changes: say what to try."""
+    if exc.details.get("ehr_error") != "invalid_client":
+        return ""
+    warning = endpoints.basic_encoding_warning(endpoint)
+    return f". {warning}" if warning else ""

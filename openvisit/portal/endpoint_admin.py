@@ -18,6 +18,13 @@ approver sees exactly what changed (``options["approved_snapshot"]`` keeps the l
 launch-relevant values for that diff). Cosmetic edits (name, time zone, approver) and SMS
 settings never touch approval. To move a production endpoint to a new FHIR base without a
 gap, add the new base as a second endpoint, approve it, then remove the old one.
+
+**No transaction across the live check.** Creating, changing and re-checking an endpoint call
+the FHIR base over the network (seconds, for a slow or unreachable server); on SQLite a write
+transaction held meanwhile would stall the SIU feed and every other writer. So each runs read
+(a read-only session, the endpoint detached from it) → live check (no session) → write (one
+short transaction, which refuses with :class:`~openvisit.errors.Conflict` if the endpoint
+changed while it was being checked).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit.context import AppContext
-from openvisit.endpoints import service as endpoints
+from openvisit.ehr_endpoints import service as endpoints
 from openvisit.errors import Conflict, InvalidInput, NotFound
 from openvisit.launch.epic_config import EpicLinkConfig, save_link_key
 from openvisit.models import EhrEndpoint, Organisation
@@ -67,6 +74,8 @@ class EndpointInput:
     name: str | None = None
     approver_ehr_user: str | None = None
     timezone: str | None = None
+    #: client_secret_basic without RFC 6749 form-encoding (servers that do not decode it).
+    raw_basic_credentials: bool | None = None
 
     def changes(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -128,6 +137,22 @@ async def get_for(session: AsyncSession, *, principal: Principal,
     return endpoint
 
 
+async def snapshot_for(app: AppContext, *, principal: Principal,
+                       endpoint_id: uuid.UUID) -> EhrEndpoint:
+    """:func:`get_for` in a read-only session, detached from it: its values stay readable and
+    no transaction stays open (for views that call out to the network next)."""
+    async with app.db.read() as session:
+        endpoint = await get_for(session, principal=principal, endpoint_id=endpoint_id)
+        session.expunge(endpoint)
+    return endpoint
+
+
+def _unchanged_since(current: EhrEndpoint, read: EhrEndpoint) -> None:
+    if current.version != read.version or launch_snapshot(current) != launch_snapshot(read):
+        raise Conflict(f"The {current.environment} endpoint was changed by someone else while "
+                       "OpenVisit was checking it. Reload the page and try again.")
+
+
 async def list_for(session: AsyncSession, *, principal: Principal) -> list[EhrEndpoint]:
     return await repository.endpoints_of(session, principal.organisation_id)
 
@@ -151,11 +176,16 @@ def _store_check(endpoint: EhrEndpoint, result: CheckResult) -> None:
     endpoint.options = {**(endpoint.options or {}), "check": result.as_dict()}
 
 
+def _method(data: EndpointInput) -> str:
+    return data.auth_method or ("client_secret_basic" if data.client_secret else "private_key_jwt")
+
+
 async def create(
-    session: AsyncSession, *, app: AppContext, principal: Principal, data: EndpointInput,
+    app: AppContext, *, principal: Principal, data: EndpointInput,
     save_failed_check: bool = False,
 ) -> tuple[EhrEndpoint, CheckResult]:
-    """Check the FHIR base live and add the endpoint (draft or awaiting approval).
+    """Check the FHIR base live, then add the endpoint (draft or awaiting approval) in a
+    transaction of its own; returns it (committed) and the check.
 
     Raises :class:`CheckFailed` when the check fails (unless ``save_failed_check``: then it
     is saved as a draft to fix later), :class:`InvalidInput`/:class:`Conflict` for bad input.
@@ -165,27 +195,28 @@ async def create(
     _check_timezone(data.timezone)
     if not data.fhir_base:
         raise InvalidInput("Enter the FHIR base URL of the EHR.", details={"field": "fhir_base"})
-    vendor, environment = data.vendor or "generic", data.environment or "test"
-    method = data.auth_method or ("client_secret_basic" if data.client_secret
-                                  else "private_key_jwt")
+    vendor, environment, method = data.vendor or "generic", data.environment or "test", \
+        _method(data)
     result = await live_check(app, fhir_base=data.fhir_base, vendor=vendor,
                               environment=environment, auth_method=method)
     if not result.ok and not save_failed_check:
         raise CheckFailed(result)
-    organisation = await session.get(Organisation, principal.organisation_id)
-    assert organisation is not None
-    try:
-        endpoint = await endpoints.add_endpoint(
-            session, app=app, organisation=organisation, fhir_base=data.fhir_base,
-            environment=environment, vendor=vendor, client_id=data.client_id or "",
-            client_secret=data.client_secret or None, auth_method=method,
-            name=(data.name or "").strip() or None, approver_ehr_user=approver,
-            timezone=data.timezone, actor=principal.actor,
-        )
-    except (InvalidInput, Conflict) as exc:
-        raise type(exc)(exc.message, details={"field": _field_of(exc.message)}) from exc
-    _store_check(endpoint, result)
-    await _review(session, endpoint, actor=principal.actor)
+    async with app.transaction() as session:
+        organisation = await session.get(Organisation, principal.organisation_id)
+        assert organisation is not None
+        try:
+            endpoint = await endpoints.add_endpoint(
+                session, app=app, organisation=organisation, fhir_base=data.fhir_base,
+                environment=environment, vendor=vendor, client_id=data.client_id or "",
+                client_secret=data.client_secret or None, auth_method=method,
+                name=(data.name or "").strip() or None, approver_ehr_user=approver,
+                timezone=data.timezone, raw_basic_credentials=bool(data.raw_basic_credentials),
+                actor=principal.actor,
+            )
+        except (InvalidInput, Conflict) as exc:
+            raise type(exc)(exc.message, details={"field": _field_of(exc.message)}) from exc
+        _store_check(endpoint, result)
+        await _review(session, endpoint, actor=principal.actor)
     return endpoint, result
 
 
@@ -200,13 +231,16 @@ def _field_of(message: str) -> str:
 
 
 async def update(
-    session: AsyncSession, *, app: AppContext, principal: Principal, endpoint: EhrEndpoint,
-    data: EndpointInput, save_failed_check: bool = False,
-) -> tuple[set[str], CheckResult | None]:
+    app: AppContext, *, principal: Principal, endpoint: EhrEndpoint, data: EndpointInput,
+    save_failed_check: bool = False,
+) -> tuple[EhrEndpoint, set[str], CheckResult | None]:
     """Change an endpoint; re-run the live check when a launch-relevant field changes.
 
-    Returns the changed fields and the new check (None when none was needed). Raises like
-    :func:`create`.
+    ``endpoint`` is the version the change was made against (e.g. :func:`snapshot_for`); the
+    live check runs with no transaction open, then the change is written in a transaction
+    of its own. Returns the endpoint as saved, the changed fields and the new check (None
+    when none was needed). Raises like :func:`create`, and :class:`Conflict` when the
+    endpoint changed meanwhile.
     """
     principal.require("org_admin", doing="change EHR endpoints")
     changes = data.changes()
@@ -226,29 +260,37 @@ async def update(
             auth_method=changes.get("auth_method", endpoint.auth_method))
         if not result.ok and not save_failed_check:
             raise CheckFailed(result)
-    try:
-        changed = await endpoints.update_endpoint(session, app=app, endpoint=endpoint,
-                                                  changes=changes, actor=principal.actor)
-    except (InvalidInput, Conflict) as exc:
-        raise type(exc)(exc.message, details={"field": _field_of(exc.message)}) from exc
-    if result is not None:
-        _store_check(endpoint, result)
-    await _review(session, endpoint, actor=principal.actor)
-    return changed, result
+    async with app.transaction() as session:
+        current = await get_for(session, principal=principal, endpoint_id=endpoint.id)
+        _unchanged_since(current, endpoint)
+        try:
+            changed = await endpoints.update_endpoint(session, app=app, endpoint=current,
+                                                      changes=changes, actor=principal.actor)
+        except (InvalidInput, Conflict) as exc:
+            raise type(exc)(exc.message, details={"field": _field_of(exc.message)}) from exc
+        if result is not None:
+            _store_check(current, result)
+        await _review(session, current, actor=principal.actor)
+    return current, changed, result
 
 
 async def recheck(
-    session: AsyncSession, *, app: AppContext, principal: Principal, endpoint: EhrEndpoint
-) -> CheckResult:
+    app: AppContext, *, principal: Principal, endpoint_id: uuid.UUID
+) -> tuple[EhrEndpoint, CheckResult]:
     """Run the live check again for a saved endpoint and update its state (org admins only:
-    it makes the server fetch URLs)."""
+    it makes the server fetch URLs). Read → check (no transaction) → write; raises
+    :class:`NotFound`, and :class:`Conflict` when the endpoint changed meanwhile."""
     principal.require("org_admin", doing="check EHR endpoints")
+    endpoint = await snapshot_for(app, principal=principal, endpoint_id=endpoint_id)
     result = await live_check(app, fhir_base=endpoint.fhir_base, vendor=endpoint.vendor,
                               environment=endpoint.environment, auth_method=endpoint.auth_method)
-    _store_check(endpoint, result)
-    await session.flush()
-    await _review(session, endpoint, actor=principal.actor)
-    return result
+    async with app.transaction() as session:
+        current = await get_for(session, principal=principal, endpoint_id=endpoint_id)
+        _unchanged_since(current, endpoint)
+        _store_check(current, result)
+        await session.flush()
+        await _review(session, current, actor=principal.actor)
+    return current, result
 
 
 async def remove(session: AsyncSession, *, principal: Principal, endpoint: EhrEndpoint) -> None:
@@ -280,6 +322,12 @@ def launch_snapshot(endpoint: EhrEndpoint) -> dict[str, Any]:
             "auth_method": endpoint.auth_method,
             "client_secret_set": endpoint.client_secret_enc is not None,
             "version": endpoint.version}
+
+
+def basic_encoding_warning(endpoint: EhrEndpoint) -> str | None:
+    """The portal's warning about a secret that form-encoding changes (see
+    :func:`openvisit.ehr_endpoints.service.basic_encoding_warning`)."""
+    return endpoints.basic_encoding_warning(endpoint)
 
 
 def launch_changes(endpoint: EhrEndpoint, data: EndpointInput) -> list[str]:

@@ -26,6 +26,7 @@ from openvisit.certificates import active_certificates
 from openvisit.context import AppContext
 from openvisit.crypto import derive_key
 from openvisit.errors import Gone, NotFound
+from openvisit.launch import scopes as launch_scopes
 from openvisit.launch.epic_config import LEGACY_RISK, EpicLinkConfig
 from openvisit.models import ContextToken, EhrEndpoint, PhoneNumber, utcnow
 from openvisit.portal import repository
@@ -34,9 +35,10 @@ from openvisit.portal.sms import endpoint_sms, format_offsets
 
 DEVICE_TEST = "devicetest"
 KINDS = ("provider_launch", "patient_launch", "direct_sms", "sms_configuration", "device_test")
-PROVIDER_SCOPES = ("launch openid fhirUser online_access user/Appointment.rs "
-                   "user/Encounter.rs user/Patient.rs")
-PATIENT_SCOPES = "launch openid fhirUser patient/Appointment.rs"
+#: What the launches ask for (openvisit.launch.scopes), for the analyst to register.
+PROVIDER_SCOPES = launch_scopes.for_records("provider")
+PATIENT_SCOPES = launch_scopes.for_records("patient")
+_V1_NOTE = "SMART v1 EHRs: {}"
 
 
 def _signer(app: AppContext) -> Signer:
@@ -174,14 +176,18 @@ async def build_records(
         "provider_launch", "Provider launch", "The clinician's \"Start virtual visit\" button.",
         env, base, [*common, RecordField("launch_url", "Launch URL", f"{pub}/launch"),
                     RecordField("redirect_uri", "Redirect URI", f"{pub}/launch/callback"),
-                    RecordField("scopes", "Scopes", PROVIDER_SCOPES), auth])
+                    RecordField("scopes", "Scopes", PROVIDER_SCOPES,
+                                _V1_NOTE.format(launch_scopes.for_records_v1("provider"))),
+                    auth])
     token = await current_context_token(session, endpoint=endpoint, actor=principal.actor)
     device_url = f"{pub}/devicetest?ctx={sign_context_token(app, token)}"
     patient = IntegrationRecord(
         "patient_launch", "Patient launch", "The patient portal's \"Begin visit\" button.",
         env, base, [*common, RecordField("launch_url", "Launch URL", f"{pub}/launch/patient"),
                     RecordField("redirect_uri", "Redirect URI", f"{pub}/launch/callback"),
-                    RecordField("scopes", "Scopes", PATIENT_SCOPES), auth,
+                    RecordField("scopes", "Scopes", PATIENT_SCOPES,
+                                _V1_NOTE.format(launch_scopes.for_records_v1("patient"))),
+                    auth,
                     RecordField("device_test_context_token", "Device-test context token",
                                 sign_context_token(app, token),
                                 "Also in the device-test record.")])

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import case, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -320,3 +320,22 @@ async def audit_facets(
     )
     actors = await session.scalars(select(base.c.actor).distinct().order_by(base.c.actor))
     return list(actions.all()), list(types.all()), list(actors.all())
+
+
+async def touch_session(session: AsyncSession, *, token_hash: str, now: datetime,
+                        every: timedelta) -> None:
+    """Slide a portal session's idle expiry, at most once per ``every`` (conditional)."""
+    await session.execute(
+        update(StaffSession)
+        .where(StaffSession.token_hash == token_hash, StaffSession.last_seen_at <= now - every)
+        .values(last_seen_at=now).execution_options(synchronize_session=False))
+
+
+async def touch_api_token(session: AsyncSession, *, token_id: uuid.UUID, now: datetime,
+                          every: timedelta) -> None:
+    """Record an API token's use, at most once per ``every`` (conditional)."""
+    await session.execute(
+        update(ApiToken)
+        .where(ApiToken.id == token_id,
+               or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at <= now - every))
+        .values(last_used_at=now).execution_options(synchronize_session=False))

@@ -97,6 +97,10 @@ class EndpointIn(_In):
     name: str | None = None
     approver_ehr_user: str | None = Field(None, examples=["Practitioner/prac-1"])
     timezone: str | None = None
+    raw_basic_credentials: bool = Field(
+        False, description="client_secret_basic: send the client id and secret unencoded, "
+        "for token servers that do not form-decode the Basic header (RFC 6749 §2.3.1 says to "
+        "form-encode them; many servers do not decode).")
     save_failed_check: bool = Field(
         False, description="Save as a draft even when the live FHIR base check fails.")
 
@@ -111,6 +115,8 @@ class EndpointPatch(_In):
     name: str | None = None
     approver_ehr_user: str | None = None
     timezone: str | None = None
+    raw_basic_credentials: bool | None = Field(
+        None, description="Omit to keep; see the endpoint's creation.")
     save_failed_check: bool = False
 
 
@@ -131,10 +137,19 @@ class EndpointOut(BaseModel):
     timezone: str
     check: dict[str, Any] | None
     changes_since_approval: list[dict[str, str]]
+    raw_basic_credentials: bool = Field(
+        description="client_secret_basic credentials are sent unencoded.")
+    warnings: list[str] = Field(
+        description="Set-up problems worth a look, e.g. a secret that form-encoding changes.")
 
     @classmethod
     def of(cls, endpoint: EhrEndpoint) -> EndpointOut:
-        from openvisit.portal.endpoint_admin import changes_since_approval, last_check
+        from openvisit.ehr_endpoints.service import basic_form_encoded
+        from openvisit.portal.endpoint_admin import (
+            basic_encoding_warning,
+            changes_since_approval,
+            last_check,
+        )
 
         return cls(
             id=endpoint.id, name=endpoint.name, environment=endpoint.environment,
@@ -147,7 +162,9 @@ class EndpointOut(BaseModel):
             approved_by=endpoint.approved_by, timezone=endpoint.timezone,
             check=last_check(endpoint),
             changes_since_approval=[{"field": f, "approved": a, "now": n}
-                                    for f, a, n in changes_since_approval(endpoint)])
+                                    for f, a, n in changes_since_approval(endpoint)],
+            raw_basic_credentials=not basic_form_encoded(endpoint),
+            warnings=[w for w in (basic_encoding_warning(endpoint),) if w])
 
 
 class ApprovalStartOut(BaseModel):

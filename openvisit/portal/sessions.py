@@ -58,6 +58,13 @@ class Principal:
     session_hash: str | None = None
     #: The person acting: the signed-in account, or the creator an API token acts for.
     owner_id: uuid.UUID | None = None
+    #: When the session (or API token) was last recorded as used; :func:`touch` moves it.
+    seen_at: datetime | None = None
+
+    @property
+    def due_for_touch(self) -> bool:
+        """Whether the idle expiry (or the token's last use) should be written now."""
+        return self.seen_at is None or utcnow() - self.seen_at >= _TOUCH_EVERY
 
     def has(self, *roles: str) -> bool:
         """Whether any of ``roles`` is held."""
@@ -108,7 +115,7 @@ async def principal_from_session(
 ) -> Principal | None:
     """The principal of a session cookie, or None if unknown, ended, idle or expired.
 
-    Slides the idle expiry (writing at most once a minute).
+    Only reads (a read-only session will do); :func:`touch` then slides the idle expiry.
     """
     row = await repository.session_by_hash(session, digest(token))
     if row is None or row.ended_at is not None:
@@ -120,15 +127,27 @@ async def principal_from_session(
     account = await session.get(StaffAccount, row.account_id)
     if account is None or not account.is_active:
         return None
-    if now - row.last_seen_at >= _TOUCH_EVERY:
-        row.last_seen_at = now
-        await session.flush()
     return Principal(
         organisation_id=account.organisation_id, roles=frozenset(account.roles or ()),
         via="session", actor=f"staff:{account.id}", display=describe_account(account),
         account_id=account.id, csrf_token=row.csrf_token, session_hash=row.token_hash,
-        owner_id=account.id,
+        owner_id=account.id, seen_at=row.last_seen_at,
     )
+
+
+async def touch(session: AsyncSession, *, principal: Principal) -> None:
+    """Record that ``principal``'s session (sliding idle expiry) or API token was used now.
+
+    A conditional update, so concurrent requests write at most once a minute between them.
+    """
+    now = utcnow()
+    if principal.via == "session" and principal.session_hash is not None:
+        await repository.touch_session(session, token_hash=principal.session_hash, now=now,
+                                       every=_TOUCH_EVERY)
+    elif principal.via == "token":
+        await repository.touch_api_token(session,
+                                         token_id=uuid.UUID(principal.actor.partition(":")[2]),
+                                         now=now, every=_TOUCH_EVERY)
 
 
 async def end_session(session: AsyncSession, *, principal: Principal) -> None:
@@ -213,7 +232,8 @@ async def revoke_api_token(
 
 
 async def principal_from_api_token(session: AsyncSession, *, secret: str) -> Principal:
-    """The principal of a bearer token, as its creator is now (read on every request).
+    """The principal of a bearer token, as its creator is now (read on every request; only
+    reads, :func:`touch` records the use).
 
     Its roles are the token's roles that the creator still holds (possibly none: every
     action then answers 403). Raises :class:`NotAuthenticated` for an unknown, revoked or
@@ -232,15 +252,12 @@ async def principal_from_api_token(session: AsyncSession, *, secret: str) -> Pri
         raise NotAuthenticated("The person who created this API token has been deactivated, "
                                "so it no longer works. An active org admin can create a new "
                                "one under Staff & API tokens.", code="invalid_token")
-    if token.last_used_at is None or now - token.last_used_at >= _TOUCH_EVERY:
-        token.last_used_at = now
-        await session.flush()
     return Principal(
         organisation_id=token.organisation_id,
         roles=frozenset(token.roles or ()) & frozenset(creator.roles or ()), via="token",
         actor=f"api_token:{token.id}",
         display=f"API token {token.name!r} of {describe_account(creator)}",
-        owner_id=creator.id,
+        owner_id=creator.id, seen_at=token.last_used_at,
     )
 
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from starlette.datastructures import FormData
 
+from openvisit.ehr_endpoints.service import basic_form_encoded
 from openvisit.errors import InvalidInput, OpenVisitError
 from openvisit.models import EhrEndpoint
 from openvisit.models.endpoint import AUTH_METHODS, ENVIRONMENTS, VENDORS
@@ -104,6 +105,7 @@ def _input(form: FormData, *, editing: bool) -> EndpointInput:
         client_secret=secret if secret or not editing else None,
         name=form_text(form, "name"), approver_ehr_user=form_text(form, "approver_ehr_user"),
         timezone=form_text(form, "timezone") or None,
+        raw_basic_credentials=form_bool(form, "raw_basic_credentials"),
     )
 
 
@@ -140,14 +142,13 @@ async def endpoint_check(request: Request, ctx: CtxDep, principal: PrincipalDep)
 
 
 @router.post("/portal/endpoints")
-async def endpoint_create(request: Request, session: SessionDep, ctx: CtxDep,
-                          principal: PrincipalDep) -> Response:
+async def endpoint_create(request: Request, ctx: CtxDep, principal: PrincipalDep) -> Response:
+    """Check live, then save (no transaction is open during the check)."""
     form = await request.form()
     try:
-        async with savepoint(session):
-            endpoint, _ = await admin.create(session, app=ctx, principal=principal,
-                                             data=_input(form, editing=False),
-                                             save_failed_check=form_bool(form, "save_draft"))
+        endpoint, _ = await admin.create(ctx, principal=principal,
+                                         data=_input(form, editing=False),
+                                         save_failed_check=form_bool(form, "save_draft"))
     except CheckFailed as exc:
         return _form_page(request, principal, endpoint=None, values=dict(form), error=exc,
                           check=exc.result.as_dict(), status_code=422)
@@ -167,6 +168,7 @@ async def endpoint_page(request: Request, session: SessionDep, ctx: CtxDep,
     return render(request, "portal/endpoint.html", {
         "endpoint": endpoint, "check": admin.last_check(endpoint),
         "since_approval": admin.changes_since_approval(endpoint),
+        "basic_warning": admin.basic_encoding_warning(endpoint),
         "epic_link": admin.epic_link_summary(endpoint),
         "vendor_labels": VENDOR_LABELS,
         "redirect_uri": f"{ctx.settings.public_url}/portal/approval/callback",
@@ -178,17 +180,19 @@ async def endpoint_edit(request: Request, session: SessionDep, principal: Princi
                         endpoint_id: uuid.UUID) -> Response:
     principal.require("org_admin", doing="change EHR endpoints")
     endpoint = await admin.get_for(session, principal=principal, endpoint_id=endpoint_id)
-    values = {k: getattr(endpoint, k) or "" for k in (
+    values: dict[str, Any] = {k: getattr(endpoint, k) or "" for k in (
         "name", "environment", "vendor", "fhir_base", "client_id", "auth_method",
         "approver_ehr_user", "timezone")}
+    values["raw_basic_credentials"] = not basic_form_encoded(endpoint)
     return _form_page(request, principal, endpoint=endpoint, values=values,
                       check=admin.last_check(endpoint))
 
 
 @router.post("/portal/endpoints/{endpoint_id}")
-async def endpoint_save(request: Request, session: SessionDep, ctx: CtxDep,
-                        principal: PrincipalDep, endpoint_id: uuid.UUID) -> Response:
-    endpoint = await admin.get_for(session, principal=principal, endpoint_id=endpoint_id)
+async def endpoint_save(request: Request, ctx: CtxDep, principal: PrincipalDep,
+                        endpoint_id: uuid.UUID) -> Response:
+    """Save a change: read the endpoint, check live if needed (no transaction open), write."""
+    endpoint = await admin.snapshot_for(ctx, principal=principal, endpoint_id=endpoint_id)
     form = await request.form()
     data = _input(form, editing=True)
     pending = admin.launch_changes(endpoint, data)
@@ -196,25 +200,22 @@ async def endpoint_save(request: Request, session: SessionDep, ctx: CtxDep,
         return _form_page(request, principal, endpoint=endpoint, values=dict(form),
                           confirm=pending)
     try:
-        async with savepoint(session):
-            await admin.update(session, app=ctx, principal=principal, endpoint=endpoint,
-                               data=data, save_failed_check=form_bool(form, "save_draft"))
+        await admin.update(ctx, principal=principal, endpoint=endpoint, data=data,
+                           save_failed_check=form_bool(form, "save_draft"))
     except CheckFailed as exc:
-        await session.refresh(endpoint)
         return _form_page(request, principal, endpoint=endpoint, values=dict(form), error=exc,
                           check=exc.result.as_dict(), status_code=422)
     except OpenVisitError as exc:
-        await session.refresh(endpoint)
         return _form_page(request, principal, endpoint=endpoint, values=dict(form), error=exc,
                           status_code=exc.status_code)
     return see_other(f"/portal/endpoints/{endpoint.id}?notice=saved")
 
 
 @router.post("/portal/endpoints/{endpoint_id}/check")
-async def endpoint_recheck(session: SessionDep, ctx: CtxDep, principal: PrincipalDep,
+async def endpoint_recheck(ctx: CtxDep, principal: PrincipalDep,
                            endpoint_id: uuid.UUID) -> Response:
-    endpoint = await admin.get_for(session, principal=principal, endpoint_id=endpoint_id)
-    result = await admin.recheck(session, app=ctx, principal=principal, endpoint=endpoint)
+    """Run the live check again (read → check with no transaction open → write)."""
+    endpoint, result = await admin.recheck(ctx, principal=principal, endpoint_id=endpoint_id)
     notice = "check_ok" if result.ok else "check_failed"
     return see_other(f"/portal/endpoints/{endpoint.id}?notice={notice}")
 

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from openvisit import nonces
 from openvisit.context import AppContext
 from openvisit.errors import OpenVisitError
-from openvisit.idp.client import IdpClient
+from openvisit.idp.client import IdpClient, idp_client
 from openvisit.models import StaffAccount
 from openvisit.portal import accounts, sessions
 from openvisit.portal.passwords import SigninBusy
@@ -48,11 +48,7 @@ def safe_next(value: str | None) -> str:
 
 
 def _idp(ctx: AppContext) -> IdpClient:
-    client = ctx.extras.get("idp")
-    if not isinstance(client, IdpClient):
-        client = IdpClient(ctx.settings)
-        ctx.extras["idp"] = client
-    return client
+    return idp_client(ctx)
 
 
 def _secure(ctx: AppContext) -> bool:

@@ -138,16 +138,27 @@ async def _csrf_ok(request: Request, principal: Principal) -> bool:
     return bool(sent) and hmac.compare_digest(str(sent).encode(), expected.encode())
 
 
-async def optional_principal(request: Request, session: SessionDep,
-                             ctx: CtxDep) -> Principal | None:
-    """The caller, or None when nobody is signed in (no CSRF check here)."""
+async def optional_principal(request: Request, ctx: CtxDep) -> Principal | None:
+    """The caller, or None when nobody is signed in (no CSRF check here).
+
+    Read in a read-only session of its own, not the request's: the request's transaction
+    then begins only when the view first writes, so a view that calls out to the network
+    first (the live check, the approval sign-in) holds none meanwhile. The sliding idle
+    expiry is written, at most once a minute, in a short transaction of its own.
+    """
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return await sessions.principal_from_api_token(session, secret=value.strip())
     cookie = request.cookies.get(sessions.session_cookie_name(ctx.settings))
-    if not cookie:
-        return None
-    return await sessions.principal_from_session(session, settings=ctx.settings, token=cookie)
+    principal: Principal | None = None
+    async with ctx.db.read() as session:
+        if scheme.lower() == "bearer" and value.strip():
+            principal = await sessions.principal_from_api_token(session, secret=value.strip())
+        elif cookie:
+            principal = await sessions.principal_from_session(session, settings=ctx.settings,
+                                                              token=cookie)
+    if principal is not None and principal.due_for_touch:
+        async with ctx.transaction() as session:
+            await sessions.touch(session, principal=principal)
+    return principal
 
 
 async def current_principal(

@@ -127,7 +127,9 @@ async def decide(request: Request) -> Response:
         scopes=pending.scopes,
         user=user,
         patient=patient,
-        encounter=launch.encounter if launch is not None and launch.kind == "provider" else None,
+        # A launch carries the encounter it was minted with (the portal's patient launches
+        # are minted without one; an EHR may send one, and OpenVisit must cope).
+        encounter=launch.encounter if launch is not None else None,
         appointment=launch.appointment if launch is not None else None,
         nonce=pending.nonce,
         need_patient_banner=not (launch is not None and launch.kind == "patient"),

@@ -37,6 +37,7 @@ __all__ = [
     "PublicClient",
     "SigningAlg",
     "SigningKey",
+    "changed_by_form_encoding",
     "client_auth_for",
     "make_client_assertion",
 ]
@@ -138,13 +139,28 @@ class PrivateKeyJwt:
         )
 
 
+def changed_by_form_encoding(value: str) -> bool:
+    """Whether RFC 6749 §2.3.1's form-encoding changes ``value`` (``+``, ``/``, ``=``, ``:``,
+    ``%``, spaces, non-ASCII…): then a server that does not form-decode the Basic header reads
+    a different secret than the one it issued."""
+    return quote_plus(value) != value
+
+
 @dataclass(frozen=True)
 class ClientSecretBasic:
-    """``client_secret_basic``: HTTP Basic with form-encoded id and secret (RFC 6749 §2.3.1)."""
+    """``client_secret_basic``: HTTP Basic with the client id and secret (RFC 6749 §2.3.1).
+
+    RFC 6749 §2.3.1 has both halves ``application/x-www-form-urlencoded`` before base64
+    (``form_encode=True``, the default), and a conforming server decodes them. Many servers
+    do not decode (they read RFC 7617's plain ``id:secret``), so a secret with ``+``, ``/`` or
+    ``=`` fails there: ``form_encode=False`` sends id and secret as they are. A client id
+    containing ``:`` cannot be sent raw (it would split the pair); it stays encoded.
+    """
 
     client_id: str
     _: KW_ONLY
     secret: str = field(repr=False)
+    form_encode: bool = True
 
     @property
     def method(self) -> AuthMethod:
@@ -153,8 +169,13 @@ class ClientSecretBasic:
 
     def parts(self, *, token_url: str) -> AuthParts:
         """Return the ``Authorization: Basic`` header; the form is unchanged."""
-        # RFC 6749 §2.3.1: both halves are application/x-www-form-urlencoded before base64.
-        pair = f"{quote_plus(self.client_id)}:{quote_plus(self.secret)}".encode()
+        if self.form_encode:
+            user, password = quote_plus(self.client_id), quote_plus(self.secret)
+        else:
+            # RFC 7617 §2: a user-id with ":" cannot travel raw; only the id stays encoded.
+            user = quote_plus(self.client_id) if ":" in self.client_id else self.client_id
+            password = self.secret
+        pair = f"{user}:{password}".encode()
         return AuthParts(headers={"Authorization": "Basic " + base64.b64encode(pair).decode()})
 
 
@@ -199,10 +220,13 @@ def client_auth_for(
     secret: str | None = None,
     keys: KeySet | None = None,
     jku: str | None = None,
+    basic_form_encoded: bool = True,
 ) -> ClientAuth:
     """Return the :class:`ClientAuth` for an endpoint's configured method.
 
-    Raises ``ConfigurationError`` when the secret or key set that method needs is missing.
+    ``basic_form_encoded=False`` sends ``client_secret_basic`` credentials unencoded (see
+    :class:`ClientSecretBasic`). Raises ``ConfigurationError`` when the secret or key set that
+    method needs is missing.
     """
     if method == "private_key_jwt":
         if keys is None:
@@ -214,6 +238,6 @@ def client_auth_for(
                 f"{method} needs the client secret the EHR issued; enter it for this endpoint."
             )
         if method == "client_secret_basic":
-            return ClientSecretBasic(client_id, secret=secret)
+            return ClientSecretBasic(client_id, secret=secret, form_encode=basic_form_encoded)
         return ClientSecretPost(client_id, secret=secret)
     return PublicClient(client_id)

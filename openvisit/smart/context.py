@@ -6,9 +6,10 @@ references are relative, absolute URLs are tolerated here); FHIR R4 §2.3.0 "Ref
 ``[base]/Type/id[/_history/vid]`` shape.
 
 Contract: :func:`resolve_launch_context` returns a :class:`LaunchContext` whose ``primary`` is
-the appointment when one is named, else the encounter, else the patient; it raises
-:class:`~openvisit.smart.errors.LaunchContextMissing` when none is present or an id is not a
-FHIR id. Messages never quote the ids.
+the appointment when one is named, else the encounter, else the patient; an app-side
+``appointment_hint`` (a standalone launch's ``?appointment=``) stands in for the appointment
+when the EHR names none. It raises :class:`~openvisit.smart.errors.LaunchContextMissing` when
+none is present or an id is not a FHIR id. Messages never quote the ids.
 """
 
 from __future__ import annotations
@@ -92,14 +93,23 @@ def _plain_id(value: str | None, what: str) -> str | None:
     return value
 
 
-def resolve_launch_context(token: TokenResponse, *, fhir_user: str | None = None) -> LaunchContext:
+def is_fhir_id(value: str) -> bool:
+    """Whether ``value`` is a FHIR resource id (R4 §2.24.0.1: 1-64 letters, digits, - and .)."""
+    return _FHIR_ID.fullmatch(value) is not None
+
+
+def resolve_launch_context(
+    token: TokenResponse, *, fhir_user: str | None = None, appointment_hint: str | None = None
+) -> LaunchContext:
     """Return the launch context of ``token``; ``fhir_user`` comes from the validated id_token.
 
     The appointment comes from any ``fhirContext`` item that references ``Appointment/…``
-    (relative or absolute) or has ``type: Appointment``; the encounter from ``encounter`` or,
-    failing that, ``fhirContext``; the patient from ``patient``.
+    (relative or absolute) or has ``type: Appointment``, else from ``appointment_hint``; the
+    encounter from ``encounter`` or, failing that, ``fhirContext``; the patient from
+    ``patient``. The EHR's context wins over the hint.
     """
-    appointment = _from_fhir_context(token.fhir_context, "Appointment")
+    appointment = _from_fhir_context(token.fhir_context, "Appointment") or _plain_id(
+        appointment_hint, "Appointment")
     encounter = _plain_id(token.encounter, "Encounter") or _from_fhir_context(
         token.fhir_context, "Encounter"
     )

@@ -26,9 +26,13 @@ from openvisit.models.choices import VISIT_KINDS
 from openvisit.models.visit import ROLES, Appointment, Participant, Visit, VisitEvent
 from openvisit.portal.accounts import get_or_create_organisation
 from openvisit.visits import repository as repo
-from openvisit.visits.roster import Seat
+from openvisit.visits.roster import STAFF_ROLES, Seat
 from openvisit.visits.tokens import JoinLinks, participant_id_of
-from openvisit.visits.when import opens_at_text
+from openvisit.visits.when import (
+    clinician_ended_text,
+    clinician_opens_at_text,
+    opens_at_text,
+)
 
 log = get_logger(__name__)
 
@@ -264,13 +268,15 @@ async def resolve_link(session: AsyncSession, *, app: AppContext, token: str,
         check_window(visit, now=now or utcnow(),
                      minutes_before=app.settings.join_window_before_minutes)
     except Gone as exc:
-        if exc.code != "visit_not_open_yet":
+        if exc.code != "visit_not_open_yet" and participant.role not in STAFF_ROLES:
             raise
-        # Only now is the organisation's time zone needed (to say when the link opens).
+        # Only now is the organisation's time zone needed (to say when the link opens, or,
+        # to a clinician, when it closed).
         organisation = await repo.organisation_by_id(session, visit.organisation_id)
         check_window(visit, now=now or utcnow(),
                      timezone=organisation.timezone if organisation else "UTC",
-                     minutes_before=app.settings.join_window_before_minutes)
+                     minutes_before=app.settings.join_window_before_minutes,
+                     role=participant.role)
     if participant.lobby_state == "removed":
         raise Gone(
             _("The clinician has removed you from this visit. If this is a mistake, please "
@@ -323,15 +329,33 @@ async def open_demo_visit(session: AsyncSession, *,
 
 
 def check_window(visit: Visit, *, now: datetime, timezone: str = "UTC",
-                 minutes_before: int = 30) -> None:
-    """Raise :class:`Gone` unless the visit can be joined at ``now``."""
+                 minutes_before: int = 30, role: str = "patient") -> None:
+    """Raise :class:`Gone` unless the visit can be joined at ``now``.
+
+    Patients are told when to come back (or whom to call); clinicians (``role`` a staff
+    role) what they can do: launch again from the EHR at the right time, or book anew.
+    """
+    staff = role in STAFF_ROLES
     if visit.status == "ended" or (visit.window_end is not None and now > visit.window_end):
+        if staff:
+            raise Gone(
+                clinician_ended_text(ended=visit.status == "ended", window_end=visit.window_end,
+                                     now=now, timezone=timezone),
+                code="visit_ended", title=_("This visit has ended"),
+            )
         raise Gone(
             _("The video visit is over. If you still need to talk to the clinic, please "
               "call them or send a message through your patient portal."),
             code="visit_ended", title=_("This visit has ended"),
         )
     if visit.window_start is not None and now < visit.window_start:
+        if staff:
+            raise Gone(
+                clinician_opens_at_text(visit.window_start, now=now, timezone=timezone,
+                                        minutes_before=minutes_before),
+                code="visit_not_open_yet", title=_("The visit is not open yet"),
+                details={"opens_at": visit.window_start.astimezone(UTC).isoformat()},
+            )
         raise Gone(
             opens_at_text(visit.window_start, now=now, timezone=timezone,
                           minutes_before=minutes_before),

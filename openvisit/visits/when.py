@@ -41,3 +41,44 @@ def opens_at_text(window_start: datetime, *, now: datetime, timezone: str = "UTC
         "This link opens %(minutes)s minutes before your appointment at %(time)s. Please "
         "come back then."
     ) % {"minutes": minutes_before, "time": time_text}
+
+
+def _moment(moment: datetime, *, now: datetime, timezone: str) -> str:
+    """``14:30``, or ``14:30, 12 March 2030`` when not today (organisation's zone)."""
+    zone = _zone(timezone)
+    local = moment.astimezone(zone)
+    locale = i18n.active()
+    text = format_time(local, format="short", locale=locale)
+    if local.date() != now.astimezone(zone).date():
+        text = f"{text}, {format_date(local, format='long', locale=locale)}"
+    return text
+
+
+def clinician_opens_at_text(window_start: datetime, *, now: datetime, timezone: str = "UTC",
+                            minutes_before: int = 30) -> str:
+    """What a clinician who launched too early can do: when it opens, and launch again then."""
+    return _(
+        "This visit opens at %(opens)s, %(minutes)s minutes before the appointment at "
+        "%(time)s. Launch it again from the EHR then. If the appointment time is wrong, "
+        "correct it in the EHR: the next launch picks up the new time."
+    ) % {
+        "opens": _moment(window_start, now=now, timezone=timezone),
+        "minutes": minutes_before,
+        "time": _moment(window_start + timedelta(minutes=minutes_before), now=now,
+                        timezone=timezone),
+    }
+
+
+def clinician_ended_text(*, ended: bool, window_end: datetime | None, now: datetime,
+                         timezone: str = "UTC") -> str:
+    """What a clinician can do once a visit is over: relaunch a moved one, or book anew."""
+    if ended or window_end is None:
+        return _(
+            "This video visit was ended, so nobody can join it any more. To see the patient "
+            "by video again, book a new video appointment in the EHR and launch it from there."
+        )
+    return _(
+        "Joining this visit closed at %(time)s. If the appointment was moved, launch it again "
+        "from the EHR: the new time is picked up. Otherwise book a new video appointment in "
+        "the EHR and launch it from there."
+    ) % {"time": _moment(window_end, now=now, timezone=timezone)}

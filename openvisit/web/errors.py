@@ -34,12 +34,21 @@ def render_error(
     message: str,
     title: str | None = None,
     details: dict[str, Any] | None = None,
+    page: tuple[str, str] | None = None,
 ) -> Response:
+    """JSON ``{"error": {code, message, details}}`` or the error page.
+
+    ``page`` (title, message) words the page for its reader (a patient); the page then shows
+    ``message`` folded away as the details for the IT team. JSON always carries ``message``.
+    """
     if wants_json(request):
         body: dict[str, Any] = {"error": {"code": code, "message": message}}
         if details:
             body["error"]["details"] = details
         return JSONResponse(body, status_code=status)
+    if page is not None:
+        title, details = page[0], {**(details or {}), "technical": message}
+        message = page[1]
     return templates.TemplateResponse(
         request,
         "error.html",
@@ -62,6 +71,9 @@ def _default_title(status: int) -> str:
         return gettext("Not allowed")
     if status == 410:
         return gettext("This link has expired")
+    if status in (502, 504):
+        # The EHR, an SMS provider…: another system's answer, not a fault of ours.
+        return gettext("Another system did not answer as expected")
     if status >= 500:
         return gettext("Something went wrong on our side")
     return gettext("We could not do that")
@@ -85,6 +97,7 @@ def install(app: FastAPI) -> None:
             message=exc.message,
             title=exc.title,
             details=exc.details,
+            page=exc.page,
         )
 
     @app.exception_handler(RequestValidationError)

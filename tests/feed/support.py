@@ -14,7 +14,7 @@ import hl7
 from sqlalchemy import func, select
 
 from openvisit.context import AppContext
-from openvisit.endpoints.service import add_endpoint
+from openvisit.ehr_endpoints.service import add_endpoint
 from openvisit.feed.commands import configure_feed
 from openvisit.hl7v2 import MllpDecoder, encode_frame
 from openvisit.models import Appointment, Contact, EhrEndpoint, InboundMessage, Job, SmsSettings

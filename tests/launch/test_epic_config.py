@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from openvisit.context import AppContext
-from openvisit.endpoints.service import add_endpoint
+from openvisit.ehr_endpoints.service import add_endpoint
 from openvisit.errors import InvalidInput
 from openvisit.launch.epic_config import EpicLinkConfig, save_link_key
 from openvisit.models import AuditLog, EhrEndpoint

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select
 
 from openvisit.context import AppContext
-from openvisit.endpoints.service import add_endpoint
+from openvisit.ehr_endpoints.service import add_endpoint
 from openvisit.launch.epic_config import save_link_key
 from openvisit.models import Appointment, AuditLog, EhrEndpoint, Participant, Visit
 from openvisit.portal.accounts import get_or_create_organisation

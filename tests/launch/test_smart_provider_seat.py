@@ -17,7 +17,7 @@ from sqlalchemy import select
 from openvisit import outbound
 from openvisit.app import create_app
 from openvisit.context import AppContext
-from openvisit.endpoints.service import add_endpoint
+from openvisit.ehr_endpoints.service import add_endpoint
 from openvisit.models import Participant, SeenNonce
 from openvisit.portal.accounts import get_or_create_organisation
 from tests.smart.fake_ehr import CLIENT_ID, FHIR_BASE, HOST, FakeEhr
@@ -29,7 +29,7 @@ async def ehr(ctx: AppContext) -> AsyncIterator[FakeEhr]:
     await ctx.http.aclose()
     ctx.http = httpx.AsyncClient(mounts={HOST: httpx.ASGITransport(app=fake.app)}, timeout=5.0)
     # The launch's requests to the EHR go through the outbound guard, to the same fake.
-    ctx.extras[outbound.EXTRAS_KEY] = outbound.guarded_client(
+    ctx.services.portal_http = outbound.guarded_client(
         outbound.OutboundPolicy.from_settings(ctx.settings),
         mounts={HOST: httpx.ASGITransport(app=fake.app)},
     )

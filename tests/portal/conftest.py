@@ -12,6 +12,7 @@ approval flow talk to real ASGI servers, not mocks.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -41,6 +42,8 @@ from tests.support.backend import make_settings
 EHR = "http://ehr.test"
 FHIR = f"{EHR}/fhir"
 FAKE = "http://fhir.test"
+#: How long http://fhir.test/slow takes to answer /metadata.
+SLOW_SECONDS = 2.0
 PASSWORD = "correct horse battery staple"
 SECRET = "sandbox-client-secret-" + "s" * 16
 PERSONAS = {
@@ -66,6 +69,8 @@ def fake_fhir() -> Starlette:
 
     async def route(request: Request) -> Response:
         case, rest = request.path_params["case"], request.path_params["rest"]
+        if case == "slow" and rest == "metadata":
+            await asyncio.sleep(SLOW_SECONDS)  # an R4 server that takes its time
         if rest == "metadata":
             if case == "dstu2":
                 return JSONResponse(metadata("1.0.2"))

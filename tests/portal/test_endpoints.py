@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from openvisit.context import AppContext
-from openvisit.endpoints.service import LaunchRefused, endpoint_for_launch
+from openvisit.ehr_endpoints.service import LaunchRefused, endpoint_for_launch
 from tests.peers.fixtures import free_port
 from tests.portal.conftest import FAKE, FHIR, Browser, endpoint_body
 
@@ -189,7 +189,7 @@ async def test_it_sends_an_edited_approved_endpoint_back_and_launches_wait(
 ) -> None:
     admin = await browser("admin")
     created = await _create(admin)
-    from openvisit.endpoints import service
+    from openvisit.ehr_endpoints import service
     from openvisit.models import EhrEndpoint
 
     async with ctx.transaction() as session:

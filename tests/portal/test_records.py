@@ -150,7 +150,7 @@ async def test_it_lets_only_the_org_admin_upload_certificates(
 async def _approved_endpoint(admin: Browser, ctx: AppContext, **overrides: Any) -> dict[str, Any]:
     created = await admin.api("POST", "/api/portal/endpoints", json=endpoint_body(**overrides))
     assert created.status_code == 201, created.text
-    from openvisit.endpoints import service
+    from openvisit.ehr_endpoints import service
     from openvisit.models import EhrEndpoint
 
     async with ctx.transaction() as session:

@@ -8,14 +8,16 @@ JWKS OpenVisit publishes, and PKCE is recomputed here with hashlib. id_tokens ar
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
+import re
 import secrets
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote_plus, urlencode
 
 import authlib.deprecate
@@ -107,6 +109,34 @@ class FakeEhr:
         self.next_answer: tuple[int, Any] | None = None
         self.discovery_status = 200
         self.id_token_claims: dict[str, Any] = {}
+        #: The context each ``launch`` value gets; ``None`` is a standalone launch (no
+        #: ``launch`` parameter), which gets no context unless a test gives it one.
+        self.launch_contexts: dict[str | None, dict[str, Any]] = {
+            "launch-123": {
+                "fhirContext": [{"reference": "Appointment/apt-9"}],
+                "encounter": "enc-4",
+                "patient": "pat-7",
+            },
+            None: {},
+        }
+        #: The ``scope`` of each authorize request, in order.
+        self.requested_scopes: list[str] = []
+        #: Seconds the token endpoint and the discovery document wait before answering.
+        self.token_delay = 0.0
+        self.discovery_delay = 0.0
+        #: How the token endpoint reads an ``Authorization: Basic`` header: ``"form"``
+        #: URL-decodes id and secret (RFC 6749 §2.3.1), ``"raw"`` takes them as they are
+        #: (what many servers do).
+        self.basic_decoding: Literal["form", "raw"] = "form"
+        #: FHIR resources by "Type/id"; Appointment reads not found here get the default one.
+        self.resources: dict[str, dict[str, Any]] = {}
+        #: "Type/id" (or "Appointment?" for the search) → HTTP status to answer instead.
+        self.fhir_status: dict[str, int] = {}
+        #: Check resource reads and searches against the access token's granted scopes.
+        self.enforce_scopes = False
+        #: Each FHIR request as "Type/id" or "Type?query".
+        self.fhir_requests: list[str] = []
+        self._access_scopes: dict[str, str] = {}
         self.app = Starlette(
             routes=[
                 Route("/fhir/r4/.well-known/smart-configuration", self.discovery),
@@ -114,7 +144,9 @@ class FakeEhr:
                 Route("/oauth2/jwks", self.jwks),
                 Route("/oauth2/authorize", self.authorize, methods=["GET", "POST"]),
                 Route("/oauth2/token", self.token, methods=["POST"]),
+                Route("/fhir/r4/Appointment", self.appointment_search),
                 Route("/fhir/r4/Appointment/{id}", self.appointment),
+                Route("/fhir/r4/Encounter/{id}", self.encounter),
             ]
         )
 
@@ -124,6 +156,8 @@ class FakeEhr:
     # --- discovery -------------------------------------------------------------------------
     async def discovery(self, request: Request) -> Response:
         self._hit("discovery")
+        if self.discovery_delay:
+            await asyncio.sleep(self.discovery_delay)
         return JSONResponse(self.smart_config, status_code=self.discovery_status)
 
     async def capability(self, request: Request) -> Response:
@@ -136,20 +170,71 @@ class FakeEhr:
         self._hit("jwks")
         return JSONResponse({"keys": [k.as_dict(is_private=False) for k in self.ehr_keys]})
 
-    async def appointment(self, request: Request) -> Response:
+    @staticmethod
+    def booked_now(appointment_id: str, *, patient: str = "pat-7",
+                   practitioner: str = "prac-1") -> dict[str, Any]:
         """A booked appointment starting now (enough for a launch to find its visit)."""
-        self._hit("appointment")
-        if not request.headers.get("authorization", "").startswith("Bearer "):
-            return JSONResponse({"resourceType": "OperationOutcome"}, status_code=401)
         start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         end = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1800))
-        return JSONResponse(
-            {"resourceType": "Appointment", "id": request.path_params["id"], "status": "booked",
-             "start": start, "end": end,
-             "participant": [{"actor": {"reference": "Patient/pat-7"}},
-                             {"actor": {"reference": "Practitioner/prac-1"}}]},
-            media_type="application/fhir+json",
-        )
+        return {"resourceType": "Appointment", "id": appointment_id, "status": "booked",
+                "start": start, "end": end,
+                "participant": [{"actor": {"reference": f"Patient/{patient}"}},
+                                {"actor": {"reference": f"Practitioner/{practitioner}"}}]}
+
+    def _refusal(self, request: Request, *, resource_type: str, key: str,
+                 permission: str) -> Response | None:
+        """401 without a live bearer token, 403 without a granted scope, or a set status."""
+        self.fhir_requests.append(key)
+        bearer = request.headers.get("authorization", "")
+        if not bearer.startswith("Bearer "):
+            return JSONResponse({"resourceType": "OperationOutcome"}, status_code=401)
+        if key in self.fhir_status:
+            return JSONResponse({"resourceType": "OperationOutcome"},
+                                status_code=self.fhir_status[key])
+        if self.enforce_scopes:
+            granted = self._access_scopes.get(bearer[7:])
+            if granted is None:
+                return JSONResponse({"resourceType": "OperationOutcome"}, status_code=401)
+            if not scope_allows(granted, resource_type=resource_type, permission=permission):
+                return JSONResponse({"resourceType": "OperationOutcome"}, status_code=403)
+        return None
+
+    async def appointment(self, request: Request) -> Response:
+        self._hit("appointment")
+        key = f"Appointment/{request.path_params['id']}"
+        refused = self._refusal(request, resource_type="Appointment", key=key, permission="r")
+        if refused is not None:
+            return refused
+        resource = self.resources.get(key) or self.booked_now(request.path_params["id"])
+        return JSONResponse(resource, media_type="application/fhir+json")
+
+    async def encounter(self, request: Request) -> Response:
+        self._hit("encounter")
+        key = f"Encounter/{request.path_params['id']}"
+        refused = self._refusal(request, resource_type="Encounter", key=key, permission="r")
+        if refused is not None:
+            return refused
+        if key not in self.resources:
+            return JSONResponse({"resourceType": "OperationOutcome"}, status_code=404)
+        return JSONResponse(self.resources[key], media_type="application/fhir+json")
+
+    async def appointment_search(self, request: Request) -> Response:
+        """``Appointment?patient=…``: the patient's appointments among ``resources``."""
+        self._hit("appointment_search")
+        refused = self._refusal(request, resource_type="Appointment", key="Appointment?",
+                                permission="s")
+        if refused is not None:
+            return refused
+        self.fhir_requests[-1] = f"Appointment?{request.url.query}"
+        patient = request.query_params.get("patient", "")
+        entries = [
+            {"resource": r} for k, r in self.resources.items()
+            if k.startswith("Appointment/") and any(
+                (p.get("actor") or {}).get("reference") == f"Patient/{patient}"
+                for p in r.get("participant", []))
+        ]
+        return JSONResponse({"resourceType": "Bundle", "type": "searchset", "entry": entries},
+                            media_type="application/fhir+json")
 
     # --- authorize -------------------------------------------------------------------------
     def issue_code(
@@ -179,17 +264,14 @@ class FakeEhr:
         assert params["tenant"] == "t1", "endpoint's own query parameter was dropped"
         assert params["response_type"] == "code" and params["client_id"] == CLIENT_ID
         assert params["aud"] == FHIR_BASE and params["code_challenge_method"] == "S256"
-        assert params.get("launch") == "launch-123"
+        assert params.get("launch") in self.launch_contexts, "unknown launch"
+        self.requested_scopes.append(params["scope"])
         code = self.issue_code(
             challenge=params["code_challenge"],
             redirect_uri=params["redirect_uri"],
             scope=params["scope"],
             nonce=params.get("nonce"),
-            context={
-                "fhirContext": [{"reference": "Appointment/apt-9"}],
-                "encounter": "enc-4",
-                "patient": "pat-7",
-            },
+            context=dict(self.launch_contexts[params.get("launch")]),
         )
         query = urlencode({"code": code, "state": params["state"]})
         return RedirectResponse(f"{params['redirect_uri']}?{query}", status_code=302)
@@ -254,8 +336,10 @@ class FakeEhr:
         basic = request.headers.get("authorization", "")
         if basic.startswith("Basic "):
             user, _, password = base64.b64decode(basic[6:]).decode().partition(":")
-            ok = unquote_plus(password) == self.client_secret
-            return (unquote_plus(user) if ok else None), "client_secret_basic"
+            if self.basic_decoding == "form":
+                user, password = unquote_plus(user), unquote_plus(password)
+            ok = password == self.client_secret
+            return (user if ok else None), "client_secret_basic"
         if "client_secret" in form:
             ok = form["client_secret"] == self.client_secret
             return (form.get("client_id") if ok else None), "client_secret_post"
@@ -267,6 +351,8 @@ class FakeEhr:
 
     async def token(self, request: Request) -> Response:
         self._hit("token")
+        if self.token_delay:
+            await asyncio.sleep(self.token_delay)
         form = {k: str(v) for k, v in (await request.form()).items()}
         self.last_form = form
         if self.next_answer is not None:
@@ -320,8 +406,10 @@ class FakeEhr:
     ) -> Response:
         refresh = secrets.token_urlsafe(16)
         self.refresh_tokens[refresh] = scope
+        access = secrets.token_urlsafe(16)
+        self._access_scopes[access] = scope
         body = {
-            "access_token": secrets.token_urlsafe(16),
+            "access_token": access,
             "token_type": "bearer",
             "expires_in": "3600",
             "scope": scope,
@@ -337,3 +425,21 @@ class FakeEhr:
         return Response(
             json.dumps(body), media_type="application/json", headers={"Cache-Control": "no-store"}
         )
+
+
+_RESOURCE_SCOPE = re.compile(r"(patient|user)/(\*|[A-Z][A-Za-z]+)\.(read|\*|[cruds]+)")
+
+
+def scope_allows(granted: str, *, resource_type: str, permission: str) -> bool:
+    """Whether a granted scope string allows ``permission`` (r or s) on ``resource_type``.
+
+    SMART v2 letters (``.rs``) and the v1 spellings (``.read`` and ``.*`` allow both r and s),
+    written out independently of OpenVisit's scope code.
+    """
+    for scope in granted.split():
+        match = _RESOURCE_SCOPE.fullmatch(scope)
+        if match is None or match[2] not in ("*", resource_type):
+            continue
+        if match[3] in ("read", "*") or permission in match[3]:
+            return True
+    return False

@@ -17,14 +17,15 @@ from openvisit.smart.client_auth import (
     PrivateKeyJwt,
     PublicClient,
     SigningKey,
+    changed_by_form_encoding,
     client_auth_for,
     make_client_assertion,
 )
 from openvisit.smart.discovery import SmartConfiguration
 from openvisit.smart.errors import ClientKeyError, SmartTokenError
-from openvisit.smart.token import client_credentials
+from openvisit.smart.token import client_credentials, exchange_code
 
-from .fake_ehr import CLIENT_ID, TOKEN_URL, FakeEhr
+from .fake_ehr import CLIENT_ID, REDIRECT_URI, TOKEN_URL, FakeEhr, s256
 
 
 def _segment(token: str, index: int) -> dict[str, object]:
@@ -178,3 +179,46 @@ def test_it_picks_the_client_auth_for_a_configured_method(client_keys: KeySet) -
         client_auth_for("client_secret_basic", client_id="c")
     with pytest.raises(ConfigurationError, match="signing key set"):
         client_auth_for("private_key_jwt", client_id="c")
+
+
+def test_it_sends_basic_credentials_raw_when_told_to() -> None:
+    raw = ClientSecretBasic("my-client", secret="a+b/c=d", form_encode=False)
+    header = raw.parts(token_url=TOKEN_URL).headers["Authorization"]
+    assert base64.b64decode(header[6:]) == b"my-client:a+b/c=d"
+    encoded = ClientSecretBasic("my-client", secret="a+b/c=d")
+    header = encoded.parts(token_url=TOKEN_URL).headers["Authorization"]
+    assert base64.b64decode(header[6:]) == b"my-client:a%2Bb%2Fc%3Dd"
+    # A ":" in the id would split the pair: the id alone stays encoded.
+    odd = ClientSecretBasic("my:client", secret="s+1", form_encode=False)
+    header = odd.parts(token_url=TOKEN_URL).headers["Authorization"]
+    assert base64.b64decode(header[6:]) == b"my%3Aclient:s+1"
+    chosen = client_auth_for("client_secret_basic", client_id="c", secret="s",
+                             basic_form_encoded=False)
+    assert isinstance(chosen, ClientSecretBasic) and chosen.form_encode is False
+
+
+def test_it_knows_which_secrets_form_encoding_changes() -> None:
+    assert [changed_by_form_encoding(v) for v in ("a+b", "a/b", "a=b", "a:b", "a b", "ab-_.~9")] \
+        == [True, True, True, True, True, False]
+
+
+@pytest.mark.parametrize("server", ["form", "raw"])
+@pytest.mark.parametrize("form_encode", [True, False], ids=["form-encoded", "raw"])
+@pytest.mark.parametrize("secret", ["a+b/c=d", "plain-Secret_1.2~3"], ids=["odd", "plain"])
+async def test_it_authenticates_with_each_basic_encoding_against_each_kind_of_server(
+    http: httpx.AsyncClient, ehr: FakeEhr, server: str, form_encode: bool, secret: str,
+    config: SmartConfiguration,
+) -> None:
+    ehr.basic_decoding = server  # type: ignore[assignment]
+    ehr.client_secret = secret
+    code = ehr.issue_code(challenge=s256("v" * 43), scope="launch user/Appointment.rs")
+    auth = ClientSecretBasic(CLIENT_ID, secret=secret, form_encode=form_encode)
+    matches = secret.startswith("plain") or form_encode == (server == "form")
+    if matches:
+        token = await exchange_code(http, config=config, code=code, redirect_uri=REDIRECT_URI,
+                                    code_verifier="v" * 43, auth=auth)
+        assert token.access_token
+    else:
+        with pytest.raises(SmartTokenError, match="invalid_client"):
+            await exchange_code(http, config=config, code=code, redirect_uri=REDIRECT_URI,
+                                code_verifier="v" * 43, auth=auth)

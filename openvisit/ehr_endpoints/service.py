@@ -16,11 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit.audit import record, snapshot
 from openvisit.context import AppContext
-from openvisit.endpoints import repository
+from openvisit.ehr_endpoints import repository
 from openvisit.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from openvisit.models import EhrEndpoint, Organisation, utcnow
 from openvisit.models.choices import EndpointState
 from openvisit.models.endpoint import AUTH_METHODS, ENVIRONMENTS, VENDORS
+from openvisit.smart.client_auth import changed_by_form_encoding
 
 
 def normalise_fhir_base(url: str) -> str:
@@ -65,9 +66,13 @@ async def add_endpoint(
     approved: bool = False,
     timezone: str | None = None,
     options: dict[str, Any] | None = None,
+    raw_basic_credentials: bool = False,
     actor: str,
 ) -> EhrEndpoint:
     """Register an endpoint in ``draft`` (or ``approved`` when told so from the CLI).
+
+    ``raw_basic_credentials`` sends client_secret_basic credentials unencoded (see
+    :func:`basic_form_encoded`).
 
     Raises :class:`InvalidInput` for an unknown vendor/environment/method or a bad URL and
     :class:`Conflict` when the organisation already has this FHIR base.
@@ -101,7 +106,8 @@ async def add_endpoint(
         approved_at=utcnow() if approved else None,
         approved_by=actor if approved else None,
         timezone=timezone or organisation.timezone,
-        options=options or {},
+        options=_with_basic_options(options or {}, secret=client_secret,
+                                    raw=raw_basic_credentials or None),
     )
     session.add(endpoint)
     await session.flush()
@@ -194,10 +200,55 @@ def client_secret(app: AppContext, endpoint: EhrEndpoint) -> str | None:
     return app.cipher.decrypt(endpoint.client_secret_enc) if endpoint.client_secret_enc else None
 
 
+#: ``options`` keys. ``basic_credentials``: ``"raw"`` sends client_secret_basic's id and secret
+#: unencoded (for token servers that do not form-decode the Basic header); absent = RFC 6749
+#: §2.3.1 form-encoding. ``secret_changes_when_form_encoded``: set whenever a secret is stored
+#: (one bit about the secret, so pages can warn without decrypting it).
+BASIC_CREDENTIALS = "basic_credentials"
+SECRET_ENCODES = "secret_changes_when_form_encoded"
+
+
+def basic_form_encoded(endpoint: EhrEndpoint) -> bool:
+    """Whether client_secret_basic form-encodes id and secret (RFC 6749 §2.3.1, the default)."""
+    return (endpoint.options or {}).get(BASIC_CREDENTIALS) != "raw"
+
+
+def basic_encoding_warning(endpoint: EhrEndpoint) -> str | None:
+    """A warning when the secret (or id) changes under form-encoding and raw credentials are
+    off: a server that does not decode the Basic header then compares ``a%2Bb`` with the
+    ``a+b`` it issued and answers ``invalid_client``. ``None`` otherwise."""
+    if endpoint.auth_method != "client_secret_basic" or not basic_form_encoded(endpoint):
+        return None
+    if not ((endpoint.options or {}).get(SECRET_ENCODES)
+            or changed_by_form_encoding(endpoint.client_id)):
+        return None
+    return ("The client secret (or id) contains characters such as + / = that OAuth's "
+            "client_secret_basic form-encodes (RFC 6749 §2.3.1). Many EHR token servers do "
+            "not decode them and then refuse OpenVisit with invalid_client. If the approval "
+            "sign-in or launches fail with invalid_client, turn on \"Send the Basic "
+            "credentials unencoded\" for this endpoint (or use client_secret_post).")
+
+
+def _with_basic_options(options: dict[str, Any], *, secret: str | None,
+                        raw: bool | None) -> dict[str, Any]:
+    out = dict(options)
+    if secret is not None:
+        out[SECRET_ENCODES] = bool(secret) and changed_by_form_encoding(secret)
+    if raw is not None:
+        if raw:
+            out[BASIC_CREDENTIALS] = "raw"
+        else:
+            out.pop(BASIC_CREDENTIALS, None)
+    return out
+
+
 #: Fields whose change alters what a launch does; changing one sends an approved endpoint
 #: back for approval (see openvisit.portal.endpoint_admin for why launches then wait).
 LAUNCH_FIELDS = ("fhir_base", "environment", "vendor", "client_id", "auth_method", "client_secret")
-EDITABLE_FIELDS = (*LAUNCH_FIELDS, "name", "approver_ehr_user", "timezone")
+#: ``raw_basic_credentials`` changes only how the same secret is sent, not which EHR or client
+#: registration a launch uses, so it does not send the endpoint back for approval.
+EDITABLE_FIELDS = (*LAUNCH_FIELDS, "name", "approver_ehr_user", "timezone",
+                   "raw_basic_credentials")
 
 
 async def update_endpoint(
@@ -251,7 +302,12 @@ async def update_endpoint(
     secret = changes.get("client_secret")
     if secret is not None:
         endpoint.client_secret_enc = app.cipher.encrypt(secret) if secret else None
+        endpoint.options = _with_basic_options(endpoint.options or {}, secret=secret, raw=None)
         changed.add("client_secret")
+    raw = changes.get("raw_basic_credentials")
+    if raw is not None and bool(raw) != (not basic_form_encoded(endpoint)):
+        endpoint.options = _with_basic_options(endpoint.options or {}, secret=None, raw=raw)
+        changed.add("raw_basic_credentials")
     if endpoint.auth_method.startswith("client_secret") and not endpoint.client_secret_enc:
         raise InvalidInput(
             f"The {endpoint.auth_method} method needs the client secret the EHR issued."
@@ -315,3 +371,14 @@ async def remove_endpoint(session: AsyncSession, *, endpoint: EhrEndpoint, actor
         before=before,
         organisation_id=endpoint.organisation_id,
     )
+
+
+async def launch_frame_ancestors(session: AsyncSession) -> list[str]:
+    """The EHR origins that may frame launch pages: every organisation's list (the launch
+    page is shown before its endpoint, and so its organisation, is known)."""
+    return await repository.all_frame_ancestors(session)
+
+
+async def list_endpoints(session: AsyncSession) -> list[EhrEndpoint]:
+    """Every endpoint of every organisation (the operator's CLI)."""
+    return await repository.for_organisation(session)
