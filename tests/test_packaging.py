@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -59,3 +60,25 @@ def test_it_serves_from_a_bare_install_without_any_extra(tmp_path: Path) -> None
         serve.terminate()
         serve.wait(timeout=20)
         log.close()
+
+
+def test_it_ships_its_licence_and_no_test_peer_as_a_runtime_dependency() -> None:
+    """Issue 11 item 20: the licence pyproject declares is in the tree, and python-hl7 and
+    Authlib (test peers the product never imports) are only in the dev extra."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    licence = (REPO / "LICENSE").read_text()
+
+    assert project["license"] == "Apache-2.0"
+    assert "Apache License" in licence and "Version 2.0" in licence
+    def name(dep: str) -> str:
+        return re.split(r"[<>=\[ ]", dep, maxsplit=1)[0].lower()
+
+    runtime = {name(dep) for dep in project["dependencies"]}
+    dev = {name(dep) for dep in project["optional-dependencies"]["dev"]}
+    assert not runtime & {"hl7", "authlib"}
+    assert {"hl7", "authlib"} <= dev
+    peer_import = re.compile(r"^\s*(import|from) (hl7|authlib)\b", re.MULTILINE)
+    imports = [p for p in (REPO / "openvisit").rglob("*.py") if peer_import.search(p.read_text())]
+    assert imports == []

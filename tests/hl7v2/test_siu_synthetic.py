@@ -214,3 +214,32 @@ def test_it_accepts_a_v25_message_with_tq1_only() -> None:
 
     assert msg.start == datetime(2024, 3, 12, 13, 30, tzinfo=UTC)
     assert msg.duration_minutes == 15
+
+
+def test_it_falls_back_to_sch_11_in_a_v25_message_with_no_other_timing() -> None:
+    """SCH-11 is deprecated from v2.5, but a v2.5+ message with no resource start and no TQ1
+    is still read from it (the last resort of issue 11 item 3) rather than refused."""
+    message = _without_resource_starts(replace_field(epic(), "MSH", 12, "2.5.1"))
+
+    msg = parse_us(message)
+    v23 = parse_us(_without_resource_starts(epic()))
+
+    assert msg.start == v23.start == datetime(2024, 3, 12, 13, 30, tzinfo=UTC)
+
+
+def test_it_prefers_tq1_to_a_stale_sch_11_from_v25_on() -> None:
+    """From v2.5 on, TQ1-7 wins over SCH-11 (which a v2.8 feed may leave stale)."""
+    message = _without_resource_starts(replace_field(epic(), "MSH", 12, "2.5.1"))
+    lines = message.split(b"\r")
+    lines.insert(2, b"TQ1|||||||20240312153000-0400|20240312154500-0400")
+
+    msg = parse_us(b"\r".join(lines))
+
+    assert msg.start == datetime(2024, 3, 12, 19, 30, tzinfo=UTC)
+
+
+def _without_resource_starts(message: bytes) -> bytes:
+    """The Epic sample with no start in AIS-4, AIL-6 or AIP-6 (SCH-11 and TQ1 remain)."""
+    message = replace_field(message, "AIS", 4, "")
+    message = replace_field(message, "AIL", 6, "")
+    return replace_field(message, "AIP", 6, "")
