@@ -213,7 +213,7 @@ def admin_create(
     password_stdin: Annotated[bool, typer.Option(help="Read the password from stdin.")] = False,
 ) -> None:
     """Create a local staff account (embedded default; IdP users sign in without one)."""
-    from openvisit.portal.accounts import create_local_account, get_or_create_organisation
+    from openvisit.portal.signin.service import create_local_account, get_or_create_organisation
 
     if password_file:
         password = password_file.read_text(encoding="utf-8").strip()
@@ -247,8 +247,8 @@ def admin_roles(
     org: Annotated[str, typer.Option(help="Organisation slug.")] = "default",
 ) -> None:
     """Set a local account's roles (the server operator's way in; audited as "cli")."""
-    from openvisit.portal.accounts import ROLES, canonical_username
-    from openvisit.portal.staff import set_roles_by_operator
+    from openvisit.portal.signin.service import ROLES, canonical_username
+    from openvisit.portal.staff.service import set_roles_by_operator
 
     unknown = [r for r in role if r not in ROLES]
     if unknown or not role:
@@ -412,7 +412,7 @@ def endpoint_add(
 ) -> None:
     """Register an EHR endpoint; launches are accepted only from approved endpoints."""
     from openvisit.ehr_endpoints.service import add_endpoint
-    from openvisit.portal.accounts import get_or_create_organisation
+    from openvisit.portal.signin.service import get_or_create_organisation
 
     async def main(ctx: AppContext) -> str:
         async with ctx.transaction() as session:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # the holders' types only; the objects are made by their pack
     from openvisit.idp.client import IdpClient
     from openvisit.launch.service import LaunchCaches
     from openvisit.notify.transport import EmailTransport, SmsTransport
-    from openvisit.portal.passwords import PasswordWorkers
+    from openvisit.portal.signin.passwords import PasswordWorkers
     from openvisit.smart.idtoken import JwksCache
     from openvisit.smart.keys import KeySet
     from openvisit.visits.tokens import JoinLinks
@@ -64,7 +64,7 @@ class Services:
     devicetest_results: ResultLimiter | None = None
     #: :func:`openvisit.outbound.portal_http`: the guarded client for portal-driven requests.
     portal_http: httpx.AsyncClient | None = None
-    #: :func:`openvisit.portal.passwords.workers`: the argon2 threads.
+    #: :func:`openvisit.portal.signin.passwords.workers`: the argon2 threads.
     password_workers: PasswordWorkers | None = None
     #: The launch's discovery/JWKS caches and signing keys; the organisation IdP client; the
     #: approval's JWKS cache.

@@ -4,7 +4,7 @@
    ``delete`` (the core functions, the dialect inserts, ``text``) appears only in a
    ``repository.py`` or in ``db.py``.
 2. Views call services: a module that serves pages or JSON (``views.py``, ``endpoints.py``,
-   ``views_*.py``, ``api_*.py``, ``routes.py``, ``hooks.py``, ``http.py``) and the CLI import
+   ``api.py``, ``views_*.py``, ``api_*.py``, ``routes.py``, ``hooks.py``, ``http.py``) and the CLI import
    no repository.
 3. No string registries: ``importlib.import_module`` only where a deployment names modules in
    its configuration (``OPENVISIT_JOB_MODULES``).
@@ -33,8 +33,8 @@ VIEW_REPOSITORY_ALLOWED: dict[str, str] = {}
 #: The one legitimate dynamic import: plug-in job modules named in the configuration.
 DYNAMIC_IMPORT_ALLOWED = frozenset({"jobs/registry.py"})
 
-VIEW_NAMES = ("views.py", "endpoints.py", "routes.py", "hooks.py", "http.py", "cli.py")
-VIEW_PREFIXES = ("views_", "api_")
+VIEW_NAMES = ("views.py", "api.py", "endpoints.py", "routes.py", "hooks.py", "http.py", "cli.py")
+VIEW_PREFIXES = ("views_", "api_")  # and api.py (VIEW_NAMES)
 
 
 def _modules() -> list[tuple[str, ast.Module]]:

@@ -22,7 +22,7 @@ from openvisit.errors import Gone, NotFound, OpenVisitError
 from openvisit.i18n import gettext
 from openvisit.logs import get_logger
 from openvisit.models import ContextToken
-from openvisit.portal.records import verify_context_token
+from openvisit.portal.records.service import verify_context_token
 from openvisit.signalling.limits import address_key
 from openvisit.visits.turn import ice_config
 from openvisit.visits.views import ROOM_HEADERS

@@ -243,7 +243,7 @@ def _with_basic_options(options: dict[str, Any], *, secret: str | None,
 
 
 #: Fields whose change alters what a launch does; changing one sends an approved endpoint
-#: back for approval (see openvisit.portal.endpoint_admin for why launches then wait).
+#: back for approval (see openvisit.portal.endpoints.service for why launches then wait).
 LAUNCH_FIELDS = ("fhir_base", "environment", "vendor", "client_id", "auth_method", "client_secret")
 #: ``raw_basic_credentials`` changes only how the same secret is sent, not which EHR or client
 #: registration a launch uses, so it does not send the endpoint back for approval.

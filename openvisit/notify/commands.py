@@ -3,7 +3,7 @@
 Hospital IT scripts set-ups (issue 11, item 10): the organisation's default phone region,
 its two SMS consents and each endpoint's notification settings, which until now only the
 portal could set. Every change goes through the portal's own service functions
-(:mod:`openvisit.portal.sms`), so validation, error texts and the audit log are the same;
+(:mod:`openvisit.portal.sms.service`), so validation, error texts and the audit log are the same;
 the actor recorded is ``cli``. A command changes only what it is given: the other
 settings keep their values.
 """
@@ -21,8 +21,8 @@ from openvisit.ehr_endpoints.service import get_endpoint
 from openvisit.errors import InvalidInput, NotFound
 from openvisit.models import EhrEndpoint, Organisation, PhoneNumber
 from openvisit.portal import repository as portal_repository
-from openvisit.portal import sms
-from openvisit.portal.sessions import Principal
+from openvisit.portal.signin.sessions import Principal
+from openvisit.portal.sms import service as sms
 
 ACTOR = "cli"
 
@@ -139,7 +139,7 @@ async def configure_notifications(
 ) -> dict[str, Any]:
     """Apply ``changes`` to the endpoint's notification settings; returns them afterwards.
 
-    Raises what :func:`openvisit.portal.sms.configure_endpoint_sms` raises (SMS on without
+    Raises what :func:`openvisit.portal.sms.service.configure_endpoint_sms` raises (SMS on without
     both consents or a sending number, bad quiet hours, language or rate) and
     :class:`InvalidInput` for bad reminder times, as the portal page does.
     """

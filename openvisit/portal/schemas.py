@@ -145,7 +145,7 @@ class EndpointOut(BaseModel):
     @classmethod
     def of(cls, endpoint: EhrEndpoint) -> EndpointOut:
         from openvisit.ehr_endpoints.service import basic_form_encoded
-        from openvisit.portal.endpoint_admin import (
+        from openvisit.portal.endpoints.service import (
             basic_encoding_warning,
             changes_since_approval,
             last_check,
@@ -202,7 +202,7 @@ class NumberOut(BaseModel):
 
     @classmethod
     def of(cls, number: PhoneNumber, *, endpoint_ids: list[uuid.UUID]) -> NumberOut:
-        from openvisit.portal.numbers import step_label
+        from openvisit.portal.sms.numbers import step_label
 
         return cls(id=number.id, e164=number.e164, provider=number.provider, state=number.state,
                    progress=number.progress, step=step_label(number),

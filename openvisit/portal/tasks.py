@@ -1,4 +1,4 @@
-"""Job handlers of the portal: number provisioning (see :mod:`openvisit.portal.numbers`)."""
+"""Job handlers of the portal: number provisioning (see :mod:`openvisit.portal.sms.numbers`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import uuid
 
 from openvisit.errors import OpenVisitError
 from openvisit.jobs import JobContext, job_handler
-from openvisit.portal import numbers
+from openvisit.portal.sms import numbers
 
 
 @job_handler(numbers.JOB_KIND)

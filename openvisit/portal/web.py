@@ -26,8 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit.errors import NotAuthenticated, OpenVisitError, PermissionDenied
 from openvisit.logs import get_logger
-from openvisit.portal import sessions
-from openvisit.portal.sessions import Principal
+from openvisit.portal.signin import sessions
+from openvisit.portal.signin.sessions import Principal
 from openvisit.web.deps import CtxDep, SessionDep
 from openvisit.web.errors import wants_json
 from openvisit.web.middleware import route_template

@@ -24,7 +24,7 @@ from openvisit.models import Organisation
 from openvisit.models.base import utcnow
 from openvisit.models.choices import VISIT_KINDS
 from openvisit.models.visit import ROLES, Appointment, Participant, Visit, VisitEvent
-from openvisit.portal.accounts import get_or_create_organisation
+from openvisit.portal.signin.service import get_or_create_organisation
 from openvisit.visits import repository as repo
 from openvisit.visits.roster import STAFF_ROLES, Seat
 from openvisit.visits.tokens import JoinLinks, participant_id_of

@@ -15,7 +15,7 @@ from openvisit.context import AppContext
 from openvisit.models import ContextToken, utcnow
 from openvisit.models.ops import QualitySample
 from openvisit.models.visit import Visit, VisitEvent
-from openvisit.portal.records import DEVICE_TEST, sign_context_token
+from openvisit.portal.records.service import DEVICE_TEST, sign_context_token
 from tests.feed.support import make_endpoint
 
 

@@ -25,7 +25,7 @@ async def seed_devicetest(db_url: str, redis_url: str) -> str:
     from openvisit.config import Settings
     from openvisit.context import AppContext
     from openvisit.models import ContextToken, EhrEndpoint, Organisation
-    from openvisit.portal.records import DEVICE_TEST, sign_context_token
+    from openvisit.portal.records.service import DEVICE_TEST, sign_context_token
 
     settings = Settings(_env_file=None, environment="test", database_url=db_url,  # type: ignore[call-arg]
                         redis_url=redis_url, secret_key=TEST_SECRET,

@@ -18,7 +18,7 @@ from openvisit.ehr_endpoints.service import add_endpoint
 from openvisit.feed.commands import configure_feed
 from openvisit.hl7v2 import MllpDecoder, encode_frame
 from openvisit.models import Appointment, Contact, EhrEndpoint, InboundMessage, Job, SmsSettings
-from openvisit.portal.accounts import get_or_create_organisation
+from openvisit.portal.signin.service import get_or_create_organisation
 from tests.peers.fixtures import free_port, port_open
 from tests.support.backend import SHARED, subprocess_env
 from tests.support.procs import Proc, wait_for

@@ -15,7 +15,7 @@ import httpx
 from openvisit import outbound
 from openvisit.context import AppContext
 from openvisit.ehr_endpoints.service import add_endpoint
-from openvisit.portal.accounts import get_or_create_organisation
+from openvisit.portal.signin.service import get_or_create_organisation
 from tests.smart.fake_ehr import CLIENT_ID, FHIR_BASE, HOST, FakeEhr
 
 

@@ -38,7 +38,7 @@ from openvisit.context import AppContext
 from openvisit.crypto import generate_key
 from openvisit.ehr_endpoints.service import add_endpoint
 from openvisit.models import StaffAccount
-from openvisit.portal.accounts import get_or_create_organisation
+from openvisit.portal.signin.service import get_or_create_organisation
 from tests.sandbox.helpers import serve
 from tests.smart.fake_ehr import CLIENT_ID, FHIR_BASE, HOST, FakeEhr
 

@@ -18,7 +18,7 @@ from openvisit.ehr_endpoints.service import add_endpoint
 from openvisit.errors import InvalidInput
 from openvisit.launch.epic_config import EpicLinkConfig, save_link_key
 from openvisit.models import AuditLog, EhrEndpoint
-from openvisit.portal.accounts import get_or_create_organisation
+from openvisit.portal.signin.service import get_or_create_organisation
 from tests.support.backend import subprocess_env
 
 KEY = base64.b64encode(os.urandom(32)).decode()

@@ -24,7 +24,7 @@ from openvisit.context import AppContext
 from openvisit.ehr_endpoints.service import add_endpoint
 from openvisit.launch.epic_config import save_link_key
 from openvisit.models import Appointment, AuditLog, EhrEndpoint, Participant, Visit
-from openvisit.portal.accounts import get_or_create_organisation
+from openvisit.portal.signin.service import get_or_create_organisation
 
 PATIENT_KEY = os.urandom(32)
 PROVIDER_KEY = os.urandom(32)

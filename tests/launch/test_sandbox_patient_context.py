@@ -23,7 +23,7 @@ from openvisit.app import create_app
 from openvisit.context import AppContext
 from openvisit.ehr_endpoints.service import add_endpoint
 from openvisit.models import Appointment, Participant, Visit
-from openvisit.portal.accounts import get_or_create_organisation
+from openvisit.portal.signin.service import get_or_create_organisation
 from openvisit.sandbox import SandboxClient, create_sandbox_app
 from openvisit.sandbox.runtime import Sandbox
 from tests.launch.fake_wiring import path_of

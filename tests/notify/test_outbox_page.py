@@ -16,7 +16,7 @@ import pytest
 
 from openvisit.context import AppContext
 from openvisit.models import AuditLog, StaffAccount, utcnow
-from openvisit.portal.accounts import get_or_create_organisation
+from openvisit.portal.signin.service import get_or_create_organisation
 from tests.notify.conftest import PUBLIC_URL
 from tests.notify.support import make_appointment, make_site, run_jobs
 from tests.portal.conftest import password_hash, sign_in

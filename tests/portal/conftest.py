@@ -34,7 +34,7 @@ from openvisit.config import Settings
 from openvisit.context import AppContext
 from openvisit.launch.keys import ensure_keys, public_jwks
 from openvisit.models import StaffAccount
-from openvisit.portal.accounts import get_or_create_organisation
+from openvisit.portal.signin.service import get_or_create_organisation
 from openvisit.sandbox import create_sandbox_app
 from openvisit.sandbox.clients import SandboxClient
 from tests.support.backend import make_settings

@@ -27,7 +27,7 @@ from openvisit.context import AppContext
 from openvisit.db import Database
 from openvisit.migrate import upgrade_async
 from openvisit.models import StaffAccount, utcnow
-from openvisit.portal.accounts import get_or_create_organisation
+from openvisit.portal.signin.service import get_or_create_organisation
 from tests.notify.support import make_appointment, make_site, run_jobs
 from tests.portal.conftest import PASSWORD, password_hash
 from tests.support.backend import make_settings

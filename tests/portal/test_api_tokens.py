@@ -14,7 +14,7 @@ import pytest
 
 from openvisit.context import AppContext
 from openvisit.models import StaffAccount
-from openvisit.portal.accounts import get_or_create_organisation
+from openvisit.portal.signin.service import get_or_create_organisation
 from tests.portal.conftest import PASSWORD, Browser, password_hash
 
 BrowserFactory = Callable[[str], Awaitable[Browser]]

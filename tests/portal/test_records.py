@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from openvisit.context import AppContext
 from openvisit.errors import Gone, NotFound
-from openvisit.portal.records import sign_context_token, verify_context_token
+from openvisit.portal.records.service import sign_context_token, verify_context_token
 from tests.portal.certs import der_of, make_certificate
 from tests.portal.conftest import FHIR, Browser, endpoint_body
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from openvisit.context import AppContext
 from openvisit.models import StaffAccount
-from openvisit.portal.accounts import get_or_create_organisation
+from openvisit.portal.signin.service import get_or_create_organisation
 from tests.portal.conftest import PASSWORD, Browser, endpoint_body, password_hash
 from tests.portal.test_approval import ehr_sign_in_url
 from tests.support.backend import subprocess_env

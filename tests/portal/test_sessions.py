@@ -14,7 +14,7 @@ from sqlalchemy import select
 from openvisit.context import AppContext
 from openvisit.models import AuditLog, utcnow
 from openvisit.models.organisation import ApiToken, StaffSession
-from openvisit.portal.sessions import digest
+from openvisit.portal.signin.sessions import digest
 from tests.portal.conftest import PASSWORD, Browser, sign_in
 from tests.support.backend import make_settings
 
@@ -87,7 +87,7 @@ async def test_it_asks_for_the_organisation_when_a_username_exists_twice(
     ctx: AppContext,
     personas: dict[str, str],
 ) -> None:
-    from openvisit.portal.accounts import create_local_account, get_or_create_organisation
+    from openvisit.portal.signin.service import create_local_account, get_or_create_organisation
 
     async with ctx.transaction() as session:
         other = await get_or_create_organisation(session, "other")

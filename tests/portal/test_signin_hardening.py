@@ -18,7 +18,8 @@ from fastapi import FastAPI
 
 from openvisit.context import AppContext
 from openvisit.models import StaffAccount
-from openvisit.portal import accounts, passwords, throttle
+from openvisit.portal.signin import passwords, throttle
+from openvisit.portal.signin import service as accounts
 from tests.portal.conftest import PASSWORD, Browser, password_hash, sign_in
 
 Client = Callable[[str], httpx.AsyncClient]

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from openvisit.context import AppContext
 from openvisit.models import SigninFailure
-from openvisit.portal import throttle
+from openvisit.portal.signin import throttle
 from tests.portal.conftest import PASSWORD, sign_in
 
 Client = Callable[[str], httpx.AsyncClient]

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from openvisit.context import AppContext
 from openvisit.jobs.worker import Worker
 from openvisit.models import Job, SmsSettings, utcnow
-from openvisit.portal.sms import format_offsets, parse_offsets
+from openvisit.portal.sms.service import format_offsets, parse_offsets
 from tests.portal.conftest import FHIR, Browser, endpoint_body
 
 BrowserFactory = Callable[[str], Awaitable[Browser]]
@@ -88,7 +88,7 @@ async def test_it_runs_each_step_once_even_when_a_job_runs_twice(
     browser: BrowserFactory,
     ctx: AppContext,
 ) -> None:
-    from openvisit.portal import numbers
+    from openvisit.portal.sms import numbers
 
     admin = await browser("admin")
     await _consent(admin)

@@ -22,7 +22,7 @@ from argon2 import PasswordHasher
 
 from openvisit.db import Database
 from openvisit.models import EhrEndpoint, Organisation, StaffAccount
-from openvisit.portal.sessions import Principal, create_api_token
+from openvisit.portal.signin.sessions import Principal, create_api_token
 from tests.peers.fixtures import free_port
 from tests.support.backend import BACKEND, PG_ADMIN_URL, subprocess_env
 from tests.support.procs import Proc, wait_for

@@ -153,7 +153,7 @@ async def _second_admin(stack: Stack) -> tuple[uuid.UUID, str]:
     from argon2 import PasswordHasher
 
     from openvisit.models import StaffAccount
-    from openvisit.portal.sessions import Principal, create_api_token
+    from openvisit.portal.signin.sessions import Principal, create_api_token
 
     db = Database(stack.db_url)
     try:

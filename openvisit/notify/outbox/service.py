@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from openvisit.audit import record
 from openvisit.context import AppContext
 from openvisit.notify import repository as repo
-from openvisit.portal.sessions import Principal
+from openvisit.portal.signin.sessions import Principal
 
 #: Environments whose outbox page shows message text (with the patient's join link).
 TEXT_ENVIRONMENTS = ("development", "test")

@@ -8,9 +8,9 @@ import uuid
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from openvisit.portal import approval
-from openvisit.portal import endpoint_admin as admin
-from openvisit.portal import records as records_service
+from openvisit.portal.endpoints import approval
+from openvisit.portal.endpoints import service as admin
+from openvisit.portal.records import service as records_service
 from openvisit.portal.web import (
     PortalRoute,
     PrincipalDep,

@@ -11,8 +11,8 @@ from fastapi.responses import Response
 from openvisit.errors import NotFound, OpenVisitError
 from openvisit.launch.epic_config import LEGACY_MODES, LEGACY_RISK, LINK_KINDS, EpicLinkConfig
 from openvisit.models import EhrEndpoint
-from openvisit.portal import endpoint_admin as admin
-from openvisit.portal.sessions import Principal
+from openvisit.portal.endpoints import service as admin
+from openvisit.portal.signin.sessions import Principal
 from openvisit.portal.web import (
     PortalRoute,
     PrincipalDep,

@@ -29,7 +29,7 @@ from openvisit.models import (
     utcnow,
 )
 from openvisit.portal import repository
-from openvisit.portal.sessions import Principal
+from openvisit.portal.signin.sessions import Principal
 from openvisit.web.security import parse_origins
 
 _OFFSET = re.compile(r"^\s*(\d{1,5})\s*(m|min|mins|minutes?|h|hours?|d|days?)?\s*$", re.I)

@@ -13,11 +13,11 @@ from openvisit.ehr_endpoints.service import basic_form_encoded
 from openvisit.errors import InvalidInput, OpenVisitError
 from openvisit.models import EhrEndpoint
 from openvisit.models.endpoint import AUTH_METHODS, ENVIRONMENTS, VENDORS
-from openvisit.portal import endpoint_admin as admin
-from openvisit.portal import sms as sms_service
-from openvisit.portal.endpoint_admin import CheckFailed, EndpointInput
-from openvisit.portal.overview import overview
-from openvisit.portal.sessions import Principal
+from openvisit.portal.endpoints import service as admin
+from openvisit.portal.endpoints.service import CheckFailed, EndpointInput
+from openvisit.portal.setup.service import overview
+from openvisit.portal.signin.sessions import Principal
+from openvisit.portal.sms import service as sms_service
 from openvisit.portal.web import (
     PortalRoute,
     PrincipalDep,

@@ -12,11 +12,11 @@ from starlette.datastructures import UploadFile
 from openvisit import i18n
 from openvisit.errors import InvalidInput, OpenVisitError
 from openvisit.models.endpoint import ENVIRONMENTS
-from openvisit.portal import certs
-from openvisit.portal import endpoint_admin as admin
-from openvisit.portal import numbers as numbers_service
-from openvisit.portal import sms as sms_service
-from openvisit.portal.sessions import Principal
+from openvisit.portal.endpoints import certs
+from openvisit.portal.endpoints import service as admin
+from openvisit.portal.signin.sessions import Principal
+from openvisit.portal.sms import numbers as numbers_service
+from openvisit.portal.sms import service as sms_service
 from openvisit.portal.web import (
     PortalRoute,
     PrincipalDep,

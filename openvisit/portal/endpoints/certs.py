@@ -18,7 +18,7 @@ from openvisit.errors import NotFound
 from openvisit.models import Certificate, utcnow
 from openvisit.models.endpoint import ENVIRONMENTS
 from openvisit.portal import repository
-from openvisit.portal.sessions import Principal
+from openvisit.portal.signin.sessions import Principal
 
 EXPIRING_SOON = timedelta(days=30)
 

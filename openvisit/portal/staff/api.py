@@ -8,8 +8,10 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from openvisit.errors import InvalidInput
-from openvisit.portal import auditlog, sessions, staff
+from openvisit.portal.audit import service as auditlog
 from openvisit.portal.schemas import ApiTokenIn, ApiTokenOut, StaffIn, StaffOut, StaffPatch
+from openvisit.portal.signin import sessions
+from openvisit.portal.staff import service as staff
 from openvisit.portal.web import PrincipalDep
 from openvisit.web.deps import CtxDep, SessionDep
 from openvisit.web.schemas import error_responses

@@ -30,8 +30,8 @@ from openvisit.jobs import enqueue
 from openvisit.models import Organisation, PhoneNumber, PhoneNumberEndpoint, utcnow
 from openvisit.notify import providers
 from openvisit.portal import repository
-from openvisit.portal.sessions import Principal
-from openvisit.portal.sms import consents_given, organisation_of
+from openvisit.portal.signin.sessions import Principal
+from openvisit.portal.sms.service import consents_given, organisation_of
 
 JOB_KIND = "portal.provision_number"
 MAX_ATTEMPTS = 5

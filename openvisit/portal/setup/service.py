@@ -9,9 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit.models import EhrEndpoint, utcnow
 from openvisit.portal import repository
-from openvisit.portal.endpoint_admin import last_check
-from openvisit.portal.sessions import Principal
-from openvisit.portal.sms import consents_given, organisation_of
+from openvisit.portal.endpoints.service import last_check
+from openvisit.portal.signin.sessions import Principal
+from openvisit.portal.sms.service import consents_given, organisation_of
 
 
 @dataclass

@@ -6,8 +6,8 @@ approves endpoints by SMART sign-in and reads the integration records; ``reporte
 An organisation always keeps at least one active org admin.
 
 Two-person rule: nobody grants themselves the approver role (directly or through one of
-their API tokens); another org admin must. With :mod:`openvisit.portal.approval` refusing an
-approver who configured the endpoint, configuring and approving stay two people's acts.
+their API tokens); another org admin must. With :mod:`openvisit.portal.endpoints.approval`
+refusing an approver who configured the endpoint, configuring and approving stay two people's acts.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from openvisit.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from openvisit.models import Organisation, StaffAccount
 from openvisit.models.choices import StaffRole, is_one_of
 from openvisit.portal import repository
-from openvisit.portal.accounts import ROLES, canonical_username, create_local_account
-from openvisit.portal.sessions import Principal
+from openvisit.portal.signin.service import ROLES, canonical_username, create_local_account
+from openvisit.portal.signin.sessions import Principal
 
 
 def _check_roles(roles: list[str]) -> list[StaffRole]:

@@ -29,7 +29,7 @@ from openvisit.errors import InvalidInput, NotAuthenticated, NotFound, Permissio
 from openvisit.models import StaffAccount, utcnow
 from openvisit.models.organisation import ApiToken, StaffSession
 from openvisit.portal import repository
-from openvisit.portal.accounts import ROLES
+from openvisit.portal.signin.service import ROLES
 
 TOKEN_PREFIX = "ovt_"
 #: last_seen is written at most this often, so reading pages does not write on every request.

@@ -13,7 +13,7 @@ from openvisit.errors import InvalidInput
 from openvisit.models import AuditLog, StaffAccount
 from openvisit.portal import repository
 from openvisit.portal.repository import AuditFilter
-from openvisit.portal.sessions import Principal, describe_account
+from openvisit.portal.signin.sessions import Principal, describe_account
 
 PAGE_SIZE = 50
 #: Fields not worth showing in a difference (timestamps of every write; the ids are

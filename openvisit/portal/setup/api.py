@@ -13,12 +13,10 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from openvisit.portal import approval, certs
-from openvisit.portal import endpoint_admin as admin
-from openvisit.portal import numbers as numbers_service
-from openvisit.portal import records as records_service
-from openvisit.portal import sms as sms_service
-from openvisit.portal.endpoint_admin import EndpointInput
+from openvisit.portal.endpoints import approval, certs
+from openvisit.portal.endpoints import service as admin
+from openvisit.portal.endpoints.service import EndpointInput
+from openvisit.portal.records import service as records_service
 from openvisit.portal.schemas import (
     ApprovalStartOut,
     CertificateIn,
@@ -37,6 +35,8 @@ from openvisit.portal.schemas import (
     OrganisationOut,
     OrganisationPatch,
 )
+from openvisit.portal.sms import numbers as numbers_service
+from openvisit.portal.sms import service as sms_service
 from openvisit.portal.web import PrincipalDep
 from openvisit.web.deps import CtxDep, SessionDep
 from openvisit.web.schemas import error_responses

@@ -22,8 +22,9 @@ from openvisit.context import AppContext
 from openvisit.errors import Conflict, InvalidInput, NotAuthenticated, PermissionDenied
 from openvisit.models import Organisation, StaffAccount
 from openvisit.models.choices import STAFF_ROLES
-from openvisit.portal import passwords, repository
-from openvisit.portal.throttle import SigninThrottle
+from openvisit.portal import repository
+from openvisit.portal.signin import passwords
+from openvisit.portal.signin.throttle import SigninThrottle
 
 #: org_admin configures everything; approver approves endpoints; reporter reads; operator
 #: reads the outbox (``/ops/outbox``).
@@ -109,7 +110,7 @@ async def create_local_account(
 
 def verify_password(password_hash: str, password: str) -> bool:
     """Constant-time check of ``password`` against an argon2 hash (blocking: ~0.2 s of CPU;
-    call it through :mod:`openvisit.portal.passwords`)."""
+    call it through :mod:`openvisit.portal.signin.passwords`)."""
     try:
         return _hasher.verify(password_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
@@ -164,11 +165,11 @@ async def authenticate_local(
 
     ``login`` is ``username`` or ``org-slug/username`` in any spelling (made canonical). In
     order: find the account (a read), count the attempt on the throttle (its own committed
-    transaction: raises :class:`~openvisit.portal.throttle.TooManySignins` before any password
-    is checked once the limit is passed), verify the password in a worker thread (raises
-    :class:`~openvisit.portal.passwords.SigninBusy` when they are all taken). An unknown name,
-    a name several organisations share, a deactivated account and a wrong password all cost
-    one verification and raise the same :class:`NotAuthenticated`. No transaction or
+    transaction: raises :class:`~openvisit.portal.signin.throttle.TooManySignins` before any
+    password is checked once the limit is passed), verify the password in a worker thread (raises
+    :class:`~openvisit.portal.signin.passwords.SigninBusy` when they are all taken). An
+    unknown name, a name several organisations share, a deactivated account and a wrong password
+    all cost one verification and raise the same :class:`NotAuthenticated`. No transaction or
     connection is held while the password is checked.
     """
     slug, username = canonical_login(login)

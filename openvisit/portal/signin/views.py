@@ -14,9 +14,10 @@ from openvisit.context import AppContext
 from openvisit.errors import OpenVisitError
 from openvisit.idp.client import IdpClient, idp_client
 from openvisit.models import StaffAccount
-from openvisit.portal import accounts, sessions
-from openvisit.portal.passwords import SigninBusy
-from openvisit.portal.throttle import TooManySignins
+from openvisit.portal.signin import service as accounts
+from openvisit.portal.signin import sessions
+from openvisit.portal.signin.passwords import SigninBusy
+from openvisit.portal.signin.throttle import TooManySignins
 from openvisit.portal.web import (
     MaybePrincipalDep,
     PortalRoute,

@@ -30,8 +30,8 @@ from openvisit.launch import scopes as launch_scopes
 from openvisit.launch.epic_config import LEGACY_RISK, EpicLinkConfig
 from openvisit.models import ContextToken, EhrEndpoint, PhoneNumber, utcnow
 from openvisit.portal import repository
-from openvisit.portal.sessions import Principal
-from openvisit.portal.sms import endpoint_sms, format_offsets
+from openvisit.portal.signin.sessions import Principal
+from openvisit.portal.sms.service import endpoint_sms, format_offsets
 
 DEVICE_TEST = "devicetest"
 KINDS = ("provider_launch", "patient_launch", "direct_sms", "sms_configuration", "device_test")

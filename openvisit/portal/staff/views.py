@@ -10,9 +10,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from openvisit.errors import InvalidInput, OpenVisitError
-from openvisit.portal import auditlog, sessions, staff
-from openvisit.portal.accounts import ROLES
-from openvisit.portal.sessions import ROLE_LABELS, Principal
+from openvisit.portal.audit import service as auditlog
+from openvisit.portal.signin import sessions
+from openvisit.portal.signin.service import ROLES
+from openvisit.portal.signin.sessions import ROLE_LABELS, Principal
+from openvisit.portal.staff import service as staff
 from openvisit.portal.web import (
     PortalRoute,
     PrincipalDep,

@@ -41,8 +41,8 @@ from openvisit.logs import get_logger
 from openvisit.models import EhrEndpoint, utcnow
 from openvisit.outbound import portal_http
 from openvisit.portal import repository
-from openvisit.portal.endpoint_admin import get_for, launch_snapshot
-from openvisit.portal.sessions import Principal
+from openvisit.portal.endpoints.service import get_for, launch_snapshot
+from openvisit.portal.signin.sessions import Principal
 from openvisit.smart.authorize import build_authorize_request
 from openvisit.smart.client_auth import client_auth_for
 from openvisit.smart.discovery import SmartConfiguration, fetch_smart_configuration

@@ -3,7 +3,7 @@
 Life cycle: **draft** (saved, but the live check failed or no approver is named) →
 **awaiting approval** (the FHIR base passed the live check and an approver is named) →
 **approved** (the approver proved, by SMART sign-in to that very EHR, that the base is real;
-see :mod:`openvisit.portal.approval`).
+see :mod:`openvisit.portal.endpoints.approval`).
 
 **Editing an approved endpoint.** Changing a field that alters what a launch does (FHIR base,
 environment, vendor, client id, authentication method or secret) sends the endpoint back to
@@ -43,8 +43,8 @@ from openvisit.launch.epic_config import EpicLinkConfig, save_link_key
 from openvisit.models import EhrEndpoint, Organisation
 from openvisit.outbound import portal_http
 from openvisit.portal import repository
-from openvisit.portal.checks import CheckResult, CheckStep, check_fhir_base
-from openvisit.portal.sessions import Principal
+from openvisit.portal.endpoints.checks import CheckResult, CheckStep, check_fhir_base
+from openvisit.portal.signin.sessions import Principal
 from openvisit.smart.idtoken import parse_fhir_user
 
 _APPROVER_TYPES = ("Practitioner", "PractitionerRole", "Person")

@@ -1,0 +1,1 @@
+"""Portal audit pages: views/api serve, service holds the rules."""

@@ -1,0 +1,1 @@
+"""Portal endpoints pages: views/api serve, service holds the rules."""

@@ -1,0 +1,1 @@
+"""Portal records pages: views/api serve, service holds the rules."""

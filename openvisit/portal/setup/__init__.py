@@ -1,0 +1,1 @@
+"""Portal setup pages: views/api serve, service holds the rules."""

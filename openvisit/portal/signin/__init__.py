@@ -1,0 +1,1 @@
+"""Portal signin pages: views/api serve, service holds the rules."""

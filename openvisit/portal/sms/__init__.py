@@ -1,0 +1,1 @@
+"""Portal sms pages: views/api serve, service holds the rules."""

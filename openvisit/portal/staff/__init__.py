@@ -1,0 +1,1 @@
+"""Portal staff pages: views/api serve, service holds the rules."""
