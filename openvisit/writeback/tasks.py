@@ -68,15 +68,17 @@ async def send(job: JobContext) -> None:
         endpoint = await session.get(EhrEndpoint, row.endpoint_id)
         before = await repo.predecessor(session, row)
         waits_for = await repo.job_due_at(session, job_key(before)) if before else None
+        blocker = (before.id, before.state) if before is not None else None
         write = a.Write(key=row.key, what=row.what, event_kind=row.event_kind,
                         payload=dict(row.payload))
         attempts = row.attempts
         if endpoint is not None:
             session.expunge(endpoint)
-    if before is not None:
-        if before.state in ("failed", "blocked"):
+    if blocker is not None:
+        if blocker[1] in ("failed", "blocked"):
             await _mark(job, row_id, state="blocked",
-                        error=f"Waits for write-back {before.id} of the same visit, which failed.")
+                        error=f"Waits for write-back {blocker[0]} of the same visit, which "
+                        "failed.")
             return
         until = max(now + MIN_WAIT, min((waits_for or now) + MIN_WAIT, now + MAX_WAIT))
         raise Defer(until, reason="an earlier write of the visit is not sent yet")
