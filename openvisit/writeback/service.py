@@ -241,7 +241,8 @@ async def update_settings(session: AsyncSession, *, endpoint: EhrEndpoint,
 async def target_for(app: AppContext, endpoint: EhrEndpoint,
                      settings: WritebackSettings) -> a.WriteTarget:
     """A :class:`~openvisit.writeback.adapter.WriteTarget` with a backend-services token."""
-    token = await backend_tokens(app).token(app, endpoint, scope=settings.scope)
+    token = (await backend_tokens(app).token(app, endpoint, scope=settings.scope)
+             if settings.backend_token else None)
     http = portal_http(app)
     return a.WriteTarget(fhir=FhirClient(http, base=endpoint.fhir_base, access_token=token),
                          http=http, client_id=endpoint.client_id, access_token=token,

@@ -41,6 +41,9 @@ class WritebackSettings(BaseModel):
     message_text: bool = False
     #: A Communication to the practitioner when the patient arrives in the lobby.
     patient_arrived: bool = False
+    #: False only for an open FHIR server (a vendor's public test server): no token is asked
+    #: for and no Authorization header sent.
+    backend_token: bool = True
     #: Backend-services scopes; empty means :data:`DEFAULT_SCOPES`.
     scopes: str = Field(default="", max_length=1000)
 

@@ -20,6 +20,8 @@ from openvisit.visits import lobby
 from openvisit.visits import service as visits
 from openvisit.writeback import resources
 from openvisit.writeback import service as writeback
+from tests.support.backend import subprocess_env
+from tests.support.procs import Proc
 from tests.visits.support import Links
 from tests.writeback.support import Chart, FhirServer, NoAuthTokens, seed
 
@@ -207,3 +209,48 @@ async def test_it_stores_a_permanent_refusal_and_reruns_it(
     assert {r.state for r in await rows(ctx, visit_id)} == {"sent"}
     assert fhir_server.call("GET", f"Encounter/{missing}").json()["status"] == "finished"
     assert audit_kinds(fhir_server, chart.appointment_id) == EXPECTED
+
+
+async def test_it_survives_a_worker_killed_mid_batch(ctx: AppContext, db_url: str,
+                                                     fhir_server: FhirServer,
+                                                     tmp_path: Path) -> None:
+    """kill -9 of a worker process while it writes: a second one finishes, every write
+    lands once and in order (the lease hands the jobs over; the tag finds what landed)."""
+    charts = [await seed(ctx, fhir_server, options={"backend_token": False})
+              for _ in range(3)]
+    visit_ids = [await run_visit(ctx, chart) for chart in charts]
+    total = 0
+    for v in visit_ids:
+        total += len(await rows(ctx, v))
+
+    async def sent() -> int:
+        count = 0
+        for v in visit_ids:
+            count += sum(1 for r in await rows(ctx, v) if r.state == "sent")
+        return count
+
+    async def until(condition: int, proc: Proc, what: str) -> None:
+        deadline = time.monotonic() + 60
+        while await sent() < condition:
+            assert proc.popen.poll() is None, proc.tail(60)
+            assert time.monotonic() < deadline, f"{what}: {await sent()}/{total}\n{proc.tail(60)}"
+            await asyncio.sleep(0.02)
+
+    env = subprocess_env(db_url, OPENVISIT_JOB_LEASE_SECONDS="2", OPENVISIT_JOB_POLL_SECONDS="0.1",
+                         OPENVISIT_JOB_BACKOFF_BASE_SECONDS="0.1")
+    first = Proc(["worker"], env=env, log=tmp_path / "worker1.log")
+    try:
+        await until(3, first, "the first writes")
+        first.kill9()
+    finally:
+        first.stop()
+    assert await sent() < total
+    second = Proc(["worker"], env=env, log=tmp_path / "worker2.log")
+    try:
+        await until(total, second, "every write by the second worker")
+    finally:
+        second.stop()
+    for chart in charts:
+        assert audit_kinds(fhir_server, chart.appointment_id) == EXPECTED
+    tags = [t["code"] for e in fhir_server.tagged("AuditEvent") for t in e["meta"]["tag"]]
+    assert len(tags) == len(set(tags))
