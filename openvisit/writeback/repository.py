@@ -48,6 +48,11 @@ async def wake(session: AsyncSession, job_key: str, *, now: datetime) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+async def by_key(session: AsyncSession, key: str) -> Writeback | None:
+    found = await session.scalars(select(Writeback).where(Writeback.key == key))
+    return found.first()
+
+
 async def recent(session: AsyncSession, *, endpoint_id: uuid.UUID,
                  limit: int) -> Sequence[Writeback]:
     found = await session.scalars(

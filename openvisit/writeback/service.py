@@ -154,10 +154,11 @@ async def on_message_sent(session: AsyncSession, *, appointment: Appointment, ch
     if endpoint is None:
         return []
     settings = settings_of(endpoint)
-    if not settings.enabled or not settings.messages:
+    key = f"msg.{message_key}"[:120]
+    if not settings.enabled or not settings.messages or await repo.by_key(session, key):
         return []
     row = await _add(session, endpoint=endpoint, order_key=f"appt:{appointment.id}",
-                     key=f"msg.{message_key}"[:120], what=a.MESSAGE, event_kind=template[:32],
+                     key=key, what=a.MESSAGE, event_kind=template[:32],
                      event_id=None,
                      payload={"at": utcnow().isoformat(), "channel": channel,
                               "template": template,

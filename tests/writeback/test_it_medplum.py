@@ -14,8 +14,10 @@ import pytest
 from sqlalchemy import update
 
 from openvisit.context import AppContext
+from openvisit.devicetest import service as devicetest
+from openvisit.devicetest.service import CallReport, DeviceTestReport
 from openvisit.jobs.worker import Worker
-from openvisit.models import Appointment, Job, Writeback, utcnow
+from openvisit.models import Appointment, ContextToken, Job, Writeback, utcnow
 from openvisit.visits import lobby
 from openvisit.visits import service as visits
 from openvisit.writeback import resources
@@ -254,3 +256,43 @@ async def test_it_survives_a_worker_killed_mid_batch(ctx: AppContext, db_url: st
         assert audit_kinds(fhir_server, chart.appointment_id) == EXPECTED
     tags = [t["code"] for e in fhir_server.tagged("AuditEvent") for t in e["meta"]["tag"]]
     assert len(tags) == len(set(tags))
+
+
+async def test_it_writes_device_tests_messages_and_the_portal_test(
+        ctx: AppContext, fhir_server: FhirServer, tokens: NoAuthTokens) -> None:
+    chart = await seed(ctx, fhir_server)
+    async with ctx.transaction() as session:
+        token = ContextToken(endpoint_id=chart.endpoint.id, purpose="devicetest")
+        session.add(token)
+        await session.flush()
+        report = DeviceTestReport(ctx="x", camera="passed", microphone="passed",
+                                  speaker="skipped", call=CallReport(
+                                      status="passed", rtt_ms=21.0, frames_decoded=90))
+        test_visit = await devicetest.record_result(session, token=token, report=report)
+        appt = await session.get(Appointment, chart.appointment.id)
+        assert appt is not None
+        await writeback.on_message_sent(session, appointment=appt, channel="sms",
+                                        template="reminder", message_key="m1")
+        await writeback.on_message_sent(session, appointment=appt, channel="sms",
+                                        template="reminder", message_key="m1")  # again: once
+    await drain(ctx, [test_visit.id])
+    async with ctx.db.read() as session:
+        listed = await writeback.recent(session, endpoint_id=chart.endpoint.id)
+    assert sorted(v.what for v in listed) == ["devicetest", "message"]
+    (observation,) = fhir_server.tagged("Observation")
+    assert observation["valueCodeableConcept"]["text"] == "passed"
+    components = {c["code"]["coding"][0]["code"]: c for c in observation["component"]}
+    assert components["speaker"]["valueCodeableConcept"]["text"] == "skipped"
+    assert components["rtt_ms"]["valueQuantity"] == {"value": 21, "unit": "ms",
+                                                     "system": "http://unitsofmeasure.org",
+                                                     "code": "ms"}
+    (message,) = fhir_server.tagged("Communication")
+    assert message["status"] == "completed"
+    assert message["about"] == [{"reference": f"Appointment/{chart.appointment_id}"}]
+    assert message["medium"][0]["coding"][0]["code"] == "SMSWRIT"
+    assert "payload" not in message
+
+    answer = await writeback.test_write(ctx, endpoint=chart.endpoint)
+    assert answer.ok and answer.server_ref and answer.server_ref.startswith("AuditEvent/")
+    stored = fhir_server.call("GET", answer.server_ref).json()
+    assert stored["resourceType"] == "AuditEvent"
