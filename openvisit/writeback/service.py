@@ -234,7 +234,8 @@ async def update_settings(session: AsyncSession, *, endpoint: EhrEndpoint,
     settings = parse(data)
     endpoint.options = {**(endpoint.options or {}), OPTIONS_KEY: settings.model_dump(
         exclude_defaults=False)}
-    endpoint.version += 1
+    # endpoint.version is not bumped: the approval binds to it, and what is written back
+    # does not change who OpenVisit is to the EHR.
     await session.flush()
     return settings
 

@@ -89,3 +89,18 @@ def test_it_never_moves_a_finished_encounter_back() -> None:
     again = res.encounter_update(done, status="in-progress",
                                  started_at=datetime(2026, 12, 2, 9, tzinfo=UTC), ended_at=None)
     assert again["status"] == "finished" and again["period"] == done["period"]
+
+
+def test_it_reads_and_refuses_settings() -> None:
+    from openvisit.errors import InvalidInput
+    from openvisit.models import EhrEndpoint
+    from openvisit.writeback.settings import parse, settings_of
+
+    endpoint = EhrEndpoint(vendor="oracle", options={"writeback": {"enabled": True,
+                                                                     "devicetest": "off"}})
+    settings = settings_of(endpoint)
+    assert settings.enabled and settings.devicetest == "off"
+    assert settings.profile_for(endpoint) == "oracle"
+    assert not settings_of(EhrEndpoint(options={"writeback": {"enabled": "maybe"}})).enabled
+    with pytest.raises(InvalidInput, match="devicetest"):
+        parse({"devicetest": "fax"})
