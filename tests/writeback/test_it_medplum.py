@@ -112,7 +112,7 @@ EXPECTED = ["connected", "connected", "started", "admitted", "disconnected", "en
 
 async def test_it_writes_a_visit_in_order_once(ctx: AppContext, fhir_server: FhirServer,
                                                tokens: NoAuthTokens) -> None:
-    chart = await seed(ctx, fhir_server)
+    chart = await seed(ctx, fhir_server, options={"patient_arrived": True})
     visit_id = await run_visit(ctx, chart)
     await drain(ctx, [visit_id])
 
@@ -137,6 +137,9 @@ async def test_it_writes_a_visit_in_order_once(ctx: AppContext, fhir_server: Fhi
     appointment = fhir_server.call("GET", f"Appointment/{chart.appointment_id}").json()
     assert appointment["status"] == "fulfilled"
     assert tokens.asked >= 1
+    (arrived,) = fhir_server.tagged("Communication")  # the patient waits: tell the clinician
+    assert arrived["recipient"] == [{"reference": f"Practitioner/{chart.practitioner_id}"}]
+    assert arrived["subject"] == {"reference": f"Patient/{chart.patient_id}"}
 
     # The same writes again (a worker that died after the EHR stored them): nothing new.
     async with ctx.transaction() as session:
