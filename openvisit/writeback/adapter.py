@@ -30,6 +30,7 @@ MESSAGE = "message"
 ARRIVED = "arrived"
 CONNECTION_STATUS = "connection_status"
 VIDEO_LINK = "video_link"
+ARRIVED_WEBHOOK = "arrived_webhook"
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class WriteTarget:
     access_token: str | None
     options: Mapping[str, Any] = field(default_factory=dict)
     settings: WritebackSettings = field(default_factory=WritebackSettings)
+    #: The patient-arrived webhook's secret, decrypted (never logged, never in a payload).
+    webhook_secret: str | None = field(default=None, repr=False)
 
 
 class Adapter(Protocol):

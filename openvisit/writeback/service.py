@@ -117,6 +117,8 @@ async def on_visit_event(session: AsyncSession, *, visit: Visit, event: VisitEve
             payload["ended_at"] = visit.ended_at.isoformat() if visit.ended_at else None
         elif what == a.ARRIVED:
             payload["text"] = ARRIVED_TEXT
+        elif what == a.ARRIVED_WEBHOOK:
+            payload["visit_id"] = str(visit.id)
         elif what == a.CONNECTION_STATUS:
             agent = _participant_agent(participant)
             payload["conference_id"] = visit.conference_id or appointment.encounter_id
@@ -246,9 +248,22 @@ async def target_for(app: AppContext, endpoint: EhrEndpoint,
     token = (await backend_tokens(app).token(app, endpoint, scope=settings.scope)
              if settings.backend_token else None)
     http = portal_http(app)
+    secret = app.cipher.decrypt(settings.webhook_secret_enc) if settings.webhook_secret_enc \
+        else None
     return a.WriteTarget(fhir=FhirClient(http, base=endpoint.fhir_base, access_token=token),
                          http=http, client_id=endpoint.client_id, access_token=token,
-                         options=endpoint.options or {}, settings=settings)
+                         options=endpoint.options or {}, settings=settings,
+                         webhook_secret=secret)
+
+
+async def set_webhook_secret(session: AsyncSession, *, app: AppContext,
+                             endpoint: EhrEndpoint, secret: str) -> None:
+    """Store the patient-arrived webhook's secret, encrypted (at least 32 characters)."""
+    if len(secret) < 32:
+        raise InvalidInput("The webhook secret must be at least 32 characters long.")
+    current = settings_of(endpoint).model_dump()
+    current["webhook_secret_enc"] = app.cipher.encrypt(secret)
+    await update_settings(session, endpoint=endpoint, data=current)
 
 
 @dataclass(frozen=True)

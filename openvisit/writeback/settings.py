@@ -41,6 +41,11 @@ class WritebackSettings(BaseModel):
     message_text: bool = False
     #: A Communication to the practitioner when the patient arrives in the lobby.
     patient_arrived: bool = False
+    #: Also (or instead) a signed webhook when the patient arrives: POSTed JSON with
+    #: ``X-OpenVisit-Signature: sha256=<HMAC-SHA256(secret, "<timestamp>.<body>")>``.
+    webhook_url: str = Field(default="", max_length=500)
+    #: The webhook's secret, encrypted with the field cipher (``service.set_webhook_secret``).
+    webhook_secret_enc: str = Field(default="", max_length=2000)
     #: False only for an open FHIR server (a vendor's public test server): no token is asked
     #: for and no Authorization header sent.
     backend_token: bool = True

@@ -227,3 +227,42 @@ async def test_it_refuses_links_longer_than_255() -> None:
     with pytest.raises(FhirWriteError) as caught:
         await OracleAdapter().write(write, target(fake))
     assert caught.value.permanent and "255" in caught.value.message
+
+
+async def test_it_signs_the_patient_arrived_webhook_and_retries_on_503() -> None:
+    import hashlib
+    import hmac
+
+    from openvisit.writeback.generic.adapter import GenericAdapter
+
+    secret = "s" * 40
+    got: list[httpx.Request] = []
+    answers = [httpx.Response(503), httpx.Response(204)]
+
+    def receiver(request: httpx.Request) -> httpx.Response:
+        got.append(request)
+        return answers.pop(0)
+
+    settings = WritebackSettings(enabled=True, webhook_url="https://staff.example/hook")
+    assert a.ARRIVED_WEBHOOK in GenericAdapter().plan(
+        "joined", role="patient", has_encounter=False, settings=settings, options={})
+    assert a.ARRIVED_WEBHOOK not in GenericAdapter().plan(
+        "joined", role="provider", has_encounter=False, settings=settings, options={})
+    http = httpx.AsyncClient(transport=httpx.MockTransport(receiver))
+    hook_target = a.WriteTarget(fhir=FhirClient(http, base=BASE, access_token=None), http=http,
+                                client_id="c", access_token=None, settings=settings,
+                                webhook_secret=secret)
+    write = a.Write(key="ve9.arrived_webhook", what=a.ARRIVED_WEBHOOK, event_kind="joined",
+                    payload={"at": AT, "visit_id": "v1", "appointment": {"id": "A1"}})
+    with pytest.raises(FhirWriteError) as caught:
+        await GenericAdapter().write(write, hook_target)
+    assert caught.value.outcome == "retry"
+    await GenericAdapter().write(write, hook_target)
+    first, second = got
+    assert first.headers["Idempotency-Key"] == second.headers["Idempotency-Key"]
+    stamp = second.headers["X-OpenVisit-Timestamp"]
+    expected = hmac.new(secret.encode(), stamp.encode() + b"." + second.content,
+                        hashlib.sha256).hexdigest()
+    assert second.headers["X-OpenVisit-Signature"] == f"sha256={expected}"
+    assert json.loads(second.content) == {"event": "patient.arrived", "id": write.key,
+                                          "visit_id": "v1", "appointment": "A1", "at": AT}

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from openvisit.writeback import adapter as a
-from openvisit.writeback import fhir
+from openvisit.writeback import fhir, webhook
 from openvisit.writeback import resources as res
 from openvisit.writeback.fhir import FhirAnswer, FhirWriteError
 from openvisit.writeback.settings import WritebackSettings
@@ -56,6 +56,8 @@ class GenericAdapter:
         whats: list[str] = []
         if event_kind == "joined" and role == "patient" and settings.patient_arrived:
             whats.append(a.ARRIVED)
+        if event_kind == "joined" and role == "patient" and settings.webhook_url:
+            whats.append(a.ARRIVED_WEBHOOK)
         if settings.audit_events and event_kind in res.AUDIT_EVENTS:
             whats.append(a.AUDIT)
         if settings.encounter and has_encounter and event_kind in ENCOUNTER_STATUS_FOR:
@@ -93,6 +95,9 @@ class GenericAdapter:
         if write.what == a.ARRIVED:
             return await self.create(res.patient_arrived_communication(
                 key=write.key, at=at, facts=facts_of(p), text=str(p["text"])), write, target)
+        if write.what == a.ARRIVED_WEBHOOK:
+            await webhook.post(write, target)
+            return None
         raise FhirWriteError(f"The {self.name} profile has no write of kind {write.what!r}.",
                              outcome="permanent", http_status=None)
 
