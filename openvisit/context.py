@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # the holders' types only; the objects are made by their pack
     from openvisit.smart.idtoken import JwksCache
     from openvisit.smart.keys import KeySet
     from openvisit.visits.tokens import JoinLinks
+    from openvisit.writeback.tokens import BackendTokens
 
 JOBS_CHANNEL = "jobs.wakeup"
 
@@ -72,6 +73,8 @@ class Services:
     launch_keyset: tuple[str, KeySet] | None = None
     idp: IdpClient | None = None
     portal_jwks: JwksCache | None = None
+    #: :func:`openvisit.writeback.tokens.backend_tokens`: backend-services tokens per endpoint.
+    writeback_tokens: BackendTokens | None = None
 
     async def aclose(self) -> None:
         """Close what holds connections or threads (transports, peers, clients, pools)."""

@@ -14,6 +14,7 @@ from openvisit.ehr_endpoints import repository as endpoints_repository
 from openvisit.models import EhrEndpoint, utcnow
 from openvisit.models.ops import ContextToken, QualitySample
 from openvisit.models.visit import Visit, VisitEvent
+from openvisit.writeback import service as writeback
 
 Outcome = Literal["passed", "failed", "skipped"]
 
@@ -81,8 +82,7 @@ async def record_result(
     session.add(visit)
     await session.flush()
     call = report.call
-    session.add(
-        VisitEvent(
+    event = VisitEvent(
             visit_id=visit.id,
             kind="devicetest_result",
             at=now,
@@ -97,7 +97,10 @@ async def record_result(
                 "language": report.language,
             },
         )
-    )
+    session.add(event)
+    await session.flush()
+    # Write-back's seam: the result's Observation joins this transaction (issue 13).
+    await writeback.on_devicetest(session, endpoint=endpoint, visit=visit, event=event)
     if call.rtt_ms is not None or call.frame_width is not None:
         session.add(
             QualitySample(

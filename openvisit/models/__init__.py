@@ -28,6 +28,7 @@ from openvisit.models.ops import (
 )
 from openvisit.models.organisation import Organisation, ProviderLink, StaffAccount
 from openvisit.models.visit import Appointment, Contact, Participant, Visit, VisitEvent
+from openvisit.models.writeback import Writeback
 
 __all__ = [
     "Appointment",
@@ -58,5 +59,6 @@ __all__ = [
     "StaffAccount",
     "Visit",
     "VisitEvent",
+    "Writeback",
     "utcnow",
 ]

@@ -73,6 +73,15 @@ MessageStatus = Literal[
     "queued", "sending", "sent", "delivered", "undelivered", "failed", "suppressed"
 ]
 
+# --------------------------------------------------------------------------- write-back
+
+#: pending → sent; retrying (a passing fault, tried again); failed (the EHR refused for
+#: good: a person must act, then re-run); blocked (waits behind a failed earlier write of the
+#: same visit, so order holds); skipped (switched off, or nothing to write).
+WritebackState = Literal["pending", "retrying", "sent", "failed", "blocked", "skipped"]
+#: The vendor profile of an endpoint's write-back (``openvisit.writeback.adapters``).
+WritebackProfile = Literal["generic", "epic", "oracle"]
+
 VENDORS: tuple[Vendor, ...] = get_args(Vendor)
 ENVIRONMENTS: tuple[Environment, ...] = get_args(Environment)
 AUTH_METHODS: tuple[AuthMethod, ...] = get_args(AuthMethod)
@@ -90,6 +99,8 @@ CHANGES: tuple[Change, ...] = get_args(Change)
 JOB_STATES: tuple[JobState, ...] = get_args(JobState)
 MESSAGE_CHANNELS: tuple[MessageChannel, ...] = get_args(MessageChannel)
 MESSAGE_STATUSES: tuple[MessageStatus, ...] = get_args(MessageStatus)
+WRITEBACK_STATES: tuple[WritebackState, ...] = get_args(WritebackState)
+WRITEBACK_PROFILES: tuple[WritebackProfile, ...] = get_args(WritebackProfile)
 
 
 Value = TypeVar("Value", bound=str)

@@ -50,6 +50,7 @@ from openvisit.notify import repository as repo
 from openvisit.notify.plan import QuietHours, release_time
 from openvisit.notify.providers import SMS_PROVIDERS, email_transport, sms_transport
 from openvisit.notify.transport import CheckLater, OutcomeUnknown, RecipientRejected, SendResult
+from openvisit.writeback import service as writeback
 
 log = get_logger(__name__)
 
@@ -333,6 +334,12 @@ async def _record_sent(session: AsyncSession, *, key: str, provider: str,
     if note is not None:
         note.content_enc = None  # sent: the text is no longer needed anywhere
     await session.flush()
+    if row.appointment_id is not None:  # write-back's seam: a Communication (issue 13)
+        appointment = await session.get(Appointment, row.appointment_id)
+        if appointment is not None:
+            await writeback.on_message_sent(session, appointment=appointment,
+                                            channel=row.channel, template=row.template,
+                                            message_key=row.id.hex)
 
 
 async def _record_rejected(app: AppContext, *, key: str, error: RecipientRejected) -> None:

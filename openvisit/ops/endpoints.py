@@ -15,6 +15,7 @@ from openvisit.jobs import service as jobs_service
 from openvisit.logs import get_logger
 from openvisit.models.ops import JOB_STATES
 from openvisit.web.deps import CtxDep
+from openvisit.writeback import service as writeback_service
 
 log = get_logger(__name__)
 router = APIRouter(tags=["operations"])
@@ -22,6 +23,9 @@ router = APIRouter(tags=["operations"])
 JOBS_BY_STATE = Gauge(
     "openvisit_job_queue", "Jobs in the queue by state (dead = needs a person)", ["state"]
 )
+WRITEBACK_FAILED = Gauge(
+    "openvisit_writeback_failed",
+    "EHR write-backs the EHR refused for good (shown in the portal, re-runnable)")
 
 
 @router.get("/healthz")
@@ -73,6 +77,7 @@ async def metrics(ctx: CtxDep, authorization: Annotated[str, Header()] = "") -> 
     try:
         async with ctx.transaction() as session:
             counts = await jobs_service.counts_by_state(session)
+            WRITEBACK_FAILED.set(await writeback_service.count_failed(session))
         for state in JOB_STATES:
             JOBS_BY_STATE.labels(state).set(counts.get(state, 0))
     except Exception as exc:  # metrics must still answer when the database is down

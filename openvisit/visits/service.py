@@ -33,6 +33,7 @@ from openvisit.visits.when import (
     clinician_opens_at_text,
     opens_at_text,
 )
+from openvisit.writeback import service as writeback
 
 log = get_logger(__name__)
 
@@ -225,6 +226,9 @@ async def append_event(session: AsyncSession, *, app: AppContext, visit: Visit, 
         )
         session.add(event)
         await session.flush()
+        # Write-back's seam: its rows and jobs join this transaction (issue 13).
+        await writeback.on_visit_event(session, visit=visit, event=event,
+                                       participant=participant)
 
     async def publish() -> None:
         message: dict[str, Any] = {

@@ -394,6 +394,32 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_staff_session_account_id'), ['account_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_staff_session_expires_at'), ['expires_at'], unique=False)
 
+    op.create_table('writeback',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('endpoint_id', sa.Uuid(), nullable=False),
+    sa.Column('order_key', sa.String(length=64), nullable=False),
+    sa.Column('key', sa.String(length=120), nullable=False),
+    sa.Column('what', sa.String(length=32), nullable=False),
+    sa.Column('event_kind', sa.String(length=32), nullable=False),
+    sa.Column('visit_event_id', sa.BigInteger(), nullable=True),
+    sa.Column('payload', sa.JSON(), nullable=False),
+    sa.Column('state', sa.Enum('pending', 'retrying', 'sent', 'failed', 'blocked', 'skipped', name='state', native_enum=False, create_constraint=True, length=16), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('reruns', sa.Integer(), nullable=False),
+    sa.Column('http_status', sa.Integer(), nullable=True),
+    sa.Column('error', sa.Text(), nullable=True),
+    sa.Column('server_ref', sa.String(length=255), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('sent_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['endpoint_id'], ['ehr_endpoint.id'], name=op.f('fk_writeback_endpoint_id_ehr_endpoint'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_writeback')),
+    sa.UniqueConstraint('key', name=op.f('uq_writeback_key'))
+    )
+    with op.batch_alter_table('writeback', schema=None) as batch_op:
+        batch_op.create_index('ix_writeback_endpoint_created', ['endpoint_id', 'created_at'], unique=False)
+        batch_op.create_index('ix_writeback_order', ['order_key', 'id'], unique=False)
+
     op.create_table('contact',
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('appointment_id', sa.Uuid(), nullable=False),
@@ -546,6 +572,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_contact_appointment_id'))
 
     op.drop_table('contact')
+    with op.batch_alter_table('writeback', schema=None) as batch_op:
+        batch_op.drop_index('ix_writeback_order')
+        batch_op.drop_index('ix_writeback_endpoint_created')
+
+    op.drop_table('writeback')
     with op.batch_alter_table('staff_session', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_staff_session_expires_at'))
         batch_op.drop_index(batch_op.f('ix_staff_session_account_id'))

@@ -1,0 +1,1 @@
+"""Epic's write-back profile: SetExternalConnectionStatus plus FHIR (EHR-SPEC §2)."""

@@ -1,0 +1,122 @@
+"""Medplum's FHIR router as the outside EHR (tests/peers/fhir_server.mjs), and a visit on it."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from openvisit.context import AppContext
+from openvisit.models import Appointment, EhrEndpoint, Organisation
+from openvisit.writeback import resources
+from openvisit.writeback.tokens import BackendTokens
+from tests.peers.fixtures import PEERS_DIR, PeerProcess, _node, free_port, require_npm_package
+
+BASE_PATH = "/fhir/R4"
+
+
+class FhirServer:
+    """The shim in the background; ``stop()`` is the EHR going down, ``start()`` it coming
+    back with everything it had stored (its journal)."""
+
+    def __init__(self, tmp: Path) -> None:
+        require_npm_package("@medplum/fhir-router")
+        self.port = free_port()
+        self.journal = tmp / "fhir-journal.jsonl"
+        self.log = tmp / "fhir-server.log"
+        self.base = f"http://127.0.0.1:{self.port}{BASE_PATH}"
+        self.peer: PeerProcess | None = None
+
+    def start(self) -> None:
+        self.peer = PeerProcess("fhir_server", [
+            _node(), PEERS_DIR / "fhir_server.mjs", "--port", str(self.port),
+            "--journal", self.journal], self.log, cwd=PEERS_DIR).start()
+        self.peer.wait_for_port(self.port, ready_line="READY fhir_server", timeout=60)
+
+    def stop(self) -> None:
+        if self.peer is not None:
+            self.peer.stop()
+            self.peer = None
+
+    def call(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        return httpx.request(method, f"{self.base}/{path}", timeout=10, **kw)
+
+    def create(self, resource: dict[str, Any]) -> str:
+        answer = self.call("POST", resource["resourceType"], json=resource)
+        assert answer.status_code == 201, answer.text
+        return str(answer.json()["id"])
+
+    def tagged(self, resource_type: str) -> list[dict[str, Any]]:
+        """Every resource of the type that OpenVisit wrote (tagged), oldest first."""
+        found = self.call("GET", resource_type, params={"_count": "1000"}).json()
+        rows = [e["resource"] for e in found.get("entry") or []]
+        return [r for r in rows if any(t.get("system") == resources.TAG_SYSTEM
+                                       for t in (r.get("meta") or {}).get("tag") or [])]
+
+    def requests(self) -> list[dict[str, Any]]:
+        seen: list[dict[str, Any]] = httpx.get(
+            f"http://127.0.0.1:{self.port}/__requests", timeout=10).json()
+        return seen
+
+
+class NoAuthTokens(BackendTokens):
+    """Medplum's router behind the shim checks no token; counts how often one was asked."""
+
+    asked = 0
+
+    async def token(self, app: AppContext, endpoint: EhrEndpoint, *, scope: str) -> str | None:
+        type(self).asked += 1
+        assert scope.startswith("system/"), scope
+        return None
+
+
+@dataclass
+class Chart:
+    """What the EHR holds for one appointment, and OpenVisit's copy of it."""
+
+    endpoint: EhrEndpoint
+    appointment: Appointment
+    patient_id: str
+    practitioner_id: str
+    encounter_id: str
+    appointment_id: str
+
+
+async def seed(ctx: AppContext, server: FhirServer, *, options: dict[str, Any] | None = None,
+               vendor: str = "generic") -> Chart:
+    patient = server.create({"resourceType": "Patient", "active": True})
+    practitioner = server.create({"resourceType": "Practitioner", "active": True})
+    appointment = server.create({
+        "resourceType": "Appointment", "status": "booked",
+        "start": "2026-12-02T10:00:00Z", "end": "2026-12-02T10:20:00Z",
+        "participant": [{"actor": {"reference": f"Patient/{patient}"}, "status": "accepted"},
+                        {"actor": {"reference": f"Practitioner/{practitioner}"},
+                         "status": "accepted"}]})
+    encounter = server.create({
+        "resourceType": "Encounter", "status": "planned",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                  "code": "AMB"},
+        "subject": {"reference": f"Patient/{patient}"},
+        "appointment": [{"reference": f"Appointment/{appointment}"}]})
+    wb = {"enabled": True, "appointment_status": True, **(options or {})}
+    async with ctx.transaction() as session:
+        org = Organisation(slug=f"org-{uuid.uuid4().hex[:8]}", display_name="Clinic",
+                           timezone="UTC")
+        session.add(org)
+        await session.flush()
+        endpoint = EhrEndpoint(organisation_id=org.id, name="Medplum", vendor=vendor,
+                               environment="test", fhir_base=server.base,
+                               client_id="openvisit", state="approved",
+                               options={"writeback": wb})
+        session.add(endpoint)
+        await session.flush()
+        appt = Appointment(organisation_id=org.id, endpoint_id=endpoint.id,
+                           ehr_appointment_id=appointment, encounter_id=encounter,
+                           patient_ref=f"Patient/{patient}",
+                           provider_ehr_id=f"Practitioner/{practitioner}")
+        session.add(appt)
+        await session.flush()
+    return Chart(endpoint, appt, patient, practitioner, encounter, appointment)
