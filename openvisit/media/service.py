@@ -1,0 +1,62 @@
+"""What the lobby calls when a seat's media rights change, and what a joining seat needs.
+
+A seat's media follows its lobby state: admitted means granted, anything else means
+revoked. The lobby calls :func:`seat_changed` in the same transaction as the change; for a
+backend that calls out (Janus, LiveKit) that enqueues one ``media.sync_seat`` job, which
+reads the seat's state *when it runs* and grants or revokes accordingly (so two jobs of
+one seat cannot leave a stale grant, whatever order they finish in: each holds the seat's
+row while it calls out). :func:`visit_ended` enqueues ``media.close_room``. The mesh calls
+nothing: its grant is the signalling roster itself.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openvisit.context import AppContext
+from openvisit.jobs import enqueue
+from openvisit.media.backend import JoinInfo, MediaBackend, Seat
+from openvisit.media.backends import backend_named
+from openvisit.models.visit import Participant, Visit
+
+SYNC_SEAT = "media.sync_seat"
+CLOSE_ROOM = "media.close_room"
+
+
+def backend_of(app: AppContext, visit: Visit) -> MediaBackend:
+    """The backend the visit was opened with (``visit.media_backend``)."""
+    return backend_named(app, visit.media_backend)
+
+
+def seat_of(participant: Participant) -> Seat:
+    return Seat(visit_id=participant.visit_id, participant_id=participant.id,
+                role=participant.role, token_version=participant.token_version)
+
+
+async def seat_changed(session: AsyncSession, *, app: AppContext, visit: Visit,
+                       participant: Participant) -> None:
+    """The seat was admitted, sent back, removed or left: bring its media grant in line."""
+    if not backend_of(app, visit).calls_out:
+        return
+    await enqueue(session, SYNC_SEAT, payload={"participant_id": str(participant.id)},
+                  idempotency_key=f"{SYNC_SEAT}:{participant.id}:{participant.rev}")
+
+
+async def visit_ended(session: AsyncSession, *, app: AppContext, visit: Visit) -> None:
+    """The visit ended: its room is destroyed, disconnecting everyone in it."""
+    if not backend_of(app, visit).calls_out:
+        return
+    await enqueue(session, CLOSE_ROOM, payload={"visit_id": str(visit.id)},
+                  idempotency_key=f"{CLOSE_ROOM}:{visit.id}")
+
+
+def join_info(app: AppContext, visit: Visit | None, participant: Participant) -> JoinInfo | None:
+    """What an admitted seat's page needs to join the media; None for any other seat."""
+    if visit is None or participant.lobby_state != "admitted" or visit.status == "ended":
+        return None
+    return backend_of(app, visit).join_info(seat_of(participant))
+
+
+async def readiness(app: AppContext) -> str:
+    """The configured backend's own check (``/readyz``)."""
+    return await backend_named(app, app.settings.media_backend).check()
