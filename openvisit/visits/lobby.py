@@ -59,6 +59,8 @@ async def join(session: AsyncSession, *, app: AppContext, token: str, connection
     _bump(seat)  # one UPDATE for both changes; both events carry the final snapshot
     if entered:
         await own_event(session, app=app, visit=visit, seat=seat, kind="joined", now=now)
+        if seat.lobby_state == "admitted":  # a clinician: straight into the call's media
+            await media.seat_changed(session, app=app, visit=visit, participant=seat)
     await own_event(session, app=app, visit=visit, seat=seat, kind="connected", now=now,
                     data={"resumed": True} if resumed else None)
     return visit, seat

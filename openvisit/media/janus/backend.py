@@ -7,9 +7,12 @@ the same ones and nothing is stored):
   numbers are exact only up to 2**53);
 - the room ``secret`` (needed to edit, kick and destroy) never leaves OpenVisit;
 - each seat's token (an HMAC of visit, participant and token version) is what a VideoRoom
-  ``join`` must present once ``allowed`` checking is on. It is added to the room's
+  publisher ``join`` must present once ``allowed`` checking is on. It is added to the room's
   ``allowed`` list on admit and removed on back-to-lobby, remove and end, when the seat's
-  publisher is also kicked: a waiting seat cannot publish or subscribe, whoever holds it.
+  publisher is also kicked. Janus checks ``allowed`` on publisher joins only; subscriptions
+  are gated by ``require_pvtid`` (they must carry the private id Janus hands a publisher in
+  the room) and are cut when that publisher is kicked. So a waiting seat can neither publish
+  nor subscribe, whoever holds its token.
 
 Janus's VideoRoom answers 427 when a room exists, 426 when it does not and 428 for an
 unknown feed: the idempotent steps treat those as done.
@@ -76,6 +79,9 @@ class JanusBackend:
             "request": "create", "room": room_id(visit_id), "permanent": False,
             "is_private": True, "secret": self.room_secret(visit_id),
             "publishers": MAX_PUBLISHERS, "description": f"visit {visit_id}",
+            # Subscriptions need the private_id Janus gives a publisher on joining, and die
+            # with it when it is kicked: the ``allowed`` tokens gate publishers only.
+            "require_pvtid": True, "lock_record": True,
         }
         if self.admin_key:
             body["admin_key"] = self.admin_key

@@ -46,7 +46,7 @@ class JanusClient:
 
     async def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST one Janus request; the answer, or :class:`JanusError`."""
-        body = {**body, "transaction": secrets.token_hex(8)}
+        body = {"transaction": secrets.token_hex(8), **body}
         if self.api_secret:
             body["apisecret"] = self.api_secret
         try:
@@ -66,6 +66,22 @@ class JanusClient:
             raise JanusError(f"Janus refused {body.get('janus')}: {error.get('reason')}",
                              janus_code=error.get("code"))
         return answer
+
+    async def next_event(self, session_id: int) -> dict[str, Any] | None:
+        """One event of the session (Janus's long poll: ``GET /janus/<session>``), or None
+        when Janus answered with a keep-alive."""
+        params = {"maxev": "1"}
+        if self.api_secret:
+            params["apisecret"] = self.api_secret
+        try:
+            response = await self.http.get(f"{self.url}/{session_id}", params=params,
+                                           timeout=httpx.Timeout(40.0, connect=5.0))
+            response.raise_for_status()
+            event: dict[str, Any] = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise JanusError(f"Janus is unreachable ({type(exc).__name__}).",
+                             janus_code=None) from exc
+        return None if event.get("janus") == "keepalive" else event
 
     async def info(self) -> dict[str, Any]:
         """``GET /janus/info``: the server's version and plugins (for readiness)."""
@@ -106,8 +122,17 @@ class JanusHandle:
         the plugin's data, or :class:`JanusError` with the plugin's error code."""
         answer = await self.client.call(f"/{self.session_id}/{self.handle_id}",
                                         {"janus": "message", "body": body})
+        if answer.get("janus") == "ack":  # an asynchronous request (join): wait for its event
+            answer = await self._event_of(answer.get("transaction"))
         data: dict[str, Any] = (answer.get("plugindata") or {}).get("data") or {}
         if "error_code" in data:
             raise JanusError(f"Janus VideoRoom refused {body.get('request')}: "
                              f"{data.get('error')}", janus_code=int(data["error_code"]))
         return data
+
+    async def _event_of(self, transaction: Any, *, polls: int = 3) -> dict[str, Any]:
+        for _poll in range(polls):
+            event = await self.client.next_event(self.session_id)
+            if event is not None and event.get("transaction") == transaction:
+                return event
+        raise JanusError("Janus did not answer the request in time.", janus_code=None)
