@@ -9,12 +9,16 @@ and Janus need nothing beyond OpenVisit's own dependencies; LiveKit's SDK is the
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
 
 from openvisit.context import AppContext
 from openvisit.errors import ConfigurationError
 from openvisit.media.backend import MediaBackend
 from openvisit.media.janus.backend import janus_backend
 from openvisit.media.mesh.backend import mesh_backend
+
+if TYPE_CHECKING:  # the type only: the module needs the livekit extra
+    from openvisit.media.livekit.backend import LiveKitBackend
 
 
 def _livekit(app: AppContext) -> MediaBackend:
@@ -46,3 +50,8 @@ def backend_named(app: AppContext, name: str) -> MediaBackend:
                 f"Unknown media backend {name!r}; expected one of {', '.join(BACKENDS)}.")
         made = app.services.media_backends[name] = factory(app)
     return made
+
+
+def livekit(app: AppContext) -> LiveKitBackend:
+    """The LiveKit backend itself (its webhook receiver and token verifier)."""
+    return cast("LiveKitBackend", backend_named(app, "livekit"))

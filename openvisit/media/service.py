@@ -11,13 +11,19 @@ nothing: its grant is the signalling roster itself.
 
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit.context import AppContext
 from openvisit.jobs import enqueue
+from openvisit.logs import get_logger
+from openvisit.media import repository as repo
 from openvisit.media.backend import JoinInfo, MediaBackend, Seat
 from openvisit.media.backends import backend_named
 from openvisit.models.visit import Participant, Visit
+
+log = get_logger(__name__)
 
 SYNC_SEAT = "media.sync_seat"
 CLOSE_ROOM = "media.close_room"
@@ -60,3 +66,45 @@ def join_info(app: AppContext, visit: Visit | None, participant: Participant) ->
 async def readiness(app: AppContext) -> str:
     """The configured backend's own check (``/readyz``)."""
     return await backend_named(app, app.settings.media_backend).check()
+
+
+async def sync_seat(session: AsyncSession, *, app: AppContext,
+                    participant_id: uuid.UUID) -> str | None:
+    """Grant an admitted seat its media, revoke it from any other, holding the seat's row
+    meanwhile; returns what was done ("granted", "revoked"), None for nothing."""
+    found = await repo.locked_seat(session, participant_id)
+    if found is None:
+        return None
+    participant, visit = found
+    if visit.status == "ended":
+        return None  # the room is destroyed with every grant (CLOSE_ROOM)
+    backend = backend_of(app, visit)
+    if participant.lobby_state == "admitted":
+        await backend.grant(seat_of(participant))
+        return "granted"
+    await backend.revoke(seat_of(participant))
+    return "revoked"
+
+
+async def close_room(session: AsyncSession, *, app: AppContext, visit_id: uuid.UUID) -> None:
+    visit = await repo.visit_by_id(session, visit_id)
+    if visit is not None:
+        await backend_of(app, visit).close_room(visit.id)
+
+
+async def media_joined(session: AsyncSession, *, app: AppContext, visit_id: uuid.UUID,
+                       participant_id: uuid.UUID) -> bool:
+    """The media server says a participant joined the visit's room (a LiveKit webhook).
+    True if the seat may be there; otherwise a revocation is enqueued (it held a token from
+    before it was sent back, say) and False is returned."""
+    found = await repo.locked_seat(session, participant_id)
+    if found is not None:
+        participant, visit = found
+        if participant.visit_id == visit_id and participant.lobby_state == "admitted" \
+                and visit.status != "ended":
+            return True
+        await enqueue(session, SYNC_SEAT, payload={"participant_id": str(participant.id)},
+                      idempotency_key=f"{SYNC_SEAT}:{participant.id}:{participant.rev}:joined")
+    log.warning("media_joined_without_admission", visit_id=str(visit_id),
+                participant_id=str(participant_id))
+    return False
