@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit.models.visit import Participant, Visit
@@ -26,3 +26,16 @@ async def locked_seat(session: AsyncSession,
 
 async def visit_by_id(session: AsyncSession, visit_id: uuid.UUID) -> Visit | None:
     return await session.get(Visit, visit_id)
+
+
+async def live_rooms(session: AsyncSession) -> list[tuple[str, int]]:
+    """``(media backend, seats in the call and connected)`` for each active visit with any."""
+    stmt = (
+        select(Visit.media_backend, func.count())
+        .select_from(Participant)
+        .join(Visit, Visit.id == Participant.visit_id)
+        .where(Visit.status == "active", Participant.lobby_state == "admitted",
+               Participant.connected.is_(True))
+        .group_by(Visit.id, Visit.media_backend)
+    )
+    return [(str(row[0]), int(row[1])) for row in (await session.execute(stmt)).all()]

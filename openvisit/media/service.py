@@ -108,3 +108,15 @@ async def media_joined(session: AsyncSession, *, app: AppContext, visit_id: uuid
     log.warning("media_joined_without_admission", visit_id=str(visit_id),
                 participant_id=str(participant_id))
     return False
+
+
+async def usage(session: AsyncSession) -> dict[str, dict[str, int]]:
+    """Per backend: live rooms, publishers (each seat in the call sends once) and
+    subscriptions (each receives every other), from the database (all processes)."""
+    out: dict[str, dict[str, int]] = {}
+    for backend, seats in await repo.live_rooms(session):
+        row = out.setdefault(backend, {"rooms": 0, "publishers": 0, "subscriptions": 0})
+        row["rooms"] += 1
+        row["publishers"] += seats
+        row["subscriptions"] += seats * (seats - 1)
+    return out

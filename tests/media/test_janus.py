@@ -15,8 +15,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from openvisit.app import create_app
 from openvisit.context import AppContext, Services
 from openvisit.jobs.worker import Worker
 from openvisit.media import service as media
@@ -181,6 +183,23 @@ async def test_it_reports_an_unreachable_janus_as_not_ready(jctx: AppContext) ->
     settings = jctx.settings.model_copy(update={"janus_url": "http://127.0.0.1:9/janus"})
     app = dataclasses.replace(jctx, settings=settings, services=Services())
     try:
-        assert (await media.readiness(app)).startswith("unavailable")
+        assert (await media.readiness(app)) == "unavailable (Janus is unreachable (ConnectError).)"
     finally:
         await app.services.aclose()
+
+
+async def test_it_reports_janus_in_readyz_and_media_use_in_metrics(
+    jctx: AppContext, janus_server: Janus,
+) -> None:
+    links = await make_visit(jctx, await seed_org(jctx))
+    await _join(jctx, links.provider)
+    patient = await _join(jctx, links.patient)
+    await _act(jctx, links, "admit", patient)
+    transport = httpx.ASGITransport(app=create_app(ctx=jctx))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        ready = (await http.get("/readyz")).json()
+        assert ready["media_backend"] == "janus" and ready["checks"]["media"] == "ok"
+        body = (await http.get("/metrics")).text
+    assert 'openvisit_media_rooms{backend="janus"} 1.0' in body
+    assert 'openvisit_media_publishers{backend="janus"} 2.0' in body
+    assert 'openvisit_media_subscriptions{backend="janus"} 2.0' in body
