@@ -12,8 +12,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
 from openvisit.errors import NotFound
 from openvisit.jobs import service as jobs_service
-from openvisit.media import service as media_service
 from openvisit.logs import get_logger
+from openvisit.media import service as media_service
 from openvisit.models.ops import JOB_STATES
 from openvisit.web.deps import CtxDep
 
