@@ -144,7 +144,9 @@ class Settings(BaseSettings):
 
     # Media (openvisit.media): which backend carries a new visit's audio and video.
     #: "mesh" (peer to peer over OpenVisit's signalling, the embedded default), "janus" or
-    #: "livekit" (an SFU). A visit keeps the backend it was opened with.
+    #: "livekit" (an SFU). A visit keeps the backend it was opened with. The SFUs' rooms and
+    #: grants are managed; the room page's media path through them is not built yet
+    #: (docs/deploy.md, "Status").
     media_backend: Literal["mesh", "janus", "livekit"] = "mesh"
     #: Janus's HTTP API, e.g. http://janus.internal:8088/janus (OpenVisit drives it; browsers
     #: never reach it with admin rights), its ``api_secret`` and the VideoRoom ``admin_key``.
