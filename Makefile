@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,twilio,smpp,devicetest,docs]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,twilio,smpp,devicetest,docs,livekit]'
 	@touch $(STAMP)
 
 venv: $(STAMP)

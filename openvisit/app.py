@@ -26,6 +26,7 @@ from openvisit.jobs.worker import Worker
 from openvisit.launch import views as launch_views
 from openvisit.launch.keys import ensure_keys
 from openvisit.logs import configure_logging, get_logger
+from openvisit.media.livekit import hooks as livekit_hooks
 from openvisit.notify import views as notify_views
 from openvisit.notify.twilio import hooks as twilio_hooks
 from openvisit.ops import endpoints as ops_endpoints
@@ -103,6 +104,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     feed_http.router,
     notify_views.router,
     twilio_hooks.router,
+    livekit_hooks.router,
     portal_routes.router,
     devicetest_views.router,
 )

@@ -39,6 +39,12 @@ SECRET_FIELDS = (
     "azure_access_key",
     "smtp_password",
     "metrics_token",
+    # Media backends
+    "janus_url",
+    "janus_api_secret",
+    "janus_admin_key",
+    "livekit_api_key",
+    "livekit_api_secret",
 )
 
 
@@ -119,12 +125,44 @@ class Settings(BaseSettings):
     contact_grace_hours: int = 24
     #: Most participants admitted at once in a peer-to-peer mesh visit (each sends to all).
     mesh_max_participants: int = 6
+    #: …and in a visit whose media go through an SFU (Janus, LiveKit): each browser sends
+    #: once, so the limit is what a screen of tiles and the SFU can hold.
+    sfu_max_participants: int = Field(default=16, ge=2, le=64)
     #: Device test: server-side loop-back calls held at once per web process (each decodes
     #: and re-encodes video), and the longest one may last.
     devicetest_max_calls: int = 8
     devicetest_call_seconds: int = 90
     #: …and at most this many of them for one client address (one machine cannot hold all).
     devicetest_calls_per_address: int = 2
+
+    # Presence (openvisit.visits.presence): heartbeats and the sweep of dead sockets.
+    #: A socket's ping refreshes its seat's ``last_seen_at`` at most this often.
+    presence_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    #: A seat still "connected" but unseen for this long (its web process died) is marked
+    #: disconnected by the periodic sweep. Pages ping every 20 s: keep this well above.
+    presence_timeout_seconds: float = Field(default=75.0, gt=0)
+
+    # Media (openvisit.media): which backend carries a new visit's audio and video.
+    #: "mesh" (peer to peer over OpenVisit's signalling, the embedded default), "janus" or
+    #: "livekit" (an SFU). A visit keeps the backend it was opened with. The SFUs' rooms and
+    #: grants are managed; the room page's media path through them is not built yet
+    #: (docs/deploy.md, "Status").
+    media_backend: Literal["mesh", "janus", "livekit"] = "mesh"
+    #: Janus's HTTP API, e.g. http://janus.internal:8088/janus (OpenVisit drives it; browsers
+    #: never reach it with admin rights), its ``api_secret`` and the VideoRoom ``admin_key``.
+    janus_url: str = ""
+    janus_api_secret: str = ""
+    janus_admin_key: str = ""
+    #: Seconds a Janus request may take before it counts as failed (and its job retries).
+    janus_timeout_seconds: float = 10.0
+    #: LiveKit: the URL browsers connect to (wss://…) and the API key and secret that sign
+    #: participant tokens and webhooks.
+    livekit_url: str = ""
+    livekit_api_key: str = ""
+    livekit_api_secret: str = ""
+    #: Lifetime of a participant's media grant (a LiveKit token); a page gets a new one on
+    #: reconnect, and revocation does not wait for it to expire.
+    media_grant_ttl_seconds: int = Field(default=600, ge=30, le=86_400)
 
     # Notifications (openvisit.notify): SMS and e-mail confirmations and reminders.
     #: The SMS transport when the endpoint has no linked number naming its own provider.
@@ -284,6 +322,24 @@ class Settings(BaseSettings):
                 "OPENVISIT_STAFF_ICE_TRANSPORT_POLICY=relay needs a TURN server: set "
                 "OPENVISIT_TURN_URLS and OPENVISIT_TURN_SECRET, or use 'all'."
             )
+        return self
+
+    @model_validator(mode="after")
+    def _media_backend_configured(self) -> Settings:
+        if self.media_backend == "janus" and not self.janus_url:
+            raise ValueError(
+                "OPENVISIT_MEDIA_BACKEND=janus needs OPENVISIT_JANUS_URL (Janus's HTTP API, "
+                "e.g. http://janus.internal:8088/janus).")
+        if self.media_backend == "livekit" and not (
+            self.livekit_url and self.livekit_api_key and self.livekit_api_secret
+        ):
+            raise ValueError(
+                "OPENVISIT_MEDIA_BACKEND=livekit needs OPENVISIT_LIVEKIT_URL, "
+                "OPENVISIT_LIVEKIT_API_KEY and OPENVISIT_LIVEKIT_API_SECRET.")
+        if self.presence_timeout_seconds <= self.presence_heartbeat_seconds:
+            raise ValueError(
+                "OPENVISIT_PRESENCE_TIMEOUT_SECONDS must be longer than "
+                "OPENVISIT_PRESENCE_HEARTBEAT_SECONDS, or live seats would be swept.")
         return self
 
     # Security (issue 10): portal sign-in, accounts, API tokens and outbound requests

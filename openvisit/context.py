@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # the holders' types only; the objects are made by their pack
     from openvisit.feed.signing import Verifier
     from openvisit.idp.client import IdpClient
     from openvisit.launch.service import LaunchCaches
+    from openvisit.media.backend import MediaBackend
     from openvisit.notify.transport import EmailTransport, SmsTransport
     from openvisit.portal.signin.passwords import PasswordWorkers
     from openvisit.smart.idtoken import JwksCache
@@ -75,6 +76,8 @@ class Services:
     portal_jwks: JwksCache | None = None
     #: :func:`openvisit.writeback.tokens.backend_tokens`: backend-services tokens per endpoint.
     writeback_tokens: BackendTokens | None = None
+    #: :func:`openvisit.media.backends.backend_named`: the media backends in use, by name.
+    media_backends: dict[str, MediaBackend] = field(default_factory=dict)
 
     async def aclose(self) -> None:
         """Close what holds connections or threads (transports, peers, clients, pools)."""
@@ -86,6 +89,9 @@ class Services:
         if self.devicetest_calls is not None:
             await self.devicetest_calls.aclose()
             self.devicetest_calls = None
+        backends, self.media_backends = list(self.media_backends.values()), {}
+        for backend in backends:
+            await backend.aclose()
         if self.portal_http is not None:
             await self.portal_http.aclose()
             self.portal_http = None

@@ -20,7 +20,8 @@ async def test_it_is_alive_and_ready(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"database": "ok", "bus": "ok"}
+    assert ready.json()["checks"] == {"database": "ok", "bus": "ok", "media": "ok"}
+    assert ready.json()["media_backend"] == "mesh"
 
 
 async def test_it_exposes_prometheus_metrics_by_route_not_by_path(

@@ -35,12 +35,14 @@ from openvisit import audit, i18n
 from openvisit.context import AppContext
 from openvisit.errors import NotFound, OpenVisitError
 from openvisit.logs import get_logger
+from openvisit.media.backend import Seat as MediaSeat
+from openvisit.media.backends import backend_named
 from openvisit.models.visit import Participant, Visit
 from openvisit.signalling import protocol as p
 from openvisit.signalling.ice import hide_in_candidate, hide_in_sdp
 from openvisit.signalling.limits import HelloGate, SenderBudget, address_key
 from openvisit.signalling.rooms import Room, Rooms
-from openvisit.visits import lobby, records
+from openvisit.visits import lobby, presence, records
 from openvisit.visits.roster import Seat, may_signal, view_for
 from openvisit.visits.tokens import participant_id_of
 from openvisit.visits.turn import ice_config
@@ -97,6 +99,8 @@ class Connection:
         self.last_view = ""
         self.outbox: asyncio.Queue[str | None] = asyncio.Queue(maxsize=OUTBOX_SIZE)
         self.closing: str | None = None
+        self.media_backend = "mesh"  # the visit's (visit.media_backend), set on join
+        self.last_heartbeat = 0.0  # monotonic time of the last stored heartbeat
 
     # ------------------------------------------------------------------ running
 
@@ -220,6 +224,8 @@ class Connection:
             visit, seat = await lobby.join(session, app=self.ctx, token=hello.token,
                                            connection_id=connection_id)
         self.pid, self.org_id, self.connection_id = seat.id, visit.organisation_id, connection_id
+        self.media_backend = visit.media_backend
+        self.last_heartbeat = time.monotonic()  # the join stored last_seen_at
         self._leave_gate()  # authenticated: no longer counted against the address
         snapshot = Seat.of(seat)
         # Joined before entering the room: a new room loads the roster with this seat in it;
@@ -227,7 +233,8 @@ class Connection:
         self.room = await self.rooms.enter(visit.id, self)
         ice = ice_config(self.ctx.settings, participant_id=seat.id, staff=snapshot.is_staff)
         self._queue(p.encode("welcome", you={"id": str(seat.id), "role": seat.role,
-                                             "n": seat.seat_no}, ice=ice))
+                                             "n": seat.seat_no}, ice=ice,
+                             media={"backend": visit.media_backend}))
         self.ready = True
         log.info("signalling_joined", participant_id=str(seat.id), state=seat.lobby_state)
         self.room.apply_seat(snapshot)
@@ -281,6 +288,7 @@ class Connection:
             return
         if isinstance(message, p.Ping):
             self._queue(p.encode("pong", t=message.t))
+            await self._heartbeat()
         elif isinstance(message, p.Leave):
             await self._leave()
         elif isinstance(message, p.Quality):
@@ -296,6 +304,22 @@ class Connection:
             visit, seat = await self._locked_seat(session)
             await lobby.leave(session, app=self.ctx, visit=visit, participant=seat)
         self._bye("left")
+
+    async def _heartbeat(self) -> None:
+        """Refresh the seat's ``last_seen_at`` (at most every ``presence_heartbeat_seconds``),
+        so the presence sweep knows this process is alive (:mod:`openvisit.visits.presence`)."""
+        assert self.pid is not None
+        now = time.monotonic()
+        if now - self.last_heartbeat < self.ctx.settings.presence_heartbeat_seconds:
+            return
+        self.last_heartbeat = now
+        try:
+            async with transaction(self.ctx) as session:
+                await presence.heartbeat(session, app=self.ctx, participant_id=self.pid,
+                                         connection_id=self.connection_id)
+        except Exception:
+            # The database briefly away: the next ping tries again; the sweep allows for it.
+            log.exception("signalling_heartbeat_failed", participant_id=str(self.pid))
 
     async def _quality(self, message: p.Quality) -> None:
         assert self.room is not None and self.pid is not None
@@ -391,7 +415,9 @@ class Connection:
         elif self.confirmed and seat.connection_id is not None:
             self._bye("replaced")
             return
-        self.phase = p.phase_of(seat.state, visit_status=room.visit.status)
+        previous, self.phase = self.phase, p.phase_of(seat.state, visit_status=room.visit.status)
+        if self.phase is p.Phase.ADMITTED and previous is not p.Phase.ADMITTED:
+            self._send_media_grant(seat.role)
         view = json.dumps(view_for(seat, room.seats, room.visit), separators=(",", ":"))
         if view != self.last_view:
             self.last_view = view
@@ -400,6 +426,16 @@ class Connection:
             self._bye("ended")
         elif seat.state == "removed":
             self._bye("removed")
+
+    def _send_media_grant(self, role: str) -> None:
+        """Just admitted: a backend whose server the browser reaches itself (LiveKit) gets
+        its short-lived token to this socket only, never before admit."""
+        assert self.room is not None and self.pid is not None
+        backend = backend_named(self.ctx, self.media_backend)
+        info = backend.join_info(MediaSeat(visit_id=self.room.visit_id,
+                                           participant_id=self.pid, role=role))
+        if info.token is not None:
+            self._queue(p.encode("media", **info.to_dict()))
 
     # ------------------------------------------------------------------ output
 

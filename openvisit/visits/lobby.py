@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from openvisit.context import AppContext
 from openvisit.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from openvisit.i18n import gettext as _
+from openvisit.media import service as media
 from openvisit.models import QualitySample
 from openvisit.models.base import utcnow
 from openvisit.models.visit import Participant, Visit
@@ -58,6 +59,8 @@ async def join(session: AsyncSession, *, app: AppContext, token: str, connection
     _bump(seat)  # one UPDATE for both changes; both events carry the final snapshot
     if entered:
         await own_event(session, app=app, visit=visit, seat=seat, kind="joined", now=now)
+        if seat.lobby_state == "admitted":  # a clinician: straight into the call's media
+            await media.seat_changed(session, app=app, visit=visit, participant=seat)
     await own_event(session, app=app, visit=visit, seat=seat, kind="connected", now=now,
                     data={"resumed": True} if resumed else None)
     return visit, seat
@@ -100,10 +103,13 @@ async def leave(session: AsyncSession, *, app: AppContext, visit: Visit,
     """The participant chose to leave; opening the link again puts them back in the lobby."""
     if participant.lobby_state in ("left", "removed"):
         return
+    was_admitted = participant.lobby_state == "admitted"
     participant.lobby_state, participant.left_at = "left", utcnow()
     participant.waiting_since = None
     _bump(participant)
     await own_event(session, app=app, visit=visit, seat=participant, kind="left")
+    if was_admitted:
+        await media.seat_changed(session, app=app, visit=visit, participant=participant)
 
 
 async def staff_seat(session: AsyncSession, *, app: AppContext, token: str,
@@ -170,10 +176,12 @@ async def admit(session: AsyncSession, *, app: AppContext, visit: Visit, actor: 
     if target.lobby_state != "waiting":
         raise Conflict(_("This participant is not waiting in the lobby."),
                        code="not_waiting")
-    if await repo.count_admitted(session, visit.id) >= app.settings.mesh_max_participants:
+    most = (app.settings.mesh_max_participants if visit.media_backend == "mesh"
+            else app.settings.sfu_max_participants)
+    if await repo.count_admitted(session, visit.id) >= most:
         raise Conflict(
             _("This visit already has %(n)s people in the call, the most it can hold.")
-            % {"n": app.settings.mesh_max_participants}, code="visit_full",
+            % {"n": most}, code="visit_full",
         )
     now = utcnow()
     target.lobby_state, target.admitted_at = "admitted", now
@@ -184,6 +192,7 @@ async def admit(session: AsyncSession, *, app: AppContext, visit: Visit, actor: 
                            data={"by": str(actor.id)})
     await append_event(session, app=app, visit=visit, kind="admitted", participant=target,
                        data={"by": str(actor.id), "waited_s": _waited(target, now)})
+    await media.seat_changed(session, app=app, visit=visit, participant=target)
     return target
 
 
@@ -200,6 +209,7 @@ async def return_to_lobby(session: AsyncSession, *, app: AppContext, visit: Visi
     _bump(target)
     await append_event(session, app=app, visit=visit, kind="returned_to_lobby",
                        participant=target, data={"by": str(actor.id)})
+    await media.seat_changed(session, app=app, visit=visit, participant=target)
     return target
 
 
@@ -214,6 +224,7 @@ async def remove(session: AsyncSession, *, app: AppContext, visit: Visit, actor:
     _bump(target)
     await append_event(session, app=app, visit=visit, kind="removed", participant=target,
                        data={"by": str(actor.id)})
+    await media.seat_changed(session, app=app, visit=visit, participant=target)
     return target
 
 
@@ -228,6 +239,7 @@ async def end_visit(session: AsyncSession, *, app: AppContext, visit: Visit,
     await session.flush()
     await append_event(session, app=app, visit=locked, kind="ended",
                        data={"by": str(actor.id)})
+    await media.visit_ended(session, app=app, visit=locked)
     return locked
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from openvisit.db import rowcount
 from openvisit.models import EhrEndpoint, Organisation, QualitySample
 from openvisit.models.visit import Appointment, Participant, Visit, VisitEvent
 
@@ -135,3 +137,35 @@ async def bump_token_version(session: AsyncSession, participant_id: uuid.UUID) -
 
 def add_quality(session: AsyncSession, sample: QualitySample) -> None:
     session.add(sample)
+
+
+async def touch_seat(session: AsyncSession, *, participant_id: uuid.UUID, connection_id: str,
+                     now: datetime) -> int:
+    """A heartbeat: ``last_seen_at = now`` if ``connection_id`` still holds the seat (no
+    ``rev`` bump, no event: nothing anyone sees changed). Returns the rows updated."""
+    result = await session.execute(
+        update(Participant)
+        .where(Participant.id == participant_id, Participant.connection_id == connection_id,
+               Participant.connected.is_(True))
+        .values(last_seen_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return rowcount(result)
+
+
+async def stale_seats(session: AsyncSession, *, seen_before: datetime,
+                      limit: int) -> Sequence[tuple[Participant, Visit]]:
+    """Seats still marked connected whose socket has not been heard from since
+    ``seen_before`` (its web process died), locked; on PostgreSQL rows another sweep holds
+    are skipped rather than waited for."""
+    stmt = (
+        select(Participant, Visit)
+        .join(Visit, Visit.id == Participant.visit_id)
+        .where(Participant.connected.is_(True),
+               or_(Participant.last_seen_at.is_(None), Participant.last_seen_at < seen_before))
+        .order_by(Participant.last_seen_at)
+        .limit(limit)
+        .with_for_update(of=Participant, skip_locked=True)
+        .execution_options(populate_existing=True)
+    )
+    return [(row[0], row[1]) for row in (await session.execute(stmt)).all()]

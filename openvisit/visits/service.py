@@ -97,6 +97,7 @@ async def open_visit(session: AsyncSession, *, app: AppContext, appointment: App
         visit = Visit(
             organisation_id=appointment.organisation_id, appointment_id=appointment.id,
             window_start=window_start, window_end=window_end,
+            media_backend=app.settings.media_backend,
         )
         try:
             async with session.begin_nested():
@@ -132,6 +133,7 @@ async def open_adhoc_visit(session: AsyncSession, *, app: AppContext,
     visit = Visit(
         organisation_id=organisation_id, kind=kind, window_start=now - timedelta(minutes=1),
         window_end=now + timedelta(minutes=app.settings.join_window_after_minutes),
+        media_backend=app.settings.media_backend,
     )
     session.add(visit)
     await session.flush()

@@ -1,0 +1,1 @@
+"""The peer-to-peer mesh: every admitted browser sends to every other (the default)."""
