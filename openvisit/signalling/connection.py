@@ -307,7 +307,8 @@ class Connection:
         self.room.last_quality[str(self.pid)] = now
         async with transaction(self.ctx) as session:
             await lobby.record_quality(session, visit_id=self.room.visit_id,
-                                       participant_id=self.pid, sample=dict(message.values))
+                                       participant_id=self.pid, sample=dict(message.values),
+                                       media_path=message.path)
 
     async def _signal(self, message: p.PeerSignal) -> None:
         assert self.room is not None and self.pid is not None

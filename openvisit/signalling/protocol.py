@@ -29,7 +29,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 #: Larger frames are refused before parsing (an SDP with many codecs is ~10 KB).
 MAX_FRAME_BYTES = 64 * 1024
@@ -81,6 +81,8 @@ class Leave:
 @dataclass(frozen=True)
 class Quality:
     values: dict[str, float | int]
+    #: "host" or "relay": the browser's selected candidate pair (None if it did not say).
+    path: Literal["host", "relay"] | None = None
     type: str = "quality"
 
 
@@ -138,7 +140,10 @@ def parse(frame: str | bytes) -> ClientMessage:
     if kind == "leave":
         return Leave()
     if kind == "quality":
-        return Quality(values=_quality(data))
+        path = data.get("path")
+        if path is not None and path != "host" and path != "relay":
+            raise ProtocolError("bad_quality", "path must be \"host\" or \"relay\".")
+        return Quality(values=_quality(data), path=path)
     if kind in PEER_TYPES:
         return _peer(kind, data)
     raise ProtocolError("unknown_type", f"Unknown message type {kind[:32]!r}.")

@@ -21,6 +21,7 @@ from openvisit.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from openvisit.i18n import gettext as _
 from openvisit.models import QualitySample
 from openvisit.models.base import utcnow
+from openvisit.models.choices import MediaPath
 from openvisit.models.visit import Participant, Visit
 from openvisit.visits import records
 from openvisit.visits import repository as repo
@@ -61,6 +62,18 @@ async def join(session: AsyncSession, *, app: AppContext, token: str, connection
     await own_event(session, app=app, visit=visit, seat=seat, kind="connected", now=now,
                     data={"resumed": True} if resumed else None)
     return visit, seat
+
+
+async def link_opened(session: AsyncSession, *, app: AppContext, visit: Visit,
+                      seat: Participant) -> bool:
+    """A patient, interpreter or guest opened their link (the page loaded): the first step
+    the drop-off funnel can see after the link was sent. Recorded once per seat, before the
+    seat joins the lobby; True if this call recorded it."""
+    if seat.role in STAFF_ROLES or seat.lobby_state != "invited":
+        return False
+    if await repo.has_event(session, participant_id=seat.id, kind="link_opened"):
+        return False
+    return await own_event(session, app=app, visit=visit, seat=seat, kind="link_opened")
 
 
 async def own_event(session: AsyncSession, *, app: AppContext, visit: Visit,
@@ -243,10 +256,11 @@ async def invite(session: AsyncSession, *, app: AppContext, visit: Visit, actor:
 
 
 async def record_quality(session: AsyncSession, *, visit_id: uuid.UUID,
-                         participant_id: uuid.UUID, sample: dict[str, Any]) -> None:
-    """Store one call-quality sample from a browser's ``getStats()``."""
+                         participant_id: uuid.UUID, sample: dict[str, Any],
+                         media_path: MediaPath | None = None) -> None:
+    """Store one call-quality sample from a browser's ``getStats()`` (and its media path)."""
     repo.add_quality(session, QualitySample(visit_id=visit_id, participant_id=participant_id,
-                                            at=utcnow(), **sample))
+                                            at=utcnow(), media_path=media_path, **sample))
     await session.flush()
 
 

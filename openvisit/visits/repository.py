@@ -135,3 +135,10 @@ async def bump_token_version(session: AsyncSession, participant_id: uuid.UUID) -
 
 def add_quality(session: AsyncSession, sample: QualitySample) -> None:
     session.add(sample)
+
+
+async def has_event(session: AsyncSession, *, participant_id: uuid.UUID, kind: str) -> bool:
+    """Whether the seat already has an event of ``kind`` (ix_visit_event_participant_kind)."""
+    stmt = select(VisitEvent.id).where(VisitEvent.participant_id == participant_id,
+                                       VisitEvent.kind == kind).limit(1)
+    return (await session.execute(stmt)).first() is not None
