@@ -218,7 +218,7 @@ class Connection:
         connection_id = f"{hello.session}.{secrets.token_urlsafe(6)}"
         async with transaction(self.ctx) as session:
             visit, seat = await lobby.join(session, app=self.ctx, token=hello.token,
-                                           connection_id=connection_id)
+                                           connection_id=connection_id, devices=hello.devices)
         self.pid, self.org_id, self.connection_id = seat.id, visit.organisation_id, connection_id
         self._leave_gate()  # authenticated: no longer counted against the address
         snapshot = Seat.of(seat)

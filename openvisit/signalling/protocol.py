@@ -8,11 +8,12 @@ means end-of-candidates). The server never interprets SDP; it only checks sizes 
 talk to whom.
 
 Client → server
-  ``hello``     {token, session, lang?}         first message; binds the socket to a seat
+  ``hello``     {token, session, lang?, devices?}  first message; binds the socket to a seat
   ``ping``      {t?}                             answered with ``pong``
   ``leave``     {}                               the participant leaves the visit
   ``quality``   {rtt_ms?, jitter_ms?, packet_loss_pct?, bitrate_kbps?, frame_width?,
-                 frame_height?}                  call quality from ``getStats()``
+                 frame_height?, path?}           call quality from ``getStats()``; path is
+                                                 "host" or "relay" (the selected pair)
   ``offer``     {to, sdp}        ``answer`` {to, sdp}
   ``candidate`` {to, candidate?}  ``restart`` {to}   (peer signalling: admitted only)
 
@@ -64,6 +65,8 @@ class Hello:
     token: str
     session: str
     lang: str | None = None
+    #: The page's pre-join device check: "ready" (camera or microphone working) or "failed".
+    devices: Literal["ready", "failed"] | None = None
     type: str = "hello"
 
 
@@ -157,7 +160,10 @@ def _hello(data: dict[str, Any]) -> Hello:
         raise ProtocolError("bad_hello", "hello needs a session id (8-40 url-safe chars).")
     if lang is not None and (not isinstance(lang, str) or len(lang) > 16):
         lang = None
-    return Hello(token=token, session=session, lang=lang)
+    devices = data.get("devices")
+    return Hello(token=token, session=session, lang=lang,
+                 devices="ready" if devices == "ready" else "failed" if devices == "failed"
+                 else None)
 
 
 def _quality(data: dict[str, Any]) -> dict[str, float | int]:

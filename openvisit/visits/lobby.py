@@ -37,11 +37,14 @@ INVITABLE_ROLES = ("interpreter", "guest")
 
 
 async def join(session: AsyncSession, *, app: AppContext, token: str, connection_id: str,
-               now: datetime | None = None) -> tuple[Visit, Participant]:
+               now: datetime | None = None,
+               devices: str | None = None) -> tuple[Visit, Participant]:
     """A socket says hello: the seat enters the lobby (clinicians go straight in).
 
     A seat already waiting or admitted keeps its state, so a reconnecting page resumes
-    where it was. The socket becomes the seat's holder (``connection_id``). Raises what
+    where it was. The socket becomes the seat's holder (``connection_id``). ``devices`` is
+    the page's pre-join device check ("ready" / "failed"), kept on the ``joined`` event for
+    the drop-off report. Raises what
     :func:`resolve_link` raises.
     """
     now = now or utcnow()
@@ -58,7 +61,8 @@ async def join(session: AsyncSession, *, app: AppContext, token: str, connection
     seat.connected, seat.connection_id, seat.last_seen_at = True, connection_id, now
     _bump(seat)  # one UPDATE for both changes; both events carry the final snapshot
     if entered:
-        await own_event(session, app=app, visit=visit, seat=seat, kind="joined", now=now)
+        await own_event(session, app=app, visit=visit, seat=seat, kind="joined", now=now,
+                        data={"devices": devices} if devices else None)
     await own_event(session, app=app, visit=visit, seat=seat, kind="connected", now=now,
                     data={"resumed": True} if resumed else None)
     return visit, seat
@@ -240,7 +244,7 @@ async def end_visit(session: AsyncSession, *, app: AppContext, visit: Visit,
     locked.status, locked.ended_at = "ended", utcnow()
     await session.flush()
     await append_event(session, app=app, visit=locked, kind="ended",
-                       data={"by": str(actor.id)})
+                       data={"by": str(actor.id), "by_role": actor.role})
     return locked
 
 
