@@ -97,7 +97,7 @@ def _joined_sqlite(element: joined, compiler: SQLCompiler, **kw: Any) -> str:
 
 def _rank(n: ColumnElement[int], percent: int) -> ColumnElement[int]:
     """Nearest-rank percentile position ⌈percent·n/100⌉ in integer arithmetic."""
-    return (n * percent + 99) / 100  # type: ignore[return-value]
+    return (n * percent + 99) // 100
 
 
 def _flag(condition: ColumnElement[bool]) -> ColumnElement[int]:

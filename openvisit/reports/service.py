@@ -294,7 +294,7 @@ async def usage(session: AsyncSession, *, query: Query, caller: Caller) -> Usage
     t = total._mapping
     return UsageReport(
         filters=query.filters, rows=table(usage_columns(refs), rows),
-        totals=UsageSummary(visits=int(t["visits"]), duration_s=float(t["duration_s"] or 0),
+        totals=UsageSummary(visits=int(t["visits"]), duration_s=_round(t["duration_s"]) or 0.0,
                             avg_lobby_wait_s=_round(t["avg_wait_s"]),
                             over_allocation=int(t["over_allocation"]),
                             allocation_limit=limit),
