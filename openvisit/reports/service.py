@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Row, Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from openvisit import audit
+from openvisit import audit, i18n
 from openvisit.config import Settings
 from openvisit.errors import InvalidInput, NotFound
 from openvisit.i18n import gettext as _
@@ -68,6 +68,13 @@ class Caller(Protocol):
 
 def may_read(caller: Caller, *, doing: str = "see reports") -> None:
     caller.require(*READ_ROLES, doing=doing)
+
+
+def use_language(accept_language: str | None) -> str:
+    """Reports speak the reader's browser language (the portal has no setting of its own)."""
+    language = i18n.negotiate(accept_language=accept_language)
+    i18n.activate(language)
+    return language
 
 
 # ------------------------------------------------------------------ filters
@@ -400,9 +407,11 @@ def _csv_line(values: list[str]) -> str:
 
 
 async def csv_stream(app_read: Callable[[], Any], *, name: ReportName, settings: Settings,
-                     query: Query, caller: Caller) -> AsyncIterator[bytes]:
+                     query: Query, caller: Caller, language: str) -> AsyncIterator[bytes]:
     """The report's rows as CSV, read in batches through its own read-only session (the
-    request's transaction has ended by the time the body is sent)."""
+    request's transaction has ended by the time the body is sent), with the headings in the
+    ``language`` of the request (the body may be sent from another context)."""
+    i18n.activate(language)
     async with app_read() as session:
         columns, statement, cells = await _csv_plan(session, name=name, settings=settings,
                                                     query=query, caller=caller)

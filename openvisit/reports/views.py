@@ -48,7 +48,7 @@ def _params(request: Request) -> dict[str, str | None]:
 
 def shown(t: Table, kinds: dict[str, str]) -> dict[str, Any]:
     """A table's rows as the strings people read (the same as the CSV's cells)."""
-    return {"columns": t.columns,
+    return {"columns": [{**c, "label": _(c["label"])} for c in t.columns],
             "rows": [[service.show(r.get(c["key"]), kinds.get(c["key"], "text"))
                       for c in t.columns] for r in t.rows]}
 
@@ -187,11 +187,12 @@ async def reports_home(principal: PrincipalDep) -> Response:
 async def report_csv(name: ReportName, request: Request, session: SessionDep, ctx: CtxDep,
                      principal: PrincipalDep) -> Response:
     """The report's main table as CSV; the download is in the audit log."""
+    language = service.use_language(request.headers.get("accept-language"))
     query = await service.parse(session, settings=ctx.settings, caller=principal,
                                 params=_params(request))
     filename = await service.audit_csv(session, name=name, query=query, caller=principal)
     body = service.csv_stream(ctx.db.read, name=name, settings=ctx.settings, query=query,
-                              caller=principal)
+                              caller=principal, language=language)
     return StreamingResponse(body, media_type="text/csv; charset=utf-8", headers={
         "Content-Disposition": f'attachment; filename="{filename}"',
         "Cache-Control": "no-store"})
@@ -200,6 +201,7 @@ async def report_csv(name: ReportName, request: Request, session: SessionDep, ct
 @router.get("/portal/reports/{name}")
 async def report_page(name: ReportName, request: Request, session: SessionDep, ctx: CtxDep,
                       principal: PrincipalDep) -> Response:
+    service.use_language(request.headers.get("accept-language"))
     service.may_read(principal)
     query = await service.parse(session, settings=ctx.settings, caller=principal,
                                 params=_params(request))
