@@ -26,7 +26,7 @@ def _nice_max(value: float) -> float:
         return 1
     for step in (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000, 10_000):
         if value <= step * 4:
-            return float(step * -(-value // step))
+            return float(step * 4)
     return float(value)
 
 
@@ -62,7 +62,8 @@ def stacked_bars(categories: Sequence[str], series: Sequence[tuple[str, Sequence
     """
     n = max(1, len(categories))
     totals = [sum(values[i] for _name, values in series) for i in range(len(categories))]
-    top = _nice_max(max(totals, default=0))
+    # Counts: at least 0–4, so the five grid lines fall on whole numbers.
+    top = max(4.0, _nice_max(max(totals, default=0)))
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     slot = plot_w / n
     bar = max(1.0, slot * 0.72)
@@ -91,20 +92,22 @@ def stacked_bars(categories: Sequence[str], series: Sequence[tuple[str, Sequence
 
 def horizontal_bars(items: Sequence[tuple[str, float]], *, total: float, title: str,
                     desc: str, ident: str) -> Markup:
-    """One bar per step, as a share of ``total`` (the funnel), labelled with count and %."""
-    row = 30
-    height = TOP + row * max(1, len(items)) + 8
-    label_w = 230
-    plot_w = WIDTH - label_w - 70
+    """One bar per step, as a share of ``total`` (the funnel), labelled with count and %.
+
+    Each label sits above its bar, so long labels fit on a phone as well as on a desktop.
+    """
+    row = 54
+    height = TOP + row * max(1, len(items))
+    plot_w = WIDTH - 150
     parts: list[Markup] = []
     for i, (label, value) in enumerate(items):
         y = TOP + row * i
         share = value / total if total else 0
         parts.append(Markup(
-            '<text x="{lx}" y="{ty}" text-anchor="end" class="label">{label}</text>'
-            '<rect x="{x}" y="{ry}" width="{pw}" height="20" class="track"/>'
-            '<rect x="{x}" y="{ry}" width="{w:.1f}" height="20" fill="{c}"/>'
-            '<text x="{vx}" y="{ty}" class="value">{v:g} ({p:.0f}%)</text>').format(
-            lx=label_w - 8, ty=y + 18, label=label, x=label_w, ry=y + 4, pw=plot_w,
-            w=plot_w * share, c=colour(0), vx=label_w + plot_w + 6, v=value, p=share * 100))
+            '<text x="0" y="{ty}" class="label">{label}</text>'
+            '<rect x="0" y="{ry}" width="{pw}" height="20" class="track"/>'
+            '<rect x="0" y="{ry}" width="{w:.1f}" height="20" fill="{c}"/>'
+            '<text x="{vx}" y="{vy}" class="value">{v:g} ({p:.0f}%)</text>').format(
+            ty=y + 16, label=label, ry=y + 24, pw=plot_w, w=plot_w * share, c=colour(0),
+            vx=plot_w + 8, vy=y + 40, v=value, p=share * 100))
     return _frame(title, desc, parts, ident=ident, height=height)

@@ -111,12 +111,15 @@ async def _quality(session: Any, ctx: Any, query: service.Query,
     report = await service.quality(session, settings=ctx.settings, query=query,
                                    caller=principal)
     s = report.summary
-    per_day = report.per_day.rows
+    per_day = {str(r["day"]): r for r in report.per_day.rows}
+    days = [d[0] for d in query.days]
     chart = charts.stacked_bars(
-        [str(r["day"]) for r in per_day],
-        [(_("Good"), [_num(r["visits"]) - _num(r["poor_visits"]) for r in per_day]),
-         (_("Poor"), [_num(r["poor_visits"]) for r in per_day])],
-        labels=[str(r["day"])[5:] for r in per_day], ident="quality",
+        days,
+        [(_("Good"), [_num(per_day[d]["visits"]) - _num(per_day[d]["poor_visits"])
+                      if d in per_day else 0.0 for d in days]),
+         (_("Poor"), [_num(per_day[d]["poor_visits"]) if d in per_day else 0.0
+                      for d in days])],
+        labels=[d[5:] for d in days], ident="quality",
         title=_("Visits with good and poor call quality, per day"),
         desc=_("%(p)s of %(n)s visits with samples had poor quality.") % {
             "p": s.poor_visits, "n": s.visits})

@@ -97,6 +97,12 @@ def web(ctx: AppContext) -> FastAPI:
 
 @pytest.fixture
 async def march(ctx: AppContext, web: FastAPI) -> AsyncIterator[March]:
+    """The March clinic of :func:`build_march`."""
+    yield await build_march(ctx, web)
+    await providers.close_all(ctx)
+
+
+async def build_march(ctx: AppContext, web: FastAPI) -> March:
     """Three appointments of a clinic with a monthly allocation of one visit:
 
     - A (Cardiology, Practitioner/7, SMS delivered): the patient opens the link, passes the
@@ -183,8 +189,7 @@ async def march(ctx: AppContext, web: FastAPI) -> AsyncIterator[March]:
                             ("otto", ["approver"])):
             session.add(StaffAccount(organisation_id=site.organisation_id, username=name,
                                      password_hash=password_hash(), roles=roles))
-    yield March(site, "Test EHR", visit_a, visit_b, appts)
-    await providers.close_all(ctx)
+    return March(site, "Test EHR", visit_a, visit_b, appts)
 
 
 @pytest.fixture
