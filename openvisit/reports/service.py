@@ -284,7 +284,7 @@ def _summary_cells(row: Row[Any], key: str) -> dict[str, Any]:
             "over_allocation": int(m["over_allocation"])}
 
 
-async def _usage_statement(session: AsyncSession, query: Query, caller: Caller
+async def usage_statement(session: AsyncSession, query: Query, caller: Caller
                            ) -> tuple[Select[Any], int | None, bool]:
     limit = await repo.allocation_limit(session, caller.organisation_id)
     refs = await repo.shows_patient_refs(session, caller.organisation_id)
@@ -294,7 +294,7 @@ async def _usage_statement(session: AsyncSession, query: Query, caller: Caller
 
 async def usage(session: AsyncSession, *, query: Query, caller: Caller) -> UsageReport:
     may_read(caller)
-    stmt, limit, refs = await _usage_statement(session, query, caller)
+    stmt, limit, refs = await usage_statement(session, query, caller)
     rows = [usage_cells(r, zone=query.zone, limit=limit)
             for r in await repo.all_rows(session, stmt)]
     total, by_dept, by_staff = await repo.usage_summaries(session, stmt, query.scope)
@@ -387,7 +387,7 @@ async def charts(session: AsyncSession, *, name: ReportName, settings: Settings,
     """The data behind a page's charts (the funnel and quality pages reuse their report)."""
     may_read(caller)
     if name == "usage":
-        stmt, _limit, _refs = await _usage_statement(session, query, caller)
+        stmt, _limit, _refs = await usage_statement(session, query, caller)
         per_day = await repo.visits_per_day(session, query.scope, query.days)
         waits = {int(r.bucket): int(r.visits)
                  for r in await repo.wait_distribution(session, stmt)}
@@ -434,7 +434,7 @@ async def csv_stream(app_read: Callable[[], Any], *, name: ReportName, settings:
 async def _csv_plan(session: AsyncSession, *, name: ReportName, settings: Settings,
                     query: Query, caller: Caller) -> tuple[tuple[Column, ...], Any, Any]:
     if name == "usage":
-        stmt, limit, refs = await _usage_statement(session, query, caller)
+        stmt, limit, refs = await usage_statement(session, query, caller)
         return usage_columns(refs), stmt, lambda r: usage_cells(r, zone=query.zone, limit=limit)
     if name == "quality":
         return (QUALITY_COLUMNS, _quality_statement(settings, query),
