@@ -453,29 +453,50 @@ def funnel_rows(scope: Scope) -> Select[Any]:
         a.start_at < scope.end, *_appointment_filters(scope)]
     if scope.staff is not None:
         where.append(a.provider_ehr_id == scope.staff)
-    patient_seat = and_(seat.visit_id == v.id, seat.role == "patient")
-
-    def reached(kind: str, *extra: ColumnElement[bool]) -> ColumnElement[int]:
-        return _flag(exists().where(patient_seat, ev.participant_id == seat.id, ev.kind == kind,
-                                    *extra))
-
-    sent = _flag(exists().where(MessageLog.appointment_id == a.id,
-                                MessageLog.status.in_(("sent", "delivered"))))
+    # Each step is aggregated once per visit of the range (GROUP BY over that range's seats)
+    # and joined, rather than an EXISTS per step and appointment, which PostgreSQL plans as
+    # hashed sub-plans over the whole event table.
+    range_visits = (select(v.id).join(a, a.id == v.appointment_id)
+                    .outerjoin(EhrEndpoint, EhrEndpoint.id == a.endpoint_id).where(*where))
+    steps = (select(seat.visit_id,
+                    func.max(_flag(ev.kind == "link_opened")).label("link_opened"),
+                    func.max(_flag(and_(ev.kind == "joined",
+                                        ev.data["devices"].as_string() == "ready")))
+                    .label("device_ready"),
+                    func.max(_flag(ev.kind == "joined")).label("joined"),
+                    func.max(_flag(ev.kind == "admitted")).label("admitted"))
+             .join(ev, ev.participant_id == seat.id)
+             .where(seat.role == "patient", seat.visit_id.in_(range_visits),
+                    ev.kind.in_(("link_opened", "joined", "admitted")))
+             .group_by(seat.visit_id).subquery("steps"))
     stayed = seconds_between(seat.admitted_at,
                              func.coalesce(seat.left_at, v.ended_at, seat.last_seen_at))
+    seats = (select(seat.visit_id,
+                    func.max(_flag(and_(seat.admitted_at.is_not(None), stayed >= 60)))
+                    .label("connected_1min"))
+             .join(v, v.id == seat.visit_id)
+             .where(seat.role == "patient", seat.visit_id.in_(range_visits))
+             .group_by(seat.visit_id).subquery("patients"))
+    sent = (select(MessageLog.appointment_id, func.max(1).label("link_sent"))
+            .where(MessageLog.organisation_id == scope.organisation_id,
+                   MessageLog.appointment_id.in_(
+                       select(v.appointment_id).where(v.id.in_(range_visits))),
+                   MessageLog.status.in_(("sent", "delivered")))
+            .group_by(MessageLog.appointment_id).subquery("sent"))
     columns: list[Any] = [
         a.id.label("appointment_id"), func.coalesce(a.department, "").label("department"),
         func.coalesce(a.language, "").label("language"),
-        sent.label("link_sent"), reached("link_opened").label("link_opened"),
-        reached("joined", ev.data["devices"].as_string() == "ready").label("device_ready"),
-        reached("joined").label("joined"), reached("admitted").label("admitted"),
-        _flag(exists().where(patient_seat, seat.admitted_at.is_not(None), stayed >= 60))
-        .label("connected_1min"),
-        _flag(a.status == "noshow").label("no_show")]
+        func.coalesce(sent.c.link_sent, 0).label("link_sent"),
+        *[func.coalesce(steps.c[k], 0).label(k)
+          for k in ("link_opened", "device_ready", "joined", "admitted")],
+        seats.c.connected_1min, _flag(a.status == "noshow").label("no_show")]
     stmt = (select(*columns)
             .join(v, v.appointment_id == a.id)
+            .join(seats, seats.c.visit_id == v.id)
+            .outerjoin(steps, steps.c.visit_id == v.id)
+            .outerjoin(sent, sent.c.appointment_id == a.id)
             .outerjoin(EhrEndpoint, EhrEndpoint.id == a.endpoint_id)
-            .where(*where, exists().where(patient_seat)))
+            .where(*where))
     return stmt
 
 
