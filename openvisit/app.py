@@ -31,6 +31,8 @@ from openvisit.notify import views as notify_views
 from openvisit.notify.twilio import hooks as twilio_hooks
 from openvisit.ops import endpoints as ops_endpoints
 from openvisit.portal import routes as portal_routes
+from openvisit.reports import api as reports_api
+from openvisit.reports import views as reports_views
 from openvisit.signalling import endpoint as signalling_endpoint
 from openvisit.visits import endpoints as visits_endpoints
 from openvisit.visits import views as visits_views
@@ -107,6 +109,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     livekit_hooks.router,
     portal_routes.router,
     devicetest_views.router,
+    reports_views.router,
+    reports_api.router,
 )
 
 

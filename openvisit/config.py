@@ -164,6 +164,15 @@ class Settings(BaseSettings):
     #: reconnect, and revocation does not wait for it to expire.
     media_grant_ttl_seconds: int = Field(default=600, ge=30, le=86_400)
 
+    # Reports (openvisit.reports): a participant's call counts as poor when the 95th
+    # percentile of its samples is over any of these (ITU-T G.114 puts one-way delay above
+    # 150 ms, so a round trip above 400 ms, where conversation suffers).
+    report_poor_rtt_ms: float = 400.0
+    report_poor_jitter_ms: float = 50.0
+    report_poor_loss_pct: float = 5.0
+    #: Longest date range one report covers (days); a year and a day.
+    report_max_days: int = 366
+
     # Notifications (openvisit.notify): SMS and e-mail confirmations and reminders.
     #: The SMS transport when the endpoint has no linked number naming its own provider.
     #: "outbox" keeps messages in the database for the /ops/outbox page (nothing leaves).

@@ -23,6 +23,8 @@ from sqlalchemy import Enum
 
 Vendor = Literal["generic", "epic", "oracle"]
 Environment = Literal["test", "production"]
+#: How a participant's media travelled: direct (host), through TURN (relay) or an SFU.
+MediaPath = Literal["host", "relay", "sfu"]
 #: OAuth client authentication at the EHR's token endpoint (SMART App Launch §2.0.9).
 AuthMethod = Literal["private_key_jwt", "client_secret_basic", "client_secret_post", "none"]
 EndpointState = Literal["draft", "awaiting_approval", "approved"]
@@ -84,6 +86,7 @@ WritebackProfile = Literal["generic", "epic", "oracle"]
 
 VENDORS: tuple[Vendor, ...] = get_args(Vendor)
 ENVIRONMENTS: tuple[Environment, ...] = get_args(Environment)
+MEDIA_PATHS: tuple[MediaPath, ...] = get_args(MediaPath)
 AUTH_METHODS: tuple[AuthMethod, ...] = get_args(AuthMethod)
 ENDPOINT_STATES: tuple[EndpointState, ...] = get_args(EndpointState)
 NUMBER_STATES: tuple[NumberState, ...] = get_args(NumberState)

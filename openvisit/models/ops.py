@@ -12,9 +12,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 from openvisit.models.base import Base, BigIntId, Timestamped, new_id, utcnow
 from openvisit.models.choices import (
     JOB_STATES,
+    MEDIA_PATHS,
     MESSAGE_CHANNELS,
     MESSAGE_STATUSES,
     JobState,
+    MediaPath,
     MessageChannel,
     MessageStatus,
     choice,
@@ -72,6 +74,8 @@ class MessageLog(Timestamped, Base):
     """One SMS or e-mail: masked recipient and status, never the number or the text."""
 
     __tablename__ = "message_log"
+    #: The delivery report reads an organisation's messages by time.
+    __table_args__ = (Index("ix_message_log_org_created", "organisation_id", "created_at"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     organisation_id: Mapped[uuid.UUID] = mapped_column(
@@ -92,6 +96,8 @@ class MessageLog(Timestamped, Base):
     provider_message_id: Mapped[str | None] = mapped_column(String(255), default=None, index=True)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     job_key: Mapped[str | None] = mapped_column(String(255), default=None, unique=True)
+    #: When the provider's delivery receipt (delivered / undelivered) arrived.
+    receipt_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class OptOut(Base):
@@ -127,13 +133,15 @@ class QualitySample(Base):
     """Call quality from a browser's WebRTC stats for one participant at one moment."""
 
     __tablename__ = "quality_sample"
+    #: The quality report ranks each participant's samples (median, p95) per visit.
+    __table_args__ = (Index("ix_quality_sample_visit_participant", "visit_id", "participant_id"),)
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
-    visit_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("visit.id", ondelete="CASCADE"), index=True
-    )
+    visit_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("visit.id", ondelete="CASCADE"))
     participant_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+    media_path: Mapped[MediaPath | None] = mapped_column(
+        choice(MEDIA_PATHS, name="media_path", length=8), default=None)
     rtt_ms: Mapped[float | None] = mapped_column(default=None)
     jitter_ms: Mapped[float | None] = mapped_column(default=None)
     packet_loss_pct: Mapped[float | None] = mapped_column(default=None)

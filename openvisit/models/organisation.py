@@ -36,6 +36,9 @@ class Organisation(Timestamped, Base):
     #: EHR origins (https://host[:port]) whose embedded browser may show the visit room, the
     #: device test and launch pages in a frame (CSP frame-ancestors); empty = never framed.
     frame_ancestors: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: Reports show patient references (FHIR Patient ids) instead of counts only; off until
+    #: the organisation's admin turns it on.
+    show_patient_refs: Mapped[bool] = mapped_column(default=False)
 
 
 class StaffAccount(Timestamped, Base):

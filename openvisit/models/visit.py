@@ -38,6 +38,8 @@ class Appointment(Timestamped, Base):
         UniqueConstraint("endpoint_id", "ehr_appointment_id", name="uq_appointment_endpoint_ref"),
         # The scheduling feed finds appointments by SCH-1 (placer id) too.
         Index("ix_appointment_endpoint_placer", "endpoint_id", "placer_appointment_id"),
+        # The drop-off funnel reads an organisation's appointments by start time.
+        Index("ix_appointment_org_start", "organisation_id", "start_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -69,6 +71,8 @@ class Visit(Timestamped, Base):
     """One video visit. At most one per appointment, so relaunches land in the same visit."""
 
     __tablename__ = "visit"
+    #: Reports read an organisation's visits by start time (and the month's running count).
+    __table_args__ = (Index("ix_visit_org_started", "organisation_id", "started_at"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     organisation_id: Mapped[uuid.UUID] = mapped_column(
@@ -145,7 +149,9 @@ class VisitEvent(Base):
     """Append-only log of what happened in a visit: the basis of write-back and reports."""
 
     __tablename__ = "visit_event"
-    __table_args__ = (Index("ix_visit_event_visit_at", "visit_id", "at"),)
+    __table_args__ = (Index("ix_visit_event_visit_at", "visit_id", "at"),
+                      # Reports find each seat's first event of a kind (funnel, lobby wait).
+                      Index("ix_visit_event_participant_kind", "participant_id", "kind"))
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     visit_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("visit.id", ondelete="CASCADE"))

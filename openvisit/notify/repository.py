@@ -28,6 +28,7 @@ from openvisit.models import (
     SenderRate,
     SmsSettings,
 )
+from openvisit.models.base import utcnow
 from openvisit.models.choices import MESSAGE_STATUSES, MessageStatus, is_one_of
 
 #: Message log statuses by progress; a status only ever moves forward.
@@ -48,6 +49,8 @@ def advance(row: MessageLog, status: str) -> bool:
     if STATUS_RANK[status] <= STATUS_RANK.get(row.status, -1):
         return False
     row.status = status
+    if status in ("delivered", "undelivered"):
+        row.receipt_at = utcnow()
     return True
 
 

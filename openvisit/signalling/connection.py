@@ -222,7 +222,7 @@ class Connection:
         connection_id = f"{hello.session}.{secrets.token_urlsafe(6)}"
         async with transaction(self.ctx) as session:
             visit, seat = await lobby.join(session, app=self.ctx, token=hello.token,
-                                           connection_id=connection_id)
+                                           connection_id=connection_id, devices=hello.devices)
         self.pid, self.org_id, self.connection_id = seat.id, visit.organisation_id, connection_id
         self.media_backend = visit.media_backend
         self.last_heartbeat = time.monotonic()  # the join stored last_seen_at
@@ -331,7 +331,8 @@ class Connection:
         self.room.last_quality[str(self.pid)] = now
         async with transaction(self.ctx) as session:
             await lobby.record_quality(session, visit_id=self.room.visit_id,
-                                       participant_id=self.pid, sample=dict(message.values))
+                                       participant_id=self.pid, sample=dict(message.values),
+                                       media_path=message.path)
 
     async def _signal(self, message: p.PeerSignal) -> None:
         assert self.room is not None and self.pid is not None

@@ -8,11 +8,12 @@ means end-of-candidates). The server never interprets SDP; it only checks sizes 
 talk to whom.
 
 Client → server
-  ``hello``     {token, session, lang?}         first message; binds the socket to a seat
+  ``hello``     {token, session, lang?, devices?}  first message; binds the socket to a seat
   ``ping``      {t?}                             answered with ``pong``
   ``leave``     {}                               the participant leaves the visit
   ``quality``   {rtt_ms?, jitter_ms?, packet_loss_pct?, bitrate_kbps?, frame_width?,
-                 frame_height?}                  call quality from ``getStats()``
+                 frame_height?, path?}           call quality from ``getStats()``; path is
+                                                 "host" or "relay" (the selected pair)
   ``offer``     {to, sdp}        ``answer`` {to, sdp}
   ``candidate`` {to, candidate?}  ``restart`` {to}   (peer signalling: admitted only)
 
@@ -29,7 +30,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 #: Larger frames are refused before parsing (an SDP with many codecs is ~10 KB).
 MAX_FRAME_BYTES = 64 * 1024
@@ -64,6 +65,8 @@ class Hello:
     token: str
     session: str
     lang: str | None = None
+    #: The page's pre-join device check: "ready" (camera or microphone working) or "failed".
+    devices: Literal["ready", "failed"] | None = None
     type: str = "hello"
 
 
@@ -81,6 +84,8 @@ class Leave:
 @dataclass(frozen=True)
 class Quality:
     values: dict[str, float | int]
+    #: "host" or "relay": the browser's selected candidate pair (None if it did not say).
+    path: Literal["host", "relay"] | None = None
     type: str = "quality"
 
 
@@ -138,7 +143,10 @@ def parse(frame: str | bytes) -> ClientMessage:
     if kind == "leave":
         return Leave()
     if kind == "quality":
-        return Quality(values=_quality(data))
+        path = data.get("path")
+        if path is not None and path != "host" and path != "relay":
+            raise ProtocolError("bad_quality", "path must be \"host\" or \"relay\".")
+        return Quality(values=_quality(data), path=path)
     if kind in PEER_TYPES:
         return _peer(kind, data)
     raise ProtocolError("unknown_type", f"Unknown message type {kind[:32]!r}.")
@@ -152,7 +160,10 @@ def _hello(data: dict[str, Any]) -> Hello:
         raise ProtocolError("bad_hello", "hello needs a session id (8-40 url-safe chars).")
     if lang is not None and (not isinstance(lang, str) or len(lang) > 16):
         lang = None
-    return Hello(token=token, session=session, lang=lang)
+    devices = data.get("devices")
+    return Hello(token=token, session=session, lang=lang,
+                 devices="ready" if devices == "ready" else "failed" if devices == "failed"
+                 else None)
 
 
 def _quality(data: dict[str, Any]) -> dict[str, float | int]:

@@ -22,6 +22,7 @@ from openvisit.i18n import gettext as _
 from openvisit.media import service as media
 from openvisit.models import QualitySample
 from openvisit.models.base import utcnow
+from openvisit.models.choices import MediaPath
 from openvisit.models.visit import Participant, Visit
 from openvisit.visits import records
 from openvisit.visits import repository as repo
@@ -37,11 +38,14 @@ INVITABLE_ROLES = ("interpreter", "guest")
 
 
 async def join(session: AsyncSession, *, app: AppContext, token: str, connection_id: str,
-               now: datetime | None = None) -> tuple[Visit, Participant]:
+               now: datetime | None = None,
+               devices: str | None = None) -> tuple[Visit, Participant]:
     """A socket says hello: the seat enters the lobby (clinicians go straight in).
 
     A seat already waiting or admitted keeps its state, so a reconnecting page resumes
-    where it was. The socket becomes the seat's holder (``connection_id``). Raises what
+    where it was. The socket becomes the seat's holder (``connection_id``). ``devices`` is
+    the page's pre-join device check ("ready" / "failed"), kept on the ``joined`` event for
+    the drop-off report. Raises what
     :func:`resolve_link` raises.
     """
     now = now or utcnow()
@@ -58,12 +62,25 @@ async def join(session: AsyncSession, *, app: AppContext, token: str, connection
     seat.connected, seat.connection_id, seat.last_seen_at = True, connection_id, now
     _bump(seat)  # one UPDATE for both changes; both events carry the final snapshot
     if entered:
-        await own_event(session, app=app, visit=visit, seat=seat, kind="joined", now=now)
+        await own_event(session, app=app, visit=visit, seat=seat, kind="joined", now=now,
+                        data={"devices": devices} if devices else None)
         if seat.lobby_state == "admitted":  # a clinician: straight into the call's media
             await media.seat_changed(session, app=app, visit=visit, participant=seat)
     await own_event(session, app=app, visit=visit, seat=seat, kind="connected", now=now,
                     data={"resumed": True} if resumed else None)
     return visit, seat
+
+
+async def link_opened(session: AsyncSession, *, app: AppContext, visit: Visit,
+                      seat: Participant) -> bool:
+    """A patient, interpreter or guest opened their link (the page loaded): the first step
+    the drop-off funnel can see after the link was sent. Recorded once per seat, before the
+    seat joins the lobby; True if this call recorded it."""
+    if seat.role in STAFF_ROLES or seat.lobby_state != "invited":
+        return False
+    if await repo.has_event(session, participant_id=seat.id, kind="link_opened"):
+        return False
+    return await own_event(session, app=app, visit=visit, seat=seat, kind="link_opened")
 
 
 async def own_event(session: AsyncSession, *, app: AppContext, visit: Visit,
@@ -238,7 +255,7 @@ async def end_visit(session: AsyncSession, *, app: AppContext, visit: Visit,
     locked.status, locked.ended_at = "ended", utcnow()
     await session.flush()
     await append_event(session, app=app, visit=locked, kind="ended",
-                       data={"by": str(actor.id)})
+                       data={"by": str(actor.id), "by_role": actor.role})
     await media.visit_ended(session, app=app, visit=locked)
     return locked
 
@@ -255,10 +272,11 @@ async def invite(session: AsyncSession, *, app: AppContext, visit: Visit, actor:
 
 
 async def record_quality(session: AsyncSession, *, visit_id: uuid.UUID,
-                         participant_id: uuid.UUID, sample: dict[str, Any]) -> None:
-    """Store one call-quality sample from a browser's ``getStats()``."""
+                         participant_id: uuid.UUID, sample: dict[str, Any],
+                         media_path: MediaPath | None = None) -> None:
+    """Store one call-quality sample from a browser's ``getStats()`` (and its media path)."""
     repo.add_quality(session, QualitySample(visit_id=visit_id, participant_id=participant_id,
-                                            at=utcnow(), **sample))
+                                            at=utcnow(), media_path=media_path, **sample))
     await session.flush()
 
 

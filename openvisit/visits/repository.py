@@ -169,3 +169,10 @@ async def stale_seats(session: AsyncSession, *, seen_before: datetime,
         .execution_options(populate_existing=True)
     )
     return [(row[0], row[1]) for row in (await session.execute(stmt)).all()]
+
+
+async def has_event(session: AsyncSession, *, participant_id: uuid.UUID, kind: str) -> bool:
+    """Whether the seat already has an event of ``kind`` (ix_visit_event_participant_kind)."""
+    stmt = select(VisitEvent.id).where(VisitEvent.participant_id == participant_id,
+                                       VisitEvent.kind == kind).limit(1)
+    return (await session.execute(stmt)).first() is not None

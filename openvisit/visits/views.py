@@ -19,6 +19,7 @@ from openvisit import i18n
 from openvisit.context import AppContext
 from openvisit.errors import NotFound
 from openvisit.models.visit import Participant, Visit
+from openvisit.visits.lobby import link_opened
 from openvisit.visits.roster import STAFF_ROLES
 from openvisit.visits.service import (
     appointment_of,
@@ -100,6 +101,7 @@ async def visit_page(request: Request, token: str, ctx: CtxDep,
     async with transaction(ctx) as session:
         language = await _activate_language(request, session, token, lang)
         visit, seat = await resolve_link(session, app=ctx, token=token)
+        await link_opened(session, app=ctx, visit=visit, seat=seat)
         org = await organisation_of(session, visit)
         appointment = await appointment_summary(session, visit=visit, language=language,
                                                 default_zone=org.timezone if org else "UTC")

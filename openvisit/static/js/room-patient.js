@@ -18,6 +18,7 @@ async function start() {
   showStep("prejoin");
   status.textContent = t("devices.starting");
   const ok = await room.media.start();
+  room.devices = ok ? "ready" : "failed";  // the page's device check, told in the hello
   room.attachPreview();
   if (ok) {
     status.textContent = t("devices.ready");

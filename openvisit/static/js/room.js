@@ -59,6 +59,8 @@ export class Room extends EventTarget {
   }
 
   join() {
+    // The pre-join device check's outcome ("ready" / "failed"), for the drop-off report.
+    if (this.devices) this.signalling.devices = this.devices;
     this.signalling.connect();
   }
 

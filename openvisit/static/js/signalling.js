@@ -39,7 +39,9 @@ export class Signalling extends EventTarget {
     this.ws = ws;
     this.emit("status", { state: "connecting", attempt: this.attempt });
     ws.onopen = () => {
-      ws.send(JSON.stringify({ type: "hello", token: this.token, session: this.session, lang: this.lang }));
+      const hello = { type: "hello", token: this.token, session: this.session, lang: this.lang };
+      if (this.devices) hello.devices = this.devices;
+      ws.send(JSON.stringify(hello));
     };
     ws.onmessage = (event) => {
       let msg;

@@ -1,0 +1,559 @@
+"""Every query of the reports: SQL aggregates (GROUP BY, window functions), never a loop over
+rows in Python. The same statements run on SQLite and PostgreSQL; the two places where the
+dialects differ (seconds between two timestamps, joining strings) are small compiled
+functions below. Calendar buckets (days, months) are the organisation's local days, passed in
+as a small table of UTC bounds, so daylight-saving changes fall where they really are.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Float,
+    Row,
+    RowMapping,
+    Select,
+    String,
+    Subquery,
+    and_,
+    case,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
+
+from openvisit.models import (
+    Appointment,
+    EhrEndpoint,
+    MessageLog,
+    OptOut,
+    Organisation,
+    Participant,
+    QualitySample,
+    Visit,
+    VisitEvent,
+)
+from openvisit.models.base import UTCDateTime
+
+# ------------------------------------------------------------------ portable functions
+
+
+class seconds_between(FunctionElement[float]):
+    """``seconds_between(a, b)``: b − a in seconds (NULL if either is NULL)."""
+
+    type = Float()
+    inherit_cache = True
+    name = "seconds_between"
+
+
+@compiles(seconds_between)
+def _seconds_pg(element: seconds_between, compiler: SQLCompiler, **kw: Any) -> str:
+    a, b = list(element.clauses)
+    return (f"EXTRACT(EPOCH FROM ({compiler.process(b, **kw)} - "
+            f"{compiler.process(a, **kw)}))::float")
+
+
+@compiles(seconds_between, "sqlite")
+def _seconds_sqlite(element: seconds_between, compiler: SQLCompiler, **kw: Any) -> str:
+    a, b = list(element.clauses)
+    return (f"((julianday({compiler.process(b, **kw)}) - "
+            f"julianday({compiler.process(a, **kw)})) * 86400.0)")
+
+
+class joined(FunctionElement[str]):
+    """``joined(x)``: the group's values joined by ", ", in order (PostgreSQL sorts them;
+    SQLite's group_concat keeps the order of its input, which the callers sort)."""
+
+    type = String()
+    inherit_cache = True
+    name = "joined"
+
+
+@compiles(joined)
+def _joined_pg(element: joined, compiler: SQLCompiler, **kw: Any) -> str:
+    (x,) = list(element.clauses)
+    value = compiler.process(x, **kw)
+    return f"string_agg({value}, ', ' ORDER BY {value})"
+
+
+@compiles(joined, "sqlite")
+def _joined_sqlite(element: joined, compiler: SQLCompiler, **kw: Any) -> str:
+    (x,) = list(element.clauses)
+    return f"group_concat({compiler.process(x, **kw)}, ', ')"
+
+
+def _rank(n: ColumnElement[int], percent: int) -> ColumnElement[int]:
+    """Nearest-rank percentile position ⌈percent·n/100⌉ in integer arithmetic."""
+    return (n * percent + 99) // 100
+
+
+def _flag(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return case((condition, 1), else_=0)
+
+
+# ------------------------------------------------------------------ filters
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What every report is narrowed to (the service builds it from the filters)."""
+
+    organisation_id: uuid.UUID
+    start: datetime
+    end: datetime
+    department: str | None = None
+    staff: str | None = None
+    endpoint_id: uuid.UUID | None = None
+    environment: str | None = None
+
+    @property
+    def narrowed(self) -> bool:
+        """Whether any filter needs the appointment (ad-hoc visits have none)."""
+        return any(v is not None for v in (self.department, self.staff, self.endpoint_id,
+                                           self.environment))
+
+
+def calendar(buckets: Sequence[tuple[str, datetime, datetime]], name: str) -> Subquery:
+    """A table (key, lo, hi) of half-open UTC intervals: local days or months."""
+    parts = [select(literal(key, String()).label("key"), literal(lo, UTCDateTime()).label("lo"),
+                    literal(hi, UTCDateTime()).label("hi")) for key, lo, hi in buckets]
+    if len(parts) == 1:
+        return parts[0].subquery(name)
+    return union_all(*parts).subquery(name)
+
+
+def _appointment_filters(scope: Scope) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = []
+    if scope.department is not None:
+        where.append(Appointment.department == scope.department)
+    if scope.endpoint_id is not None:
+        where.append(Appointment.endpoint_id == scope.endpoint_id)
+    if scope.environment is not None:
+        where.append(EhrEndpoint.environment == scope.environment)
+    return where
+
+
+def _visits(scope: Scope) -> Subquery:
+    """The organisation's visits that started in the range, with their appointment's facts."""
+    where: list[ColumnElement[bool]] = [
+        Visit.organisation_id == scope.organisation_id, Visit.kind == "visit",
+        Visit.started_at >= scope.start, Visit.started_at < scope.end,
+        *_appointment_filters(scope)]
+    if scope.staff is not None:
+        where.append(exists().where(Participant.visit_id == Visit.id,
+                                    Participant.role == "provider",
+                                    Participant.ehr_user_id == scope.staff))
+    stmt = (select(Visit.id, Visit.started_at, Visit.ended_at, Visit.media_backend,
+                   Appointment.department, Appointment.start_at.label("scheduled_at"),
+                   EhrEndpoint.name.label("endpoint"), EhrEndpoint.environment)
+            .outerjoin(Appointment, Appointment.id == Visit.appointment_id)
+            .outerjoin(EhrEndpoint, EhrEndpoint.id == Appointment.endpoint_id)
+            .where(*where))
+    return stmt.subquery("scope")
+
+
+# ------------------------------------------------------------------ usage
+
+
+async def allocation_limit(session: AsyncSession, organisation_id: uuid.UUID) -> int | None:
+    org = await session.get(Organisation, organisation_id)
+    return org.allocation_limit if org else None
+
+
+async def shows_patient_refs(session: AsyncSession, organisation_id: uuid.UUID) -> bool:
+    org = await session.get(Organisation, organisation_id)
+    return bool(org and org.show_patient_refs)
+
+
+def usage_rows(scope: Scope, *, months: Sequence[tuple[str, datetime, datetime]],
+               limit: int | None, patient_refs: bool) -> Select[Any]:
+    """One row per visit (see :data:`openvisit.reports.schemas.USAGE_COLUMNS`).
+
+    The month's running count is over *all* the organisation's visits of that calendar month
+    (the allocation is the organisation's), whatever the other filters narrow the rows to.
+    """
+    cal = calendar(months, "months")
+    counted = (select(Visit.id.label("visit_id"),
+                      func.row_number().over(partition_by=cal.c.key,
+                                             order_by=(Visit.started_at, Visit.id))
+                      .label("month_no"))
+               .join(cal, and_(Visit.started_at >= cal.c.lo, Visit.started_at < cal.c.hi))
+               .where(Visit.organisation_id == scope.organisation_id, Visit.kind == "visit")
+               .subquery("counted"))
+    v = _visits(scope)
+    in_scope = select(v.c.id)
+    seat = Participant
+    seats = (select(seat.visit_id,
+                    *[func.sum(_flag(and_(seat.role == role, seat.admitted_at.is_not(None))))
+                      .label(f"n_{role}") for role in ("provider", "patient", "interpreter",
+                                                        "guest")])
+             .where(seat.visit_id.in_(in_scope)).group_by(seat.visit_id).subquery("seats"))
+    providers = (select(seat.visit_id, seat.ehr_user_id)
+                 .where(seat.visit_id.in_(in_scope), seat.role == "provider",
+                        seat.ehr_user_id.is_not(None))
+                 .order_by(seat.visit_id, seat.ehr_user_id).subquery("providers"))
+    staff = (select(providers.c.visit_id, joined(providers.c.ehr_user_id).label("staff"))
+             .group_by(providers.c.visit_id).subquery("staff"))
+    ev = VisitEvent
+    waits = (select(seat.visit_id,
+                    func.min(case((ev.kind == "joined", ev.at))).label("first_join"),
+                    func.min(case((ev.kind == "admitted", ev.at))).label("first_admit"))
+             .join(seat, seat.id == ev.participant_id)
+             .where(seat.visit_id.in_(in_scope), seat.role == "patient",
+                    ev.kind.in_(("joined", "admitted")))
+             .group_by(seat.visit_id).subquery("waits"))
+    ended = (select(ev.visit_id, func.max(ev.data["by_role"].as_string()).label("ended_by"))
+             .where(ev.visit_id.in_(in_scope), ev.kind == "ended")
+             .group_by(ev.visit_id).subquery("ended"))
+    over: ColumnElement[Any] = (counted.c.month_no > limit) if limit is not None else literal(
+        False)
+    columns: list[Any] = [
+        v.c.id.label("visit_id"), v.c.started_at, v.c.department, staff.c.staff,
+        v.c.scheduled_at, v.c.ended_at,
+        seconds_between(v.c.started_at, v.c.ended_at).label("duration_s"),
+        *[func.coalesce(seats.c[f"n_{r}"], 0).label(f"n_{r}")
+          for r in ("provider", "patient", "interpreter", "guest")],
+        seconds_between(waits.c.first_join, waits.c.first_admit).label("lobby_wait_s"),
+        ended.c.ended_by, counted.c.month_no, _flag(over).label("over_allocation"),
+        v.c.endpoint, v.c.environment,
+    ]
+    if patient_refs:
+        refs = (select(seat.visit_id, seat.patient_ref)
+                .where(seat.visit_id.in_(in_scope), seat.role == "patient",
+                       seat.patient_ref.is_not(None))
+                .order_by(seat.visit_id, seat.patient_ref).subquery("prefs"))
+        patients = (select(refs.c.visit_id, joined(refs.c.patient_ref).label("patient_refs"))
+                    .group_by(refs.c.visit_id).subquery("patients"))
+        columns.append(patients.c.patient_refs)
+    stmt = (select(*columns)
+            .join(counted, counted.c.visit_id == v.c.id)
+            .outerjoin(seats, seats.c.visit_id == v.c.id)
+            .outerjoin(staff, staff.c.visit_id == v.c.id)
+            .outerjoin(waits, waits.c.visit_id == v.c.id)
+            .outerjoin(ended, ended.c.visit_id == v.c.id))
+    if patient_refs:
+        stmt = stmt.outerjoin(patients, patients.c.visit_id == v.c.id)
+    return stmt.order_by(v.c.started_at, v.c.id)
+
+
+def _summary(rows: Subquery, *group: ColumnElement[Any]) -> Select[Any]:
+    return (select(*group, func.count().label("visits"),
+                   func.coalesce(func.sum(rows.c.duration_s), 0).label("duration_s"),
+                   func.avg(rows.c.lobby_wait_s).label("avg_wait_s"),
+                   func.coalesce(func.sum(rows.c.over_allocation), 0).label("over_allocation"))
+            .select_from(rows))
+
+
+async def usage_summaries(session: AsyncSession, rows: Select[Any], scope: Scope
+                          ) -> tuple[Row[Any], Sequence[Row[Any]], Sequence[Row[Any]]]:
+    """Totals, per department and per staff member (a visit with two clinicians counts for
+    each of them)."""
+    sub = rows.order_by(None).subquery("usage")
+    total = (await session.execute(_summary(sub))).one()
+    dept = func.coalesce(sub.c.department, "")
+    by_dept = (await session.execute(
+        _summary(sub, dept.label("department")).group_by(dept).order_by(dept))).all()
+    seat = Participant
+    who = (select(seat.visit_id, seat.ehr_user_id)
+           .where(seat.role == "provider", seat.ehr_user_id.is_not(None),
+                  seat.visit_id.in_(select(sub.c.visit_id)))
+           .subquery("who"))
+    by_staff_stmt = (_summary(sub, who.c.ehr_user_id.label("staff"))
+                     .join(who, who.c.visit_id == sub.c.visit_id)
+                     .group_by(who.c.ehr_user_id).order_by(who.c.ehr_user_id))
+    if scope.staff is not None:
+        by_staff_stmt = by_staff_stmt.where(who.c.ehr_user_id == scope.staff)
+    by_staff = (await session.execute(by_staff_stmt)).all()
+    return total, by_dept, by_staff
+
+
+async def visits_per_day(session: AsyncSession, scope: Scope,
+                         days: Sequence[tuple[str, datetime, datetime]]) -> Sequence[Row[Any]]:
+    """(day, department, visits) for the stacked chart."""
+    v = _visits(scope)
+    cal = calendar(days, "days")
+    dept = func.coalesce(v.c.department, "")
+    stmt = (select(cal.c.key.label("day"), dept.label("department"),
+                   func.count().label("visits"))
+            .join(cal, and_(v.c.started_at >= cal.c.lo, v.c.started_at < cal.c.hi))
+            .group_by(cal.c.key, dept).order_by(cal.c.key, dept))
+    return (await session.execute(stmt)).all()
+
+
+#: Lobby-wait buckets (upper bounds in seconds) for the distribution chart.
+WAIT_BUCKETS: tuple[tuple[str, float | None], ...] = (
+    ("< 1 min", 60), ("1–2 min", 120), ("2–5 min", 300), ("5–10 min", 600),
+    ("10–20 min", 1200), ("≥ 20 min", None))
+
+
+async def wait_distribution(session: AsyncSession, rows: Select[Any]) -> Sequence[Row[Any]]:
+    sub = rows.order_by(None).subquery("usage")
+    whens = [(sub.c.lobby_wait_s < bound, n) for n, (_, bound) in enumerate(WAIT_BUCKETS)
+             if bound is not None]
+    bucket = case(*whens, else_=len(WAIT_BUCKETS) - 1)
+    stmt = (select(bucket.label("bucket"), func.count().label("visits"))
+            .where(sub.c.lobby_wait_s.is_not(None)).group_by(bucket).order_by(bucket))
+    return (await session.execute(stmt)).all()
+
+
+# ------------------------------------------------------------------ call quality
+
+METRICS = ("rtt_ms", "jitter_ms", "packet_loss_pct", "bitrate_kbps")
+
+
+def quality_rows(scope: Scope, *, poor_rtt_ms: float, poor_jitter_ms: float,
+                 poor_loss_pct: float) -> Select[Any]:
+    """One row per participant of each visit: sample count, median and p95 of each metric
+    (nearest rank), the median resolution, the media path and whether it was poor."""
+    v = _visits(scope)
+    qs = QualitySample
+    part = (qs.visit_id, qs.participant_id)
+    ranks: list[Any] = []
+    for m in (*METRICS, "frame_height"):
+        col = getattr(qs, m)
+        ranks += [
+            func.row_number().over(partition_by=part,
+                                   order_by=(case((col.is_(None), 1), else_=0), col))
+            .label(f"{m}_rn"),
+            func.count(col).over(partition_by=part).label(f"{m}_n"),
+        ]
+    ranked = (select(qs.visit_id, qs.participant_id, qs.media_path, qs.frame_width,
+                     *[getattr(qs, m) for m in (*METRICS, "frame_height")], *ranks)
+              .where(qs.visit_id.in_(select(v.c.id)))
+              .subquery("ranked"))
+    r = ranked.c
+    stats: list[Any] = [func.count().label("samples")]
+    for m in METRICS:
+        for percent, label in ((50, "median"), (95, "p95")):
+            stats.append(func.max(case((r[f"{m}_rn"] == _rank(r[f"{m}_n"], percent), r[m])))
+                         .label(f"{m}_{label}"))
+    median_h = r["frame_height_rn"] == _rank(r["frame_height_n"], 50)
+    stats += [func.max(case((median_h, r.frame_width))).label("width"),
+              func.max(case((median_h, r.frame_height))).label("height"),
+              func.max(case((r.media_path == "relay", 2), (r.media_path == "host", 1),
+                            else_=0)).label("path_rank")]
+    per = (select(r.visit_id, r.participant_id, *stats)
+           .group_by(r.visit_id, r.participant_id).subquery("per"))
+    poor = or_(per.c.rtt_ms_p95 > poor_rtt_ms, per.c.jitter_ms_p95 > poor_jitter_ms,
+               per.c.packet_loss_pct_p95 > poor_loss_pct)
+    path = case((v.c.media_backend != "mesh", "sfu"), (per.c.path_rank == 2, "relay"),
+                (per.c.path_rank == 1, "host"), else_=None)
+    stmt = (select(v.c.id.label("visit_id"), v.c.started_at, v.c.department,
+                   Participant.role, Participant.label, per.c.samples,
+                   *[per.c[f"{m}_{p}"] for m in METRICS for p in ("median", "p95")],
+                   per.c.width, per.c.height, path.label("media_path"),
+                   _flag(poor).label("poor"))
+            .join(per, per.c.visit_id == v.c.id)
+            .outerjoin(Participant, Participant.id == per.c.participant_id)
+            .order_by(v.c.started_at, v.c.id, Participant.role, Participant.seat_no))
+    return stmt
+
+
+async def quality_summary(session: AsyncSession, rows: Select[Any]) -> RowMapping:
+    """Visits with samples, visits where anyone's call was poor, participants, poor ones."""
+    sub = rows.order_by(None).subquery("quality")
+    per_visit = (select(sub.c.visit_id, func.max(sub.c.poor).label("poor"))
+                 .group_by(sub.c.visit_id).subquery("per_visit"))
+    stmt = select(
+        select(func.count()).select_from(per_visit).scalar_subquery().label("visits"),
+        select(func.coalesce(func.sum(per_visit.c.poor), 0)).scalar_subquery()
+        .label("poor_visits"),
+        select(func.count()).select_from(sub).scalar_subquery().label("participants"),
+        select(func.coalesce(func.sum(sub.c.poor), 0)).select_from(sub).scalar_subquery()
+        .label("poor_participants"),
+        select(func.avg(sub.c.rtt_ms_median)).scalar_subquery().label("avg_rtt_median"),
+    )
+    return (await session.execute(stmt)).one()._mapping
+
+
+async def quality_per_day(session: AsyncSession, rows: Select[Any],
+                          days: Sequence[tuple[str, datetime, datetime]]) -> Sequence[Row[Any]]:
+    """(day, visits, poor visits) for the quality-over-time chart."""
+    sub = rows.order_by(None).subquery("quality")
+    per_visit = (select(sub.c.visit_id, func.min(sub.c.started_at).label("started_at"),
+                        func.max(sub.c.poor).label("poor"))
+                 .group_by(sub.c.visit_id).subquery("per_visit"))
+    cal = calendar(days, "days")
+    stmt = (select(cal.c.key.label("day"), func.count().label("visits"),
+                   func.sum(per_visit.c.poor).label("poor_visits"))
+            .join(cal, and_(per_visit.c.started_at >= cal.c.lo,
+                            per_visit.c.started_at < cal.c.hi))
+            .group_by(cal.c.key).order_by(cal.c.key))
+    return (await session.execute(stmt)).all()
+
+
+# ------------------------------------------------------------------ messages
+
+
+def message_rows(scope: Scope) -> Select[Any]:
+    """Every SMS and e-mail of the range (masked recipient only)."""
+    ml = MessageLog
+    where: list[ColumnElement[bool]] = [
+        ml.organisation_id == scope.organisation_id, ml.created_at >= scope.start,
+        ml.created_at < scope.end, *_appointment_filters(scope)]
+    if scope.staff is not None:
+        where.append(Appointment.provider_ehr_id == scope.staff)
+    columns: list[Any] = [ml.created_at, ml.template, ml.channel, ml.recipient_masked,
+                          ml.provider, ml.status, ml.error, ml.receipt_at, ml.language,
+                          Appointment.department]
+    stmt = (select(*columns)
+            .outerjoin(Appointment, Appointment.id == ml.appointment_id)
+            .outerjoin(EhrEndpoint, EhrEndpoint.id == Appointment.endpoint_id)
+            .where(*where).order_by(ml.created_at, ml.id))
+    return stmt
+
+
+async def message_summary(session: AsyncSession, rows: Select[Any],
+                          scope: Scope) -> tuple[Sequence[Row[Any]], int]:
+    """Per channel: messages, sent (accepted by the provider), delivered, undelivered or
+    failed, suppressed; and the opt-outs received in the range."""
+    sub = rows.order_by(None).subquery("messages")
+    stmt = (select(sub.c.channel, func.count().label("messages"),
+                   func.sum(_flag(sub.c.status.in_(("sent", "delivered", "undelivered"))))
+                   .label("sent"),
+                   func.sum(_flag(sub.c.status == "delivered")).label("delivered"),
+                   func.sum(_flag(sub.c.status.in_(("undelivered", "failed")))).label("failed"),
+                   func.sum(_flag(sub.c.status == "suppressed")).label("suppressed"),
+                   func.sum(_flag(sub.c.receipt_at.is_not(None))).label("receipts"))
+            .group_by(sub.c.channel).order_by(sub.c.channel))
+    by_channel = (await session.execute(stmt)).all()
+    opt_outs = (await session.execute(
+        select(func.count()).select_from(OptOut)
+        .where(OptOut.organisation_id == scope.organisation_id,
+               OptOut.opted_out_at >= scope.start, OptOut.opted_out_at < scope.end)
+    )).scalar_one()
+    return by_channel, int(opt_outs)
+
+
+# ------------------------------------------------------------------ drop-off funnel
+
+FUNNEL_STEPS = ("link_sent", "link_opened", "device_ready", "joined", "admitted",
+                "connected_1min")
+
+
+def funnel_rows(scope: Scope) -> Select[Any]:
+    """One row per appointment of the range that has a patient link: a 0/1 flag for each
+    step the patient reached, and whether the EHR marked it a no-show (S26)."""
+    a, v, seat, ev = Appointment, Visit, Participant, VisitEvent
+    where: list[ColumnElement[bool]] = [
+        a.organisation_id == scope.organisation_id, a.start_at >= scope.start,
+        a.start_at < scope.end, *_appointment_filters(scope)]
+    if scope.staff is not None:
+        where.append(a.provider_ehr_id == scope.staff)
+    # Each step is aggregated once per visit of the range (GROUP BY over that range's seats)
+    # and joined, rather than an EXISTS per step and appointment, which PostgreSQL plans as
+    # hashed sub-plans over the whole event table.
+    range_visits = (select(v.id).join(a, a.id == v.appointment_id)
+                    .outerjoin(EhrEndpoint, EhrEndpoint.id == a.endpoint_id).where(*where))
+    steps = (select(seat.visit_id,
+                    func.max(_flag(ev.kind == "link_opened")).label("link_opened"),
+                    func.max(_flag(and_(ev.kind == "joined",
+                                        ev.data["devices"].as_string() == "ready")))
+                    .label("device_ready"),
+                    func.max(_flag(ev.kind == "joined")).label("joined"),
+                    func.max(_flag(ev.kind == "admitted")).label("admitted"))
+             .join(ev, ev.participant_id == seat.id)
+             .where(seat.role == "patient", seat.visit_id.in_(range_visits),
+                    ev.kind.in_(("link_opened", "joined", "admitted")))
+             .group_by(seat.visit_id).subquery("steps"))
+    stayed = seconds_between(seat.admitted_at,
+                             func.coalesce(seat.left_at, v.ended_at, seat.last_seen_at))
+    seats = (select(seat.visit_id,
+                    func.max(_flag(and_(seat.admitted_at.is_not(None), stayed >= 60)))
+                    .label("connected_1min"))
+             .join(v, v.id == seat.visit_id)
+             .where(seat.role == "patient", seat.visit_id.in_(range_visits))
+             .group_by(seat.visit_id).subquery("patients"))
+    sent = (select(MessageLog.appointment_id, func.max(1).label("link_sent"))
+            .where(MessageLog.organisation_id == scope.organisation_id,
+                   MessageLog.appointment_id.in_(
+                       select(v.appointment_id).where(v.id.in_(range_visits))),
+                   MessageLog.status.in_(("sent", "delivered")))
+            .group_by(MessageLog.appointment_id).subquery("sent"))
+    columns: list[Any] = [
+        a.id.label("appointment_id"), func.coalesce(a.department, "").label("department"),
+        func.coalesce(a.language, "").label("language"),
+        func.coalesce(sent.c.link_sent, 0).label("link_sent"),
+        *[func.coalesce(steps.c[k], 0).label(k)
+          for k in ("link_opened", "device_ready", "joined", "admitted")],
+        seats.c.connected_1min, _flag(a.status == "noshow").label("no_show")]
+    stmt = (select(*columns)
+            .join(v, v.appointment_id == a.id)
+            .join(seats, seats.c.visit_id == v.id)
+            .outerjoin(steps, steps.c.visit_id == v.id)
+            .outerjoin(sent, sent.c.appointment_id == a.id)
+            .outerjoin(EhrEndpoint, EhrEndpoint.id == a.endpoint_id)
+            .where(*where))
+    return stmt
+
+
+async def funnel_by(session: AsyncSession, rows: Select[Any],
+                    dimension: str | None) -> Sequence[Row[Any]]:
+    """The funnel summed by ``department`` or ``language`` (None: one total row)."""
+    sub = rows.subquery("funnel")
+    sums = [func.coalesce(func.sum(sub.c[s]), 0).label(s) for s in (*FUNNEL_STEPS, "no_show")]
+    if dimension is None:
+        stmt = select(literal("").label("key"), func.count().label("appointments"), *sums)
+    else:
+        key = sub.c[dimension]
+        stmt = (select(key.label("key"), func.count().label("appointments"), *sums)
+                .group_by(key).order_by(key))
+    return (await session.execute(stmt.select_from(sub))).all()
+
+
+# ------------------------------------------------------------------ execution
+
+
+async def all_rows(session: AsyncSession, stmt: Select[Any]) -> Sequence[Row[Any]]:
+    rows: Sequence[Row[Any]] = (await session.execute(stmt)).all()
+    return rows
+
+
+async def stream_rows(session: AsyncSession, stmt: Select[Any], *,
+                      batch: int = 2000) -> AsyncIterator[Row[Any]]:
+    """Rows through a server-side cursor (PostgreSQL) in batches: memory stays flat."""
+    result = await session.stream(stmt.execution_options(yield_per=batch))
+    async for row in result:
+        yield row
+
+
+async def departments(session: AsyncSession, organisation_id: uuid.UUID) -> Sequence[str]:
+    stmt = (select(Appointment.department).distinct()
+            .where(Appointment.organisation_id == organisation_id,
+                   Appointment.department.is_not(None)).order_by(Appointment.department))
+    return [d for d in (await session.execute(stmt)).scalars().all() if d]
+
+
+async def staff_ids(session: AsyncSession, organisation_id: uuid.UUID) -> Sequence[str]:
+    stmt = (select(Appointment.provider_ehr_id).distinct()
+            .where(Appointment.organisation_id == organisation_id,
+                   Appointment.provider_ehr_id.is_not(None))
+            .order_by(Appointment.provider_ehr_id))
+    return [s for s in (await session.execute(stmt)).scalars().all() if s]
+
+
+async def endpoints(session: AsyncSession,
+                    organisation_id: uuid.UUID) -> Sequence[tuple[uuid.UUID, str]]:
+    stmt = (select(EhrEndpoint.id, EhrEndpoint.name)
+            .where(EhrEndpoint.organisation_id == organisation_id).order_by(EhrEndpoint.name))
+    return [(row.id, row.name) for row in (await session.execute(stmt)).all()]
+
+
+async def organisation(session: AsyncSession, organisation_id: uuid.UUID) -> Organisation | None:
+    return await session.get(Organisation, organisation_id)
+
+
+__all__ = ["FUNNEL_STEPS", "METRICS", "WAIT_BUCKETS", "Scope", "calendar"]

@@ -1,0 +1,171 @@
+"""JSON shapes of ``/api/reports/...`` and the columns every report shows.
+
+A report's columns are declared once (:class:`Column`): the page's table, its CSV and its
+JSON keys come from the same list, so the CSV has exactly the rows and columns on screen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from openvisit.i18n import N_
+
+ReportName = Literal["usage", "quality", "messages", "funnel"]
+REPORT_NAMES: tuple[ReportName, ...] = ("usage", "quality", "messages", "funnel")
+
+#: Value kinds: how a raw value is shown on screen and in the CSV.
+Kind = Literal["text", "time", "date", "seconds", "int", "number", "yesno", "percent"]
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    kind: Kind = "text"
+
+
+USAGE_COLUMNS: tuple[Column, ...] = (
+    Column("date", N_("Date"), "date"),
+    Column("department", N_("Department")),
+    Column("staff", N_("Staff (EHR user ids)")),
+    Column("scheduled_at", N_("Scheduled start"), "time"),
+    Column("started_at", N_("Actual start"), "time"),
+    Column("duration_s", N_("Duration"), "seconds"),
+    Column("n_provider", N_("Clinicians"), "int"),
+    Column("n_patient", N_("Patients"), "int"),
+    Column("n_interpreter", N_("Interpreters"), "int"),
+    Column("n_guest", N_("Guests"), "int"),
+    Column("lobby_wait_s", N_("Lobby wait"), "seconds"),
+    Column("ended_by", N_("Ended by")),
+    Column("month_no", N_("Visit no. in month"), "int"),
+    Column("allocation", N_("Allocation")),
+    Column("endpoint", N_("EHR endpoint")),
+    Column("environment", N_("Environment")),
+)
+PATIENT_REFS_COLUMN = Column("patient_refs", N_("Patient references"))
+
+QUALITY_COLUMNS: tuple[Column, ...] = (
+    Column("date", N_("Date"), "date"),
+    Column("department", N_("Department")),
+    Column("participant", N_("Participant")),
+    Column("samples", N_("Samples"), "int"),
+    Column("rtt_ms_median", N_("RTT median (ms)"), "number"),
+    Column("rtt_ms_p95", N_("RTT p95 (ms)"), "number"),
+    Column("jitter_ms_median", N_("Jitter median (ms)"), "number"),
+    Column("jitter_ms_p95", N_("Jitter p95 (ms)"), "number"),
+    Column("packet_loss_pct_median", N_("Loss median (%)"), "number"),
+    Column("packet_loss_pct_p95", N_("Loss p95 (%)"), "number"),
+    Column("bitrate_kbps_median", N_("Bitrate median (kbit/s)"), "number"),
+    Column("bitrate_kbps_p95", N_("Bitrate p95 (kbit/s)"), "number"),
+    Column("resolution", N_("Resolution (median)")),
+    Column("media_path", N_("Media path")),
+    Column("poor", N_("Poor quality"), "yesno"),
+)
+
+MESSAGE_COLUMNS: tuple[Column, ...] = (
+    Column("created_at", N_("Time"), "time"),
+    Column("template", N_("Template")),
+    Column("channel", N_("Channel")),
+    Column("recipient_masked", N_("Recipient (masked)")),
+    Column("provider", N_("Provider")),
+    Column("status", N_("Status")),
+    Column("error", N_("Error")),
+    Column("receipt_at", N_("Delivery receipt"), "time"),
+    Column("language", N_("Language")),
+    Column("department", N_("Department")),
+)
+
+FUNNEL_COLUMNS: tuple[Column, ...] = (
+    Column("key", N_("Group")),
+    Column("appointments", N_("Appointments with a link"), "int"),
+    Column("link_sent", N_("Link sent"), "int"),
+    Column("link_opened", N_("Link opened"), "int"),
+    Column("device_ready", N_("Device check passed"), "int"),
+    Column("joined", N_("Joined the lobby"), "int"),
+    Column("admitted", N_("Admitted"), "int"),
+    Column("connected_1min", N_("Connected ≥ 1 minute"), "int"),
+    Column("no_show", N_("No-shows"), "int"),
+)
+
+Cell = str | int | float | bool | datetime | None
+
+
+class Filters(BaseModel):
+    """The filters a report was run with (dates are the organisation's local days)."""
+
+    since: date
+    until: date
+    department: str | None = None
+    staff: str | None = None
+    endpoint: str | None = None
+    environment: str | None = None
+
+
+class Table(BaseModel):
+    """A table: its column keys and labels, and rows as objects keyed by column."""
+
+    columns: list[dict[str, str]] = Field(
+        description="Each column's key and label, in the order of the page and the CSV.")
+    rows: list[dict[str, Cell]]
+
+
+class UsageSummary(BaseModel):
+    visits: int
+    duration_s: float
+    avg_lobby_wait_s: float | None
+    over_allocation: int
+    allocation_limit: int | None = Field(description="Visits per calendar month, or null.")
+
+
+class UsageReport(BaseModel):
+    report: Literal["usage"] = "usage"
+    filters: Filters
+    rows: Table
+    totals: UsageSummary
+    by_department: Table
+    by_staff: Table
+
+
+class QualitySummary(BaseModel):
+    visits: int = Field(description="Visits with at least one quality sample.")
+    poor_visits: int
+    poor_share: float | None = Field(description="poor_visits / visits (0–1).")
+    participants: int
+    poor_participants: int
+    thresholds: dict[str, float] = Field(
+        description="A participant is poor when a p95 is above one of these.")
+
+
+class QualityReport(BaseModel):
+    report: Literal["quality"] = "quality"
+    filters: Filters
+    rows: Table
+    summary: QualitySummary
+    per_day: Table
+
+
+class MessageReport(BaseModel):
+    report: Literal["messages"] = "messages"
+    filters: Filters
+    rows: Table
+    by_channel: Table
+    delivery_rate: float | None = Field(
+        description="Delivered / (delivered + undelivered + failed), 0–1.")
+    opt_outs: int
+
+
+class FunnelReport(BaseModel):
+    report: Literal["funnel"] = "funnel"
+    filters: Filters
+    total: Table
+    by_department: Table
+    by_language: Table
+
+
+def table(columns: tuple[Column, ...], rows: list[dict[str, Any]]) -> Table:
+    return Table(columns=[{"key": c.key, "label": c.label} for c in columns],
+                 rows=[{c.key: r.get(c.key) for c in columns} for r in rows])
