@@ -147,6 +147,14 @@ def link_for(app: AppContext, participant: Participant) -> str:
     return f"{app.settings.public_url}/v/{token}"
 
 
+async def patient_links(session: AsyncSession, *, app: AppContext,
+                        visit: Visit) -> list[str]:
+    """The join URLs of the visit's patient seats (not removed), for the clinician's page:
+    the clinician can read one out or paste it into a message when the SMS did not arrive."""
+    return [link_for(app, seat) for seat in await repo.participants_of(session, visit.id)
+            if seat.role == "patient" and seat.lobby_state != "removed"]
+
+
 async def seat_link(session: AsyncSession, *, app: AppContext, visit: Visit, role: str,
                     ehr_user_id: str | None = None, patient_ref: str | None = None,
                     language: str | None = None) -> str:

@@ -25,6 +25,7 @@ from openvisit.visits.service import (
     link_for,
     open_demo_visit,
     organisation_of,
+    patient_links,
     resolve_link,
     seat_language,
 )
@@ -103,11 +104,13 @@ async def visit_page(request: Request, token: str, ctx: CtxDep,
         org = await organisation_of(session, visit)
         appointment = await appointment_summary(session, visit=visit, language=language,
                                                 default_zone=org.timezone if org else "UTC")
+        staff = seat.role in STAFF_ROLES
+        patients = await patient_links(session, app=ctx, visit=visit) if staff else []
     label_mode = org.provider_label_mode if org else "role"
     page_needs(request, media=True, frame_ancestors=org.frame_ancestors if org else [])
     config = page_config(ctx, token=token, visit=visit, seat=seat, language=language,
                          label_mode=label_mode)
-    template = "visits/provider.html" if seat.role in STAFF_ROLES else "visits/patient.html"
+    template = "visits/provider.html" if staff else "visits/patient.html"
     return templates.TemplateResponse(
         request, template,
         {
@@ -119,6 +122,7 @@ async def visit_page(request: Request, token: str, ctx: CtxDep,
             "languages": i18n.LANGUAGES,
             "path": request.url.path,
             "appointment": appointment,
+            "patient_links": patients,
         },
         headers=ROOM_HEADERS,
     )
