@@ -150,9 +150,19 @@ def link_for(app: AppContext, participant: Participant) -> str:
 async def patient_links(session: AsyncSession, *, app: AppContext,
                         visit: Visit) -> list[str]:
     """The join URLs of the visit's patient seats (not removed), for the clinician's page:
-    the clinician can read one out or paste it into a message when the SMS did not arrive."""
-    return [link_for(app, seat) for seat in await repo.participants_of(session, visit.id)
-            if seat.role == "patient" and seat.lobby_state != "removed"]
+    the clinician can read one out or paste it into a message when the SMS did not arrive.
+
+    A visit launched by the clinician first has no patient seat yet: the appointment's
+    patient gets theirs here (the same seat the SMS and the portal launch would use)."""
+    seats = [seat for seat in await repo.participants_of(session, visit.id)
+             if seat.role == "patient"]
+    if not seats and visit.appointment_id is not None:
+        appointment = await repo.appointment_by_id(session, visit.appointment_id)
+        if appointment is not None and appointment.patient_ref:
+            seats = [await find_or_create_seat(session, visit=visit, role="patient",
+                                               patient_ref=appointment.patient_ref,
+                                               language=appointment.language)]
+    return [link_for(app, seat) for seat in seats if seat.lobby_state != "removed"]
 
 
 async def seat_link(session: AsyncSession, *, app: AppContext, visit: Visit, role: str,
