@@ -743,6 +743,43 @@ def org_sms_consents(
     typer.echo("SMS consents given" if given else "SMS consents withdrawn: SMS is off")
 
 
+@org_app.command("department")
+def org_department(
+    code: Annotated[str | None, typer.Argument(help="Department code as the feed sends it "
+                                               "(AIL-3 / PV1-3), e.g. 10501.")] = None,
+    name: Annotated[str | None, typer.Argument(help="What patients read, e.g. "
+                                               "\"Family medicine\".")] = None,
+    org: OrgOpt = "default",
+    language: Annotated[
+        str | None, typer.Option(help="Only for this language (en, es, cs, it); default: all.")
+    ] = None,
+    remove: Annotated[bool, typer.Option(help="Forget the code's name(s).")] = False,
+) -> None:
+    """Name a department code for patients (SMS, e-mail, the patient's page); without
+    arguments, list the names. Example: openvisit org department 10501 "Medicina familiar"
+    --language es"""
+    from openvisit.notify import departments
+    from openvisit.notify.commands import organisation
+
+    async def main(ctx: AppContext) -> list[str]:
+        async with ctx.transaction() as session:
+            found = await organisation(session, org)
+            if code is not None and remove:
+                await departments.remove_names(session, organisation_id=found.id, code=code,
+                                               language=language, actor="cli")
+            elif code is not None:
+                if name is None:
+                    raise typer.BadParameter("give the name patients should read after the code")
+                await departments.set_name(session, organisation_id=found.id, code=code,
+                                           name=name, language=language, actor="cli")
+            return [f"{entry.code:<12} " + "; ".join(
+                        f"{lang or '*'}: {text}" for lang, text in sorted(entry.names.items()))
+                    for entry in await departments.entries(session, organisation_id=found.id)]
+
+    for line in _run(main) or ["(no department names)"]:
+        typer.echo(line)
+
+
 @endpoint_app.command("notifications")
 def endpoint_notifications(
     endpoint_id: Annotated[str, typer.Argument(help="Endpoint id (openvisit endpoint list).")],

@@ -2,7 +2,8 @@
 
 ``make demo`` (scripts/demo.sh) calls it before serving, so a newcomer's first start needs no
 portal work: the sandbox EHR registered as an approved test endpoint, the sandbox's scheduling
-feed accepted (its HL7 sender, :data:`openvisit.sandbox.demo.SENDER`), both SMS consents, a
+feed accepted (its HL7 sender, :data:`openvisit.sandbox.demo.SENDER`), its department code
+named for patients in each language, both SMS consents, a
 sending number on the outbox provider (nothing leaves the machine), confirmations on. Every
 step goes through the same services the portal and the CLI use, so each is audited (actor
 ``cli``) and validated the same way. A second run changes nothing.
@@ -17,6 +18,7 @@ from openvisit.context import AppContext
 from openvisit.ehr_endpoints.service import add_endpoint, list_endpoints
 from openvisit.feed.commands import configure_feed
 from openvisit.feed.service import hl7_options
+from openvisit.notify import departments
 from openvisit.notify.commands import (
     NotificationChanges,
     configure_notifications,
@@ -26,8 +28,11 @@ from openvisit.notify.commands import (
 from openvisit.portal import numbers
 from openvisit.portal.accounts import get_or_create_organisation
 from openvisit.portal.repository import organisation_number
-from openvisit.sandbox.demo import SENDER
+from openvisit.sandbox.demo import DEPARTMENT_CODE, SENDER
 
+#: What patients read for the sandbox's department code, per language.
+DEPARTMENT_NAMES = {"": "Family medicine", "es": "Medicina familiar",
+                    "cs": "Všeobecné lékařství", "it": "Medicina generale"}
 #: The demo's sending number: a fictional 555-01xx number (NANPA reserves them for fiction).
 DEMO_NUMBER = "+12025550199"
 
@@ -64,6 +69,12 @@ async def prepare(app: AppContext, *, sandbox_url: str, slug: str, name: str,
         if sender not in hl7_options(endpoint).get("senders", []):
             await configure_feed(session, endpoint=endpoint, actor="cli", senders=[sender])
         endpoint_id, org_id, principal = endpoint.id, org.id, principal_for(org)
+        named = await departments.entries(session, organisation_id=org_id)
+        if not any(entry.code == DEPARTMENT_CODE for entry in named):
+            for language, text in DEPARTMENT_NAMES.items():
+                await departments.set_name(session, organisation_id=org_id,
+                                           code=DEPARTMENT_CODE, name=text,
+                                           language=language, actor="cli")
     await set_consents(app, slug=slug, send=True, patients=True)
     async with app.transaction() as session:
         if await organisation_number(session, organisation_id=org_id, e164=DEMO_NUMBER) is None:

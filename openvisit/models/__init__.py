@@ -26,7 +26,12 @@ from openvisit.models.ops import (
     SeenNonce,
     SigninFailure,
 )
-from openvisit.models.organisation import Organisation, ProviderLink, StaffAccount
+from openvisit.models.organisation import (
+    DepartmentName,
+    Organisation,
+    ProviderLink,
+    StaffAccount,
+)
 from openvisit.models.visit import Appointment, Contact, Participant, Visit, VisitEvent
 
 __all__ = [
@@ -36,6 +41,7 @@ __all__ = [
     "Certificate",
     "Contact",
     "ContextToken",
+    "DepartmentName",
     "EhrEndpoint",
     "InboundMessage",
     "Job",

@@ -141,3 +141,21 @@ class ApiToken(Timestamped, Base):
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class DepartmentName(Base):
+    """What patients read for a department code of the scheduling feed (HL7 AIL-3 / PV1-3):
+    ``10501`` → "Family medicine", per language where the organisation wants one (``language``
+    ``""`` is the name in every other language). See :mod:`openvisit.notify.departments`."""
+
+    __tablename__ = "department_name"
+    __table_args__ = (UniqueConstraint("organisation_id", "code", "language",
+                                       name="uq_department_name"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organisation.id", ondelete="CASCADE"), index=True
+    )
+    code: Mapped[str] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(8), default="")
+    name: Mapped[str] = mapped_column(String(120))

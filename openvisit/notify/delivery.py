@@ -45,7 +45,7 @@ from openvisit.models import (
     utcnow,
 )
 from openvisit.models.choices import ENDED_STATUSES, ContactKind
-from openvisit.notify import render
+from openvisit.notify import departments, render
 from openvisit.notify import repository as repo
 from openvisit.notify.plan import QuietHours, release_time
 from openvisit.notify.providers import SMS_PROVIDERS, email_transport, sms_transport
@@ -155,9 +155,11 @@ async def _prepare(app: AppContext, *, key: str, payload: dict[str, Any]) -> Pre
         link = None
         if payload["message"] in render.WITH_LINK:
             link = await _join_link(session, app=app, appointment=appointment, language=language)
+        department = await departments.display_name(
+            session, organisation_id=appointment.organisation_id,
+            department=payload.get("department"), language=language)
         facts = render.Facts(organisation=org.display_name if org else "", link=link,
-                             department=payload.get("department"), start_at=start_at,
-                             timezone=tz)
+                             department=department, start_at=start_at, timezone=tz)
         if channel == "sms":
             subject = html = None
             text = render.render_sms(payload["message"], language=language, facts=facts,

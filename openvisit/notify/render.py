@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from babel.dates import format_skeleton, format_time
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from openvisit import i18n
@@ -64,11 +63,14 @@ def _context(facts: Facts, language: str, message: str) -> dict[str, object]:
     return {
         "lang": language,
         "org": facts.organisation,
+        # Already the patient-facing name (openvisit.notify.departments), or None.
         "department": (facts.department or "").strip() or None,
-        # "Sat, Mar 15" / "so 15. 3." for SMS; "Saturday, March 15, 2025" for e-mail.
-        "day": format_skeleton("MMMEd", local, locale=language),
-        "date": format_skeleton("yMMMMEEEEd", local, locale=language),
-        "time": format_time(local, format="short", locale=language),
+        # "miércoles, 2 de diciembre" / "středa 2. prosince" for SMS; with the year for
+        # e-mail; the clock as the locale writes it, and the zone ("15:30 SEČ", "9:30 AM EST").
+        "day": i18n.format_day(local, language=language),
+        "date": i18n.format_day(local, language=language, year=True),
+        "time": f"{i18n.format_clock(local, language=language)} "
+                f"{i18n.zone_label(local, language=language)}",
         # A cancellation never carries a link, whatever the caller passed.
         "link": (facts.link or "") if message in WITH_LINK else "",
     }

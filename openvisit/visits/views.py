@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_datetime
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +18,7 @@ from openvisit import i18n
 from openvisit.context import AppContext
 from openvisit.errors import NotFound
 from openvisit.models.visit import Participant, Visit
+from openvisit.notify import departments
 from openvisit.visits.roster import STAFF_ROLES
 from openvisit.visits.service import (
     appointment_of,
@@ -54,8 +54,9 @@ async def appointment_summary(session: AsyncSession, *, visit: Visit, language: 
                               default_zone: str) -> dict[str, str] | None:
     """Department and local start time of the visit's appointment, for the patient's page.
 
-    Times are shown in the EHR endpoint's zone (where the clinic is), formatted for the
-    page's language. Returns None for visits without an appointment.
+    Times are shown in the EHR endpoint's zone (where the clinic is, named on the page),
+    formatted for the page's language; the department by the organisation's name for it
+    (:mod:`openvisit.notify.departments`). Returns None for visits without an appointment.
     """
     found = await appointment_of(session, visit=visit, default_zone=default_zone)
     if found is None:
@@ -66,11 +67,17 @@ async def appointment_summary(session: AsyncSession, *, visit: Visit, language: 
     except (ValueError, KeyError):
         zone = ZoneInfo("UTC")
     summary: dict[str, str] = {}
-    if appointment.department:
-        summary["department"] = appointment.department
+    department = await departments.display_name(
+        session, organisation_id=visit.organisation_id, department=appointment.department,
+        language=language)
+    if department:
+        summary["department"] = department
     if appointment.start_at is not None:
         local = appointment.start_at.astimezone(zone)
-        summary["when"] = format_datetime(local, format="EEEE d MMMM, HH:mm", locale=language)
+        # "miércoles, 2 de diciembre, 15:30 CET": the locale's order, clock and zone.
+        summary["when"] = (f"{i18n.format_day(local, language=language)}, "
+                           f"{i18n.format_clock(local, language=language)} "
+                           f"{i18n.zone_label(local, language=language)}")
         summary["iso"] = local.isoformat()
     return summary or None
 
