@@ -72,6 +72,8 @@ class Prepared:
     first_attempt_at: datetime
     retain_until: datetime | None
     reconcile: bool
+    #: The visit's calendar file (e-mail with a join link only; :mod:`openvisit.notify.ics`).
+    calendar: str | None = None
 
 
 async def send_notification(job: JobContext) -> None:
@@ -164,12 +166,17 @@ async def _prepare(app: AppContext, *, key: str, payload: dict[str, Any]) -> Pre
             subject = html = None
             text = render.render_sms(payload["message"], language=language, facts=facts,
                                      transliterate=settings.sms_transliterate)
-        else:
+        calendar = None
+        if channel != "sms":
             mail = render.render_email(payload["message"], language=language, facts=facts)
             subject, text, html = mail.subject, mail.text, mail.html
+            if link is not None:
+                calendar = render.render_calendar(facts, language=language,
+                                                  uid=f"appointment-{appointment.id}",
+                                                  end_at=appointment.end_at, now=now)
         content = {"channel": channel, "provider": provider, "to": to, "sender": sender,
                    "sender_name": org.display_name if org else "", "text": text,
-                   "subject": subject, "html": html}
+                   "subject": subject, "html": html, "calendar": calendar}
         if note is None:
             note = Notification(appointment_id=appointment.id, job_key=key, purpose="other",
                                 message=payload["message"], fingerprint="", start_at=start_at)
@@ -187,7 +194,7 @@ async def _prepare(app: AppContext, *, key: str, payload: dict[str, Any]) -> Pre
     return Prepared(channel=channel, provider=provider, to=to, sender=sender,
                     sender_name=str(content["sender_name"]), text=text, subject=subject,
                     html=html, first_attempt_at=now, retain_until=contact_purge_at,
-                    reconcile=False)
+                    reconcile=False, calendar=calendar)
 
 
 def _stale(appointment: Appointment, payload: dict[str, Any]) -> bool:
@@ -212,6 +219,7 @@ def _frozen(app: AppContext, *, row: MessageLog, note: Notification | None) -> P
     return Prepared(channel=content["channel"], provider=content["provider"], to=content["to"],
                     sender=content["sender"], sender_name=content["sender_name"],
                     text=content["text"], subject=content["subject"], html=content["html"],
+                    calendar=content.get("calendar"),
                     first_attempt_at=row.created_at, retain_until=note.purge_at,
                     reconcile=True)
 
@@ -289,7 +297,7 @@ async def _hand_over(app: AppContext, prepared: Prepared, *, key: str) -> SendRe
     return await email_transport(app, prepared.provider).send(
         to=prepared.to, subject=prepared.subject or "", text=prepared.text,
         html=prepared.html, sender=prepared.sender, sender_name=prepared.sender_name,
-        reference=key, retain_until=prepared.retain_until)
+        reference=key, retain_until=prepared.retain_until, calendar=prepared.calendar)
 
 
 async def _reconcile(app: AppContext, prepared: Prepared, *, key: str) -> list[SendResult]:

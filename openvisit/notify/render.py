@@ -16,7 +16,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from openvisit import i18n
-from openvisit.notify import gsm
+from openvisit.notify import gsm, ics
 from openvisit.notify.plan import zone
 
 #: Every template of the package is under ``templates/notify/``: the outbox page beside these.
@@ -91,6 +91,19 @@ def render_email(message: str, *, language: str, facts: Facts) -> EmailContent:
     text = _env.get_template(f"{base}.txt").render(context).strip() + "\n"
     html = _env.get_template(f"{base}.html").render(context)
     return EmailContent(subject=subject, text=text, html=html)
+
+
+def render_calendar(facts: Facts, *, language: str, uid: str, end_at: datetime | None,
+                    now: datetime) -> str:
+    """The visit's calendar file (:mod:`openvisit.notify.ics`) in ``language``."""
+    what = i18n.translate("Video visit", language=language)
+    join = i18n.translate("Join the video visit here, no app needed:", language=language)
+    department = (facts.department or "").strip()
+    summary = f"{what}: {facts.organisation}" + (f" ({department})" if department else "")
+    return ics.calendar(ics.CalendarVisit(
+        uid=uid, start_at=facts.start_at, end_at=end_at, summary=summary,
+        description=f"{join} {facts.link}" if facts.link else summary, link=facts.link,
+        organisation=facts.organisation), now=now)
 
 
 def template_names() -> list[str]:

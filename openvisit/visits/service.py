@@ -262,9 +262,10 @@ async def append_event(session: AsyncSession, *, app: AppContext, visit: Visit, 
 
 
 async def resolve_link(session: AsyncSession, *, app: AppContext, token: str,
-                       now: datetime | None = None,
-                       for_update: bool = False) -> tuple[Visit, Participant]:
-    """The visit and seat a join token opens, if it may be used now.
+                       now: datetime | None = None, for_update: bool = False,
+                       allow_early: bool = False) -> tuple[Visit, Participant]:
+    """The visit and seat a join token opens, if it may be used now (``allow_early``: or
+    later, for what a patient may have before the window opens, such as the calendar file).
 
     Raises :class:`NotFound` for a malformed, forged or revoked token and :class:`Gone`
     (with a title and text in the active language) when the visit has ended, the window is
@@ -286,6 +287,8 @@ async def resolve_link(session: AsyncSession, *, app: AppContext, token: str,
         check_window(visit, now=now or utcnow(),
                      minutes_before=app.settings.join_window_before_minutes)
     except Gone as exc:
+        if allow_early and exc.code == "visit_not_open_yet":
+            return _not_removed(visit, participant)
         if exc.code != "visit_not_open_yet" and participant.role not in STAFF_ROLES:
             raise
         # Only now is the organisation's time zone needed (to say when the link opens, or,
@@ -295,6 +298,10 @@ async def resolve_link(session: AsyncSession, *, app: AppContext, token: str,
                      timezone=organisation.timezone if organisation else "UTC",
                      minutes_before=app.settings.join_window_before_minutes,
                      role=participant.role)
+    return _not_removed(visit, participant)
+
+
+def _not_removed(visit: Visit, participant: Participant) -> tuple[Visit, Participant]:
     if participant.lobby_state == "removed":
         raise Gone(
             _("The clinician has removed you from this visit. If this is a mistake, please "

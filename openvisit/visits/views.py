@@ -17,8 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from openvisit import i18n
 from openvisit.context import AppContext
 from openvisit.errors import NotFound
+from openvisit.i18n import gettext as _
+from openvisit.models.base import utcnow
 from openvisit.models.visit import Participant, Visit
-from openvisit.notify import departments
+from openvisit.notify import departments, ics, render
 from openvisit.visits.roster import STAFF_ROLES
 from openvisit.visits.service import (
     appointment_of,
@@ -133,6 +135,33 @@ async def visit_page(request: Request, token: str, ctx: CtxDep,
         },
         headers=ROOM_HEADERS,
     )
+
+
+@router.get("/v/{token}/visit.ics")
+async def visit_calendar(request: Request, token: str, ctx: CtxDep,
+                         lang: str | None = None) -> Response:
+    """The visit's calendar file with this seat's join link (also before the window opens:
+    the "too early" page offers it). 404 for a visit without a time."""
+    async with transaction(ctx) as session:
+        language = await _activate_language(request, session, token, lang)
+        visit, seat = await resolve_link(session, app=ctx, token=token, allow_early=True)
+        org = await organisation_of(session, visit)
+        found = await appointment_of(session, visit=visit,
+                                     default_zone=org.timezone if org else "UTC")
+        appointment = found[0] if found else None
+        if appointment is None or appointment.start_at is None:
+            raise NotFound(_("This visit has no appointment time to put in a calendar."),
+                           title=_("No calendar entry"))
+        department = await departments.display_name(
+            session, organisation_id=visit.organisation_id, department=appointment.department,
+            language=language)
+    facts = render.Facts(organisation=org.display_name if org else "", department=department,
+                         start_at=appointment.start_at, timezone="UTC",
+                         link=link_for(ctx, seat))
+    body = render.render_calendar(facts, language=language, uid=f"appointment-{appointment.id}",
+                                  end_at=appointment.end_at, now=utcnow())
+    return Response(body, media_type=ics.CONTENT_TYPE, headers={
+        **ROOM_HEADERS, "Content-Disposition": 'attachment; filename="visit.ics"'})
 
 
 @router.get("/visits/demo", response_class=HTMLResponse)
