@@ -743,6 +743,22 @@ def org_sms_consents(
     typer.echo("SMS consents given" if given else "SMS consents withdrawn: SMS is off")
 
 
+@org_app.command("after-visit-url")
+def org_after_visit_url(
+    url: Annotated[str, typer.Argument(help='The page (https://…), or "" for none.')],
+    org: OrgOpt = "default",
+) -> None:
+    """Where the "visit has ended" page sends patients (the patient portal, a survey)."""
+    from openvisit.visits.service import set_after_visit_url
+
+    async def main(ctx: AppContext) -> str | None:
+        async with ctx.transaction() as session:
+            found = await set_after_visit_url(session, slug=org, url=url, actor="cli")
+            return found.after_visit_url
+
+    typer.echo(f"after-visit page: {_run(main) or '(none)'}")
+
+
 @org_app.command("department")
 def org_department(
     code: Annotated[str | None, typer.Argument(help="Department code as the feed sends it "

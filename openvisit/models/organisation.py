@@ -36,6 +36,9 @@ class Organisation(Timestamped, Base):
     #: EHR origins (https://host[:port]) whose embedded browser may show the visit room, the
     #: device test and launch pages in a frame (CSP frame-ancestors); empty = never framed.
     frame_ancestors: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: Where a patient goes after the visit (the patient portal, a survey); shown on the
+    #: "visit has ended" page. None: the page says to call or message the clinic.
+    after_visit_url: Mapped[str | None] = mapped_column(String(500), default=None)
 
 
 class StaffAccount(Timestamped, Base):

@@ -96,8 +96,9 @@ def render_email(message: str, *, language: str, facts: Facts) -> EmailContent:
 def render_calendar(facts: Facts, *, language: str, uid: str, end_at: datetime | None,
                     now: datetime) -> str:
     """The visit's calendar file (:mod:`openvisit.notify.ics`) in ``language``."""
-    what = i18n.translate("Video visit", language=language)
-    join = i18n.translate("Join the video visit here, no app needed:", language=language)
+    what = i18n.translate(i18n.N_("Video visit"), language=language)
+    join = i18n.translate(i18n.N_("Join the video visit here, no app needed:"),
+                          language=language)
     department = (facts.department or "").strip()
     summary = f"{what}: {facts.organisation}" + (f" ({department})" if department else "")
     return ics.calendar(ics.CalendarVisit(

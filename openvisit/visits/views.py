@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit import i18n
 from openvisit.context import AppContext
-from openvisit.errors import NotFound
+from openvisit.errors import Gone, NotFound
 from openvisit.i18n import gettext as _
 from openvisit.models.base import utcnow
 from openvisit.models.visit import Participant, Visit
@@ -34,6 +34,7 @@ from openvisit.visits.service import (
 from openvisit.visits.strings import room_strings
 from openvisit.visits.tx import transaction
 from openvisit.web.deps import CtxDep, SessionDep
+from openvisit.web.errors import wants_json
 from openvisit.web.security import page_needs
 from openvisit.web.templating import json_for_script, templates
 
@@ -109,7 +110,23 @@ async def visit_page(request: Request, token: str, ctx: CtxDep,
     """The visit room for whoever holds this link (raises NotFound / Gone, rendered)."""
     async with transaction(ctx) as session:
         language = await _activate_language(request, session, token, lang)
-        visit, seat = await resolve_link(session, app=ctx, token=token)
+        try:
+            visit, seat = await resolve_link(session, app=ctx, token=token)
+        except Gone as closed:
+            if closed.code not in PATIENT_WINDOW_CODES or wants_json(request):
+                raise
+            visit, seat = await resolve_link(session, app=ctx, token=token,
+                                             check_window_=False)
+            if seat.role in STAFF_ROLES:
+                raise
+            org = await organisation_of(session, visit)
+            found = await appointment_of(session, visit=visit,
+                                         default_zone=org.timezone if org else "UTC")
+            timed = found is not None and found[0].start_at is not None
+            return _unavailable(request, closed, token=token, language=language,
+                                org_name=org.display_name if org else "",
+                                after_visit_url=org.after_visit_url if org else None,
+                                calendar=timed and closed.code == "visit_not_open_yet")
         org = await organisation_of(session, visit)
         appointment = await appointment_summary(session, visit=visit, language=language,
                                                 default_zone=org.timezone if org else "UTC")
@@ -132,6 +149,27 @@ async def visit_page(request: Request, token: str, ctx: CtxDep,
             "path": request.url.path,
             "appointment": appointment,
             "patient_links": patients,
+        },
+        headers=ROOM_HEADERS,
+    )
+
+
+#: Why a valid patient link does not open the room now; its page is a normal page (200), with
+#: a next step, so a reload or a bookmark is never an error.
+PATIENT_WINDOW_CODES = frozenset({"visit_not_open_yet", "visit_ended"})
+
+
+def _unavailable(request: Request, closed: Gone, *, token: str, language: str, org_name: str,
+                 after_visit_url: str | None, calendar: bool) -> Response:
+    """The patient's "a little early" / "the visit has ended" page."""
+    page_needs(request, media=False)
+    return templates.TemplateResponse(
+        request, "visits/unavailable.html",
+        {
+            "title": closed.title, "message": closed.message, "code": closed.code,
+            "org_name": org_name, "after_visit_url": after_visit_url,
+            "calendar_url": f"/v/{token}/visit.ics?lang={language}" if calendar else None,
+            "language": language, "languages": i18n.LANGUAGES, "path": request.url.path,
         },
         headers=ROOM_HEADERS,
     )

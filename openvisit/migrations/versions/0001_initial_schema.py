@@ -87,6 +87,7 @@ def upgrade() -> None:
     sa.Column('sms_consent_send_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('sms_consent_patients_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('frame_ancestors', sa.JSON(), nullable=False),
+    sa.Column('after_visit_url', sa.String(length=500), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_organisation')),
