@@ -7,19 +7,29 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# `make demo` installs only what the product needs to run; `make test` everything (and then
+# marks the demo's part done too, so a later `make demo` starts at once).
+DEMO_STAMP := $(VENV)/.installed-demo
 DEMO_DIR ?= var/demo
 DEMO_PORT ?= 8000
 SANDBOX_PORT ?= 9000
 MLLP_PORT ?= 2575
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck deps venv system clean
+.PHONY: demo demo-reset test lint typecheck deps venv system clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,twilio,smpp,devicetest,docs,livekit]'
-	@touch $(STAMP)
+	@touch $(STAMP) $(DEMO_STAMP)
+
+$(DEMO_STAMP): pyproject.toml
+	@echo "demo: first start: installing OpenVisit into $(VENV) (about a minute; later starts skip this)"
+	@test -x $(PY) || { echo "demo: creating the virtualenv $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@echo "demo: installing OpenVisit and its runtime dependencies (no test or lint tools)"
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[docs]'
+	@touch $(DEMO_STAMP)
 
 venv: $(STAMP)
 
@@ -41,8 +51,13 @@ test: deps lint typecheck
 	OPENVISIT_TEST_BACKEND=sqlite $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 	OPENVISIT_TEST_BACKEND=postgres $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
-demo: venv
-	bash scripts/demo.sh $(DEMO_DIR) $(DEMO_PORT) $(SANDBOX_PORT) $(MLLP_PORT)
+demo: $(DEMO_STAMP)
+	@bash scripts/demo.sh $(DEMO_DIR) $(DEMO_PORT) $(SANDBOX_PORT) $(MLLP_PORT)
+
+# Start the demo from scratch: its database, sandbox data and logs go (nothing else).
+demo-reset:
+	rm -rf $(DEMO_DIR)
+	@echo "demo: reset; the next make demo starts fresh"
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache

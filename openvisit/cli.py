@@ -336,6 +336,14 @@ def sandbox(
     client_id: Annotated[
         str, typer.Option(help="Client id registered for OpenVisit.")
     ] = "openvisit",
+    demo: Annotated[
+        bool, typer.Option(help="Demo mode: any appointment can be started at any time, a "
+                           "fresh round on each start and on Reset demo, Send booking (SIU).")
+    ] = False,
+    mllp_port: Annotated[
+        int | None, typer.Option(help="Demo mode: OpenVisit's MLLP port on 127.0.0.1, where "
+                                 "Send booking (SIU) sends its HL7 message.")
+    ] = None,
 ) -> None:
     """Run the built-in sandbox EHR (SMART server, FHIR store, schedule and portal pages).
 
@@ -346,6 +354,7 @@ def sandbox(
 
     from openvisit.sandbox.app import create_sandbox_app
     from openvisit.sandbox.clients import SandboxClient
+    from openvisit.sandbox.runtime import DemoMode
 
     ov = (openvisit_url or _settings().public_url).rstrip("/")
     if state_dir is not None:
@@ -364,9 +373,48 @@ def sandbox(
         ],
         provider_launch_url=f"{ov}/launch",
         patient_launch_url=f"{ov}/launch/patient",
+        demo=DemoMode(mllp_port=mllp_port) if demo else None,
     )
     typer.echo(f"Sandbox EHR on {base}  (FHIR base {base}/fhir, schedule {base}/ehr/schedule)")
     uvicorn.run(web, host=host, port=port, log_config=None)
+
+
+@app.command("demo-setup")
+def demo_setup(
+    sandbox_url: Annotated[str, typer.Option(help="Base URL of the sandbox EHR.")],
+    org: Annotated[str, typer.Option(help="Organisation slug.")] = "default",
+    org_name: Annotated[str, typer.Option(help="Its display name (in SMS and pages).")] = (
+        "Sandbox Family Clinic"),
+    timezone: Annotated[
+        str | None, typer.Option(help="IANA zone of the sandbox (default: this machine's).")
+    ] = None,
+) -> None:
+    """Make the demo ready: the sandbox as an approved endpoint and HL7 sender, SMS consents,
+    an outbox sending number, confirmations on (idempotent; used by `make demo`)."""
+    from openvisit.demo import prepare
+
+    zone = timezone or _local_zone()
+
+    async def main(ctx: AppContext) -> str:
+        done = await prepare(ctx, sandbox_url=sandbox_url, slug=org, name=org_name,
+                             timezone=zone)
+        return f"endpoint {done.endpoint_id}  HL7 sender {done.sender}  SMS from {done.number}"
+
+    typer.echo(_run(main))
+
+
+def _local_zone() -> str:
+    """This machine's IANA zone name (from /etc/localtime or TZ), else UTC."""
+    import os
+
+    name = os.environ.get("TZ", "").lstrip(":")
+    if not name:
+        try:
+            target = os.path.realpath("/etc/localtime")
+            name = target.split("/zoneinfo/", 1)[1] if "/zoneinfo/" in target else ""
+        except OSError:
+            name = ""
+    return name or "UTC"
 
 
 @keys_app.command("rotate-signing")
@@ -693,6 +741,59 @@ def org_sms_consents(
 
     given = _run(main)
     typer.echo("SMS consents given" if given else "SMS consents withdrawn: SMS is off")
+
+
+@org_app.command("after-visit-url")
+def org_after_visit_url(
+    url: Annotated[str, typer.Argument(help='The page (https://…), or "" for none.')],
+    org: OrgOpt = "default",
+) -> None:
+    """Where the "visit has ended" page sends patients (the patient portal, a survey)."""
+    from openvisit.visits.service import set_after_visit_url
+
+    async def main(ctx: AppContext) -> str | None:
+        async with ctx.transaction() as session:
+            found = await set_after_visit_url(session, slug=org, url=url, actor="cli")
+            return found.after_visit_url
+
+    typer.echo(f"after-visit page: {_run(main) or '(none)'}")
+
+
+@org_app.command("department")
+def org_department(
+    code: Annotated[str | None, typer.Argument(help="Department code as the feed sends it "
+                                               "(AIL-3 / PV1-3), e.g. 10501.")] = None,
+    name: Annotated[str | None, typer.Argument(help="What patients read, e.g. "
+                                               "\"Family medicine\".")] = None,
+    org: OrgOpt = "default",
+    language: Annotated[
+        str | None, typer.Option(help="Only for this language (en, es, cs, it); default: all.")
+    ] = None,
+    remove: Annotated[bool, typer.Option(help="Forget the code's name(s).")] = False,
+) -> None:
+    """Name a department code for patients (SMS, e-mail, the patient's page); without
+    arguments, list the names. Example: openvisit org department 10501 "Medicina familiar"
+    --language es"""
+    from openvisit.notify import departments
+    from openvisit.notify.commands import organisation
+
+    async def main(ctx: AppContext) -> list[str]:
+        async with ctx.transaction() as session:
+            found = await organisation(session, org)
+            if code is not None and remove:
+                await departments.remove_names(session, organisation_id=found.id, code=code,
+                                               language=language, actor="cli")
+            elif code is not None:
+                if name is None:
+                    raise typer.BadParameter("give the name patients should read after the code")
+                await departments.set_name(session, organisation_id=found.id, code=code,
+                                           name=name, language=language, actor="cli")
+            return [f"{entry.code:<12} " + "; ".join(
+                        f"{lang or '*'}: {text}" for lang, text in sorted(entry.names.items()))
+                    for entry in await departments.entries(session, organisation_id=found.id)]
+
+    for line in _run(main) or ["(no department names)"]:
+        typer.echo(line)
 
 
 @endpoint_app.command("notifications")

@@ -7,10 +7,14 @@ catalogue is held in a context variable so concurrent requests never mix languag
 
 from __future__ import annotations
 
+import re
 from contextvars import ContextVar
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 
+from babel import Locale
+from babel.dates import format_datetime, format_time, match_skeleton
 from babel.support import NullTranslations, Translations
 
 LOCALE_DIR = Path(__file__).resolve().parent / "locales"
@@ -85,3 +89,48 @@ def ngettext(singular: str, plural: str, n: int) -> str:
 def translate(message: str, *, language: str) -> str:
     """Translate outside a request (SMS and e-mail templates)."""
     return catalogue(language if language in LANGUAGES else DEFAULT_LANGUAGE).ugettext(message)
+
+
+# -- dates and times for people --------------------------------------------------------------
+# CLDR skeletons name the fields, the locale orders and spells them: "miércoles, 2 de
+# diciembre", "středa 2. prosince", "Wednesday, December 2". Babel picks the locale's pattern
+# for the nearest skeleton it has (CLDR lists "MMMMEd", not "MMMMEEEEd") and does not widen
+# the fields as CLDR's matcher does, so a wanted full weekday is widened here. The clock is
+# the locale's own ("3:30 PM" in English, "15:30" in Spanish and Czech).
+
+_WEEKDAY_RUN = re.compile(r"(?<!')E{1,4}|c{3,4}(?!')")
+
+
+def _skeleton_pattern(skeleton: str, locale: str) -> str:
+    loc = Locale.parse(locale)
+    best = match_skeleton(skeleton, loc.datetime_skeletons.keys()) or "MMMEd"
+    pattern = str(loc.datetime_skeletons[best])
+    if "EEEE" in skeleton:
+        pattern = _WEEKDAY_RUN.sub("EEEE", pattern)
+    return pattern
+
+
+def format_day(moment: datetime, *, language: str, year: bool = False) -> str:
+    """The weekday, day and month (and the year if ``year``) in ``moment``'s own zone."""
+    skeleton = "yMMMMEEEEd" if year else "MMMMEEEEd"
+    return format_datetime(moment, _skeleton_pattern(skeleton, language), locale=language)
+
+
+def format_clock(moment: datetime, *, language: str) -> str:
+    """The time of day as the locale writes it (12- or 24-hour), in ``moment``'s zone."""
+    return format_time(moment, format="short", locale=language)
+
+
+def zone_label(moment: datetime, *, language: str) -> str:
+    """A short name of ``moment``'s time zone for people: the locale's abbreviation where it
+    has one ("CET", "SEČ", "EST"), else the offset from UTC ("UTC+1", "UTC-5")."""
+    short = format_time(moment, "z", locale=language)
+    if short and short[0] not in "+-" and not short.startswith("GMT"):
+        return short
+    offset = moment.utcoffset()
+    minutes = int(offset.total_seconds() // 60) if offset is not None else 0
+    if minutes == 0:
+        return "UTC"
+    sign = "+" if minutes > 0 else "-"  # ASCII: an SMS stays in GSM-7
+    hours, rest = divmod(abs(minutes), 60)
+    return f"UTC{sign}{hours}" + (f":{rest:02d}" if rest else "")

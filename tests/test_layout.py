@@ -4,8 +4,8 @@
    ``delete`` (the core functions, the dialect inserts, ``text``) appears only in a
    ``repository.py`` or in ``db.py``.
 2. Views call services: a module that serves pages or JSON (``views.py``, ``endpoints.py``,
-   ``api.py``, ``views_*.py``, ``api_*.py``, ``routes.py``, ``hooks.py``, ``http.py``) and the CLI import
-   no repository.
+   ``api.py``, ``views_*.py``, ``api_*.py``, ``routes.py``, ``hooks.py``, ``http.py``) and the
+   CLI import no repository.
 3. No string registries: ``importlib.import_module`` only where a deployment names modules in
    its configuration (``OPENVISIT_JOB_MODULES``).
 

@@ -26,7 +26,12 @@ from openvisit.models.ops import (
     SeenNonce,
     SigninFailure,
 )
-from openvisit.models.organisation import Organisation, ProviderLink, StaffAccount
+from openvisit.models.organisation import (
+    DepartmentName,
+    Organisation,
+    ProviderLink,
+    StaffAccount,
+)
 from openvisit.models.visit import Appointment, Contact, Participant, Visit, VisitEvent
 from openvisit.models.writeback import Writeback
 
@@ -37,6 +42,7 @@ __all__ = [
     "Certificate",
     "Contact",
     "ContextToken",
+    "DepartmentName",
     "EhrEndpoint",
     "InboundMessage",
     "Job",

@@ -39,6 +39,9 @@ class Organisation(Timestamped, Base):
     #: Reports show patient references (FHIR Patient ids) instead of counts only; off until
     #: the organisation's admin turns it on.
     show_patient_refs: Mapped[bool] = mapped_column(default=False)
+    #: Where a patient goes after the visit (the patient portal, a survey); shown on the
+    #: "visit has ended" page. None: the page says to call or message the clinic.
+    after_visit_url: Mapped[str | None] = mapped_column(String(500), default=None)
 
 
 class StaffAccount(Timestamped, Base):
@@ -144,3 +147,21 @@ class ApiToken(Timestamped, Base):
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class DepartmentName(Base):
+    """What patients read for a department code of the scheduling feed (HL7 AIL-3 / PV1-3):
+    ``10501`` → "Family medicine", per language where the organisation wants one (``language``
+    ``""`` is the name in every other language). See :mod:`openvisit.notify.departments`."""
+
+    __tablename__ = "department_name"
+    __table_args__ = (UniqueConstraint("organisation_id", "code", "language",
+                                       name="uq_department_name"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organisation.id", ondelete="CASCADE"), index=True
+    )
+    code: Mapped[str] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(8), default="")
+    name: Mapped[str] = mapped_column(String(120))

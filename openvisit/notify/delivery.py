@@ -45,7 +45,7 @@ from openvisit.models import (
     utcnow,
 )
 from openvisit.models.choices import ENDED_STATUSES, ContactKind
-from openvisit.notify import render
+from openvisit.notify import departments, render
 from openvisit.notify import repository as repo
 from openvisit.notify.plan import QuietHours, release_time
 from openvisit.notify.providers import SMS_PROVIDERS, email_transport, sms_transport
@@ -73,6 +73,8 @@ class Prepared:
     first_attempt_at: datetime
     retain_until: datetime | None
     reconcile: bool
+    #: The visit's calendar file (e-mail with a join link only; :mod:`openvisit.notify.ics`).
+    calendar: str | None = None
 
 
 async def send_notification(job: JobContext) -> None:
@@ -156,19 +158,26 @@ async def _prepare(app: AppContext, *, key: str, payload: dict[str, Any]) -> Pre
         link = None
         if payload["message"] in render.WITH_LINK:
             link = await _join_link(session, app=app, appointment=appointment, language=language)
+        department = await departments.display_name(
+            session, organisation_id=appointment.organisation_id,
+            department=payload.get("department"), language=language)
         facts = render.Facts(organisation=org.display_name if org else "", link=link,
-                             department=payload.get("department"), start_at=start_at,
-                             timezone=tz)
+                             department=department, start_at=start_at, timezone=tz)
         if channel == "sms":
             subject = html = None
             text = render.render_sms(payload["message"], language=language, facts=facts,
                                      transliterate=settings.sms_transliterate)
-        else:
+        calendar = None
+        if channel != "sms":
             mail = render.render_email(payload["message"], language=language, facts=facts)
             subject, text, html = mail.subject, mail.text, mail.html
+            if link is not None:
+                calendar = render.render_calendar(facts, language=language,
+                                                  uid=f"appointment-{appointment.id}",
+                                                  end_at=appointment.end_at, now=now)
         content = {"channel": channel, "provider": provider, "to": to, "sender": sender,
                    "sender_name": org.display_name if org else "", "text": text,
-                   "subject": subject, "html": html}
+                   "subject": subject, "html": html, "calendar": calendar}
         if note is None:
             note = Notification(appointment_id=appointment.id, job_key=key, purpose="other",
                                 message=payload["message"], fingerprint="", start_at=start_at)
@@ -186,7 +195,7 @@ async def _prepare(app: AppContext, *, key: str, payload: dict[str, Any]) -> Pre
     return Prepared(channel=channel, provider=provider, to=to, sender=sender,
                     sender_name=str(content["sender_name"]), text=text, subject=subject,
                     html=html, first_attempt_at=now, retain_until=contact_purge_at,
-                    reconcile=False)
+                    reconcile=False, calendar=calendar)
 
 
 def _stale(appointment: Appointment, payload: dict[str, Any]) -> bool:
@@ -211,6 +220,7 @@ def _frozen(app: AppContext, *, row: MessageLog, note: Notification | None) -> P
     return Prepared(channel=content["channel"], provider=content["provider"], to=content["to"],
                     sender=content["sender"], sender_name=content["sender_name"],
                     text=content["text"], subject=content["subject"], html=content["html"],
+                    calendar=content.get("calendar"),
                     first_attempt_at=row.created_at, retain_until=note.purge_at,
                     reconcile=True)
 
@@ -288,7 +298,7 @@ async def _hand_over(app: AppContext, prepared: Prepared, *, key: str) -> SendRe
     return await email_transport(app, prepared.provider).send(
         to=prepared.to, subject=prepared.subject or "", text=prepared.text,
         html=prepared.html, sender=prepared.sender, sender_name=prepared.sender_name,
-        reference=key, retain_until=prepared.retain_until)
+        reference=key, retain_until=prepared.retain_until, calendar=prepared.calendar)
 
 
 async def _reconcile(app: AppContext, prepared: Prepared, *, key: str) -> list[SendResult]:

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from babel.dates import format_skeleton, format_time
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from openvisit import i18n
-from openvisit.notify import gsm
+from openvisit.notify import gsm, ics
 from openvisit.notify.plan import zone
 
 #: Every template of the package is under ``templates/notify/``: the outbox page beside these.
@@ -64,11 +63,14 @@ def _context(facts: Facts, language: str, message: str) -> dict[str, object]:
     return {
         "lang": language,
         "org": facts.organisation,
+        # Already the patient-facing name (openvisit.notify.departments), or None.
         "department": (facts.department or "").strip() or None,
-        # "Sat, Mar 15" / "so 15. 3." for SMS; "Saturday, March 15, 2025" for e-mail.
-        "day": format_skeleton("MMMEd", local, locale=language),
-        "date": format_skeleton("yMMMMEEEEd", local, locale=language),
-        "time": format_time(local, format="short", locale=language),
+        # "miércoles, 2 de diciembre" / "středa 2. prosince" for SMS; with the year for
+        # e-mail; the clock as the locale writes it, and the zone ("15:30 SEČ", "9:30 AM EST").
+        "day": i18n.format_day(local, language=language),
+        "date": i18n.format_day(local, language=language, year=True),
+        "time": f"{i18n.format_clock(local, language=language)} "
+                f"{i18n.zone_label(local, language=language)}",
         # A cancellation never carries a link, whatever the caller passed.
         "link": (facts.link or "") if message in WITH_LINK else "",
     }
@@ -89,6 +91,20 @@ def render_email(message: str, *, language: str, facts: Facts) -> EmailContent:
     text = _env.get_template(f"{base}.txt").render(context).strip() + "\n"
     html = _env.get_template(f"{base}.html").render(context)
     return EmailContent(subject=subject, text=text, html=html)
+
+
+def render_calendar(facts: Facts, *, language: str, uid: str, end_at: datetime | None,
+                    now: datetime) -> str:
+    """The visit's calendar file (:mod:`openvisit.notify.ics`) in ``language``."""
+    what = i18n.translate(i18n.N_("Video visit"), language=language)
+    join = i18n.translate(i18n.N_("Join the video visit here, no app needed:"),
+                          language=language)
+    department = (facts.department or "").strip()
+    summary = f"{what}: {facts.organisation}" + (f" ({department})" if department else "")
+    return ics.calendar(ics.CalendarVisit(
+        uid=uid, start_at=facts.start_at, end_at=end_at, summary=summary,
+        description=f"{join} {facts.link}" if facts.link else summary, link=facts.link,
+        organisation=facts.organisation), now=now)
 
 
 def template_names() -> list[str]:

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from openvisit.db import insert_ignoring_conflicts, rowcount
 from openvisit.models import (
     Contact,
+    DepartmentName,
     Job,
     MessageLog,
     Notification,
@@ -328,3 +329,23 @@ async def count_outbox(session: AsyncSession, *, organisation_id: uuid.UUID) -> 
         select(func.count()).select_from(OutboxMessage)
         .join(MessageLog, MessageLog.job_key == OutboxMessage.reference)
         .where(MessageLog.organisation_id == organisation_id)) or 0)
+
+
+async def department_names(session: AsyncSession, *, organisation_id: uuid.UUID,
+                           code: str | None = None) -> list[DepartmentName]:
+    """The organisation's department names (of one code, if given), by code and language."""
+    query = select(DepartmentName).where(DepartmentName.organisation_id == organisation_id)
+    if code is not None:
+        query = query.where(DepartmentName.code == code)
+    rows = await session.scalars(query.order_by(DepartmentName.code, DepartmentName.language))
+    return list(rows)
+
+
+async def delete_department_names(session: AsyncSession, *, organisation_id: uuid.UUID,
+                                  code: str, language: str | None = None) -> int:
+    """Remove a code's names (only ``language``'s, if given); how many rows went."""
+    query = delete(DepartmentName).where(DepartmentName.organisation_id == organisation_id,
+                                         DepartmentName.code == code)
+    if language is not None:
+        query = query.where(DepartmentName.language == language)
+    return rowcount(await session.execute(query))

@@ -105,8 +105,10 @@ class EmailTransport(ABC):
     async def send(
         self, *, to: str, subject: str, text: str, html: str | None, sender: str,
         sender_name: str, reference: str, retain_until: datetime | None = None,
+        calendar: str | None = None,
     ) -> SendResult:
-        """Hand the message to the provider; returns its id (the Message-ID for SMTP)."""
+        """Hand the message to the provider; returns its id (the Message-ID for SMTP).
+        ``calendar``: the visit's .ics, attached as ``visit.ics``."""
 
     async def reconcile(
         self, *, to: str, subject: str, text: str, sender: str, reference: str, since: datetime

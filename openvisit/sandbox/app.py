@@ -28,14 +28,14 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from openvisit.sandbox import admin, authorize, fhir_api, pages, tokens
+from openvisit.sandbox import demo as demo_pages
 from openvisit.sandbox.client_auth import CachedJwks, JwksFetcher
 from openvisit.sandbox.clients import ClientRegistry, SandboxClient, load_clients_file
 from openvisit.sandbox.errors import FhirError
 from openvisit.sandbox.fhir_store import ResourceStore
 from openvisit.sandbox.grants import GrantStore
 from openvisit.sandbox.keys import ServerKey
-from openvisit.sandbox.runtime import Lifetimes, Sandbox, SandboxUrls
-from openvisit.sandbox.seed import build_seed
+from openvisit.sandbox.runtime import DemoMode, Lifetimes, Sandbox, SandboxUrls, ensure_seeded
 
 log = logging.getLogger(__name__)
 _HERE = Path(__file__).parent
@@ -60,16 +60,6 @@ class _DailySeed:
         await self.app(scope, receive, send)
 
 
-def ensure_seeded(sandbox: Sandbox, *, force: bool = False) -> None:
-    """Write today's seed unless the store already holds it (or ``force``)."""
-    now = sandbox.now()
-    day = now.date().isoformat()
-    if force or sandbox.store.seeded_day != day:
-        assert now.tzinfo is not None
-        sandbox.store.replace_seed(build_seed(day=now.date(), tz=now.tzinfo, now=now), day=day)
-        sandbox.grants.prune(now=now)
-
-
 async def _fhir_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, FhirError)
     return fhir_api.fhir_response(exc.outcome(), status_code=exc.status_code, headers=exc.headers)
@@ -86,6 +76,7 @@ def create_sandbox_app(
     admin_token: str | None = None,
     jwks_fetcher: JwksFetcher | None = None,
     lifetimes: Lifetimes | None = None,
+    demo: DemoMode | None = None,
 ) -> Starlette:
     """The sandbox EHR as an ASGI app.
 
@@ -93,8 +84,10 @@ def create_sandbox_app(
     aware datetime in the sandbox's local zone (default: the machine's). ``clients`` are
     registered in addition to those persisted under ``state_path``. ``admin_token`` guards
     ``/admin/clients`` (loopback only when None). ``jwks_fetcher`` replaces the HTTP fetch of
-    client ``jwks_uri`` documents (tests). Raises :class:`openvisit.errors.InvalidInput` for bad
-    registrations.
+    client ``jwks_uri`` documents (tests). ``demo`` turns on demo mode
+    (:mod:`openvisit.sandbox.demo`): a fresh round of appointments now and on "Reset demo",
+    any appointment startable at any time, the "Send booking (SIU)" button. Raises
+    :class:`openvisit.errors.InvalidInput` for bad registrations.
     """
     clock = now or _local_now
     if clock().tzinfo is None:
@@ -117,8 +110,9 @@ def create_sandbox_app(
         jwks_fetcher=jwks_fetcher or CachedJwks(),
         admin_token=admin_token,
         lifetimes=lifetimes or Lifetimes(),
+        demo=demo,
     )
-    ensure_seeded(sandbox)
+    ensure_seeded(sandbox, force=demo is not None)
     app = Starlette(
         routes=[
             *pages.routes(),
@@ -126,6 +120,7 @@ def create_sandbox_app(
             *tokens.routes(),
             *fhir_api.routes(),
             *admin.routes(),
+            *demo_pages.routes(),
             Mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static"),
         ],
         middleware=[

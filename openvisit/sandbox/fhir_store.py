@@ -167,9 +167,16 @@ class ResourceStore:
                 self._save()
         return removed
 
-    def replace_seed(self, resources: list[Resource], *, day: str) -> None:
-        """Write the day's synthetic seed, bumping versions of ids that already exist."""
+    def replace_seed(self, resources: list[Resource], *, day: str,
+                     drop: tuple[str, ...] = ()) -> None:
+        """Write the day's synthetic seed, bumping versions of ids that already exist;
+        resources of the types in ``drop`` that the seed does not hold are removed first
+        (a demo round replaces every appointment)."""
         with self._lock:
+            keep = {(r["resourceType"], r["id"]) for r in resources}
+            for rtype in drop:
+                for rid in [i for i in self._data[rtype] if (rtype, i) not in keep]:
+                    del self._data[rtype][rid]
             for resource in resources:
                 current = self._data[resource["resourceType"]].get(resource["id"])
                 version = 1 if current is None else int(version_of(current)) + 1

@@ -5,7 +5,8 @@ launch buttons.
 server mints an opaque ``launch`` id bound to the user, patient, encounter and appointment and
 answers 303 to ``{launch_url}?iss={fhir base}&launch={id}`` — the SMART EHR launch
 (SMART App Launch 2.2 §"Launch App: EHR Launch"). Launch ids are 256-bit random values,
-reusable until they expire (10 minutes).
+reusable until they expire (10 minutes). In demo mode a launch first brings its appointment
+to now (:func:`openvisit.sandbox.demo.bring_to_now`), so no row of the schedule dead-ends.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from openvisit.sandbox.demo import bring_to_now
 from openvisit.sandbox.runtime import Sandbox, get_sandbox, with_query
 
 log = logging.getLogger(__name__)
@@ -102,6 +104,25 @@ def _mrn(patient: dict[str, Any]) -> str:
     return ""
 
 
+_NOTICES = {
+    "reset": "Demo reset: a fresh set of today's appointments.",
+    "siu-sent": "Booking sent to OpenVisit (SIU^S12): its SMS or e-mail is in OpenVisit's "
+                "outbox.",
+    "siu-refused": "OpenVisit refused the booking; its log says why.",
+    "siu-unreachable": "OpenVisit's HL7 listener did not answer; is `make demo` running?",
+    "siu-off": "No HL7 listener configured for this sandbox (--mllp-port).",
+}
+
+
+def _demo(request: Request, sandbox: Sandbox) -> dict[str, Any]:
+    """What the pages show in demo mode: the reset button, the booking button, a notice."""
+    return {
+        "demo": sandbox.demo is not None,
+        "siu": sandbox.demo is not None and sandbox.demo.mllp_port is not None,
+        "notice": _NOTICES.get(request.query_params.get("notice", "")),
+    }
+
+
 def _people(sandbox: Sandbox, rtype: str) -> list[dict[str, str]]:
     return [{"id": r["id"], "name": display_name(r)} for r in sandbox.store.all(rtype)]
 
@@ -117,6 +138,7 @@ async def landing(request: Request) -> Response:
             "urls": sandbox.urls,
             "clients": sandbox.clients.all(),
             "today": sandbox.now().strftime("%A %d %B %Y"),
+            **_demo(request, sandbox),
         },
     )
 
@@ -137,6 +159,7 @@ async def schedule(request: Request) -> Response:
             "rows": _rows(sandbox, practitioner=wanted),
             "urls": sandbox.urls,
             "today": sandbox.now().strftime("%A %d %B %Y"),
+            **_demo(request, sandbox),
         },
     )
 
@@ -157,6 +180,7 @@ async def portal(request: Request) -> Response:
             "rows": _rows(sandbox, patient=wanted),
             "urls": sandbox.urls,
             "today": sandbox.now().strftime("%A %d %B %Y"),
+            **_demo(request, sandbox),
         },
     )
 
@@ -171,6 +195,8 @@ async def provider_launch(request: Request) -> Response:
     )
     if row is None:
         return _not_found(request, "That appointment is not on this practitioner's schedule.")
+    if sandbox.demo is not None:
+        bring_to_now(sandbox, appointment)
     launch = sandbox.grants.mint_launch(
         kind="provider",
         user=f"Practitioner/{practitioner}",
@@ -191,6 +217,8 @@ async def patient_launch(request: Request) -> Response:
     row = next((r for r in _rows(sandbox, patient=patient) if r["id"] == appointment), None)
     if row is None:
         return _not_found(request, "That appointment does not belong to this patient.")
+    if sandbox.demo is not None:
+        bring_to_now(sandbox, appointment)
     launch = sandbox.grants.mint_launch(
         kind="patient",
         user=f"Patient/{patient}",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -15,6 +16,7 @@ from openvisit.sandbox.clients import ClientRegistry
 from openvisit.sandbox.fhir_store import ResourceStore
 from openvisit.sandbox.grants import GrantStore
 from openvisit.sandbox.keys import ServerKey
+from openvisit.sandbox.seed import build_seed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,6 +66,21 @@ class Lifetimes:
     id_token: timedelta = timedelta(hours=1)
 
 
+def new_round() -> str:
+    """A short tag that makes a demo round's appointment ids new to OpenVisit."""
+    return secrets.token_hex(3)
+
+
+@dataclass(kw_only=True)
+class DemoMode:
+    """Demo mode (:mod:`openvisit.sandbox.demo`): where its SIU messages go (no MLLP port:
+    the "Send booking" button says the feed is off) and the current round of appointments."""
+
+    mllp_host: str = "127.0.0.1"
+    mllp_port: int | None = None
+    round: str = field(default_factory=new_round)
+
+
 @dataclass(kw_only=True)
 class Sandbox:
     """Configuration and state of one sandbox EHR instance."""
@@ -78,6 +95,22 @@ class Sandbox:
     jwks_fetcher: JwksFetcher
     admin_token: str | None
     lifetimes: Lifetimes
+    demo: DemoMode | None = None
+
+
+def ensure_seeded(sandbox: Sandbox, *, force: bool = False) -> None:
+    """Write today's seed unless the store already holds it (or ``force``). In demo mode the
+    seed carries the current round's tag and replaces every appointment and encounter."""
+    now = sandbox.now()
+    day = now.date().isoformat()
+    if force or sandbox.store.seeded_day != day:
+        assert now.tzinfo is not None
+        demo = sandbox.demo
+        seed = build_seed(day=now.date(), tz=now.tzinfo, now=now,
+                          round_tag=demo.round if demo else None)
+        sandbox.store.replace_seed(seed, day=day,
+                                   drop=("Appointment", "Encounter") if demo else ())
+        sandbox.grants.prune(now=now)
 
 
 def get_sandbox(request: Request) -> Sandbox:

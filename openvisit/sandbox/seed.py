@@ -9,6 +9,9 @@ given day in the sandbox's local time zone.
 Schedule: ``appt-1``..``appt-20`` every 30 minutes from 08:00 to 17:30, patients and
 practitioners in rotation; ``appt-21`` is a "drop-in" at the half hour the sandbox seeded, so
 there is always a visit inside OpenVisit's join window whenever a newcomer tries it.
+
+In demo mode a round tag goes into the appointment and encounter ids (``appt-<tag>-7``,
+``enc-<tag>-7``) so each round is new to OpenVisit (see :mod:`openvisit.sandbox.demo`).
 """
 
 from __future__ import annotations
@@ -58,8 +61,15 @@ def practitioner_name(index: int) -> str:
     return f"Dr. {given} {family}"
 
 
-def build_seed(*, day: date, tz: tzinfo, now: datetime) -> list[Resource]:
-    """All seed resources for ``day``; times are local to ``tz``, ``now`` places the drop-in."""
+def visit_id(k: int, round_tag: str | None = None) -> str:
+    """The id suffix of seeded visit ``k``: ``7``, or ``<tag>-7`` in a demo round."""
+    return f"{round_tag}-{k}" if round_tag else str(k)
+
+
+def build_seed(*, day: date, tz: tzinfo, now: datetime,
+               round_tag: str | None = None) -> list[Resource]:
+    """All seed resources for ``day``; times are local to ``tz``, ``now`` places the drop-in;
+    ``round_tag`` (demo mode) makes the appointment and encounter ids new."""
     resources: list[Resource] = [_organization(), _location(), _video_service()]
     resources += [_practitioner(i) for i in range(1, len(PRACTITIONERS) + 1)]
     resources += [_patient(i) for i in range(1, len(PATIENTS) + 1)]
@@ -73,6 +83,7 @@ def build_seed(*, day: date, tz: tzinfo, now: datetime) -> list[Resource]:
             practitioner=(k - 1) % len(PRACTITIONERS) + 1,
             virtual=k % 4 != 0,
             arrived=k % 5 in (2, 4),
+            round_tag=round_tag,
         )
     local_now = now.astimezone(tz)
     drop_in = local_now.replace(minute=0 if local_now.minute < 30 else 30, second=0, microsecond=0)
@@ -84,8 +95,13 @@ def build_seed(*, day: date, tz: tzinfo, now: datetime) -> list[Resource]:
         virtual=True,
         arrived=True,
         reason="Drop-in",
+        round_tag=round_tag,
     )
     return resources
+
+
+def _csn(k: int, round_tag: str | None) -> str:
+    return f"CSN-{round_tag}-{9000 + k}" if round_tag else f"CSN-{9000 + k}"
 
 
 def _iso(moment: datetime) -> str:
@@ -190,13 +206,15 @@ def _visit(
     virtual: bool,
     arrived: bool,
     reason: str | None = None,
+    round_tag: str | None = None,
 ) -> list[Resource]:
+    vid = visit_id(k, round_tag)
     end = start + timedelta(minutes=30)
     kind = "Video visit" if virtual else "Office visit"
     appointment: Resource = {
         "resourceType": "Appointment",
-        "id": f"appt-{k}",
-        "identifier": [{"system": CSN_SYSTEM, "value": f"CSN-{9000 + k}"}],
+        "id": f"appt-{vid}",
+        "identifier": [{"system": CSN_SYSTEM, "value": _csn(k, round_tag)}],
         "status": "arrived" if arrived else "booked",
         "serviceCategory": [
             {
@@ -237,8 +255,8 @@ def _visit(
     }
     encounter: Resource = {
         "resourceType": "Encounter",
-        "id": f"enc-{k}",
-        "identifier": [{"system": CSN_SYSTEM, "value": f"CSN-{9000 + k}"}],
+        "id": f"enc-{vid}",
+        "identifier": [{"system": CSN_SYSTEM, "value": _csn(k, round_tag)}],
         "status": "planned",
         "class": (
             {"system": ACT_CODE, "code": "VR", "display": "virtual"}
@@ -262,7 +280,7 @@ def _visit(
                 "individual": {"reference": f"Practitioner/prac-{practitioner}"},
             }
         ],
-        "appointment": [{"reference": f"Appointment/appt-{k}"}],
+        "appointment": [{"reference": f"Appointment/appt-{vid}"}],
         "serviceProvider": {"reference": "Organization/org-1"},
         "location": [{"location": {"reference": "Location/loc-1"}}],
     }

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from openvisit.audit import record
 from openvisit.context import AppContext
 from openvisit.db import after_commit
 from openvisit.errors import Gone, InvalidInput, NotFound
@@ -150,6 +151,24 @@ def link_for(app: AppContext, participant: Participant) -> str:
     return f"{app.settings.public_url}/v/{token}"
 
 
+async def patient_links(session: AsyncSession, *, app: AppContext,
+                        visit: Visit) -> list[str]:
+    """The join URLs of the visit's patient seats (not removed), for the clinician's page:
+    the clinician can read one out or paste it into a message when the SMS did not arrive.
+
+    A visit launched by the clinician first has no patient seat yet: the appointment's
+    patient gets theirs here (the same seat the SMS and the portal launch would use)."""
+    seats = [seat for seat in await repo.participants_of(session, visit.id)
+             if seat.role == "patient"]
+    if not seats and visit.appointment_id is not None:
+        appointment = await repo.appointment_by_id(session, visit.appointment_id)
+        if appointment is not None and appointment.patient_ref:
+            seats = [await find_or_create_seat(session, visit=visit, role="patient",
+                                               patient_ref=appointment.patient_ref,
+                                               language=appointment.language)]
+    return [link_for(app, seat) for seat in seats if seat.lobby_state != "removed"]
+
+
 async def seat_link(session: AsyncSession, *, app: AppContext, visit: Visit, role: str,
                     ehr_user_id: str | None = None, patient_ref: str | None = None,
                     language: str | None = None) -> str:
@@ -250,9 +269,12 @@ async def append_event(session: AsyncSession, *, app: AppContext, visit: Visit, 
 
 
 async def resolve_link(session: AsyncSession, *, app: AppContext, token: str,
-                       now: datetime | None = None,
-                       for_update: bool = False) -> tuple[Visit, Participant]:
-    """The visit and seat a join token opens, if it may be used now.
+                       now: datetime | None = None, for_update: bool = False,
+                       allow_early: bool = False,
+                       check_window_: bool = True) -> tuple[Visit, Participant]:
+    """The visit and seat a join token opens, if it may be used now (``allow_early``: or
+    later, for what a patient may have before the window opens, such as the calendar file;
+    ``check_window_=False``: whatever the window, for the page that explains it).
 
     Raises :class:`NotFound` for a malformed, forged or revoked token and :class:`Gone`
     (with a title and text in the active language) when the visit has ended, the window is
@@ -270,10 +292,14 @@ async def resolve_link(session: AsyncSession, *, app: AppContext, token: str,
               "the clinic for a new one."),
             title=_("We could not find this visit"),
         )
+    if not check_window_:
+        return _not_removed(visit, participant)
     try:
         check_window(visit, now=now or utcnow(),
                      minutes_before=app.settings.join_window_before_minutes)
     except Gone as exc:
+        if allow_early and exc.code == "visit_not_open_yet":
+            return _not_removed(visit, participant)
         if exc.code != "visit_not_open_yet" and participant.role not in STAFF_ROLES:
             raise
         # Only now is the organisation's time zone needed (to say when the link opens, or,
@@ -283,6 +309,10 @@ async def resolve_link(session: AsyncSession, *, app: AppContext, token: str,
                      timezone=organisation.timezone if organisation else "UTC",
                      minutes_before=app.settings.join_window_before_minutes,
                      role=participant.role)
+    return _not_removed(visit, participant)
+
+
+def _not_removed(visit: Visit, participant: Participant) -> tuple[Visit, Participant]:
     if participant.lobby_state == "removed":
         raise Gone(
             _("The clinician has removed you from this visit. If this is a mistake, please "
@@ -332,6 +362,30 @@ async def open_demo_visit(session: AsyncSession, *,
     patient = await find_or_create_seat(session, visit=visit, role="patient",
                                         patient_ref="Patient/demo")
     return provider, patient
+
+
+async def set_after_visit_url(session: AsyncSession, *, slug: str, url: str | None,
+                             actor: str) -> Organisation:
+    """Set (or clear, with None or "") the page patients are sent to once a visit has ended.
+
+    Raises :class:`NotFound` for an unknown organisation and :class:`InvalidInput` for an
+    address that is not an absolute http(s) URL.
+    """
+    org = await repo.organisation_by_slug(session, slug)
+    if org is None:
+        raise NotFound(f"There is no organisation {slug!r}.")
+    text = (url or "").strip() or None
+    if text is not None and (not text.startswith(("https://", "http://")) or len(text) > 500
+                             or any(c.isspace() for c in text)):
+        raise InvalidInput("Give the whole address of the page, starting with https://, e.g. "
+                           "https://mychart.example-hospital.org/.",
+                           details={"field": "after_visit_url"})
+    before = {"after_visit_url": org.after_visit_url}
+    org.after_visit_url = text
+    await session.flush()
+    await record(session, actor=actor, action="organisation.after_visit_url", obj=org,
+                 before=before, after={"after_visit_url": text}, organisation_id=org.id)
+    return org
 
 
 def check_window(visit: Visit, *, now: datetime, timezone: str = "UTC",

@@ -10,15 +10,17 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_datetime
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit import i18n
 from openvisit.context import AppContext
-from openvisit.errors import NotFound
+from openvisit.errors import Gone, NotFound
+from openvisit.i18n import gettext as _
+from openvisit.models.base import utcnow
 from openvisit.models.visit import Participant, Visit
+from openvisit.notify import departments, ics, render
 from openvisit.visits.lobby import link_opened
 from openvisit.visits.roster import STAFF_ROLES
 from openvisit.visits.service import (
@@ -26,12 +28,14 @@ from openvisit.visits.service import (
     link_for,
     open_demo_visit,
     organisation_of,
+    patient_links,
     resolve_link,
     seat_language,
 )
 from openvisit.visits.strings import room_strings
 from openvisit.visits.tx import transaction
 from openvisit.web.deps import CtxDep, SessionDep
+from openvisit.web.errors import wants_json
 from openvisit.web.security import page_needs
 from openvisit.web.templating import json_for_script, templates
 
@@ -54,8 +58,9 @@ async def appointment_summary(session: AsyncSession, *, visit: Visit, language: 
                               default_zone: str) -> dict[str, str] | None:
     """Department and local start time of the visit's appointment, for the patient's page.
 
-    Times are shown in the EHR endpoint's zone (where the clinic is), formatted for the
-    page's language. Returns None for visits without an appointment.
+    Times are shown in the EHR endpoint's zone (where the clinic is, named on the page),
+    formatted for the page's language; the department by the organisation's name for it
+    (:mod:`openvisit.notify.departments`). Returns None for visits without an appointment.
     """
     found = await appointment_of(session, visit=visit, default_zone=default_zone)
     if found is None:
@@ -66,11 +71,17 @@ async def appointment_summary(session: AsyncSession, *, visit: Visit, language: 
     except (ValueError, KeyError):
         zone = ZoneInfo("UTC")
     summary: dict[str, str] = {}
-    if appointment.department:
-        summary["department"] = appointment.department
+    department = await departments.display_name(
+        session, organisation_id=visit.organisation_id, department=appointment.department,
+        language=language)
+    if department:
+        summary["department"] = department
     if appointment.start_at is not None:
         local = appointment.start_at.astimezone(zone)
-        summary["when"] = format_datetime(local, format="EEEE d MMMM, HH:mm", locale=language)
+        # "miércoles, 2 de diciembre, 15:30 CET": the locale's order, clock and zone.
+        summary["when"] = (f"{i18n.format_day(local, language=language)}, "
+                           f"{i18n.format_clock(local, language=language)} "
+                           f"{i18n.zone_label(local, language=language)}")
         summary["iso"] = local.isoformat()
     return summary or None
 
@@ -100,16 +111,35 @@ async def visit_page(request: Request, token: str, ctx: CtxDep,
     """The visit room for whoever holds this link (raises NotFound / Gone, rendered)."""
     async with transaction(ctx) as session:
         language = await _activate_language(request, session, token, lang)
-        visit, seat = await resolve_link(session, app=ctx, token=token)
+        try:
+            visit, seat = await resolve_link(session, app=ctx, token=token)
+        except Gone as closed:
+            if closed.code not in PATIENT_WINDOW_CODES or wants_json(request):
+                raise
+            visit, seat = await resolve_link(session, app=ctx, token=token,
+                                             check_window_=False)
+            if seat.role in STAFF_ROLES:
+                raise
+            await link_opened(session, app=ctx, visit=visit, seat=seat)
+            org = await organisation_of(session, visit)
+            found = await appointment_of(session, visit=visit,
+                                         default_zone=org.timezone if org else "UTC")
+            timed = found is not None and found[0].start_at is not None
+            return _unavailable(request, closed, token=token, language=language,
+                                org_name=org.display_name if org else "",
+                                after_visit_url=org.after_visit_url if org else None,
+                                calendar=timed and closed.code == "visit_not_open_yet")
         await link_opened(session, app=ctx, visit=visit, seat=seat)
         org = await organisation_of(session, visit)
         appointment = await appointment_summary(session, visit=visit, language=language,
                                                 default_zone=org.timezone if org else "UTC")
+        staff = seat.role in STAFF_ROLES
+        patients = await patient_links(session, app=ctx, visit=visit) if staff else []
     label_mode = org.provider_label_mode if org else "role"
     page_needs(request, media=True, frame_ancestors=org.frame_ancestors if org else [])
     config = page_config(ctx, token=token, visit=visit, seat=seat, language=language,
                          label_mode=label_mode)
-    template = "visits/provider.html" if seat.role in STAFF_ROLES else "visits/patient.html"
+    template = "visits/provider.html" if staff else "visits/patient.html"
     return templates.TemplateResponse(
         request, template,
         {
@@ -121,9 +151,58 @@ async def visit_page(request: Request, token: str, ctx: CtxDep,
             "languages": i18n.LANGUAGES,
             "path": request.url.path,
             "appointment": appointment,
+            "patient_links": patients,
         },
         headers=ROOM_HEADERS,
     )
+
+
+#: Why a valid patient link does not open the room now; its page is a normal page (200), with
+#: a next step, so a reload or a bookmark is never an error.
+PATIENT_WINDOW_CODES = frozenset({"visit_not_open_yet", "visit_ended"})
+
+
+def _unavailable(request: Request, closed: Gone, *, token: str, language: str, org_name: str,
+                 after_visit_url: str | None, calendar: bool) -> Response:
+    """The patient's "a little early" / "the visit has ended" page."""
+    page_needs(request, media=False)
+    return templates.TemplateResponse(
+        request, "visits/unavailable.html",
+        {
+            "title": closed.title, "message": closed.message, "code": closed.code,
+            "org_name": org_name, "after_visit_url": after_visit_url,
+            "calendar_url": f"/v/{token}/visit.ics?lang={language}" if calendar else None,
+            "language": language, "languages": i18n.LANGUAGES, "path": request.url.path,
+        },
+        headers=ROOM_HEADERS,
+    )
+
+
+@router.get("/v/{token}/visit.ics")
+async def visit_calendar(request: Request, token: str, ctx: CtxDep,
+                         lang: str | None = None) -> Response:
+    """The visit's calendar file with this seat's join link (also before the window opens:
+    the "too early" page offers it). 404 for a visit without a time."""
+    async with transaction(ctx) as session:
+        language = await _activate_language(request, session, token, lang)
+        visit, seat = await resolve_link(session, app=ctx, token=token, allow_early=True)
+        org = await organisation_of(session, visit)
+        found = await appointment_of(session, visit=visit,
+                                     default_zone=org.timezone if org else "UTC")
+        appointment = found[0] if found else None
+        if appointment is None or appointment.start_at is None:
+            raise NotFound(_("This visit has no appointment time to put in a calendar."),
+                           title=_("No calendar entry"))
+        department = await departments.display_name(
+            session, organisation_id=visit.organisation_id, department=appointment.department,
+            language=language)
+    facts = render.Facts(organisation=org.display_name if org else "", department=department,
+                         start_at=appointment.start_at, timezone="UTC",
+                         link=link_for(ctx, seat))
+    body = render.render_calendar(facts, language=language, uid=f"appointment-{appointment.id}",
+                                  end_at=appointment.end_at, now=utcnow())
+    return Response(body, media_type=ics.CONTENT_TYPE, headers={
+        **ROOM_HEADERS, "Content-Disposition": 'attachment; filename="visit.ics"'})
 
 
 @router.get("/visits/demo", response_class=HTMLResponse)

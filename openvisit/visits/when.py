@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from babel.dates import format_date, format_time
-
 from openvisit import i18n
 from openvisit.i18n import gettext as _
 
@@ -28,14 +26,15 @@ def opens_at_text(window_start: datetime, *, now: datetime, timezone: str = "UTC
     zone = _zone(timezone)
     appointment = (window_start + timedelta(minutes=minutes_before)).astimezone(zone)
     locale = i18n.active()
-    time_text = format_time(appointment, format="short", locale=locale)
+    time_text = (f"{i18n.format_clock(appointment, language=locale)} "
+                 f"{i18n.zone_label(appointment, language=locale)}")
     if appointment.date() != now.astimezone(zone).date():
         return _(
             "This link opens %(minutes)s minutes before your appointment on %(date)s at "
             "%(time)s. Please come back then."
         ) % {
             "minutes": minutes_before, "time": time_text,
-            "date": format_date(appointment, format="long", locale=locale),
+            "date": i18n.format_day(appointment, language=locale),
         }
     return _(
         "This link opens %(minutes)s minutes before your appointment at %(time)s. Please "
@@ -48,9 +47,10 @@ def _moment(moment: datetime, *, now: datetime, timezone: str) -> str:
     zone = _zone(timezone)
     local = moment.astimezone(zone)
     locale = i18n.active()
-    text = format_time(local, format="short", locale=locale)
+    text = (f"{i18n.format_clock(local, language=locale)} "
+            f"{i18n.zone_label(local, language=locale)}")
     if local.date() != now.astimezone(zone).date():
-        text = f"{text}, {format_date(local, format='long', locale=locale)}"
+        text = f"{text}, {i18n.format_day(local, language=locale)}"
     return text
 
 

@@ -315,7 +315,9 @@ async def test_it_gives_an_epic_link_visit_the_join_window_of_its_link(
     assert (await client.get(path)).status_code == 200
     with time_machine.travel(visit.window_end + timedelta(minutes=1), tick=False):
         over = await client.get(path + "?lang=en")
-    assert over.status_code == 410 and "This visit has ended" in over.text
+    # A normal page with a next step for the patient (issue 15 item 10), not an error.
+    assert over.status_code == 200 and "This visit has ended" in over.text
+    assert 'data-unavailable="visit_ended"' in over.text
 
 
 async def test_it_uses_the_appointment_start_for_the_window_when_it_is_known(
@@ -336,4 +338,5 @@ async def test_it_uses_the_appointment_start_for_the_window_when_it_is_known(
         visit = (await session.scalars(select(Visit))).one()
     assert visit.window_start == start - timedelta(minutes=ctx.settings.join_window_before_minutes)
     early = await client.get("/v/" + seated.headers["location"].rsplit("/v/", 1)[1] + "?lang=en")
-    assert early.status_code == 410 and "It is a little early" in early.text
+    assert early.status_code == 200 and "It is a little early" in early.text
+    assert 'data-unavailable="visit_not_open_yet"' in early.text

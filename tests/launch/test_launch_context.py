@@ -385,7 +385,8 @@ async def test_it_tells_a_clinician_who_is_early_what_to_do(
     assert "Launch it again from the EHR then" in clinician.text
     assert "come back then" not in clinician.text
     person = await browser.get(patient + "?lang=en")
-    assert person.status_code == 410 and "Please come back then" in person.text
+    # The patient gets a normal page with a next step (issue 15 item 10).
+    assert person.status_code == 200 and "Please come back then" in person.text
 
 
 async def test_it_tells_a_clinician_whose_visit_is_over_what_to_do(
@@ -399,4 +400,4 @@ async def test_it_tells_a_clinician_whose_visit_is_over_what_to_do(
     assert "launch it again from the EHR" in clinician.text
     assert "patient portal" not in clinician.text
     person = await browser.get(patient + "?lang=en")
-    assert person.status_code == 410 and "through your patient portal" in person.text
+    assert person.status_code == 200 and "through your patient portal" in person.text

@@ -39,6 +39,9 @@ async def test_it_tells_the_patient_about_booking_move_and_cancellation(app: App
     sent = await outbox(app)
     assert [channel for channel, _ in sent] == ["sms"] * 3
     booked, moved, cancelled = (text for _, text in sent)
-    assert "is booked for Tue, Mar 12 at 9:30 AM" in booked  # New York time, as the EHR said
-    assert "has moved to Wed, Mar 13 at 9:30 AM" in moved and "/v/" in moved
+    # New York time, as the EHR said, with the weekday and the zone named (issue 15 item 9);
+    # the raw department code (AIL-3 10501, not named by the organisation) is left out.
+    assert "is booked for Tuesday, March 12 at 9:30 AM EDT" in booked
+    assert "has moved to Wednesday, March 13 at 9:30 AM EDT" in moved and "/v/" in moved
+    assert "10501" not in booked + moved + cancelled
     assert "has been cancelled" in cancelled and "/v/" not in cancelled

@@ -64,14 +64,30 @@ async def test_it_shows_a_clear_page_for_a_bad_early_or_ended_link(
         url = await service.seat_link(session, app=ctx, visit=visit, role="patient",
                                       language="it")
     path = "/v/" + Links.token(url)
+    # A valid link outside its window is a normal page with a next step (issue 15 item 10):
+    # no status code in the patient's face, and a reload is not an error.
     with time_machine.travel(start - timedelta(hours=1), tick=False):
         early = await client.get(path)
-    assert early.status_code == 410
+        calendar = await client.get(path + "/visit.ics")
+        api = await client.get(path, headers={"Accept": "application/json"})
+    assert early.status_code == 200 and 'data-unavailable="visit_not_open_yet"' in early.text
     assert "È ancora un po&#39; presto" in early.text
-    assert "30 minuti prima del suo appuntamento delle 14:30" in early.text
+    assert "30 minuti prima del suo appuntamento delle 14:30 CET" in early.text
+    assert f'href="{path}/visit.ics?lang=it"' in early.text and "410" not in early.text
+    assert calendar.status_code == 200 and calendar.headers["content-type"].startswith(
+        "text/calendar")
+    unfolded = calendar.text.replace("\r\n ", "")
+    assert "DTSTART:20310303T133000Z" in unfolded and Links.token(url) in unfolded
+    assert api.status_code == 410 and api.json()["error"]["code"] == "visit_not_open_yet"
+    async with ctx.transaction() as session:
+        await service.set_after_visit_url(session, slug=seeded.organisation.slug,
+                                          url="https://portal.example.org/", actor="test")
     with time_machine.travel(start + timedelta(hours=5), tick=False):
         over = await client.get(path + "?lang=en")
-    assert over.status_code == 410 and "This visit has ended" in over.text
+        again = await client.get(path + "?lang=en")
+    assert over.status_code == 200 and "This visit has ended" in over.text
+    assert again.status_code == 200 and "410" not in over.text
+    assert 'href="https://portal.example.org/"' in over.text and "visit.ics" not in over.text
     bogus = await client.get("/v/AAAAAAAAAAAAAAAAAAAAAA.AAAA", headers={"Accept-Language": "es"})
     assert bogus.status_code == 404 and "No encontramos esta visita" in bogus.text
     api = await client.get("/v/nonsense", headers={"Accept": "application/json"})
@@ -111,7 +127,9 @@ async def test_it_lets_only_the_visits_clinician_act(
     assert ice.status_code == 200 and ice.json()["iceTransportPolicy"] == "all"
     ended = await client.post(f"{base}/end", headers=bearer(links.provider))
     assert ended.json() == {"id": str(links.visit_id), "status": "ended"}
-    assert (await client.get("/v/" + Links.token(links.patient))).status_code == 410
+    after = await client.get("/v/" + Links.token(links.patient))
+    assert after.status_code == 200 and 'data-unavailable="visit_ended"' in after.text
+    assert (await client.get("/v/" + Links.token(links.provider))).status_code == 410
 
 
 async def test_it_makes_a_demo_visit_outside_production(

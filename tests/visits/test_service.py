@@ -102,7 +102,8 @@ async def test_it_opens_links_only_inside_the_window_and_explains_why_not(
     assert "30 minutes before your appointment at 2:30\u202fPM" in early.value.message
     with pytest.raises(Gone) as day_before:
         await resolve(start - timedelta(days=1))
-    assert "on May 6, 2030 at 2:30\u202fPM" in day_before.value.message
+    # The weekday and the zone are named (issue 15 item 9).
+    assert "on Monday, May 6 at 2:30\u202fPM UTC+2" in day_before.value.message
     await resolve(start - timedelta(minutes=29))
     await resolve(start + timedelta(minutes=239))
     with pytest.raises(Gone) as late:

@@ -88,6 +88,7 @@ def upgrade() -> None:
     sa.Column('sms_consent_patients_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('frame_ancestors', sa.JSON(), nullable=False),
     sa.Column('show_patient_refs', sa.Boolean(), nullable=False),
+    sa.Column('after_visit_url', sa.String(length=500), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_organisation')),
@@ -170,6 +171,19 @@ def upgrade() -> None:
     with op.batch_alter_table('certificate', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_certificate_organisation_id'), ['organisation_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_certificate_thumbprint_sha256'), ['thumbprint_sha256'], unique=False)
+
+    op.create_table('department_name',
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('organisation_id', sa.Uuid(), nullable=False),
+    sa.Column('code', sa.String(length=64), nullable=False),
+    sa.Column('language', sa.String(length=8), nullable=False),
+    sa.Column('name', sa.String(length=120), nullable=False),
+    sa.ForeignKeyConstraint(['organisation_id'], ['organisation.id'], name=op.f('fk_department_name_organisation_id_organisation'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_department_name')),
+    sa.UniqueConstraint('organisation_id', 'code', 'language', name='uq_department_name')
+    )
+    with op.batch_alter_table('department_name', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_department_name_organisation_id'), ['organisation_id'], unique=False)
 
     op.create_table('ehr_endpoint',
     sa.Column('id', sa.Uuid(), nullable=False),
@@ -638,6 +652,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_ehr_endpoint_fhir_base'))
 
     op.drop_table('ehr_endpoint')
+    with op.batch_alter_table('department_name', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_department_name_organisation_id'))
+
+    op.drop_table('department_name')
     with op.batch_alter_table('certificate', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_certificate_thumbprint_sha256'))
         batch_op.drop_index(batch_op.f('ix_certificate_organisation_id'))

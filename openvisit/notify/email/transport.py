@@ -39,9 +39,10 @@ def message_id(reference: str, *, sender: str) -> str:
 
 def build(
     *, to: str, subject: str, text: str, html: str | None, sender: str, sender_name: str,
-    reference: str,
+    reference: str, calendar: str | None = None,
 ) -> EmailMessage:
-    """The MIME message: plain text, plus an HTML alternative when given."""
+    """The MIME message: plain text, plus an HTML alternative when given, plus the visit's
+    calendar file (``visit.ics``, text/calendar; method=PUBLISH) when given."""
     msg = EmailMessage()
     msg["From"] = formataddr((sender_name, sender)) if sender_name else sender
     msg["To"] = to
@@ -53,6 +54,10 @@ def build(
     msg.set_content(text)
     if html is not None:
         msg.add_alternative(html, subtype="html")
+    if calendar is not None:
+        msg.add_attachment(calendar.encode("utf-8"), maintype="text", subtype="calendar",
+                           filename="visit.ics", params={"method": "PUBLISH",
+                                                         "charset": "utf-8"})
     return msg
 
 
@@ -72,10 +77,11 @@ class SmtpEmail(EmailTransport):
     async def send(
         self, *, to: str, subject: str, text: str, html: str | None, sender: str,
         sender_name: str, reference: str, retain_until: datetime | None = None,
+        calendar: str | None = None,
     ) -> SendResult:
         settings = self.settings
         msg = build(to=to, subject=subject, text=text, html=html, sender=sender,
-                    sender_name=sender_name, reference=reference)
+                    sender_name=sender_name, reference=reference, calendar=calendar)
         try:
             await aiosmtplib.send(
                 msg, hostname=settings.smtp_host, port=settings.smtp_port,

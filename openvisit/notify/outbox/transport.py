@@ -94,7 +94,11 @@ class OutboxEmail(EmailTransport):
     async def send(
         self, *, to: str, subject: str, text: str, html: str | None, sender: str,
         sender_name: str, reference: str, retain_until: datetime | None = None,
+        calendar: str | None = None,
     ) -> SendResult:
+        # The outbox keeps what people read; the calendar file is named, not stored.
+        if calendar is not None:
+            text = f"{text.rstrip()}\n\n[attachment: visit.ics]\n"
         return await self._outbox.store(channel="email", to=to, sender=sender, text=text,
                                         subject=subject, html=html, reference=reference,
                                         retain_until=retain_until)
