@@ -25,9 +25,9 @@ from openvisit.notify.commands import (
     principal_for,
     set_consents,
 )
-from openvisit.portal.sms import numbers
-from openvisit.portal.signin.service import get_or_create_organisation
 from openvisit.portal.repository import organisation_number
+from openvisit.portal.signin.service import get_or_create_organisation
+from openvisit.portal.sms import numbers
 from openvisit.sandbox.demo import DEPARTMENT_CODE, SENDER
 
 #: What patients read for the sandbox's department code, per language.
