@@ -1,6 +1,6 @@
 # OpenVisit: two commands.
 #   make demo   run the whole product on the embedded default (SQLite, in-process bus)
-#   make test   install everything needed and pass every test (SQLite pass + PostgreSQL/Redis pass)
+#   make test   install everything needed and pass every test (SQLite and PostgreSQL/Redis passes, side by side)
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -46,10 +46,9 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy --strict openvisit
 
-# pytest exits 5 when it collected no test: make treats any non-zero exit as failure.
+# pytest exits 5 when it collected no test: run-tests.sh fails on any non-zero exit of either pass.
 test: deps lint typecheck
-	OPENVISIT_TEST_BACKEND=sqlite $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
-	OPENVISIT_TEST_BACKEND=postgres $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+	PY=$(PY) PYTEST_ARGS='$(PYTEST_ARGS)' bash scripts/run-tests.sh
 
 demo: $(DEMO_STAMP)
 	@bash scripts/demo.sh $(DEMO_DIR) $(DEMO_PORT) $(SANDBOX_PORT) $(MLLP_PORT)
