@@ -13,8 +13,10 @@ from openvisit.portal.signin import views as views_signin
 from openvisit.portal.sms import views as views_sms
 from openvisit.portal.staff import api as api_admin
 from openvisit.portal.staff import views as views_admin
+from openvisit.portal.writeback import api as api_writeback
+from openvisit.portal.writeback import views as views_writeback
 
 router = APIRouter()
 for module in (views_signin, views_setup, views_sms, views_review, views_admin, views_epic,
-               api_setup, api_admin):
+               views_writeback, api_setup, api_admin, api_writeback):
     router.include_router(module.router)

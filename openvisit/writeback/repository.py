@@ -71,3 +71,11 @@ async def count_failed(session: AsyncSession) -> int:
     found = await session.scalar(
         select(func.count()).select_from(Writeback).where(Writeback.state == "failed"))
     return int(found or 0)
+
+
+async def state_counts(session: AsyncSession, *, endpoint_id: uuid.UUID) -> dict[str, int]:
+    """How many of the endpoint's write-backs are in each state."""
+    found = await session.execute(
+        select(Writeback.state, func.count()).where(Writeback.endpoint_id == endpoint_id)
+        .group_by(Writeback.state))
+    return {str(state): int(n) for state, n in found.all()}

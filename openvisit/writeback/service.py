@@ -221,6 +221,11 @@ async def rerun(session: AsyncSession, *, row_id: int,
     return row
 
 
+async def state_counts(session: AsyncSession, *, endpoint_id: uuid.UUID) -> dict[str, int]:
+    """The endpoint's write-backs by state (the portal's summary line)."""
+    return await repo.state_counts(session, endpoint_id=endpoint_id)
+
+
 async def count_failed(session: AsyncSession) -> int:
     """Write-backs the EHR refused for good (``openvisit_writeback_failed``)."""
     return await repo.count_failed(session)

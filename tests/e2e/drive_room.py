@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from playwright.async_api import Browser, async_playwright
 
 from tests.e2e.drive_devicetest import devicetest
+from tests.e2e.drive_writeback import writeback
 from tests.e2e.room_stack import (
     CHROMIUM_ARGS,
     Stack,
@@ -306,7 +307,7 @@ async def network_drop(browser: Browser, stack: Stack, shots: Path | None) -> di
 
 SCENARIOS = {f.__name__: f for f in (one_to_one, three_way, relay_only, staff_relay,
                                      lobby_refusal,
-                                     two_processes, network_drop, devicetest)}
+                                     two_processes, network_drop, devicetest, writeback)}
 
 
 async def migrate_sqlite(db_url: str) -> None:

@@ -1,0 +1,1 @@
+"""Portal family of an endpoint's EHR write-back (views, api, service)."""
