@@ -43,9 +43,11 @@ async def join(session: AsyncSession, *, app: AppContext, token: str, connection
     """A socket says hello: the seat enters the lobby (clinicians go straight in).
 
     A seat already waiting or admitted keeps its state, so a reconnecting page resumes
-    where it was. The socket becomes the seat's holder (``connection_id``). ``devices`` is
-    the page's pre-join device check ("ready" / "failed"), kept on the ``joined`` event for
-    the drop-off report. Raises what
+    where it was, with one exception: an admitted patient, interpreter or guest who comes
+    back while no clinician is in the call waits in the lobby again (the clinician admits
+    them anew), so nobody is let into a visit the clinician has left. The socket becomes the
+    seat's holder (``connection_id``). ``devices`` is the page's pre-join device check
+    ("ready" / "failed"), kept on the ``joined`` event for the drop-off report. Raises what
     :func:`resolve_link` raises.
     """
     now = now or utcnow()
@@ -58,6 +60,11 @@ async def join(session: AsyncSession, *, app: AppContext, token: str, connection
     elif seat.lobby_state in ("invited", "left"):
         seat.lobby_state, seat.waiting_since = "waiting", now
         entered = True
+    elif seat.lobby_state == "admitted" and not await repo.staff_in_call(
+            session, visit.id, STAFF_ROLES):
+        seat.lobby_state, seat.waiting_since = "waiting", now
+        entered = True
+        await media.seat_changed(session, app=app, visit=visit, participant=seat)
     resumed = seat.connected
     seat.connected, seat.connection_id, seat.last_seen_at = True, connection_id, now
     _bump(seat)  # one UPDATE for both changes; both events carry the final snapshot

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from sqlalchemy import func, or_, select, update
@@ -120,6 +120,15 @@ async def count_admitted(session: AsyncSession, visit_id: uuid.UUID) -> int:
         Participant.visit_id == visit_id, Participant.lobby_state == "admitted"
     )
     return int((await session.execute(stmt)).scalar_one())
+
+
+async def staff_in_call(session: AsyncSession, visit_id: uuid.UUID,
+                        staff_roles: Collection[str]) -> bool:
+    """Whether a clinician (or other staff seat) of the visit is in the call right now."""
+    stmt = select(Participant.id).where(
+        Participant.visit_id == visit_id, Participant.role.in_(staff_roles),
+        Participant.lobby_state == "admitted", Participant.connected.is_(True)).limit(1)
+    return (await session.execute(stmt)).first() is not None
 
 
 async def events_of(session: AsyncSession, visit_id: uuid.UUID) -> Sequence[VisitEvent]:

@@ -33,11 +33,13 @@ ROOM_STRINGS: dict[str, str] = {
     # Connection
     "conn.connecting": N_("Connecting…"),
     "conn.connected": N_("Connected"),
+    "conn.ended": N_("Visit ended"),
     "conn.reconnecting": N_("Connection lost. Reconnecting…"),
     "conn.retry_in": N_("Connection lost. Trying again in {s} s…"),
     "peer.connecting": N_("Connecting to {who}…"),
     "peer.reconnecting": N_("Reconnecting to {who}…"),
     "peer.connected": N_("{who} is connected"),
+    "peer.left": N_("{who} left the call"),
     "peer.failed": N_("Could not reach {who}. Still trying…"),
     "peer.no_video": N_("Camera off"),
     # Lobby and call

@@ -132,9 +132,15 @@ async def three_way(browser: Browser, stack: Stack, shots: Path | None) -> dict[
               (("provider", provider), ("patient", patient), ("interpreter", interpreter))}
     labels = sorted(await patient.eval_on_selector_all(".tile-name",
                                                        "els => els.map(e => e.textContent)"))
+    # The clinician leaves: the patient's screen reader hears it (it kept saying
+    # "Your clinician is connected").
+    await provider.click('.controls [data-action="leave"]')
+    await patient.wait_for_function(
+        "document.querySelector('[data-live]').textContent.includes('left the call')")
+    heard = await patient.inner_text("[data-live]")
     for page in (provider, patient, interpreter):
         await page.context.close()
-    return {"frames": frames, "patient_sees": labels}
+    return {"frames": frames, "patient_sees": labels, "patient_heard": heard}
 
 
 async def relay_only(browser: Browser, stack: Stack, shots: Path | None) -> dict[str, Any]:

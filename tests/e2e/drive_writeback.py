@@ -194,6 +194,8 @@ async def writeback(browser: Browser, stack: Stack, shots: Path | None) -> dict[
     await provider.click('[data-action="end"]')
     await provider.click("#end-dialog [data-confirm-end]")
     await provider.wait_for_selector('[data-step="end"]:not([hidden])', timeout=15_000)
+    await asyncio.sleep(0.5)  # the socket closes after the end: the header must not revert
+    status_after_end = await provider.inner_text("[data-visit-status]")
     await shot(provider, shots, "writeback-provider-ended")
     for page in (patient, provider):
         await page.context.close()
@@ -214,7 +216,7 @@ async def writeback(browser: Browser, stack: Stack, shots: Path | None) -> dict[
     observations = [o for o in fhir.all("Observation")
                     if any(t.get("system") == TAG_SYSTEM for t in o["meta"].get("tag") or [])]
     return {
-        "frames": frames,
+        "frames": frames, "status_after_end": status_after_end,
         "states_after_visit": states_after_visit, "states": states,
         "audit": [{"kind": _kind(e), "recorded": e["recorded"],
                    "agent": (e.get("agent") or [{}])[0].get("who", {}).get("reference"),

@@ -60,6 +60,7 @@ def test_it_connects_provider_patient_and_an_invited_interpreter_all_ways(
     for who in ("provider", "patient", "interpreter"):
         assert_decoding(result["frames"][who], 2)
     assert result["patient_sees"] == ["Interpreter", "Your clinician"]
+    assert result["patient_heard"] == "Your clinician left the call"
 
 
 def test_it_connects_through_a_turn_relay_when_only_relay_candidates_are_allowed(

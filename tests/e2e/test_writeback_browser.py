@@ -46,6 +46,12 @@ def test_it_writes_a_browser_visit_back_in_order_and_once(report: dict[str, Any]
     assert len(report["tags"]) == len(set(report["tags"])), "a write landed twice"
 
 
+def test_it_says_visit_ended_in_the_clinicians_header_after_the_end(
+        report: dict[str, Any]) -> None:
+    """Issue 15 item 8: after "End visit" the header said "Connected" (its socket closing)."""
+    assert report["status_after_end"] == "Visit ended"
+
+
 def test_it_writes_the_device_test_result_as_an_observation(report: dict[str, Any]) -> None:
     assert report["device_saved"] == "true"
     (observation,) = report["observations"]

@@ -194,3 +194,42 @@ async def test_it_opens_adhoc_visits_from_now(ctx: AppContext) -> None:
                                            organisation_id=seeded.organisation.id, kind="x")
     assert visit.kind == "devicetest" and visit.appointment_id is None
     assert visit.window_start is not None and visit.window_start <= utcnow()
+
+
+async def test_it_sends_a_returning_patient_to_the_lobby_when_the_clinician_has_left(
+    ctx: AppContext,
+) -> None:
+    """An admitted patient whose page drops resumes straight into the call while the
+    clinician is in it, and waits in the lobby again once the clinician has gone."""
+    links = await make_visit(ctx, await seed_org(ctx))
+    async with ctx.transaction() as session:
+        visit, doc = await lobby.join(session, app=ctx, token=Links.token(links.provider),
+                                      connection_id="docpage1.a")
+        _, pat = await lobby.join(session, app=ctx, token=Links.token(links.patient),
+                                  connection_id="patpage1.a")
+        await lobby.admit(session, app=ctx, visit=visit, actor=doc, target_id=pat.id)
+        doc_id, pat_id = doc.id, pat.id
+    async with ctx.transaction() as session:
+        await lobby.disconnect(session, app=ctx, participant_id=pat_id,
+                               connection_id="patpage1.a")
+    async with ctx.transaction() as session:  # the clinician is still there: resume
+        _, pat = await lobby.join(session, app=ctx, token=Links.token(links.patient),
+                                  connection_id="patpage1.b")
+        assert pat.lobby_state == "admitted"
+    async with ctx.transaction() as session:
+        await lobby.disconnect(session, app=ctx, participant_id=pat_id,
+                               connection_id="patpage1.b")
+        await lobby.disconnect(session, app=ctx, participant_id=doc_id,
+                               connection_id="docpage1.a")
+    async with ctx.transaction() as session:  # nobody to see them: back to the lobby
+        _, pat = await lobby.join(session, app=ctx, token=Links.token(links.patient),
+                                  connection_id="patpage1.c")
+        assert pat.lobby_state == "waiting" and pat.waiting_since is not None
+    async with ctx.transaction() as session:  # the clinician returns and admits again
+        visit, doc = await lobby.join(session, app=ctx, token=Links.token(links.provider),
+                                      connection_id="docpage1.b")
+        await lobby.admit(session, app=ctx, visit=visit, actor=doc, target_id=pat_id)
+    async with ctx.db.read() as session:
+        kinds = list(await session.scalars(select(VisitEvent.kind).where(
+            VisitEvent.participant_id == pat_id).order_by(VisitEvent.id)))
+    assert kinds.count("admitted") == 2 and kinds.count("joined") == 2

@@ -1,6 +1,6 @@
 // The patient, interpreter and guest page: check camera → Join → lobby → call.
 
-import { clock, t } from "./i18n.js";
+import { clock, labelOf, t } from "./i18n.js";
 import { Room } from "./room.js";
 import { $, announce, runMeter, setToggle, showStep } from "./ui.js";
 
@@ -25,6 +25,11 @@ async function start() {
     stopMeter = runMeter(room.media);
   }
 }
+
+// The clinician's page has its roster's own announcements; this page has only the tiles.
+room.addEventListener("peer-left", ({ detail }) => {
+  announce(t("peer.left", { who: labelOf(detail.peer) }));
+});
 
 $('[data-action="join"]').addEventListener("click", (event) => {
   const button = event.currentTarget;

@@ -183,7 +183,12 @@ room.addEventListener("action", async ({ detail }) => {
 });
 
 room.addEventListener("socket", ({ detail }) => {
+  if (room.ended) return;  // the socket closing after "End visit" is not "Connected"
   $("[data-visit-status]").textContent = detail.text || t("conn.connected");
+});
+
+room.addEventListener("ended", () => {
+  $("[data-visit-status]").textContent = t("conn.ended");
 });
 
 async function start() {

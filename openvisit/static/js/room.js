@@ -171,7 +171,12 @@ export class Room extends EventTarget {
 
   removeTile(id) {
     const tile = this.tiles.get(id);
-    if (tile) tile.remove();
+    if (tile) {
+      tile.remove();
+      // Screen readers heard "… is connected"; the page tells them the peer went, too.
+      const peer = this.peers.get(id);
+      if (peer && !this.ended) this.dispatchEvent(new CustomEvent("peer-left", { detail: { peer } }));
+    }
     this.tiles.delete(id);
   }
 
