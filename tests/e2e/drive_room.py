@@ -121,6 +121,14 @@ async def three_way(browser: Browser, stack: Stack, shots: Path | None) -> dict[
     await provider.wait_for_selector("[data-invite-result]:not([hidden])")
     invite_url = await provider.input_value("[data-invite-link]")
     await shot(provider, shots, "provider-invite")
+    # "End visit for everyone" is on screen (inside the 1280×800 viewport) with the link shown,
+    # and the link's copy row above it, not under it.
+    end_box = await provider.eval_on_selector('[data-action="end"]', """el => {
+      const r = el.getBoundingClientRect();
+      const copy = document.querySelector(".copy-row").getBoundingClientRect();
+      return {top: r.top, bottom: r.bottom, vh: window.innerHeight,
+              copy_top: copy.top, copy_bottom: copy.bottom};
+    }""")
 
     patient = await new_page(browser, phone=True)
     interpreter = await new_page(browser)
@@ -140,7 +148,8 @@ async def three_way(browser: Browser, stack: Stack, shots: Path | None) -> dict[
     heard = await patient.inner_text("[data-live]")
     for page in (provider, patient, interpreter):
         await page.context.close()
-    return {"frames": frames, "patient_sees": labels, "patient_heard": heard}
+    return {"frames": frames, "patient_sees": labels, "patient_heard": heard,
+            "end_button": end_box}
 
 
 async def relay_only(browser: Browser, stack: Stack, shots: Path | None) -> dict[str, Any]:

@@ -61,6 +61,9 @@ def test_it_connects_provider_patient_and_an_invited_interpreter_all_ways(
         assert_decoding(result["frames"][who], 2)
     assert result["patient_sees"] == ["Interpreter", "Your clinician"]
     assert result["patient_heard"] == "Your clinician left the call"
+    end = result["end_button"]  # with the invite link shown, still inside the viewport
+    assert 0 <= end["top"] and end["bottom"] <= end["vh"], end
+    assert 0 <= end["copy_top"] and end["copy_bottom"] <= end["top"], end
 
 
 def test_it_connects_through_a_turn_relay_when_only_relay_candidates_are_allowed(

@@ -63,6 +63,8 @@ async def _links(ctx: AppContext) -> dict[str, str]:
                                                    patient_ref="Patient/1")
         links["provider"] = await service.seat_link(session, app=ctx, visit=now,
                                                     role="provider", ehr_user_id="Practitioner/1")
+        links["interpreter"] = await service.seat_link(session, app=ctx, visit=now,
+                                                       role="interpreter")
         ended = await service.open_adhoc_visit(session, app=ctx, organisation_id=org.id)
         links["ended"] = await service.seat_link(session, app=ctx, visit=ended, role="patient",
                                                  patient_ref="Patient/2")
@@ -99,7 +101,7 @@ async def main(outdir: Path) -> None:
                         viewport={"width": width, "height": height}, is_mobile=phone,
                         has_touch=phone)
                     page = await context.new_page()
-                    for name in ("early", "ended", "prejoin"):
+                    for name in ("early", "ended", "prejoin", "interpreter"):
                         for lang in ("es", "cs"):
                             await page.goto(f"{links[name]}?lang={lang}")
                             await page.wait_for_load_state("networkidle")

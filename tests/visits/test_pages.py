@@ -42,6 +42,29 @@ async def test_it_serves_the_patient_page_in_the_language_of_the_link_then_the_b
     assert 'aria-live="polite"' in spanish.text and 'href="' + path + '?lang=it"' in spanish.text
 
 
+async def test_it_tells_interpreters_and_guests_what_they_join_as(
+    client: httpx.AsyncClient, ctx: AppContext,
+) -> None:
+    """Issue 15 item 8: invitees got the patient's wording ("Your video visit", "Your
+    clinician will let you in") and no role."""
+    links = await make_visit(ctx, await seed_org(ctx), interpreters=1)
+    async with ctx.transaction() as session:
+        visit, _ = await service.resolve_link(session, app=ctx, token=Links.token(links.patient))
+        guest = await service.seat_link(session, app=ctx, visit=visit, role="guest")
+    interpreter = (await client.get("/v/" + Links.token(links.extra["interpreter1"]))).text
+    assert "You are joining as the interpreter" in interpreter
+    assert "see you as “Interpreter”" in interpreter
+    assert "The clinician will let you in shortly" in interpreter
+    assert "Your clinician will let you in" not in interpreter
+    assert page_config(interpreter)["role"] == "interpreter"
+    spanish = (await client.get("/v/" + Links.token(guest) + "?lang=es")).text
+    assert "Va a entrar como invitado" in spanish and "«Invitado»" in spanish
+    assert "El profesional sanitario le dejará entrar en breve" in spanish
+    patient = (await client.get("/v/" + Links.token(links.patient))).text
+    assert "Your video visit" in patient and "data-role-note" not in patient
+    assert "Your clinician will let you in shortly" in patient
+
+
 async def test_it_serves_the_clinician_page_with_the_participants_panel(
     client: httpx.AsyncClient, ctx: AppContext,
 ) -> None:

@@ -62,10 +62,16 @@ function button(label, kind, handler) {
   return el;
 }
 
+// Set when an invite link was just shown: the roster update that follows (the new seat)
+// keeps it in view instead of restoring the old scroll position.
+let revealInvite = false;
+
 function renderRoster() {
   const now = Date.now();
   const focused = document.activeElement?.dataset?.key;
-  rosterEl.textContent = "";
+  const panel = rosterEl.closest(".side-panel");
+  const scrolled = panel ? panel.scrollTop : 0;  // a re-render must not jump the panel
+  const items = document.createDocumentFragment();
   for (const seat of roster) {
     const li = document.createElement("li");
     li.className = `roster-item state-${seat.state}${seat.connected ? " is-connected" : ""}`;
@@ -100,9 +106,12 @@ function renderRoster() {
       for (const b of $$("button", actions)) b.dataset.key = `${seat.id}:${b.textContent}`;
       li.append(actions);
     }
-    rosterEl.append(li);
+    items.append(li);
   }
-  if (focused) $(`[data-key="${CSS.escape(focused)}"]`)?.focus();
+  rosterEl.replaceChildren(items);
+  if (panel) panel.scrollTop = revealInvite ? panel.scrollHeight : scrolled;
+  revealInvite = false;
+  if (focused) $(`[data-key="${CSS.escape(focused)}"]`)?.focus({ preventScroll: true });
   const waiting = roster.filter((s) => s.state === "waiting").length;
   const badge = $("[data-waiting-count]");
   badge.hidden = waiting === 0;
@@ -157,8 +166,12 @@ for (const inviteButton of $$("[data-invite]")) {
     $("[data-invite-label]").textContent = t("invite.created", { who });
     const input = $("[data-invite-link]");
     input.value = data.url;
-    input.focus();
+    input.focus({ preventScroll: true });
     input.select();
+    // The link sits just above the panel's sticky "End visit" bar: bring it into view.
+    const panel = result.closest(".side-panel");
+    if (panel) panel.scrollTop = panel.scrollHeight;
+    revealInvite = true;
   });
 }
 
