@@ -348,12 +348,13 @@ def sandbox(
     """Run the built-in sandbox EHR (SMART server, FHIR store, schedule and portal pages).
 
     OpenVisit is pre-registered as a confidential client that authenticates with
-    private_key_jwt against OpenVisit's own JWKS.
+    private_key_jwt against OpenVisit's own JWKS, for launches and for write-back's
+    backend-services tokens (system/ scopes).
     """
     import uvicorn
 
     from openvisit.sandbox.app import create_sandbox_app
-    from openvisit.sandbox.clients import SandboxClient
+    from openvisit.sandbox.clients import openvisit_registration
     from openvisit.sandbox.runtime import DemoMode
 
     ov = (openvisit_url or _settings().public_url).rstrip("/")
@@ -363,14 +364,7 @@ def sandbox(
     web = create_sandbox_app(
         base_url=base,
         state_path=state_dir,
-        clients=[
-            SandboxClient(
-                client_id=client_id,
-                redirect_uris=[f"{ov}/launch/callback", f"{ov}/portal/approval/callback"],
-                jwks_uri=f"{ov}/.well-known/jwks.json",
-                name="OpenVisit",
-            )
-        ],
+        clients=[openvisit_registration(openvisit_url=ov, client_id=client_id)],
         provider_launch_url=f"{ov}/launch",
         patient_launch_url=f"{ov}/launch/patient",
         demo=DemoMode(mllp_port=mllp_port) if demo else None,
@@ -390,7 +384,8 @@ def demo_setup(
     ] = None,
 ) -> None:
     """Make the demo ready: the sandbox as an approved endpoint and HL7 sender, SMS consents,
-    an outbox sending number, confirmations on (idempotent; used by `make demo`)."""
+    an outbox sending number, confirmations on, write-back into the sandbox on (idempotent;
+    used by `make demo`)."""
     from openvisit.demo import prepare
 
     zone = timezone or _local_zone()
@@ -398,7 +393,8 @@ def demo_setup(
     async def main(ctx: AppContext) -> str:
         done = await prepare(ctx, sandbox_url=sandbox_url, slug=org, name=org_name,
                              timezone=zone)
-        return f"endpoint {done.endpoint_id}  HL7 sender {done.sender}  SMS from {done.number}"
+        return (f"endpoint {done.endpoint_id}  HL7 sender {done.sender}  SMS from {done.number}"
+                f"  write-back {'on' if done.writeback else 'off'}")
 
     typer.echo(_run(main))
 

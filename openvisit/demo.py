@@ -4,7 +4,10 @@
 portal work: the sandbox EHR registered as an approved test endpoint, the sandbox's scheduling
 feed accepted (its HL7 sender, :data:`openvisit.sandbox.demo.SENDER`), its department code
 named for patients in each language, both SMS consents, a
-sending number on the outbox provider (nothing leaves the machine), confirmations on. Every
+sending number on the outbox provider (nothing leaves the machine), confirmations on, and
+write-back into the sandbox on (:data:`DEMO_WRITEBACK`: the sandbox's chart page shows what a
+visit wrote; its token is a backend-services one for the client ``openvisit``, which
+``openvisit sandbox`` registers with OpenVisit's JWKS and ``system/`` scopes). Every
 step goes through the same services the portal and the CLI use, so each is audited (actor
 ``cli``) and validated the same way. A second run changes nothing.
 """
@@ -29,12 +32,18 @@ from openvisit.portal.repository import organisation_number
 from openvisit.portal.signin.service import get_or_create_organisation
 from openvisit.portal.sms import numbers
 from openvisit.sandbox.demo import DEPARTMENT_CODE, SENDER
+from openvisit.writeback import service as writeback
+from openvisit.writeback.settings import OPTIONS_KEY, settings_of
 
 #: What patients read for the sandbox's department code, per language.
 DEPARTMENT_NAMES = {"": "Family medicine", "es": "Medicina familiar",
                     "cs": "Všeobecné lékařství", "it": "Medicina generale"}
 #: The demo's sending number: a fictional 555-01xx number (NANPA reserves them for fiction).
 DEMO_NUMBER = "+12025550199"
+#: What the demo writes back into the sandbox, so its chart page (/ehr/chart/<appointment>)
+#: shows the visit: the AuditEvents, the Encounter, Appointment.status, the device test, a
+#: Communication per message sent and one when the patient arrives in the lobby.
+DEMO_WRITEBACK = {"enabled": True, "appointment_status": True, "patient_arrived": True}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,6 +54,7 @@ class DemoSetup:
     endpoint_id: uuid.UUID
     sender: str
     number: str
+    writeback: bool
 
 
 async def prepare(app: AppContext, *, sandbox_url: str, slug: str, name: str,
@@ -68,6 +78,11 @@ async def prepare(app: AppContext, *, sandbox_url: str, slug: str, name: str,
             )
         if sender not in hl7_options(endpoint).get("senders", []):
             await configure_feed(session, endpoint=endpoint, actor="cli", senders=[sender])
+        # Only where nothing is set yet: an admin who changed it in the portal keeps that.
+        if OPTIONS_KEY not in (endpoint.options or {}):
+            await writeback.update_settings(session, endpoint=endpoint, data=DEMO_WRITEBACK,
+                                            actor="cli")
+        writes_back = settings_of(endpoint).enabled
         endpoint_id, org_id, principal = endpoint.id, org.id, principal_for(org)
         named = await departments.entries(session, organisation_id=org_id)
         if not any(entry.code == DEPARTMENT_CODE for entry in named):
@@ -85,4 +100,4 @@ async def prepare(app: AppContext, *, sandbox_url: str, slug: str, name: str,
         changes=NotificationChanges(enabled=True, confirmations=True, number=DEMO_NUMBER),
     )
     return DemoSetup(organisation_slug=slug, endpoint_id=endpoint_id, sender=sender,
-                     number=DEMO_NUMBER)
+                     number=DEMO_NUMBER, writeback=writes_back)

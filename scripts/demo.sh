@@ -2,7 +2,8 @@
 # `make demo`: the whole flow on one machine, on the embedded default (SQLite + in-process bus):
 # the built-in sandbox EHR in demo mode (every appointment can be started at any time, "Reset
 # demo", "Send booking (SIU)"), OpenVisit set up for it (approved test endpoint, the sandbox as
-# HL7 sender, SMS into the outbox), and OpenVisit serving web + worker + MLLP in one process.
+# HL7 sender, SMS into the outbox, write-back into the sandbox's chart), and OpenVisit serving
+# web + worker (which sends the write-backs) + MLLP in one process.
 # Everything binds to 127.0.0.1 only.
 # Usage: scripts/demo.sh DIR HTTP_PORT SANDBOX_PORT MLLP_PORT
 set -euo pipefail
@@ -29,7 +30,7 @@ done
 
 echo "demo: [1/4] database ($(pwd)/openvisit.db)"
 "$ov" migrate >/dev/null
-echo "demo: [2/4] organisation, sandbox endpoint, HL7 sender, SMS outbox"
+echo "demo: [2/4] organisation, sandbox endpoint, HL7 sender, SMS outbox, write-back"
 "$ov" demo-setup --sandbox-url "$sandbox_url" --org default \
   --org-name "Sandbox Family Clinic" >/dev/null
 admin_password="openvisit-demo-password"
@@ -56,6 +57,9 @@ cat <<MSG
                         top gives a fresh day)
   Play the patient:    ${sandbox_url}/portal          → "Begin visit"
                        (or the patient's link on the clinician's visit page, "Patient's link")
+  See the write-back:  ${sandbox_url}/ehr/schedule    → "Chart" on the row: who connected,
+                       visit started/ended, the Encounter's status, device test, messages,
+                       as OpenVisit writes them into the sandbox (it refreshes by itself)
   Try the SMS path:    ${sandbox_url}/ehr/schedule    → "Send booking (SIU)" on a row, then
                        the outbox below shows the confirmation with the patient's join link
   Outbox (SMS/e-mail): ${OPENVISIT_PUBLIC_URL}/ops/outbox

@@ -27,7 +27,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from openvisit.sandbox import admin, authorize, fhir_api, pages, tokens
+from openvisit.sandbox import admin, authorize, chart, fhir_api, pages, tokens
 from openvisit.sandbox import demo as demo_pages
 from openvisit.sandbox.client_auth import CachedJwks, JwksFetcher
 from openvisit.sandbox.clients import ClientRegistry, SandboxClient, load_clients_file
@@ -116,6 +116,7 @@ def create_sandbox_app(
     app = Starlette(
         routes=[
             *pages.routes(),
+            *chart.routes(),
             *authorize.routes(),
             *tokens.routes(),
             *fhir_api.routes(),

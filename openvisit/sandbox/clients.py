@@ -159,6 +159,22 @@ class SandboxClient:
         return out
 
 
+def openvisit_registration(*, openvisit_url: str, client_id: str = "openvisit") -> SandboxClient:
+    """OpenVisit as ``openvisit sandbox`` registers it: a confidential client proving itself
+    with ``private_key_jwt`` against OpenVisit's published JWKS, for the EHR launch, the
+    portal's approval sign-in and SMART Backend Services (``client_credentials`` with the
+    ``system/`` scopes write-back asks for, e.g. ``system/AuditEvent.c``, which
+    ``system/*.cruds`` in :data:`DEFAULT_SCOPES` covers)."""
+    base = openvisit_url.rstrip("/")
+    return SandboxClient(
+        client_id=client_id,
+        redirect_uris=[f"{base}/launch/callback", f"{base}/portal/approval/callback"],
+        jwks_uri=f"{base}/.well-known/jwks.json",
+        scopes=DEFAULT_SCOPES,
+        name="OpenVisit",
+    )
+
+
 def load_clients_file(path: Path) -> list[SandboxClient]:
     """Read registrations from a JSON file: a list, or ``{"clients": [...]}``.
 

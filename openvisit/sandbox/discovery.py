@@ -108,7 +108,7 @@ def capability_statement(urls: SandboxUrls, *, now: datetime) -> dict[str, Any]:
     interactions = ["read", "search-type", "create", "update", "patch", "delete"]
     resources = []
     for rtype in RESOURCE_TYPES:
-        params = [{"name": "_id", "type": "token"}] + [
+        params = [{"name": "_id", "type": "token"}, {"name": "_tag", "type": "token"}] + [
             {"name": name, "type": spec.kind} for name, spec in SEARCH_PARAMS.get(rtype, {}).items()
         ]
         resources.append(
@@ -118,7 +118,7 @@ def capability_statement(urls: SandboxUrls, *, now: datetime) -> dict[str, Any]:
                 "versioning": "versioned-update",
                 "readHistory": False,
                 "updateCreate": True,
-                "conditionalCreate": False,
+                "conditionalCreate": True,
                 "conditionalUpdate": False,
                 "conditionalDelete": "not-supported",
                 "searchParam": params,

@@ -1,18 +1,21 @@
 """The FHIR R4 REST API of the sandbox (FHIR R4 http.html).
 
-Interactions: read, search (GET and POST ``_search``), create, update (PUT, update-as-create),
-patch (JSON Patch), delete; ``metadata`` and the ``.well-known`` documents are public, all else
-needs a SMART access token (see :mod:`openvisit.sandbox.fhir_access`). Responses are
-``application/fhir+json``; errors are OperationOutcome. Logs name ids and events, never content.
+Interactions: read, search (GET and POST ``_search``), create (conditional with
+``If-None-Exist``), update (PUT, update-as-create), patch (JSON Patch), delete; ``metadata``
+and the ``.well-known`` documents are public, all else needs a SMART access token (see
+:mod:`openvisit.sandbox.fhir_access`). Responses are ``application/fhir+json``; errors are
+OperationOutcome. Logs name ids and events, never content.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from email.utils import format_datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -227,9 +230,35 @@ async def create(request: Request) -> Response:
     resource.pop("id", None)  # http.html §"create": the server assigns the id
     if not access.permits(resource):
         raise forbidden_resource(rtype)
-    stored = sandbox.store.create(resource)
+    criteria = request.headers.get("if-none-exist")
+    if criteria is None:
+        stored, created = sandbox.store.create(resource), True
+    else:
+        stored, created = sandbox.store.create_unless_found(
+            resource, find=_if_none_exist(sandbox, rtype, criteria, access=access)
+        )
     headers = {**_resource_headers(stored), "Location": _location(sandbox, stored)}
-    return _written(request, stored, status_code=201, headers=headers)
+    return _written(request, stored, status_code=201 if created else 200, headers=headers)
+
+
+def _if_none_exist(
+    sandbox: Sandbox, rtype: str, criteria: str, *, access: Access
+) -> Callable[[list[Resource]], list[Resource]]:
+    """The search of an ``If-None-Exist`` header (a query string without ``?``, http.html
+    §3.1.0.8.1). Unknown parameters are refused (400) rather than ignored: an ignored one
+    would match everything. Only resources the token may see count as matches, so the
+    answer reveals nothing outside its compartment; ``c`` alone is enough to ask."""
+    params = parse_qsl(criteria.lstrip("?"), keep_blank_values=True)
+    if not params:
+        raise FhirError("If-None-Exist holds no search", status_code=400, issue_code="invalid")
+    tz = sandbox.now().tzinfo
+    assert tz is not None
+
+    def find(candidates: list[Resource]) -> list[Resource]:
+        visible = [r for r in candidates if access.permits(r)]
+        return search(visible, resource_type=rtype, params=params, tz=tz, strict=True).matches
+
+    return find
 
 
 async def update(request: Request) -> Response:

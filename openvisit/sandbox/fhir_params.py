@@ -19,6 +19,13 @@ def _p(kind: str, *paths: str, target: str | None = None) -> Param:
     return Param(kind, paths, target)
 
 
+#: Parameters of every resource type (R4 search.html §3.1.1.3 "Parameters for all
+#: resources"): ``_tag`` finds what a client tagged, e.g. a write-back's idempotency key.
+COMMON_PARAMS: dict[str, Param] = {
+    "_id": _p("id", "id"),
+    "_tag": _p("token", "meta.tag"),
+}
+
 _NAME = ("name",)
 SEARCH_PARAMS: dict[str, dict[str, Param]] = {
     "Patient": {

@@ -1,8 +1,9 @@
 """FHIR R4 search over the sandbox store (FHIR R4 search.html).
 
-Supported: ``_id``; per-type parameters of kind token, reference, date and string (see
-``SEARCH_PARAMS``); OR with commas, AND by repeating a parameter; date prefixes
-``eq ne gt lt ge le sa eb`` compared as ranges at the precision given (search.html §3.1.1.4.3);
+Supported: ``_id`` and ``_tag`` (``meta.tag``, a token ``system|code``); per-type parameters
+of kind token, reference, date and string (see ``SEARCH_PARAMS``); OR with commas, AND by
+repeating a parameter; date prefixes ``eq ne gt lt ge le sa eb`` compared as ranges at the
+precision given (search.html §3.1.1.4.3);
 reference modifiers ``:<Type>``, string modifiers ``:exact`` / ``:contains``; ``_count``,
 ``_offset`` and ``_sort``. Unknown parameters are ignored and reported (lenient handling,
 search.html §3.1.1.1), or refused with ``Prefer: handling=strict``.
@@ -20,7 +21,7 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 from openvisit.sandbox.errors import FhirError
-from openvisit.sandbox.fhir_params import SEARCH_PARAMS, Param
+from openvisit.sandbox.fhir_params import COMMON_PARAMS, SEARCH_PARAMS, Param
 
 Resource = dict[str, Any]
 DateRange = tuple[datetime, datetime]
@@ -68,7 +69,7 @@ def search(
     strict: bool = False,
 ) -> SearchResult:
     """Filter, sort and window ``resources``; raises 400 (FhirError) for bad values."""
-    specs = {"_id": Param("id", ("id",)), **SEARCH_PARAMS.get(resource_type, {})}
+    specs = {**COMMON_PARAMS, **SEARCH_PARAMS.get(resource_type, {})}
     result = SearchResult(matches=[], count=DEFAULT_COUNT, offset=0)
     filters: list[Callable[[Resource], bool]] = []
     sort_keys: list[str] = []

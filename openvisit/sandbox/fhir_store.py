@@ -116,6 +116,33 @@ class ResourceStore:
         log.info("sandbox.fhir_created type=%s id=%s", resource["resourceType"], resource["id"])
         return copy.deepcopy(resource)
 
+    def create_unless_found(
+        self, resource: Resource, *, find: Callable[[list[Resource]], list[Resource]]
+    ) -> tuple[Resource, bool]:
+        """Conditional create (FHIR R4 http.html §3.1.0.8.1 "Conditional create"), atomically.
+
+        ``find`` gets every stored resource of the type and returns those the
+        ``If-None-Exist`` search matches. Returns ``(the new resource, True)`` when it matched
+        none, ``(the one it matched, False)`` when it matched one; raises 412 when it matched
+        more than one (the client's criteria are not selective enough).
+        """
+        with self._lock:
+            found = find(copy.deepcopy(list(self._data[resource["resourceType"]].values())))
+            if len(found) > 1:
+                raise FhirError(
+                    "If-None-Exist matched more than one resource",
+                    status_code=412,
+                    issue_code="duplicate",
+                )
+            if found:
+                log.info(
+                    "sandbox.fhir_create_matched type=%s id=%s",
+                    resource["resourceType"],
+                    found[0]["id"],
+                )
+                return copy.deepcopy(found[0]), False
+            return self.create(resource), True
+
     def update(
         self,
         resource_type: str,

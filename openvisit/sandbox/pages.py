@@ -38,7 +38,8 @@ def _ref_id(reference: str, rtype: str) -> str | None:
     return reference[len(prefix) :] if reference.startswith(prefix) else None
 
 
-def _actor(appointment: dict[str, Any], rtype: str) -> str | None:
+def actor_id(appointment: dict[str, Any], rtype: str) -> str | None:
+    """The id of the appointment's first participant of type ``rtype``, or None."""
     for participant in appointment.get("participant", []):
         found = _ref_id(participant.get("actor", {}).get("reference", ""), rtype)
         if found is not None:
@@ -60,7 +61,7 @@ def _rows(
     rows = []
     now = sandbox.now()
     for appt in store.all("Appointment"):
-        pat_id, prac_id = _actor(appt, "Patient"), _actor(appt, "Practitioner")
+        pat_id, prac_id = actor_id(appt, "Patient"), actor_id(appt, "Practitioner")
         if (practitioner and prac_id != practitioner) or (patient and pat_id != patient):
             continue
         if (
@@ -86,7 +87,7 @@ def _rows(
                 "patient_id": pat_id,
                 "patient_name": display_name(pat),
                 "patient_birth": pat.get("birthDate", ""),
-                "patient_mrn": _mrn(pat),
+                "patient_mrn": mrn_of(pat),
                 "practitioner_id": prac_id,
                 "practitioner_name": display_name(prac),
                 "encounter_id": encounters.get(appt["id"]),
@@ -97,7 +98,8 @@ def _rows(
     return sorted(rows, key=lambda r: (r["start"], r["id"]))
 
 
-def _mrn(patient: dict[str, Any]) -> str:
+def mrn_of(patient: dict[str, Any]) -> str:
+    """The patient's first identifier value (the sandbox's MRN), or ""."""
     for ident in patient.get("identifier", []):
         if ident.get("value"):
             return str(ident["value"])

@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from openvisit.audit import record, snapshot
 from openvisit.context import AppContext
 from openvisit.errors import InvalidInput, NotFound, OpenVisitError
 from openvisit.jobs import enqueue
@@ -236,14 +237,19 @@ def read_settings(endpoint: EhrEndpoint) -> WritebackSettings:
 
 
 async def update_settings(session: AsyncSession, *, endpoint: EhrEndpoint,
-                          data: dict[str, Any]) -> WritebackSettings:
-    """Validate and store the endpoint's write-back settings (raises :class:`InvalidInput`)."""
+                          data: dict[str, Any], actor: str | None = None) -> WritebackSettings:
+    """Validate and store the endpoint's write-back settings (raises :class:`InvalidInput`);
+    with ``actor`` the change goes to the audit log as ``endpoint.writeback``."""
     settings = parse(data)
+    before = snapshot(endpoint) if actor is not None else None
     endpoint.options = {**(endpoint.options or {}), OPTIONS_KEY: settings.model_dump(
         exclude_defaults=False)}
     # endpoint.version is not bumped: the approval binds to it, and what is written back
     # does not change who OpenVisit is to the EHR.
     await session.flush()
+    if actor is not None:
+        await record(session, actor=actor, action="endpoint.writeback", obj=endpoint,
+                     before=before, organisation_id=endpoint.organisation_id)
     return settings
 
 

@@ -3,8 +3,10 @@
 scripts/demo.sh runs for real (its own SQLite directory, the sandbox in demo mode, OpenVisit
 serve with the MLLP listener) on free ports. Every row of every practitioner's schedule is
 started from the sandbox's schedule page and must land on the clinician's visit page, whatever
-the time of day; "Send booking (SIU)" must put the patient's SMS into OpenVisit's outbox with
-a join link that opens the patient's page; "Reset demo" must give a fresh round of rows.
+the time of day, and the clinician's joining must show on the sandbox's chart page (write-back
+on, its worker running); "Send booking (SIU)" must put the patient's SMS into OpenVisit's
+outbox with a join link that opens the patient's page; "Reset demo" must give a fresh round
+of rows.
 
 The demo is the embedded default by definition (SQLite + in-process bus), so it runs in the
 SQLite pass only.
@@ -125,6 +127,16 @@ def test_it_starts_every_schedule_row_and_sends_a_booking_sms(demo: Demo) -> Non
                     _start_row(page, demo, practitioner, appointment)
                     started += 1
             assert started == 21  # 20 slots + the drop-in
+
+            # The loop closes: the clinician who just joined is on the sandbox's chart of that
+            # appointment, written back by OpenVisit's worker with a backend-services token
+            # (the chart reloads itself when the sandbox's store changes).
+            chart = browser.new_page(viewport={"width": 1280, "height": 800})
+            chart.goto(f"{demo.sandbox}/ehr/chart/{appointment}")
+            chart.wait_for_selector("[data-event=connected]", timeout=30_000)
+            assert "Clinician connected" in chart.inner_text(".timeline"), demo.log()
+            chart.screenshot(path=str(SHOTS / "demo-chart-1280.png"), full_page=True)
+            chart.close()
 
             # The clinician's page shows the patient's link, and it opens the patient's page.
             link = page.locator("[data-patient-link]").first.input_value()

@@ -1,7 +1,11 @@
-"""Medplum's FHIR router as the outside EHR (tests/peers/fhir_server.mjs), and a visit on it."""
+"""Medplum's FHIR router as the outside EHR (tests/peers/fhir_server.mjs), a visit run through
+the lobby, and a worker that drains the visit's write-backs (shared with the sandbox's chart
+tests)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,10 +14,15 @@ from typing import Any
 import httpx
 
 from openvisit.context import AppContext
-from openvisit.models import Appointment, EhrEndpoint, Organisation
+from openvisit.jobs.worker import Worker
+from openvisit.models import Appointment, EhrEndpoint, Organisation, Writeback
+from openvisit.visits import lobby
+from openvisit.visits import service as visits
 from openvisit.writeback import resources
+from openvisit.writeback import service as writeback
 from openvisit.writeback.tokens import BackendTokens
 from tests.peers.fixtures import PEERS_DIR, PeerProcess, _node, free_port, require_npm_package
+from tests.visits.support import Links
 
 BASE_PATH = "/fhir/R4"
 
@@ -120,3 +129,51 @@ async def seed(ctx: AppContext, server: FhirServer, *, options: dict[str, Any] |
         session.add(appt)
         await session.flush()
     return Chart(endpoint, appt, patient, practitioner, encounter, appointment)
+
+
+async def run_visit(ctx: AppContext, chart: Chart) -> uuid.UUID:
+    """Patient joins (lobby), clinician joins, admits, patient drops, visit ends."""
+    async with ctx.transaction() as session:
+        appt = await session.get(Appointment, chart.appointment.id)
+        assert appt is not None
+        visit = await visits.open_visit(session, app=ctx, appointment=appt)
+        provider = await visits.seat_link(session, app=ctx, visit=visit, role="provider",
+                                          ehr_user_id=f"Practitioner/{chart.practitioner_id}")
+        patient = await visits.seat_link(session, app=ctx, visit=visit, role="patient",
+                                         patient_ref=f"Patient/{chart.patient_id}")
+    async with ctx.transaction() as session:
+        visit, seat = await lobby.join(session, app=ctx, token=Links.token(patient),
+                                       connection_id="p.1")
+        patient_id = seat.id
+    async with ctx.transaction() as session:
+        visit, doctor = await lobby.join(session, app=ctx, token=Links.token(provider),
+                                         connection_id="d.1")
+        await lobby.admit(session, app=ctx, visit=visit, actor=doctor, target_id=patient_id)
+    async with ctx.transaction() as session:
+        await lobby.disconnect(session, app=ctx, participant_id=patient_id,
+                               connection_id="p.1")
+    async with ctx.transaction() as session:
+        visit, doctor = await lobby.staff_seat(session, app=ctx, token=Links.token(provider))
+        await lobby.end_visit(session, app=ctx, visit=visit, actor=doctor)
+    return visit.id
+
+
+async def rows(ctx: AppContext, visit_id: uuid.UUID) -> list[Writeback]:
+    async with ctx.db.read() as session:
+        found = list(await writeback.rows_of_visit(session, visit_id))
+        session.expunge_all()  # detached with their values loaded
+        return found
+
+
+async def drain(ctx: AppContext, visit_ids: list[uuid.UUID], *, timeout: float = 60) -> None:
+    """Run jobs until no write of these visits is pending or retrying (writes that wait
+    behind an earlier one are deferred, so one pass of the queue is not enough)."""
+    deadline = time.monotonic() + timeout
+    worker = Worker(ctx, concurrency=4)
+    while time.monotonic() < deadline:
+        await worker.run_until_empty(timeout=timeout)
+        states = {r.state for v in visit_ids for r in await rows(ctx, v)}
+        if not states & {"pending", "retrying"}:
+            return
+        await asyncio.sleep(0.05)  # a deferred write becomes due (poll with a deadline)
+    raise TimeoutError("write-backs still pending")

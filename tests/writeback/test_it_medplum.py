@@ -18,14 +18,11 @@ from openvisit.devicetest import service as devicetest
 from openvisit.devicetest.service import CallReport, DeviceTestReport
 from openvisit.jobs.worker import Worker
 from openvisit.models import Appointment, ContextToken, Job, Writeback, utcnow
-from openvisit.visits import lobby
-from openvisit.visits import service as visits
 from openvisit.writeback import resources
 from openvisit.writeback import service as writeback
 from tests.support.backend import subprocess_env
 from tests.support.procs import Proc
-from tests.visits.support import Links
-from tests.writeback.support import Chart, FhirServer, NoAuthTokens, seed
+from tests.writeback.support import FhirServer, NoAuthTokens, drain, rows, run_visit, seed
 
 
 @pytest.fixture
@@ -43,33 +40,6 @@ def tokens(ctx: AppContext) -> NoAuthTokens:
     return planted
 
 
-async def run_visit(ctx: AppContext, chart: Chart) -> uuid.UUID:
-    """Patient joins (lobby), clinician joins, admits, patient drops, visit ends."""
-    async with ctx.transaction() as session:
-        appt = await session.get(Appointment, chart.appointment.id)
-        assert appt is not None
-        visit = await visits.open_visit(session, app=ctx, appointment=appt)
-        provider = await visits.seat_link(session, app=ctx, visit=visit, role="provider",
-                                          ehr_user_id=f"Practitioner/{chart.practitioner_id}")
-        patient = await visits.seat_link(session, app=ctx, visit=visit, role="patient",
-                                         patient_ref=f"Patient/{chart.patient_id}")
-    async with ctx.transaction() as session:
-        visit, seat = await lobby.join(session, app=ctx, token=Links.token(patient),
-                                       connection_id="p.1")
-        patient_id = seat.id
-    async with ctx.transaction() as session:
-        visit, doctor = await lobby.join(session, app=ctx, token=Links.token(provider),
-                                         connection_id="d.1")
-        await lobby.admit(session, app=ctx, visit=visit, actor=doctor, target_id=patient_id)
-    async with ctx.transaction() as session:
-        await lobby.disconnect(session, app=ctx, participant_id=patient_id,
-                               connection_id="p.1")
-    async with ctx.transaction() as session:
-        visit, doctor = await lobby.staff_seat(session, app=ctx, token=Links.token(provider))
-        await lobby.end_visit(session, app=ctx, visit=visit, actor=doctor)
-    return visit.id
-
-
 def audit_kinds(server: FhirServer, appointment_id: str) -> list[str]:
     """The OpenVisit subtype of each AuditEvent about the appointment, in the order stored."""
     kinds = []
@@ -79,27 +49,6 @@ def audit_kinds(server: FhirServer, appointment_id: str) -> list[str]:
             kinds.append(next(s["code"] for s in event["subtype"]
                               if s["system"] == resources.EVENT_SYSTEM))
     return kinds
-
-
-async def rows(ctx: AppContext, visit_id: uuid.UUID) -> list[Writeback]:
-    async with ctx.db.read() as session:
-        found = list(await writeback.rows_of_visit(session, visit_id))
-        session.expunge_all()  # detached with their values loaded
-        return found
-
-
-async def drain(ctx: AppContext, visit_ids: list[uuid.UUID], *, timeout: float = 60) -> None:
-    """Run jobs until no write of these visits is pending or retrying (writes that wait
-    behind an earlier one are deferred, so one pass of the queue is not enough)."""
-    deadline = time.monotonic() + timeout
-    worker = Worker(ctx, concurrency=4)
-    while time.monotonic() < deadline:
-        await worker.run_until_empty(timeout=timeout)
-        states = {r.state for v in visit_ids for r in await rows(ctx, v)}
-        if not states & {"pending", "retrying"}:
-            return
-        await asyncio.sleep(0.05)  # a deferred write becomes due (poll with a deadline)
-    raise TimeoutError("write-backs still pending")
 
 
 async def drain_until_failed(ctx: AppContext, visit_id: uuid.UUID) -> None:
