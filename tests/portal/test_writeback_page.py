@@ -17,8 +17,8 @@ from sqlalchemy import select
 from openvisit.context import AppContext
 from openvisit.models import Appointment, AuditLog, EhrEndpoint
 from tests.portal.conftest import Browser, endpoint_body
-from tests.writeback.support import Chart, FhirServer, NoAuthTokens
-from tests.writeback.test_it_medplum import EXPECTED, audit_kinds, drain, rows, run_visit
+from tests.writeback.support import Chart, FhirServer, NoAuthTokens, drain, rows, run_visit
+from tests.writeback.test_it_medplum import EXPECTED, audit_kinds
 
 BrowserFactory = Callable[[str], Awaitable[Browser]]
 SECRET = "w" * 40
