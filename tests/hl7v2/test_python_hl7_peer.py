@@ -104,3 +104,29 @@ async def test_it_answers_python_hl7_clients_with_acks_they_parse() -> None:
     assert str(good.segment("MSH")(10)) == "OV-84726031"
     assert str(rejected.segment("MSA")(1)) == "AR"
     assert str(rejected.segment("ERR")(1)(1)(4)(1)) == "201"
+
+
+def test_it_tokenises_several_times_faster_than_python_hl7() -> None:
+    """Issue 11 item 20: the reason written in openvisit/hl7v2/__init__.py for OpenVisit's
+    own ER7 tokenizer, checked rather than only stated (≈ 37 µs vs ≈ 2,100 µs measured; the
+    test asks for a tenth of that margin, so a busy machine cannot fail it). Best of 5."""
+    import time
+
+    from openvisit import hl7v2
+    from openvisit.hl7v2 import er7
+
+    text = er7.decode(epic())
+
+    def best(fn: object, n: int = 200) -> float:
+        runs = []
+        for _ in range(5):
+            started = time.perf_counter()
+            for _ in range(n):
+                fn(text)  # type: ignore[operator]
+            runs.append((time.perf_counter() - started) / n)
+        return min(runs)
+
+    ours, theirs = best(er7.parse), best(lambda t: hl7.parse(t.replace("\n", "\r")))
+    print(f"er7.parse {ours * 1e6:.0f} µs, hl7.parse {theirs * 1e6:.0f} µs")
+    assert theirs / ours >= 5, f"ours {ours * 1e6:.0f} µs, python-hl7 {theirs * 1e6:.0f} µs"
+    assert "python-hl7" in (hl7v2.__doc__ or "")

@@ -243,3 +243,24 @@ def _without_resource_starts(message: bytes) -> bytes:
     message = replace_field(message, "AIS", 4, "")
     message = replace_field(message, "AIL", 6, "")
     return replace_field(message, "AIP", 6, "")
+
+
+def test_it_takes_the_start_from_ais_then_aig_then_ail_then_aip() -> None:
+    """Issue 11 item 3: the resource segments' start wins, in the order AIS, AIG, AIL, AIP;
+    each is read only when the ones before it have no start."""
+    base = replace_field(epic(), "MSH", 12, "2.5.1")
+    base = replace_field(base, "AIS", 4, "")
+    base = replace_field(base, "AIL", 6, "20240312110000-0400")
+    base = replace_field(base, "AIP", 6, "20240312120000-0400")
+    lines = base.split(b"\r")
+    at = next(i for i, line in enumerate(lines) if line.startswith(b"AIL|"))
+    with_aig = [*lines[:at], b"AIG|1|||DR^Room^L||||20240312100000-0400", *lines[at:]]
+    lines.insert(2, b"TQ1|||||||20240312090000-0400|20240312091500-0400")
+    with_aig.insert(2, b"TQ1|||||||20240312090000-0400|20240312091500-0400")
+
+    assert parse_us(b"\r".join(with_aig)).start == datetime(2024, 3, 12, 14, 0, tzinfo=UTC)
+    assert parse_us(b"\r".join(lines)).start == datetime(2024, 3, 12, 15, 0, tzinfo=UTC)  # AIL
+    no_ail = replace_field(b"\r".join(lines), "AIL", 6, "")
+    assert parse_us(no_ail).start == datetime(2024, 3, 12, 16, 0, tzinfo=UTC)  # AIP
+    only_tq1 = replace_field(no_ail, "AIP", 6, "")
+    assert parse_us(only_tq1).start == datetime(2024, 3, 12, 13, 0, tzinfo=UTC)  # TQ1-7
