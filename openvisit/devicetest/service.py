@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from openvisit.audit import record
 from openvisit.ehr_endpoints import repository as endpoints_repository
 from openvisit.models import EhrEndpoint, utcnow
 from openvisit.models.ops import ContextToken, QualitySample
@@ -101,6 +102,10 @@ async def record_result(
     await session.flush()
     # Write-back's seam: the result's Observation joins this transaction (issue 13).
     await writeback.on_devicetest(session, endpoint=endpoint, visit=visit, event=event)
+    await record(session, actor=f"devicetest-link:{token.id}", action="devicetest.result",
+                 object_type="visit", object_id=str(visit.id),
+                 organisation_id=endpoint.organisation_id,
+                 after={"passed": report.passed, "endpoint_id": str(endpoint.id)})
     if call.rtt_ms is not None or call.frame_width is not None:
         session.add(
             QualitySample(

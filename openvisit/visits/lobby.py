@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from openvisit.audit import record
 from openvisit.context import AppContext
 from openvisit.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from openvisit.i18n import gettext as _
@@ -35,6 +36,19 @@ from openvisit.visits.service import (
 )
 
 INVITABLE_ROLES = ("interpreter", "guest")
+
+
+async def _audit(session: AsyncSession, *, visit: Visit, actor: Participant, action: str,
+                 target: Participant | None = None) -> None:
+    """A clinician's step in the organisation's audit log (issue 15 item 14): who (the EHR
+    user id, or the seat when the EHR named none), what, and the seat or visit it touched;
+    never a patient reference or a name."""
+    await record(session, actor=actor.ehr_user_id or f"seat:{actor.id}", action=action,
+                 object_type="participant" if target is not None else "visit",
+                 object_id=str(target.id if target is not None else visit.id),
+                 organisation_id=visit.organisation_id,
+                 after={"visit_id": str(visit.id),
+                        **({"role": target.role} if target is not None else {})})
 
 
 async def join(session: AsyncSession, *, app: AppContext, token: str, connection_id: str,
@@ -216,6 +230,7 @@ async def admit(session: AsyncSession, *, app: AppContext, visit: Visit, actor: 
                            data={"by": str(actor.id)})
     await append_event(session, app=app, visit=visit, kind="admitted", participant=target,
                        data={"by": str(actor.id), "waited_s": _waited(target, now)})
+    await _audit(session, visit=visit, actor=actor, action="visit.admit", target=target)
     await media.seat_changed(session, app=app, visit=visit, participant=target)
     return target
 
@@ -233,6 +248,8 @@ async def return_to_lobby(session: AsyncSession, *, app: AppContext, visit: Visi
     _bump(target)
     await append_event(session, app=app, visit=visit, kind="returned_to_lobby",
                        participant=target, data={"by": str(actor.id)})
+    await _audit(session, visit=visit, actor=actor, action="visit.return_to_lobby",
+                 target=target)
     await media.seat_changed(session, app=app, visit=visit, participant=target)
     return target
 
@@ -248,6 +265,7 @@ async def remove(session: AsyncSession, *, app: AppContext, visit: Visit, actor:
     _bump(target)
     await append_event(session, app=app, visit=visit, kind="removed", participant=target,
                        data={"by": str(actor.id)})
+    await _audit(session, visit=visit, actor=actor, action="visit.remove", target=target)
     await media.seat_changed(session, app=app, visit=visit, participant=target)
     return target
 
@@ -263,6 +281,7 @@ async def end_visit(session: AsyncSession, *, app: AppContext, visit: Visit,
     await session.flush()
     await append_event(session, app=app, visit=locked, kind="ended",
                        data={"by": str(actor.id), "by_role": actor.role})
+    await _audit(session, visit=locked, actor=actor, action="visit.end")
     await media.visit_ended(session, app=app, visit=locked)
     return locked
 
@@ -275,6 +294,7 @@ async def invite(session: AsyncSession, *, app: AppContext, visit: Visit, actor:
     seat = await find_or_create_seat(session, visit=visit, role=role, language=language)
     await append_event(session, app=app, visit=visit, kind="invited", participant=seat,
                        data={"by": str(actor.id), "role": role})
+    await _audit(session, visit=visit, actor=actor, action="visit.invite", target=seat)
     return seat, link_for(app, seat)
 
 

@@ -233,3 +233,32 @@ async def test_it_sends_a_returning_patient_to_the_lobby_when_the_clinician_has_
         kinds = list(await session.scalars(select(VisitEvent.kind).where(
             VisitEvent.participant_id == pat_id).order_by(VisitEvent.id)))
     assert kinds.count("admitted") == 2 and kinds.count("joined") == 2
+
+
+async def test_it_puts_every_clinician_step_in_the_audit_log(ctx: AppContext) -> None:
+    """Issue 15 item 14: admit, back to the lobby, invite, remove and end reach the
+    organisation's audit log with the clinician's EHR user id and no patient reference."""
+    from openvisit.models import AuditLog
+
+    links = await make_visit(ctx, await seed_org(ctx))
+    async with ctx.transaction() as session:
+        visit, doc = await lobby.join(session, app=ctx, token=Links.token(links.provider),
+                                      connection_id="docpage1.a")
+        _, pat = await lobby.join(session, app=ctx, token=Links.token(links.patient),
+                                  connection_id="patpage1.a")
+        await lobby.admit(session, app=ctx, visit=visit, actor=doc, target_id=pat.id)
+        await lobby.return_to_lobby(session, app=ctx, visit=visit, actor=doc, target_id=pat.id)
+        guest, _ = await lobby.invite(session, app=ctx, visit=visit, actor=doc, role="guest")
+        await lobby.remove(session, app=ctx, visit=visit, actor=doc, target_id=guest.id)
+        await lobby.end_visit(session, app=ctx, visit=visit, actor=doc)
+        org_id, pat_id = visit.organisation_id, pat.id
+    async with ctx.db.read() as session:
+        entries = list(await session.scalars(select(AuditLog).where(
+            AuditLog.action.like("visit.%")).order_by(AuditLog.id)))
+        rows = [(e.action, e.actor, e.object_id, e.organisation_id, dict(e.after or {}))
+                for e in entries]
+    assert [r[0] for r in rows] == ["visit.admit", "visit.return_to_lobby", "visit.invite",
+                                    "visit.remove", "visit.end"]
+    assert {r[1] for r in rows} == {"Practitioner/7"} and {r[3] for r in rows} == {org_id}
+    assert rows[0][2] == str(pat_id) and rows[0][4]["role"] == "patient"
+    assert "Patient/1" not in str(rows)
