@@ -3,7 +3,7 @@
 Life cycle: **draft** (saved, but the live check failed or no approver is named) →
 **awaiting approval** (the FHIR base passed the live check and an approver is named) →
 **approved** (the approver proved, by SMART sign-in to that very EHR, that the base is real;
-see :mod:`openvisit.portal.endpoints.approval`).
+see :mod:`openvisit.portal.approval.service`).
 
 **Editing an approved endpoint.** Changing a field that alters what a launch does (FHIR base,
 environment, vendor, client id, authentication method or secret) sends the endpoint back to

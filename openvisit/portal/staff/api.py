@@ -1,14 +1,12 @@
-"""JSON API for staff accounts, API tokens and the audit log (``/api/portal``)."""
+"""JSON API for staff accounts and API tokens (``/api/portal``)."""
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from openvisit.errors import InvalidInput
-from openvisit.portal.audit import service as auditlog
 from openvisit.portal.schemas import ApiTokenIn, ApiTokenOut, StaffIn, StaffOut, StaffPatch
 from openvisit.portal.signin import sessions
 from openvisit.portal.staff import service as staff
@@ -75,23 +73,3 @@ async def token_create(body: ApiTokenIn, session: SessionDep,
 async def token_revoke(token_id: uuid.UUID, session: SessionDep,
                        principal: PrincipalDep) -> None:
     await sessions.revoke_api_token(session, principal=principal, token_id=token_id)
-
-
-@router.get("/audit")
-async def audit(
-    session: SessionDep, principal: PrincipalDep,
-    action: str | None = Query(None, max_length=64, description="An action "
-                               "(endpoint.approve), or every action of a kind (endpoint.*)."),
-    object_type: str | None = Query(None, max_length=64),
-    object_id: str | None = Query(None, max_length=255),
-    actor: str | None = Query(None, max_length=255,
-                              description="e.g. staff:<uuid>, api_token:<uuid>, system"),
-    since: str | None = Query(None, max_length=10, description="YYYY-MM-DD (inclusive)"),
-    until: str | None = Query(None, max_length=10, description="YYYY-MM-DD (inclusive)"),
-    page: int = Query(1, ge=1, le=100_000),
-) -> dict[str, Any]:
-    """The audit log, newest first, 50 per page: who, what, before, after, when."""
-    where = auditlog.make_filter(action=action, object_type=object_type, object_id=object_id,
-                                 actor=actor, since=since, until=until)
-    entries, more = await auditlog.search(session, principal=principal, where=where, page=page)
-    return {"page": page, "more": more, "entries": [e.as_json() for e in entries]}

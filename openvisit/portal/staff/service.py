@@ -6,7 +6,7 @@ approves endpoints by SMART sign-in and reads the integration records; ``reporte
 An organisation always keeps at least one active org admin.
 
 Two-person rule: nobody grants themselves the approver role (directly or through one of
-their API tokens); another org admin must. With :mod:`openvisit.portal.endpoints.approval`
+their API tokens); another org admin must. With :mod:`openvisit.portal.approval.service`
 refusing an approver who configured the endpoint, configuring and approving stay two people's acts.
 """
 

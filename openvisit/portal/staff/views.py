@@ -1,16 +1,14 @@
-"""Portal pages for staff accounts, API tokens and the audit log."""
+"""Portal pages for staff accounts and API tokens."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from openvisit.errors import InvalidInput, OpenVisitError
-from openvisit.portal.audit import service as auditlog
 from openvisit.portal.signin import sessions
 from openvisit.portal.signin.service import ROLES
 from openvisit.portal.signin.sessions import ROLE_LABELS, Principal
@@ -123,25 +121,3 @@ async def token_revoke(session: SessionDep, principal: PrincipalDep,
                        token_id: uuid.UUID) -> Response:
     await sessions.revoke_api_token(session, principal=principal, token_id=token_id)
     return see_other("/portal/staff?notice=token_revoked")
-
-
-@router.get("/portal/audit")
-async def audit_page(request: Request, session: SessionDep, principal: PrincipalDep,
-                     action: str = "", object_type: str = "", object_id: str = "",
-                     actor: str = "", since: str = "", until: str = "",
-                     page: int = 1) -> Response:
-    """Every change, newest first, filterable by action, object, person and dates."""
-    values = {"action": action, "object_type": object_type, "object_id": object_id,
-              "actor": actor, "since": since, "until": until}
-    error: OpenVisitError | None = None
-    try:
-        where = auditlog.make_filter(**values)
-        entries, more = await auditlog.search(session, principal=principal, where=where,
-                                              page=page)
-    except InvalidInput as exc:
-        error, entries, more = exc, [], False
-    query = urlencode({k: v for k, v in values.items() if v})
-    return render(request, "portal/audit.html", {
-        "entries": entries, "more": more, "page": max(page, 1), "values": values,
-        "facets": await auditlog.facets(session, principal=principal), "error": error,
-        "query": query}, principal=principal, status_code=error.status_code if error else 200)

@@ -1,0 +1,1 @@
+"""Portal approval pages: views/api serve, service holds the rules."""

@@ -1,0 +1,1 @@
+"""Portal certificates pages: views/api serve, service holds the rules."""
