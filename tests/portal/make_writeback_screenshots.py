@@ -1,8 +1,10 @@
 """Screenshots of an endpoint's write-back page (issue 13 item 5): with sent, retrying,
-failed and blocked write-backs, and with the settings refused.
+failed and blocked write-backs, and with the settings refused; and of the organisation page
+with its clinician label mode and department names (issue 15 item 14).
 
 Run: ``.venv/bin/python -m tests.portal.make_writeback_screenshots [OUTDIR]`` from the
-repository root; writes ``portal-writeback`` and ``portal-writeback-error`` at 1280×800 and
+repository root; writes ``portal-writeback``, ``portal-writeback-error`` and
+``portal-organisation-departments`` at 1280×800 and
 390×844 (``-phone``), default OUTDIR docs/screenshots. The rows are planted in a fresh SQLite
 database (the EHR's messages as Medplum words them); the app is served by uvicorn on
 loopback and Debian's Chromium is driven by Playwright.
@@ -25,6 +27,7 @@ from openvisit.context import AppContext
 from openvisit.db import Database
 from openvisit.migrate import upgrade_async
 from openvisit.models import EhrEndpoint, StaffAccount, Writeback, utcnow
+from openvisit.notify import departments
 from openvisit.portal.signin.service import get_or_create_organisation
 from tests.portal.conftest import PASSWORD, password_hash
 from tests.portal.make_screenshots import ARGS, SIZES
@@ -55,6 +58,11 @@ async def _seed(ctx: AppContext) -> str:
                                                       "appointment_status": True}})
         session.add(endpoint)
         await session.flush()
+        for code, lang, name in (("10501", "", "Family medicine"),
+                                 ("10501", "es", "Medicina familiar"),
+                                 ("CARD-OUTPT-TELEHEALTH", "", "Cardiology video clinic")):
+            await departments.set_name(session, organisation_id=org.id, code=code,
+                                       language=lang, name=name, actor="shots")
         start = utcnow() - timedelta(minutes=30)
         for i, (what, kind, state, attempts, status, error, ref) in enumerate(ROWS):
             session.add(Writeback(endpoint_id=endpoint.id, order_key="v1", key=f"shot.{i}",
@@ -112,6 +120,12 @@ async def main(outdir: Path) -> None:
                     await page.wait_for_load_state()
                     await page.screenshot(
                         path=str(outdir / f"portal-writeback-error{suffix}.png"), full_page=True)
+                    await page.goto(f"{base}/portal/organisation")
+                    await page.screenshot(
+                        path=str(outdir / f"portal-organisation-departments{suffix}.png"),
+                        full_page=True)
+                    width_used = await page.evaluate("document.documentElement.scrollWidth")
+                    assert width_used <= width, f"organisation {width_used}px wide at {width}"
                     await context.close()
                 await browser.close()
         finally:

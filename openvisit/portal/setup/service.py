@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit.models import EhrEndpoint, utcnow
+from openvisit.notify import departments
 from openvisit.portal import repository
 from openvisit.portal.endpoints.service import last_check
 from openvisit.portal.signin.sessions import Principal
@@ -77,3 +78,29 @@ async def overview(session: AsyncSession, *, principal: Principal) -> Overview:
                   f"Records ready for {len(approved)} endpoint(s)" if approved
                   else "Available once an endpoint is approved")
     return Overview(org.display_name, [setup, sms, cert, approval, review], endpoints)
+
+
+# --- department names (the codes of the scheduling feed, named for patients) ---------------
+
+
+async def department_names(session: AsyncSession, *,
+                           principal: Principal) -> list[departments.DepartmentEntry]:
+    return sorted(await departments.entries(session, organisation_id=principal.organisation_id),
+                  key=lambda e: e.code)
+
+
+async def name_department(session: AsyncSession, *, principal: Principal, code: str,
+                          name: str, language: str | None) -> None:
+    """Org admins name a code; raises :class:`InvalidInput` naming the field."""
+    principal.require("org_admin", doing="name departments")
+    await departments.set_name(session, organisation_id=principal.organisation_id, code=code,
+                               name=name, language=language, actor=principal.actor)
+
+
+async def forget_department(session: AsyncSession, *, principal: Principal, code: str,
+                            language: str) -> int:
+    """Remove one language's name of a code ("" = the name for every language)."""
+    principal.require("org_admin", doing="remove department names")
+    return await departments.remove_names(session, organisation_id=principal.organisation_id,
+                                          code=code, language=language,
+                                          actor=principal.actor)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from openvisit import i18n
 from openvisit.errors import InvalidInput
+from openvisit.portal.setup import service as setup_service
 from openvisit.portal.setup.service import overview
 from openvisit.portal.sms import service as sms_service
 from openvisit.portal.web import (
@@ -35,13 +39,22 @@ async def dashboard(request: Request, session: SessionDep, principal: PrincipalD
 # --- organisation --------------------------------------------------------------------------
 
 
+async def _organisation_page(request: Request, session: Any, ctx: Any, principal: Any, *,
+                             values: dict[str, Any], error: InvalidInput | None = None,
+                             status_code: int = 200) -> Response:
+    org = await sms_service.organisation_of(session, principal)
+    return render(request, "portal/organisation.html",
+                  {"org": org, "regions": ctx.settings.portal_regions, "values": values,
+                   "error": error, "languages": i18n.LANGUAGES,
+                   "departments": await setup_service.department_names(
+                       session, principal=principal)},
+                  principal=principal, status_code=status_code)
+
+
 @router.get("/portal/organisation")
 async def organisation_page(request: Request, session: SessionDep, ctx: CtxDep,
                             principal: PrincipalDep) -> Response:
-    org = await sms_service.organisation_of(session, principal)
-    return render(request, "portal/organisation.html",
-                  {"org": org, "regions": ctx.settings.portal_regions, "values": {},
-                   "error": None}, principal=principal)
+    return await _organisation_page(request, session, ctx, principal, values={})
 
 
 @router.post("/portal/organisation")
@@ -53,7 +66,8 @@ async def organisation_save(request: Request, session: SessionDep, ctx: CtxDep,
         display_name=form_text(form, "display_name"), region=form_text(form, "region"),
         default_phone_region=form_text(form, "default_phone_region"),
         timezone=form_text(form, "timezone"), unlimited=form_bool(form, "unlimited"),
-        frame_ancestors=form_text(form, "frame_ancestors").splitlines())
+        frame_ancestors=form_text(form, "frame_ancestors").splitlines(),
+        provider_label_mode=form_text(form, "provider_label_mode") or None)
     try:
         if not data.unlimited:
             if not limit_text.isdigit():
@@ -64,8 +78,32 @@ async def organisation_save(request: Request, session: SessionDep, ctx: CtxDep,
             await sms_service.update_organisation(session, principal=principal,
                                                   settings=ctx.settings, data=data)
     except InvalidInput as exc:
-        org = await sms_service.organisation_of(session, principal)
-        return render(request, "portal/organisation.html",
-                      {"org": org, "regions": ctx.settings.portal_regions, "values": dict(form),
-                       "error": exc}, principal=principal, status_code=422)
+        return await _organisation_page(request, session, ctx, principal, values=dict(form),
+                                        error=exc, status_code=422)
     return see_other("/portal/organisation?notice=saved")
+
+
+@router.post("/portal/organisation/departments")
+async def department_save(request: Request, session: SessionDep, ctx: CtxDep,
+                          principal: PrincipalDep) -> Response:
+    """Name a department code (for every language, or one)."""
+    form = await request.form()
+    try:
+        async with savepoint(session):
+            await setup_service.name_department(
+                session, principal=principal, code=form_text(form, "code"),
+                name=form_text(form, "name"), language=form_text(form, "language") or None)
+    except InvalidInput as exc:
+        return await _organisation_page(request, session, ctx, principal, values=dict(form),
+                                        error=exc, status_code=422)
+    return see_other("/portal/organisation?notice=department_saved#departments")
+
+
+@router.post("/portal/organisation/departments/remove")
+async def department_remove(request: Request, session: SessionDep,
+                            principal: PrincipalDep) -> Response:
+    form = await request.form()
+    await setup_service.forget_department(session, principal=principal,
+                                          code=form_text(form, "code"),
+                                          language=form_text(form, "language"))
+    return see_other("/portal/organisation?notice=department_removed#departments")

@@ -44,6 +44,10 @@ async def organisation_of(session: AsyncSession, principal: Principal) -> Organi
     return org
 
 
+#: How patients may see a clinician (``Organisation.provider_label_mode``).
+PROVIDER_LABEL_MODES = ("role", "display")
+
+
 @dataclass
 class OrganisationInput:
     display_name: str | None = None
@@ -54,6 +58,9 @@ class OrganisationInput:
     timezone: str | None = None
     #: EHR origins allowed to frame visit pages, one per entry (None = leave as is).
     frame_ancestors: list[str] | None = None
+    #: How patients and guests see a clinician: "role" ("Your clinician") or "display" (the
+    #: label the EHR launch gave the clinician's seat).
+    provider_label_mode: str | None = None
 
 
 async def update_organisation(
@@ -105,6 +112,12 @@ async def update_organisation(
             raise InvalidInput(f"{data.timezone!r} is not a time zone; use an IANA name such as "
                                "Europe/Prague.", details={"field": "timezone"}) from None
         org.timezone = data.timezone
+    if data.provider_label_mode is not None:
+        if data.provider_label_mode not in PROVIDER_LABEL_MODES:
+            raise InvalidInput("Choose how patients see the clinician: as “Your clinician” "
+                               "or by the clinician's name from the EHR.",
+                               details={"field": "provider_label_mode"})
+        org.provider_label_mode = data.provider_label_mode
     if data.frame_ancestors is not None:
         try:
             org.frame_ancestors = parse_origins(

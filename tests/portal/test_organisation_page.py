@@ -1,0 +1,84 @@
+"""The organisation page's clinician label mode and department names (issue 15 item 14):
+set in the portal as hospital IT would, validated with a field error, audited."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy import select
+
+from openvisit.context import AppContext
+from openvisit.models import AuditLog, Organisation
+from openvisit.notify import departments
+from tests.portal.conftest import Browser
+
+BrowserFactory = Callable[[str], Awaitable[Browser]]
+
+
+def org_form(**overrides: str) -> dict[str, str]:
+    form = {"display_name": "Acme", "region": "local", "unlimited": "on",
+            "default_phone_region": "US", "timezone": "UTC", "frame_ancestors": "",
+            "provider_label_mode": "role"}
+    form.update(overrides)
+    return form
+
+
+async def test_it_sets_how_patients_see_the_clinician(browser: BrowserFactory,
+                                                     ctx: AppContext) -> None:
+    admin = await browser("admin")
+    page = await admin.get("/portal/organisation")
+    assert 'name="provider_label_mode"' in page.text and "“Your clinician”" in page.text
+    bad = await admin.post("/portal/organisation", org_form(provider_label_mode="name"))
+    assert bad.status_code == 422 and 'id="f-provider_label_mode-error"' in bad.text
+    saved = await admin.post("/portal/organisation", org_form(provider_label_mode="display"))
+    assert saved.status_code == 303, saved.text[:400]
+    async with ctx.db.read() as session:
+        org = (await session.scalars(select(Organisation).where(
+            Organisation.slug == "acme"))).one()
+        assert org.provider_label_mode == "display"
+        changes = list(await session.scalars(select(AuditLog.after).where(
+            AuditLog.action == "organisation.update")))
+    assert any(c and c.get("provider_label_mode") == "display" for c in changes)
+
+
+async def test_it_names_department_codes_per_language_and_removes_them(
+        browser: BrowserFactory, ctx: AppContext) -> None:
+    admin = await browser("admin")
+    assert "No department is named yet" in (await admin.get("/portal/organisation")).text
+    for form in ({"code": "10501", "language": "", "name": "Family medicine"},
+                 {"code": "10501", "language": "es", "name": "Medicina familiar"}):
+        saved = await admin.post("/portal/organisation/departments", form)
+        assert saved.status_code == 303, saved.text[:400]
+        assert saved.headers["location"].endswith("notice=department_saved#departments")
+    empty = await admin.post("/portal/organisation/departments",
+                             {"code": "", "language": "", "name": "Cardiology"})
+    assert empty.status_code == 422 and 'id="f-code-error"' in empty.text
+    assert 'value="Cardiology"' in empty.text  # what was typed is kept
+    unknown = await admin.post("/portal/organisation/departments",
+                               {"code": "CARD", "language": "xx", "name": "Cardiology"})
+    assert unknown.status_code == 422 and "leave it empty for every language" in unknown.text
+    page = (await admin.get("/portal/organisation")).text
+    assert "Family medicine" in page and "Medicina familiar" in page
+    assert "<code>10501</code>" in page
+    async with ctx.db.read() as session:
+        org = (await session.scalars(select(Organisation).where(
+            Organisation.slug == "acme"))).one()
+        spanish = await departments.display_name(session, organisation_id=org.id,
+                                                 department="10501", language="es")
+        czech = await departments.display_name(session, organisation_id=org.id,
+                                               department="10501", language="cs")
+    assert (spanish, czech) == ("Medicina familiar", "Family medicine")
+
+    removed = await admin.post("/portal/organisation/departments/remove",
+                               {"code": "10501", "language": "es"})
+    assert removed.status_code == 303
+    page = (await admin.get("/portal/organisation")).text
+    assert "Medicina familiar" not in page and "Family medicine" in page
+    reporter = await browser("reporter")
+    refused = await reporter.post("/portal/organisation/departments",
+                                  {"code": "CARD", "language": "", "name": "Cardiology"})
+    assert refused.status_code == 403
+    async with ctx.db.read() as session:
+        actions = list(await session.scalars(select(AuditLog.action).where(
+            AuditLog.action.like("department.%")).order_by(AuditLog.id)))
+    assert actions == ["department.name", "department.name", "department.name_removed"]
