@@ -4,7 +4,8 @@ with its clinician label mode and department names (issue 15 item 14).
 
 Run: ``.venv/bin/python -m tests.portal.make_writeback_screenshots [OUTDIR]`` from the
 repository root; writes ``portal-writeback``, ``portal-writeback-error`` and
-``portal-organisation-departments`` at 1280×800 and
+``portal-organisation-departments``, ``portal-records-feed-off`` (top of the page) at
+1280×800 and
 390×844 (``-phone``), default OUTDIR docs/screenshots. The rows are planted in a fresh SQLite
 database (the EHR's messages as Medplum words them); the app is served by uvicorn on
 loopback and Debian's Chromium is driven by Playwright.
@@ -120,6 +121,9 @@ async def main(outdir: Path) -> None:
                     await page.wait_for_load_state()
                     await page.screenshot(
                         path=str(outdir / f"portal-writeback-error{suffix}.png"), full_page=True)
+                    await page.goto(f"{base}/portal/endpoints/{endpoint}/records")
+                    await page.screenshot(
+                        path=str(outdir / f"portal-records-feed-off{suffix}.png"))
                     await page.goto(f"{base}/portal/organisation")
                     await page.screenshot(
                         path=str(outdir / f"portal-organisation-departments{suffix}.png"),

@@ -25,7 +25,11 @@ from openvisit.audit import record
 from openvisit.certificates import active_certificates
 from openvisit.context import AppContext
 from openvisit.crypto import derive_key
-from openvisit.errors import Gone, NotFound
+from openvisit.db import after_commit
+from openvisit.errors import Gone, InvalidInput, NotFound
+from openvisit.feed.commands import configure_feed
+from openvisit.feed.senders import invalidate
+from openvisit.feed.service import hl7_options
 from openvisit.launch import scopes as launch_scopes
 from openvisit.launch.epic_config import LEGACY_RISK, EpicLinkConfig
 from openvisit.models import ContextToken, EhrEndpoint, PhoneNumber, utcnow
@@ -256,3 +260,47 @@ def find_record(records: list[IntegrationRecord], kind: str) -> IntegrationRecor
         if item.kind == kind:
             return item
     raise NotFound(f"There is no integration record {kind!r}; choose one of {', '.join(KINDS)}.")
+
+
+# --- the scheduling feed (HL7 SIU) of the endpoint -------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeedState:
+    """Whether the endpoint's SIU feed is on: which senders (MSH-3^MSH-4) it accepts."""
+
+    senders: list[str]
+    jws_issuer: str | None
+
+    @property
+    def on(self) -> bool:
+        return bool(self.senders)
+
+
+def feed_state(endpoint: EhrEndpoint) -> FeedState:
+    block = hl7_options(endpoint)
+    raw = block.get("senders")
+    senders = [str(s) for s in raw] if isinstance(raw, list) else []
+    issuer = block.get("jws_issuer")
+    return FeedState(senders=senders, jws_issuer=str(issuer) if issuer else None)
+
+
+async def set_feed_senders(session: AsyncSession, *, app: AppContext, principal: Principal,
+                           endpoint: EhrEndpoint, lines: list[str]) -> FeedState:
+    """Replace the senders whose SIU messages book this endpoint's appointments (org admins;
+    none turns the feed off). Raises :class:`InvalidInput` for a malformed sender and
+    :class:`Conflict` when another endpoint lists it."""
+    principal.require("org_admin", doing="change the scheduling feed")
+    senders = [line.strip() for line in lines if line.strip()]
+    if len(senders) > 50:
+        raise InvalidInput("List at most 50 senders.", details={"field": "senders"})
+    try:
+        await configure_feed(session, endpoint=endpoint, actor=principal.actor, senders=senders)
+    except InvalidInput as exc:
+        raise InvalidInput(exc.message, details={"field": "senders"}) from None
+
+    async def reread() -> None:  # this process reads the senders again, once committed
+        invalidate(app)
+
+    after_commit(session, reread)
+    return feed_state(endpoint)

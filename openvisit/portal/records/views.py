@@ -9,13 +9,16 @@ import uuid
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from openvisit.errors import OpenVisitError
 from openvisit.portal.endpoints import service as admin
 from openvisit.portal.records import service as records_service
 from openvisit.portal.web import (
     PortalRoute,
     PrincipalDep,
+    form_text,
     remember_session,
     render,
+    savepoint,
     see_other,
 )
 from openvisit.web.deps import CtxDep, SessionDep
@@ -39,8 +42,32 @@ async def records_page(request: Request, session: SessionDep, ctx: CtxDep,
     endpoint = await admin.get_for(session, principal=principal, endpoint_id=endpoint_id)
     items = await records_service.build_records(session, app=ctx, principal=principal,
                                                 endpoint=endpoint)
-    return render(request, "portal/records.html", {"endpoint": endpoint, "records": items},
-                  principal=principal)
+    return render(request, "portal/records.html", {
+        "endpoint": endpoint, "records": items, "feed": records_service.feed_state(endpoint),
+        "values": {}, "error": None}, principal=principal)
+
+
+@router.post("/portal/endpoints/{endpoint_id}/feed")
+async def feed_save(request: Request, session: SessionDep, ctx: CtxDep, principal: PrincipalDep,
+                    endpoint_id: uuid.UUID) -> Response:
+    """The HL7 senders that feed this endpoint (one per line; none turns the feed off)."""
+    endpoint = await admin.get_for(session, principal=principal, endpoint_id=endpoint_id)
+    form = await request.form()
+    text = form_text(form, "senders")
+    try:
+        async with savepoint(session):
+            await records_service.set_feed_senders(session, app=ctx, principal=principal,
+                                                   endpoint=endpoint,
+                                                   lines=text.splitlines())
+    except OpenVisitError as exc:
+        await session.refresh(endpoint)
+        items = await records_service.build_records(session, app=ctx, principal=principal,
+                                                    endpoint=endpoint)
+        return render(request, "portal/records.html", {
+            "endpoint": endpoint, "records": items,
+            "feed": records_service.feed_state(endpoint), "values": {"senders": text},
+            "error": exc}, principal=principal, status_code=exc.status_code)
+    return see_other(f"/portal/endpoints/{endpoint.id}/records?notice=feed_saved#feed")
 
 
 def _download(payload: object, filename: str) -> Response:
