@@ -15,7 +15,7 @@ import pytest
 from openvisit.app import create_app
 from openvisit.context import AppContext
 from tests.launch.fake_wiring import authorize, wire
-from tests.launch.lock_probe import acks_during
+from tests.launch.lock_probe import acks_during, assert_unblocked
 from tests.smart.fake_ehr import FHIR_BASE, FakeEhr
 
 pytestmark = pytest.mark.peers
@@ -45,9 +45,7 @@ async def test_it_acknowledges_siu_bookings_while_a_launch_waits_on_a_slow_token
     ehr.token_delay = SLOW
     done, probe = await acks_during(ctx, db_url, tmp_path, browser.get(callback))
     assert done.status_code == 303 and "/v/" in done.headers["location"], done.text[:300]
-    assert probe.overlapped, "the launch was no longer waiting on the EHR"
-    assert probe.codes == ["AA"] * len(probe.codes)
-    assert max(probe.ms) < 100, f"ACK round trips {probe.ms} ms during a {SLOW} s token call"
+    assert_unblocked(probe, slow_seconds=SLOW, what=f"a {SLOW} s token call")
 
 
 async def test_it_acknowledges_siu_bookings_while_a_launch_begins_against_a_slow_discovery(
@@ -57,6 +55,4 @@ async def test_it_acknowledges_siu_bookings_while_a_launch_begins_against_a_slow
     started, probe = await acks_during(
         ctx, db_url, tmp_path, browser.get(f"/launch?iss={FHIR_BASE}&launch=launch-123"))
     assert started.status_code == 303, started.text[:300]
-    assert probe.overlapped
-    assert probe.codes == ["AA"] * len(probe.codes)
-    assert max(probe.ms) < 100, f"ACK round trips {probe.ms} ms during a {SLOW} s discovery"
+    assert_unblocked(probe, slow_seconds=SLOW, what=f"a {SLOW} s discovery")
