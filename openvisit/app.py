@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from openvisit import __version__
@@ -192,6 +192,13 @@ def create_app(
         install_api_docs(app)
     for router in ROUTERS:
         app.include_router(router)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> RedirectResponse:
+        # Browsers ask for /favicon.ico whatever a page links (and for JSON or a PDF); the
+        # icon is one SVG, linked from base.html.
+        return RedirectResponse("/static/img/favicon.svg", status_code=308,
+                                headers={"Cache-Control": "public, max-age=86400"})
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index(request: Request) -> HTMLResponse:
