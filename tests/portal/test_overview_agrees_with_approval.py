@@ -34,7 +34,6 @@ BrowserFactory = Callable[[str], Awaitable[Browser]]
 #: Where the set-up service (openvisit/portal/setup/service.py, not ours to change here) still
 #: counts "checked with an approver" instead of the endpoints' states; see the report of
 #: issue 15 item 15 for the change. Strict: the test fails once it is fixed, to drop the mark.
-DISAGREES = "portal/setup/service.py derives the steps from the last check, not the state"
 
 
 async def _in_portal(browser: BrowserFactory, *, approver: bool = True,
@@ -97,14 +96,12 @@ SCENARIOS = [
     pytest.param(draft_only, id="draft"),
     pytest.param(awaiting, id="awaiting-approval"),
     pytest.param(approved_in_the_portal, id="approved"),
-    # The overview says set-up is to do ("0 checked with an approver", "Continue: Set-up")
-    # while the approval page says approved and visits launch: the demo's first screen.
-    pytest.param(approved_by_the_cli, id="approved-by-the-cli",
-                 marks=pytest.mark.xfail(reason=DISAGREES, strict=True)),
-    # The overview says approval is to do while the approval page has nothing to approve:
+    # The overview said set-up was to do ("0 checked with an approver", "Continue: Set-up")
+    # while the approval page said approved and visits launched: the demo's first screen.
+    pytest.param(approved_by_the_cli, id="approved-by-the-cli"),
+    # The overview said approval was to do while the approval page had nothing to approve:
     # the draft is "not ready" there.
-    pytest.param(approved_and_a_draft, id="approved-and-a-draft",
-                 marks=pytest.mark.xfail(reason=DISAGREES, strict=True)),
+    pytest.param(approved_and_a_draft, id="approved-and-a-draft"),
 ]
 
 

@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from openvisit.models import EhrEndpoint, utcnow
 from openvisit.notify import departments
 from openvisit.portal import repository
-from openvisit.portal.endpoints.service import last_check
 from openvisit.portal.signin.sessions import Principal
 from openvisit.portal.sms.service import consents_given, organisation_of
 
@@ -40,7 +39,10 @@ async def overview(session: AsyncSession, *, principal: Principal) -> Overview:
     """The five steps with their status and a one-line summary each."""
     org = await organisation_of(session, principal)
     endpoints = await repository.endpoints_of(session, org.id)
-    ready = [e for e in endpoints if e.approver_ehr_user and (last_check(e) or {}).get("ok")]
+    # The approval page goes by each endpoint's state; so does this overview (a CLI- or
+    # demo-registered endpoint is approved with no live check or approver on record).
+    drafts = [e for e in endpoints if e.state == "draft"]
+    awaiting = [e for e in endpoints if e.state == "awaiting_approval"]
     envs = sorted({e.environment for e in endpoints})
     numbers = [n for n in await repository.numbers_of(session, org.id) if n.state == "active"]
     links = await repository.links_of(session, org.id)
@@ -53,8 +55,9 @@ async def overview(session: AsyncSession, *, principal: Principal) -> Overview:
     approved = [e for e in endpoints if e.state == "approved"]
 
     setup = Step(1, "setup", "Set-up", "/portal/endpoints",
-                 "done" if endpoints and len(ready) == len(endpoints) else "todo",
-                 f"{len(endpoints)} FHIR base URL(s); {len(ready)} checked with an approver"
+                 "done" if endpoints and not drafts else "todo",
+                 f"{len(endpoints)} FHIR base URL(s); {len(endpoints) - len(drafts)} checked "
+                 "with an approver or approved"
                  if endpoints else "Add your EHR's FHIR base URL and name the approver")
     if not consents_given(org):
         sms = Step(2, "sms", "SMS notifications", "/portal/sms", "optional",
@@ -70,7 +73,7 @@ async def overview(session: AsyncSession, *, principal: Principal) -> Overview:
                 else (f"Uploaded for {', '.join(envs)}" if envs else "Add an endpoint first"))
     approval = Step(4, "approval", "Approval", "/portal/approval",
                     "done" if endpoints and len(approved) == len(endpoints)
-                    else ("todo" if ready else "blocked"),
+                    else ("todo" if awaiting else "blocked"),
                     f"{len(approved)} of {len(endpoints)} endpoint(s) approved"
                     if endpoints else "Nothing to approve yet")
     review = Step(5, "review", "Review & records", "/portal/records",
