@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,22 +17,18 @@ from openvisit.devicetest import service as devicetest
 from openvisit.devicetest.service import CallReport, DeviceTestReport
 from openvisit.jobs.worker import Worker
 from openvisit.models import Appointment, ContextToken, Job, Writeback, utcnow
-from openvisit.visits import lobby
-from openvisit.visits import service as visits
-from openvisit.writeback import resources
 from openvisit.writeback import service as writeback
 from tests.support.backend import subprocess_env
 from tests.support.procs import Proc
-from tests.visits.support import Links
-from tests.writeback.support import Chart, FhirServer, NoAuthTokens, seed
-
-
-@pytest.fixture
-def fhir_server(tmp_path: Path) -> Iterator[FhirServer]:
-    server = FhirServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
+from tests.writeback.support import (
+    EXPECTED,
+    FhirServer,
+    NoAuthTokens,
+    audit_kinds,
+    rows,
+    run_visit,
+    seed,
+)
 
 
 @pytest.fixture
@@ -41,51 +36,6 @@ def tokens(ctx: AppContext) -> NoAuthTokens:
     planted = NoAuthTokens()
     ctx.services.writeback_tokens = planted
     return planted
-
-
-async def run_visit(ctx: AppContext, chart: Chart) -> uuid.UUID:
-    """Patient joins (lobby), clinician joins, admits, patient drops, visit ends."""
-    async with ctx.transaction() as session:
-        appt = await session.get(Appointment, chart.appointment.id)
-        assert appt is not None
-        visit = await visits.open_visit(session, app=ctx, appointment=appt)
-        provider = await visits.seat_link(session, app=ctx, visit=visit, role="provider",
-                                          ehr_user_id=f"Practitioner/{chart.practitioner_id}")
-        patient = await visits.seat_link(session, app=ctx, visit=visit, role="patient",
-                                         patient_ref=f"Patient/{chart.patient_id}")
-    async with ctx.transaction() as session:
-        visit, seat = await lobby.join(session, app=ctx, token=Links.token(patient),
-                                       connection_id="p.1")
-        patient_id = seat.id
-    async with ctx.transaction() as session:
-        visit, doctor = await lobby.join(session, app=ctx, token=Links.token(provider),
-                                         connection_id="d.1")
-        await lobby.admit(session, app=ctx, visit=visit, actor=doctor, target_id=patient_id)
-    async with ctx.transaction() as session:
-        await lobby.disconnect(session, app=ctx, participant_id=patient_id,
-                               connection_id="p.1")
-    async with ctx.transaction() as session:
-        visit, doctor = await lobby.staff_seat(session, app=ctx, token=Links.token(provider))
-        await lobby.end_visit(session, app=ctx, visit=visit, actor=doctor)
-    return visit.id
-
-
-def audit_kinds(server: FhirServer, appointment_id: str) -> list[str]:
-    """The OpenVisit subtype of each AuditEvent about the appointment, in the order stored."""
-    kinds = []
-    for event in server.tagged("AuditEvent"):
-        refs = [e["what"].get("reference") for e in event["entity"]]
-        if f"Appointment/{appointment_id}" in refs:
-            kinds.append(next(s["code"] for s in event["subtype"]
-                              if s["system"] == resources.EVENT_SYSTEM))
-    return kinds
-
-
-async def rows(ctx: AppContext, visit_id: uuid.UUID) -> list[Writeback]:
-    async with ctx.db.read() as session:
-        found = list(await writeback.rows_of_visit(session, visit_id))
-        session.expunge_all()  # detached with their values loaded
-        return found
 
 
 async def drain(ctx: AppContext, visit_ids: list[uuid.UUID], *, timeout: float = 60) -> None:
@@ -105,9 +55,6 @@ async def drain(ctx: AppContext, visit_ids: list[uuid.UUID], *, timeout: float =
 async def drain_until_failed(ctx: AppContext, visit_id: uuid.UUID) -> None:
     """Run jobs until every write of the visit is sent, failed or blocked behind a failure."""
     await drain(ctx, [visit_id])
-
-
-EXPECTED = ["connected", "connected", "started", "admitted", "disconnected", "ended"]
 
 
 async def test_it_writes_a_visit_in_order_once(ctx: AppContext, fhir_server: FhirServer,
