@@ -17,6 +17,7 @@ from openvisit.jobs.service import (
     enqueue_many,
     job_row,
     retry_dead,
+    wake,
 )
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "job_row",
     "periodic_job",
     "retry_dead",
+    "wake",
 ]

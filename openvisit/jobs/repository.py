@@ -4,6 +4,10 @@ with a lease, renew, complete, fail).
 Every state change after the claim is conditional on ``locked_by`` and ``attempts``: a worker
 whose lease expired (it stalled, or was presumed dead) can no longer touch the job that
 another worker has taken over.
+
+A running job's ``due_at`` is the one it was claimed at, until :func:`wake` moves it to the
+moment of the wake: the deferral the run ends with (:func:`defer`) then keeps it, so a wake
+that arrives while the handler is deciding to wait is not lost.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit.db import insert_ignoring_conflicts, rowcount
@@ -27,6 +31,8 @@ class ClaimedJob:
     idempotency_key: str
     attempt: int
     max_attempts: int
+    #: When the job was due as claimed (a later value in the row means it was woken since).
+    due_at: datetime
 
 
 def _claimable(now: datetime) -> Any:
@@ -62,7 +68,8 @@ async def claim(
             lease_until=now + lease,
         )
         .returning(
-            Job.id, Job.kind, Job.payload, Job.idempotency_key, Job.attempts, Job.max_attempts
+            Job.id, Job.kind, Job.payload, Job.idempotency_key, Job.attempts, Job.max_attempts,
+            Job.due_at,
         )
         .execution_options(synchronize_session=False)
     )
@@ -130,13 +137,15 @@ async def fail(
 async def defer(
     session: AsyncSession, job: ClaimedJob, *, worker_id: str, until: datetime, reason: str
 ) -> bool:
-    """Put the job back to pending at ``until`` and give back the attempt it used."""
+    """Put the job back to pending at ``until`` and give back the attempt it used; at the
+    time of a :func:`wake` instead when one came while it ran and that is sooner."""
+    woken = and_(Job.due_at > job.due_at, Job.due_at < until)
     result = await session.execute(
         update(Job)
         .where(_mine(job, worker_id))
         .values(
             state="pending",
-            due_at=until,
+            due_at=case((woken, Job.due_at), else_=until),
             attempts=Job.attempts - 1,
             locked_by=None,
             lease_until=None,
@@ -145,6 +154,25 @@ async def defer(
         .execution_options(synchronize_session=False)
     )
     return rowcount(result) > 0
+
+
+async def wake(session: AsyncSession, idempotency_key: str, *, now: datetime) -> int:
+    """Make the job of this key due at ``now``: a pending one waiting for later runs now; a
+    running one, should it defer, is due at ``now`` rather than when it asks (see
+    :func:`defer`). Returns how many jobs it changed (0 or 1)."""
+    result = await session.execute(
+        update(Job)
+        .where(
+            Job.idempotency_key == idempotency_key,
+            or_(
+                and_(Job.state == "pending", Job.due_at > now),
+                and_(Job.state == "running", Job.due_at < now),
+            ),
+        )
+        .values(due_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return rowcount(result)
 
 
 async def counts_by_state(session: AsyncSession) -> dict[str, int]:

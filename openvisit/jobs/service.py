@@ -103,6 +103,17 @@ async def cancel(session: AsyncSession, *, idempotency_key: str) -> bool:
     return cancelled > 0
 
 
+async def wake(session: AsyncSession, *, idempotency_key: str) -> bool:
+    """Run the job of this key now rather than at its ``due_at`` (it was waiting for
+    something that has just happened). A job running right now that then defers (``Defer``)
+    is due now instead of when it asked. Workers are woken after the caller's commit. Returns
+    whether a job was changed."""
+    woken = await repository.wake(session, idempotency_key, now=utcnow()) > 0
+    if woken:
+        session.info["openvisit.jobs_enqueued"] = True
+    return woken
+
+
 async def retry_dead(session: AsyncSession, job_id: int) -> Job:
     """Put a dead-lettered job back in the queue with a fresh attempt budget."""
     job = await session.get(Job, job_id)

@@ -1,4 +1,5 @@
-"""The queries of write-back: order within a visit, waking the next write, portal lists."""
+"""The queries of write-back: order within a visit, portal lists (waking the next write's job
+is :func:`openvisit.jobs.wake`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit.models import Job, Writeback
@@ -38,14 +39,6 @@ async def job_due_at(session: AsyncSession, job_key: str) -> datetime | None:
     found = await session.scalars(
         select(Job.due_at).where(Job.idempotency_key == job_key, Job.state == "pending"))
     return found.first()
-
-
-async def wake(session: AsyncSession, job_key: str, *, now: datetime) -> int:
-    """Make a pending job due now (the write before it has just landed)."""
-    result = await session.execute(
-        update(Job).where(Job.idempotency_key == job_key, Job.state == "pending",
-                          Job.due_at > now).values(due_at=now))
-    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def by_key(session: AsyncSession, key: str) -> Writeback | None:

@@ -8,10 +8,12 @@ write. Both commit with the event or not at all. An endpoint with write-back off
 identity-map look-ups and writes nothing.
 
 **Order.** Rows of one visit (``order_key``) are sent in ``id`` order (see
-:mod:`openvisit.writeback.tasks`). Steps of one seat are ordered by the seat's row lock
-(``join``/``disconnect`` lock it), visit end by the visit's; two different seats' events that
-commit in the opposite order of their ids are written in id order, which is their order of
-insertion.
+:mod:`openvisit.writeback.tasks`). A row added behind another of its visit in the same
+transaction has its job due only after :data:`WAIT_BEHIND`: the one before it wakes it when
+it lands, so it is not run just to find that it must wait. Steps of one seat are ordered by
+the seat's row lock (``join``/``disconnect`` lock it), visit end by the visit's; two different
+seats' events that commit in the opposite order of their ids are written in id order, which is
+their order of insertion.
 
 **Portal functions** (for the portal page and the bench): :func:`recent`, :func:`rerun`,
 :func:`read_settings`, :func:`update_settings`, :func:`test_write`.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -54,6 +57,13 @@ SEND_JOB = "writeback.send"
 #: the default backoff (5 s doubling, capped at an hour) that is about a day of outage.
 MAX_ATTEMPTS = 30
 ARRIVED_TEXT = "The patient is waiting in the video visit lobby."
+#: How long a write waits behind an earlier one of its visit before it looks again by itself.
+#: The earlier one wakes it as soon as it lands (or is skipped, or fails for good), so this
+#: only bounds the delay of a wake that was lost (the earlier write's worker died and its
+#: lease ran out, a savepoint rolled the earlier row back).
+WAIT_BEHIND = timedelta(seconds=60)
+#: ``session.info`` key: the visits (order keys) that got a write in this transaction.
+_ORDER_KEYS = "openvisit.writeback.order_keys"
 
 
 def job_key(row: Writeback) -> str:
@@ -83,8 +93,11 @@ async def _add(session: AsyncSession, *, endpoint: EhrEndpoint, order_key: str, 
                     event_kind=event_kind, visit_event_id=event_id, payload=payload)
     session.add(row)
     await session.flush()
+    ordered: set[str] = session.info.setdefault(_ORDER_KEYS, set())
+    behind = order_key in ordered  # an earlier write of this visit commits with it
+    ordered.add(order_key)
     await enqueue(session, SEND_JOB, payload={"row_id": row.id}, idempotency_key=job_key(row),
-                  max_attempts=MAX_ATTEMPTS)
+                  max_attempts=MAX_ATTEMPTS, due_at=utcnow() + WAIT_BEHIND if behind else None)
     return row
 
 

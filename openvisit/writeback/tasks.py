@@ -4,9 +4,13 @@ Three phases, so no transaction is open while the EHR is called (on SQLite a tra
 holds the one write lock):
 
 1. read (no lock): the row, its endpoint, the earliest write of its visit not landed yet.
-   If there is one, wait: ``Defer`` to when that write's job runs next (it wakes this one
-   when it lands); if that one failed for good, this row is ``blocked`` and the job ends
-   (a re-run of the failed write unblocks it).
+   If there is one, wait: ``Defer`` until :data:`~openvisit.writeback.service.WAIT_BEHIND`
+   after that write's job runs next. The wait normally ends sooner: the write just before
+   this one wakes it (:func:`openvisit.jobs.wake`, workers woken through the bus) when it
+   lands, is skipped or fails for good, and a wake that comes while this job is deciding to
+   wait is kept by the deferral; the timeout only bounds a wake that was lost. If the earlier
+   write failed for good, this row is ``blocked``, the next one woken to block too, and the
+   job ends (a re-run of the failed write unblocks them).
 2. send through the endpoint's adapter with a backend-services token.
 3. in the job's own transaction: the row ``sent`` with the server's ``Type/id``, and the
    next write of the visit woken. A crash before 3 runs the job again; the adapter's
@@ -26,14 +30,21 @@ from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit.errors import OpenVisitError, OutboundError
-from openvisit.jobs import Defer, JobContext, job_handler
+from openvisit.jobs import Defer, JobContext, job_handler, wake
 from openvisit.logs import get_logger
 from openvisit.models import EhrEndpoint, Writeback, utcnow
 from openvisit.writeback import adapter as a
 from openvisit.writeback import repository as repo
 from openvisit.writeback.adapters import adapter_for
 from openvisit.writeback.fhir import FhirWriteError
-from openvisit.writeback.service import MAX_ATTEMPTS, SEND_JOB, job_key, rerun, target_for
+from openvisit.writeback.service import (
+    MAX_ATTEMPTS,
+    SEND_JOB,
+    WAIT_BEHIND,
+    job_key,
+    rerun,
+    target_for,
+)
 from openvisit.writeback.settings import settings_of
 from openvisit.writeback.tokens import backend_tokens
 
@@ -41,12 +52,11 @@ log = get_logger(__name__)
 
 WRITES = Counter("openvisit_writeback_total", "Write-backs by profile, kind and outcome",
                  ["profile", "what", "outcome"])
-#: Shortest and longest wait behind an earlier write of the same visit.
-MIN_WAIT = timedelta(milliseconds=200)
-MAX_WAIT = timedelta(seconds=60)
 
 
-async def _mark(job: JobContext, row_id: int, **values: object) -> None:
+async def _mark(job: JobContext, row_id: int, *, wake_next: bool = False,
+                **values: object) -> None:
+    """Set ``values`` on the row in a transaction of its own (and wake the next write)."""
     async with job.app.transaction() as session:
         row = await session.get(Writeback, row_id)
         if row is None:
@@ -54,6 +64,8 @@ async def _mark(job: JobContext, row_id: int, **values: object) -> None:
         for name, value in values.items():
             setattr(row, name, value)
         row.updated_at = utcnow()
+        if wake_next:
+            await _wake_next_in(job, row, session=session)
 
 
 @job_handler(SEND_JOB)
@@ -65,10 +77,12 @@ async def send(job: JobContext) -> None:
         row = await session.get(Writeback, row_id)
         if row is None or row.state in ("sent", "skipped"):
             return
-        endpoint = await session.get(EhrEndpoint, row.endpoint_id)
         before = await repo.predecessor(session, row)
         waits_for = await repo.job_due_at(session, job_key(before)) if before else None
         blocker = (before.id, before.state) if before is not None else None
+        # The endpoint only for a row that goes now: most runs behind an earlier write
+        # (a backlog after an outage) end in the Defer below.
+        endpoint = await session.get(EhrEndpoint, row.endpoint_id) if before is None else None
         write = a.Write(key=row.key, what=row.what, event_kind=row.event_kind,
                         payload=dict(row.payload))
         attempts = row.attempts
@@ -76,12 +90,12 @@ async def send(job: JobContext) -> None:
             session.expunge(endpoint)
     if blocker is not None:
         if blocker[1] in ("failed", "blocked"):
-            await _mark(job, row_id, state="blocked",
+            await _mark(job, row_id, state="blocked", wake_next=True,
                         error=f"Waits for write-back {blocker[0]} of the same visit, which "
                         "failed.")
             return
-        until = max(now + MIN_WAIT, min((waits_for or now) + MIN_WAIT, now + MAX_WAIT))
-        raise Defer(until, reason="an earlier write of the visit is not sent yet")
+        raise Defer(max(now, waits_for or now) + WAIT_BEHIND,
+                    reason="an earlier write of the visit is not sent yet")
     if endpoint is None:
         return
     settings = settings_of(endpoint)
@@ -116,7 +130,8 @@ async def _failed(job: JobContext, row_id: int, exc: FhirWriteError, *, attempts
     give_up = exc.outcome == "permanent" or job.attempt >= MAX_ATTEMPTS
     state = "failed" if give_up else "retrying"
     await _mark(job, row_id, state=state, attempts=attempts + 1, http_status=exc.http_status,
-                error=exc.message if not exc.ehr_message else f"HTTP {exc.http_status}: {message}")
+                error=exc.message if not exc.ehr_message else f"HTTP {exc.http_status}: {message}",
+                wake_next=give_up)  # the writes behind it are blocked now: tell them
     WRITES.labels(profile, what, state).inc()
     log.warning("writeback_failed", row_id=row_id, what=what, outcome=exc.outcome,
                 http_status=exc.http_status, final=give_up)
@@ -136,12 +151,14 @@ async def _wake_next(job: JobContext, row_id: int) -> None:
 
 async def _wake_next_in(job: JobContext, row: Writeback, *,
                         session: AsyncSession | None = None) -> None:
-    """Wake the next write of the visit (a blocked one gets a new job)."""
+    """Wake the next write of the visit: its job runs now (workers are woken after the
+    commit); a blocked one gets a new job, unless ``row`` itself did not land."""
     db = session or job.session
     nxt = await repo.successor(db, row)
     if nxt is None:
         return
     if nxt.state == "blocked":
-        await rerun(db, row_id=nxt.id)
+        if row.state in ("sent", "skipped"):
+            await rerun(db, row_id=nxt.id)
         return
-    await repo.wake(db, job_key(nxt), now=utcnow())
+    await wake(db, idempotency_key=job_key(nxt))

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from openvisit.context import AppContext
-from openvisit.jobs import cancel, enqueue, retry_dead
+from openvisit.jobs import cancel, enqueue, retry_dead, wake
 from openvisit.jobs.worker import Worker, backoff_delay
 from openvisit.models import Job, utcnow
 from tests.support.backend import make_settings
@@ -171,3 +171,46 @@ async def test_it_defers_a_job_without_spending_an_attempt(app: AppContext) -> N
         assert row is not None
         assert (row.state, row.attempts, row.due_at) == ("pending", 0, until)
         assert row.last_error == "deferred: quiet hours"
+
+
+async def test_it_wakes_a_job_that_waits_for_later(app: AppContext) -> None:
+    async with app.transaction() as session:
+        await enqueue(session, "test.defer", idempotency_key="behind",
+                      due_at=utcnow() + timedelta(hours=1))
+        await enqueue(session, "test.defer", idempotency_key="done", payload={"done": True})
+    await Worker(app).run_until_empty(timeout=5)
+    async with app.transaction() as session:
+        assert await wake(session, idempotency_key="behind") is True
+        assert session.info.get("openvisit.jobs_enqueued")  # workers woken after commit
+        assert await wake(session, idempotency_key="done") is False  # finished: untouched
+    await Worker(app).run_until_empty(timeout=5)
+    async with app.transaction() as session:
+        states = dict((await session.execute(select(Job.idempotency_key, Job.state))).all())
+    assert states == {"behind": "done", "done": "done"}
+
+
+@pytest.mark.parametrize("woken", [True, False])
+async def test_it_keeps_a_wake_that_comes_while_the_job_decides_to_defer(
+    app: AppContext, woken: bool
+) -> None:
+    """The handler read "not yet", the thing it waits for happened and woke it, then it
+    deferred: it is due at the wake, not at the time it asked (else the wake is lost)."""
+    from openvisit.jobs import repository
+
+    async with app.transaction() as session:
+        await enqueue(session, "test.defer", idempotency_key="k")
+    async with app.transaction() as session:
+        [job] = await repository.claim(
+            session, worker_id="a", now=utcnow(), lease=timedelta(seconds=30), limit=1
+        )
+    if woken:
+        async with app.transaction() as session:
+            assert await wake(session, idempotency_key="k") is True
+    woke = utcnow()
+    until = woke + timedelta(hours=1)
+    async with app.transaction() as session:
+        assert await repository.defer(session, job, worker_id="a", until=until, reason="x")
+    async with app.transaction() as session:
+        row = await session.scalar(select(Job))
+        assert row is not None and row.state == "pending" and row.attempts == 0
+        assert (row.due_at <= woke) if woken else (row.due_at == until)

@@ -17,8 +17,16 @@ from sqlalchemy import select
 from openvisit.context import AppContext
 from openvisit.models import Appointment, AuditLog, EhrEndpoint
 from tests.portal.conftest import Browser, endpoint_body
-from tests.writeback.support import Chart, FhirServer, NoAuthTokens, drain, rows, run_visit
-from tests.writeback.test_it_medplum import EXPECTED, audit_kinds
+from tests.writeback.support import (
+    EXPECTED,
+    Chart,
+    FhirServer,
+    NoAuthTokens,
+    audit_kinds,
+    drain,
+    rows,
+    run_visit,
+)
 
 BrowserFactory = Callable[[str], Awaitable[Browser]]
 SECRET = "w" * 40

@@ -25,6 +25,8 @@ from tests.peers.fixtures import PEERS_DIR, PeerProcess, _node, free_port, requi
 from tests.visits.support import Links
 
 BASE_PATH = "/fhir/R4"
+#: The AuditEvents of :func:`run_visit`, in the order they must be stored.
+EXPECTED = ["connected", "connected", "started", "admitted", "disconnected", "ended"]
 
 
 class FhirServer:
@@ -95,7 +97,10 @@ class Chart:
 
 
 async def seed(ctx: AppContext, server: FhirServer, *, options: dict[str, Any] | None = None,
-               vendor: str = "generic") -> Chart:
+               vendor: str = "generic", endpoint: EhrEndpoint | None = None) -> Chart:
+    """A patient, practitioner, booked Appointment and planned Encounter on the server, and
+    OpenVisit's appointment for them: on ``endpoint`` (one clinic, many charts) or on a new
+    organisation's endpoint with write-back on (``options`` added to its settings)."""
     patient = server.create({"resourceType": "Patient", "active": True})
     practitioner = server.create({"resourceType": "Practitioner", "active": True})
     appointment = server.create({
@@ -112,17 +117,18 @@ async def seed(ctx: AppContext, server: FhirServer, *, options: dict[str, Any] |
         "appointment": [{"reference": f"Appointment/{appointment}"}]})
     wb = {"enabled": True, "appointment_status": True, **(options or {})}
     async with ctx.transaction() as session:
-        org = Organisation(slug=f"org-{uuid.uuid4().hex[:8]}", display_name="Clinic",
-                           timezone="UTC")
-        session.add(org)
-        await session.flush()
-        endpoint = EhrEndpoint(organisation_id=org.id, name="Medplum", vendor=vendor,
-                               environment="test", fhir_base=server.base,
-                               client_id="openvisit", state="approved",
-                               options={"writeback": wb})
-        session.add(endpoint)
-        await session.flush()
-        appt = Appointment(organisation_id=org.id, endpoint_id=endpoint.id,
+        if endpoint is None:
+            org = Organisation(slug=f"org-{uuid.uuid4().hex[:8]}", display_name="Clinic",
+                               timezone="UTC")
+            session.add(org)
+            await session.flush()
+            endpoint = EhrEndpoint(organisation_id=org.id, name="Medplum", vendor=vendor,
+                                   environment="test", fhir_base=server.base,
+                                   client_id="openvisit", state="approved",
+                                   options={"writeback": wb})
+            session.add(endpoint)
+            await session.flush()
+        appt = Appointment(organisation_id=endpoint.organisation_id, endpoint_id=endpoint.id,
                            ehr_appointment_id=appointment, encounter_id=encounter,
                            patient_ref=f"Patient/{patient}",
                            provider_ehr_id=f"Practitioner/{practitioner}")
@@ -131,8 +137,9 @@ async def seed(ctx: AppContext, server: FhirServer, *, options: dict[str, Any] |
     return Chart(endpoint, appt, patient, practitioner, encounter, appointment)
 
 
-async def run_visit(ctx: AppContext, chart: Chart) -> uuid.UUID:
-    """Patient joins (lobby), clinician joins, admits, patient drops, visit ends."""
+async def run_visit(ctx: AppContext, chart: Chart, *, gap: float = 0) -> uuid.UUID:
+    """Patient joins (lobby), clinician joins, admits, patient drops, visit ends: five
+    transactions, ``gap`` seconds apart."""
     async with ctx.transaction() as session:
         appt = await session.get(Appointment, chart.appointment.id)
         assert appt is not None
@@ -141,21 +148,38 @@ async def run_visit(ctx: AppContext, chart: Chart) -> uuid.UUID:
                                           ehr_user_id=f"Practitioner/{chart.practitioner_id}")
         patient = await visits.seat_link(session, app=ctx, visit=visit, role="patient",
                                          patient_ref=f"Patient/{chart.patient_id}")
+    await asyncio.sleep(gap)
     async with ctx.transaction() as session:
         visit, seat = await lobby.join(session, app=ctx, token=Links.token(patient),
                                        connection_id="p.1")
         patient_id = seat.id
+    await asyncio.sleep(gap)
     async with ctx.transaction() as session:
         visit, doctor = await lobby.join(session, app=ctx, token=Links.token(provider),
                                          connection_id="d.1")
         await lobby.admit(session, app=ctx, visit=visit, actor=doctor, target_id=patient_id)
+    await asyncio.sleep(gap)
     async with ctx.transaction() as session:
         await lobby.disconnect(session, app=ctx, participant_id=patient_id,
                                connection_id="p.1")
+    await asyncio.sleep(gap)
     async with ctx.transaction() as session:
         visit, doctor = await lobby.staff_seat(session, app=ctx, token=Links.token(provider))
         await lobby.end_visit(session, app=ctx, visit=visit, actor=doctor)
     return visit.id
+
+
+def audit_kinds(server: FhirServer, appointment_id: str,
+                events: list[dict[str, Any]] | None = None) -> list[str]:
+    """The OpenVisit subtype of each AuditEvent about the appointment, in the order stored
+    (from ``events``, the server's tagged AuditEvents, when the caller already has them)."""
+    kinds = []
+    for event in server.tagged("AuditEvent") if events is None else events:
+        refs = [e["what"].get("reference") for e in event["entity"]]
+        if f"Appointment/{appointment_id}" in refs:
+            kinds.append(next(s["code"] for s in event["subtype"]
+                              if s["system"] == resources.EVENT_SYSTEM))
+    return kinds
 
 
 async def rows(ctx: AppContext, visit_id: uuid.UUID) -> list[Writeback]:

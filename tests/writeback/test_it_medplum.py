@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,19 +17,19 @@ from openvisit.devicetest import service as devicetest
 from openvisit.devicetest.service import CallReport, DeviceTestReport
 from openvisit.jobs.worker import Worker
 from openvisit.models import Appointment, ContextToken, Job, Writeback, utcnow
-from openvisit.writeback import resources
 from openvisit.writeback import service as writeback
 from tests.support.backend import subprocess_env
 from tests.support.procs import Proc
-from tests.writeback.support import FhirServer, NoAuthTokens, drain, rows, run_visit, seed
-
-
-@pytest.fixture
-def fhir_server(tmp_path: Path) -> Iterator[FhirServer]:
-    server = FhirServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
+from tests.writeback.support import (
+    EXPECTED,
+    FhirServer,
+    NoAuthTokens,
+    audit_kinds,
+    drain,
+    rows,
+    run_visit,
+    seed,
+)
 
 
 @pytest.fixture
@@ -40,23 +39,9 @@ def tokens(ctx: AppContext) -> NoAuthTokens:
     return planted
 
 
-def audit_kinds(server: FhirServer, appointment_id: str) -> list[str]:
-    """The OpenVisit subtype of each AuditEvent about the appointment, in the order stored."""
-    kinds = []
-    for event in server.tagged("AuditEvent"):
-        refs = [e["what"].get("reference") for e in event["entity"]]
-        if f"Appointment/{appointment_id}" in refs:
-            kinds.append(next(s["code"] for s in event["subtype"]
-                              if s["system"] == resources.EVENT_SYSTEM))
-    return kinds
-
-
 async def drain_until_failed(ctx: AppContext, visit_id: uuid.UUID) -> None:
     """Run jobs until every write of the visit is sent, failed or blocked behind a failure."""
     await drain(ctx, [visit_id])
-
-
-EXPECTED = ["connected", "connected", "started", "admitted", "disconnected", "ended"]
 
 
 async def test_it_writes_a_visit_in_order_once(ctx: AppContext, fhir_server: FhirServer,
