@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 from playwright.async_api import Browser
 
+from openvisit.writeback.resources import EVENT_SYSTEM, TAG_SYSTEM
 from tests.e2e.drive_devicetest import LOOPBACK_EXTRA, _run_test
 from tests.e2e.room_stack import (
     REPO,
@@ -39,8 +40,6 @@ from tests.e2e.room_stack import (
 from tests.support.backend import TEST_KEYS, TEST_SECRET
 
 PEERS = REPO / "tests" / "peers"
-TAG_SYSTEM = "urn:openvisit:writeback"
-EVENT_SYSTEM = "urn:openvisit:visit-event"
 
 
 class Fhir:

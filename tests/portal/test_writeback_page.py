@@ -5,6 +5,7 @@ the recent write-backs with a permanent 4xx in the EHR's words, and its re-run a
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -26,6 +27,7 @@ from tests.writeback.support import (
     drain,
     rows,
     run_visit,
+    seed,
 )
 
 BrowserFactory = Callable[[str], Awaitable[Browser]]
@@ -64,29 +66,20 @@ async def add_endpoint(admin: Browser, server: FhirServer, **overrides: Any) -> 
 
 async def chart_on(ctx: AppContext, server: FhirServer, endpoint_id: str, *,
                    encounter: str | None = None) -> Chart:
-    """The EHR's patient, practitioner, appointment and encounter, and OpenVisit's copy."""
-    patient = server.create({"resourceType": "Patient", "active": True})
-    practitioner = server.create({"resourceType": "Practitioner", "active": True})
-    appointment = server.create({
-        "resourceType": "Appointment", "status": "booked",
-        "start": "2026-12-02T10:00:00Z", "end": "2026-12-02T10:20:00Z",
-        "participant": [{"actor": {"reference": f"Patient/{patient}"}, "status": "accepted"},
-                        {"actor": {"reference": f"Practitioner/{practitioner}"},
-                         "status": "accepted"}]})
-    encounter_id = encounter or server.create({
-        "resourceType": "Encounter", "status": "planned", "class": {"code": "AMB"},
-        "subject": {"reference": f"Patient/{patient}"}})
-    async with ctx.transaction() as session:
+    """The EHR's chart (support.seed) on the portal-made endpoint; ``encounter`` names an
+    Encounter the EHR does not have."""
+    async with ctx.db.read() as session:
         endpoint = await session.get(EhrEndpoint, uuid.UUID(endpoint_id))
         assert endpoint is not None
-        appt = Appointment(organisation_id=endpoint.organisation_id, endpoint_id=endpoint.id,
-                           ehr_appointment_id=appointment, encounter_id=encounter_id,
-                           patient_ref=f"Patient/{patient}",
-                           provider_ehr_id=f"Practitioner/{practitioner}")
-        session.add(appt)
-        await session.flush()
         session.expunge(endpoint)
-    return Chart(endpoint, appt, patient, practitioner, encounter_id, appointment)
+    chart = await seed(ctx, server, endpoint=endpoint)
+    if encounter is None:
+        return chart
+    async with ctx.transaction() as session:
+        appt = await session.get(Appointment, chart.appointment.id)
+        assert appt is not None
+        appt.encounter_id = encounter
+    return dataclasses.replace(chart, encounter_id=encounter)
 
 
 async def test_it_shows_a_refusal_in_the_ehrs_words_and_reruns_it_after_the_fix(
