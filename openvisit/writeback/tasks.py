@@ -101,8 +101,8 @@ async def send(job: JobContext) -> None:
     settings = settings_of(endpoint)
     profile = settings.profile_for(endpoint)
     if not settings.enabled:
-        await _mark(job, row_id, state="skipped", error="Write-back was turned off.")
-        await _wake_next(job, row_id)
+        await _mark(job, row_id, state="skipped", error="Write-back was turned off.",
+                    wake_next=True)
         return
     try:
         target = await target_for(job.app, endpoint, settings)
@@ -140,13 +140,6 @@ async def _failed(job: JobContext, row_id: int, exc: FhirWriteError, *, attempts
     if exc.retry_after is not None:
         raise Defer(utcnow() + timedelta(seconds=exc.retry_after), reason="EHR Retry-After")
     raise OutboundError(exc.message, permanent=False)
-
-
-async def _wake_next(job: JobContext, row_id: int) -> None:
-    async with job.app.transaction() as session:
-        row = await session.get(Writeback, row_id)
-        if row is not None:
-            await _wake_next_in(job, row, session=session)
 
 
 async def _wake_next_in(job: JobContext, row: Writeback, *,

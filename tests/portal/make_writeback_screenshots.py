@@ -14,25 +14,16 @@ loopback and Debian's Chromium is driven by Playwright.
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
-import tempfile
 from datetime import timedelta
 from pathlib import Path
 
-import uvicorn
-from playwright.async_api import async_playwright
-
-from openvisit.app import create_app
 from openvisit.context import AppContext
-from openvisit.db import Database
-from openvisit.migrate import upgrade_async
 from openvisit.models import EhrEndpoint, StaffAccount, Writeback, utcnow
 from openvisit.notify import departments
 from openvisit.portal.signin.service import get_or_create_organisation
 from tests.portal.conftest import PASSWORD, password_hash
-from tests.portal.make_screenshots import ARGS, SIZES
-from tests.support.backend import make_settings
+from tests.support.screenshots import SIZES, served
 
 ROWS = [  # what, event kind, state, attempts, http status, error, server ref
     ("audit", "joined", "sent", 1, None, None, "AuditEvent/7d1c0b9e"),
@@ -77,65 +68,39 @@ async def _seed(ctx: AppContext) -> str:
 
 async def main(outdir: Path) -> None:
     outdir.mkdir(parents=True, exist_ok=True)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    base = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite+aiosqlite:///{tmp}/shots.db"
-        db = Database(url)
-        await upgrade_async(db)
-        await db.dispose()
-        ctx = AppContext.create(make_settings(url, environment="development", public_url=base))
-        await ctx.start()
-        endpoint = await _seed(ctx)
-        server = uvicorn.Server(uvicorn.Config(create_app(ctx=ctx), host="127.0.0.1", port=port,
-                                               lifespan="off", log_config=None))
-        serving = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.05)
-        try:
-            async with async_playwright() as pw:
-                browser = await pw.chromium.launch(executable_path="/usr/bin/chromium",
-                                                   args=ARGS)
-                for suffix, (width, height) in SIZES.items():
-                    phone = suffix == "-phone"
-                    context = await browser.new_context(viewport={"width": width,
-                                                                  "height": height},
-                                                        is_mobile=phone, has_touch=phone)
-                    page = await context.new_page()
-                    await page.goto(f"{base}/portal/signin?next=%2Fportal")
-                    await page.fill("input[name=username]", "admin")
-                    await page.fill("input[name=password]", PASSWORD)
-                    await page.click("form[action='/portal/signin'] button[type=submit]")
-                    await page.wait_for_load_state()
-                    await page.goto(f"{base}/portal/endpoints/{endpoint}/writeback")
-                    await page.screenshot(path=str(outdir / f"portal-writeback{suffix}.png"),
-                                          full_page=True)
-                    width_used = await page.evaluate("document.documentElement.scrollWidth")
-                    assert width_used <= width, f"{width_used}px wide at {width}"
-                    await page.fill("#f-webhook_url", "https://paging.hospital.example/ov")
-                    await page.fill("#f-webhook_secret", "too-short")
-                    await page.click(f"form[action='/portal/endpoints/{endpoint}/writeback'] "
-                                     "button[type=submit]")
-                    await page.wait_for_load_state()
-                    await page.screenshot(
-                        path=str(outdir / f"portal-writeback-error{suffix}.png"), full_page=True)
-                    await page.goto(f"{base}/portal/endpoints/{endpoint}/records")
-                    await page.screenshot(
-                        path=str(outdir / f"portal-records-feed-off{suffix}.png"))
-                    await page.goto(f"{base}/portal/organisation")
-                    await page.screenshot(
-                        path=str(outdir / f"portal-organisation-departments{suffix}.png"),
-                        full_page=True)
-                    width_used = await page.evaluate("document.documentElement.scrollWidth")
-                    assert width_used <= width, f"organisation {width_used}px wide at {width}"
-                    await context.close()
-                await browser.close()
-        finally:
-            server.should_exit = True
-            await serving
-            await ctx.close()
+    async with served(_seed) as run:
+        base, endpoint = run.base, run.seeded
+        for suffix, (width, height) in SIZES.items():
+            phone = suffix == "-phone"
+            context = await run.browser.new_context(viewport={"width": width, "height": height},
+                                                    is_mobile=phone, has_touch=phone)
+            page = await context.new_page()
+            await page.goto(f"{base}/portal/signin?next=%2Fportal")
+            await page.fill("input[name=username]", "admin")
+            await page.fill("input[name=password]", PASSWORD)
+            await page.click("form[action='/portal/signin'] button[type=submit]")
+            await page.wait_for_load_state()
+            await page.goto(f"{base}/portal/endpoints/{endpoint}/writeback")
+            await page.screenshot(path=str(outdir / f"portal-writeback{suffix}.png"),
+                                  full_page=True)
+            width_used = await page.evaluate("document.documentElement.scrollWidth")
+            assert width_used <= width, f"{width_used}px wide at {width}"
+            await page.fill("#f-webhook_url", "https://paging.hospital.example/ov")
+            await page.fill("#f-webhook_secret", "too-short")
+            await page.click(f"form[action='/portal/endpoints/{endpoint}/writeback'] "
+                             "button[type=submit]")
+            await page.wait_for_load_state()
+            await page.screenshot(path=str(outdir / f"portal-writeback-error{suffix}.png"),
+                                  full_page=True)
+            await page.goto(f"{base}/portal/endpoints/{endpoint}/records")
+            await page.screenshot(path=str(outdir / f"portal-records-feed-off{suffix}.png"))
+            await page.goto(f"{base}/portal/organisation")
+            await page.screenshot(
+                path=str(outdir / f"portal-organisation-departments{suffix}.png"),
+                full_page=True)
+            width_used = await page.evaluate("document.documentElement.scrollWidth")
+            assert width_used <= width, f"organisation {width_used}px wide at {width}"
+            await context.close()
 
 
 if __name__ == "__main__":

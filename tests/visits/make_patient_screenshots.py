@@ -11,29 +11,16 @@ app on loopback, Debian's Chromium.
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
-import tempfile
 from datetime import timedelta
 from pathlib import Path
 
-import uvicorn
-from playwright.async_api import async_playwright
-
-from openvisit.app import create_app
 from openvisit.context import AppContext
-from openvisit.db import Database
-from openvisit.migrate import upgrade_async
 from openvisit.models import utcnow
 from openvisit.notify import departments
 from openvisit.visits import service
-from tests.support.backend import make_settings
+from tests.support.screenshots import SIZES, served
 from tests.visits.support import make_appointment, seed_org
-
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync",
-        "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
-SIZES = {"": (1280, 800), "-phone": (390, 844)}
 
 
 async def _links(ctx: AppContext) -> dict[str, str]:
@@ -74,51 +61,24 @@ async def _links(ctx: AppContext) -> dict[str, str]:
 
 async def main(outdir: Path) -> None:
     outdir.mkdir(parents=True, exist_ok=True)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    base = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite+aiosqlite:///{tmp}/shots.db"
-        db = Database(url)
-        await upgrade_async(db)
-        await db.dispose()
-        ctx = AppContext.create(make_settings(url, environment="development", public_url=base))
-        await ctx.start()
-        links = await _links(ctx)
-        server = uvicorn.Server(uvicorn.Config(create_app(ctx=ctx), host="127.0.0.1", port=port,
-                                               lifespan="off", log_config=None))
-        serving = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.05)
-        try:
-            async with async_playwright() as pw:
-                browser = await pw.chromium.launch(executable_path="/usr/bin/chromium",
-                                                   args=ARGS)
-                for suffix, (width, height) in SIZES.items():
-                    phone = suffix == "-phone"
-                    context = await browser.new_context(
-                        viewport={"width": width, "height": height}, is_mobile=phone,
-                        has_touch=phone)
-                    page = await context.new_page()
-                    for name in ("early", "ended", "prejoin", "interpreter"):
-                        for lang in ("es", "cs"):
-                            await page.goto(f"{links[name]}?lang={lang}")
-                            await page.wait_for_load_state("networkidle")
-                            await page.screenshot(
-                                path=str(outdir / f"visit-{name}-{lang}{suffix}.png"),
-                                full_page=True)
-                    await page.goto(f"{links['provider']}?lang=en")
+    async with served(_links) as run:
+        links = run.seeded
+        for suffix, (width, height) in SIZES.items():
+            phone = suffix == "-phone"
+            context = await run.browser.new_context(
+                viewport={"width": width, "height": height}, is_mobile=phone, has_touch=phone)
+            page = await context.new_page()
+            for name in ("early", "ended", "prejoin", "interpreter"):
+                for lang in ("es", "cs"):
+                    await page.goto(f"{links[name]}?lang={lang}")
                     await page.wait_for_load_state("networkidle")
-                    await page.click(".patient-links summary")
-                    await page.screenshot(
-                        path=str(outdir / f"visit-provider-patient-link{suffix}.png"))
-                    await context.close()
-                await browser.close()
-        finally:
-            server.should_exit = True
-            await serving
-            await ctx.close()
+                    await page.screenshot(path=str(outdir / f"visit-{name}-{lang}{suffix}.png"),
+                                          full_page=True)
+            await page.goto(f"{links['provider']}?lang=en")
+            await page.wait_for_load_state("networkidle")
+            await page.click(".patient-links summary")
+            await page.screenshot(path=str(outdir / f"visit-provider-patient-link{suffix}.png"))
+            await context.close()
 
 
 if __name__ == "__main__":
