@@ -59,7 +59,13 @@ function invalid(message) {
 
 const server = createServer(async (req, res) => {
   const chunks = [];
-  for await (const chunk of req) chunks.push(chunk);
+  try {
+    for await (const chunk of req) chunks.push(chunk);
+  } catch {
+    // The client went away mid-request (a worker killed with SIGKILL): nothing to answer,
+    // and the EHR must stay up for the other clients.
+    return res.destroy();
+  }
   const url = new URL(req.url, `http://127.0.0.1:${port}`);
   if (url.pathname === '/__requests') return send(res, 200, seen);
   if (!url.pathname.startsWith(base)) return send(res, 404, invalid('not under ' + base));
@@ -104,5 +110,8 @@ const server = createServer(async (req, res) => {
   }
 });
 
+// A request that fails in a way not handled above must not take the EHR down for everyone.
+process.on('unhandledRejection', (err) => console.error('unhandled', err?.message ?? err));
+server.on('clientError', (_err, socket) => socket.destroy());
 for (const signal of ['SIGTERM', 'SIGINT']) process.on(signal, () => server.close(() => process.exit(0)));
 server.listen(port, '127.0.0.1', () => console.log(`READY fhir_server 127.0.0.1:${port}`));

@@ -91,13 +91,16 @@ def by_visit(found: list[Writeback]) -> dict[str, list[Writeback]]:
 
 
 async def until(check: Callable[[], Awaitable[bool]], *, timeout: float, what: str,
-                procs: list[Proc]) -> float:
-    """Poll ``check`` until true; returns the seconds it took. Fails when a worker died or
-    on timeout, with the workers' last log lines."""
+                procs: list[Proc], ehr: FhirServer | None = None) -> float:
+    """Poll ``check`` until true; returns the seconds it took. Fails when a worker (or the
+    EHR, once it is back) died or on timeout, with the workers' last log lines."""
     started = time.monotonic()
     while not await check():
         for proc in procs:
             assert proc.popen.poll() is None, f"worker exited: {proc.tail(60)}"
+        if ehr is not None:
+            assert ehr.peer is not None and ehr.peer.running, (
+                f"the EHR exited: {ehr.log.read_text(errors='replace')[-3000:]}")
         if time.monotonic() - started > timeout:
             tails = "\n".join(p.tail(30) for p in procs)
             raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{tails}")
@@ -147,7 +150,7 @@ async def test_it_lands_every_write_after_an_outage_and_a_kill_9(
             return (await states(ctx))["sent"] >= total // 10
 
         await until(some_landed, timeout=60, what="the first writes after the EHR came back",
-                    procs=list(workers.values()))
+                    procs=list(workers.values()), ehr=fhir_server)
         killed = workers.pop("a")
         killed.kill9()
         killed.stop()
@@ -162,7 +165,7 @@ async def test_it_lands_every_write_after_an_outage_and_a_kill_9(
             return set(now) == {"sent"} and now["sent"] >= total
 
         drained = await until(all_sent, timeout=120, what="every write sent",
-                              procs=list(workers.values()))
+                              procs=list(workers.values()), ehr=fhir_server)
     finally:
         for proc in workers.values():
             proc.stop()
