@@ -10,7 +10,8 @@ The join window (``join_window_before_minutes`` before the appointment to
   organisation's audit log.
 - :func:`reopen`: a clinician may reopen a visit that was ended, for
   ``visit_reopen_minutes`` after it ended. The visit takes everyone again (a patient opens the
-  same link, waits in the lobby and is admitted anew); its window is kept open for at least
+  same link, waits in the lobby and is admitted anew, also if they were in the call when it
+  ended); its window is kept open for at least
   ``join_window_after_minutes`` from the reopening. Recorded as the event ``reopened`` and in
   the audit log.
 
@@ -27,6 +28,7 @@ from openvisit.audit import record
 from openvisit.context import AppContext
 from openvisit.errors import Conflict, PermissionDenied
 from openvisit.i18n import gettext as _
+from openvisit.media import service as media
 from openvisit.models.base import utcnow
 from openvisit.models.visit import Participant, Visit
 from openvisit.visits import repository as repo
@@ -112,6 +114,15 @@ async def reopen(session: AsyncSession, *, app: AppContext, token: str,
     await session.flush()
     await append_event(session, app=app, visit=visit, kind=REOPENED, participant=seat,
                        data={"by": str(seat.id), "after_s": after_s})
+    # Whoever was in the call when it ended comes back through the lobby: the clinician
+    # admits them anew (nobody walks into a reopened visit unseen).
+    for other in await repo.participants_of(session, visit.id):
+        if other.role not in STAFF_ROLES and other.lobby_state == "admitted":
+            other.lobby_state, other.left_at, other.waiting_since = "left", now, None
+            other.rev = (other.rev or 0) + 1
+            await append_event(session, app=app, visit=visit, kind="left", participant=other,
+                               data={"reason": "reopened"})
+            await media.seat_changed(session, app=app, visit=visit, participant=other)
     await _audit(session, visit=visit, actor=seat, action="visit.reopen",
                  data={"after_s": after_s})
     return visit, True

@@ -103,6 +103,7 @@ def page_config(ctx: AppContext, *, token: str, visit: Visit, seat: Participant,
         "qualityIntervalMs": 10_000,
         "labelMode": label_mode,
         "iceTransportPolicy": ctx.settings.ice_transport_policy,
+        "reopenMinutes": ctx.settings.visit_reopen_minutes,
     }
 
 
@@ -156,6 +157,8 @@ async def visit_page(request: Request, token: str, ctx: CtxDep,
             "appointment": appointment,
             "patient_links": patients,
             "queue_url": f"/v/{token}/queue",
+            "reopen_url": f"/v/{token}/reopen"
+            if staff and ctx.settings.visit_reopen_minutes else None,
         },
         headers=ROOM_HEADERS,
     )

@@ -118,6 +118,10 @@ async def test_it_reopens_a_visit_ended_by_mistake_within_the_configured_time(
     async with ctx.transaction() as session:
         await lobby.join(session, app=ctx, token=Links.token(links.patient),
                          connection_id="p.1")
+    patient_id = service.participant_id_of(Links.token(links.patient))
+    admitted = await client.post(
+        f"/api/visits/{links.visit_id}/participants/{patient_id}/admit", headers=bearer)
+    assert admitted.json()["state"] == "admitted"
     ended = await client.post(f"/api/visits/{links.visit_id}/end", headers=bearer)
     assert ended.json()["status"] == "ended"
 
@@ -135,8 +139,9 @@ async def test_it_reopens_a_visit_ended_by_mistake_within_the_configured_time(
         assert reopened.status_code == 303
         async with ctx.transaction() as session:
             visit = await session.get(Visit, links.visit_id)
-            assert visit is not None and visit.status == "scheduled" and visit.ended_at is None
-            # The patient of the reopened visit can join again, with the same link.
+            assert visit is not None and visit.status == "active" and visit.ended_at is None
+            # The patient of the reopened visit can join again, with the same link, and
+            # waits to be admitted anew although they were in the call when it ended.
             _v, seat = await lobby.join(session, app=ctx, token=Links.token(links.patient),
                                         connection_id="p.2")
         assert seat.lobby_state == "waiting"

@@ -18,7 +18,7 @@ export class Alerts {
     this.muted = storedMuted();
     this.audio = null;
     // What the alerts did, for the people supporting a clinic and for the tests.
-    this.log = { chimes: 0, notifications: 0, lastChime: null };
+    this.log = { chimes: 0, notifications: 0, shown: 0, lastChime: null, lastNotification: null };
     this.soundButton = $("[data-alert-sound]", root);
     this.notifyButton = $("[data-alert-notify]", root);
     this.notifyState = $("[data-alert-notify-state]", root);
@@ -109,6 +109,8 @@ export class Alerts {
     if (!("Notification" in window) || Notification.permission !== "granted") return;
     try {
       const note = new Notification(title, { body, tag: "openvisit-waiting", renotify: true });
+      note.addEventListener("show", () => { this.log.shown += 1; });
+      this.log.lastNotification = { title, body };
       note.addEventListener("click", () => {
         window.focus();
         if (url) location.assign(url);

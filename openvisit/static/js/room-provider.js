@@ -206,9 +206,16 @@ room.addEventListener("socket", ({ detail }) => {
   $("[data-visit-status]").textContent = detail.text || t("conn.connected");
 });
 
-room.addEventListener("ended", () => {
+room.addEventListener("ended", ({ detail }) => {
   $("[data-visit-status]").textContent = t("conn.ended");
   alerts.setWaiting(0);
+  // Ended by mistake: the clinician may reopen it for config.reopenMinutes (the server
+  // decides; the button only goes away when that time is surely over).
+  const reopen = $("[data-reopen-form]");
+  if (reopen && detail.reason === "ended" && config.reopenMinutes > 0) {
+    reopen.hidden = false;
+    setTimeout(() => { reopen.hidden = true; }, config.reopenMinutes * 60_000);
+  }
 });
 
 async function start() {
