@@ -13,6 +13,19 @@ whose appointment names them as its provider (``Appointment.provider_ehr_id``, t
 ``Practitioner/…`` reference of a launch), on the organisation's today. Rows are labelled by
 time, department and seat ("Patient", "Patient 2"): patient names are never stored.
 
+Not built: the department view for front-desk staff. What it needs and OpenVisit does not
+have: (1) an authority for a front-desk person. The launch only knows clinicians
+(``Practitioner`` fhirUser) and patients; the portal's staff accounts (``StaffAccount``,
+roles ``org_admin``/``approver``/``reporter``/``operator``) are IT and reporting roles, with no
+front-desk role and no department membership. (2) A record of which departments a person
+covers: ``Appointment.department`` holds the feed's code (AIL-3 / PV1-3), and
+``DepartmentName`` names codes for patients, but nothing links a person to codes. (3) A seat
+for someone who is not a clinician: admitting from the lobby is a clinician seat's right
+(``STAFF_ROLES`` is ``{"provider"}``). A department queue would be a portal page
+(``/portal/queue``, signed-in staff session) for a new ``front_desk`` role with a list of
+department codes per account, reading :func:`openvisit.visits.repository.clinician_visits`'s
+sibling filtered by department instead of by EHR user.
+
 Live updates: every lobby change of a visit is also published on the organisation's
 :func:`queue_channel` (:func:`openvisit.visits.service.append_event`); the page listens with
 Server-Sent Events and refetches its rows. See :mod:`openvisit.visits.views_queue`.

@@ -155,6 +155,11 @@ async def queue_alerts(browser: Browser, stack: Stack, shots: Path | None) -> di
     room_alerts = await room.evaluate("window.__openvisitAlerts.log")
     if shots is not None:
         await room.screenshot(path=str(shots / "queue-provider-alerts.png"))
+    if shots is not None:  # the same page at phone width: the panel under the call
+        await room.set_viewport_size({"width": 390, "height": 844})
+        await room.eval_on_selector(".side-panel", "el => el.scrollIntoView()")
+        await room.screenshot(path=str(shots / "queue-provider-alerts-phone.png"))
+        await room.set_viewport_size(DESKTOP["viewport"])
     await admit_from_panel(room, token_pid(day["now"]["patient"]))
     await room.wait_for_function("!document.title.startsWith('(')", timeout=15000)
     await queue.wait_for_selector(f"{row}:not(.is-waiting) .badge-live", timeout=15000)

@@ -96,7 +96,7 @@ def test_it_took_the_screenshots_of_the_queue_and_the_clinician_pages(
     report: dict[str, Any], shots: Path,
 ) -> None:
     for name in ("desktop", "waiting-desktop", "waiting-phone", "waiting-phone-end",
-                 "provider-alerts", "early-desktop", "early-phone", "reopen-in-room",
+                 "provider-alerts", "provider-alerts-phone", "early-desktop", "early-phone", "reopen-in-room",
                  "reopen-desktop", "reopen-phone"):
         path = shots / f"queue-{name}.png"
         assert path.exists() and path.stat().st_size > 10_000, path
