@@ -40,6 +40,8 @@ def check_queue_alerts(result: dict[str, Any]) -> None:
     assert result["title_before"] == "Clinic queue · OpenVisit"
     assert result["summary_before"] == "Nobody is waiting"
     assert result["notify_state"] == "Desktop alerts on"
+    asked = result["asked"]  # not granted yet: asked on the click only, then said so
+    assert asked == {"before": 0, "button": True, "after": 1, "state": "Desktop alerts on"}
     # The patient starts waiting: the tab title counts them, the row says so, the chime plays
     # (the page's audio running), a desktop notification is shown, screen readers hear it.
     assert result["title_waiting"] == "(1) Clinic queue · OpenVisit"
@@ -96,8 +98,8 @@ def test_it_took_the_screenshots_of_the_queue_and_the_clinician_pages(
     report: dict[str, Any], shots: Path,
 ) -> None:
     for name in ("desktop", "waiting-desktop", "waiting-phone", "waiting-phone-end",
-                 "provider-alerts", "provider-alerts-phone", "early-desktop", "early-phone", "reopen-in-room",
-                 "reopen-desktop", "reopen-phone"):
+                 "provider-alerts", "provider-alerts-phone", "early-desktop", "early-phone",
+                 "reopen-in-room", "reopen-desktop", "reopen-phone"):
         path = shots / f"queue-{name}.png"
         assert path.exists() and path.stat().st_size > 10_000, path
 
