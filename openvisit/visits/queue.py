@@ -10,8 +10,11 @@ link stops opening it ``queue_link_hours`` after its own visit closed.
 
 Whose visits: those of the clinician's organisation where the clinician holds a seat, or
 whose appointment names them as its provider (``Appointment.provider_ehr_id``, the FHIR
-``Practitioner/…`` reference of a launch), on the organisation's today. Rows are labelled by
-time, department and seat ("Patient", "Patient 2"): patient names are never stored.
+``Practitioner/…`` reference of a launch), on the organisation's today. An appointment fed by
+HL7 SIU names its provider by the feed's personnel id (AIP-3 / PV1-7), which is not the FHIR
+id a launch gives: such a visit joins the clinician's queue once they launched it once.
+Rows are labelled by time, department and seat ("Patient", "Patient 2"): patient names are
+never stored.
 
 Not built: the department view for front-desk staff. What it needs and OpenVisit does not
 have: (1) an authority for a front-desk person. The launch only knows clinicians
@@ -101,11 +104,6 @@ class QueueRow:
     @property
     def waiting(self) -> list[QueueSeat]:
         return [seat for seat in self.seats if seat.state == "waiting"]
-
-    @property
-    def longest_wait_since(self) -> datetime | None:
-        times = [seat.waiting_since for seat in self.waiting if seat.waiting_since]
-        return min(times) if times else None
 
 
 def _zone(name: str) -> ZoneInfo:

@@ -1,8 +1,11 @@
 """The visit pages: ``/v/{token}`` (patient, interpreter, guest or clinician) and the demo.
 
 The page is chosen by the seat's role. Language: ``?lang=`` from the link, else the seat's
-language, else the browser's ``Accept-Language``. An invalid link is a 404 page, a closed
-window or an ended visit a 410 page with a plain explanation, both in that language.
+language, else the browser's ``Accept-Language``. An invalid link is a 404 page; a closed
+window or an ended visit is a normal page with a plain explanation and a next step, in that
+language: the patient's (come back then, the calendar file, the organisation's page) or the
+clinician's (open the room now, reopen a visit ended by mistake: :mod:`.opening`). API
+clients still get 410.
 """
 
 from __future__ import annotations
@@ -204,16 +207,18 @@ def _staff_unavailable(request: Request, closed: Gone, *, token: str,
 
 
 @router.post("/v/{token}/open-early")
-async def open_early(token: str, ctx: CtxDep) -> Response:
+async def open_early(request: Request, token: str, ctx: CtxDep) -> Response:
     """The clinician opens the room before the patients' window (403 for any other seat)."""
+    i18n.activate(i18n.negotiate(accept_language=request.headers.get("accept-language")))
     async with transaction(ctx) as session:
         await opening.open_early(session, app=ctx, token=token)
     return RedirectResponse(f"/v/{token}", status_code=303)
 
 
 @router.post("/v/{token}/reopen")
-async def reopen(token: str, ctx: CtxDep) -> Response:
+async def reopen(request: Request, token: str, ctx: CtxDep) -> Response:
     """The clinician reopens a visit ended by mistake (409 once too late, 403 for others)."""
+    i18n.activate(i18n.negotiate(accept_language=request.headers.get("accept-language")))
     async with transaction(ctx) as session:
         await opening.reopen(session, app=ctx, token=token)
     return RedirectResponse(f"/v/{token}", status_code=303)
