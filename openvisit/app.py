@@ -36,6 +36,7 @@ from openvisit.reports import views as reports_views
 from openvisit.signalling import endpoint as signalling_endpoint
 from openvisit.visits import endpoints as visits_endpoints
 from openvisit.visits import views as visits_views
+from openvisit.visits import views_queue as visits_queue
 from openvisit.web import errors
 from openvisit.web.apidocs import install_api_docs
 from openvisit.web.middleware import MetricsMiddleware
@@ -100,6 +101,7 @@ ROLE_RUNNERS: dict[str, RoleRunner] = {"worker": run_worker, "mllp": run_mllp}
 ROUTERS: tuple[APIRouter, ...] = (
     ops_endpoints.router,
     visits_views.router,
+    visits_queue.router,
     visits_endpoints.router,
     signalling_endpoint.router,
     launch_views.router,

@@ -122,6 +122,13 @@ class Settings(BaseSettings):
     # Visits.
     join_window_before_minutes: int = 30
     join_window_after_minutes: int = 240
+    #: The join window binds patients, not clinicians: a clinician may reopen a visit they
+    #: ended (by mistake) for this long after it ended (0: never). A reopened visit takes
+    #: patients again, for at least ``join_window_after_minutes`` from the reopening.
+    visit_reopen_minutes: int = Field(default=30, ge=0, le=24 * 60)
+    #: A clinician's join link also opens their clinic queue (``/v/{token}/queue``) until
+    #: this long after its visit closed (ended, or its window passed): a working day.
+    queue_link_hours: int = Field(default=12, ge=1, le=48)
     contact_grace_hours: int = 24
     #: Most participants admitted at once in a peer-to-peer mesh visit (each sends to all).
     mesh_max_participants: int = 6

@@ -100,9 +100,12 @@ class Room:
                     self.seats[seat.id] = seat
                     changed = True
         status = (message.get("visit") or {}).get("status")
-        if isinstance(status, str) and STATUS_RANK.get(status, -1) > STATUS_RANK.get(
+        # A status only moves forward (bus messages may arrive out of order), except when a
+        # clinician reopens an ended visit (openvisit.visits.opening.reopen).
+        reopened = message.get("kind") == "reopened" and status != self.visit.status
+        if isinstance(status, str) and (reopened or STATUS_RANK.get(status, -1) > STATUS_RANK.get(
             self.visit.status, -1
-        ):
+        )):
             self.visit = self.visit.with_status(status)
             changed = True
         return changed

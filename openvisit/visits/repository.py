@@ -185,3 +185,53 @@ async def has_event(session: AsyncSession, *, participant_id: uuid.UUID, kind: s
     stmt = select(VisitEvent.id).where(VisitEvent.participant_id == participant_id,
                                        VisitEvent.kind == kind).limit(1)
     return (await session.execute(stmt)).first() is not None
+
+
+async def visit_has_event(session: AsyncSession, *, visit_id: uuid.UUID, kind: str) -> bool:
+    """Whether the visit has an event of ``kind`` (ix_visit_event_visit_at)."""
+    stmt = select(VisitEvent.id).where(VisitEvent.visit_id == visit_id,
+                                       VisitEvent.kind == kind).limit(1)
+    return (await session.execute(stmt)).first() is not None
+
+
+async def clinician_visits(
+    session: AsyncSession, *, organisation_id: uuid.UUID, ehr_user_id: str, since: datetime,
+    until: datetime, staff_roles: Collection[str], skip_statuses: Collection[str], limit: int,
+    visit_id: uuid.UUID | None = None,
+) -> Sequence[tuple[Visit, Appointment | None]]:
+    """The organisation's visits (not device tests) between ``since`` and ``until`` (by the
+    appointment's start, else the visit's window or creation) where ``ehr_user_id`` holds a
+    staff seat or is the appointment's provider; by time. ``visit_id`` narrows to one."""
+    has_seat = (
+        select(Participant.id)
+        .where(Participant.visit_id == Visit.id, Participant.role.in_(staff_roles),
+               Participant.ehr_user_id == ehr_user_id)
+        .exists()
+    )
+    when = func.coalesce(Appointment.start_at, Visit.window_start, Visit.created_at)
+    stmt = (
+        select(Visit, Appointment)
+        .outerjoin(Appointment, Appointment.id == Visit.appointment_id)
+        .where(Visit.organisation_id == organisation_id, Visit.kind == "visit",
+               or_(Appointment.provider_ehr_id == ehr_user_id, has_seat),
+               or_(Appointment.id.is_(None), Appointment.status.not_in(skip_statuses)),
+               when >= since, when < until)
+        .order_by(when, Visit.id)
+        .limit(limit)
+    )
+    if visit_id is not None:
+        stmt = stmt.where(Visit.id == visit_id)
+    return [(row[0], row[1]) for row in (await session.execute(stmt)).all()]
+
+
+async def participants_of_visits(session: AsyncSession, visit_ids: Collection[uuid.UUID],
+                                 ) -> dict[uuid.UUID, list[Participant]]:
+    """Every seat of the given visits, by visit."""
+    out: dict[uuid.UUID, list[Participant]] = {}
+    if not visit_ids:
+        return out
+    stmt = (select(Participant).where(Participant.visit_id.in_(list(visit_ids)))
+            .order_by(Participant.role, Participant.seat_no))
+    for seat in (await session.execute(stmt)).scalars():
+        out.setdefault(seat.visit_id, []).append(seat)
+    return out

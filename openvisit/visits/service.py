@@ -54,6 +54,17 @@ def visit_channel(visit_id: uuid.UUID | str) -> str:
     return f"visit.{visit_id}"
 
 
+def queue_channel(organisation_id: uuid.UUID | str) -> str:
+    """The bus channel of an organisation's clinic queue pages (:mod:`.queue`)."""
+    return f"queue.{organisation_id}"
+
+
+#: Visit events that change what a clinic queue shows (who waits, who is in the call).
+QUEUE_EVENTS = frozenset({"joined", "admitted", "returned_to_lobby", "left", "removed",
+                          "connected", "disconnected", "started", "ended", "reopened",
+                          "opened_early", "invited"})
+
+
 def join_links(app: AppContext) -> JoinLinks:
     links = app.services.join_links
     if links is None:
@@ -260,6 +271,10 @@ async def append_event(session: AsyncSession, *, app: AppContext, visit: Visit, 
             "data": event.data if event else dict(data or {}),
         }
         await app.bus.publish(visit_channel(visit.id), message)
+        if kind in QUEUE_EVENTS:
+            # The queue pages only hear "this visit changed" and refetch their rows.
+            await app.bus.publish(queue_channel(visit.organisation_id),
+                                  {"visit_id": str(visit.id), "kind": kind})
 
     after_commit(session, publish)
     if store:
@@ -300,7 +315,13 @@ async def resolve_link(session: AsyncSession, *, app: AppContext, token: str,
     except Gone as exc:
         if allow_early and exc.code == "visit_not_open_yet":
             return _not_removed(visit, participant)
-        if exc.code != "visit_not_open_yet" and participant.role not in STAFF_ROLES:
+        staff = participant.role in STAFF_ROLES
+        # The window binds patients, not clinicians: a clinician who opened the room early
+        # (:func:`openvisit.visits.opening.open_early`) is in before it opens.
+        if staff and exc.code == "visit_not_open_yet" and await repo.visit_has_event(
+                session, visit_id=visit.id, kind=OPENED_EARLY):
+            return _not_removed(visit, participant)
+        if exc.code != "visit_not_open_yet" and not staff:
             raise
         # Only now is the organisation's time zone needed (to say when the link opens, or,
         # to a clinician, when it closed).
@@ -308,8 +329,21 @@ async def resolve_link(session: AsyncSession, *, app: AppContext, token: str,
         check_window(visit, now=now or utcnow(),
                      timezone=organisation.timezone if organisation else "UTC",
                      minutes_before=app.settings.join_window_before_minutes,
-                     role=participant.role)
+                     role=participant.role,
+                     reopen_minutes=app.settings.visit_reopen_minutes)
     return _not_removed(visit, participant)
+
+
+#: The visit event of a clinician opening the room before the patients' window.
+OPENED_EARLY = "opened_early"
+
+
+def reopen_deadline(visit: Visit, *, reopen_minutes: int) -> datetime | None:
+    """Until when a clinician may reopen this ended visit; None if it is not ended or
+    reopening is switched off (``visit_reopen_minutes`` 0)."""
+    if visit.status != "ended" or visit.ended_at is None or reopen_minutes <= 0:
+        return None
+    return visit.ended_at + timedelta(minutes=reopen_minutes)
 
 
 def _not_removed(visit: Visit, participant: Participant) -> tuple[Visit, Participant]:
@@ -389,19 +423,27 @@ async def set_after_visit_url(session: AsyncSession, *, slug: str, url: str | No
 
 
 def check_window(visit: Visit, *, now: datetime, timezone: str = "UTC",
-                 minutes_before: int = 30, role: str = "patient") -> None:
+                 minutes_before: int = 30, role: str = "patient",
+                 reopen_minutes: int = 0) -> None:
     """Raise :class:`Gone` unless the visit can be joined at ``now``.
 
     Patients are told when to come back (or whom to call); clinicians (``role`` a staff
-    role) what they can do: launch again from the EHR at the right time, or book anew.
+    role) what they can do: open the room early, reopen a visit ended less than
+    ``reopen_minutes`` ago (``details["reopen_until"]``), launch again from the EHR at the
+    right time, or book anew.
     """
     staff = role in STAFF_ROLES
     if visit.status == "ended" or (visit.window_end is not None and now > visit.window_end):
         if staff:
+            deadline = reopen_deadline(visit, reopen_minutes=reopen_minutes)
+            if deadline is not None and deadline < now:
+                deadline = None
             raise Gone(
                 clinician_ended_text(ended=visit.status == "ended", window_end=visit.window_end,
-                                     now=now, timezone=timezone),
+                                     now=now, timezone=timezone, reopen_until=deadline),
                 code="visit_ended", title=_("This visit has ended"),
+                details={"reopen_until": deadline.astimezone(UTC).isoformat()}
+                if deadline else None,
             )
         raise Gone(
             _("The video visit is over. If you still need to talk to the clinic, please "

@@ -88,6 +88,17 @@ ROOM_STRINGS: dict[str, str] = {
     "roster.joined": N_("{who} joined the call."),
     "roster.left": N_("{who} left."),
     "roster.count": N_("{n} waiting"),
+    # Waiting-room alerts (visit page and clinic queue)
+    "alerts.chime_on": N_("Chime: on"),
+    "alerts.chime_off": N_("Chime: off"),
+    "alerts.notify_on": N_("Desktop alerts on"),
+    "alerts.notify_blocked": N_("Desktop alerts are blocked in this browser"),
+    "alerts.notify_unsupported": N_("This browser cannot show desktop alerts"),
+    "alerts.waiting_title": N_("A patient is waiting"),
+    "alerts.waiting_body": N_("{who} is waiting for the video visit."),
+    "queue.updated": N_("Updated {t}"),
+    "queue.offline": N_("Reconnecting…"),
+    "queue.arrived": N_("{who} is waiting ({time})."),
 }
 
 

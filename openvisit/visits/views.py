@@ -1,8 +1,11 @@
 """The visit pages: ``/v/{token}`` (patient, interpreter, guest or clinician) and the demo.
 
 The page is chosen by the seat's role. Language: ``?lang=`` from the link, else the seat's
-language, else the browser's ``Accept-Language``. An invalid link is a 404 page, a closed
-window or an ended visit a 410 page with a plain explanation, both in that language.
+language, else the browser's ``Accept-Language``. An invalid link is a 404 page; a closed
+window or an ended visit is a normal page with a plain explanation and a next step, in that
+language: the patient's (come back then, the calendar file, the organisation's page) or the
+clinician's (open the room now, reopen a visit ended by mistake: :mod:`.opening`). API
+clients still get 410.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit import i18n
@@ -21,6 +24,7 @@ from openvisit.i18n import gettext as _
 from openvisit.models.base import utcnow
 from openvisit.models.visit import Participant, Visit
 from openvisit.notify import departments, ics, render
+from openvisit.visits import opening
 from openvisit.visits.lobby import link_opened
 from openvisit.visits.roster import STAFF_ROLES
 from openvisit.visits.service import (
@@ -102,6 +106,7 @@ def page_config(ctx: AppContext, *, token: str, visit: Visit, seat: Participant,
         "qualityIntervalMs": 10_000,
         "labelMode": label_mode,
         "iceTransportPolicy": ctx.settings.ice_transport_policy,
+        "reopenMinutes": ctx.settings.visit_reopen_minutes,
     }
 
 
@@ -119,7 +124,9 @@ async def visit_page(request: Request, token: str, ctx: CtxDep,
             visit, seat = await resolve_link(session, app=ctx, token=token,
                                              check_window_=False)
             if seat.role in STAFF_ROLES:
-                raise
+                org = await organisation_of(session, visit)
+                return _staff_unavailable(request, closed, token=token,
+                                          frame_ancestors=org.frame_ancestors if org else [])
             await link_opened(session, app=ctx, visit=visit, seat=seat)
             org = await organisation_of(session, visit)
             found = await appointment_of(session, visit=visit,
@@ -152,6 +159,9 @@ async def visit_page(request: Request, token: str, ctx: CtxDep,
             "path": request.url.path,
             "appointment": appointment,
             "patient_links": patients,
+            "queue_url": f"/v/{token}/queue",
+            "reopen_url": f"/v/{token}/reopen"
+            if staff and ctx.settings.visit_reopen_minutes else None,
         },
         headers=ROOM_HEADERS,
     )
@@ -176,6 +186,42 @@ def _unavailable(request: Request, closed: Gone, *, token: str, language: str, o
         },
         headers=ROOM_HEADERS,
     )
+
+
+def _staff_unavailable(request: Request, closed: Gone, *, token: str,
+                       frame_ancestors: list[str]) -> Response:
+    """The clinician's "not open yet" / "has ended" page: the clinician's wording, and what
+    they can do about it (open the room now, or reopen a visit ended by mistake)."""
+    page_needs(request, media=False, frame_ancestors=frame_ancestors)
+    return templates.TemplateResponse(
+        request, "visits/staff_unavailable.html",
+        {
+            "title": closed.title, "message": closed.message, "code": closed.code,
+            "can_open": closed.code == "visit_not_open_yet",
+            "can_reopen": bool(closed.details.get("reopen_until")),
+            "open_url": f"/v/{token}/open-early", "reopen_url": f"/v/{token}/reopen",
+            "queue_url": f"/v/{token}/queue",
+        },
+        headers=ROOM_HEADERS,
+    )
+
+
+@router.post("/v/{token}/open-early")
+async def open_early(request: Request, token: str, ctx: CtxDep) -> Response:
+    """The clinician opens the room before the patients' window (403 for any other seat)."""
+    i18n.activate(i18n.negotiate(accept_language=request.headers.get("accept-language")))
+    async with transaction(ctx) as session:
+        await opening.open_early(session, app=ctx, token=token)
+    return RedirectResponse(f"/v/{token}", status_code=303)
+
+
+@router.post("/v/{token}/reopen")
+async def reopen(request: Request, token: str, ctx: CtxDep) -> Response:
+    """The clinician reopens a visit ended by mistake (409 once too late, 403 for others)."""
+    i18n.activate(i18n.negotiate(accept_language=request.headers.get("accept-language")))
+    async with transaction(ctx) as session:
+        await opening.reopen(session, app=ctx, token=token)
+    return RedirectResponse(f"/v/{token}", status_code=303)
 
 
 @router.get("/v/{token}/visit.ics")

@@ -56,11 +56,13 @@ def _moment(moment: datetime, *, now: datetime, timezone: str) -> str:
 
 def clinician_opens_at_text(window_start: datetime, *, now: datetime, timezone: str = "UTC",
                             minutes_before: int = 30) -> str:
-    """What a clinician who launched too early can do: when it opens, and launch again then."""
+    """What a clinician who launched too early can do: open the room now (patients keep
+    their window), or correct a wrong time in the EHR."""
     return _(
-        "This visit opens at %(opens)s, %(minutes)s minutes before the appointment at "
-        "%(time)s. Launch it again from the EHR then. If the appointment time is wrong, "
-        "correct it in the EHR: the next launch picks up the new time."
+        "Patients can join from %(opens)s, %(minutes)s minutes before the appointment at "
+        "%(time)s. You can open the room now to get ready: patients still wait until then. "
+        "If the appointment time is wrong, correct it in the EHR: the next launch picks up "
+        "the new time."
     ) % {
         "opens": _moment(window_start, now=now, timezone=timezone),
         "minutes": minutes_before,
@@ -70,8 +72,14 @@ def clinician_opens_at_text(window_start: datetime, *, now: datetime, timezone: 
 
 
 def clinician_ended_text(*, ended: bool, window_end: datetime | None, now: datetime,
-                         timezone: str = "UTC") -> str:
-    """What a clinician can do once a visit is over: relaunch a moved one, or book anew."""
+                         timezone: str = "UTC", reopen_until: datetime | None = None) -> str:
+    """What a clinician can do once a visit is over: reopen one ended by mistake (until
+    ``reopen_until``), relaunch a moved one, or book anew."""
+    if ended and reopen_until is not None:
+        return _(
+            "This video visit was ended. If that was a mistake, you can reopen it until "
+            "%(time)s: the patient can then join again with the same link."
+        ) % {"time": _moment(reopen_until, now=now, timezone=timezone)}
     if ended or window_end is None:
         return _(
             "This video visit was ended, so nobody can join it any more. To see the patient "

@@ -125,8 +125,10 @@ class Stack:
 # ---------------------------------------------------------------------- data
 
 
-async def seed(db_url: str, redis_url: str, *, interpreters: int = 0) -> dict[str, Any]:
-    """An appointment starting now with a clinician and a patient seat; returns the links."""
+async def seed(db_url: str, redis_url: str, *, interpreters: int = 0,
+               start_minutes: float = 2, department: str | None = None) -> dict[str, Any]:
+    """An appointment starting ``start_minutes`` from now (in 2 minutes: its window is open)
+    with a clinician and a patient seat; returns the links."""
     from datetime import timedelta
 
     from openvisit.config import Settings
@@ -151,7 +153,8 @@ async def seed(db_url: str, redis_url: str, *, interpreters: int = 0) -> dict[st
             await session.flush()
             appt = Appointment(organisation_id=org.id, endpoint_id=endpoint.id,
                                ehr_appointment_id=secrets.token_hex(6), patient_ref="Patient/1",
-                               start_at=utcnow() + timedelta(minutes=2))
+                               start_at=utcnow() + timedelta(minutes=start_minutes),
+                               department=department)
             session.add(appt)
             await session.flush()
             visit = await service.open_visit(session, app=ctx, appointment=appt)

@@ -380,9 +380,11 @@ async def test_it_tells_a_clinician_who_is_early_what_to_do(
 ) -> None:
     provider, patient = await _seat_pages(ctx, ehr, browser, hours=3)
     clinician = await browser.get(provider + "?lang=en")
-    assert clinician.status_code == 410
+    # A normal page with the clinician's next step: open the room now (issue 15 item 1).
+    assert clinician.status_code == 200
     assert "The visit is not open yet" in clinician.text
-    assert "Launch it again from the EHR then" in clinician.text
+    assert "You can open the room now to get ready" in clinician.text
+    assert "Open the room now" in clinician.text
     assert "come back then" not in clinician.text
     person = await browser.get(patient + "?lang=en")
     # The patient gets a normal page with a next step (issue 15 item 10).
@@ -395,7 +397,8 @@ async def test_it_tells_a_clinician_whose_visit_is_over_what_to_do(
     hours_after = ctx.settings.join_window_after_minutes / 60
     provider, patient = await _seat_pages(ctx, ehr, browser, hours=-(hours_after + 2))
     clinician = await browser.get(provider + "?lang=en")
-    assert clinician.status_code == 410 and "This visit has ended" in clinician.text
+    assert clinician.status_code == 200 and "This visit has ended" in clinician.text
+    assert "Reopen the visit" not in clinician.text  # not ended by anyone: nothing to reopen
     assert "Joining this visit closed at" in clinician.text
     assert "launch it again from the EHR" in clinician.text
     assert "patient portal" not in clinician.text

@@ -152,7 +152,13 @@ async def test_it_lets_only_the_visits_clinician_act(
     assert ended.json() == {"id": str(links.visit_id), "status": "ended"}
     after = await client.get("/v/" + Links.token(links.patient))
     assert after.status_code == 200 and 'data-unavailable="visit_ended"' in after.text
-    assert (await client.get("/v/" + Links.token(links.provider))).status_code == 410
+    # The clinician gets their own page: reopen it, while that is allowed (issue 15 item 1).
+    staff = await client.get("/v/" + Links.token(links.provider))
+    assert staff.status_code == 200 and 'data-staff-unavailable="visit_ended"' in staff.text
+    assert "Reopen the visit" in staff.text
+    api = await client.get("/v/" + Links.token(links.provider),
+                           headers={"Accept": "application/json"})
+    assert api.status_code == 410 and api.json()["error"]["details"]["reopen_until"]
 
 
 async def test_it_makes_a_demo_visit_outside_production(

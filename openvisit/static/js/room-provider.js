@@ -2,11 +2,13 @@
 // invite, end). Actions go to the JSON API with the clinician's join token as a bearer; the
 // server's answer arrives as a new roster over the socket.
 
+import { Alerts } from "./alerts.js";
 import { clock, config, labelOf, t } from "./i18n.js";
 import { Room } from "./room.js";
 import { $, $$, announce } from "./ui.js";
 
 const room = new Room();
+const alerts = new Alerts();
 const rosterEl = $("[data-roster]");
 const errorEl = $("[data-action-error]");
 let roster = [];
@@ -116,6 +118,7 @@ function renderRoster() {
   const badge = $("[data-waiting-count]");
   badge.hidden = waiting === 0;
   badge.textContent = t("roster.count", { n: waiting });
+  alerts.setWaiting(waiting);
 }
 
 function confirmRemove(seat) {
@@ -133,7 +136,10 @@ function announceChanges(next) {
     const before = known.get(seat.id);
     if (seat.you || (before && before.state === seat.state)) continue;
     const who = labelOf(seat);
-    if (seat.state === "waiting" && before?.state !== "waiting") announce(t("roster.arrived", { who }));
+    if (seat.state === "waiting" && before?.state !== "waiting") {
+      announce(t("roster.arrived", { who }));
+      alerts.arrived(who);
+    }
     else if (seat.state === "admitted" && before) announce(t("roster.joined", { who }));
     else if (seat.state === "left" && before) announce(t("roster.left", { who }));
   }
@@ -200,8 +206,16 @@ room.addEventListener("socket", ({ detail }) => {
   $("[data-visit-status]").textContent = detail.text || t("conn.connected");
 });
 
-room.addEventListener("ended", () => {
+room.addEventListener("ended", ({ detail }) => {
   $("[data-visit-status]").textContent = t("conn.ended");
+  alerts.setWaiting(0);
+  // Ended by mistake: the clinician may reopen it for config.reopenMinutes (the server
+  // decides; the button only goes away when that time is surely over).
+  const reopen = $("[data-reopen-form]");
+  if (reopen && detail.reason === "ended" && config.reopenMinutes > 0) {
+    reopen.hidden = false;
+    setTimeout(() => { reopen.hidden = true; }, config.reopenMinutes * 60_000);
+  }
 });
 
 async function start() {
