@@ -6,12 +6,12 @@ import uuid
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit.db import rowcount
 from openvisit.models import EhrEndpoint, Organisation, QualitySample
-from openvisit.models.visit import Appointment, Participant, Visit, VisitEvent
+from openvisit.models.visit import Appointment, ChatMessage, Participant, Visit, VisitEvent
 
 
 async def visit_by_id(session: AsyncSession, visit_id: uuid.UUID, *,
@@ -185,3 +185,33 @@ async def has_event(session: AsyncSession, *, participant_id: uuid.UUID, kind: s
     stmt = select(VisitEvent.id).where(VisitEvent.participant_id == participant_id,
                                        VisitEvent.kind == kind).limit(1)
     return (await session.execute(stmt)).first() is not None
+
+
+# -------------------------------------------------------------------- chat (issue 15 item 5)
+
+def add_chat_message(session: AsyncSession, message: ChatMessage) -> None:
+    session.add(message)
+
+
+async def chat_messages_of(session: AsyncSession, visit_id: uuid.UUID) -> Sequence[ChatMessage]:
+    """The visit's stored chat messages, oldest first."""
+    rows = await session.execute(select(ChatMessage).where(ChatMessage.visit_id == visit_id)
+                                 .order_by(ChatMessage.at, ChatMessage.id))
+    return rows.scalars().all()
+
+
+async def set_chat_purge_at(session: AsyncSession, *, visit_id: uuid.UUID,
+                            purge_at: datetime) -> None:
+    """Bring the purge time of the visit's stored chat forward to ``purge_at``."""
+    await session.execute(update(ChatMessage)
+                          .where(ChatMessage.visit_id == visit_id,
+                                 ChatMessage.purge_at > purge_at)
+                          .values(purge_at=purge_at)
+                          .execution_options(synchronize_session=False))
+
+
+async def purge_chat(session: AsyncSession, *, now: datetime) -> int:
+    """Delete stored chat messages whose time is up; how many."""
+    result = await session.execute(delete(ChatMessage).where(ChatMessage.purge_at <= now)
+                                   .execution_options(synchronize_session=False))
+    return rowcount(result)
