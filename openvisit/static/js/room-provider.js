@@ -3,10 +3,14 @@
 // server's answer arrives as a new roster over the socket.
 
 import { clock, config, labelOf, t } from "./i18n.js";
+import { Chat } from "./chat.js";
+import { LobbyCompose } from "./lobby-compose.js";
 import { Room } from "./room.js";
 import { $, $$, announce } from "./ui.js";
 
 const room = new Room();
+room.chat = new Chat(room);
+const compose = new LobbyCompose(room);
 const rosterEl = $("[data-roster]");
 const errorEl = $("[data-action-error]");
 let roster = [];
@@ -144,6 +148,7 @@ room.addEventListener("state", ({ detail }) => {
   roster = detail.roster || [];
   announceChanges(roster);
   renderRoster();
+  compose.update(roster);
 });
 
 // "Waiting 2:13" ticks every second without a server round trip.
