@@ -68,10 +68,11 @@ async def lobby_and_chat(browser: Browser, stack: Stack, shots: Path | None) -> 
     await provider.wait_for_selector("[data-lobby-compose]:not([hidden])")
     to_one = await provider.inner_text("[data-lobby-to-one]")
     presets = await provider.eval_on_selector_all(
-        "[data-lobby-preset] option", "els => els.map((e) => [e.value, e.textContent])")
+        "[data-lobby-presets] label",
+        "els => els.map((e) => [e.querySelector('input').value, e.textContent.trim()])")
 
     # A preset: sent as its id, shown in the patient's language.
-    await provider.select_option("[data-lobby-preset]", "late_10")
+    await provider.check("input[name=lobby-preset][value=late_10]")
     await provider.click("[data-lobby-form] button[type=submit]")
     await provider.wait_for_function(
         "document.querySelector('[data-lobby-sent]').textContent.length > 0")
@@ -85,7 +86,7 @@ async def lobby_and_chat(browser: Browser, stack: Stack, shots: Path | None) -> 
     await both_sizes(patient, shots, "patient-lobby-message-es", phone=True)
 
     # The clinician's own words: shown exactly as typed, as text.
-    await provider.select_option("[data-lobby-preset]", "")
+    await provider.check("input[name=lobby-preset][value='']")
     await provider.fill("[data-lobby-text]", OWN_WORDS)
     await both_sizes(provider, shots, "provider-lobby-message", phone=False,
                      reveal="[data-lobby-compose]")

@@ -13,13 +13,13 @@ export class LobbyCompose {
     if (!this.section) return;
     this.to = $("[data-lobby-to]", this.section);
     this.toOne = $("[data-lobby-to-one]", this.section);
-    this.preset = $("[data-lobby-preset]", this.section);
+    this.presets = $("[data-lobby-presets]", this.section);
     this.own = $("[data-lobby-own]", this.section);
     this.text = $("[data-lobby-text]", this.section);
     this.sent = $("[data-lobby-sent]", this.section);
     this.waiting = [];
-    this.preset.addEventListener("change", () => {
-      this.own.hidden = this.preset.value !== "";
+    this.presets.addEventListener("change", () => {
+      this.own.hidden = this.preset !== "";
       if (!this.own.hidden) this.text.focus();
     });
     $("[data-lobby-form]", this.section).addEventListener("submit", (event) => {
@@ -27,6 +27,11 @@ export class LobbyCompose {
       this.send();
     });
     room.signalling.addEventListener("message", (e) => this.onMessage(e.detail));
+  }
+
+  /** The chosen preset's id, or "" for the clinician's own words. */
+  get preset() {
+    return $("input[name=lobby-preset]:checked", this.presets)?.value ?? "";
   }
 
   /** The roster changed: offer the seats waiting now (keeping the one chosen). */
@@ -53,8 +58,8 @@ export class LobbyCompose {
     const to = this.to.value;
     if (!to) return;
     const message = { type: "lobby_message", to };
-    if (this.preset.value) {
-      message.preset = this.preset.value;
+    if (this.preset) {
+      message.preset = this.preset;
     } else {
       const text = this.text.value.trim();
       if (!text) {
