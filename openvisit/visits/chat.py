@@ -25,7 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit.audit import record
 from openvisit.context import AppContext
+from openvisit.errors import NotFound
 from openvisit.models.base import utcnow
+from openvisit.models.organisation import Organisation
 from openvisit.models.visit import ChatMessage, Visit
 from openvisit.visits import repository as repo
 from openvisit.visits.service import append_event
@@ -83,6 +85,22 @@ async def store(session: AsyncSession, *, app: AppContext, visit_id: uuid.UUID,
         text_enc=app.cipher.encrypt(text), purge_at=_purge_at(app, visit, now)))
     await session.flush()
     return True
+
+
+async def set_store_chat(session: AsyncSession, *, slug: str, on: bool,
+                         actor: str) -> Organisation:
+    """Turn keeping the chat on or off for organisation ``slug`` (audited). Rooms already
+    open pick the change up when they next reload; messages kept so far stay until their
+    ``purge_at``. Raises :class:`NotFound` for an unknown organisation."""
+    org = await repo.organisation_by_slug(session, slug)
+    if org is None:
+        raise NotFound(f"There is no organisation {slug!r}.")
+    before = {"store_chat": org.store_chat}
+    org.store_chat = on
+    await session.flush()
+    await record(session, actor=actor, action="organisation.store_chat", obj=org,
+                 before=before, after={"store_chat": on}, organisation_id=org.id)
+    return org
 
 
 async def stored(session: AsyncSession, *, app: AppContext,

@@ -9,7 +9,10 @@ The cross-process case runs two ``openvisit web`` processes on PostgreSQL + Redi
 
 from __future__ import annotations
 
+import asyncio
 import json
+import subprocess
+import sys
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -24,7 +27,7 @@ from openvisit.models.base import utcnow
 from openvisit.models.visit import VisitEvent
 from openvisit.signalling import protocol as p
 from openvisit.visits import chat
-from tests.support.backend import BACKEND
+from tests.support.backend import BACKEND, subprocess_env
 from tests.visits.support import Links, Peer, make_visit, seed_org, serve
 from tests.visits.webproc import web_process
 
@@ -381,3 +384,42 @@ async def test_it_delivers_a_lobby_message_to_a_patient_on_another_web_process(
         text = log.read_text(errors="replace")
         assert "Novak" not in text and "601 123" not in text and "hear me" not in text
         assert "Traceback" not in text
+
+
+async def test_it_turns_keeping_the_chat_on_and_off_from_the_command_line(
+    ctx: AppContext, db_url: str,
+) -> None:
+    seeded = await seed_org(ctx)
+    slug = seeded.organisation.slug
+    for flag, said, expected in (("--on", "chat is kept", True),
+                                 ("--off", "chat is not kept", False)):
+        done = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "openvisit", "org", "store-chat", flag,
+                             "--org", slug],
+            env=subprocess_env(db_url), capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert said in done.stdout
+        async with ctx.transaction() as session:
+            org = await session.get(Organisation, seeded.organisation.id)
+            assert org is not None
+            await session.refresh(org)
+            assert org.store_chat is expected
+    async with ctx.transaction() as session:
+        audits = (await session.execute(select(AuditLog).where(
+            AuditLog.action == "organisation.store_chat").order_by(AuditLog.id))).scalars().all()
+    assert [(a.actor, (a.after or {})["store_chat"]) for a in audits] == [
+        ("cli", True), ("cli", False)]
+
+
+def test_it_has_every_lobby_preset_in_every_language() -> None:
+    from openvisit import i18n
+    from openvisit.visits.strings import ROOM_STRINGS, room_strings
+
+    for preset in p.LOBBY_PRESETS:
+        english = ROOM_STRINGS[f"lobby.preset.{preset}"]
+        for language in ("es", "cs", "it"):
+            i18n.activate(language)
+            try:
+                assert room_strings()[f"lobby.preset.{preset}"] != english, (preset, language)
+            finally:
+                i18n.activate("en")
