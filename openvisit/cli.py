@@ -755,6 +755,24 @@ def org_after_visit_url(
     typer.echo(f"after-visit page: {_run(main) or '(none)'}")
 
 
+@org_app.command("store-chat")
+def org_store_chat(
+    on: Annotated[bool, typer.Option("--on/--off", help="Keep the in-visit chat or not.")],
+    org: OrgOpt = "default",
+) -> None:
+    """Keep the in-visit chat (encrypted, deleted with the visit's contacts) or not (the
+    default: chat only passes through, nothing is written)."""
+    from openvisit.visits.chat import set_store_chat
+
+    async def main(ctx: AppContext) -> bool:
+        async with ctx.transaction() as session:
+            found = await set_store_chat(session, slug=org, on=on, actor="cli")
+            return found.store_chat
+
+    typer.echo("chat is kept, encrypted, until shortly after each visit" if _run(main)
+               else "chat is not kept")
+
+
 @org_app.command("department")
 def org_department(
     code: Annotated[str | None, typer.Argument(help="Department code as the feed sends it "

@@ -303,6 +303,12 @@ class Settings(BaseSettings):
     #: Every other frame (ping, quality, leave, refused ones) per socket.
     ws_other_burst: int = Field(default=60, ge=1)
     ws_other_per_second: float = Field(default=10.0, gt=0)
+    #: In-visit chat and lobby messages per sending seat in a web process (token buckets,
+    #: kept across the seat's reconnects): the excess is dropped and counts as a strike.
+    ws_chat_burst: int = Field(default=10, ge=1)
+    ws_chat_per_second: float = Field(default=1.0, gt=0)
+    ws_lobby_messages_burst: int = Field(default=3, ge=1)
+    ws_lobby_messages_per_second: float = Field(default=0.1, gt=0)
     #: "relay": clinicians' browsers gather TURN relay candidates only (needs TURN), and the
     #: server drops any other candidate a staff seat sends to a patient, so patients never
     #: learn staff (hospital) addresses. "all": as ``ice_transport_policy``.

@@ -32,7 +32,14 @@ from openvisit.models.organisation import (
     ProviderLink,
     StaffAccount,
 )
-from openvisit.models.visit import Appointment, Contact, Participant, Visit, VisitEvent
+from openvisit.models.visit import (
+    Appointment,
+    ChatMessage,
+    Contact,
+    Participant,
+    Visit,
+    VisitEvent,
+)
 from openvisit.models.writeback import Writeback
 
 __all__ = [
@@ -40,6 +47,7 @@ __all__ = [
     "AuditLog",
     "Base",
     "Certificate",
+    "ChatMessage",
     "Contact",
     "ContextToken",
     "DepartmentName",

@@ -42,6 +42,9 @@ class Organisation(Timestamped, Base):
     #: Where a patient goes after the visit (the patient portal, a survey); shown on the
     #: "visit has ended" page. None: the page says to call or message the clinic.
     after_visit_url: Mapped[str | None] = mapped_column(String(500), default=None)
+    #: Keep the in-visit chat (encrypted, purged with the visit like contacts); off: chat
+    #: messages only pass through the web processes and are never written anywhere.
+    store_chat: Mapped[bool] = mapped_column(default=False)
 
 
 class StaffAccount(Timestamped, Base):

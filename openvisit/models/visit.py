@@ -26,8 +26,8 @@ from openvisit.models.choices import (
 
 #: Seat roles (:data:`openvisit.models.choices.PARTICIPANT_ROLES`).
 ROLES = PARTICIPANT_ROLES
-__all__ = ["LOBBY_STATES", "ROLES", "Appointment", "Contact", "Participant", "Visit",
-           "VisitEvent"]
+__all__ = ["LOBBY_STATES", "ROLES", "Appointment", "ChatMessage", "Contact", "Participant",
+           "Visit", "VisitEvent"]
 
 
 class Appointment(Timestamped, Base):
@@ -176,3 +176,20 @@ class Contact(Base):
     value_enc: Mapped[str] = mapped_column(Text)
     purge_at: Mapped[datetime] = mapped_column(index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ChatMessage(Base):
+    """One in-visit chat message, kept only when the organisation turned ``store_chat`` on:
+    the text encrypted like a contact, deleted at ``purge_at`` (the visit's end plus the
+    contact grace period) or with the visit."""
+
+    __tablename__ = "chat_message"
+    __table_args__ = (Index("ix_chat_message_visit_at", "visit_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    visit_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("visit.id", ondelete="CASCADE"))
+    #: The sending seat (a role label, never a name, is what the others saw).
+    participant_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    text_enc: Mapped[str] = mapped_column(Text)
+    purge_at: Mapped[datetime] = mapped_column(index=True)

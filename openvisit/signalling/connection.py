@@ -38,12 +38,13 @@ from openvisit.logs import get_logger
 from openvisit.media.backend import Seat as MediaSeat
 from openvisit.media.backends import backend_named
 from openvisit.models.visit import Participant, Visit
+from openvisit.signalling import messages
 from openvisit.signalling import protocol as p
 from openvisit.signalling.ice import hide_in_candidate, hide_in_sdp
 from openvisit.signalling.limits import HelloGate, SenderBudget, address_key
 from openvisit.signalling.rooms import Room, Rooms
 from openvisit.visits import lobby, presence, records
-from openvisit.visits.roster import Seat, may_signal, view_for
+from openvisit.visits.roster import Seat, may_message_lobby, may_signal, view_for
 from openvisit.visits.tokens import participant_id_of
 from openvisit.visits.turn import ice_config
 from openvisit.visits.tx import transaction
@@ -67,12 +68,18 @@ CLOSE_REASONS = {
 }
 
 
+#: What a socket is told when it sends what its seat may not.
+REFUSALS = {
+    p.Verdict.NOT_IN_CALL: "Chat is for the people in the call.",
+    p.Verdict.STAFF_ONLY: "Only the clinician can send a message to the lobby.",
+}
+
+
 def _is_power_of_ten(n: int) -> bool:
     return n > 0 and str(n).rstrip("0") == "1"
 
 
-def signal_channel(participant_id: uuid.UUID | str) -> str:
-    return f"signal.{participant_id}"
+signal_channel = messages.signal_channel
 
 
 class Connection:
@@ -90,6 +97,7 @@ class Connection:
         self.relay_dropped = 0
         self.room: Room | None = None
         self.pid: uuid.UUID | None = None
+        self.staff = False
         self.org_id: uuid.UUID | None = None
         self.connection_id = ""
         self.phase = p.Phase.NEW
@@ -228,6 +236,7 @@ class Connection:
         self.last_heartbeat = time.monotonic()  # the join stored last_seen_at
         self._leave_gate()  # authenticated: no longer counted against the address
         snapshot = Seat.of(seat)
+        self.staff = snapshot.is_staff
         # Joined before entering the room: a new room loads the roster with this seat in it;
         # an existing one already got the event (or gets it now: `rev` orders them).
         self.room = await self.rooms.enter(visit.id, self)
@@ -278,13 +287,14 @@ class Connection:
                                  message="Too many messages; some were dropped. Slow down."))
 
     async def _handle(self, message: p.ClientMessage) -> None:
-        verdict = p.check(self.phase, message)
+        verdict = p.check(self.phase, message, staff=self.staff)
         if verdict is p.Verdict.REJECTED_BEFORE_ADMIT:
             assert isinstance(message, p.PeerSignal)
             await self._reject_before_admit(message)
             return
         if verdict is not p.Verdict.OK:
-            await self._error(verdict.value, "Not allowed now.", rejected=message.type)
+            await self._error(verdict.value, REFUSALS.get(verdict, "Not allowed now."),
+                              rejected=message.type)
             return
         if isinstance(message, p.Ping):
             self._queue(p.encode("pong", t=message.t))
@@ -295,6 +305,10 @@ class Connection:
             await self._quality(message)
         elif isinstance(message, p.PeerSignal):
             await self._signal(message)
+        elif isinstance(message, p.Chat):
+            await self._chat(message)
+        elif isinstance(message, p.LobbyMessage):
+            await self._lobby_message(message)
 
     # ------------------------------------------------------------------ messages
 
@@ -356,6 +370,33 @@ class Connection:
                      "visit": str(self.room.visit_id)})
         await self.ctx.bus.publish(signal_channel(message.to), body)
 
+    async def _chat(self, message: p.Chat) -> None:
+        assert self.room is not None and self.pid is not None
+        me = self.room.seats.get(str(self.pid))
+        if me is None or not me.admitted:
+            await self._error("not_in_call", REFUSALS[p.Verdict.NOT_IN_CALL], rejected="chat")
+            return
+        if not self.room.allow_message("chat", me.id, time.monotonic()):
+            self._throttled("chat")
+            return
+        echo = await messages.send_chat(self.ctx, room=self.room, sender=me, text=message.text)
+        self._queue(p.encode("chat", **echo, mine=True))
+
+    async def _lobby_message(self, message: p.LobbyMessage) -> None:
+        assert self.room is not None and self.pid is not None
+        me, target = self.room.seats.get(str(self.pid)), self.room.seats.get(str(message.to))
+        if not may_message_lobby(me, target):
+            await self._error("not_waiting", "That participant is not waiting in the lobby.",
+                              rejected="lobby_message")
+            return
+        assert me is not None
+        if not self.room.allow_message("lobby_message", me.id, time.monotonic()):
+            self._throttled("lobby_message")
+            return
+        sent = await messages.send_lobby_message(self.ctx, room=self.room, sender=me,
+                                                 message=message)
+        self._queue(p.encode("lobby_message_sent", **sent))
+
     async def _reject_before_admit(self, message: p.PeerSignal) -> None:
         assert self.room is not None and self.pid is not None
         seat = self.room.seats.get(str(self.pid))
@@ -393,10 +434,11 @@ class Connection:
             if message.get("visit") != str(self.room.visit_id) or not self.confirmed:
                 continue
             me = str(self.pid)
+            kind = str(message.get("type"))
             for _attempt in range(3):
-                if may_signal(self.room.seats.get(message.get("from", "")),
-                              self.room.seats.get(me)):
-                    self._queue_relayed(message)
+                if messages.may_deliver(kind, self.room.seats.get(message.get("from", "")),
+                                        self.room.seats.get(me)):
+                    self._queue_relayed(messages.as_received(kind, message))
                     break
                 # The sender's admission may still be on its way to this room's cache
                 # (another task reads it off the same bus): wait for the next update.

@@ -16,10 +16,14 @@ Client → server
                                                  "host" or "relay" (the selected pair)
   ``offer``     {to, sdp}        ``answer`` {to, sdp}
   ``candidate`` {to, candidate?}  ``restart`` {to}   (peer signalling: admitted only)
+  ``chat``      {text}           admitted only; to every other admitted seat of the visit
+  ``lobby_message`` {to, preset | text}  staff only; to one seat waiting in the lobby
 
 Server → client
   ``welcome`` {you, ice}  ``state`` {you, visit, peers, roster?}  ``pong`` {t?}
   ``offer``/``answer``/``candidate``/``restart`` {from, from_session, …}
+  ``chat`` {id, from, role, n, text, at, mine?}   ``lobby_message`` {preset | text, at}
+  ``lobby_message_sent`` {to, preset | text, at}  (the sending clinician's confirmation)
   ``error`` {code, message, rejected?}   ``bye`` {reason}
 """
 
@@ -41,6 +45,14 @@ MAX_DEPTH = 16
 SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{8,40}$")
 PEER_TYPES = frozenset({"offer", "answer", "candidate", "restart"})
 LOBBY_TYPES = frozenset({"ping", "leave", "quality"})
+#: Chat text is for a link, a spelling, a sentence when audio fails: not a document.
+MAX_CHAT_CHARS = 1000
+#: A lobby message is one short line ("running 10 minutes late").
+MAX_LOBBY_TEXT_CHARS = 280
+#: The lobby message presets; each page shows its own language's text for the id.
+LOBBY_PRESETS = ("late_10", "late_few", "stay", "device_test")
+#: C0/C1 control characters other than tab and newline, removed from typed text.
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 QUALITY_FIELDS: dict[str, tuple[type, float]] = {
     "rtt_ms": (float, 60_000.0),
     "jitter_ms": (float, 60_000.0),
@@ -108,7 +120,25 @@ class PeerSignal:
         return body
 
 
-ClientMessage = Hello | Ping | Leave | Quality | PeerSignal
+@dataclass(frozen=True)
+class Chat:
+    """A chat message from an admitted seat to the others in the call."""
+
+    text: str
+    type: str = "chat"
+
+
+@dataclass(frozen=True)
+class LobbyMessage:
+    """A clinician's message to one seat in the lobby: a preset id or short free text."""
+
+    to: uuid.UUID
+    preset: str | None = None
+    text: str | None = None
+    type: str = "lobby_message"
+
+
+ClientMessage = Hello | Ping | Leave | Quality | PeerSignal | Chat | LobbyMessage
 
 
 def _no_constant(name: str) -> Any:
@@ -149,6 +179,11 @@ def parse(frame: str | bytes) -> ClientMessage:
         return Quality(values=_quality(data), path=path)
     if kind in PEER_TYPES:
         return _peer(kind, data)
+    if kind == "chat":
+        return Chat(text=_typed_text(data.get("text"), limit=MAX_CHAT_CHARS, code="bad_chat",
+                                     what="chat"))
+    if kind == "lobby_message":
+        return _lobby_message(data)
     raise ProtocolError("unknown_type", f"Unknown message type {kind[:32]!r}.")
 
 
@@ -191,6 +226,34 @@ def _peer(kind: str, data: dict[str, Any]) -> PeerSignal:
     if kind == "candidate":
         return PeerSignal(type=kind, to=to, candidate=_candidate(data.get("candidate")))
     return PeerSignal(type=kind, to=to)
+
+
+def _typed_text(raw: Any, *, limit: int, code: str, what: str) -> str:
+    """Text a person typed: control characters removed, trimmed, 1 to ``limit`` characters."""
+    if not isinstance(raw, str) or len(raw) > limit * 4:
+        raise ProtocolError(code, f"{what} needs a 'text' string of 1 to {limit} characters.")
+    text = _CONTROL_RE.sub("", raw).strip()
+    if not 0 < len(text) <= limit:
+        raise ProtocolError(code, f"{what} needs a 'text' string of 1 to {limit} characters.")
+    return text
+
+
+def _lobby_message(data: dict[str, Any]) -> LobbyMessage:
+    try:
+        to = uuid.UUID(str(data.get("to")))
+    except ValueError as exc:
+        raise ProtocolError("bad_target", "lobby_message needs the seat's id in 'to'.") from exc
+    preset, text = data.get("preset"), data.get("text")
+    if (preset is None) == (text is None):
+        raise ProtocolError("bad_lobby_message", "lobby_message needs a 'preset' or a 'text'.")
+    if preset is not None:
+        if preset not in LOBBY_PRESETS:
+            raise ProtocolError("bad_lobby_message",
+                                "preset must be one of " + ", ".join(LOBBY_PRESETS) + ".")
+        return LobbyMessage(to=to, preset=str(preset))
+    return LobbyMessage(to=to, text=_typed_text(text, limit=MAX_LOBBY_TEXT_CHARS,
+                                                code="bad_lobby_message",
+                                                what="lobby_message"))
 
 
 def _candidate(cand: Any) -> dict[str, Any] | None:
@@ -258,6 +321,10 @@ class Verdict(enum.Enum):
     NEED_HELLO = "need_hello"
     ALREADY_JOINED = "already_joined"
     REJECTED_BEFORE_ADMIT = "rejected_before_admit"
+    #: Chat from a seat that is not in the call.
+    NOT_IN_CALL = "not_in_call"
+    #: A lobby message from a seat that is not staff.
+    STAFF_ONLY = "staff_only"
     CLOSED = "closed"
 
 
@@ -268,8 +335,9 @@ def phase_of(state: str, *, visit_status: str) -> Phase:
     return Phase.ADMITTED if state == "admitted" else Phase.LOBBY
 
 
-def check(phase: Phase, message: ClientMessage) -> Verdict:
-    """May a socket in ``phase`` send ``message``? (The lobby rule lives here.)"""
+def check(phase: Phase, message: ClientMessage, *, staff: bool = False) -> Verdict:
+    """May a socket in ``phase`` (of a staff seat or not) send ``message``? (The lobby rule
+    lives here: only staff message the lobby, only the call chats.)"""
     if phase is Phase.CLOSED:
         return Verdict.CLOSED
     if phase is Phase.NEW:
@@ -278,6 +346,10 @@ def check(phase: Phase, message: ClientMessage) -> Verdict:
         return Verdict.ALREADY_JOINED
     if isinstance(message, PeerSignal) and phase is not Phase.ADMITTED:
         return Verdict.REJECTED_BEFORE_ADMIT
+    if isinstance(message, LobbyMessage) and not staff:
+        return Verdict.STAFF_ONLY
+    if isinstance(message, Chat) and phase is not Phase.ADMITTED:
+        return Verdict.NOT_IN_CALL
     return Verdict.OK
 
 

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from openvisit.bus import RESYNC, Subscription
 from openvisit.context import AppContext
 from openvisit.logs import get_logger
+from openvisit.signalling.limits import TokenBucket
 from openvisit.visits import lobby
 from openvisit.visits.roster import Seat, VisitFacts
 from openvisit.visits.service import visit_channel
@@ -45,10 +46,24 @@ class Room:
         self.members: set[Member] = set()
         #: When each seat last stored a quality sample from this process (monotonic s).
         self.last_quality: dict[str, float] = {}
+        #: Chat and lobby-message budgets of each seat in this process (by kind, then seat
+        #: id): a reconnecting sender keeps its budget.
+        self.message_budgets: dict[tuple[str, str], TokenBucket] = {}
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._stack = AsyncExitStack()
         self._task: asyncio.Task[None] | None = None
         self._tick: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def allow_message(self, kind: str, seat_id: str, now: float) -> bool:
+        """May seat ``seat_id`` send one more ``chat`` or ``lobby_message`` now?"""
+        bucket = self.message_budgets.get((kind, seat_id))
+        if bucket is None:
+            s = self.ctx.settings
+            bucket = (TokenBucket(s.ws_chat_burst, s.ws_chat_per_second) if kind == "chat"
+                      else TokenBucket(s.ws_lobby_messages_burst,
+                                       s.ws_lobby_messages_per_second))
+            self.message_budgets[(kind, seat_id)] = bucket
+        return bucket.take(now)
 
     async def start(self) -> None:
         """Subscribe first, then load: an event racing the load is applied after it."""
@@ -80,8 +95,8 @@ class Room:
             self.visit = self.visit.with_status("ended")
             self.seats = {}
             return
-        visit, label_mode, participants = state
-        self.visit = VisitFacts.of(visit, provider_label_mode=label_mode)
+        visit, label_mode, store_chat, participants = state
+        self.visit = VisitFacts.of(visit, provider_label_mode=label_mode, store_chat=store_chat)
         self.seats = {str(p.id): Seat.of(p) for p in participants}
 
     def apply(self, message: dict[str, Any]) -> bool:

@@ -25,7 +25,7 @@ from openvisit.models import QualitySample
 from openvisit.models.base import utcnow
 from openvisit.models.choices import MediaPath
 from openvisit.models.visit import Participant, Visit
-from openvisit.visits import records
+from openvisit.visits import chat, records
 from openvisit.visits import repository as repo
 from openvisit.visits.roster import STAFF_ROLES
 from openvisit.visits.service import (
@@ -167,15 +167,16 @@ async def roster(session: AsyncSession, *, app: AppContext, token: str,
 
 
 async def room_state(session: AsyncSession, *, visit_id: uuid.UUID
-                     ) -> tuple[Visit, str, Sequence[Participant]] | None:
-    """The visit, its organisation's provider label mode and its seats, for a room held in
-    a web process; None once the visit is gone."""
+                     ) -> tuple[Visit, str, bool, Sequence[Participant]] | None:
+    """The visit, its organisation's provider label mode and ``store_chat`` option, and its
+    seats, for a room held in a web process; None once the visit is gone."""
     visit = await repo.visit_by_id(session, visit_id)
     if visit is None:
         return None
     org = await repo.organisation_by_id(session, visit.organisation_id)
     seats = await repo.participants_of(session, visit_id)
-    return visit, org.provider_label_mode if org else "role", seats
+    return (visit, org.provider_label_mode if org else "role",
+            bool(org and org.store_chat), seats)
 
 
 async def locked_seat(session: AsyncSession, *,
@@ -282,6 +283,7 @@ async def end_visit(session: AsyncSession, *, app: AppContext, visit: Visit,
     await append_event(session, app=app, visit=locked, kind="ended",
                        data={"by": str(actor.id), "by_role": actor.role})
     await _audit(session, visit=locked, actor=actor, action="visit.end")
+    await chat.visit_ended(session, app=app, visit=locked)
     await media.visit_ended(session, app=app, visit=locked)
     return locked
 

@@ -6,12 +6,12 @@ import uuid
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit.db import rowcount
 from openvisit.models import EhrEndpoint, Organisation, QualitySample
-from openvisit.models.visit import Appointment, Participant, Visit, VisitEvent
+from openvisit.models.visit import Appointment, ChatMessage, Participant, Visit, VisitEvent
 
 
 async def visit_by_id(session: AsyncSession, visit_id: uuid.UUID, *,
@@ -235,3 +235,33 @@ async def participants_of_visits(session: AsyncSession, visit_ids: Collection[uu
     for seat in (await session.execute(stmt)).scalars():
         out.setdefault(seat.visit_id, []).append(seat)
     return out
+
+
+# -------------------------------------------------------------------- chat (issue 15 item 5)
+
+def add_chat_message(session: AsyncSession, message: ChatMessage) -> None:
+    session.add(message)
+
+
+async def chat_messages_of(session: AsyncSession, visit_id: uuid.UUID) -> Sequence[ChatMessage]:
+    """The visit's stored chat messages, oldest first."""
+    rows = await session.execute(select(ChatMessage).where(ChatMessage.visit_id == visit_id)
+                                 .order_by(ChatMessage.at, ChatMessage.id))
+    return rows.scalars().all()
+
+
+async def set_chat_purge_at(session: AsyncSession, *, visit_id: uuid.UUID,
+                            purge_at: datetime) -> None:
+    """Bring the purge time of the visit's stored chat forward to ``purge_at``."""
+    await session.execute(update(ChatMessage)
+                          .where(ChatMessage.visit_id == visit_id,
+                                 ChatMessage.purge_at > purge_at)
+                          .values(purge_at=purge_at)
+                          .execution_options(synchronize_session=False))
+
+
+async def purge_chat(session: AsyncSession, *, now: datetime) -> int:
+    """Delete stored chat messages whose time is up; how many."""
+    result = await session.execute(delete(ChatMessage).where(ChatMessage.purge_at <= now)
+                                   .execution_options(synchronize_session=False))
+    return rowcount(result)

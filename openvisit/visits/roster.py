@@ -83,11 +83,14 @@ class VisitFacts:
     id: str
     status: str
     provider_label_mode: str = "role"
+    #: The organisation keeps the chat (encrypted); never sent to a page.
+    store_chat: bool = False
 
     @classmethod
-    def of(cls, visit: Visit, *, provider_label_mode: str = "role") -> VisitFacts:
+    def of(cls, visit: Visit, *, provider_label_mode: str = "role",
+           store_chat: bool = False) -> VisitFacts:
         return cls(id=str(visit.id), status=visit.status,
-                   provider_label_mode=provider_label_mode)
+                   provider_label_mode=provider_label_mode, store_chat=store_chat)
 
     def with_status(self, status: str) -> VisitFacts:
         return replace(self, status=status)
@@ -153,6 +156,17 @@ def may_signal(sender: Seat | None, target: Seat | None) -> bool:
         sender is not None and target is not None and sender.id != target.id
         and sender.admitted and target.admitted
     )
+
+
+def may_chat(sender: Seat | None, target: Seat | None) -> bool:
+    """Chat goes between the seats in the call, like peer signalling."""
+    return may_signal(sender, target)
+
+
+def may_message_lobby(sender: Seat | None, target: Seat | None) -> bool:
+    """A lobby message goes from a clinician to a seat waiting in the lobby of its visit."""
+    return (sender is not None and target is not None and sender.is_staff
+            and not target.is_staff and target.state == "waiting")
 
 
 def parse_uuid(value: str) -> uuid.UUID | None:

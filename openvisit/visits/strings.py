@@ -99,6 +99,23 @@ ROOM_STRINGS: dict[str, str] = {
     "queue.updated": N_("Updated {t}"),
     "queue.offline": N_("Reconnecting…"),
     "queue.arrived": N_("{who} is waiting ({time})."),
+    # Lobby messages (the clinician's page sends the id, the patient's page shows its text)
+    "lobby.preset.late_10": N_("Your clinician is running about 10 minutes late."),
+    "lobby.preset.late_few": N_("Your clinician is running a few minutes late."),
+    "lobby.preset.stay": N_("Please stay on this page, you will be admitted shortly."),
+    "lobby.preset.device_test": N_(
+        "Please check your camera and microphone with the device test."),
+    "lobby.message_from": N_("Message from the clinic"),
+    "message.to_one": N_("To: {who}"),
+    "message.sent": N_("Sent to {who}: “{text}”"),
+    "message.not_waiting": N_("{who} is no longer waiting in the lobby."),
+    "message.too_many": N_("Too many messages in a short time. Wait a moment, then send again."),
+    "message.empty": N_("Write a message first."),
+    # In-visit chat
+    "chat.open": N_("Chat"),
+    "chat.open_unread": N_("Chat ({n} new)"),
+    "chat.from": N_("{who}: {text}"),
+    "chat.not_in_call": N_("Chat is for the people in the call. Your message was not sent."),
 }
 
 

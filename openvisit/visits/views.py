@@ -24,6 +24,7 @@ from openvisit.i18n import gettext as _
 from openvisit.models.base import utcnow
 from openvisit.models.visit import Participant, Visit
 from openvisit.notify import departments, ics, render
+from openvisit.signalling.protocol import LOBBY_PRESETS, MAX_CHAT_CHARS, MAX_LOBBY_TEXT_CHARS
 from openvisit.visits import opening
 from openvisit.visits.lobby import link_opened
 from openvisit.visits.roster import STAFF_ROLES
@@ -147,11 +148,12 @@ async def visit_page(request: Request, token: str, ctx: CtxDep,
     config = page_config(ctx, token=token, visit=visit, seat=seat, language=language,
                          label_mode=label_mode)
     template = "visits/provider.html" if staff else "visits/patient.html"
+    strings = room_strings()
     return templates.TemplateResponse(
         request, template,
         {
             "config_json": json_for_script(config),
-            "strings_json": json_for_script(room_strings()),
+            "strings_json": json_for_script(strings),
             "role": seat.role,
             "seat_no": seat.seat_no,
             "language": language,
@@ -162,6 +164,11 @@ async def visit_page(request: Request, token: str, ctx: CtxDep,
             "queue_url": f"/v/{token}/queue",
             "reopen_url": f"/v/{token}/reopen"
             if staff and ctx.settings.visit_reopen_minutes else None,
+            "lobby_presets": [(preset, strings[f"lobby.preset.{preset}"])
+                              for preset in LOBBY_PRESETS] if staff else [],
+            "lobby_text_max": MAX_LOBBY_TEXT_CHARS,
+            "chat_max": MAX_CHAT_CHARS,
+            "chat_stored": bool(org and org.store_chat),
         },
         headers=ROOM_HEADERS,
     )

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from playwright.async_api import Browser, async_playwright
 
+from tests.e2e.drive_chat import lobby_and_chat
 from tests.e2e.drive_devicetest import devicetest
 from tests.e2e.drive_queue import early_open, queue_alerts, reopen
 from tests.e2e.drive_writeback import writeback
@@ -322,7 +323,7 @@ async def network_drop(browser: Browser, stack: Stack, shots: Path | None) -> di
 
 
 SCENARIOS = {f.__name__: f for f in (one_to_one, three_way, relay_only, staff_relay,
-                                     lobby_refusal,
+                                     lobby_refusal, lobby_and_chat,
                                      two_processes, network_drop, devicetest, writeback,
                                      queue_alerts, early_open, reopen)}
 

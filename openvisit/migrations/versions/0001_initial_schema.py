@@ -89,6 +89,7 @@ def upgrade() -> None:
     sa.Column('frame_ancestors', sa.JSON(), nullable=False),
     sa.Column('show_patient_refs', sa.Boolean(), nullable=False),
     sa.Column('after_visit_url', sa.String(length=500), nullable=True),
+    sa.Column('store_chat', sa.Boolean(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_organisation')),
@@ -497,6 +498,20 @@ def upgrade() -> None:
         batch_op.create_index('ix_visit_org_started', ['organisation_id', 'started_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_visit_organisation_id'), ['organisation_id'], unique=False)
 
+    op.create_table('chat_message',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('visit_id', sa.Uuid(), nullable=False),
+    sa.Column('participant_id', sa.Uuid(), nullable=True),
+    sa.Column('at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('text_enc', sa.Text(), nullable=False),
+    sa.Column('purge_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['visit_id'], ['visit.id'], name=op.f('fk_chat_message_visit_id_visit'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_chat_message'))
+    )
+    with op.batch_alter_table('chat_message', schema=None) as batch_op:
+        batch_op.create_index('ix_chat_message_visit_at', ['visit_id', 'at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_chat_message_purge_at'), ['purge_at'], unique=False)
+
     op.create_table('participant',
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('visit_id', sa.Uuid(), nullable=False),
@@ -579,6 +594,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_participant_visit_id'))
 
     op.drop_table('participant')
+    with op.batch_alter_table('chat_message', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_chat_message_purge_at'))
+        batch_op.drop_index('ix_chat_message_visit_at')
+
+    op.drop_table('chat_message')
     with op.batch_alter_table('visit', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_visit_organisation_id'))
         batch_op.drop_index('ix_visit_org_started')

@@ -1,10 +1,12 @@
 // The patient, interpreter and guest page: check camera → Join → lobby → call.
 
 import { clock, labelOf, t } from "./i18n.js";
+import { Chat } from "./chat.js";
 import { Room } from "./room.js";
 import { $, announce, runMeter, setToggle, showStep } from "./ui.js";
 
 const room = new Room();
+room.chat = new Chat(room);
 const status = $("[data-device-status]");
 let stopMeter = () => {};
 let waitTimer = null;
@@ -56,6 +58,9 @@ room.addEventListener("state", ({ detail }) => {
   if (detail.you.state === "admitted") {
     clearInterval(waitTimer);
     stopMeter();
+    // Once in, "running late" is old news: a later wait in the lobby starts without it.
+    $("[data-lobby-message]")?.replaceChildren();
+    $("[data-lobby-message]")?.classList.remove("has-message");
   }
 });
 
@@ -67,6 +72,27 @@ room.addEventListener("socket", ({ detail }) => {
   } else if (room.youState === "waiting" && detail.state === "open") {
     notice.hidden = true;
   }
+});
+
+// A message from the clinic while waiting: a preset in this page's language, or the words
+// the clinician typed, shown as text. The region is polite: it waits for the screen reader.
+function showLobbyMessage(msg) {
+  const box = $("[data-lobby-message]");
+  const text = msg.preset ? t(`lobby.preset.${msg.preset}`) : String(msg.text || "");
+  if (!box || !text) return;
+  const label = document.createElement("p");
+  label.className = "lobby-message-label";
+  label.textContent = t("lobby.message_from");
+  const body = document.createElement("p");
+  body.className = "lobby-message-text";
+  body.dataset.preset = msg.preset || "";
+  body.textContent = text;
+  box.replaceChildren(label, body);
+  box.classList.add("has-message");
+}
+
+room.signalling.addEventListener("message", ({ detail }) => {
+  if (detail.type === "lobby_message") showLobbyMessage(detail);
 });
 
 room.addEventListener("ended", () => {

@@ -4,11 +4,15 @@
 
 import { Alerts } from "./alerts.js";
 import { clock, config, labelOf, t } from "./i18n.js";
+import { Chat } from "./chat.js";
+import { LobbyCompose } from "./lobby-compose.js";
 import { Room } from "./room.js";
 import { $, $$, announce } from "./ui.js";
 
 const room = new Room();
 const alerts = new Alerts();
+room.chat = new Chat(room);
+const compose = new LobbyCompose(room);
 const rosterEl = $("[data-roster]");
 const errorEl = $("[data-action-error]");
 let roster = [];
@@ -150,6 +154,7 @@ room.addEventListener("state", ({ detail }) => {
   roster = detail.roster || [];
   announceChanges(roster);
   renderRoster();
+  compose.update(roster);
 });
 
 // "Waiting 2:13" ticks every second without a server round trip.
