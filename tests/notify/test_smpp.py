@@ -155,6 +155,57 @@ async def test_it_sends_again_when_no_receipt_comes_within_the_wait(
     assert len(submitted_to(smsc, patient)) == parts_of(prepared.text)
 
 
+async def test_it_finishes_a_long_message_a_crash_cut_between_its_parts(
+    configure: Callable[..., AppContext], smsc: Smsc, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The worker died after the SMSC took part 1 of 2: the retry sends part 2 alone, with
+    the same concatenation reference, so the phone shows one whole message."""
+    app = configure(smpp_host=smsc.host, smpp_port=smsc.port, smpp_system_id=smsc.system_id,
+                    smpp_password=smsc.password, smpp_receipt_wait_seconds=0.5)
+    patient = "+420601200007"
+    site = await make_site(app, offsets=[], number=SENDER, number_provider="smpp")
+    appt = await make_appointment(app, site, start_at=utcnow() + timedelta(days=2),
+                                  mobile=patient)
+    [item] = await planned(app, appt)
+    async with app.transaction() as session:
+        job = await session.scalar(select(Job).where(Job.idempotency_key == item.key))
+        assert job is not None
+        payload = job.payload
+    async with running_receiver(app) as receiver:
+        assert await asyncio.to_thread(receiver.bound.wait, 10)
+        prepared = await delivery._prepare(app, key=item.key, payload=payload)
+        assert prepared is not None
+        assert parts_of(prepared.text) == 2
+        whole = protocol.encode_parts
+
+        def first_part_only(text: str, *, reference: int) -> tuple[list[bytes], int, int]:
+            parts, coding, esm = whole(text, reference=reference)
+            return parts[:1], coding, esm
+
+        monkeypatch.setattr(protocol, "encode_parts", first_part_only)
+        await providers.sms_transport(app, "smpp").send(
+            to=prepared.to, body=prepared.text, sender=prepared.sender, reference=item.key)
+        monkeypatch.setattr(protocol, "encode_parts", whole)  # ... and then it died
+        async with asyncio.timeout(10):
+            while not await _receipts(app):
+                await asyncio.sleep(0.05)
+
+        async def delivered() -> bool:
+            await run_jobs(app)
+            return [m.status for m in await logs(app, appt)] == ["delivered"]
+
+        await wait_until(delivered)
+    submits = submitted_to(smsc, patient)
+    udhs = [bytes.fromhex((s["udh"][0] if isinstance(s["udh"], list) else s["udh"])["hex"])
+            for s in submits]
+    assert sorted(u[-1] for u in udhs) == [1, 2]  # each part once
+    assert len({u[-3] for u in udhs}) == 1  # one concatenation reference: one message
+    text = "".join(gsm.decode(p["text"].encode("latin-1")) for p in submits)
+    assert text.endswith("Reply STOP to opt out.")
+    [log] = await logs(app, appt)
+    assert log.provider_message_id == submits[0]["message_id"]
+
+
 @pytest.fixture
 def mo_smsc(tmp_path: Path) -> Iterator[tuple[str, int, str, str, Path]]:
     """An SMSC that delivers a patient's "STOP" to whoever binds as a receiver."""

@@ -19,6 +19,13 @@ and then submits again with the same reference. Residual risk, stated plainly: i
 accepted the message but its receipt never reaches us within that wait (SMSC without
 receipts, receipt lost, wait too short), the patient gets the message twice. A crash
 *before* the submit is written can never duplicate (the resend is the first send).
+
+**Long messages** go out as linked parts, one ``submit_sm`` each, in order, each after the
+SMSC answered the one before, and every part asks for its own receipt. A crash between parts
+leaves a message half sent: reconciliation counts the receipts (one per accepted part), waits
+for the rest, and then submits only the parts that never went out, with the same
+concatenation reference, so the phone joins them into the one message and no part arrives
+twice or not at all.
 """
 
 from __future__ import annotations
@@ -108,18 +115,28 @@ class SmppSms(SmsTransport):
     async def reconcile(
         self, *, to: str, body: str, sender: str, reference: str, since: datetime
     ) -> list[SendResult]:
-        """Receipts from ``to`` tagged with this send's reference since ``since``."""
+        """Receipts from ``to`` tagged with this send's reference since ``since``: one per
+        accepted part. All parts: sent. Some, once the wait is over: the rest is sent now."""
         umr = str(protocol.user_message_reference(reference))
         async with self.app.transaction() as session:
             rows = await repo.receipts_by_reference(
                 session, provider=self.name, recipient_hash=self.app.hasher.hash(to),
                 reference=umr, since=since - timedelta(seconds=5))
-        if rows:
-            return [SendResult(provider_message_id=rows[0].provider_message_id)]
+        accepted = list(dict.fromkeys(row.provider_message_id for row in rows))
+        parts = len(protocol.encode_parts(body, reference=int(umr))[0])
+        if len(accepted) >= parts:
+            return [SendResult(provider_message_id=accepted[0], parts=len(accepted))]
         wait_until = since + timedelta(seconds=self.app.settings.smpp_receipt_wait_seconds)
         if utcnow() < wait_until:
             raise CheckLater(wait_until, reason="waiting for an SMPP receipt")
-        return []
+        if not accepted:
+            return []
+        # Parts 1..k were taken (one receipt each), the rest never went out: finish the
+        # message rather than send it all again.
+        await asyncio.to_thread(self._send_blocking, to=to, body=body, sender=sender,
+                                reference=reference, first_part=len(accepted))
+        log.info("smpp_message_completed", parts=parts, resent=parts - len(accepted))
+        return [SendResult(provider_message_id=accepted[0], parts=parts)]
 
     async def aclose(self) -> None:
         atexit.unregister(self._close)
@@ -127,7 +144,9 @@ class SmppSms(SmsTransport):
 
     # ------------------------------------------------------------------ blocking side
 
-    def _send_blocking(self, *, to: str, body: str, sender: str, reference: str) -> SendResult:
+    def _send_blocking(self, *, to: str, body: str, sender: str, reference: str,
+                       first_part: int = 0) -> SendResult:
+        """Submit the parts of ``body`` from ``first_part`` (0-based) on."""
         umr = protocol.user_message_reference(reference)
         parts, coding, esm_class = protocol.encode_parts(body, reference=umr)
         src_ton, src_npi, src = protocol.address(sender)
@@ -135,7 +154,7 @@ class SmppSms(SmsTransport):
         ids: list[str] = []
         with self._lock:
             client = self._bound()
-            for index, part in enumerate(parts):
+            for index, part in enumerate(parts[first_part:], start=first_part):
                 try:
                     pdu = client.send_message(
                         source_addr_ton=src_ton, source_addr_npi=src_npi, source_addr=src,
