@@ -126,6 +126,9 @@ class Settings(BaseSettings):
     #: ended (by mistake) for this long after it ended (0: never). A reopened visit takes
     #: patients again, for at least ``join_window_after_minutes`` from the reopening.
     visit_reopen_minutes: int = Field(default=30, ge=0, le=24 * 60)
+    #: Invite links a visit may send by SMS or e-mail per hour (the clinician can always copy
+    #: the link); the same link to the same address within the hour is one message.
+    invite_sends_per_hour: int = Field(default=10, ge=0, le=1000)
     #: A clinician's join link also opens their clinic queue (``/v/{token}/queue``) until
     #: this long after its visit closed (ended, or its window passed): a working day.
     queue_link_hours: int = Field(default=12, ge=1, le=48)

@@ -85,6 +85,13 @@ class Gone(OpenVisitError):
     code = "gone"
 
 
+class TooManyRequests(OpenVisitError):
+    """A limit was reached; the message says when or how to go on."""
+
+    status_code = 429
+    code = "too_many_requests"
+
+
 class OutboundError(OpenVisitError):
     """A call to an outside system (EHR, SMS provider, SMTP, SFU) failed.
 

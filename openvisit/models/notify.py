@@ -27,13 +27,15 @@ class Notification(Base):
     __tablename__ = "notification"
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
-    appointment_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("appointment.id", ondelete="CASCADE"), index=True
+    #: None for a clinician's invite link sent to an interpreter or guest: it is not one of
+    #: the patient's messages, so the scheduler never sees it in the appointment's history.
+    appointment_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("appointment.id", ondelete="CASCADE"), index=True, default=None
     )
     job_key: Mapped[str] = mapped_column(String(255), unique=True)
-    #: confirmation | cancellation | reminder
+    #: confirmation | cancellation | reminder | invite
     purpose: Mapped[str] = mapped_column(String(16))
-    #: The template: booked | rescheduled | modified | cancelled | reminder.
+    #: The template: booked | rescheduled | modified | cancelled | reminder | invite.
     message: Mapped[str] = mapped_column(String(16))
     #: What the message tells the patient (start time and department), hashed.
     fingerprint: Mapped[str] = mapped_column(String(32))

@@ -45,6 +45,7 @@ from openvisit.models import (
     utcnow,
 )
 from openvisit.models.choices import ENDED_STATUSES, ContactKind
+from openvisit.models.visit import Participant, Visit
 from openvisit.notify import departments, render
 from openvisit.notify import repository as repo
 from openvisit.notify.plan import QuietHours, release_time
@@ -120,6 +121,9 @@ async def _prepare(app: AppContext, *, key: str, payload: dict[str, Any]) -> Pre
         note = await repo.notification_by_key(session, key)
         if row is not None and row.status == "sending":
             return _frozen(app, row=row, note=note)
+        if payload["message"] == "invite":
+            return await _prepare_invite(session, app, key=key, payload=payload, row=row,
+                                         note=note, now=now)
 
         appointment = await session.get(Appointment, uuid.UUID(payload["appointment_id"]))
         base = dict(organisation_id=uuid.UUID(payload["organisation_id"]),
@@ -175,27 +179,101 @@ async def _prepare(app: AppContext, *, key: str, payload: dict[str, Any]) -> Pre
                 calendar = render.render_calendar(facts, language=language,
                                                   uid=f"appointment-{appointment.id}",
                                                   end_at=appointment.end_at, now=now)
-        content = {"channel": channel, "provider": provider, "to": to, "sender": sender,
-                   "sender_name": org.display_name if org else "", "text": text,
-                   "subject": subject, "html": html, "calendar": calendar}
         if note is None:
             note = Notification(appointment_id=appointment.id, job_key=key, purpose="other",
                                 message=payload["message"], fingerprint="", start_at=start_at)
             session.add(note)
-        note.content_enc = app.cipher.encrypt(json.dumps(content))
-        note.purge_at = contact_purge_at
-        if row is None:
-            row = MessageLog(**base)
-            session.add(row)
-        row.channel, row.provider, row.language = channel, provider, language
-        row.recipient_masked = mask_phone(to) if channel == "sms" else mask_email(to)
-        row.recipient_hash = app.hasher.hash(to)
-        row.status, row.error, row.created_at = "sending", None, now
-        await session.flush()
-    return Prepared(channel=channel, provider=provider, to=to, sender=sender,
-                    sender_name=str(content["sender_name"]), text=text, subject=subject,
-                    html=html, first_attempt_at=now, retain_until=contact_purge_at,
-                    reconcile=False, calendar=calendar)
+        prepared = Prepared(channel=channel, provider=provider, to=to, sender=sender,
+                            sender_name=org.display_name if org else "", text=text,
+                            subject=subject, html=html, first_attempt_at=now,
+                            retain_until=contact_purge_at, reconcile=False, calendar=calendar)
+        await _freeze(session, app, prepared, note=note, row=row, base=base, language=language)
+    return prepared
+
+
+async def _freeze(session: AsyncSession, app: AppContext, prepared: Prepared, *,
+                  note: Notification, row: MessageLog | None, base: dict[str, Any],
+                  language: str) -> None:
+    """Phase 1's end: the rendered message encrypted on ``note``, the log row ``sending``."""
+    content = {"channel": prepared.channel, "provider": prepared.provider, "to": prepared.to,
+               "sender": prepared.sender, "sender_name": prepared.sender_name,
+               "text": prepared.text, "subject": prepared.subject, "html": prepared.html,
+               "calendar": prepared.calendar}
+    note.content_enc = app.cipher.encrypt(json.dumps(content))
+    note.purge_at = prepared.retain_until
+    if row is None:
+        row = MessageLog(**base)
+        session.add(row)
+    to = prepared.to
+    row.channel, row.provider, row.language = prepared.channel, prepared.provider, language
+    row.recipient_masked = mask_phone(to) if prepared.channel == "sms" else mask_email(to)
+    row.recipient_hash = app.hasher.hash(to)
+    row.status, row.error, row.created_at = "sending", None, prepared.first_attempt_at
+    await session.flush()
+
+
+async def _prepare_invite(session: AsyncSession, app: AppContext, *, key: str,
+                          payload: dict[str, Any], row: MessageLog | None,
+                          note: Notification | None, now: datetime) -> Prepared | None:
+    """Phase 1 of a clinician's invite link (:mod:`openvisit.notify.invites`)."""
+    from openvisit.visits.service import link_for  # the adapter to visits, as _join_link
+
+    base = dict(organisation_id=uuid.UUID(payload["organisation_id"]),
+                appointment_id=uuid.UUID(payload["appointment_id"])
+                if payload.get("appointment_id") else None,
+                template="invite", job_key=key)
+    if note is None or note.content_enc is None:
+        return await _suppressed(session, row, base, reason="contact_purged")
+    visit = await session.get(Visit, uuid.UUID(payload["visit_id"]))
+    seat = await session.get(Participant, uuid.UUID(payload["participant_id"]))
+    if visit is None or visit.status == "ended":
+        return await _suppressed(session, row, base, reason="visit_ended")
+    if (seat is None or seat.visit_id != visit.id or seat.lobby_state == "removed"
+            or seat.token_version != payload["token_version"]):
+        return await _suppressed(session, row, base, reason="invite_withdrawn")
+    settings = await repo.messaging_settings(session, organisation_id=visit.organisation_id,
+                                             appointment_id=visit.appointment_id)
+    if settings is None or not settings.enabled:
+        return await _suppressed(session, row, base, reason="notifications_off")
+    address = json.loads(app.cipher.decrypt(note.content_enc))
+    channel, to = address["channel"], address["to"]
+    language = render.language_of(seat.language, settings.default_language)
+    if channel == "sms":
+        if await repo.is_opted_out(session, organisation_id=visit.organisation_id,
+                                   recipient_hash=app.hasher.hash(to)):
+            return await _suppressed(session, row, {**base, "language": language},
+                                     reason="opted_out")
+        sender, provider = await _sms_sender(app, session, endpoint_id=settings.endpoint_id)
+        retry_at = await repo.take_send_slot(session, sender=sender, now=now,
+                                             per_minute=settings.rate_limit_per_minute)
+        if retry_at is not None:
+            raise Defer(retry_at, reason="sending number rate limit")
+    else:
+        provider = app.settings.email_provider
+        sender = app.settings.smtp_from or OUTBOX_FROM
+    endpoint = await session.get(EhrEndpoint, settings.endpoint_id)
+    appointment = (await session.get(Appointment, visit.appointment_id)
+                   if visit.appointment_id else None)
+    start_at = appointment.start_at if appointment and appointment.start_at else now
+    department = await departments.display_name(
+        session, organisation_id=visit.organisation_id,
+        department=appointment.department if appointment else None, language=language)
+    org = await session.get(Organisation, visit.organisation_id)
+    facts = render.Facts(organisation=org.display_name if org else "", link=link_for(app, seat),
+                         department=department, start_at=max(start_at, now),
+                         timezone=endpoint.timezone if endpoint else "UTC", role=seat.role)
+    subject = html = None
+    if channel == "sms":
+        text = render.render_sms("invite", language=language, facts=facts,
+                                 transliterate=settings.sms_transliterate)
+    else:
+        mail = render.render_email("invite", language=language, facts=facts)
+        subject, text, html = mail.subject, mail.text, mail.html
+    prepared = Prepared(channel=channel, provider=provider, to=to, sender=sender,
+                        sender_name=facts.organisation, text=text, subject=subject, html=html,
+                        first_attempt_at=now, retain_until=note.purge_at, reconcile=False)
+    await _freeze(session, app, prepared, note=note, row=row, base=base, language=language)
+    return prepared
 
 
 def _stale(appointment: Appointment, payload: dict[str, Any]) -> bool:

@@ -21,9 +21,9 @@ from openvisit.notify.plan import zone
 
 #: Every template of the package is under ``templates/notify/``: the outbox page beside these.
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "notify" / "messages"
-MESSAGES = ("booked", "rescheduled", "modified", "cancelled", "reminder")
+MESSAGES = ("booked", "rescheduled", "modified", "cancelled", "reminder", "invite")
 #: Messages that carry the join link (a cancellation does not).
-WITH_LINK = frozenset({"booked", "rescheduled", "modified", "reminder"})
+WITH_LINK = frozenset({"booked", "rescheduled", "modified", "reminder", "invite"})
 LANGUAGES = tuple(i18n.LANGUAGES)
 
 _env = Environment(
@@ -44,6 +44,8 @@ class Facts:
     start_at: datetime
     timezone: str
     link: str | None
+    #: Who an ``invite`` is for: interpreter | guest (the seat's role; no name, ever).
+    role: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ def _context(facts: Facts, language: str, message: str) -> dict[str, object]:
                 f"{i18n.zone_label(local, language=language)}",
         # A cancellation never carries a link, whatever the caller passed.
         "link": (facts.link or "") if message in WITH_LINK else "",
+        "role": facts.role or "",
     }
 
 

@@ -15,8 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit.db import insert_ignoring_conflicts, rowcount
 from openvisit.models import (
+    Appointment,
     Contact,
     DepartmentName,
+    EhrEndpoint,
     Job,
     MessageLog,
     Notification,
@@ -81,7 +83,8 @@ async def notifications_for(
         .order_by(Notification.id)
     )
     for note, state in rows.all():
-        found.setdefault(note.appointment_id, []).append((note, state))
+        if note.appointment_id is not None:
+            found.setdefault(note.appointment_id, []).append((note, state))
     return found
 
 
@@ -104,6 +107,37 @@ async def contact_kinds(
 async def insert_notifications(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     """Insert planned notifications in one statement; a job key already planned is skipped."""
     await insert_ignoring_conflicts(session, Notification, rows, on=("job_key",))
+
+
+async def messaging_settings(
+    session: AsyncSession, *, organisation_id: uuid.UUID, appointment_id: uuid.UUID | None
+) -> SmsSettings | None:
+    """The messaging settings a visit sends under: its appointment's endpoint, or (a visit
+    with no appointment) the organisation's first endpoint, by name, with messaging on."""
+    if appointment_id is not None:
+        endpoint_id = await session.scalar(
+            select(Appointment.endpoint_id).where(Appointment.id == appointment_id))
+        return None if endpoint_id is None else await session.get(SmsSettings, endpoint_id)
+    return await session.scalar(
+        select(SmsSettings).join(EhrEndpoint, EhrEndpoint.id == SmsSettings.endpoint_id)
+        .where(EhrEndpoint.organisation_id == organisation_id, SmsSettings.enabled.is_(True))
+        .order_by(EhrEndpoint.name, EhrEndpoint.id).limit(1))
+
+
+async def latest_invite(session: AsyncSession, *, key_prefix: str) -> Notification | None:
+    """The newest invite message whose job key starts with ``key_prefix``."""
+    return await session.scalar(
+        select(Notification)
+        .where(Notification.purpose == "invite", Notification.job_key.startswith(key_prefix))
+        .order_by(Notification.created_at.desc(), Notification.id.desc()).limit(1))
+
+
+async def invites_sent(session: AsyncSession, *, key_prefix: str, since: datetime) -> int:
+    """Invite messages whose job key starts with ``key_prefix`` created since ``since``."""
+    return int(await session.scalar(
+        select(func.count()).select_from(Notification)
+        .where(Notification.purpose == "invite", Notification.job_key.startswith(key_prefix),
+               Notification.created_at >= since)) or 0)
 
 
 async def notification_by_key(session: AsyncSession, job_key: str) -> Notification | None:

@@ -57,6 +57,19 @@ class InviteIn(BaseModel):
     lang: str | None = Field(default=None, max_length=8)
 
 
+class SendInviteIn(BaseModel):
+    #: A mobile number (the organisation's region, or with its country code) or an e-mail.
+    to: str = Field(min_length=1, max_length=1000)  # over 254: refused with a reason
+
+
+class SendInviteOut(BaseModel):
+    channel: Literal["sms", "email"]
+    #: The address as the clinician may see it again: ``+44*****123``, ``a***@example.org``.
+    to: str
+    #: False when the same link went to the same address moments ago (sent once).
+    new: bool
+
+
 class InviteOut(BaseModel):
     participant: SeatOut
     url: str
@@ -133,10 +146,23 @@ async def end(visit_id: uuid.UUID, token: TokenDep, ctx: CtxDep) -> dict[str, st
 @router.post("/{visit_id}/invites", status_code=201)
 async def invite(visit_id: uuid.UUID, body: InviteIn, token: TokenDep,
                  ctx: CtxDep) -> InviteOut:
-    """A new interpreter or guest seat and its join link (copy it; SMS/e-mail come later)."""
+    """A new interpreter or guest seat and its join link (to copy, or to send below)."""
     async with transaction(ctx) as session:
         visit, actor = await lobby.staff_seat(session, app=ctx, token=token, visit_id=visit_id)
         seat, url = await lobby.invite(session, app=ctx, visit=visit, actor=actor,
                                        role=body.role,
                                        language=i18n.negotiate(body.lang) if body.lang else None)
         return InviteOut(participant=_out(seat), url=url)
+
+
+@router.post("/{visit_id}/invites/{participant_id}/send", status_code=202,
+             responses=error_responses(429))
+async def send_invite(visit_id: uuid.UUID, participant_id: uuid.UUID, body: SendInviteIn,
+                      token: TokenDep, ctx: CtxDep) -> SendInviteOut:
+    """Send an interpreter's or guest's link by SMS or e-mail (queued; the message log and
+    the outbox show it going out). 409 when messaging is not set up, 429 over the limit."""
+    async with transaction(ctx) as session:
+        visit, actor = await lobby.staff_seat(session, app=ctx, token=token, visit_id=visit_id)
+        queued = await lobby.send_invite(session, app=ctx, visit=visit, actor=actor,
+                                         target_id=participant_id, address=body.to)
+    return SendInviteOut(channel=queued.channel, to=queued.masked, new=not queued.repeated)

@@ -25,6 +25,7 @@ from openvisit.models import QualitySample
 from openvisit.models.base import utcnow
 from openvisit.models.choices import MediaPath
 from openvisit.models.visit import Participant, Visit
+from openvisit.notify import invites
 from openvisit.visits import chat, records
 from openvisit.visits import repository as repo
 from openvisit.visits.roster import STAFF_ROLES
@@ -298,6 +299,30 @@ async def invite(session: AsyncSession, *, app: AppContext, visit: Visit, actor:
                        data={"by": str(actor.id), "role": role})
     await _audit(session, visit=visit, actor=actor, action="visit.invite", target=seat)
     return seat, link_for(app, seat)
+
+
+async def send_invite(session: AsyncSession, *, app: AppContext, visit: Visit,
+                      actor: Participant, target_id: uuid.UUID, address: str) -> invites.Queued:
+    """Send an interpreter's or guest's link by SMS or e-mail (:mod:`openvisit.notify.invites`):
+    a job in this transaction, a visit event and an audit entry by channel only."""
+    target = await _target(session, visit=visit, actor=actor, target_id=target_id)
+    if target.role not in INVITABLE_ROLES:
+        raise Conflict(_("Only an interpreter's or a guest's link can be sent from here."))
+    if target.lobby_state == "removed":
+        raise Conflict(_("This participant was removed; their link no longer works."))
+    if visit.status == "ended":
+        raise Conflict(_("The visit has ended. Reopen it first."))
+    queued = await invites.queue_invite(
+        session, app=app, organisation_id=visit.organisation_id, visit_id=visit.id,
+        appointment_id=visit.appointment_id, participant_id=target.id,
+        token_version=target.token_version, address=address)
+    if not queued.repeated:
+        await append_event(session, app=app, visit=visit, kind="invite_sent",
+                           participant=target, data={"by": str(actor.id),
+                                                     "channel": queued.channel})
+        await _audit(session, visit=visit, actor=actor, action="visit.invite_send",
+                     target=target)
+    return queued
 
 
 async def record_quality(session: AsyncSession, *, visit_id: uuid.UUID,

@@ -23,7 +23,7 @@ from openvisit.errors import Gone, NotFound
 from openvisit.i18n import gettext as _
 from openvisit.models.base import utcnow
 from openvisit.models.visit import Participant, Visit
-from openvisit.notify import departments, ics, render
+from openvisit.notify import departments, ics, invites, render
 from openvisit.signalling.protocol import LOBBY_PRESETS, MAX_CHAT_CHARS, MAX_LOBBY_TEXT_CHARS
 from openvisit.visits import opening
 from openvisit.visits.lobby import link_opened
@@ -143,6 +143,8 @@ async def visit_page(request: Request, token: str, ctx: CtxDep,
                                                 default_zone=org.timezone if org else "UTC")
         staff = seat.role in STAFF_ROLES
         patients = await patient_links(session, app=ctx, visit=visit) if staff else []
+        can_send = staff and await invites.channels_open(
+            session, organisation_id=visit.organisation_id, appointment_id=visit.appointment_id)
     label_mode = org.provider_label_mode if org else "role"
     page_needs(request, media=True, frame_ancestors=org.frame_ancestors if org else [])
     config = page_config(ctx, token=token, visit=visit, seat=seat, language=language,
@@ -169,6 +171,7 @@ async def visit_page(request: Request, token: str, ctx: CtxDep,
             "lobby_text_max": MAX_LOBBY_TEXT_CHARS,
             "chat_max": MAX_CHAT_CHARS,
             "chat_stored": bool(org and org.store_chat),
+            "invite_send": can_send,
         },
         headers=ROOM_HEADERS,
     )

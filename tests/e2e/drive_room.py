@@ -28,6 +28,7 @@ from playwright.async_api import Browser, async_playwright
 
 from tests.e2e.drive_chat import lobby_and_chat
 from tests.e2e.drive_devicetest import devicetest
+from tests.e2e.drive_invite import invite_by_sms
 from tests.e2e.drive_queue import early_open, queue_alerts, reopen
 from tests.e2e.drive_writeback import writeback
 from tests.e2e.room_stack import (
@@ -325,7 +326,7 @@ async def network_drop(browser: Browser, stack: Stack, shots: Path | None) -> di
 SCENARIOS = {f.__name__: f for f in (one_to_one, three_way, relay_only, staff_relay,
                                      lobby_refusal, lobby_and_chat,
                                      two_processes, network_drop, devicetest, writeback,
-                                     queue_alerts, early_open, reopen)}
+                                     queue_alerts, early_open, reopen, invite_by_sms)}
 
 
 async def migrate_sqlite(db_url: str) -> None:

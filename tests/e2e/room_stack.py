@@ -93,6 +93,16 @@ class Stack:
         self.bases[name] = f"http://127.0.0.1:{port}"
         return self.bases[name]
 
+    def worker(self, public_url: str) -> None:
+        """A job worker (``python -m openvisit worker``) whose links point at ``public_url``."""
+        log = self.workdir / "worker.log"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "openvisit", "worker"],
+            env=self.env(OPENVISIT_PUBLIC_URL=public_url, OPENVISIT_JOB_POLL_SECONDS="0.2"),
+            stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.procs.append(proc)
+
     def coturn(self) -> dict[str, Any]:
         if self.turn is None:
             port, secret = free_port(), secrets.token_hex(16)
@@ -126,9 +136,11 @@ class Stack:
 
 
 async def seed(db_url: str, redis_url: str, *, interpreters: int = 0,
-               start_minutes: float = 2, department: str | None = None) -> dict[str, Any]:
+               start_minutes: float = 2, department: str | None = None,
+               messaging: bool = False) -> dict[str, Any]:
     """An appointment starting ``start_minutes`` from now (in 2 minutes: its window is open)
-    with a clinician and a patient seat; returns the links."""
+    with a clinician and a patient seat; returns the links. ``messaging``: SMS and e-mail on
+    for the clinic (the outbox provider; no confirmations or reminders of its own)."""
     from datetime import timedelta
 
     from openvisit.config import Settings
@@ -151,6 +163,13 @@ async def seed(db_url: str, redis_url: str, *, interpreters: int = 0,
                                    client_id="ov")
             session.add(endpoint)
             await session.flush()
+            if messaging:
+                from openvisit.models import SmsSettings
+
+                org.default_phone_region = "IT"
+                session.add(SmsSettings(endpoint_id=endpoint.id, enabled=True,
+                                        confirmations_enabled=False,
+                                        reminder_offsets_minutes=[]))
             appt = Appointment(organisation_id=org.id, endpoint_id=endpoint.id,
                                ehr_appointment_id=secrets.token_hex(6), patient_ref="Patient/1",
                                start_at=utcnow() + timedelta(minutes=start_minutes),

@@ -8,10 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
+from tests.e2e.forward import unix_forwarders
 from tests.peers.fixtures import netns_argv, netns_available, require_binary
+from tests.support.backend import BACKEND, REDIS_URL
 
 DRIVER = Path(__file__).resolve().parent / "drive_room.py"
 #: Set to a directory (e.g. docs/screenshots) to keep the screenshots the run takes.
@@ -53,6 +56,29 @@ def run_driver(workdir: Path, scenarios: list[str], *, timeout: float = 240.0,
             pytest.fail(f"scenario {name}: {result['error']}\n{result.get('trace', '')}\n"
                         f"{proc.stderr[-4000:]}\n{logs}", pytrace=False)
     return results
+
+
+def run_on_backend(db_url: str, workdir: Path, scenarios: list[str], *, timeout: float = 240.0,
+                   **options: str) -> dict[str, Any]:
+    """:func:`run_driver` on this pass's backend. On the PostgreSQL + Redis pass the driver's
+    network namespace reaches the test's PostgreSQL and Redis through Unix sockets forwarded
+    to their TCP ports (inside, 127.0.0.1 is the namespace's own loopback), so its web
+    processes and workers share the test's database and bus; on SQLite it uses its own file."""
+    if BACKEND != "postgres":
+        return run_driver(workdir, scenarios, timeout=timeout, **options)
+    pg, redis = urlsplit(db_url), urlsplit(REDIS_URL)
+    sockets = Path("/tmp") / f"ov-e2e-{workdir.parent.name[-12:]}"  # Unix paths ≤ 107 bytes
+    routes = {
+        sockets / f".s.PGSQL.{pg.port or 5432}": (pg.hostname or "127.0.0.1", pg.port or 5432),
+        sockets / "redis.sock": (redis.hostname or "127.0.0.1", redis.port or 6379),
+    }
+    inside_db = f"{pg.scheme}://{pg.username or 'postgres'}@{pg.path}?host={sockets}"
+    if pg.port and pg.port != 5432:
+        inside_db += f"&port={pg.port}"
+    inside_redis = f"unix://{sockets / 'redis.sock'}?db={redis.path.lstrip('/') or '0'}"
+    with unix_forwarders(routes):
+        return run_driver(workdir, scenarios, timeout=timeout, db_url=inside_db,
+                          redis_url=inside_redis, **options)
 
 
 def assert_decoding(frames: dict[str, Any], peers: int) -> None:

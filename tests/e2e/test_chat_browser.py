@@ -10,13 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
-from tests.e2e.forward import unix_forwarders
-from tests.e2e.support import run_driver, screenshot_dir
-from tests.support.backend import BACKEND, REDIS_URL
+from tests.e2e.support import run_on_backend, screenshot_dir
+from tests.support.backend import BACKEND
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -25,21 +23,7 @@ OWN_WORDS = "<b>Room 4</b> is ready & waiting: see https://example.org/room-4"
 
 def _report(db_url: str, tmp_path: Path) -> dict[str, Any]:
     shots = str(screenshot_dir(tmp_path / "shots"))
-    if BACKEND != "postgres":
-        return run_driver(tmp_path / "room", ["lobby_and_chat"], screenshots=shots)
-    pg, redis = urlsplit(db_url), urlsplit(REDIS_URL)
-    sockets = Path("/tmp") / f"ov-e2e-{tmp_path.name[-12:]}"  # short: Unix paths ≤ 107 bytes
-    routes = {
-        sockets / f".s.PGSQL.{pg.port or 5432}": (pg.hostname or "127.0.0.1", pg.port or 5432),
-        sockets / "redis.sock": (redis.hostname or "127.0.0.1", redis.port or 6379),
-    }
-    inside_db = f"{pg.scheme}://{pg.username or 'postgres'}@{pg.path}?host={sockets}"
-    if pg.port and pg.port != 5432:
-        inside_db += f"&port={pg.port}"
-    inside_redis = f"unix://{sockets / 'redis.sock'}?db={redis.path.lstrip('/') or '0'}"
-    with unix_forwarders(routes):
-        return run_driver(tmp_path / "room", ["lobby_and_chat"], db_url=inside_db,
-                          redis_url=inside_redis, screenshots=shots)
+    return run_on_backend(db_url, tmp_path / "room", ["lobby_and_chat"], screenshots=shots)
 
 
 def test_it_shows_the_clinicians_lobby_message_in_spanish_and_chats_both_ways(

@@ -456,7 +456,7 @@ def upgrade() -> None:
 
     op.create_table('notification',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
-    sa.Column('appointment_id', sa.Uuid(), nullable=False),
+    sa.Column('appointment_id', sa.Uuid(), nullable=True),
     sa.Column('job_key', sa.String(length=255), nullable=False),
     sa.Column('purpose', sa.String(length=16), nullable=False),
     sa.Column('message', sa.String(length=16), nullable=False),

@@ -174,6 +174,9 @@ for (const inviteButton of $$("[data-invite]")) {
     const result = $("[data-invite-result]");
     result.hidden = false;
     const who = labelOf({ role, n: data.participant.n });
+    invited = data.participant.id;
+    const sent = $("[data-invite-sent]");
+    if (sent) { sent.textContent = ""; sent.classList.remove("error"); }
     $("[data-invite-label]").textContent = t("invite.created", { who });
     const input = $("[data-invite-link]");
     input.value = data.url;
@@ -185,6 +188,37 @@ for (const inviteButton of $$("[data-invite]")) {
     revealInvite = true;
   });
 }
+
+// Send the invite link just created by SMS or e-mail (the server picks by what was typed).
+let invited = null;
+const sendForm = $("[data-invite-send]");
+sendForm?.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const input = $("[data-invite-to]", sendForm);
+  const status = $("[data-invite-sent]");
+  const to = input.value.trim();
+  status.classList.remove("error");
+  if (!to || !invited) {
+    status.classList.add("error");
+    status.textContent = t("invite.send_empty");
+    input.focus();
+    return;
+  }
+  const submit = $("button[type=submit]", sendForm);
+  submit.disabled = true;
+  status.textContent = t("invite.sending");
+  try {
+    const data = await api(`/invites/${invited}/send`, { body: { to } });
+    status.textContent = t(data.new ? "invite.sent" : "invite.sent_already", { to: data.to });
+    input.value = "";
+  } catch (err) {
+    status.classList.add("error");
+    status.textContent = t("action.failed", { why: err.message || err });
+    input.focus();
+  } finally {
+    submit.disabled = false;
+  }
+});
 
 room.addEventListener("action", async ({ detail }) => {
   if (detail.action === "copy-invite") {
