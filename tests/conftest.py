@@ -1,7 +1,8 @@
 """Shared fixtures: a migrated database on the backend under test, an app context, a client.
 
 Tests that touch the database or the bus use ``db_url``/``settings``/``ctx``/``client`` and are
-marked ``backend``: they run on both backends. The rest run once, on the SQLite pass.
+marked ``backend``: they run on both backends. The rest run once, on the SQLite pass (or,
+marked ``postgres_pass``, on the PostgreSQL pass, to even out the two passes' lengths).
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ BACKEND_FIXTURES = {"ctx", "db_url", "client", "settings"}
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "backend: uses the database or the bus")
+    config.addinivalue_line(
+        "markers", "postgres_pass: needs no database, runs once, on the PostgreSQL pass "
+        "(the two passes run side by side: this keeps them about as long as each other)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -45,11 +49,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if BACKEND_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.backend)
-    if BACKEND == "postgres":
-        deselected = [i for i in items if not i.get_closest_marker("backend")]
-        if deselected:
-            config.hook.pytest_deselected(items=deselected)
-            items[:] = [i for i in items if i.get_closest_marker("backend")]
+    def here(item: pytest.Item) -> bool:
+        if item.get_closest_marker("backend"):
+            return True
+        return (BACKEND == "postgres") == bool(item.get_closest_marker("postgres_pass"))
+
+    deselected = [i for i in items if not here(i)]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [i for i in items if here(i)]
 
 
 async def _pg_exec(sql: str) -> None:

@@ -14,7 +14,7 @@ import pytest
 from tests.peers.fixtures import free_port
 from tests.support.backend import REPO
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), pytest.mark.postgres_pass]
 
 OPTIONAL = ("twilio", "smpplib", "aiortc", "azure.communication.sms", "livekit", "hl7")
 

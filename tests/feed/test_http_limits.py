@@ -50,7 +50,7 @@ def _post_chunked(port: int, *, total: int, chunk: int = MIB) -> tuple[bytes, in
         sock.settimeout(10)
         answer = b""
         try:
-            while len(answer) < 4096:
+            while len(answer) < 4096 and b"\r\n\r\n" not in answer:  # the head is enough
                 data = sock.recv(4096)
                 if not data:
                     break
