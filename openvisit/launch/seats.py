@@ -20,6 +20,7 @@ from openvisit.context import AppContext
 from openvisit.ehr_endpoints.service import LaunchRefused
 from openvisit.launch import proof, repository
 from openvisit.launch.fhir import AppointmentFacts
+from openvisit.launch.identity import PatientIdentity
 from openvisit.launch.proof import ProviderProof
 from openvisit.logs import get_logger
 from openvisit.models import Appointment, EhrEndpoint
@@ -42,6 +43,8 @@ class LaunchOutcome:
     ehr_round_trips: int
     #: Seconds spent waiting for the EHR (token, JWKS, FHIR) during this request.
     ehr_seconds: float = 0.0
+    #: The patient's name and date of birth for a clinician's page (never stored).
+    patient: PatientIdentity | None = None
 
 
 async def upsert_appointment(

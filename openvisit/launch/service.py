@@ -39,7 +39,7 @@ from openvisit.ehr_endpoints.service import (
     get_endpoint,
 )
 from openvisit.errors import InvalidInput, NotFound, OpenVisitError
-from openvisit.launch import messages
+from openvisit.launch import identity, messages
 from openvisit.launch import scopes as launch_scopes
 from openvisit.launch.fhir import (
     EhrRecordMissing,
@@ -47,6 +47,7 @@ from openvisit.launch.fhir import (
     FhirReader,
     resolve_appointment,
 )
+from openvisit.launch.identity import PatientIdentity
 from openvisit.launch.keys import signing_keyset, stored_keyset
 from openvisit.launch.patient import check_appointment_is_theirs, seat_patient
 from openvisit.launch.seats import (
@@ -363,9 +364,12 @@ async def _complete(
     patient_ref = (seat_patient(context, user_ref=user_ref, environment=endpoint.environment)
                    if kind == "patient" else None)
     reader = FhirReader(portal_http(app), base=endpoint.fhir_base, access_token=token.access_token)
+    patient: PatientIdentity | None = None
     try:
         facts = await resolve_appointment(reader, context, timezone=endpoint.timezone,
                                           now=utcnow(), fall_back_to_patient=kind == "patient")
+        if kind == "provider":  # who is waiting, for the clinician's page only (never kept)
+            patient = await identity.read(reader, facts.patient_ref)
     except (EhrRefused, EhrRecordMissing) as exc:
         raise _fhir_refusal(exc, endpoint=endpoint, asked=data.get("scope"),
                             granted=token.scope) from exc
@@ -392,7 +396,7 @@ async def _complete(
             patient_ref=patient_ref,
             round_trips=round_trips,
         )
-    return replace(outcome, ehr_seconds=ehr_seconds)
+    return replace(outcome, ehr_seconds=ehr_seconds, patient=patient)
 
 
 def _fhir_refusal(exc: EhrRefused | EhrRecordMissing, *, endpoint: EhrEndpoint,

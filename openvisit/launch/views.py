@@ -14,7 +14,7 @@ from openvisit import i18n, nonces
 from openvisit.ehr_endpoints import service as endpoints_service
 from openvisit.errors import NotAuthenticated, OpenVisitError
 from openvisit.idp.client import IdpClient, idp_client
-from openvisit.launch import epic, messages, proof, service
+from openvisit.launch import epic, identity, messages, proof, service
 from openvisit.launch.keys import public_jwks
 from openvisit.web.deps import CtxDep, SessionDep
 from openvisit.web.security import needs_of, origin_of, page_needs
@@ -121,6 +121,9 @@ async def callback(
             messages.restart(exc)
         raise
     response = _go(request, outcome.redirect)
+    if outcome.patient is not None:
+        identity.set_cookie(response, app=ctx, visit_id=outcome.visit_id,
+                            identity=outcome.patient)
     total_ms = (time.perf_counter() - started) * 1000
     response.headers["Server-Timing"] = (
         f'ehr;dur={outcome.ehr_seconds * 1000:.1f};desc="{outcome.ehr_round_trips} calls", '

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from babel.dates import format_date
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +22,8 @@ from openvisit import i18n
 from openvisit.context import AppContext
 from openvisit.errors import Gone, NotFound
 from openvisit.i18n import gettext as _
+from openvisit.launch import identity
+from openvisit.launch.identity import PatientIdentity
 from openvisit.models.base import utcnow
 from openvisit.models.visit import Participant, Visit
 from openvisit.notify import departments, ics, invites, render
@@ -143,6 +146,7 @@ async def visit_page(request: Request, token: str, ctx: CtxDep,
                                                 default_zone=org.timezone if org else "UTC")
         staff = seat.role in STAFF_ROLES
         patients = await patient_links(session, app=ctx, visit=visit) if staff else []
+        patient = identity.from_cookie(request, app=ctx, visit_id=visit.id) if staff else None
         can_send = staff and await invites.channels_open(
             session, organisation_id=visit.organisation_id, appointment_id=visit.appointment_id)
     label_mode = org.provider_label_mode if org else "role"
@@ -172,9 +176,20 @@ async def visit_page(request: Request, token: str, ctx: CtxDep,
             "chat_max": MAX_CHAT_CHARS,
             "chat_stored": bool(org and org.store_chat),
             "invite_send": can_send,
+            "patient": patient,
+            "patient_birth": _birth(patient, language) if patient else "",
         },
         headers=ROOM_HEADERS,
     )
+
+
+def _birth(patient: PatientIdentity, language: str) -> str:
+    """The date of birth as the page's language writes it ("12 March 1980", "12. března
+    1980"); a year or year-month the EHR gave alone, as given."""
+    born = patient.birth()
+    if born is None:
+        return patient.birth_date
+    return str(format_date(born, format="long", locale=language))
 
 
 #: Why a valid patient link does not open the room now; its page is a normal page (200), with

@@ -87,5 +87,16 @@ def test_it_walks_provider_and_patient_launches_in_chromium(stack: Stack) -> Non
             SHOTS.mkdir(parents=True, exist_ok=True)
             patient.screenshot(path=str(SHOTS / "launch-patient-landing-phone.png"))
             clinician.screenshot(path=str(SHOTS / "launch-provider-landing-desktop.png"))
+            # Who the visit is for, read from the EHR at the launch, on the clinician's page
+            # only (issue 15 item 2), readable on a phone too.
+            who = clinician.locator("[data-patient-identity]")
+            assert who.is_visible()
+            assert clinician.locator(".patient-name").inner_text().count(" ") >= 1
+            assert clinician.locator(".patient-birth").inner_text().startswith("Born ")
+            assert patient.locator("[data-patient-identity]").count() == 0
+            who.screenshot(path=str(SHOTS / "room-provider-patient-identity.png"))
+            clinician.set_viewport_size({"width": 390, "height": 844})
+            who.scroll_into_view_if_needed()
+            clinician.screenshot(path=str(SHOTS / "room-provider-patient-identity-phone.png"))
         finally:
             browser.close()

@@ -7,7 +7,9 @@ every redirect and submitting the sandbox's pick-a-user form and the IdP's login
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
+from html import unescape
 from pathlib import Path
 
 import httpx
@@ -16,6 +18,7 @@ from sqlalchemy import func, select
 
 from openvisit.db import Database
 from openvisit.models import AuditLog, Participant, ProviderLink, Visit
+from openvisit.models.base import Base
 from tests.launch.stack import Stack, pick_user, start_stack
 from tests.peers.fixtures import free_port
 from tests.support.backend import subprocess_env
@@ -67,6 +70,29 @@ def _through_ehr_sign_in(
     return http.get(callback)
 
 
+def _patient_identity(html: str) -> tuple[str, str]:
+    name = re.search(r'<p class="patient-name">([^<]*)</p>', html)
+    born = re.search(r'<p class="patient-birth">([^<]*)</p>', html)
+    assert name and born, "the clinician's page shows no patient identity"
+    return unescape(name.group(1)), unescape(born.group(1))
+
+
+async def _rows_mentioning(db_url: str, text: str) -> list[str]:
+    """Every table's rows, as text, that contain ``text`` (names: table.column)."""
+    db = Database(db_url)
+    found: list[str] = []
+    try:
+        async with db.transaction() as session:
+            for table in Base.metadata.sorted_tables:
+                for row in (await session.execute(select(table))).all():
+                    for column, value in zip(table.columns, row, strict=True):
+                        if value is not None and text.lower() in str(value).lower():
+                            found.append(f"{table.name}.{column.name}")
+    finally:
+        await db.dispose()
+    return found
+
+
 async def _count(db_url: str, model: type, **where: object) -> int:
     db = Database(db_url)
     try:
@@ -105,7 +131,12 @@ def test_it_signs_in_a_provider_once_then_goes_straight_to_the_visit_and_the_pat
         assert linked.status_code == 303
         provider_url = linked.headers["location"]
         assert provider_url.startswith(f"{stack.openvisit}/v/")
-        assert http.get(provider_url).status_code == 200
+        provider_page = http.get(provider_url)
+        assert provider_page.status_code == 200
+        # Who is waiting: read live from the EHR with the clinician's token, shown here only.
+        name, born = _patient_identity(provider_page.text)
+        assert len(name.split()) >= 2 and re.fullmatch(r"Born \w+ \d{1,2}, \d{4}", born), (
+            name, born)
 
         # Second launch of the same clinician: no IdP any more, the same visit.
         again = _through_ehr_sign_in(
@@ -133,6 +164,11 @@ def test_it_signs_in_a_provider_once_then_goes_straight_to_the_visit_and_the_pat
         assert patient.status_code == 303
         patient_page = http.get(patient.headers["location"])
         assert patient_page.status_code == 200
+        assert name not in patient_page.text and "data-patient-identity" not in patient_page.text
+
+    # Never stored: not in any row of any table, not in the server's log.
+    assert asyncio.run(_rows_mentioning(db_url, name)) == []
+    assert name not in stack.procs[0].log.read_text(errors="replace")  # the web process
 
     assert asyncio.run(_count(db_url, Visit)) == 1
     assert asyncio.run(_count(db_url, ProviderLink, ehr_user_id="Practitioner/prac-1")) == 1
