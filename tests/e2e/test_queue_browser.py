@@ -10,13 +10,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
-from tests.e2e.forward import unix_forwarders
-from tests.e2e.support import SCREENSHOTS_ENV, assert_decoding, run_driver
-from tests.support.backend import BACKEND, REDIS_URL
+from tests.e2e.support import SCREENSHOTS_ENV, assert_decoding, run_driver, run_on_backend
+from tests.support.backend import BACKEND
 
 pytestmark = [pytest.mark.browser, pytest.mark.peers, pytest.mark.slow]
 SCENARIOS = ["queue_alerts", "early_open", "reopen"]
@@ -109,19 +107,7 @@ def test_it_alerts_a_queue_on_one_web_process_of_a_patient_on_another(
 ) -> None:
     if BACKEND != "postgres":
         pytest.skip("needs PostgreSQL + Redis: runs on the OPENVISIT_TEST_BACKEND=postgres pass")
-    pg, redis = urlsplit(db_url), urlsplit(REDIS_URL)
-    sockets = Path("/tmp") / f"ov-q-{tmp_path.name[-12:]}"  # short: Unix paths ≤ 107 bytes
-    routes = {
-        sockets / f".s.PGSQL.{pg.port or 5432}": (pg.hostname or "127.0.0.1", pg.port or 5432),
-        sockets / "redis.sock": (redis.hostname or "127.0.0.1", redis.port or 6379),
-    }
-    inside_db = f"{pg.scheme}://{pg.username or 'postgres'}@{pg.path}?host={sockets}"
-    if pg.port and pg.port != 5432:
-        inside_db += f"&port={pg.port}"
-    inside_redis = f"unix://{sockets / 'redis.sock'}?db={redis.path.lstrip('/') or '0'}"
-    with unix_forwarders(routes):
-        report = run_driver(tmp_path / "queue", ["queue_alerts"], db_url=inside_db,
-                            redis_url=inside_redis)
+    report = run_on_backend(db_url, tmp_path / "queue", ["queue_alerts"])
     result = report["queue_alerts"]
     assert result["bases"][0] != result["bases"][1]
     check_queue_alerts(result)
