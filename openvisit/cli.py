@@ -773,6 +773,23 @@ def org_store_chat(
                else "chat is not kept")
 
 
+@org_app.command("patient-guests")
+def org_patient_guests(
+    most: Annotated[int, typer.Argument(help="Family members or caregivers a patient may "
+                                        "invite to a visit (0: none; default 2).")],
+    org: OrgOpt = "default",
+) -> None:
+    """How many people a patient may invite to their own visit (each waits in the lobby,
+    marked "invited by the patient", until the clinician admits them); audited."""
+    from openvisit.visits.caregivers import set_limit
+
+    async def main(ctx: AppContext) -> int:
+        async with ctx.transaction() as session:
+            return (await set_limit(session, slug=org, most=most, actor="cli")).patient_guests_max
+
+    typer.echo(f"patients may invite {_run(main)} people to a visit")
+
+
 @org_app.command("department")
 def org_department(
     code: Annotated[str | None, typer.Argument(help="Department code as the feed sends it "

@@ -45,6 +45,9 @@ class Organisation(Timestamped, Base):
     #: Keep the in-visit chat (encrypted, purged with the visit like contacts); off: chat
     #: messages only pass through the web processes and are never written anywhere.
     store_chat: Mapped[bool] = mapped_column(default=False)
+    #: Family members or caregivers a patient may invite to a visit themselves (0: none);
+    #: each waits in the lobby, marked "invited by the patient", until the clinician admits.
+    patient_guests_max: Mapped[int] = mapped_column(default=2)
 
 
 class StaffAccount(Timestamped, Base):

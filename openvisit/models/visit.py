@@ -133,6 +133,8 @@ class Participant(Timestamped, Base):
     token_version: Mapped[int] = mapped_column(default=0)
     #: Ordinal among seats of the same role in the visit: "Patient 2" is role patient, seat 2.
     seat_no: Mapped[int] = mapped_column(default=1)
+    #: "patient" for a family member or caregiver the patient invited; None: the clinician.
+    invited_by: Mapped[str | None] = mapped_column(String(16), default=None)
     #: Incremented on every state change, so a roster cached in a web process applies bus
     #: events in order even when two processes publish out of commit order.
     rev: Mapped[int] = mapped_column(default=0)

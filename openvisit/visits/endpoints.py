@@ -12,12 +12,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit import i18n
 from openvisit.context import AppContext
-from openvisit.errors import NotAuthenticated
-from openvisit.models.visit import Participant
-from openvisit.visits import lobby
+from openvisit.errors import NotAuthenticated, PermissionDenied
+from openvisit.i18n import gettext as _
+from openvisit.models.visit import Participant, Visit
+from openvisit.visits import caregivers, lobby
 from openvisit.visits.roster import Seat
 from openvisit.visits.service import resolve_link
 from openvisit.visits.turn import ice_config
@@ -165,4 +167,35 @@ async def send_invite(visit_id: uuid.UUID, participant_id: uuid.UUID, body: Send
         visit, actor = await lobby.staff_seat(session, app=ctx, token=token, visit_id=visit_id)
         queued = await lobby.send_invite(session, app=ctx, visit=visit, actor=actor,
                                          target_id=participant_id, address=body.to)
+    return SendInviteOut(channel=queued.channel, to=queued.masked, new=not queued.repeated)
+
+
+async def _patient_seat(session: AsyncSession, ctx: AppContext, token: str,
+                        visit_id: uuid.UUID) -> tuple[Visit, Participant]:
+    visit, actor = await resolve_link(session, app=ctx, token=token)
+    if visit.id != visit_id:
+        raise PermissionDenied(_("This link is for another visit."))
+    return visit, actor
+
+
+@router.post("/{visit_id}/caregivers", status_code=201)
+async def invite_caregiver(visit_id: uuid.UUID, token: TokenDep, ctx: CtxDep) -> InviteOut:
+    """The patient invites a family member or caregiver: a guest seat marked "invited by the
+    patient" that waits for the clinician like every guest (409 over the clinic's limit)."""
+    async with transaction(ctx) as session:
+        visit, actor = await _patient_seat(session, ctx, token, visit_id)
+        seat, url = await caregivers.invite(session, app=ctx, visit=visit, actor=actor)
+        return InviteOut(participant=_out(seat), url=url)
+
+
+@router.post("/{visit_id}/caregivers/{participant_id}/send", status_code=202,
+             responses=error_responses(429))
+async def send_caregiver_link(visit_id: uuid.UUID, participant_id: uuid.UUID,
+                              body: SendInviteIn, token: TokenDep,
+                              ctx: CtxDep) -> SendInviteOut:
+    """The patient sends their caregiver's link by SMS or e-mail (as the clinician's invites)."""
+    async with transaction(ctx) as session:
+        visit, actor = await _patient_seat(session, ctx, token, visit_id)
+        queued = await caregivers.send(session, app=ctx, visit=visit, actor=actor,
+                                       target_id=participant_id, address=body.to)
     return SendInviteOut(channel=queued.channel, to=queued.masked, new=not queued.repeated)

@@ -115,6 +115,14 @@ async def next_seat_no(session: AsyncSession, *, visit_id: uuid.UUID, role: str)
     return int(current or 0) + 1
 
 
+async def count_caregivers(session: AsyncSession, *, visit_id: uuid.UUID) -> int:
+    """Seats the patient invited (family, caregivers) that were not removed."""
+    stmt = select(func.count()).select_from(Participant).where(
+        Participant.visit_id == visit_id, Participant.invited_by == "patient",
+        Participant.lobby_state != "removed")
+    return int((await session.execute(stmt)).scalar_one())
+
+
 async def count_admitted(session: AsyncSession, visit_id: uuid.UUID) -> int:
     stmt = select(func.count()).select_from(Participant).where(
         Participant.visit_id == visit_id, Participant.lobby_state == "admitted"

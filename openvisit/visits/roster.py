@@ -34,6 +34,8 @@ class Seat:
     session: str | None
     connection_id: str | None
     rev: int
+    #: A family member or caregiver the patient invited (the clinician's roster says so).
+    by_patient: bool = False
 
     @classmethod
     def of(cls, participant: Participant) -> Seat:
@@ -49,6 +51,7 @@ class Seat:
             session=conn.split(".", 1)[0] if conn else None,
             connection_id=conn,
             rev=participant.rev,
+            by_patient=participant.invited_by == "patient",
         )
 
     @classmethod
@@ -58,7 +61,7 @@ class Seat:
             label=str(data.get("label", "")), state=str(data["state"]),
             connected=bool(data["connected"]), waiting_since=data.get("waiting_since"),
             session=data.get("session"), connection_id=data.get("connection_id"),
-            rev=int(data["rev"]),
+            rev=int(data["rev"]), by_patient=bool(data.get("by_patient", False)),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -67,6 +70,7 @@ class Seat:
             "state": self.state, "connected": self.connected,
             "waiting_since": self.waiting_since, "session": self.session,
             "connection_id": self.connection_id, "rev": self.rev,
+            "by_patient": self.by_patient,
         }
 
     @property
@@ -139,6 +143,7 @@ def view_for(viewer: Seat, seats: dict[str, Seat], visit: VisitFacts) -> dict[st
                 "id": seat.id, "role": seat.role, "n": seat.seat_no, "label": seat.label,
                 "state": seat.state, "connected": seat.connected,
                 "waiting_since": seat.waiting_since, "you": seat.id == viewer.id,
+                "by_patient": seat.by_patient,
             }
             for seat in _ordered(seats)
         ]

@@ -92,6 +92,10 @@ ROOM_STRINGS: dict[str, str] = {
     "roster.joined": N_("{who} joined the call."),
     "roster.left": N_("{who} left."),
     "roster.count": N_("{n} waiting"),
+    "roster.by_patient": N_("Invited by the patient"),
+    "caregiver.created": N_("Link created. Give it only to the person you want with you: they "
+                            "will wait until your clinician lets them in."),
+    "caregiver.share_title": N_("Join my video visit"),
     # Waiting-room alerts (visit page and clinic queue)
     "alerts.chime_on": N_("Chime: on"),
     "alerts.chime_off": N_("Chime: off"),

@@ -147,7 +147,8 @@ async def visit_page(request: Request, token: str, ctx: CtxDep,
         staff = seat.role in STAFF_ROLES
         patients = await patient_links(session, app=ctx, visit=visit) if staff else []
         patient = identity.from_cookie(request, app=ctx, visit_id=visit.id) if staff else None
-        can_send = staff and await invites.channels_open(
+        caregivers_max = (org.patient_guests_max if org and seat.role == "patient" else 0)
+        can_send = (staff or bool(caregivers_max)) and await invites.channels_open(
             session, organisation_id=visit.organisation_id, appointment_id=visit.appointment_id)
     label_mode = org.provider_label_mode if org else "role"
     page_needs(request, media=True, frame_ancestors=org.frame_ancestors if org else [])
@@ -176,6 +177,7 @@ async def visit_page(request: Request, token: str, ctx: CtxDep,
             "chat_max": MAX_CHAT_CHARS,
             "chat_stored": bool(org and org.store_chat),
             "invite_send": can_send,
+            "caregivers_max": caregivers_max,
             "patient": patient,
             "patient_birth": _birth(patient, language) if patient else "",
         },

@@ -1,6 +1,6 @@
 // The patient, interpreter and guest page: check camera → Join → lobby → call.
 
-import { clock, labelOf, t } from "./i18n.js";
+import { clock, config, labelOf, t } from "./i18n.js";
 import { Chat } from "./chat.js";
 import { Room } from "./room.js";
 import { $, announce, runMeter, setToggle, showStep } from "./ui.js";
@@ -103,3 +103,86 @@ room.addEventListener("ended", () => {
 setToggle("mic", false, t("call.mic_off"), t("call.mic_on"));
 setToggle("camera", false, t("call.cam_off"), t("call.cam_on"));
 start().catch(() => announce(t("devices.none")));
+
+// A family member or caregiver: their own guest link, waiting for the clinician like any guest.
+const caregiver = $("[data-caregiver]");
+if (caregiver) {
+  const caregiverStatus = $("[data-caregiver-status]", caregiver);
+  let caregiverId = null;
+
+  async function patientApi(path, body) {
+    const response = await fetch(`${config.apiBase}${path}`, {
+      method: "POST",
+      headers: {
+        Authorization: `Bearer ${config.token}`, "Content-Type": "application/json",
+        Accept: "application/json", "X-OpenVisit-Lang": config.lang,
+      },
+      body: JSON.stringify(body || {}),
+    });
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(data?.error?.message || response.statusText);
+    return data;
+  }
+
+  function say(text, problem = false) {
+    caregiverStatus.textContent = text;
+    caregiverStatus.classList.toggle("error", problem);
+  }
+
+  $("[data-caregiver-make]", caregiver).addEventListener("click", async (event) => {
+    const button = event.currentTarget;
+    button.disabled = true;
+    try {
+      const data = await patientApi("/caregivers");
+      caregiverId = data.participant.id;
+      const input = $("[data-caregiver-link]", caregiver);
+      input.value = data.url;
+      $("[data-caregiver-result]", caregiver).hidden = false;
+      $("[data-caregiver-share]", caregiver).hidden = !navigator.share;
+      say(t("caregiver.created"));
+      input.focus();
+      input.select();
+    } catch (err) {
+      say(t("action.failed", { why: err.message || err }), true);
+    } finally {
+      button.disabled = false;
+    }
+  });
+
+  $("[data-caregiver-copy]", caregiver).addEventListener("click", async () => {
+    const input = $("[data-caregiver-link]", caregiver);
+    try {
+      await navigator.clipboard.writeText(input.value);
+      say(t("invite.copied"));
+    } catch {
+      input.select();
+      say(t("invite.copy_failed"));
+    }
+  });
+
+  $("[data-caregiver-share]", caregiver).addEventListener("click", async () => {
+    try {
+      await navigator.share({ title: t("caregiver.share_title"), url: $("[data-caregiver-link]", caregiver).value });
+    } catch { /* the person closed the share sheet */ }
+  });
+
+  $("[data-caregiver-send]", caregiver)?.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const input = $("[data-caregiver-to]", caregiver);
+    const to = input.value.trim();
+    if (!to || !caregiverId) {
+      say(t("invite.send_empty"), true);
+      input.focus();
+      return;
+    }
+    say(t("invite.sending"));
+    try {
+      const data = await patientApi(`/caregivers/${caregiverId}/send`, { to });
+      say(t(data.new ? "invite.sent" : "invite.sent_already", { to: data.to }));
+      input.value = "";
+    } catch (err) {
+      say(t("action.failed", { why: err.message || err }), true);
+      input.focus();
+    }
+  });
+}

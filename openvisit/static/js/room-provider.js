@@ -96,7 +96,14 @@ function renderRoster() {
     state.dataset.waitingSince = seat.state === "waiting" ? seat.waiting_since || "" : "";
     state.textContent = stateText(seat, now);
     head.append(dot, name);
-    li.append(head, state);
+    li.append(head);
+    if (seat.by_patient) {  // a family member or caregiver the patient invited
+      const by = document.createElement("span");
+      by.className = "roster-by";
+      by.textContent = t("roster.by_patient");
+      li.append(by);
+    }
+    li.append(state);
     if (!seat.you && !["removed", "left"].includes(seat.state)) {
       const actions = document.createElement("div");
       actions.className = "roster-actions";
