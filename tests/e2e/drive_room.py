@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from playwright.async_api import Browser, async_playwright
 
+from tests.e2e.drive_a11y import accessibility
 from tests.e2e.drive_caregiver import caregiver
 from tests.e2e.drive_chat import lobby_and_chat
 from tests.e2e.drive_devicetest import devicetest
@@ -328,7 +329,7 @@ SCENARIOS = {f.__name__: f for f in (one_to_one, three_way, relay_only, staff_re
                                      lobby_refusal, lobby_and_chat,
                                      two_processes, network_drop, devicetest, writeback,
                                      queue_alerts, early_open, reopen, invite_by_sms,
-                                     caregiver)}
+                                     caregiver, accessibility)}
 
 
 async def migrate_sqlite(db_url: str) -> None:

@@ -23,6 +23,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
+from tests.e2e.axe import violations_sync
 from tests.e2e.support import screenshot_dir
 from tests.peers.fixtures import free_port
 from tests.portal.certs import make_certificate
@@ -104,9 +105,17 @@ def stack(db_url: str, tmp_path: Path, start_oidc_idp) -> Iterator[PortalStack]:
             proc.stop()
 
 
+#: Serious or critical axe-core findings per portal page the walk passes (must stay empty).
+AXE_FINDINGS: dict[str, list[dict[str, object]]] = {}
+
+
 def shot(page: Page, name: str, *, full: bool = True) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"portal-{name}.png"), full_page=full)
+    if "/portal" in page.url:  # OpenVisit's pages only: not the IdP's or the EHR's
+        found = violations_sync(page)
+        if found:
+            AXE_FINDINGS[name] = found
 
 
 def idp_sign_in(page: Page, login: str) -> None:
@@ -343,3 +352,5 @@ def test_it_walks_the_seeds_admin_flow_in_chromium(stack: PortalStack, tmp_path:
             shot(page, "23-overview-done", full=False)
         finally:
             browser.close()
+    # axe-core: no serious or critical WCAG 2.1 A/AA violation on any portal page walked.
+    assert AXE_FINDINGS == {}, AXE_FINDINGS
