@@ -14,6 +14,7 @@ from fastapi.responses import Response, StreamingResponse
 from openvisit.portal.web import PrincipalDep
 from openvisit.reports import service
 from openvisit.reports.schemas import (
+    DeviceTestReport,
     FunnelReport,
     MessageReport,
     QualityReport,
@@ -78,6 +79,19 @@ async def messages(request: Request, session: SessionDep, ctx: CtxDep, principal
     query = await service.parse(session, settings=ctx.settings, caller=principal, params=_params(
         since, until, department, staff, endpoint, environment))
     return await service.messages(session, query=query, caller=principal)
+
+
+@router.get("/devicetests", response_model=DeviceTestReport)
+async def devicetests(request: Request, session: SessionDep, ctx: CtxDep,
+                      principal: PrincipalDep, since: Since = None, until: Until = None,
+                      department: Department = None, staff: Staff = None,
+                      endpoint: Endpoint = None,
+                      environment: Environment = None) -> DeviceTestReport:
+    """Every device test patients ran from the clinic's links: outcomes and call figures."""
+    service.use_language(request.headers.get("accept-language"))
+    query = await service.parse(session, settings=ctx.settings, caller=principal, params=_params(
+        since, until, department, staff, endpoint, environment))
+    return await service.devicetests(session, query=query, caller=principal)
 
 
 @router.get("/funnel", response_model=FunnelReport)

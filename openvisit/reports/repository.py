@@ -517,6 +517,30 @@ async def funnel_by(session: AsyncSession, rows: Select[Any],
 # ------------------------------------------------------------------ execution
 
 
+def devicetest_rows(scope: Scope, *, endpoint_ids: Sequence[str] | None = None) -> Select[Any]:
+    """Every device-test result of the range (a ``devicetest`` visit's one
+    ``devicetest_result`` event: outcomes and call figures, nothing about the person).
+    ``endpoint_ids``: only those endpoints' links (the endpoint and environment filters);
+    department and staff do not apply to a device test."""
+    where: list[ColumnElement[bool]] = [
+        Visit.organisation_id == scope.organisation_id, Visit.kind == "devicetest",
+        VisitEvent.kind == "devicetest_result", VisitEvent.at >= scope.start,
+        VisitEvent.at < scope.end]
+    if endpoint_ids is not None:
+        where.append(VisitEvent.data["endpoint_id"].as_string().in_(list(endpoint_ids)))
+    return (select(VisitEvent.at, VisitEvent.data)
+            .join(Visit, Visit.id == VisitEvent.visit_id)
+            .where(*where).order_by(VisitEvent.at, VisitEvent.id))
+
+
+async def endpoint_facts(session: AsyncSession,
+                         organisation_id: uuid.UUID) -> dict[str, tuple[str, str]]:
+    """Endpoint id (text) → (name, environment) of the organisation's endpoints."""
+    stmt = (select(EhrEndpoint.id, EhrEndpoint.name, EhrEndpoint.environment)
+            .where(EhrEndpoint.organisation_id == organisation_id))
+    return {str(r.id): (r.name, r.environment) for r in (await session.execute(stmt)).all()}
+
+
 async def all_rows(session: AsyncSession, stmt: Select[Any]) -> Sequence[Row[Any]]:
     rows: Sequence[Row[Any]] = (await session.execute(stmt)).all()
     return rows

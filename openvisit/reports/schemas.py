@@ -14,8 +14,8 @@ from pydantic import BaseModel, Field
 
 from openvisit.i18n import N_
 
-ReportName = Literal["usage", "quality", "messages", "funnel"]
-REPORT_NAMES: tuple[ReportName, ...] = ("usage", "quality", "messages", "funnel")
+ReportName = Literal["usage", "quality", "messages", "funnel", "devicetests"]
+REPORT_NAMES: tuple[ReportName, ...] = ("usage", "quality", "messages", "funnel", "devicetests")
 
 #: Value kinds: how a raw value is shown on screen and in the CSV.
 Kind = Literal["text", "time", "date", "seconds", "int", "number", "yesno", "percent"]
@@ -89,6 +89,24 @@ FUNNEL_COLUMNS: tuple[Column, ...] = (
     Column("admitted", N_("Admitted"), "int"),
     Column("connected_1min", N_("Connected ≥ 1 minute"), "int"),
     Column("no_show", N_("No-shows"), "int"),
+)
+
+#: One row per device test a patient ran from the clinic's device-test link (issue 15 item 11:
+#: "The clinic can see this result"). Outcomes only: nothing identifies the person.
+DEVICETEST_COLUMNS: tuple[Column, ...] = (
+    Column("at", N_("Time"), "time"),
+    Column("endpoint", N_("EHR endpoint")),
+    Column("environment", N_("Environment")),
+    Column("passed", N_("All passed"), "yesno"),
+    Column("camera", N_("Camera")),
+    Column("microphone", N_("Microphone")),
+    Column("speaker", N_("Speaker")),
+    Column("call", N_("Test call")),
+    Column("rtt_ms", N_("Round trip (ms)"), "number"),
+    Column("packet_loss_pct", N_("Packet loss (%)"), "number"),
+    Column("resolution", N_("Video received")),
+    Column("candidate_type", N_("Connection")),
+    Column("language", N_("Language")),
 )
 
 Cell = str | int | float | bool | datetime | None
@@ -169,3 +187,11 @@ class FunnelReport(BaseModel):
 def table(columns: tuple[Column, ...], rows: list[dict[str, Any]]) -> Table:
     return Table(columns=[{"key": c.key, "label": c.label} for c in columns],
                  rows=[{c.key: r.get(c.key) for c in columns} for r in rows])
+
+
+class DeviceTestReport(BaseModel):
+    report: Literal["devicetests"] = "devicetests"
+    filters: Filters
+    rows: Table
+    tests: int = Field(description="Device tests run in the range.")
+    passed: int = Field(description="Of those, how many passed every check.")

@@ -29,12 +29,14 @@ from openvisit.models.base import utcnow
 from openvisit.models.choices import ENVIRONMENTS, is_one_of
 from openvisit.reports import repository as repo
 from openvisit.reports.schemas import (
+    DEVICETEST_COLUMNS,
     FUNNEL_COLUMNS,
     MESSAGE_COLUMNS,
     PATIENT_REFS_COLUMN,
     QUALITY_COLUMNS,
     USAGE_COLUMNS,
     Column,
+    DeviceTestReport,
     Filters,
     FunnelReport,
     MessageReport,
@@ -264,6 +266,46 @@ def funnel_cells(row: Row[Any], *, blank: str) -> dict[str, Any]:
     return out
 
 
+def devicetest_cells(row: Row[Any], *, zone: ZoneInfo,
+                     endpoints: Mapping[str, tuple[str, str]]) -> dict[str, Any]:
+    m = row._mapping
+    data: dict[str, Any] = m["data"] if isinstance(m["data"], dict) else {}
+    raw_call = data.get("call")
+    call: dict[str, Any] = raw_call if isinstance(raw_call, dict) else {}
+    name, environment = endpoints.get(str(data.get("endpoint_id")), ("", ""))
+    width, height = call.get("frame_width"), call.get("frame_height")
+    return {"at": _local(m["at"], zone), "endpoint": name, "environment": environment,
+            "passed": bool(data.get("passed")), "camera": data.get("camera"),
+            "microphone": data.get("microphone"), "speaker": data.get("speaker"),
+            "call": call.get("status"), "rtt_ms": _round(call.get("rtt_ms")),
+            "packet_loss_pct": _round(call.get("packet_loss_pct")),
+            "resolution": f"{width}×{height}" if width and height else None,
+            "candidate_type": call.get("candidate_type"), "language": data.get("language")}
+
+
+async def _devicetest_plan(session: AsyncSession, query: Query, caller: Caller
+                           ) -> tuple[Select[Any], Callable[[Row[Any]], dict[str, Any]]]:
+    endpoints = await repo.endpoint_facts(session, caller.organisation_id)
+    chosen: list[str] | None = None
+    scope = query.scope
+    if scope.endpoint_id is not None or scope.environment is not None:
+        chosen = [eid for eid, (_name, env) in endpoints.items()
+                  if (scope.endpoint_id is None or eid == str(scope.endpoint_id))
+                  and (scope.environment is None or env == scope.environment)]
+    stmt = repo.devicetest_rows(scope, endpoint_ids=chosen)
+    return stmt, lambda r: devicetest_cells(r, zone=query.zone, endpoints=endpoints)
+
+
+async def devicetests(session: AsyncSession, *, query: Query,
+                      caller: Caller) -> DeviceTestReport:
+    """The device tests patients ran from the clinic's links, newest last."""
+    may_read(caller)
+    stmt, cells = await _devicetest_plan(session, query, caller)
+    rows = [cells(r) for r in await repo.all_rows(session, stmt)]
+    return DeviceTestReport(filters=query.filters, rows=table(DEVICETEST_COLUMNS, rows),
+                            tests=len(rows), passed=sum(1 for r in rows if r["passed"]))
+
+
 # ------------------------------------------------------------------ the reports
 
 
@@ -442,6 +484,9 @@ async def _csv_plan(session: AsyncSession, *, name: ReportName, settings: Settin
     if name == "messages":
         return MESSAGE_COLUMNS, repo.message_rows(query.scope), (
             lambda r: message_cells(r, zone=query.zone))
+    if name == "devicetests":
+        stmt, cells = await _devicetest_plan(session, query, caller)
+        return DEVICETEST_COLUMNS, stmt, cells
     report = await funnel(session, query=query, caller=caller)
     rows = [*report.total.rows, *[{**r, "key": f"{_('Department')}: {r['key']}"}
                                   for r in report.by_department.rows],

@@ -23,6 +23,7 @@ from openvisit.portal.web import (
 )
 from openvisit.reports import charts, service
 from openvisit.reports.schemas import (
+    DEVICETEST_COLUMNS,
     FUNNEL_COLUMNS,
     MESSAGE_COLUMNS,
     PATIENT_REFS_COLUMN,
@@ -38,7 +39,8 @@ router = APIRouter(route_class=PortalRoute, include_in_schema=False,
                    dependencies=[Depends(remember_session)])
 
 TITLES: dict[str, str] = {"usage": "Usage", "quality": "Call quality",
-                          "messages": "SMS and e-mail delivery", "funnel": "Patient drop-off"}
+                          "messages": "SMS and e-mail delivery", "funnel": "Patient drop-off",
+                          "devicetests": "Device tests"}
 
 
 def _params(request: Request) -> dict[str, str | None]:
@@ -177,7 +179,19 @@ async def _funnel(session: Any, ctx: Any, query: service.Query,
             "extra": [(_("By language"), shown(report.by_language, kinds))]}
 
 
-BUILDERS = {"usage": _usage, "quality": _quality, "messages": _messages, "funnel": _funnel}
+async def _devicetests(session: Any, ctx: Any, query: service.Query,
+                       principal: Any) -> dict[str, Any]:
+    report = await service.devicetests(session, query=query, caller=principal)
+    share = report.passed / report.tests if report.tests else None
+    cards = [(_("Device tests"), str(report.tests)), (_("All checks passed"), str(report.passed)),
+             (_("Pass rate"), service.show(share, "percent") or "—")]
+    return {"cards": cards, "main": shown(report.rows, _kinds(DEVICETEST_COLUMNS)),
+            "main_title": _("Each test (outcomes only; nothing about the person)"),
+            "charts": [], "extra": []}
+
+
+BUILDERS = {"usage": _usage, "quality": _quality, "messages": _messages, "funnel": _funnel,
+            "devicetests": _devicetests}
 
 
 @router.get("/portal/reports")

@@ -1,4 +1,5 @@
-"""Screenshots of the four reports (issue 14) at 1280×800 and 390×844 (``-phone``).
+"""Screenshots of the five reports (issue 14; device tests: issue 15 item 11) at 1280×800
+and 390×844 (``-phone``).
 
 Run: ``.venv/bin/python -m tests.reports.make_screenshots [OUTDIR]`` from the repository root
 (default OUTDIR docs/screenshots). A fresh SQLite database gets the March clinic of
@@ -13,8 +14,12 @@ import asyncio
 import socket
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import httpx
+import time_machine
 import uvicorn
 from playwright.async_api import async_playwright
 
@@ -33,6 +38,23 @@ SIZES = {"": (1280, 800), "-phone": (390, 844)}
 QUERY = "since=2030-03-01&until=2030-03-31"
 
 
+async def _device_tests(ctx: AppContext, web: Any, endpoint_id: Any) -> None:
+    """Three device tests in March, through the device-test page's own endpoint."""
+    from tests.reports.test_devicetests import CALL, _link
+
+    value = await _link(ctx, endpoint_id)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web),
+                                 base_url="http://t") as patient:
+        for day, camera, call, lang in ((12, "passed", CALL, "cs"),
+                                        (14, "failed", {"status": "failed"}, "en"),
+                                        (20, "passed", {**CALL, "candidate_type": "relay",
+                                                        "rtt_ms": 120.0}, "es")):
+            with time_machine.travel(datetime(2030, 3, day, 9, 0, tzinfo=UTC), tick=False):
+                await patient.post("/api/devicetest/results", json={
+                    "ctx": value, "camera": camera, "microphone": "passed",
+                    "speaker": "skipped", "call": call, "language": lang})
+
+
 async def main(outdir: Path) -> None:
     outdir.mkdir(parents=True, exist_ok=True)
     with socket.socket() as sock:
@@ -47,7 +69,8 @@ async def main(outdir: Path) -> None:
         ctx = AppContext.create(make_settings(url, environment="development", public_url=base))
         await ctx.start()
         web = create_app(ctx=ctx)
-        await build_march(ctx, web)
+        march = await build_march(ctx, web)
+        await _device_tests(ctx, web, march.site.endpoint_id)
         server = uvicorn.Server(uvicorn.Config(web, host="127.0.0.1", port=port,
                                                lifespan="off", log_config=None))
         serving = asyncio.create_task(server.serve())
@@ -68,7 +91,7 @@ async def main(outdir: Path) -> None:
                     await page.fill("input[name=password]", PASSWORD)
                     await page.click("form[action='/portal/signin'] button[type=submit]")
                     await page.wait_for_load_state()
-                    for name in ("usage", "quality", "messages", "funnel"):
+                    for name in ("usage", "quality", "messages", "funnel", "devicetests"):
                         await page.goto(f"{base}/portal/reports/{name}?{QUERY}")
                         await page.screenshot(path=str(outdir / f"reports-{name}{suffix}.png"),
                                               full_page=True)
