@@ -11,8 +11,8 @@ DEVICETEST_STRINGS: dict[str, str] = {
     "status.failed": N_("Not working"),
     "status.skipped": N_("Skipped"),
     "camera.blocked": N_(
-        "Your browser is not allowed to use the camera or microphone. Allow them in the "
-        "address bar, then start the test again."),
+        "Your browser is not allowed to use the camera or microphone. Allow them (the "
+        "camera or lock icon in the address bar), then press Try again."),
     "camera.none": N_("No camera was found. You can still have a visit by voice."),
     "camera.ok": N_("You should see yourself in the picture."),
     "mic.speak": N_("Say something: the bar moves when we hear you."),
@@ -34,6 +34,7 @@ DEVICETEST_STRINGS: dict[str, str] = {
         "Something did not work. You can still join your visit; the clinic may call you "
         "by phone instead."),
     "summary.saved": N_("The clinic can see this result."),
+    "start.again": N_("Test again"),
     "summary.not_saved": N_("The result could not be sent to the clinic."),
 }
 

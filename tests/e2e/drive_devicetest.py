@@ -58,14 +58,15 @@ async def stored_results(db_url: str) -> list[dict[str, Any]]:
     try:
         async with db.read() as session:
             rows = await session.scalars(
-                select(VisitEvent).where(VisitEvent.kind == "devicetest_result"))
+                select(VisitEvent).where(VisitEvent.kind == "devicetest_result")
+                .order_by(VisitEvent.at, VisitEvent.id))
             return [dict(row.data) for row in rows]
     finally:
         await db.dispose()
 
 
-async def _run_test(page: Page) -> dict[str, Any]:
-    await page.click('[data-action="start"]')
+async def _run_test(page: Page, *, start: str = '[data-action="start"]') -> dict[str, Any]:
+    await page.click(start)
     await page.wait_for_selector('[data-action="play"]:not([disabled])', timeout=30_000)
     await page.click('[data-action="play"]')
     await page.click('[data-action="heard"]')
@@ -104,6 +105,30 @@ async def devicetest(browser: Browser, stack: Stack, shots: Path | None) -> dict
     await shot(desktop, shots, "devicetest-desktop-done")
     await desktop.context.close()
 
+    # Camera and microphone blocked (the browser refuses, as after "Block" in its prompt):
+    # the page says how to allow them and offers Try again, which then runs the whole test.
+    blocked = await new_page(browser, lang="en-US")
+    await blocked.add_init_script("""(() => {
+      window.__block = true;
+      const real = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+      navigator.mediaDevices.getUserMedia = (c) => window.__block
+        ? Promise.reject(new DOMException("Permission denied", "NotAllowedError")) : real(c);
+    })()""")
+    await blocked.goto(f"{base}/devicetest?ctx={value}&lang=en")
+    await blocked.click('[data-action="start"]')
+    await blocked.wait_for_selector('[data-action="retry"]:not([hidden])', timeout=15_000)
+    await blocked.wait_for_selector("[data-summary]:not([hidden]) [data-saved][data-saved]",
+                                    timeout=30_000)
+    blocked_help = await blocked.inner_text('[data-check="camera"] [data-help]')
+    retry_focused = await blocked.evaluate(
+        "document.activeElement && document.activeElement.dataset.action")
+    start_label = await blocked.inner_text('[data-action="start"]')
+    await shot(blocked, shots, "devicetest-blocked")
+    await blocked.evaluate("window.__block = false")  # the person allowed the camera
+    retried = await _run_test(blocked, start='[data-action="retry"]')
+    retry_hidden = await blocked.is_hidden('[data-action="retry"]')
+    await blocked.context.close()
+
     forged = await new_page(browser, lang="it-IT")
     response = await forged.goto(f"{base}/devicetest?ctx=forged")
     await shot(forged, shots, "devicetest-forged-it")
@@ -112,4 +137,7 @@ async def devicetest(browser: Browser, stack: Stack, shots: Path | None) -> dict
     await forged.context.close()
     return {"title_es": title, "phone": on_phone, "desktop": on_desktop,
             "stored": await stored_results(stack.db_url),
-            "forged_status": forged_status, "forged_text": forged_text}
+            "forged_status": forged_status, "forged_text": forged_text,
+            "blocked": {"help": blocked_help, "retry_focused": retry_focused,
+                        "start_label": start_label, "retried": retried,
+                        "retry_hidden_after": retry_hidden}}

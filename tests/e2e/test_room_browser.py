@@ -130,8 +130,17 @@ def test_it_runs_the_device_test_with_a_real_call_looped_back_by_the_server(
         assert run["saved"] == "true"
     assert result["phone"]["summary"] == "Todo funciona. Está listo para su consulta."
     stored = result["stored"]
-    assert len(stored) == 2 and all(r["passed"] for r in stored)
+    assert [r["passed"] for r in stored] == [True, True, False, True]  # blocked, then allowed
     assert {r["language"] for r in stored} == {"es", "en"}
+    # Blocked camera (issue 15 item 11): how to allow it, a focused Try again that then runs
+    # the whole test through, and the start button now says it tests again.
+    blocked = result["blocked"]
+    assert "Allow them" in blocked["help"] and "Try again" in blocked["help"]
+    assert blocked["retry_focused"] == "retry"
+    assert blocked["start_label"] == "Test again"
+    assert blocked["retried"]["states"] == {"camera": "passed", "microphone": "passed",
+                                            "speaker": "passed", "call": "passed"}
+    assert blocked["retried"]["saved"] == "true" and blocked["retry_hidden_after"] is True
     assert result["forged_status"] == 404
     assert result["forged_text"].startswith("Pagina non trovata")
     assert "Chieda alla clinica un nuovo link" in result["forged_text"]

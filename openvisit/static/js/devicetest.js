@@ -43,6 +43,7 @@ async function checkCamera() {
   if (!started) {
     setCheck("camera", "failed", t(error === "blocked" ? "camera.blocked" : "camera.none"));
     setCheck("microphone", "failed", t(error === "blocked" ? "camera.blocked" : "camera.none"));
+    $('[data-action="retry"]').hidden = false;  // once allowed (or plugged in), one press
     return false;
   }
   if (!media.cameraTrack) {
@@ -188,6 +189,7 @@ async function run() {
   running = true;
   const start = $('[data-action="start"]');
   start.disabled = true;
+  $('[data-action="retry"]').hidden = true;
   $("[data-summary]").hidden = true;
   $("[data-echo-box]").hidden = true;
   media?.stopAll();
@@ -214,8 +216,11 @@ async function run() {
   summary.scrollIntoView({ block: "center", behavior: "smooth" });
   summary.focus({ preventScroll: true });
   await save(call);
+  start.textContent = t("start.again");
   start.disabled = false;
   running = false;
+  const retry = $('[data-action="retry"]');
+  if (!retry.hidden) retry.focus({ preventScroll: true });
 }
 
 async function save(call) {
@@ -244,3 +249,4 @@ async function save(call) {
 }
 
 $('[data-action="start"]').addEventListener("click", run);
+$('[data-action="retry"]').addEventListener("click", run);
