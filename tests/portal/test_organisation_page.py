@@ -82,3 +82,35 @@ async def test_it_names_department_codes_per_language_and_removes_them(
         actions = list(await session.scalars(select(AuditLog.action).where(
             AuditLog.action.like("department.%")).order_by(AuditLog.id)))
     assert actions == ["department.name", "department.name", "department.name_removed"]
+
+
+async def test_it_keeps_the_chat_and_limits_patients_guests_from_the_portal(
+        browser: BrowserFactory, ctx: AppContext) -> None:
+    """Issue 15: the store_chat switch and the caregiver limit, beside the CLI's."""
+    admin = await browser("admin")
+    page = await admin.get("/portal/organisation")
+    assert 'name="store_chat"' in page.text and 'name="patient_guests_max"' in page.text
+    assert 'id="f-store_chat" aria-describedby="f-store_chat-help" >' in page.text  # off
+    for bad in ("11", "two", "-1"):
+        refused = await admin.post("/portal/organisation", org_form(patient_guests_max=bad))
+        assert refused.status_code == 422, bad
+        assert 'id="f-patient_guests_max-error"' in refused.text
+    saved = await admin.post("/portal/organisation",
+                             org_form(store_chat="on", patient_guests_max="0"))
+    assert saved.status_code == 303, saved.text[:400]
+    async with ctx.db.read() as session:
+        org = (await session.scalars(select(Organisation).where(
+            Organisation.slug == "acme"))).one()
+        assert (org.store_chat, org.patient_guests_max) == (True, 0)
+        changes = list(await session.scalars(select(AuditLog.after).where(
+            AuditLog.action == "organisation.update")))
+    assert any(c and c.get("store_chat") is True and c.get("patient_guests_max") == 0
+               for c in changes)
+    assert 'checked' in (await admin.get("/portal/organisation")).text.split(
+        'name="store_chat"')[1][:80]
+    off = await admin.post("/portal/organisation", org_form(patient_guests_max="3"))
+    assert off.status_code == 303
+    async with ctx.db.read() as session:
+        org = (await session.scalars(select(Organisation).where(
+            Organisation.slug == "acme"))).one()
+        assert (org.store_chat, org.patient_guests_max) == (False, 3)

@@ -67,8 +67,16 @@ async def organisation_save(request: Request, session: SessionDep, ctx: CtxDep,
         default_phone_region=form_text(form, "default_phone_region"),
         timezone=form_text(form, "timezone"), unlimited=form_bool(form, "unlimited"),
         frame_ancestors=form_text(form, "frame_ancestors").splitlines(),
-        provider_label_mode=form_text(form, "provider_label_mode") or None)
+        provider_label_mode=form_text(form, "provider_label_mode") or None,
+        store_chat=form_bool(form, "store_chat"))
+    guests_text = form_text(form, "patient_guests_max")
     try:
+        if guests_text:
+            if not guests_text.isdigit():
+                raise InvalidInput("The number of people a patient may invite is a whole "
+                                   "number from 0 to 10.",
+                                   details={"field": "patient_guests_max"})
+            data.patient_guests_max = int(guests_text)
         if not data.unlimited:
             if not limit_text.isdigit():
                 raise InvalidInput("The monthly visit allocation is a whole number (e.g. 500), "

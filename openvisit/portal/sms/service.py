@@ -61,6 +61,10 @@ class OrganisationInput:
     #: How patients and guests see a clinician: "role" ("Your clinician") or "display" (the
     #: label the EHR launch gave the clinician's seat).
     provider_label_mode: str | None = None
+    #: Keep the in-visit chat (encrypted, purged with the visit's contacts); None: as is.
+    store_chat: bool | None = None
+    #: People a patient may invite to their own visit (0–10); None: as is.
+    patient_guests_max: int | None = None
 
 
 async def update_organisation(
@@ -118,6 +122,13 @@ async def update_organisation(
                                "or by the clinician's name from the EHR.",
                                details={"field": "provider_label_mode"})
         org.provider_label_mode = data.provider_label_mode
+    if data.store_chat is not None:
+        org.store_chat = data.store_chat
+    if data.patient_guests_max is not None:
+        if not 0 <= data.patient_guests_max <= 10:
+            raise InvalidInput("A patient may invite from 0 (nobody) to 10 people.",
+                               details={"field": "patient_guests_max"})
+        org.patient_guests_max = data.patient_guests_max
     if data.frame_ancestors is not None:
         try:
             org.frame_ancestors = parse_origins(
