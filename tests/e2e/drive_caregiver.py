@@ -1,6 +1,7 @@
 """The caregiver scenario for ``drive_room.py`` (issue 15 item 7).
 
-A patient (phone, Spanish) waiting in the lobby opens "Bring a family member or caregiver"
+A patient (phone, Spanish) sees "Bring a family member or caregiver" on the pre-join page and,
+once waiting, in the lobby, opens it there
 and creates a link; the caregiver opens it on their own phone and waits in the lobby; the
 clinician (desktop) sees them marked "Invited by the patient", admits the patient and then the
 caregiver, and the caregiver decodes video from both. With a Redis URL the clinician is on web
@@ -36,7 +37,16 @@ async def caregiver(browser: Browser, stack: Stack, shots: Path | None) -> dict[
     await provider.goto(on(base_a, links["provider"]))
     await provider.wait_for_selector('[data-step="call"]:not([hidden])')
     patient = await new_page(browser, phone=True, lang="es-ES")
+    await patient.goto(on(base_b, links["patient"]) + "?lang=es")
+    on_prejoin = await patient.is_visible('[data-step="prejoin"] [data-caregiver]')
+    await patient.wait_for_selector("video[data-preview]")
+    await patient.eval_on_selector("[data-caregiver]", "el => el.scrollIntoView()")
+    await shot(patient, shots, "patient-caregiver-prejoin-phone")
+    await patient.set_viewport_size({"width": 1280, "height": 800})
+    await shot(patient, shots, "patient-caregiver-prejoin-desktop")
+    await patient.set_viewport_size({"width": 390, "height": 844})
     await patient_joins(patient, on(base_b, links["patient"]) + "?lang=es")
+    in_lobby = await patient.is_visible('[data-step="lobby"] [data-caregiver]')
     summary = await patient.inner_text("[data-caregiver] summary")
     await patient.click("[data-caregiver] summary")
     await patient.click("[data-caregiver-make]")
@@ -60,6 +70,7 @@ async def caregiver(browser: Browser, stack: Stack, shots: Path | None) -> dict[
     await admit_from_panel(provider, family_id)
     family_frames = await decoding(family, 2)
     result = {"bases": [base_a, base_b], "summary": summary, "status": status,
+              "on_prejoin": on_prejoin, "in_lobby": in_lobby,
               "link_host": link.split("/v/")[0], "marked": marked,
               "family_frames": family_frames}
     for page in (provider, patient, family):

@@ -23,6 +23,7 @@ def test_it_lets_the_patient_bring_a_caregiver_who_waits_for_the_clinician(
     if BACKEND == "postgres":
         assert result["bases"][0] != result["bases"][1]
     assert result["summary"] == "Traer a un familiar o cuidador"  # the patient's language
+    assert result["on_prejoin"] is True and result["in_lobby"] is True  # both steps
     assert result["status"].startswith("Enlace creado.")
     assert result["link_host"] == result["bases"][1]
     # The clinician sees who invited them before letting them in.

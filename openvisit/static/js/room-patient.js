@@ -42,6 +42,10 @@ $('[data-action="join"]').addEventListener("click", (event) => {
 
 room.addEventListener("lobby", ({ detail }) => {
   showStep("lobby");
+  // The caregiver panel (pre-join page and lobby alike) moves along, with what it shows.
+  const panel = $("[data-caregiver]");
+  const home = $('[data-caregiver-home="lobby"]');
+  if (panel && home && panel.parentElement !== home) home.append(panel);
   room.attachPreview();
   const notice = $("[data-lobby-notice]");
   notice.hidden = !detail.sentBack;
