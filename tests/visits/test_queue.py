@@ -125,9 +125,13 @@ async def test_it_shows_who_is_waiting_and_since_when(
     seeded = await seed_org(ctx)
     visit = await _visit(ctx, seeded, clinician="Practitioner/7")
     async with ctx.transaction() as session:
-        await lobby.join(session, app=ctx, token=Links.token(visit["patient"]),
-                         connection_id="p.1")
-    with time_machine.travel(utcnow() + timedelta(minutes=2, seconds=5), tick=False):
+        _visit_row, seat = await lobby.join(session, app=ctx,
+                                            token=Links.token(visit["patient"]),
+                                            connection_id="p.1")
+        since = seat.waiting_since
+    assert since is not None
+    # From the seat's own waiting_since: a slow machine between join and read changes nothing.
+    with time_machine.travel(since + timedelta(minutes=2, seconds=5.5), tick=False):
         rows = await client.get(_queue(visit["provider"], "/rows") + "?lang=en")
         spanish = await client.get(_queue(visit["provider"], "/rows") + "?lang=es")
     assert rows.status_code == 200
