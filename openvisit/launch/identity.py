@@ -4,10 +4,10 @@ During a clinician's launch, with the clinician's own access token (``user/Patie
 launch reads the appointment's ``Patient`` and takes its name and date of birth, so the
 clinician can tell who is waiting. OpenVisit stores neither, anywhere: not in the database,
 not in a log, not in a URL. They travel to the clinician's visit page in an encrypted,
-``HttpOnly`` cookie of that browser (Fernet with the field-encryption key, bound to the visit,
-expiring with the clinician's launch proof), which only the server can read, and are shown on
-the clinician's page alone. A second clinician, or the same clinician in another browser,
-sees them after their own launch; a patient never does.
+``HttpOnly`` cookie of that browser (Fernet with the field-encryption key; one entry per visit,
+the eight newest, each expiring with the clinician's launch proof), which only the server can
+read, and are shown on the clinician's page alone. A second clinician, or the same clinician
+in another browser, sees them after their own launch; a patient never does.
 
 Reading them is best effort: an EHR that refuses, times out or sends an odd Patient leaves the
 page with the seat's role label, and the launch goes on (event ``patient_identity_unavailable``
@@ -33,7 +33,10 @@ from openvisit.logs import get_logger
 
 log = get_logger(__name__)
 
-COOKIE_PREFIX = "ov_pt_"
+COOKIE = "ov_patient"
+#: Visits one browser keeps identities for (a clinic day's recent ones); older ones drop out.
+KEEP = 8
+MAX_COOKIE = 4096
 MAX_NAME = 120
 #: Preference among HumanName.use values (FHIR R4 ValueSet name-use).
 NAME_USES = ("usual", "official", None, "temp", "nickname", "anonymous", "maiden", "old")
@@ -100,36 +103,48 @@ async def read(reader: FhirReader, patient_ref: str | None) -> PatientIdentity |
         return None
 
 
-def cookie_name(visit_id: uuid.UUID) -> str:
-    return COOKIE_PREFIX + visit_id.hex[:16]
+def _entries(request: Request | None, app: AppContext) -> dict[str, dict[str, Any]]:
+    """The sealed cookie's entries that have not expired (visit id → {n, b, exp})."""
+    sealed = request.cookies.get(COOKIE) if request is not None else None
+    if not sealed or len(sealed) > MAX_COOKIE:
+        return {}
+    try:
+        data = json.loads(app.cipher.decrypt(sealed))
+    except (ConfigurationError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    now = time.time()
+    return {visit: entry for visit, entry in data.items()
+            if isinstance(entry, dict) and isinstance(entry.get("exp"), int)
+            and entry["exp"] >= now}
 
 
 def set_cookie(response: Response, *, app: AppContext, visit_id: uuid.UUID,
-               identity: PatientIdentity) -> None:
-    """Hand the identity to this browser's visit page, sealed (see the module docstring)."""
+               identity: PatientIdentity, request: Request | None = None) -> None:
+    """Hand the identity to this browser's visit pages, sealed (see the module docstring).
+
+    One cookie for all of a clinician's recent visits (the :data:`KEEP` newest), so a busy
+    day never grows the request headers past what proxies accept."""
     settings = app.settings
     lifetime = int(settings.launch_provider_proof_hours * 3600)
-    sealed = app.cipher.encrypt(json.dumps({
-        "v": str(visit_id), "n": identity.name, "b": identity.birth_date,
-        "exp": int(time.time()) + lifetime}))
+    entries = _entries(request, app)
+    entries[str(visit_id)] = {"n": identity.name, "b": identity.birth_date,
+                              "exp": int(time.time()) + lifetime}
+    newest = dict(sorted(entries.items(), key=lambda item: item[1]["exp"])[-KEEP:])
+    sealed = app.cipher.encrypt(json.dumps(newest, separators=(",", ":")))
     secure = settings.public_url.startswith("https://")
-    response.set_cookie(cookie_name(visit_id), sealed, max_age=lifetime, path="/v/",
-                        secure=secure, httponly=True, samesite="none" if secure else "lax")
+    # Path "/": the next launch's callback (/launch/…) must read it to add its visit.
+    response.set_cookie(COOKIE, sealed, max_age=lifetime, path="/", secure=secure,
+                        httponly=True, samesite="none" if secure else "lax")
 
 
 def from_cookie(request: Request, *, app: AppContext,
                 visit_id: uuid.UUID) -> PatientIdentity | None:
     """The identity this browser's launch left for ``visit_id``; None if absent, forged,
-    expired, or for another visit."""
-    sealed = request.cookies.get(cookie_name(visit_id))
-    if not sealed or len(sealed) > 4096:
+    expired, or not for this visit."""
+    entry = _entries(request, app).get(str(visit_id))
+    if entry is None:
         return None
-    try:
-        data = json.loads(app.cipher.decrypt(sealed))
-    except (ConfigurationError, ValueError):
-        return None
-    if (not isinstance(data, dict) or data.get("v") != str(visit_id)
-            or not isinstance(data.get("exp"), int) or data["exp"] < time.time()):
-        return None
-    return PatientIdentity(name=str(data.get("n") or "")[:MAX_NAME],
-                           birth_date=str(data.get("b") or "")[:10])
+    return PatientIdentity(name=str(entry.get("n") or "")[:MAX_NAME],
+                           birth_date=str(entry.get("b") or "")[:10])

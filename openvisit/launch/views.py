@@ -123,7 +123,7 @@ async def callback(
     response = _go(request, outcome.redirect)
     if outcome.patient is not None:
         identity.set_cookie(response, app=ctx, visit_id=outcome.visit_id,
-                            identity=outcome.patient)
+                            identity=outcome.patient, request=request)
     total_ms = (time.perf_counter() - started) * 1000
     response.headers["Server-Timing"] = (
         f'ehr;dur={outcome.ehr_seconds * 1000:.1f};desc="{outcome.ehr_round_trips} calls", '
