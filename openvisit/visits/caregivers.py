@@ -27,6 +27,7 @@ from openvisit.i18n import gettext as _
 from openvisit.models import Organisation
 from openvisit.models.visit import Participant, Visit
 from openvisit.notify import invites
+from openvisit.visits import lobby
 from openvisit.visits import repository as repo
 from openvisit.visits.service import append_event, find_or_create_seat, link_for
 
@@ -79,18 +80,8 @@ async def send(session: AsyncSession, *, app: AppContext, visit: Visit, actor: P
         raise NotFound(_("There is no such person invited by you in this visit."))
     if target.lobby_state == "removed":
         raise Conflict(_("The clinic removed this person; their link no longer works."))
-    queued = await invites.queue_invite(
-        session, app=app, organisation_id=visit.organisation_id, visit_id=visit.id,
-        appointment_id=visit.appointment_id, participant_id=target.id,
-        token_version=target.token_version, address=address)
-    if not queued.repeated:
-        await append_event(session, app=app, visit=visit, kind="invite_sent",
-                           participant=target, data={"by": str(actor.id),
-                                                     "channel": queued.channel})
-        await record(session, actor=f"seat:{actor.id}", action="visit.invite_send",
-                     object_type="participant", object_id=str(target.id),
-                     organisation_id=visit.organisation_id, after={"visit_id": str(visit.id)})
-    return queued
+    return await lobby.send_link(session, app=app, visit=visit, actor=actor, target=target,
+                                 address=address)
 
 
 async def set_limit(session: AsyncSession, *, slug: str, most: int,

@@ -312,6 +312,15 @@ async def send_invite(session: AsyncSession, *, app: AppContext, visit: Visit,
         raise Conflict(_("This participant was removed; their link no longer works."))
     if visit.status == "ended":
         raise Conflict(_("The visit has ended. Reopen it first."))
+    return await send_link(session, app=app, visit=visit, actor=actor, target=target,
+                           address=address)
+
+
+async def send_link(session: AsyncSession, *, app: AppContext, visit: Visit,
+                    actor: Participant, target: Participant, address: str) -> invites.Queued:
+    """Queue ``target``'s link to ``address`` (the caller checked who may) and record it:
+    the visit event ``invite_sent`` and the audit entry ``visit.invite_send``, by channel only.
+    Shared by the clinician's invites and the patient's caregivers."""
     queued = await invites.queue_invite(
         session, app=app, organisation_id=visit.organisation_id, visit_id=visit.id,
         appointment_id=visit.appointment_id, participant_id=target.id,
