@@ -49,7 +49,7 @@ class RedisBus(Bus):
                 await self._reader
         if self._pubsub is not None:
             with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]  # typed from redis 8.2
         await self._redis.aclose()
 
     async def publish(self, channel: str, message: Message) -> None:
@@ -124,7 +124,7 @@ class RedisBus(Bus):
             self._pubsub = self._redis.pubsub()
             if old is not None:
                 with contextlib.suppress(RedisError, OSError):
-                    await old.aclose()  # type: ignore[no-untyped-call]
+                    await old.aclose()  # type: ignore[no-untyped-call,unused-ignore]  # typed from redis 8.2
             channels = self.hub.channels
             if not channels:
                 # A pub/sub with no channel has no connection to read from yet.
