@@ -14,6 +14,8 @@ from openvisit.models import AuditLog
 _HIDDEN = {
     "password_hash",
     "client_secret_enc",
+    "patient_ref_hash",
+    "patient_ref_enc",
     "value_enc",
     "der",
     "join_token_hash",

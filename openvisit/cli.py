@@ -899,3 +899,12 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _register_privacy() -> None:
+    from openvisit.privacy.commands import privacy_app
+
+    app.add_typer(privacy_app, name="privacy")
+
+
+_register_privacy()

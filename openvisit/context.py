@@ -19,6 +19,7 @@ from openvisit.bus import Bus, create_bus
 from openvisit.config import Settings
 from openvisit.crypto import FieldCipher, KeyedHasher
 from openvisit.db import Database, after_commit
+from openvisit.privacy.refs import PatientRefs
 
 if TYPE_CHECKING:  # the holders' types only; the objects are made by their packages
     from openvisit.devicetest.limits import ResultLimiter
@@ -107,6 +108,8 @@ class AppContext:
     bus: Bus
     cipher: FieldCipher
     hasher: KeyedHasher
+    #: Patient references: keyed hash + sealed copy (derived from ``cipher``'s keys).
+    refs: PatientRefs = field(init=False)
     #: Per-process services, typed (see :class:`Services`).
     services: Services = field(default_factory=Services)
     http: httpx.AsyncClient = field(
@@ -116,6 +119,9 @@ class AppContext:
             follow_redirects=False,
         )
     )
+
+    def __post_init__(self) -> None:
+        self.refs = PatientRefs(self.cipher)
 
     @classmethod
     def create(cls, settings: Settings) -> AppContext:

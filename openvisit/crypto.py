@@ -36,6 +36,9 @@ class FieldCipher:
     def __init__(self, keys: list[str]) -> None:
         if not keys:
             raise ConfigurationError("No field encryption key configured.")
+        #: The keys, newest first: :class:`openvisit.privacy.refs.PatientRefs` derives its
+        #: keyed hashes from them, so one rotation renews both.
+        self.keys = list(keys)
         try:
             self._fernet = MultiFernet([Fernet(k.encode()) for k in keys])
         except ValueError as exc:

@@ -259,7 +259,7 @@ async def apply_siu_batch(
         appointment.provider_ehr_id = message.provider_id or appointment.provider_ehr_id
         appointment.encounter_id = message.visit_number or appointment.encounter_id
         appointment.language = message.language or appointment.language
-        appointment.patient_ref = patient_ref(message) or appointment.patient_ref
+        app.refs.assign(appointment, patient_ref(message))
         kinds = await _store_contacts(
             session,
             app=app,

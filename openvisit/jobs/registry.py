@@ -90,11 +90,13 @@ def load_modules(extra: list[str]) -> None:
     import. Raises :class:`ConfigurationError` for a plug-in module that cannot be imported.
     """
     # Imported for their @job_handler registrations: nonce purge; send and contact purge;
-    # number provisioning; media grants and rooms; the presence sweep; EHR write-back.
+    # number provisioning; media grants and rooms; the presence sweep; EHR write-back;
+    # retention.
     import openvisit.launch.tasks
     import openvisit.media.tasks
     import openvisit.notify.tasks
     import openvisit.portal.tasks
+    import openvisit.privacy.tasks
     import openvisit.visits.tasks
     import openvisit.writeback.tasks  # noqa: F401
 

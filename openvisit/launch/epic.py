@@ -128,7 +128,7 @@ async def launch_from_link(
         encounter_id=context.session_id,
     )
     appointment = await upsert_appointment(
-        session, endpoint=endpoint, facts=facts, source="epic-link"
+        session, app=app, endpoint=endpoint, facts=facts, source="epic-link"
     )
     user_ref = f"Practitioner/{external}" if kind == "provider" and external else None
     log.info("epic_link_read", endpoint_id=str(endpoint.id), kind=kind,

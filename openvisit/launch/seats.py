@@ -48,7 +48,8 @@ class LaunchOutcome:
 
 
 async def upsert_appointment(
-    session: AsyncSession, *, endpoint: EhrEndpoint, facts: AppointmentFacts, source: str
+    session: AsyncSession, *, app: AppContext, endpoint: EhrEndpoint, facts: AppointmentFacts,
+    source: str,
 ) -> Appointment:
     """Create or refresh the local copy of an EHR appointment (ids and times only)."""
     appointment = await repository.appointment_by_ehr_id(
@@ -65,7 +66,7 @@ async def upsert_appointment(
     appointment.status = facts.status
     appointment.start_at = facts.start_at or appointment.start_at
     appointment.end_at = facts.end_at or appointment.end_at
-    appointment.patient_ref = facts.patient_ref or appointment.patient_ref
+    app.refs.assign(appointment, facts.patient_ref)
     appointment.provider_ehr_id = facts.practitioner_ref or appointment.provider_ehr_id
     appointment.department = facts.department or appointment.department
     appointment.encounter_id = facts.encounter_id or appointment.encounter_id
@@ -154,7 +155,7 @@ async def enter_visit(
             app=app,
             visit=visit,
             role="patient",
-            patient_ref=patient_ref or appointment.patient_ref,
+            patient_ref=patient_ref or app.refs.read(appointment),
             language=appointment.language,
         )
     await record(

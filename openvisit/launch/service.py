@@ -384,7 +384,7 @@ async def _complete(
     async with app.transaction() as session:
         current = await get_endpoint(session, endpoint.id)
         _require_approved(current)  # not changed while the EHR was answering
-        appointment = await upsert_appointment(session, endpoint=current, facts=facts,
+        appointment = await upsert_appointment(session, app=app, endpoint=current, facts=facts,
                                                source="fhir")
         outcome = await enter_visit(
             session,

@@ -48,6 +48,15 @@ class Organisation(Timestamped, Base):
     #: Family members or caregivers a patient may invite to a visit themselves (0: none);
     #: each waits in the lobby, marked "invited by the patient", until the clinician admits.
     patient_guests_max: Mapped[int] = mapped_column(default=2)
+    #: Retention (issue 18, docs/privacy.md), in days, enforced by ``privacy.retention``:
+    #: visits with their seats, events, call-quality samples, chat and device tests, and
+    #: appointments (contacts go far earlier: when the visit ends, plus grace) ...
+    retention_visit_days: Mapped[int] = mapped_column(default=400)
+    #: ... the message log (masked recipients and statuses of SMS and e-mail) and the
+    #: write-back log ...
+    retention_message_days: Mapped[int] = mapped_column(default=400)
+    #: ... and the audit log (six years: HIPAA's retention of compliance records).
+    retention_audit_days: Mapped[int] = mapped_column(default=2190)
 
 
 class StaffAccount(Timestamped, Base):

@@ -54,8 +54,11 @@ class Appointment(Timestamped, Base):
     placer_appointment_id: Mapped[str | None] = mapped_column(String(255), default=None)
     #: Encounter id / Epic CSN (PV1-19).
     encounter_id: Mapped[str | None] = mapped_column(String(255), default=None, index=True)
-    #: FHIR Patient id or PID-3 identifier: a reference, never a name.
-    patient_ref: Mapped[str | None] = mapped_column(String(255), default=None)
+    #: The patient reference (FHIR Patient id, PID-3 identifier): never in clear, only its
+    #: keyed hash (to match) and a sealed copy (to write back), see
+    #: :mod:`openvisit.privacy.refs`. Never a name.
+    patient_ref_hash: Mapped[str | None] = mapped_column(String(80), default=None, index=True)
+    patient_ref_enc: Mapped[str | None] = mapped_column(Text, default=None)
     provider_ehr_id: Mapped[str | None] = mapped_column(String(255), default=None)
     department: Mapped[str | None] = mapped_column(String(255), default=None)
     start_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
@@ -102,7 +105,7 @@ class Participant(Timestamped, Base):
         # One seat per clinician and per patient reference, so relaunches and re-sent links
         # land in the same seat even when two requests race (NULLs never collide).
         UniqueConstraint("visit_id", "role", "ehr_user_id", name="uq_participant_visit_staff"),
-        UniqueConstraint("visit_id", "patient_ref", name="uq_participant_visit_patient"),
+        UniqueConstraint("visit_id", "patient_ref_hash", name="uq_participant_visit_patient"),
         UniqueConstraint("visit_id", "role", "seat_no", name="uq_participant_visit_seat"),
     )
 
@@ -116,9 +119,10 @@ class Participant(Timestamped, Base):
         choice(LOBBY_STATES, name="lobby_state", length=16), default="invited")
     #: Staff only: the EHR user id. Never a patient identifier.
     ehr_user_id: Mapped[str | None] = mapped_column(String(255), default=None)
-    #: Patients only: the FHIR Patient id or PID-3 reference of the seat (group visits have
-    #: several). A reference, never a name.
-    patient_ref: Mapped[str | None] = mapped_column(String(255), default=None)
+    #: Patients only: the seat's patient reference (group visits have several), as a keyed
+    #: hash and a sealed copy (:mod:`openvisit.privacy.refs`). Never in clear, never a name.
+    patient_ref_hash: Mapped[str | None] = mapped_column(String(80), default=None)
+    patient_ref_enc: Mapped[str | None] = mapped_column(Text, default=None)
     #: Role-based label shown to others ("Patient 2", "Interpreter"); never a name.
     label: Mapped[str] = mapped_column(String(64), default="")
     #: SHA-256 of the join token; the token itself is only ever in the link.

@@ -363,7 +363,7 @@ async def _join_link(
 
     visit = await open_visit(session, app=app, appointment=appointment)
     return await seat_link(session, app=app, visit=visit, role="patient",
-                           patient_ref=appointment.patient_ref, language=language)
+                           patient_ref=app.refs.read(appointment), language=language)
 
 
 # ----------------------------------------------------------------------- the network

@@ -231,11 +231,12 @@ def usage_rows(scope: Scope, *, months: Sequence[tuple[str, datetime, datetime]]
         v.c.endpoint, v.c.environment,
     ]
     if patient_refs:
-        refs = (select(seat.visit_id, seat.patient_ref)
+        # Sealed copies (privacy.refs): the service opens and sorts them.
+        refs = (select(seat.visit_id, seat.patient_ref_enc)
                 .where(seat.visit_id.in_(in_scope), seat.role == "patient",
-                       seat.patient_ref.is_not(None))
-                .order_by(seat.visit_id, seat.patient_ref).subquery("prefs"))
-        patients = (select(refs.c.visit_id, joined(refs.c.patient_ref).label("patient_refs"))
+                       seat.patient_ref_enc.is_not(None))
+                .order_by(seat.visit_id, seat.patient_ref_hash).subquery("prefs"))
+        patients = (select(refs.c.visit_id, joined(refs.c.patient_ref_enc).label("patient_refs"))
                     .group_by(refs.c.visit_id).subquery("patients"))
         columns.append(patients.c.patient_refs)
     stmt = (select(*columns)

@@ -22,11 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openvisit import audit, i18n
 from openvisit.config import Settings
+from openvisit.crypto import FieldCipher
 from openvisit.errors import InvalidInput, NotFound
 from openvisit.i18n import gettext as _
 from openvisit.logs import get_logger
 from openvisit.models.base import utcnow
 from openvisit.models.choices import ENVIRONMENTS, is_one_of
+from openvisit.privacy.refs import PatientRefs
 from openvisit.reports import repository as repo
 from openvisit.reports.schemas import (
     DEVICETEST_COLUMNS,
@@ -91,6 +93,8 @@ class Query:
     zone: ZoneInfo
     days: list[tuple[str, datetime, datetime]]
     months: list[tuple[str, datetime, datetime]]
+    #: Opens the sealed patient references of the usage report's opt-in column.
+    refs: PatientRefs
 
     def query_string(self) -> str:
         from urllib.parse import urlencode
@@ -166,7 +170,8 @@ async def parse(session: AsyncSession, *, settings: Settings, caller: Caller,
     filters = Filters(since=since, until=until, department=department, staff=staff,
                       endpoint=str(endpoint_id) if endpoint_id else None,
                       environment=environment)
-    return Query(filters=filters, scope=scope, zone=zone, days=days, months=months)
+    return Query(filters=filters, scope=scope, zone=zone, days=days, months=months,
+                 refs=PatientRefs(FieldCipher.from_settings(settings)))
 
 
 async def choices(session: AsyncSession, *, caller: Caller) -> dict[str, Any]:
@@ -205,7 +210,16 @@ def _local(value: datetime | None, zone: ZoneInfo) -> datetime | None:
     return value.astimezone(zone) if value is not None else None
 
 
-def usage_cells(row: Row[Any], *, zone: ZoneInfo, limit: int | None) -> dict[str, Any]:
+def _open_refs(sealed: str | None, refs: PatientRefs) -> str | None:
+    """The visit's patient references in clear, sorted (the SQL joins sealed copies)."""
+    if not sealed:
+        return None
+    return ", ".join(sorted({ref for enc in sealed.split(", ")
+                             if (ref := refs.open(enc.strip()))}))
+
+
+def usage_cells(row: Row[Any], *, zone: ZoneInfo, limit: int | None,
+                refs: PatientRefs | None = None) -> dict[str, Any]:
     m = row._mapping
     started = _local(m["started_at"], zone)
     ended_by = m["ended_by"] or ("system" if m["ended_at"] is not None else "")
@@ -224,8 +238,8 @@ def usage_cells(row: Row[Any], *, zone: ZoneInfo, limit: int | None) -> dict[str
         "month_no": int(m["month_no"]), "allocation": allocation,
         "endpoint": m["endpoint"], "environment": m["environment"],
     }
-    if "patient_refs" in m:
-        out["patient_refs"] = m["patient_refs"]
+    if "patient_refs" in m and refs is not None:
+        out["patient_refs"] = _open_refs(m["patient_refs"], refs)
     return out
 
 
@@ -337,7 +351,7 @@ async def usage_statement(session: AsyncSession, query: Query, caller: Caller
 async def usage(session: AsyncSession, *, query: Query, caller: Caller) -> UsageReport:
     may_read(caller)
     stmt, limit, refs = await usage_statement(session, query, caller)
-    rows = [usage_cells(r, zone=query.zone, limit=limit)
+    rows = [usage_cells(r, zone=query.zone, limit=limit, refs=query.refs)
             for r in await repo.all_rows(session, stmt)]
     total, by_dept, by_staff = await repo.usage_summaries(session, stmt, query.scope)
     t = total._mapping
@@ -477,7 +491,8 @@ async def _csv_plan(session: AsyncSession, *, name: ReportName, settings: Settin
                     query: Query, caller: Caller) -> tuple[tuple[Column, ...], Any, Any]:
     if name == "usage":
         stmt, limit, refs = await usage_statement(session, query, caller)
-        return usage_columns(refs), stmt, lambda r: usage_cells(r, zone=query.zone, limit=limit)
+        return usage_columns(refs), stmt, lambda r: usage_cells(r, zone=query.zone, limit=limit,
+                                                                  refs=query.refs)
     if name == "quality":
         return (QUALITY_COLUMNS, _quality_statement(settings, query),
                 lambda r: quality_cells(r, zone=query.zone))

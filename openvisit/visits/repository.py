@@ -84,13 +84,13 @@ async def participants_of(session: AsyncSession, visit_id: uuid.UUID) -> Sequenc
 
 async def find_seat(session: AsyncSession, *, visit_id: uuid.UUID, role: str,
                     ehr_user_id: str | None = None,
-                    patient_ref: str | None = None) -> Participant | None:
+                    patient_hashes: Sequence[str] | None = None) -> Participant | None:
     """The existing seat of a clinician (by EHR user id) or a patient (by reference)."""
     stmt = select(Participant).where(Participant.visit_id == visit_id, Participant.role == role)
     if ehr_user_id is not None:
         stmt = stmt.where(Participant.ehr_user_id == ehr_user_id)
-    elif patient_ref is not None:
-        stmt = stmt.where(Participant.patient_ref == patient_ref)
+    elif patient_hashes:
+        stmt = stmt.where(Participant.patient_ref_hash.in_(patient_hashes))
     else:
         return None
     return (await session.execute(stmt)).scalar_one_or_none()

@@ -26,6 +26,7 @@ from openvisit.models.base import utcnow
 from openvisit.models.choices import VISIT_KINDS
 from openvisit.models.visit import ROLES, Appointment, Participant, Visit, VisitEvent
 from openvisit.portal.signin.service import get_or_create_organisation
+from openvisit.privacy.refs import SealedRef
 from openvisit.visits import repository as repo
 from openvisit.visits.roster import STAFF_ROLES, Seat
 from openvisit.visits.tokens import JoinLinks, participant_id_of
@@ -173,9 +174,10 @@ async def patient_links(session: AsyncSession, *, app: AppContext,
              if seat.role == "patient"]
     if not seats and visit.appointment_id is not None:
         appointment = await repo.appointment_by_id(session, visit.appointment_id)
-        if appointment is not None and appointment.patient_ref:
+        patient = SealedRef.of(appointment) if appointment is not None else None
+        if appointment is not None and patient is not None:
             seats = [await find_or_create_seat(session, visit=visit, role="patient",
-                                               patient_ref=appointment.patient_ref,
+                                               patient=patient,
                                                language=appointment.language)]
     return [link_for(app, seat) for seat in seats if seat.lobby_state != "removed"]
 
@@ -190,14 +192,15 @@ async def seat_link(session: AsyncSession, *, app: AppContext, visit: Visit, rol
     first seat of the role is reused. Raises :class:`InvalidInput` for an unknown role.
     """
     participant = await find_or_create_seat(
-        session, visit=visit, role=role, ehr_user_id=ehr_user_id, patient_ref=patient_ref,
+        session, visit=visit, role=role, ehr_user_id=ehr_user_id,
+        patient=app.refs.seal(patient_ref) if patient_ref else None,
         language=language,
     )
     return link_for(app, participant)
 
 
 async def find_or_create_seat(session: AsyncSession, *, visit: Visit, role: str,
-                              ehr_user_id: str | None = None, patient_ref: str | None = None,
+                              ehr_user_id: str | None = None, patient: SealedRef | None = None,
                               language: str | None = None) -> Participant:
     """The seat :func:`seat_link` links to (see there); survives concurrent creation."""
     if role not in ROLES:
@@ -205,14 +208,15 @@ async def find_or_create_seat(session: AsyncSession, *, visit: Visit, role: str,
     if role != "provider":
         ehr_user_id = None
     if role != "patient":
-        patient_ref = None
+        patient = None
     reusable = role in ("provider", "patient")
     for _attempt in range(5):
         seat: Participant | None = None
         if reusable:
             seat = await repo.find_seat(session, visit_id=visit.id, role=role,
-                                        ehr_user_id=ehr_user_id, patient_ref=patient_ref)
-            if seat is None and ehr_user_id is None and patient_ref is None:
+                                        ehr_user_id=ehr_user_id,
+                                        patient_hashes=patient.matches if patient else None)
+            if seat is None and ehr_user_id is None and patient is None:
                 seat = await repo.first_seat(session, visit_id=visit.id, role=role)
         if seat is not None:
             if language and seat.language != language:
@@ -223,7 +227,9 @@ async def find_or_create_seat(session: AsyncSession, *, visit: Visit, role: str,
         label = ROLE_LABELS[role] + (f" {seat_no}" if seat_no > 1 else "")
         seat = Participant(
             visit_id=visit.id, role=role, seat_no=seat_no, label=label,
-            ehr_user_id=ehr_user_id, patient_ref=patient_ref, language=language,
+            ehr_user_id=ehr_user_id, language=language,
+            patient_ref_hash=patient.hash if patient else None,
+            patient_ref_enc=patient.enc if patient else None,
         )
         try:
             async with session.begin_nested():
@@ -394,7 +400,7 @@ async def open_demo_visit(session: AsyncSession, *,
     provider = await find_or_create_seat(session, visit=visit, role="provider",
                                          ehr_user_id="Practitioner/demo")
     patient = await find_or_create_seat(session, visit=visit, role="patient",
-                                        patient_ref="Patient/demo")
+                                        patient=app.refs.seal("Patient/demo"))
     return provider, patient
 
 

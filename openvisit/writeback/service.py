@@ -74,8 +74,9 @@ def job_key(row: Writeback) -> str:
 def _participant_agent(participant: Participant | None) -> dict[str, str] | None:
     if participant is None:
         return None
-    if participant.role == "patient" and participant.patient_ref:
-        return {"type": "Patient", "value": participant.patient_ref}
+    if participant.role == "patient" and participant.patient_ref_enc:
+        # Sealed until the send (PatientRefs.open_payload): no reference in clear at rest.
+        return {"type": "Patient", "value_enc": participant.patient_ref_enc}
     if participant.ehr_user_id:
         return {"type": "Practitioner", "value": participant.ehr_user_id}
     return None
@@ -83,7 +84,8 @@ def _participant_agent(participant: Participant | None) -> dict[str, str] | None
 
 def _appointment_facts(appointment: Appointment) -> dict[str, Any]:
     return {"id": appointment.ehr_appointment_id, "encounter": appointment.encounter_id,
-            "patient": appointment.patient_ref, "practitioner": appointment.provider_ehr_id}
+            "patient_enc": appointment.patient_ref_enc,
+            "practitioner": appointment.provider_ehr_id}
 
 
 async def _add(session: AsyncSession, *, endpoint: EhrEndpoint, order_key: str, key: str,
@@ -136,7 +138,10 @@ async def on_visit_event(session: AsyncSession, *, visit: Visit, event: VisitEve
         elif what == a.CONNECTION_STATUS:
             agent = _participant_agent(participant)
             payload["conference_id"] = visit.conference_id or appointment.encounter_id
-            payload["external_id"] = agent["value"] if agent else None
+            if agent and "value_enc" in agent:
+                payload["external_id_enc"] = agent["value_enc"]
+            else:
+                payload["external_id"] = agent["value"] if agent else None
         rows.append(await _add(session, endpoint=endpoint, order_key=str(visit.id),
                                key=f"ve{event.id}.{what}", what=what, event_kind=event.kind,
                                event_id=event.id, payload=payload))
@@ -147,7 +152,8 @@ async def on_visit_event(session: AsyncSession, *, visit: Visit, event: VisitEve
 
 
 async def on_devicetest(session: AsyncSession, *, endpoint: EhrEndpoint, visit: Visit,
-                        event: VisitEvent, patient_ref: str | None = None) -> list[Writeback]:
+                        event: VisitEvent,
+                        patient_ref_enc: str | None = None) -> list[Writeback]:
     """The device-test result's Observation (or Communication), per the endpoint's choice."""
     settings = settings_of(endpoint)
     if not settings.enabled or settings.devicetest == "off":
@@ -158,7 +164,7 @@ async def on_devicetest(session: AsyncSession, *, endpoint: EhrEndpoint, visit: 
                      key=f"ve{event.id}.{a.DEVICETEST}", what=a.DEVICETEST,
                      event_kind=event.kind, event_id=event.id,
                      payload={"at": event.at.isoformat(), "result": result,
-                              "patient": patient_ref, "as": settings.devicetest})
+                              "patient_enc": patient_ref_enc, "as": settings.devicetest})
     return [row]
 
 

@@ -84,7 +84,7 @@ async def send(job: JobContext) -> None:
         # (a backlog after an outage) end in the Defer below.
         endpoint = await session.get(EhrEndpoint, row.endpoint_id) if before is None else None
         write = a.Write(key=row.key, what=row.what, event_kind=row.event_kind,
-                        payload=dict(row.payload))
+                        payload=job.app.refs.open_payload(row.payload))
         attempts = row.attempts
         if endpoint is not None:
             session.expunge(endpoint)

@@ -71,7 +71,8 @@ async def seed_day(db_url: str, redis_url: str) -> dict[str, Any]:
                     start = now.replace(hour=23, minute=30) if minutes > 0 else now
                 appt = Appointment(organisation_id=org.id, endpoint_id=endpoint.id,
                                    ehr_appointment_id=secrets.token_hex(6),
-                                   patient_ref=f"Patient/{name}", provider_ehr_id=clinician,
+                                   **ctx.refs.columns(f"Patient/{name}"),
+                                   provider_ehr_id=clinician,
                                    department=department, start_at=start)
                 session.add(appt)
                 await session.flush()

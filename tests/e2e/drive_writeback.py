@@ -109,7 +109,7 @@ async def seed(stack: Stack, fhir: Fhir) -> dict[str, Any]:
             await session.flush()
             appt = Appointment(organisation_id=org.id, endpoint_id=endpoint.id,
                                ehr_appointment_id=appointment, encounter_id=encounter,
-                               patient_ref=f"Patient/{patient}",
+                               **ctx.refs.columns(f"Patient/{patient}"),
                                provider_ehr_id=f"Practitioner/{practitioner}",
                                start_at=utcnow())
             session.add(appt)

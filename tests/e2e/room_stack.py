@@ -171,7 +171,8 @@ async def seed(db_url: str, redis_url: str, *, interpreters: int = 0,
                                         confirmations_enabled=False,
                                         reminder_offsets_minutes=[]))
             appt = Appointment(organisation_id=org.id, endpoint_id=endpoint.id,
-                               ehr_appointment_id=secrets.token_hex(6), patient_ref="Patient/1",
+                               ehr_appointment_id=secrets.token_hex(6),
+                               **ctx.refs.columns("Patient/1"),
                                start_at=utcnow() + timedelta(minutes=start_minutes),
                                department=department)
             session.add(appt)

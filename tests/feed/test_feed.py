@@ -38,7 +38,7 @@ async def test_it_books_an_appointment_with_its_references_and_times(ctx: AppCon
     assert (appointment.department, appointment.provider_ehr_id) == ("10501", "1001")
     assert appointment.encounter_id == "4000123456"
     assert appointment.language == "en"
-    assert appointment.patient_ref == "EPI|E1234567"
+    assert ctx.refs.read(appointment) == "EPI|E1234567"
     assert appointment.source == "hl7"
 
 
@@ -66,7 +66,7 @@ async def test_it_walks_the_public_samples_through_the_appointment_states(
         assert appointment.status == status, name
     assert appointment.ehr_appointment_id == "36996"
     assert appointment.placer_appointment_id == "12345"
-    assert appointment.patient_ref == "test1|PATID1234"
+    assert ctx.refs.read(appointment) == "test1|PATID1234"
     assert appointment.start_at == datetime(2021, 9, 24, 7, 15, tzinfo=UTC)
     assert await count(ctx, InboundMessage) == 7
 

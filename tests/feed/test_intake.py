@@ -116,10 +116,30 @@ async def test_it_stores_each_family_and_its_variations_exactly(
         assert row.provider_ehr_id == want.provider
         assert row.encounter_id == want.visit_number
         assert row.language == want.language
-        assert row.patient_ref == want.patient_ref
+        assert ctx.refs.read(row) == want.patient_ref
         assert contacts.get((row.id, "sms")) == want.sms
         assert contacts.get((row.id, "email")) == want.email
     assert await count(ctx, InboundMessage) == len(cases)
+
+
+async def test_a_v24_feed_in_original_mode_gets_aa_with_what_it_said(ctx: AppContext) -> None:
+    """The UK v2.4 family without MSH-15/16 (original acknowledgment mode, as most v2.4
+    feeds run): application acks (AA), not commit acks, and the same stored facts."""
+    await endpoint_for(ctx, "uk24")
+    feed = SiuFeed(ctx)
+    cases = list(enumerate(seeded_variations(24, 4)))
+    for n, variation in cases:
+        raw = replace_field(replace_field(message("uk24", booking("uk24", n), variation),
+                                          "MSH", 15, ""), "MSH", 16, "")
+        ack = read_ack((await feed.handle(raw)).ack or b"")
+        assert (ack.code, ack.acked_id) == ("AA", f"uk24-{n}"), (variation, ack.text)
+    stored = {a.ehr_appointment_id: a for a in await appointments(ctx)}
+    for n, _variation in cases:
+        want = expected("uk24", booking("uk24", n))
+        row = stored[booking("uk24", n).filler]
+        assert (row.start_at, row.end_at) == (want.start, want.end)
+        assert (row.department, row.provider_ehr_id) == (want.department, want.provider)
+        assert ctx.refs.read(row) == want.patient_ref
 
 
 def broken(family: str, segment: str, number: int, value: str) -> bytes:

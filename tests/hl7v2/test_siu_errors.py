@@ -39,6 +39,16 @@ def other_patient(message: bytes) -> bytes:
     return b"\r".join([*lines, pid.replace(b"E1234567", b"E7654321").replace(b"900000001", b"9")])
 
 
+def other_visit(message: bytes) -> bytes:
+    """A second PV1 naming another encounter (PV1-19) of the same patient (issue 11 item 2:
+    "reject only what is really ambiguous")."""
+    lines = message.split(b"\r")
+    pv1 = next(ln for ln in lines if ln.startswith(b"PV1")).split(b"|")
+    pv1 += [b""] * (20 - len(pv1))
+    pv1[19] = b"ANOTHER-ENCOUNTER"
+    return b"\r".join([*lines, b"|".join(pv1)])
+
+
 def duplicate(name: str) -> Callable[[bytes], bytes]:
     def change(message: bytes) -> bytes:
         lines = message.split(b"\r")
@@ -55,6 +65,7 @@ CASES: list[tuple[str, Callable[[bytes], bytes], type[Hl7ParseError], int, str |
     ("two SCH", duplicate("SCH"), SegmentSequenceError, 100, "SCH[2]"),
     ("two MSH", duplicate("MSH"), SegmentSequenceError, 100, "MSH[2]"),
     ("two patients", other_patient, SegmentSequenceError, 100, "PID[2]"),
+    ("two encounters", other_visit, SegmentSequenceError, 100, "PV1[2]-19"),
     ("not a segment", lambda m: m + b"\rhello world", SegmentSequenceError, 100, None),
     ("MSH-1 letter", lambda m: b"MSHX" + m[4:], DataTypeError, 102, "MSH-1"),
     ("MSH-2 empty", lambda m: b"MSH||" + m[9:], DataTypeError, 102, "MSH-2"),

@@ -43,12 +43,12 @@ async def _seats(ctx: AppContext) -> list[tuple[str, str | None, str]]:
     """(role, patient_ref, EHR appointment id) of every seat."""
     async with ctx.db.read() as session:
         rows = (await session.execute(
-            select(Participant.role, Participant.patient_ref, Appointment.ehr_appointment_id)
+            select(Participant.role, Participant.patient_ref_enc, Appointment.ehr_appointment_id)
             .join(Visit, Visit.id == Participant.visit_id)
             .join(Appointment, Appointment.id == Visit.appointment_id)
             .order_by(Participant.created_at)
         )).all()
-    return [(role, ref, appt) for role, ref, appt in rows]
+    return [(role, ctx.refs.open(ref), appt) for role, ref, appt in rows]
 
 
 def _today(hours: float = 0.0) -> str:

@@ -102,10 +102,10 @@ def _nearest_live(sandbox: Sandbox, patient: str) -> str:
 async def _seats(ctx: AppContext) -> list[tuple[str, str | None, str]]:
     async with ctx.db.read() as session:
         rows = (await session.execute(
-            select(Participant.role, Participant.patient_ref, Appointment.ehr_appointment_id)
+            select(Participant.role, Participant.patient_ref_enc, Appointment.ehr_appointment_id)
             .join(Visit, Visit.id == Participant.visit_id)
             .join(Appointment, Appointment.id == Visit.appointment_id))).all()
-    return [(role, ref, appt) for role, ref, appt in rows]
+    return [(role, ctx.refs.open(ref), appt) for role, ref, appt in rows]
 
 
 async def test_it_seats_a_patient_launched_with_encounter_context_only(

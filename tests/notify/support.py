@@ -77,7 +77,7 @@ async def make_appointment(
         appt = Appointment(organisation_id=site.organisation_id, endpoint_id=site.endpoint_id,
                            ehr_appointment_id=f"A{uuid.uuid4().hex[:10]}", start_at=start_at,
                            end_at=start_at + timedelta(minutes=30), department=department,
-                           language=language, patient_ref="Patient/p1", source="hl7")
+                           language=language, **app.refs.columns("Patient/p1"), source="hl7")
         session.add(appt)
         await session.flush()
         purge_at = start_at + timedelta(days=1)

@@ -122,7 +122,7 @@ async def patient_token(app: AppContext, appointment: Appointment) -> str:
     async with app.transaction() as session:
         visit = await open_visit(session, app=app, appointment=appointment)
         link = await seat_link(session, app=app, visit=visit, role="patient",
-                               patient_ref=appointment.patient_ref)
+                               patient_ref=app.refs.read(appointment))
     return link.rsplit("/", 1)[1]
 
 

@@ -1,6 +1,7 @@
 """Screenshots of the pages issue 10 changed: the outbox (development and production), the
 staff page with the operator role, the sign-in page refusing a password, the organisation's
-EHR frame origins (refused, then saved) and the self-hosted API docs.
+EHR frame origins (refused, then saved), a refused retention period (issue 18) and the
+self-hosted API docs.
 
 Run: ``.venv/bin/python -m tests.portal.make_screenshots [OUTDIR]`` from the repository root;
 writes ``portal-outbox-{dev,production}``, ``portal-staff-operator`` and
@@ -117,6 +118,13 @@ async def main(outdir: Path) -> None:
                     await page.screenshot(
                         path=str(outdir / f"portal-organisation-frames{suffix}.png"),
                         full_page=True)
+                    # How long records are kept (issue 18): a refused value, shown in place.
+                    await page.fill("#f-retention_audit_days", "7")
+                    await page.click("form[action='/portal/organisation'] button[type=submit]")
+                    await page.wait_for_load_state()
+                    await page.locator("#f-retention_audit_days").scroll_into_view_if_needed()
+                    await page.screenshot(
+                        path=str(outdir / f"portal-organisation-retention-error{suffix}.png"))
                     await page.goto(f"{base}/api/docs")
                     await page.wait_for_selector(".swagger-ui .info", timeout=15_000)
                     await page.screenshot(path=str(outdir / f"api-docs{suffix}.png"))

@@ -31,7 +31,7 @@ async def _visit_links(ctx: AppContext) -> tuple[str, str]:
         assert appointment is not None
         visit = await visits.open_visit(session, app=ctx, appointment=appointment)
         patient = await visits.seat_link(session, app=ctx, visit=visit, role="patient",
-                                         patient_ref=appointment.patient_ref)
+                                         patient_ref=ctx.refs.read(appointment))
         clinician = await visits.seat_link(session, app=ctx, visit=visit, role="provider",
                                            ehr_user_id="Practitioner/7")
     return patient.split("/v/", 1)[1], clinician.split("/v/", 1)[1]

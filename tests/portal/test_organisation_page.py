@@ -114,3 +114,27 @@ async def test_it_keeps_the_chat_and_limits_patients_guests_from_the_portal(
         org = (await session.scalars(select(Organisation).where(
             Organisation.slug == "acme"))).one()
         assert (org.store_chat, org.patient_guests_max) == (False, 3)
+
+
+async def test_it_sets_how_long_records_are_kept(browser: BrowserFactory,
+                                                ctx: AppContext) -> None:
+    """Issue 18: the three retention periods, with the CLI's bounds, audited."""
+    admin = await browser("admin")
+    page = await admin.get("/portal/organisation")
+    assert 'name="retention_visit_days"' in page.text and 'value="400"' in page.text
+    for name, bad in (("retention_visit_days", "0"), ("retention_message_days", "4000"),
+                      ("retention_audit_days", "7"), ("retention_visit_days", "a year")):
+        refused = await admin.post("/portal/organisation", org_form(**{name: bad}))
+        assert refused.status_code == 422, (name, bad)
+        assert f'id="f-{name}-error"' in refused.text, (name, bad)
+    saved = await admin.post("/portal/organisation", org_form(
+        retention_visit_days="90", retention_message_days="180", retention_audit_days="3650"))
+    assert saved.status_code == 303, saved.text[:400]
+    async with ctx.db.read() as session:
+        org = (await session.scalars(select(Organisation).where(
+            Organisation.slug == "acme"))).one()
+        assert (org.retention_visit_days, org.retention_message_days,
+                org.retention_audit_days) == (90, 180, 3650)
+        changes = list(await session.scalars(select(AuditLog.after).where(
+            AuditLog.action == "organisation.update")))
+    assert any(c and c.get("retention_visit_days") == 90 for c in changes)

@@ -50,7 +50,7 @@ async def _visit(ctx: AppContext, appointment_id: uuid.UUID, provider: str
         doctor = await visits.seat_link(session, app=ctx, visit=visit, role="provider",
                                         ehr_user_id=provider)
         patient = await visits.seat_link(session, app=ctx, visit=visit, role="patient",
-                                         patient_ref=appt.patient_ref)
+                                         patient_ref=ctx.refs.read(appt))
     return visit.id, doctor.rsplit("/v/", 1)[1], patient.rsplit("/v/", 1)[1]
 
 

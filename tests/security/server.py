@@ -145,7 +145,7 @@ async def _seed(db_url: str, *, public_url: str) -> Seeded:
                 organisation_id=org.id,
                 endpoint_id=endpoint.id,
                 ehr_appointment_id="stack-appt",
-                patient_ref="Patient/stack-1",
+                **app.refs.columns("Patient/stack-1"),
                 start_at=utcnow() + timedelta(minutes=10),
             )
             session.add(appointment)

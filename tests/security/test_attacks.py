@@ -55,6 +55,7 @@ def stack(_template_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 async def _seed_contacts(stack: Stack) -> None:
     """A booked appointment with a phone number and an e-mail, as the SIU feed stores them."""
+    from openvisit.privacy.refs import PatientRefs
     from tests.support.backend import TEST_KEYS
 
     cipher = FieldCipher(TEST_KEYS)
@@ -65,7 +66,7 @@ async def _seed_contacts(stack: Stack) -> None:
                 organisation_id=stack.organisation_id,
                 endpoint_id=stack.endpoint_id,
                 ehr_appointment_id="attack-appt-1",
-                patient_ref="Patient/attack-1",
+                **PatientRefs(cipher).columns("Patient/attack-1"),
                 start_at=utcnow() + timedelta(minutes=10),
                 source="hl7",
             )

@@ -48,7 +48,7 @@ async def make_appointment(ctx: AppContext, seeded: Seeded, *,
     async with ctx.transaction() as session:
         appt = Appointment(
             organisation_id=seeded.organisation.id, endpoint_id=seeded.endpoint.id,
-            ehr_appointment_id=f"appt-{uuid.uuid4().hex[:8]}", patient_ref="Patient/1",
+            ehr_appointment_id=f"appt-{uuid.uuid4().hex[:8]}", **ctx.refs.columns("Patient/1"),
             start_at=start_at or utcnow() + timedelta(minutes=5), end_at=end_at,
         )
         session.add(appt)

@@ -32,7 +32,7 @@ async def _visit(ctx: AppContext, seeded: Seeded, *, clinician: str | None,
     async with ctx.transaction() as session:
         appt = Appointment(
             organisation_id=seeded.organisation.id, endpoint_id=seeded.endpoint.id,
-            ehr_appointment_id=f"appt-{uuid.uuid4().hex[:8]}", patient_ref="Patient/1",
+            ehr_appointment_id=f"appt-{uuid.uuid4().hex[:8]}", **ctx.refs.columns("Patient/1"),
             provider_ehr_id=provider_ref, department=department,
             start_at=start_at or utcnow() + timedelta(minutes=10))
         session.add(appt)

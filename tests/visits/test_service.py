@@ -75,7 +75,7 @@ async def test_it_reuses_seats_by_key_and_gives_invitees_new_ones(ctx: AppContex
     assert again.startswith(f"{ctx.settings.public_url}/v/")
     labels = sorted(s.label for s in seats)
     assert labels == ["Clinician", "Clinician 2", "Guest", "Guest 2", "Patient", "Patient 2"]
-    assert next(s for s in seats if s.patient_ref == "Patient/1").language == "es"
+    assert next(s for s in seats if ctx.refs.read(s) == "Patient/1").language == "es"
     assert all(s.join_token_hash is None for s in seats)  # no token is stored
 
 

@@ -130,7 +130,7 @@ async def seed(ctx: AppContext, server: FhirServer, *, options: dict[str, Any] |
             await session.flush()
         appt = Appointment(organisation_id=endpoint.organisation_id, endpoint_id=endpoint.id,
                            ehr_appointment_id=appointment, encounter_id=encounter,
-                           patient_ref=f"Patient/{patient}",
+                           **ctx.refs.columns(f"Patient/{patient}"),
                            provider_ehr_id=f"Practitioner/{practitioner}")
         session.add(appt)
         await session.flush()

@@ -63,7 +63,7 @@ async def test_it_closes_the_loop_on_the_sandbox_chart(ctx: AppContext,
         await session.flush()
         appointment = Appointment(organisation_id=org.id, endpoint_id=endpoint.id,
                                   ehr_appointment_id="appt-4", encounter_id="enc-4",
-                                  patient_ref="Patient/pat-4",
+                                  **ctx.refs.columns("Patient/pat-4"),
                                   provider_ehr_id=f"{SANDBOX}/fhir/Practitioner/prac-1")
         session.add(appointment)
         await session.flush()

@@ -91,6 +91,9 @@ def upgrade() -> None:
     sa.Column('after_visit_url', sa.String(length=500), nullable=True),
     sa.Column('store_chat', sa.Boolean(), nullable=False),
     sa.Column('patient_guests_max', sa.Integer(), nullable=False),
+    sa.Column('retention_visit_days', sa.Integer(), nullable=False),
+    sa.Column('retention_message_days', sa.Integer(), nullable=False),
+    sa.Column('retention_audit_days', sa.Integer(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_organisation')),
@@ -318,7 +321,8 @@ def upgrade() -> None:
     sa.Column('ehr_appointment_id', sa.String(length=255), nullable=False),
     sa.Column('placer_appointment_id', sa.String(length=255), nullable=True),
     sa.Column('encounter_id', sa.String(length=255), nullable=True),
-    sa.Column('patient_ref', sa.String(length=255), nullable=True),
+    sa.Column('patient_ref_hash', sa.String(length=80), nullable=True),
+    sa.Column('patient_ref_enc', sa.Text(), nullable=True),
     sa.Column('provider_ehr_id', sa.String(length=255), nullable=True),
     sa.Column('department', sa.String(length=255), nullable=True),
     sa.Column('start_at', sa.DateTime(timezone=True), nullable=True),
@@ -339,6 +343,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_appointment_endpoint_placer', ['endpoint_id', 'placer_appointment_id'], unique=False)
         batch_op.create_index('ix_appointment_org_start', ['organisation_id', 'start_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_appointment_organisation_id'), ['organisation_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_appointment_patient_ref_hash'), ['patient_ref_hash'], unique=False)
         batch_op.create_index(batch_op.f('ix_appointment_start_at'), ['start_at'], unique=False)
 
     op.create_table('context_token',
@@ -519,7 +524,8 @@ def upgrade() -> None:
     sa.Column('role', sa.Enum('provider', 'patient', 'interpreter', 'guest', name='role', native_enum=False, create_constraint=True, length=16), nullable=False),
     sa.Column('lobby_state', sa.Enum('invited', 'waiting', 'admitted', 'removed', 'left', name='lobby_state', native_enum=False, create_constraint=True, length=16), nullable=False),
     sa.Column('ehr_user_id', sa.String(length=255), nullable=True),
-    sa.Column('patient_ref', sa.String(length=255), nullable=True),
+    sa.Column('patient_ref_hash', sa.String(length=80), nullable=True),
+    sa.Column('patient_ref_enc', sa.Text(), nullable=True),
     sa.Column('label', sa.String(length=64), nullable=False),
     sa.Column('join_token_hash', sa.String(length=64), nullable=True),
     sa.Column('language', sa.String(length=8), nullable=True),
@@ -539,7 +545,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['visit_id'], ['visit.id'], name=op.f('fk_participant_visit_id_visit'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_participant')),
     sa.UniqueConstraint('join_token_hash', name=op.f('uq_participant_join_token_hash')),
-    sa.UniqueConstraint('visit_id', 'patient_ref', name='uq_participant_visit_patient'),
+    sa.UniqueConstraint('visit_id', 'patient_ref_hash', name='uq_participant_visit_patient'),
     sa.UniqueConstraint('visit_id', 'role', 'ehr_user_id', name='uq_participant_visit_staff'),
     sa.UniqueConstraint('visit_id', 'role', 'seat_no', name='uq_participant_visit_seat')
     )
@@ -640,6 +646,7 @@ def downgrade() -> None:
     op.drop_table('context_token')
     with op.batch_alter_table('appointment', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_appointment_start_at'))
+        batch_op.drop_index(batch_op.f('ix_appointment_patient_ref_hash'))
         batch_op.drop_index(batch_op.f('ix_appointment_organisation_id'))
         batch_op.drop_index('ix_appointment_org_start')
         batch_op.drop_index('ix_appointment_endpoint_placer')

@@ -77,6 +77,14 @@ async def organisation_save(request: Request, session: SessionDep, ctx: CtxDep,
                                    "number from 0 to 10.",
                                    details={"field": "patient_guests_max"})
             data.patient_guests_max = int(guests_text)
+        for kind in ("visit", "message", "audit"):
+            name = f"retention_{kind}_days"
+            days = form_text(form, name)
+            if days:
+                if not days.isdigit():
+                    raise InvalidInput("Write how long to keep it as a whole number of days, "
+                                       "e.g. 400.", details={"field": name})
+                setattr(data, name, int(days))
         if not data.unlimited:
             if not limit_text.isdigit():
                 raise InvalidInput("The monthly visit allocation is a whole number (e.g. 500), "

@@ -30,6 +30,7 @@ from openvisit.models import (
 )
 from openvisit.portal import repository
 from openvisit.portal.signin.sessions import Principal
+from openvisit.privacy import retention
 from openvisit.web.security import parse_origins
 
 _OFFSET = re.compile(r"^\s*(\d{1,5})\s*(m|min|mins|minutes?|h|hours?|d|days?)?\s*$", re.I)
@@ -65,6 +66,10 @@ class OrganisationInput:
     store_chat: bool | None = None
     #: People a patient may invite to their own visit (0–10); None: as is.
     patient_guests_max: int | None = None
+    #: Retention in days (:mod:`openvisit.privacy.retention`); None: as is.
+    retention_visit_days: int | None = None
+    retention_message_days: int | None = None
+    retention_audit_days: int | None = None
 
 
 async def update_organisation(
@@ -129,6 +134,10 @@ async def update_organisation(
             raise InvalidInput("A patient may invite from 0 (nobody) to 10 people.",
                                details={"field": "patient_guests_max"})
         org.patient_guests_max = data.patient_guests_max
+    for kind in ("visit", "message", "audit"):
+        days = getattr(data, f"retention_{kind}_days")
+        if days is not None:
+            setattr(org, f"retention_{kind}_days", retention.checked(kind, days))
     if data.frame_ancestors is not None:
         try:
             org.frame_ancestors = parse_origins(
