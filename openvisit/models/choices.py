@@ -34,7 +34,7 @@ NumberState = Literal["requested", "provisioning", "active", "failed", "released
 # ------------------------------------------------------------------------ organisations
 
 #: Portal roles (a staff account holds a list of them).
-StaffRole = Literal["org_admin", "approver", "reporter", "operator"]
+StaffRole = Literal["org_admin", "approver", "reporter", "operator", "front_desk"]
 #: How a portal user proved who they are.
 SigninMethod = Literal["local", "idp"]
 

@@ -28,6 +28,7 @@ from openvisit.portal.certificates import views as certificates_views
 from openvisit.portal.endpoints import api as endpoints_api
 from openvisit.portal.endpoints import views as endpoints_views
 from openvisit.portal.endpoints import views_epic as endpoints_views_epic
+from openvisit.portal.queue import views as queue_views
 from openvisit.portal.records import api as records_api
 from openvisit.portal.records import views as records_views
 from openvisit.portal.setup import api as setup_api
@@ -51,6 +52,7 @@ router.include_router(approval_views.router)
 router.include_router(records_views.router)
 router.include_router(staff_views.router)
 router.include_router(audit_views.router)
+router.include_router(queue_views.router)
 router.include_router(endpoints_views_epic.router)
 router.include_router(writeback_views.router)
 # JSON API

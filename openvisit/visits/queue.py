@@ -16,18 +16,13 @@ id a launch gives: such a visit joins the clinician's queue once they launched i
 Rows are labelled by time, department and seat ("Patient", "Patient 2"): patient names are
 never stored.
 
-Not built: the department view for front-desk staff. What it needs and OpenVisit does not
-have: (1) an authority for a front-desk person. The launch only knows clinicians
-(``Practitioner`` fhirUser) and patients; the portal's staff accounts (``StaffAccount``,
-roles ``org_admin``/``approver``/``reporter``/``operator``) are IT and reporting roles, with no
-front-desk role and no department membership. (2) A record of which departments a person
-covers: ``Appointment.department`` holds the feed's code (AIL-3 / PV1-3), and
-``DepartmentName`` names codes for patients, but nothing links a person to codes. (3) A seat
-for someone who is not a clinician: admitting from the lobby is a clinician seat's right
-(``STAFF_ROLES`` is ``{"provider"}``). A department queue would be a portal page
-(``/portal/queue``, signed-in staff session) for a new ``front_desk`` role with a list of
-department codes per account, reading :func:`openvisit.visits.repository.clinician_visits`'s
-sibling filtered by department instead of by EHR user.
+The department view for front-desk staff (:class:`FrontDesk`, ``/portal/queue``): the
+authority is a portal staff account with the ``front_desk`` role, granted by an org admin
+(front-desk staff have no EHR launch of their own). It lists the organisation's visits of
+the day, optionally of one department (the feed's code, shown by its patient-facing name),
+with the same rows as the clinician's queue; it shows who is waiting and for how long and
+which visits have a clinician in the call, and opens nothing: admitting is a clinician
+seat's right.
 
 Live updates: every lobby change of a visit is also published on the organisation's
 :func:`queue_channel` (:func:`openvisit.visits.service.append_event`); the page listens with
@@ -37,6 +32,7 @@ Server-Sent Events and refetches its rows. See :mod:`openvisit.visits.views_queu
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -60,8 +56,8 @@ from openvisit.visits.service import (
     resolve_link,
 )
 
-__all__ = ["Clinician", "QueueRow", "QueueSeat", "clinician_of", "open_from_queue",
-           "queue_channel", "rows", "time_text"]
+__all__ = ["Clinician", "FrontDesk", "QueueRow", "QueueSeat", "clinician_of", "desk_rows",
+           "open_from_queue", "queue_channel", "rows", "time_text"]
 
 #: Appointment statuses whose visits are not in anyone's queue.
 NOT_QUEUED = ("cancelled", "entered-in-error")
@@ -100,10 +96,23 @@ class QueueRow:
     department: str | None
     clinician_in_call: bool
     seats: list[QueueSeat] = field(default_factory=list)
+    #: The feed's department code (``department`` is its patient-facing name).
+    department_code: str | None = None
 
     @property
     def waiting(self) -> list[QueueSeat]:
         return [seat for seat in self.seats if seat.state == "waiting"]
+
+
+@dataclass(frozen=True)
+class FrontDesk:
+    """Who the department queue is for: front-desk staff of one organisation (portal)."""
+
+    organisation_id: uuid.UUID
+    timezone: str
+
+
+Viewer = Clinician | FrontDesk
 
 
 def _zone(name: str) -> ZoneInfo:
@@ -135,7 +144,15 @@ async def clinician_of(session: AsyncSession, *, app: AppContext, token: str,
                      timezone=org.timezone if org else "UTC")
 
 
-def day_of(clinician: Clinician, now: datetime) -> tuple[datetime, datetime]:
+async def front_desk_of(session: AsyncSession, *, organisation_id: uuid.UUID) -> FrontDesk:
+    """The front desk of a signed-in staff member's organisation (its day and zone)."""
+    org = await repo.organisation_by_id(session, organisation_id)
+    if org is None:
+        raise NotFound(_("Your organisation no longer exists."))
+    return FrontDesk(organisation_id=organisation_id, timezone=org.timezone)
+
+
+def day_of(clinician: Viewer, now: datetime) -> tuple[datetime, datetime]:
     """Today in the organisation's time zone, as a [start, end) range of instants."""
     local = now.astimezone(_zone(clinician.timezone))
     start = local.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -150,6 +167,30 @@ async def rows(session: AsyncSession, *, clinician: Clinician, language: str,
         session, organisation_id=clinician.organisation_id, ehr_user_id=clinician.ehr_user_id,
         since=since, until=until, staff_roles=STAFF_ROLES, skip_statuses=NOT_QUEUED,
         limit=MOST_ROWS)
+    return await _rows_of(session, found, organisation_id=clinician.organisation_id,
+                          language=language)
+
+
+async def desk_rows(session: AsyncSession, *, desk: FrontDesk, language: str,
+                    department: str | None = None,
+                    now: datetime | None = None) -> tuple[list[QueueRow], list[tuple[str, str]]]:
+    """Today's visits of the organisation (of ``department``, a feed code, when given) and
+    the departments of the day as (code, name) for the page's filter."""
+    since, until = day_of(desk, now or utcnow())
+    found = await repo.organisation_visits(
+        session, organisation_id=desk.organisation_id, since=since, until=until,
+        skip_statuses=NOT_QUEUED, limit=MOST_ROWS)
+    every = await _rows_of(session, found, organisation_id=desk.organisation_id,
+                           language=language)
+    codes = sorted({(row.department_code, row.department or row.department_code)
+                    for row in every if row.department_code}, key=lambda c: c[1].lower())
+    if department:
+        every = [row for row in every if row.department_code == department]
+    return every, codes
+
+
+async def _rows_of(session: AsyncSession, found: Sequence[tuple[Visit, Appointment | None]],
+                   *, organisation_id: uuid.UUID, language: str) -> list[QueueRow]:
     seats = await repo.participants_of_visits(session, [visit.id for visit, _a in found])
     names: dict[str, str | None] = {}
     out = []
@@ -157,16 +198,17 @@ async def rows(session: AsyncSession, *, clinician: Clinician, language: str,
         department = appointment.department if appointment else None
         if department and department not in names:
             names[department] = await departments.display_name(
-                session, organisation_id=clinician.organisation_id, department=department,
+                session, organisation_id=organisation_id, department=department,
                 language=language) or department
         out.append(_row(visit, appointment, seats.get(visit.id, []),
-                        department=names.get(department or "")))
+                        department=names.get(department or ""), code=department))
     return out
 
 
 def _row(visit: Visit, appointment: Appointment | None, seats: list[Participant], *,
-         department: str | None) -> QueueRow:
+         department: str | None, code: str | None = None) -> QueueRow:
     return QueueRow(
+        department_code=code,
         visit_id=visit.id, status=visit.status,
         start_at=appointment.start_at if appointment and appointment.start_at else None,
         department=department,
@@ -209,7 +251,7 @@ async def open_from_queue(session: AsyncSession, *, app: AppContext, clinician: 
     return link_for(app, seat)
 
 
-def time_text(moment: datetime | None, *, clinician: Clinician, language: str) -> str:
+def time_text(moment: datetime | None, *, clinician: Viewer, language: str) -> str:
     """"14:30 CET" in the organisation's zone and the page's language ("" without one)."""
     if moment is None:
         return ""
@@ -218,7 +260,7 @@ def time_text(moment: datetime | None, *, clinician: Clinician, language: str) -
             f"{i18n.zone_label(local, language=language)}")
 
 
-async def frame_ancestors(session: AsyncSession, *, clinician: Clinician) -> list[str]:
+async def frame_ancestors(session: AsyncSession, *, clinician: Viewer) -> list[str]:
     """The organisation's EHR origins that may frame its pages (the queue opens in the EHR
     like the visit page)."""
     org = await repo.organisation_by_id(session, clinician.organisation_id)

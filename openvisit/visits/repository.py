@@ -232,6 +232,25 @@ async def clinician_visits(
     return [(row[0], row[1]) for row in (await session.execute(stmt)).all()]
 
 
+async def organisation_visits(
+    session: AsyncSession, *, organisation_id: uuid.UUID, since: datetime, until: datetime,
+    skip_statuses: Collection[str], limit: int,
+) -> Sequence[tuple[Visit, Appointment | None]]:
+    """The organisation's visits (not device tests) between ``since`` and ``until``, by
+    time (the front desk's queue; :func:`clinician_visits` narrowed to no one)."""
+    when = func.coalesce(Appointment.start_at, Visit.window_start, Visit.created_at)
+    stmt = (
+        select(Visit, Appointment)
+        .outerjoin(Appointment, Appointment.id == Visit.appointment_id)
+        .where(Visit.organisation_id == organisation_id, Visit.kind == "visit",
+               or_(Appointment.id.is_(None), Appointment.status.not_in(skip_statuses)),
+               when >= since, when < until)
+        .order_by(when, Visit.id)
+        .limit(limit)
+    )
+    return [(row[0], row[1]) for row in (await session.execute(stmt)).all()]
+
+
 async def participants_of_visits(session: AsyncSession, visit_ids: Collection[uuid.UUID],
                                  ) -> dict[uuid.UUID, list[Participant]]:
     """Every seat of the given visits, by visit."""

@@ -35,7 +35,7 @@ TOKEN_PREFIX = "ovt_"
 #: last_seen is written at most this often, so reading pages does not write on every request.
 _TOUCH_EVERY = timedelta(seconds=60)
 ROLE_LABELS = {"org_admin": "Org admin", "approver": "Approver", "reporter": "Reporter",
-               "operator": "Operator"}
+               "operator": "Operator", "front_desk": "Front desk"}
 
 
 def digest(token: str) -> str:
