@@ -42,6 +42,7 @@ from openvisit.models import (
     MessageLog,
     Notification,
     Organisation,
+    SmsSettings,
     utcnow,
 )
 from openvisit.models.choices import ENDED_STATUSES, ContactKind
@@ -150,15 +151,8 @@ async def _prepare(app: AppContext, *, key: str, payload: dict[str, Any]) -> Pre
             return await _suppressed(session, row, {**base, "language": language}, reason=route)
         channel, to, contact_purge_at = route
         org = await session.get(Organisation, appointment.organisation_id)
-        if channel == "sms":
-            sender, provider = await _sms_sender(app, session, endpoint_id=appointment.endpoint_id)
-            retry_at = await repo.take_send_slot(session, sender=sender, now=now,
-                                                 per_minute=settings.rate_limit_per_minute)
-            if retry_at is not None:
-                raise Defer(retry_at, reason="sending number rate limit")
-        else:
-            provider = app.settings.email_provider
-            sender = app.settings.smtp_from or OUTBOX_FROM
+        sender, provider = await _sender(app, session, channel=channel, settings=settings,
+                                         now=now)
         link = None
         if payload["message"] in render.WITH_LINK:
             link = await _join_link(session, app=app, appointment=appointment, language=language)
@@ -243,14 +237,7 @@ async def _prepare_invite(session: AsyncSession, app: AppContext, *, key: str,
                                    recipient_hash=app.hasher.hash(to)):
             return await _suppressed(session, row, {**base, "language": language},
                                      reason="opted_out")
-        sender, provider = await _sms_sender(app, session, endpoint_id=settings.endpoint_id)
-        retry_at = await repo.take_send_slot(session, sender=sender, now=now,
-                                             per_minute=settings.rate_limit_per_minute)
-        if retry_at is not None:
-            raise Defer(retry_at, reason="sending number rate limit")
-    else:
-        provider = app.settings.email_provider
-        sender = app.settings.smtp_from or OUTBOX_FROM
+    sender, provider = await _sender(app, session, channel=channel, settings=settings, now=now)
     endpoint = await session.get(EhrEndpoint, settings.endpoint_id)
     appointment = (await session.get(Appointment, visit.appointment_id)
                    if visit.appointment_id else None)
@@ -325,6 +312,20 @@ async def _route(
     if email is not None:
         return "email", app.cipher.decrypt(email.value_enc), email.purge_at
     return "opted_out" if opted_out else "no_contact"
+
+
+async def _sender(app: AppContext, session: AsyncSession, *, channel: str,
+                  settings: SmsSettings, now: datetime) -> tuple[str, str]:
+    """(sender, provider) of one message: for SMS the endpoint's sending number, after a
+    slot of its per-minute rate (else :class:`Defer` to the slot); for e-mail the From."""
+    if channel != "sms":
+        return app.settings.smtp_from or OUTBOX_FROM, app.settings.email_provider
+    sender, provider = await _sms_sender(app, session, endpoint_id=settings.endpoint_id)
+    retry_at = await repo.take_send_slot(session, sender=sender, now=now,
+                                         per_minute=settings.rate_limit_per_minute)
+    if retry_at is not None:
+        raise Defer(retry_at, reason="sending number rate limit")
+    return sender, provider
 
 
 async def _sms_sender(app: AppContext, session: AsyncSession, *,
