@@ -1,30 +1,23 @@
 """``openvisit privacy …``: retention, erasure of one patient, re-keying (issue 18).
 
-Registered on the main command line by :mod:`openvisit.cli`; the commands borrow its
-``_run`` (a started context, OpenVisit errors as a message and exit 1).
+Registered on the main command line by :mod:`openvisit.cli`; each command runs in
+:func:`openvisit.cli_support.run` (a started context, OpenVisit errors as a message and exit 1).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 
+from openvisit.cli_support import run
 from openvisit.context import AppContext
 
 privacy_app = typer.Typer(
     help="What is kept and for how long; erase one patient; re-key patient references.",
     no_args_is_help=True,
 )
-T = TypeVar("T")
 OrgOpt = Annotated[str, typer.Option("--org", help="Organisation slug.")]
-
-
-def _run_in_context(main: Callable[[AppContext], Awaitable[T]]) -> T:
-    from openvisit.cli import _run
-
-    return _run(main)
 
 
 @privacy_app.command("retention")
@@ -54,7 +47,7 @@ def retention(
             return await set_retention(session, slug=org, actor="cli", visit_days=visits,
                                        message_days=messages, audit_days=audit)
 
-    kept: Retention = _run_in_context(main)
+    kept: Retention = run(main)
     typer.echo(f"visits       {kept.visit_days} days\nmessages     {kept.message_days} days\n"
                f"audit log    {kept.audit_days} days")
 
@@ -81,7 +74,7 @@ def erase_patient(
         async with ctx.transaction() as session:
             return await erase(session, app=ctx, slug=org, ref=ref, actor="cli")
 
-    done: Erased = _run_in_context(main)
+    done: Erased = run(main)
     typer.echo(f"erased: {done.appointments} appointments, {done.visits} visits; "
                f"{done.seats_forgotten} seats of shared visits made anonymous")
 
@@ -96,4 +89,4 @@ def rekey() -> None:
     async def main(ctx: AppContext) -> int:
         return await run_rekey(ctx)
 
-    typer.echo(f"re-keyed {_run_in_context(main)} rows")
+    typer.echo(f"re-keyed {run(main)} rows")
