@@ -27,6 +27,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -516,6 +517,15 @@ async def funnel_by(session: AsyncSession, rows: Select[Any],
 
 
 # ------------------------------------------------------------------ execution
+
+#: Settings of a report's transaction on PostgreSQL (``SET LOCAL``: they end with it).
+REPORT_SETTINGS_SQL = ""
+
+
+async def prepare_report(session: AsyncSession) -> None:
+    """Apply :data:`REPORT_SETTINGS_SQL` to the session's transaction (PostgreSQL only)."""
+    if REPORT_SETTINGS_SQL and session.get_bind().dialect.name == "postgresql":
+        await session.execute(text(REPORT_SETTINGS_SQL))
 
 
 def devicetest_rows(scope: Scope, *, endpoint_ids: Sequence[str] | None = None) -> Select[Any]:
