@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    CTE,
     Float,
     Row,
     RowMapping,
@@ -195,63 +196,64 @@ def usage_rows(scope: Scope, *, months: Sequence[tuple[str, datetime, datetime]]
                .where(Visit.organisation_id == scope.organisation_id, Visit.kind == "visit")
                .subquery("counted"))
     v = _visits(scope)
-    in_scope = select(v.c.id)
-    seat = Participant
-    seats = (select(seat.visit_id,
-                    *[func.sum(_flag(and_(seat.role == role, seat.admitted_at.is_not(None))))
-                      .label(f"n_{role}") for role in ("provider", "patient", "interpreter",
-                                                        "guest")])
-             .where(seat.visit_id.in_(in_scope)).group_by(seat.visit_id).subquery("seats"))
-    providers = (select(seat.visit_id, seat.ehr_user_id)
-                 .where(seat.visit_id.in_(in_scope), seat.role == "provider",
-                        seat.ehr_user_id.is_not(None))
-                 .order_by(seat.visit_id, seat.ehr_user_id).subquery("providers"))
-    staff = (select(providers.c.visit_id, joined(providers.c.ehr_user_id).label("staff"))
-             .group_by(providers.c.visit_id).subquery("staff"))
-    ev = VisitEvent
-    waits = (select(seat.visit_id,
-                    func.min(case((ev.kind == "joined", ev.at))).label("first_join"),
-                    func.min(case((ev.kind == "admitted", ev.at))).label("first_admit"))
-             .join(seat, seat.id == ev.participant_id)
-             .where(seat.visit_id.in_(in_scope), seat.role == "patient",
-                    ev.kind.in_(("joined", "admitted")))
-             .group_by(seat.visit_id).subquery("waits"))
-    ended = (select(ev.visit_id, func.max(ev.data["by_role"].as_string()).label("ended_by"))
-             .where(ev.visit_id.in_(in_scope), ev.kind == "ended")
-             .group_by(ev.visit_id).subquery("ended"))
+    # Everything per visit is aggregated once over the range's rows (GROUP BY visit_id of
+    # the range's seats, and of its events), then joined: no `IN (scope)` sub-select or
+    # per-column aggregate over the whole seat and event tables.
+    seat, ev = Participant, VisitEvent
+    # Ordered by (visit, EHR user id): SQLite's group_concat keeps that order.
+    seat_cols: list[Any] = [seat.visit_id, seat.role, seat.admitted_at, seat.ehr_user_id]
+    if patient_refs:
+        seat_cols.append(seat.patient_ref_enc)
+    seat_range = _visits(scope)
+    ranged = (select(*seat_cols).join(seat_range, seat_range.c.id == seat.visit_id)
+              .order_by(seat.visit_id, seat.ehr_user_id).subquery("ranged_seats"))
+    aggregates: list[Any] = [
+        *[func.sum(_flag(and_(ranged.c.role == role, ranged.c.admitted_at.is_not(None))))
+          .label(f"n_{role}") for role in ("provider", "patient", "interpreter", "guest")],
+        joined(case((ranged.c.role == "provider", ranged.c.ehr_user_id))).label("staff")]
+    if patient_refs:
+        # Sealed copies (privacy.refs): the service opens and sorts them.
+        aggregates.append(joined(case((ranged.c.role == "patient", ranged.c.patient_ref_enc)))
+                          .label("patient_refs"))
+    seats = (select(ranged.c.visit_id, *aggregates)
+             .group_by(ranged.c.visit_id).subquery("seats"))
+    # One pass over the range's events: the patients' first join and first admission (the
+    # lobby wait) and who ended the visit.
+    event_range = _visits(scope)
+    patient_event = and_(seat.role == "patient", seat.visit_id == ev.visit_id)
+    events = (select(ev.visit_id,
+                     func.min(case((and_(ev.kind == "joined", patient_event), ev.at)))
+                     .label("first_join"),
+                     func.min(case((and_(ev.kind == "admitted", patient_event), ev.at)))
+                     .label("first_admit"),
+                     func.max(case((ev.kind == "ended", ev.data["by_role"].as_string())))
+                     .label("ended_by"))
+              .join(event_range, event_range.c.id == ev.visit_id)
+              .outerjoin(seat, seat.id == ev.participant_id)
+              .where(ev.kind.in_(("joined", "admitted", "ended")))
+              .group_by(ev.visit_id).subquery("events"))
     over: ColumnElement[Any] = (counted.c.month_no > limit) if limit is not None else literal(
         False)
     columns: list[Any] = [
-        v.c.id.label("visit_id"), v.c.started_at, v.c.department, staff.c.staff,
+        v.c.id.label("visit_id"), v.c.started_at, v.c.department, seats.c.staff,
         v.c.scheduled_at, v.c.ended_at,
         seconds_between(v.c.started_at, v.c.ended_at).label("duration_s"),
         *[func.coalesce(seats.c[f"n_{r}"], 0).label(f"n_{r}")
           for r in ("provider", "patient", "interpreter", "guest")],
-        seconds_between(waits.c.first_join, waits.c.first_admit).label("lobby_wait_s"),
-        ended.c.ended_by, counted.c.month_no, _flag(over).label("over_allocation"),
+        seconds_between(events.c.first_join, events.c.first_admit).label("lobby_wait_s"),
+        events.c.ended_by, counted.c.month_no, _flag(over).label("over_allocation"),
         v.c.endpoint, v.c.environment,
     ]
     if patient_refs:
-        # Sealed copies (privacy.refs): the service opens and sorts them.
-        refs = (select(seat.visit_id, seat.patient_ref_enc)
-                .where(seat.visit_id.in_(in_scope), seat.role == "patient",
-                       seat.patient_ref_enc.is_not(None))
-                .order_by(seat.visit_id, seat.patient_ref_hash).subquery("prefs"))
-        patients = (select(refs.c.visit_id, joined(refs.c.patient_ref_enc).label("patient_refs"))
-                    .group_by(refs.c.visit_id).subquery("patients"))
-        columns.append(patients.c.patient_refs)
+        columns.append(seats.c.patient_refs)
     stmt = (select(*columns)
             .join(counted, counted.c.visit_id == v.c.id)
             .outerjoin(seats, seats.c.visit_id == v.c.id)
-            .outerjoin(staff, staff.c.visit_id == v.c.id)
-            .outerjoin(waits, waits.c.visit_id == v.c.id)
-            .outerjoin(ended, ended.c.visit_id == v.c.id))
-    if patient_refs:
-        stmt = stmt.outerjoin(patients, patients.c.visit_id == v.c.id)
+            .outerjoin(events, events.c.visit_id == v.c.id))
     return stmt.order_by(v.c.started_at, v.c.id)
 
 
-def _summary(rows: Subquery, *group: ColumnElement[Any]) -> Select[Any]:
+def _summary(rows: Subquery | CTE, *group: ColumnElement[Any]) -> Select[Any]:
     return (select(*group, func.count().label("visits"),
                    func.coalesce(func.sum(rows.c.duration_s), 0).label("duration_s"),
                    func.avg(rows.c.lobby_wait_s).label("avg_wait_s"),
@@ -262,24 +264,28 @@ def _summary(rows: Subquery, *group: ColumnElement[Any]) -> Select[Any]:
 async def usage_summaries(session: AsyncSession, rows: Select[Any], scope: Scope
                           ) -> tuple[Row[Any], Sequence[Row[Any]], Sequence[Row[Any]]]:
     """Totals, per department and per staff member (a visit with two clinicians counts for
-    each of them)."""
-    sub = rows.order_by(None).subquery("usage")
-    total = (await session.execute(_summary(sub))).one()
-    dept = func.coalesce(sub.c.department, "")
-    by_dept = (await session.execute(
-        _summary(sub, dept.label("department")).group_by(dept).order_by(dept))).all()
+    each of them); each summary row's group is its ``key``.
+
+    One statement: the rows are a common table expression read by the three groupings
+    (PostgreSQL computes a CTE named more than once a single time), so the report's rows
+    are not computed once per summary."""
+    sub = rows.order_by(None).cte("usage")
     seat = Participant
     who = (select(seat.visit_id, seat.ehr_user_id)
-           .where(seat.role == "provider", seat.ehr_user_id.is_not(None),
-                  seat.visit_id.in_(select(sub.c.visit_id)))
+           .where(seat.role == "provider", seat.ehr_user_id.is_not(None))
            .subquery("who"))
-    by_staff_stmt = (_summary(sub, who.c.ehr_user_id.label("staff"))
-                     .join(who, who.c.visit_id == sub.c.visit_id)
-                     .group_by(who.c.ehr_user_id).order_by(who.c.ehr_user_id))
+    dept = func.coalesce(sub.c.department, "")
+    total = _summary(sub, literal(0).label("part"), literal("", String()).label("key"))
+    by_dept = _summary(sub, literal(1).label("part"), dept.label("key")).group_by(dept)
+    by_staff = (_summary(sub, literal(2).label("part"), who.c.ehr_user_id.label("key"))
+                .join(who, who.c.visit_id == sub.c.visit_id).group_by(who.c.ehr_user_id))
     if scope.staff is not None:
-        by_staff_stmt = by_staff_stmt.where(who.c.ehr_user_id == scope.staff)
-    by_staff = (await session.execute(by_staff_stmt)).all()
-    return total, by_dept, by_staff
+        by_staff = by_staff.where(who.c.ehr_user_id == scope.staff)
+    both = union_all(total, by_dept, by_staff).subquery("summaries")
+    found = (await session.execute(
+        select(both).order_by(both.c.part, both.c.key))).all()
+    return (next(r for r in found if r.part == 0), [r for r in found if r.part == 1],
+            [r for r in found if r.part == 2])
 
 
 async def visits_per_day(session: AsyncSession, scope: Scope,
@@ -364,37 +370,42 @@ def quality_rows(scope: Scope, *, poor_rtt_ms: float, poor_jitter_ms: float,
     return stmt
 
 
-async def quality_summary(session: AsyncSession, rows: Select[Any]) -> RowMapping:
-    """Visits with samples, visits where anyone's call was poor, participants, poor ones."""
-    sub = rows.order_by(None).subquery("quality")
-    per_visit = (select(sub.c.visit_id, func.max(sub.c.poor).label("poor"))
-                 .group_by(sub.c.visit_id).subquery("per_visit"))
-    stmt = select(
-        select(func.count()).select_from(per_visit).scalar_subquery().label("visits"),
-        select(func.coalesce(func.sum(per_visit.c.poor), 0)).scalar_subquery()
-        .label("poor_visits"),
-        select(func.count()).select_from(sub).scalar_subquery().label("participants"),
-        select(func.coalesce(func.sum(sub.c.poor), 0)).select_from(sub).scalar_subquery()
-        .label("poor_participants"),
-        select(func.avg(sub.c.rtt_ms_median)).scalar_subquery().label("avg_rtt_median"),
-    )
-    return (await session.execute(stmt)).one()._mapping
+async def quality_summaries(session: AsyncSession, rows: Select[Any],
+                            days: Sequence[tuple[str, datetime, datetime]]
+                            ) -> tuple[RowMapping, Sequence[Row[Any]]]:
+    """The summary (visits with samples, visits where anyone's call was poor, participants,
+    poor ones, the average median RTT) and (day, visits, poor visits) for the
+    quality-over-time chart.
 
-
-async def quality_per_day(session: AsyncSession, rows: Select[Any],
-                          days: Sequence[tuple[str, datetime, datetime]]) -> Sequence[Row[Any]]:
-    """(day, visits, poor visits) for the quality-over-time chart."""
-    sub = rows.order_by(None).subquery("quality")
+    One statement: the rows and their per-visit roll-up are common table expressions read
+    by both parts (PostgreSQL computes a CTE named more than once a single time), so the
+    report's rows are not computed again for each figure."""
+    sub = rows.order_by(None).cte("quality")
     per_visit = (select(sub.c.visit_id, func.min(sub.c.started_at).label("started_at"),
-                        func.max(sub.c.poor).label("poor"))
-                 .group_by(sub.c.visit_id).subquery("per_visit"))
+                        func.max(sub.c.poor).label("poor"),
+                        func.count().label("participants"),
+                        func.sum(sub.c.poor).label("poor_participants"),
+                        func.sum(sub.c.rtt_ms_median).label("rtt_sum"),
+                        func.count(sub.c.rtt_ms_median).label("rtt_n"))
+                 .group_by(sub.c.visit_id).cte("per_visit"))
     cal = calendar(days, "days")
-    stmt = (select(cal.c.key.label("day"), func.count().label("visits"),
-                   func.sum(per_visit.c.poor).label("poor_visits"))
-            .join(cal, and_(per_visit.c.started_at >= cal.c.lo,
-                            per_visit.c.started_at < cal.c.hi))
-            .group_by(cal.c.key).order_by(cal.c.key))
-    return (await session.execute(stmt)).all()
+    no_text = literal(None, String())
+    total = select(literal(0).label("part"), no_text.label("day"),
+                   func.count().label("visits"),
+                   func.coalesce(func.sum(per_visit.c.poor), 0).label("poor_visits"),
+                   func.coalesce(func.sum(per_visit.c.participants), 0).label("participants"),
+                   func.coalesce(func.sum(per_visit.c.poor_participants), 0)
+                   .label("poor_participants"),
+                   (func.sum(per_visit.c.rtt_sum) / func.nullif(func.sum(per_visit.c.rtt_n), 0))
+                   .label("avg_rtt_median"))
+    per_day = (select(literal(1).label("part"), cal.c.key, func.count(),
+                      func.sum(per_visit.c.poor), literal(None), literal(None), literal(None))
+               .join(cal, and_(per_visit.c.started_at >= cal.c.lo,
+                               per_visit.c.started_at < cal.c.hi))
+               .group_by(cal.c.key))
+    both = union_all(total, per_day).subquery("summaries")
+    found = (await session.execute(select(both).order_by(both.c.part, both.c.day))).all()
+    return found[0]._mapping, [r for r in found if r.part == 1]
 
 
 # ------------------------------------------------------------------ messages

@@ -361,9 +361,8 @@ async def usage(session: AsyncSession, *, query: Query, caller: Caller) -> Usage
                             avg_lobby_wait_s=_round(t["avg_wait_s"]),
                             over_allocation=int(t["over_allocation"]),
                             allocation_limit=limit),
-        by_department=table(SUMMARY_COLUMNS, [_summary_cells(r, "department")
-                                              for r in by_dept]),
-        by_staff=table(SUMMARY_COLUMNS, [_summary_cells(r, "staff") for r in by_staff]))
+        by_department=table(SUMMARY_COLUMNS, [_summary_cells(r, "key") for r in by_dept]),
+        by_staff=table(SUMMARY_COLUMNS, [_summary_cells(r, "key") for r in by_staff]))
 
 
 def _thresholds(settings: Settings) -> dict[str, float]:
@@ -386,8 +385,7 @@ async def quality(session: AsyncSession, *, settings: Settings, query: Query,
     may_read(caller)
     stmt = _quality_statement(settings, query)
     rows = [quality_cells(r, zone=query.zone) for r in await repo.all_rows(session, stmt)]
-    s = await repo.quality_summary(session, stmt)
-    per_day = await repo.quality_per_day(session, stmt, query.days)
+    s, per_day = await repo.quality_summaries(session, stmt, query.days)
     visits = int(s["visits"] or 0)
     return QualityReport(
         filters=query.filters, rows=table(QUALITY_COLUMNS, rows),
