@@ -197,6 +197,8 @@ def p95(values: list[float]) -> float:
     return ordered[max(0, -(-len(ordered) * 95 // 100) - 1)]
 
 
+#: What OpenVisit's report transactions set, so psql runs under the same settings.
+SETTINGS = f"{repo.REPORT_SETTINGS_SQL};\n" if repo.REPORT_SETTINGS_SQL else ""
 RANGES = (("month", "2030-03-01", "2030-03-31"), ("year", "2030-01-01", "2030-12-31"))
 REPORTS = ("usage", "quality", "messages", "funnel")
 
@@ -242,9 +244,9 @@ async def compare_psql(ctx: AppContext, name: str, report: str, query: Any, call
             finally:
                 event.remove(ctx.db.engine.sync_engine, "before_cursor_execute", captured)
         bare += psql_ms(name, captured, 1, expect_rows=len(rows),
-                        settings=repo.REPORT_SETTINGS_SQL)
+                        settings=SETTINGS)
     if explain:
-        print(psql_explain(name, captured, settings=repo.REPORT_SETTINGS_SQL))
+        print(psql_explain(name, captured, settings=SETTINGS))
     return statistics.median(ours), statistics.median(bare)
 
 

@@ -200,13 +200,18 @@ def usage_rows(scope: Scope, *, months: Sequence[tuple[str, datetime, datetime]]
     # the range's seats, and of its events), then joined: no `IN (scope)` sub-select or
     # per-column aggregate over the whole seat and event tables.
     seat, ev = Participant, VisitEvent
-    # Ordered by (visit, EHR user id): SQLite's group_concat keeps that order.
-    seat_cols: list[Any] = [seat.visit_id, seat.role, seat.admitted_at, seat.ehr_user_id]
+    # The range's seats, read once (a CTE: the seat counts and the events both use them).
+    seat_cols: list[Any] = [seat.id, seat.visit_id, seat.role, seat.admitted_at,
+                            seat.ehr_user_id]
     if patient_refs:
         seat_cols.append(seat.patient_ref_enc)
     seat_range = _visits(scope)
-    ranged = (select(*seat_cols).join(seat_range, seat_range.c.id == seat.visit_id)
-              .order_by(seat.visit_id, seat.ehr_user_id).subquery("ranged_seats"))
+    range_seats = (select(*seat_cols).join(seat_range, seat_range.c.id == seat.visit_id)
+                   .cte("range_seats"))
+    rs = range_seats.c
+    # Ordered by (visit, EHR user id): SQLite's group_concat keeps that order.
+    ranged = (select(range_seats).order_by(rs.visit_id, rs.ehr_user_id)
+              .subquery("ranged_seats"))
     aggregates: list[Any] = [
         *[func.sum(_flag(and_(ranged.c.role == role, ranged.c.admitted_at.is_not(None))))
           .label(f"n_{role}") for role in ("provider", "patient", "interpreter", "guest")],
@@ -220,7 +225,7 @@ def usage_rows(scope: Scope, *, months: Sequence[tuple[str, datetime, datetime]]
     # One pass over the range's events: the patients' first join and first admission (the
     # lobby wait) and who ended the visit.
     event_range = _visits(scope)
-    patient_event = and_(seat.role == "patient", seat.visit_id == ev.visit_id)
+    patient_event = and_(rs.role == "patient", rs.visit_id == ev.visit_id)
     events = (select(ev.visit_id,
                      func.min(case((and_(ev.kind == "joined", patient_event), ev.at)))
                      .label("first_join"),
@@ -229,7 +234,7 @@ def usage_rows(scope: Scope, *, months: Sequence[tuple[str, datetime, datetime]]
                      func.max(case((ev.kind == "ended", ev.data["by_role"].as_string())))
                      .label("ended_by"))
               .join(event_range, event_range.c.id == ev.visit_id)
-              .outerjoin(seat, seat.id == ev.participant_id)
+              .outerjoin(range_seats, rs.id == ev.participant_id)
               .where(ev.kind.in_(("joined", "admitted", "ended")))
               .group_by(ev.visit_id).subquery("events"))
     over: ColumnElement[Any] = (counted.c.month_no > limit) if limit is not None else literal(
@@ -513,24 +518,36 @@ def funnel_rows(scope: Scope) -> Select[Any]:
     return stmt
 
 
-async def funnel_by(session: AsyncSession, rows: Select[Any],
-                    dimension: str | None) -> Sequence[Row[Any]]:
-    """The funnel summed by ``department`` or ``language`` (None: one total row)."""
-    sub = rows.subquery("funnel")
+async def funnel_groups(session: AsyncSession, rows: Select[Any]
+                        ) -> tuple[Sequence[Row[Any]], Sequence[Row[Any]], Sequence[Row[Any]]]:
+    """The funnel in total (one row, ``key`` ''), by department and by language (each row's
+    group is its ``key``), in one statement: the rows are a CTE read by the three groupings
+    (computed once on PostgreSQL), not the rows statement run once per grouping."""
+    sub = rows.cte("funnel")
     sums = [func.coalesce(func.sum(sub.c[s]), 0).label(s) for s in (*FUNNEL_STEPS, "no_show")]
-    if dimension is None:
-        stmt = select(literal("").label("key"), func.count().label("appointments"), *sums)
-    else:
-        key = sub.c[dimension]
-        stmt = (select(key.label("key"), func.count().label("appointments"), *sums)
-                .group_by(key).order_by(key))
-    return (await session.execute(stmt.select_from(sub))).all()
+
+    def grouped(part: int, key: ColumnElement[Any] | None) -> Select[Any]:
+        head = [literal(part).label("part"),
+                (literal("", String()) if key is None else key).label("key"),
+                func.count().label("appointments"), *sums]
+        stmt = select(*head).select_from(sub)
+        return stmt if key is None else stmt.group_by(key)
+
+    both = union_all(grouped(0, None), grouped(1, sub.c.department),
+                     grouped(2, sub.c.language)).subquery("funnels")
+    found = (await session.execute(select(both).order_by(both.c.part, both.c.key))).all()
+    total, by_department, by_language = ([r for r in found if r.part == part]
+                                         for part in (0, 1, 2))
+    return total, by_department, by_language
 
 
 # ------------------------------------------------------------------ execution
 
 #: Settings of a report's transaction on PostgreSQL (``SET LOCAL``: they end with it).
-REPORT_SETTINGS_SQL = ""
+#: No JIT: a report statement is planned and run once, and over a year's rows its cost
+#: passes ``jit_above_cost``, so PostgreSQL compiled it for ~0.9 s of the 2.5 s the year's
+#: usage statement took on the benchmark's data (``EXPLAIN ANALYZE``), more than it saves.
+REPORT_SETTINGS_SQL = "SET LOCAL jit = off"
 
 
 async def prepare_report(session: AsyncSession) -> None:
