@@ -198,7 +198,7 @@ def p95(values: list[float]) -> float:
 
 
 #: What OpenVisit's report transactions set, so psql runs under the same settings.
-SETTINGS = f"{repo.REPORT_SETTINGS_SQL};\n" if repo.REPORT_SETTINGS_SQL else ""
+SETTINGS = "".join(f"{setting};\n" for setting in repo.REPORT_SETTINGS)
 RANGES = (("month", "2030-03-01", "2030-03-31"), ("year", "2030-01-01", "2030-12-31"))
 REPORTS = ("usage", "quality", "messages", "funnel")
 
@@ -221,7 +221,7 @@ async def rows_statement(session: Any, ctx: AppContext, report: str, query: Any,
     if report == "usage":
         return (await service.usage_statement(session, query, caller))[0]
     if report == "quality":
-        return service._quality_statement(ctx.settings, query)
+        return service._quality_statement(session, ctx.settings, query)
     return repo.message_rows(query.scope)
 
 

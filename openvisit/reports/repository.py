@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import (
     CTE,
+    BigInteger,
     Float,
     Row,
     RowMapping,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     exists,
     func,
     literal,
+    literal_column,
     or_,
     select,
     text,
@@ -327,26 +329,51 @@ async def wait_distribution(session: AsyncSession, rows: Select[Any]) -> Sequenc
 METRICS = ("rtt_ms", "jitter_ms", "packet_loss_pct", "bitrate_kbps")
 
 
-def quality_rows(scope: Scope, *, poor_rtt_ms: float, poor_jitter_ms: float,
-                 poor_loss_pct: float) -> Select[Any]:
-    """One row per participant of each visit: sample count, median and p95 of each metric
-    (nearest rank), the median resolution, the media path and whether it was poor."""
-    v = _visits(scope)
-    qs = QualitySample
-    part = (qs.visit_id, qs.participant_id)
+class nearest_rank(FunctionElement[float]):
+    """``nearest_rank(x, fraction)`` (PostgreSQL only): the group's value at the nearest
+    rank ⌈fraction·n⌉ of its non-NULL values in ascending order, as
+    ``percentile_disc(fraction) WITHIN GROUP (ORDER BY x)`` (which takes the row at
+    ``ceil(fraction · n)`` in float arithmetic: exact for 0.5 and 0.95, whose product with
+    an integer rounds to that integer whenever the exact product is one). ``fraction`` is
+    a literal column, so it is part of the statement's cache key."""
+
+    type = Float()
+    inherit_cache = True
+    name = "nearest_rank"
+
+
+@compiles(nearest_rank)
+def _nearest_rank_pg(element: nearest_rank, compiler: SQLCompiler, **kw: Any) -> str:
+    x, fraction = list(element.clauses)
+    return (f"percentile_disc({compiler.process(fraction, **kw)}) WITHIN GROUP "
+            f"(ORDER BY {compiler.process(x, **kw)})")
+
+
+def _nearest(x: ColumnElement[Any], percent: int) -> nearest_rank:
+    return nearest_rank(x, literal_column(f"{percent / 100!r}"))
+
+
+#: The median resolution is the frame of the sample at the median frame height; frame
+#: sizes are far below this, so height·FRAME_KEY + width orders by height, then width.
+FRAME_KEY = 65536
+
+
+def _per_participant_ranked(samples: Select[Any]) -> Subquery:
+    """Per (visit, participant): sample count, median and p95 of each metric, the median
+    frame, the best media path — by window functions (row numbers per metric), for SQLite,
+    which has no ordered-set aggregate."""
+    qs = samples.subquery("samples")
+    part = (qs.c.visit_id, qs.c.participant_id)
     ranks: list[Any] = []
     for m in (*METRICS, "frame_height"):
-        col = getattr(qs, m)
+        col = qs.c[m]
         ranks += [
             func.row_number().over(partition_by=part,
                                    order_by=(case((col.is_(None), 1), else_=0), col))
             .label(f"{m}_rn"),
             func.count(col).over(partition_by=part).label(f"{m}_n"),
         ]
-    ranked = (select(qs.visit_id, qs.participant_id, qs.media_path, qs.frame_width,
-                     *[getattr(qs, m) for m in (*METRICS, "frame_height")], *ranks)
-              .where(qs.visit_id.in_(select(v.c.id)))
-              .subquery("ranked"))
+    ranked = select(qs, *ranks).subquery("ranked")
     r = ranked.c
     stats: list[Any] = [func.count().label("samples")]
     for m in METRICS:
@@ -358,8 +385,41 @@ def quality_rows(scope: Scope, *, poor_rtt_ms: float, poor_jitter_ms: float,
               func.max(case((median_h, r.frame_height))).label("height"),
               func.max(case((r.media_path == "relay", 2), (r.media_path == "host", 1),
                             else_=0)).label("path_rank")]
-    per = (select(r.visit_id, r.participant_id, *stats)
-           .group_by(r.visit_id, r.participant_id).subquery("per"))
+    return (select(r.visit_id, r.participant_id, *stats)
+            .group_by(r.visit_id, r.participant_id).subquery("per"))
+
+
+def _per_participant_ordered(samples: Select[Any]) -> Subquery:
+    """The same figures as :func:`_per_participant_ranked` in one GROUP BY with ordered-set
+    aggregates (PostgreSQL): one pass over the samples instead of five sorts and windows."""
+    qs = samples.subquery("samples")
+    stats: list[Any] = [func.count().label("samples")]
+    for m in METRICS:
+        for percent, label in ((50, "median"), (95, "p95")):
+            stats.append(_nearest(qs.c[m], percent).label(f"{m}_{label}"))
+    frame = _nearest(qs.c.frame_height.cast(BigInteger) * FRAME_KEY
+                     + func.coalesce(qs.c.frame_width, 0), 50)
+    frame_n = frame.cast(BigInteger)
+    stats += [func.nullif(frame_n % FRAME_KEY, 0).label("width"),
+              (frame_n // FRAME_KEY).label("height"),
+              func.max(case((qs.c.media_path == "relay", 2), (qs.c.media_path == "host", 1),
+                            else_=0)).label("path_rank")]
+    return (select(qs.c.visit_id, qs.c.participant_id, *stats)
+            .group_by(qs.c.visit_id, qs.c.participant_id).subquery("per"))
+
+
+def quality_rows(scope: Scope, *, poor_rtt_ms: float, poor_jitter_ms: float,
+                 poor_loss_pct: float, ordered_sets: bool = False) -> Select[Any]:
+    """One row per participant of each visit: sample count, median and p95 of each metric
+    (nearest rank), the median resolution, the media path and whether it was poor.
+    ``ordered_sets``: compute them with PostgreSQL's ordered-set aggregates (same values)."""
+    v = _visits(scope)
+    qs = QualitySample
+    sample_range = _visits(scope)
+    samples = (select(qs.visit_id, qs.participant_id, qs.media_path, qs.frame_width,
+                      *[getattr(qs, m) for m in (*METRICS, "frame_height")])
+               .join(sample_range, sample_range.c.id == qs.visit_id))
+    per = (_per_participant_ordered if ordered_sets else _per_participant_ranked)(samples)
     poor = or_(per.c.rtt_ms_p95 > poor_rtt_ms, per.c.jitter_ms_p95 > poor_jitter_ms,
                per.c.packet_loss_pct_p95 > poor_loss_pct)
     path = case((v.c.media_backend != "mesh", "sfu"), (per.c.path_rank == 2, "relay"),
@@ -543,17 +603,26 @@ async def funnel_groups(session: AsyncSession, rows: Select[Any]
 
 # ------------------------------------------------------------------ execution
 
-#: Settings of a report's transaction on PostgreSQL (``SET LOCAL``: they end with it).
-#: No JIT: a report statement is planned and run once, and over a year's rows its cost
-#: passes ``jit_above_cost``, so PostgreSQL compiled it for ~0.9 s of the 2.5 s the year's
-#: usage statement took on the benchmark's data (``EXPLAIN ANALYZE``), more than it saves.
-REPORT_SETTINGS_SQL = "SET LOCAL jit = off"
+#: Settings of a report's transaction on PostgreSQL (``SET LOCAL``: they end with it),
+#: measured with ``EXPLAIN ANALYZE`` on the benchmark's data (bench/README.md):
+#: no JIT — a report statement is planned and run once, and over a year's rows its cost
+#: passes ``jit_above_cost``, so PostgreSQL spent ~0.9 s of the year's 2.5 s usage statement
+#: compiling it; 32 MB per sort or hash instead of the default 4 MB — a year's rows
+#: (100,000 visits, 300,000 samples) were sorted on disk ("external merge"): the year's
+#: quality statement went from 1.3-1.5 s to 0.9-1.0 s.
+REPORT_SETTINGS: tuple[str, ...] = ("SET LOCAL jit = off", "SET LOCAL work_mem = '32MB'")
+
+
+def ordered_sets(session: AsyncSession) -> bool:
+    """Whether the session's database has ordered-set aggregates (PostgreSQL)."""
+    return session.get_bind().dialect.name == "postgresql"
 
 
 async def prepare_report(session: AsyncSession) -> None:
-    """Apply :data:`REPORT_SETTINGS_SQL` to the session's transaction (PostgreSQL only)."""
-    if REPORT_SETTINGS_SQL and session.get_bind().dialect.name == "postgresql":
-        await session.execute(text(REPORT_SETTINGS_SQL))
+    """Apply :data:`REPORT_SETTINGS` to the session's transaction (PostgreSQL only)."""
+    if session.get_bind().dialect.name == "postgresql":
+        for setting in REPORT_SETTINGS:
+            await session.execute(text(setting))
 
 
 def devicetest_rows(scope: Scope, *, endpoint_ids: Sequence[str] | None = None) -> Select[Any]:

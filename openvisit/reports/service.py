@@ -372,10 +372,12 @@ def _thresholds(settings: Settings) -> dict[str, float]:
             "packet_loss_pct": settings.report_poor_loss_pct}
 
 
-def _quality_statement(settings: Settings, query: Query) -> Select[Any]:
+def _quality_statement(session: AsyncSession, settings: Settings, query: Query
+                       ) -> Select[Any]:
     return repo.quality_rows(query.scope, poor_rtt_ms=settings.report_poor_rtt_ms,
                              poor_jitter_ms=settings.report_poor_jitter_ms,
-                             poor_loss_pct=settings.report_poor_loss_pct)
+                             poor_loss_pct=settings.report_poor_loss_pct,
+                             ordered_sets=repo.ordered_sets(session))
 
 
 PER_DAY_COLUMNS = (Column("day", "Day", "date"), Column("visits", "Visits with samples", "int"),
@@ -386,7 +388,7 @@ async def quality(session: AsyncSession, *, settings: Settings, query: Query,
                   caller: Caller) -> QualityReport:
     may_read(caller)
     await repo.prepare_report(session)
-    stmt = _quality_statement(settings, query)
+    stmt = _quality_statement(session, settings, query)
     rows = [quality_cells(r, zone=query.zone) for r in await repo.all_rows(session, stmt)]
     s, per_day = await repo.quality_summaries(session, stmt, query.days)
     visits = int(s["visits"] or 0)
@@ -499,7 +501,7 @@ async def _csv_plan(session: AsyncSession, *, name: ReportName, settings: Settin
         return usage_columns(refs), stmt, lambda r: usage_cells(r, zone=query.zone, limit=limit,
                                                                   refs=query.refs)
     if name == "quality":
-        return (QUALITY_COLUMNS, _quality_statement(settings, query),
+        return (QUALITY_COLUMNS, _quality_statement(session, settings, query),
                 lambda r: quality_cells(r, zone=query.zone))
     if name == "messages":
         return MESSAGE_COLUMNS, repo.message_rows(query.scope), (
