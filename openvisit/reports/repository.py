@@ -650,14 +650,19 @@ async def endpoint_facts(session: AsyncSession,
 
 
 async def all_rows(session: AsyncSession, stmt: Select[Any]) -> Sequence[Row[Any]]:
-    rows: Sequence[Row[Any]] = (await session.execute(stmt)).all()
+    """Every row, through the session's connection: the statements select columns, not
+    entities, and Core's result skips the ORM's loading of each row (a third of the time
+    a year's 100,000 quality rows took in Python)."""
+    connection = await session.connection()
+    rows: Sequence[Row[Any]] = (await connection.execute(stmt)).all()
     return rows
 
 
 async def stream_rows(session: AsyncSession, stmt: Select[Any], *,
                       batch: int = 2000) -> AsyncIterator[Row[Any]]:
     """Rows through a server-side cursor (PostgreSQL) in batches: memory stays flat."""
-    result = await session.stream(stmt.execution_options(yield_per=batch))
+    connection = await session.connection()
+    result = await connection.stream(stmt.execution_options(yield_per=batch))
     async for row in result:
         yield row
 
