@@ -200,13 +200,18 @@ def p95(values: list[float]) -> float:
 #: What OpenVisit's report transactions set, so psql runs under the same settings.
 SETTINGS = "".join(f"{setting};\n" for setting in repo.REPORT_SETTINGS)
 RANGES = (("month", "2030-03-01", "2030-03-31"), ("year", "2030-01-01", "2030-12-31"))
-REPORTS = ("usage", "quality", "messages", "funnel")
+#: "usage+charts" is the usage page in HTML (the JSON API is "usage" alone): its charts read
+#: the visits per day and the lobby-wait distribution as well.
+REPORTS = ("usage", "usage+charts", "quality", "messages", "funnel")
 
 
 async def page(session: Any, ctx: AppContext, report: str, query: Any, caller: Caller) -> None:
     """One report page's data, through the service exactly as the page gets it."""
-    if report == "usage":
+    if report in ("usage", "usage+charts"):
         await service.usage(session, query=query, caller=caller)
+        if report == "usage+charts":
+            await service.charts(session, name="usage", settings=ctx.settings, query=query,
+                                 caller=caller)
     elif report == "quality":
         await service.quality(session, settings=ctx.settings, query=query, caller=caller)
     elif report == "messages":
@@ -295,7 +300,7 @@ async def main(visits: int, runs: int, *, database: str | None, keep: bool, expl
                             times.append((time.perf_counter() - t) * 1000)
                     line = (f"{label:5} {report:8} page p95 {p95(times):8.1f} ms "
                             f"(median {statistics.median(times):.1f})")
-                    if report != "funnel":
+                    if report in ("usage", "quality", "messages"):
                         ours, bare = await compare_psql(ctx, name, report, query, caller,
                                                         runs, explain=explain)
                         line += (f"; rows statement {ours:.1f} ms, psql {bare:.1f} ms: "

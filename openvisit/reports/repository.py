@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    CTE,
     BigInteger,
     Float,
     Row,
@@ -28,6 +27,7 @@ from sqlalchemy import (
     func,
     literal,
     literal_column,
+    null,
     or_,
     select,
     text,
@@ -260,39 +260,49 @@ def usage_rows(scope: Scope, *, months: Sequence[tuple[str, datetime, datetime]]
     return stmt.order_by(v.c.started_at, v.c.id)
 
 
-def _summary(rows: Subquery | CTE, *group: ColumnElement[Any]) -> Select[Any]:
-    return (select(*group, func.count().label("visits"),
-                   func.coalesce(func.sum(rows.c.duration_s), 0).label("duration_s"),
-                   func.avg(rows.c.lobby_wait_s).label("avg_wait_s"),
-                   func.coalesce(func.sum(rows.c.over_allocation), 0).label("over_allocation"))
-            .select_from(rows))
+async def usage_page(session: AsyncSession, rows: Select[Any], scope: Scope
+                     ) -> tuple[Sequence[Row[Any]], Row[Any], Sequence[Row[Any]],
+                                Sequence[Row[Any]]]:
+    """The rows (in their order), the totals, per department and per staff member (a visit
+    with two clinicians counts for each of them). A summary row's group is its ``key``; its
+    ``duration_s`` and ``over_allocation`` are the sums of its visits', with ``visits`` and
+    ``avg_wait_s``.
 
-
-async def usage_summaries(session: AsyncSession, rows: Select[Any], scope: Scope
-                          ) -> tuple[Row[Any], Sequence[Row[Any]], Sequence[Row[Any]]]:
-    """Totals, per department and per staff member (a visit with two clinicians counts for
-    each of them); each summary row's group is its ``key``.
-
-    One statement: the rows are a common table expression read by the three groupings
-    (PostgreSQL computes a CTE named more than once a single time), so the report's rows
-    are not computed once per summary."""
+    One statement: the rows are a common table expression read by the rows part and the
+    three groupings (PostgreSQL computes a CTE named more than once a single time), so the
+    report's rows are computed once per page, not once more per summary."""
     sub = rows.order_by(None).cte("usage")
     seat = Participant
     who = (select(seat.visit_id, seat.ehr_user_id)
            .where(seat.role == "provider", seat.ehr_user_id.is_not(None))
            .subquery("who"))
+    names = list(sub.c.keys())
+
+    def summary(part: int, key: ColumnElement[Any]) -> Select[Any]:
+        values: dict[str, Any] = {
+            "duration_s": func.coalesce(func.sum(sub.c.duration_s), 0),
+            "over_allocation": func.coalesce(func.sum(sub.c.over_allocation), 0)}
+        return select(literal(part).label("part"),
+                      *[values.get(name, null()).label(name) for name in names],
+                      key.label("key"), func.count().label("visits"),
+                      func.avg(sub.c.lobby_wait_s).label("avg_wait_s")).select_from(sub)
+
     dept = func.coalesce(sub.c.department, "")
-    total = _summary(sub, literal(0).label("part"), literal("", String()).label("key"))
-    by_dept = _summary(sub, literal(1).label("part"), dept.label("key")).group_by(dept)
-    by_staff = (_summary(sub, literal(2).label("part"), who.c.ehr_user_id.label("key"))
+    by_staff = (summary(3, who.c.ehr_user_id)
                 .join(who, who.c.visit_id == sub.c.visit_id).group_by(who.c.ehr_user_id))
     if scope.staff is not None:
         by_staff = by_staff.where(who.c.ehr_user_id == scope.staff)
-    both = union_all(total, by_dept, by_staff).subquery("summaries")
-    found = (await session.execute(
-        select(both).order_by(both.c.part, both.c.key))).all()
-    return (next(r for r in found if r.part == 0), [r for r in found if r.part == 1],
-            [r for r in found if r.part == 2])
+    every = union_all(
+        select(literal(0).label("part"), *[sub.c[name] for name in names],
+               null().label("key"), null().label("visits"), null().label("avg_wait_s")),
+        summary(1, literal("", String())), summary(2, dept).group_by(dept), by_staff,
+    ).subquery("page")
+    found = (await session.execute(select(every).order_by(
+        every.c.part, every.c.key, every.c.started_at, every.c.visit_id))).all()
+    parts: list[list[Row[Any]]] = [[], [], [], []]
+    for row in found:
+        parts[row.part].append(row)
+    return parts[0], parts[1][0], parts[2], parts[3]
 
 
 async def visits_per_day(session: AsyncSession, scope: Scope,

@@ -353,9 +353,8 @@ async def usage(session: AsyncSession, *, query: Query, caller: Caller) -> Usage
     may_read(caller)
     await repo.prepare_report(session)
     stmt, limit, refs = await usage_statement(session, query, caller)
-    rows = [usage_cells(r, zone=query.zone, limit=limit, refs=query.refs)
-            for r in await repo.all_rows(session, stmt)]
-    total, by_dept, by_staff = await repo.usage_summaries(session, stmt, query.scope)
+    found, total, by_dept, by_staff = await repo.usage_page(session, stmt, query.scope)
+    rows = [usage_cells(r, zone=query.zone, limit=limit, refs=query.refs) for r in found]
     t = total._mapping
     return UsageReport(
         filters=query.filters, rows=table(usage_columns(refs), rows),
