@@ -435,7 +435,7 @@ def quality_rows(scope: Scope, *, poor_rtt_ms: float, poor_jitter_ms: float,
     path = case((v.c.media_backend != "mesh", "sfu"), (per.c.path_rank == 2, "relay"),
                 (per.c.path_rank == 1, "host"), else_=None)
     stmt = (select(v.c.id.label("visit_id"), v.c.started_at, v.c.department,
-                   Participant.role, Participant.label, per.c.samples,
+                   Participant.role, Participant.label, Participant.seat_no, per.c.samples,
                    *[per.c[f"{m}_{p}"] for m in METRICS for p in ("median", "p95")],
                    per.c.width, per.c.height, path.label("media_path"),
                    _flag(poor).label("poor"))
@@ -445,17 +445,18 @@ def quality_rows(scope: Scope, *, poor_rtt_ms: float, poor_jitter_ms: float,
     return stmt
 
 
-async def quality_summaries(session: AsyncSession, rows: Select[Any],
-                            days: Sequence[tuple[str, datetime, datetime]]
-                            ) -> tuple[RowMapping, Sequence[Row[Any]]]:
-    """The summary (visits with samples, visits where anyone's call was poor, participants,
-    poor ones, the average median RTT) and (day, visits, poor visits) for the
-    quality-over-time chart.
+async def quality_page(session: AsyncSession, rows: Select[Any],
+                       days: Sequence[tuple[str, datetime, datetime]]
+                       ) -> tuple[Sequence[Row[Any]], RowMapping, Sequence[Row[Any]]]:
+    """The rows (in their order); the summary (visits with samples, visits where anyone's
+    call was poor, participants, poor ones, the average median RTT); and (day, visits,
+    poor visits) for the quality-over-time chart.
 
     One statement: the rows and their per-visit roll-up are common table expressions read
-    by both parts (PostgreSQL computes a CTE named more than once a single time), so the
-    report's rows are not computed again for each figure."""
+    by the three parts (PostgreSQL computes a CTE named more than once a single time), so
+    the report's rows are computed once per page."""
     sub = rows.order_by(None).cte("quality")
+    names = list(sub.c.keys())
     per_visit = (select(sub.c.visit_id, func.min(sub.c.started_at).label("started_at"),
                         func.max(sub.c.poor).label("poor"),
                         func.count().label("participants"),
@@ -464,23 +465,29 @@ async def quality_summaries(session: AsyncSession, rows: Select[Any],
                         func.count(sub.c.rtt_ms_median).label("rtt_n"))
                  .group_by(sub.c.visit_id).cte("per_visit"))
     cal = calendar(days, "days")
-    no_text = literal(None, String())
-    total = select(literal(0).label("part"), no_text.label("day"),
-                   func.count().label("visits"),
-                   func.coalesce(func.sum(per_visit.c.poor), 0).label("poor_visits"),
-                   func.coalesce(func.sum(per_visit.c.participants), 0).label("participants"),
-                   func.coalesce(func.sum(per_visit.c.poor_participants), 0)
-                   .label("poor_participants"),
-                   (func.sum(per_visit.c.rtt_sum) / func.nullif(func.sum(per_visit.c.rtt_n), 0))
-                   .label("avg_rtt_median"))
-    per_day = (select(literal(1).label("part"), cal.c.key, func.count(),
-                      func.sum(per_visit.c.poor), literal(None), literal(None), literal(None))
+    no_row = [null().label(name) for name in names]
+    the_rows = select(literal(0).label("part"), *[sub.c[name] for name in names],
+                      null().label("day"), null().label("visits"), null().label("poor_visits"),
+                      null().label("participants"), null().label("poor_participants"),
+                      null().label("avg_rtt_median"))
+    total = select(literal(1), *no_row, literal(None, String()), func.count(),
+                   func.coalesce(func.sum(per_visit.c.poor), 0),
+                   func.coalesce(func.sum(per_visit.c.participants), 0),
+                   func.coalesce(func.sum(per_visit.c.poor_participants), 0),
+                   func.sum(per_visit.c.rtt_sum) / func.nullif(func.sum(per_visit.c.rtt_n), 0))
+    per_day = (select(literal(2), *no_row, cal.c.key, func.count(),
+                      func.sum(per_visit.c.poor), null(), null(), null())
                .join(cal, and_(per_visit.c.started_at >= cal.c.lo,
                                per_visit.c.started_at < cal.c.hi))
                .group_by(cal.c.key))
-    both = union_all(total, per_day).subquery("summaries")
-    found = (await session.execute(select(both).order_by(both.c.part, both.c.day))).all()
-    return found[0]._mapping, [r for r in found if r.part == 1]
+    every = union_all(the_rows, total, per_day).subquery("page")
+    c = every.c
+    found = (await session.execute(select(every).order_by(
+        c.part, c.day, c.started_at, c.visit_id, c.role, c.seat_no))).all()
+    parts: list[list[Row[Any]]] = [[], [], []]
+    for row in found:
+        parts[row.part].append(row)
+    return parts[0], parts[1][0]._mapping, parts[2]
 
 
 # ------------------------------------------------------------------ messages

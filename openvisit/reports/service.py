@@ -388,8 +388,8 @@ async def quality(session: AsyncSession, *, settings: Settings, query: Query,
     may_read(caller)
     await repo.prepare_report(session)
     stmt = _quality_statement(session, settings, query)
-    rows = [quality_cells(r, zone=query.zone) for r in await repo.all_rows(session, stmt)]
-    s, per_day = await repo.quality_summaries(session, stmt, query.days)
+    found, s, per_day = await repo.quality_page(session, stmt, query.days)
+    rows = [quality_cells(r, zone=query.zone) for r in found]
     visits = int(s["visits"] or 0)
     return QualityReport(
         filters=query.filters, rows=table(QUALITY_COLUMNS, rows),
