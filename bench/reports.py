@@ -17,13 +17,13 @@ import asyncio
 import re
 import statistics
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import event, text
 
 from openvisit.context import AppContext
 from openvisit.db import Database
@@ -68,9 +68,9 @@ async def seed(db: Database, org: uuid.UUID, endpoint: uuid.UUID, visits: int) -
     statements = [
         # Appointments and visits spread over the year, one every ~5 minutes.
         f"""INSERT INTO appointment (id, organisation_id, endpoint_id, ehr_appointment_id,
-            patient_ref, provider_ehr_id, department, start_at, status, language, source,
+            patient_ref_hash, provider_ehr_id, department, start_at, status, language, source,
             created_at, updated_at)
-            SELECT md5('a' || n)::uuid, '{org}', '{endpoint}', 'A' || n, 'Patient/' || n,
+            SELECT md5('a' || n)::uuid, '{org}', '{endpoint}', 'A' || n, md5('Patient/' || n),
             'Practitioner/' || (n % 40), 'Dept ' || (n % 12),
             timestamptz '2030-01-01' + (n * interval '315 seconds'),
             CASE WHEN n % 17 = 0 THEN 'noshow' ELSE 'booked' END,
@@ -82,12 +82,13 @@ async def seed(db: Database, org: uuid.UUID, endpoint: uuid.UUID, visits: int) -
             timestamptz '2030-01-01' + (n * interval '315 seconds') + interval '2 minutes',
             timestamptz '2030-01-01' + (n * interval '315 seconds') + interval '20 minutes',
             'mesh', now(), now() FROM generate_series(1, {visits}) n""",
-        f"""INSERT INTO participant (id, visit_id, role, lobby_state, ehr_user_id, patient_ref,
+        f"""INSERT INTO participant (id, visit_id, role, lobby_state, ehr_user_id,
+            patient_ref_hash,
             label, connected, admitted_at, left_at, token_version, seat_no, rev,
             record_budget, created_at, updated_at)
             SELECT md5(r || n)::uuid, md5('v' || n)::uuid, r,
             'left', CASE WHEN r = 'provider' THEN 'Practitioner/' || (n % 40) END,
-            CASE WHEN r = 'patient' THEN 'Patient/' || n END, r, false,
+            CASE WHEN r = 'patient' THEN md5('Patient/' || n) END, r, false,
             timestamptz '2030-01-01' + (n * interval '315 seconds') + interval '2 minutes',
             timestamptz '2030-01-01' + (n * interval '315 seconds') + interval '19 minutes',
             0, 1, 0, '{{}}', now(), now()
@@ -126,18 +127,69 @@ async def seed(db: Database, org: uuid.UUID, endpoint: uuid.UUID, visits: int) -
             text("ANALYZE"))
 
 
-def psql_ms(dbname: str, sql: str, runs: int) -> list[float]:
-    """The same statement, bare, by psql (``\\timing``), ``runs`` times."""
-    script = "\\timing on\n" + "\n".join([f"{sql};"] * runs) + "\n"
-    out = subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", dbname, "-qAt",
-                          "-o", "/dev/null"], input=script, capture_output=True, text=True,
-                         check=True).stdout
-    return [float(m) for m in re.findall(r"Time: ([0-9.]+) ms", out)]
+class Captured:
+    """The SQL text and parameters OpenVisit's driver received for the last statement run
+    (recorded by a ``before_cursor_execute`` listener), so psql runs exactly that."""
+
+    def __init__(self) -> None:
+        self.sql = ""
+        self.params: tuple[Any, ...] = ()
+
+    def __call__(self, conn: Any, cursor: Any, statement: str, parameters: Any,
+                 context: Any, executemany: bool) -> None:
+        self.sql, self.params = statement, tuple(parameters or ())
 
 
-def literal_sql(stmt: Any) -> str:
-    return str(stmt.compile(dialect=postgresql.dialect(),  # type: ignore[no-untyped-call]
-                            compile_kwargs={"literal_binds": True}))
+def sql_literal(value: Any) -> str:
+    """A parameter as an SQL literal for ``EXECUTE`` (the statement casts every ``$n``)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def psql(dbname: str, script: str) -> str:
+    """Run a psql script; raise with psql's own message on any error (``ON_ERROR_STOP``)."""
+    done = subprocess.run(["psql", "-X", "-h", "127.0.0.1", "-U", "postgres", "-d", dbname,
+                           "-v", "ON_ERROR_STOP=1", "-qAt"], input=script,
+                          capture_output=True, text=True)
+    if done.returncode != 0 or done.stderr.strip():
+        raise RuntimeError(f"psql failed (exit {done.returncode}): {done.stderr.strip()}")
+    return done.stdout
+
+
+def psql_ms(dbname: str, captured: Captured, runs: int, *, expect_rows: int,
+            settings: str = "") -> list[float]:
+    """The statement OpenVisit sent, with the same parameters, prepared and executed
+    ``runs`` times by psql (``\\timing``: server time plus the transfer to psql, like
+    OpenVisit's). The rows go to a file and are counted: a run that did not return the same
+    number of rows as OpenVisit's is an error, not a time."""
+    with tempfile.NamedTemporaryFile("r", suffix=".out") as rows_file:
+        execute = f"EXECUTE q({', '.join(sql_literal(v) for v in captured.params)});" \
+            if captured.params else "EXECUTE q;"
+        script = (f"BEGIN READ ONLY;\n{settings}PREPARE q AS {captured.sql};\n"
+                  f"\\o {rows_file.name}\n\\timing on\n"
+                  + "\n".join([execute] * runs) + "\n\\timing off\n\\o\nROLLBACK;\n")
+        out = psql(dbname, script)
+        got = sum(1 for _line in rows_file)
+    times = [float(m) for m in re.findall(r"^Time: ([0-9.]+) ms", out, flags=re.M)]
+    if len(times) != runs:
+        raise RuntimeError(f"psql printed {len(times)} timings for {runs} runs: {out[:500]}")
+    if got != expect_rows * runs:
+        raise RuntimeError(f"psql returned {got} rows for {runs} runs, OpenVisit "
+                           f"{expect_rows} per run")
+    return times
+
+
+def psql_explain(dbname: str, captured: Captured, settings: str = "") -> str:
+    """``EXPLAIN (ANALYZE, BUFFERS)`` of the statement OpenVisit sent, same parameters."""
+    execute = f"EXECUTE q({', '.join(sql_literal(v) for v in captured.params)})" \
+        if captured.params else "EXECUTE q"
+    return psql(dbname, f"BEGIN READ ONLY;\n{settings}PREPARE q AS {captured.sql};\n"
+                        f"EXPLAIN (ANALYZE, BUFFERS) {execute};\nROLLBACK;\n")
 
 
 def p95(values: list[float]) -> float:
@@ -145,53 +197,119 @@ def p95(values: list[float]) -> float:
     return ordered[max(0, -(-len(ordered) * 95 // 100) - 1)]
 
 
-async def main(visits: int, runs: int) -> None:
-    name = f"openvisit_bench_{uuid.uuid4().hex[:8]}"
+#: What OpenVisit's report transactions set, so psql runs under the same settings.
+SETTINGS = "".join(f"{setting};\n" for setting in repo.REPORT_SETTINGS)
+RANGES = (("month", "2030-03-01", "2030-03-31"), ("year", "2030-01-01", "2030-12-31"))
+#: "usage+charts" is the usage page in HTML (the JSON API is "usage" alone): its charts read
+#: the visits per day and the lobby-wait distribution as well.
+REPORTS = ("usage", "usage+charts", "quality", "messages", "funnel")
+
+
+async def page(session: Any, ctx: AppContext, report: str, query: Any, caller: Caller) -> None:
+    """One report page's data, through the service exactly as the page gets it."""
+    if report in ("usage", "usage+charts"):
+        await service.usage(session, query=query, caller=caller)
+        if report == "usage+charts":
+            await service.charts(session, name="usage", settings=ctx.settings, query=query,
+                                 caller=caller)
+    elif report == "quality":
+        await service.quality(session, settings=ctx.settings, query=query, caller=caller)
+    elif report == "messages":
+        await service.messages(session, query=query, caller=caller)
+    else:
+        await service.funnel(session, query=query, caller=caller)
+
+
+async def rows_statement(session: Any, ctx: AppContext, report: str, query: Any,
+                         caller: Caller) -> Any:
+    """The statement behind a report's rows (the part the CSV streams)."""
+    if report == "usage":
+        return (await service.usage_statement(session, query, caller))[0]
+    if report == "quality":
+        return service._quality_statement(session, ctx.settings, query)
+    return repo.message_rows(query.scope)
+
+
+async def compare_psql(ctx: AppContext, name: str, report: str, query: Any, caller: Caller,
+                       runs: int, *, explain: bool) -> tuple[float, float]:
+    """Median ms of the report's rows statement through OpenVisit and the same statement
+    and parameters run by psql, alternating, in this run."""
+    captured = Captured()
+    ours: list[float] = []
+    bare: list[float] = []
+    for _run in range(runs):
+        async with ctx.db.read() as session:
+            stmt = await rows_statement(session, ctx, report, query, caller)
+            await repo.prepare_report(session)
+            event.listen(ctx.db.engine.sync_engine, "before_cursor_execute", captured)
+            try:
+                t = time.perf_counter()
+                rows = await repo.all_rows(session, stmt)
+                ours.append((time.perf_counter() - t) * 1000)
+            finally:
+                event.remove(ctx.db.engine.sync_engine, "before_cursor_execute", captured)
+        bare += psql_ms(name, captured, 1, expect_rows=len(rows),
+                        settings=SETTINGS)
+    if explain:
+        print(psql_explain(name, captured, settings=SETTINGS))
+    return statistics.median(ours), statistics.median(bare)
+
+
+async def main(visits: int, runs: int, *, database: str | None, keep: bool, explain: bool,
+               reports: list[str]) -> None:
+    name = database or f"openvisit_bench_{uuid.uuid4().hex[:8]}"
     admin = Database(f"{PG}/postgres")
     async with admin.engine.connect() as conn:
-        await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(
-            text(f'CREATE DATABASE "{name}"'))
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        exists = (await conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"),
+                                     {"n": name})).first() is not None
+        if not exists:
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = f"{PG}/{name}"
     try:
         db = Database(url)
-        await upgrade_async(db)
-        org, endpoint = uuid.uuid4(), uuid.uuid4()
-        started = time.perf_counter()
-        await seed(db, org, endpoint, visits)
-        print(f"seeded {visits} visits, {visits * 10} events, {visits * 3} messages "
-              f"in {time.perf_counter() - started:.1f} s")
+        async with db.engine.connect() as conn:
+            org_row = (await conn.execute(text(
+                "SELECT id FROM organisation WHERE slug = 'bench'"))).first() if exists else None
+        if org_row is None:
+            await upgrade_async(db)
+            org, endpoint = uuid.uuid4(), uuid.uuid4()
+            started = time.perf_counter()
+            await seed(db, org, endpoint, visits)
+            print(f"seeded {visits} visits, {visits * 10} events, {visits * 3} messages "
+                  f"in {time.perf_counter() - started:.1f} s into {name}")
+        else:
+            org = org_row[0]
+            print(f"reusing {name}")
         await db.dispose()
+        print(f"load average {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
         ctx = AppContext.create(make_settings(url, redis_url="redis://127.0.0.1:6379/15"))
         await ctx.start()
         caller = Caller(org)
         try:
-            for label, since, until in (("month", "2030-03-01", "2030-03-31"),
-                                        ("year", "2030-01-01", "2030-12-31")):
+            for label, since, until in RANGES:
                 async with ctx.db.read() as session:
                     query = await service.parse(session, settings=ctx.settings, caller=caller,
                                                 params={"since": since, "until": until})
-                for report in ("usage", "quality", "messages", "funnel"):
+                for report in reports:
                     times: list[float] = []
                     for _run in range(runs):
                         async with ctx.db.read() as session:
                             t = time.perf_counter()
-                            if report == "usage":
-                                await service.usage(session, query=query, caller=caller)
-                            elif report == "quality":
-                                await service.quality(session, settings=ctx.settings,
-                                                      query=query, caller=caller)
-                            elif report == "messages":
-                                await service.messages(session, query=query, caller=caller)
-                            else:
-                                await service.funnel(session, query=query, caller=caller)
+                            await page(session, ctx, report, query, caller)
                             times.append((time.perf_counter() - t) * 1000)
-                    print(f"{label:5} {report:8} p95 {p95(times):8.1f} ms "
-                          f"(median {statistics.median(times):.1f})")
+                    line = (f"{label:5} {report:8} page p95 {p95(times):8.1f} ms "
+                            f"(median {statistics.median(times):.1f})")
+                    if report in ("usage", "quality", "messages"):
+                        ours, bare = await compare_psql(ctx, name, report, query, caller,
+                                                        runs, explain=explain)
+                        line += (f"; rows statement {ours:.1f} ms, psql {bare:.1f} ms: "
+                                 f"{bare / ours:.2f}x psql's speed")
+                    print(line, flush=True)
             async with ctx.db.read() as session:
                 year = await service.parse(session, settings=ctx.settings, caller=caller,
-                                           params={"since": "2030-01-01",
-                                                   "until": "2030-12-31"})
-                stmt, _limit, _refs = await service.usage_statement(session, year, caller)
+                                           params={"since": RANGES[1][1],
+                                                   "until": RANGES[1][2]})
             rss_before, rss_peak, rows, size = rss_kib(), 0, 0, 0
             t = time.perf_counter()
             async for chunk in service.csv_stream(ctx.db.read, name="usage",
@@ -201,24 +319,15 @@ async def main(visits: int, runs: int) -> None:
                 rows += chunk.count(b"\r\n")
                 rss_peak = max(rss_peak, rss_kib())
             csv_s = time.perf_counter() - t
-            print(f"usage CSV: {rows - 1} rows, {size / 1e6:.1f} MB in {csv_s:.2f} s; RSS "
-                  f"{rss_before / 1024:.0f} MiB before, peak {rss_peak / 1024:.0f} MiB")
-            bare = psql_ms(name, literal_sql(stmt), runs)
-            ours: list[float] = []
-            for _run in range(runs):
-                async with ctx.db.read() as session:
-                    t = time.perf_counter()
-                    await repo.all_rows(session, stmt)
-                    ours.append((time.perf_counter() - t) * 1000)
-            print(f"usage rows (year) via OpenVisit median {statistics.median(ours):.0f} ms, "
-                  f"psql median {statistics.median(bare):.0f} ms: "
-                  f"{statistics.median(bare) / statistics.median(ours):.2f}x psql's speed")
+            print(f"usage CSV (year): {rows - 1} rows, {size / 1e6:.1f} MB in {csv_s:.2f} s; "
+                  f"RSS {rss_before / 1024:.0f} MiB before, peak {rss_peak / 1024:.0f} MiB")
         finally:
             await ctx.close()
     finally:
-        async with admin.engine.connect() as conn:
-            await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(
-                text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if not keep:
+            async with admin.engine.connect() as conn:
+                await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(
+                    text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         await admin.dispose()
 
 
@@ -226,6 +335,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--visits", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--database", help="reuse this database if it is seeded (else seed "
+                        "it); with --keep, later runs skip the seeding")
+    parser.add_argument("--keep", action="store_true", help="do not drop the database")
+    parser.add_argument("--explain", action="store_true",
+                        help="print EXPLAIN (ANALYZE, BUFFERS) of each rows statement")
+    parser.add_argument("--reports", default=",".join(REPORTS))
     args = parser.parse_args()
-    asyncio.run(main(args.visits, args.runs))
-
+    asyncio.run(main(args.visits, args.runs, database=args.database, keep=args.keep,
+                     explain=args.explain, reports=args.reports.split(",")))

@@ -14,7 +14,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Float,
+    Integer,
     Row,
     RowMapping,
     Select,
@@ -22,11 +24,15 @@ from sqlalchemy import (
     Subquery,
     and_,
     case,
+    cast,
     exists,
     func,
     literal,
+    literal_column,
+    null,
     or_,
     select,
+    text,
     union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -127,12 +133,34 @@ class Scope:
 
 
 def calendar(buckets: Sequence[tuple[str, datetime, datetime]], name: str) -> Subquery:
-    """A table (key, lo, hi) of half-open UTC intervals: local days or months."""
+    """A table (key, lo, hi, n) of half-open UTC intervals: local days or months; ``n`` is
+    the bucket's position (0, 1, …)."""
     parts = [select(literal(key, String()).label("key"), literal(lo, UTCDateTime()).label("lo"),
-                    literal(hi, UTCDateTime()).label("hi")) for key, lo, hi in buckets]
+                    literal(hi, UTCDateTime()).label("hi"), literal(n).label("n"))
+             for n, (key, lo, hi) in enumerate(buckets)]
     if len(parts) == 1:
         return parts[0].subquery(name)
     return union_all(*parts).subquery(name)
+
+
+def day_of(at: ColumnElement[Any], days: Sequence[tuple[str, datetime, datetime]],
+           name: str) -> tuple[ColumnElement[Any], list[tuple[Subquery, ColumnElement[bool]]]]:
+    """The local day (its key) an instant falls on, by equality joins: ``at``'s day is
+    within one of the 24-hour count from the first day's start (a local day is 23-25 hours
+    long; the offset drifts by at most a few hours over a range), so three joins on ``n``
+    (hashable, unlike ``lo <= at < hi`` against every day, a nested loop of rows × days:
+    2.9 s of the year's quality page) and a check of the true bounds find it. Returns the
+    key and the (table, condition) pairs to outer-join."""
+    start = days[0][1]
+    # CAST rounds on PostgreSQL and truncates on SQLite: either way within one of the day.
+    approx = cast(seconds_between(literal(start, UTCDateTime()), at) / 86400, Integer)
+    joins: list[tuple[Subquery, ColumnElement[bool]]] = []
+    whens: list[tuple[ColumnElement[bool], ColumnElement[Any]]] = []
+    for shift in (0, -1, 1):
+        cal = calendar(days, f"{name}_{shift + 1}")
+        joins.append((cal, cal.c.n == approx + shift))
+        whens.append((and_(at >= cal.c.lo, at < cal.c.hi), cal.c.key))
+    return case(*whens, else_=None), joins
 
 
 def _appointment_filters(scope: Scope) -> list[ColumnElement[bool]]:
@@ -194,103 +222,124 @@ def usage_rows(scope: Scope, *, months: Sequence[tuple[str, datetime, datetime]]
                .where(Visit.organisation_id == scope.organisation_id, Visit.kind == "visit")
                .subquery("counted"))
     v = _visits(scope)
-    in_scope = select(v.c.id)
-    seat = Participant
-    seats = (select(seat.visit_id,
-                    *[func.sum(_flag(and_(seat.role == role, seat.admitted_at.is_not(None))))
-                      .label(f"n_{role}") for role in ("provider", "patient", "interpreter",
-                                                        "guest")])
-             .where(seat.visit_id.in_(in_scope)).group_by(seat.visit_id).subquery("seats"))
-    providers = (select(seat.visit_id, seat.ehr_user_id)
-                 .where(seat.visit_id.in_(in_scope), seat.role == "provider",
-                        seat.ehr_user_id.is_not(None))
-                 .order_by(seat.visit_id, seat.ehr_user_id).subquery("providers"))
-    staff = (select(providers.c.visit_id, joined(providers.c.ehr_user_id).label("staff"))
-             .group_by(providers.c.visit_id).subquery("staff"))
-    ev = VisitEvent
-    waits = (select(seat.visit_id,
-                    func.min(case((ev.kind == "joined", ev.at))).label("first_join"),
-                    func.min(case((ev.kind == "admitted", ev.at))).label("first_admit"))
-             .join(seat, seat.id == ev.participant_id)
-             .where(seat.visit_id.in_(in_scope), seat.role == "patient",
-                    ev.kind.in_(("joined", "admitted")))
-             .group_by(seat.visit_id).subquery("waits"))
-    ended = (select(ev.visit_id, func.max(ev.data["by_role"].as_string()).label("ended_by"))
-             .where(ev.visit_id.in_(in_scope), ev.kind == "ended")
-             .group_by(ev.visit_id).subquery("ended"))
+    # Everything per visit is aggregated once over the range's rows (GROUP BY visit_id of
+    # the range's seats, and of its events), then joined: no `IN (scope)` sub-select or
+    # per-column aggregate over the whole seat and event tables.
+    seat, ev = Participant, VisitEvent
+    # The range's seats, read once (a CTE: the seat counts and the events both use them).
+    seat_cols: list[Any] = [seat.id, seat.visit_id, seat.role, seat.admitted_at,
+                            seat.ehr_user_id]
+    if patient_refs:
+        seat_cols.append(seat.patient_ref_enc)
+    seat_range = _visits(scope)
+    range_seats = (select(*seat_cols).join(seat_range, seat_range.c.id == seat.visit_id)
+                   .cte("range_seats"))
+    rs = range_seats.c
+    # Ordered by (visit, EHR user id): SQLite's group_concat keeps that order.
+    ranged = (select(range_seats).order_by(rs.visit_id, rs.ehr_user_id)
+              .subquery("ranged_seats"))
+    aggregates: list[Any] = [
+        *[func.sum(_flag(and_(ranged.c.role == role, ranged.c.admitted_at.is_not(None))))
+          .label(f"n_{role}") for role in ("provider", "patient", "interpreter", "guest")],
+        joined(case((ranged.c.role == "provider", ranged.c.ehr_user_id))).label("staff")]
+    if patient_refs:
+        # Sealed copies (privacy.refs): the service opens and sorts them.
+        aggregates.append(joined(case((ranged.c.role == "patient", ranged.c.patient_ref_enc)))
+                          .label("patient_refs"))
+    seats = (select(ranged.c.visit_id, *aggregates)
+             .group_by(ranged.c.visit_id).subquery("seats"))
+    # One pass over the range's events: the patients' first join and first admission (the
+    # lobby wait) and who ended the visit.
+    event_range = _visits(scope)
+    patient_event = and_(rs.role == "patient", rs.visit_id == ev.visit_id)
+    events = (select(ev.visit_id,
+                     func.min(case((and_(ev.kind == "joined", patient_event), ev.at)))
+                     .label("first_join"),
+                     func.min(case((and_(ev.kind == "admitted", patient_event), ev.at)))
+                     .label("first_admit"),
+                     func.max(case((ev.kind == "ended", ev.data["by_role"].as_string())))
+                     .label("ended_by"))
+              .join(event_range, event_range.c.id == ev.visit_id)
+              .outerjoin(range_seats, rs.id == ev.participant_id)
+              .where(ev.kind.in_(("joined", "admitted", "ended")))
+              .group_by(ev.visit_id).subquery("events"))
     over: ColumnElement[Any] = (counted.c.month_no > limit) if limit is not None else literal(
         False)
     columns: list[Any] = [
-        v.c.id.label("visit_id"), v.c.started_at, v.c.department, staff.c.staff,
+        v.c.id.label("visit_id"), v.c.started_at, v.c.department, seats.c.staff,
         v.c.scheduled_at, v.c.ended_at,
         seconds_between(v.c.started_at, v.c.ended_at).label("duration_s"),
         *[func.coalesce(seats.c[f"n_{r}"], 0).label(f"n_{r}")
           for r in ("provider", "patient", "interpreter", "guest")],
-        seconds_between(waits.c.first_join, waits.c.first_admit).label("lobby_wait_s"),
-        ended.c.ended_by, counted.c.month_no, _flag(over).label("over_allocation"),
+        seconds_between(events.c.first_join, events.c.first_admit).label("lobby_wait_s"),
+        events.c.ended_by, counted.c.month_no, _flag(over).label("over_allocation"),
         v.c.endpoint, v.c.environment,
     ]
     if patient_refs:
-        # Sealed copies (privacy.refs): the service opens and sorts them.
-        refs = (select(seat.visit_id, seat.patient_ref_enc)
-                .where(seat.visit_id.in_(in_scope), seat.role == "patient",
-                       seat.patient_ref_enc.is_not(None))
-                .order_by(seat.visit_id, seat.patient_ref_hash).subquery("prefs"))
-        patients = (select(refs.c.visit_id, joined(refs.c.patient_ref_enc).label("patient_refs"))
-                    .group_by(refs.c.visit_id).subquery("patients"))
-        columns.append(patients.c.patient_refs)
+        columns.append(seats.c.patient_refs)
     stmt = (select(*columns)
             .join(counted, counted.c.visit_id == v.c.id)
             .outerjoin(seats, seats.c.visit_id == v.c.id)
-            .outerjoin(staff, staff.c.visit_id == v.c.id)
-            .outerjoin(waits, waits.c.visit_id == v.c.id)
-            .outerjoin(ended, ended.c.visit_id == v.c.id))
-    if patient_refs:
-        stmt = stmt.outerjoin(patients, patients.c.visit_id == v.c.id)
+            .outerjoin(events, events.c.visit_id == v.c.id))
     return stmt.order_by(v.c.started_at, v.c.id)
 
 
-def _summary(rows: Subquery, *group: ColumnElement[Any]) -> Select[Any]:
-    return (select(*group, func.count().label("visits"),
-                   func.coalesce(func.sum(rows.c.duration_s), 0).label("duration_s"),
-                   func.avg(rows.c.lobby_wait_s).label("avg_wait_s"),
-                   func.coalesce(func.sum(rows.c.over_allocation), 0).label("over_allocation"))
-            .select_from(rows))
+async def usage_page(session: AsyncSession, rows: Select[Any], scope: Scope
+                     ) -> tuple[Sequence[Row[Any]], Row[Any], Sequence[Row[Any]],
+                                Sequence[Row[Any]]]:
+    """The rows (in their order), the totals, per department and per staff member (a visit
+    with two clinicians counts for each of them). A summary row's group is its ``key``; its
+    ``duration_s`` and ``over_allocation`` are the sums of its visits', with ``visits`` and
+    ``avg_wait_s``.
 
-
-async def usage_summaries(session: AsyncSession, rows: Select[Any], scope: Scope
-                          ) -> tuple[Row[Any], Sequence[Row[Any]], Sequence[Row[Any]]]:
-    """Totals, per department and per staff member (a visit with two clinicians counts for
-    each of them)."""
-    sub = rows.order_by(None).subquery("usage")
-    total = (await session.execute(_summary(sub))).one()
-    dept = func.coalesce(sub.c.department, "")
-    by_dept = (await session.execute(
-        _summary(sub, dept.label("department")).group_by(dept).order_by(dept))).all()
+    One statement: the rows are a common table expression read by the rows part and the
+    three groupings (PostgreSQL computes a CTE named more than once a single time), so the
+    report's rows are computed once per page, not once more per summary."""
+    sub = rows.order_by(None).cte("usage")
     seat = Participant
     who = (select(seat.visit_id, seat.ehr_user_id)
-           .where(seat.role == "provider", seat.ehr_user_id.is_not(None),
-                  seat.visit_id.in_(select(sub.c.visit_id)))
+           .where(seat.role == "provider", seat.ehr_user_id.is_not(None))
            .subquery("who"))
-    by_staff_stmt = (_summary(sub, who.c.ehr_user_id.label("staff"))
-                     .join(who, who.c.visit_id == sub.c.visit_id)
-                     .group_by(who.c.ehr_user_id).order_by(who.c.ehr_user_id))
+    names = list(sub.c.keys())
+
+    def summary(part: int, key: ColumnElement[Any]) -> Select[Any]:
+        values: dict[str, Any] = {
+            "duration_s": func.coalesce(func.sum(sub.c.duration_s), 0),
+            "over_allocation": func.coalesce(func.sum(sub.c.over_allocation), 0)}
+        return select(literal(part).label("part"),
+                      *[values.get(name, null()).label(name) for name in names],
+                      key.label("key"), func.count().label("visits"),
+                      func.avg(sub.c.lobby_wait_s).label("avg_wait_s")).select_from(sub)
+
+    dept = func.coalesce(sub.c.department, "")
+    by_staff = (summary(3, who.c.ehr_user_id)
+                .join(who, who.c.visit_id == sub.c.visit_id).group_by(who.c.ehr_user_id))
     if scope.staff is not None:
-        by_staff_stmt = by_staff_stmt.where(who.c.ehr_user_id == scope.staff)
-    by_staff = (await session.execute(by_staff_stmt)).all()
-    return total, by_dept, by_staff
+        by_staff = by_staff.where(who.c.ehr_user_id == scope.staff)
+    every = union_all(
+        select(literal(0).label("part"), *[sub.c[name] for name in names],
+               null().label("key"), null().label("visits"), null().label("avg_wait_s")),
+        summary(1, literal("", String())), summary(2, dept).group_by(dept), by_staff,
+    ).subquery("page")
+    found = (await session.execute(select(every).order_by(
+        every.c.part, every.c.key, every.c.started_at, every.c.visit_id))).all()
+    parts: list[list[Row[Any]]] = [[], [], [], []]
+    for row in found:
+        parts[row.part].append(row)
+    return parts[0], parts[1][0], parts[2], parts[3]
 
 
 async def visits_per_day(session: AsyncSession, scope: Scope,
                          days: Sequence[tuple[str, datetime, datetime]]) -> Sequence[Row[Any]]:
     """(day, department, visits) for the stacked chart."""
     v = _visits(scope)
-    cal = calendar(days, "days")
+    day, joins = day_of(v.c.started_at, days, "days")
     dept = func.coalesce(v.c.department, "")
-    stmt = (select(cal.c.key.label("day"), dept.label("department"),
-                   func.count().label("visits"))
-            .join(cal, and_(v.c.started_at >= cal.c.lo, v.c.started_at < cal.c.hi))
-            .group_by(cal.c.key, dept).order_by(cal.c.key, dept))
+    stmt = select(day.label("day"), dept.label("department"),
+                  func.count().label("visits")).select_from(v)
+    for table_, on in joins:
+        stmt = stmt.outerjoin(table_, on)
+    stmt = stmt.where(day.is_not(None)).group_by(day, dept).order_by(day, dept)
     return (await session.execute(stmt)).all()
 
 
@@ -315,26 +364,51 @@ async def wait_distribution(session: AsyncSession, rows: Select[Any]) -> Sequenc
 METRICS = ("rtt_ms", "jitter_ms", "packet_loss_pct", "bitrate_kbps")
 
 
-def quality_rows(scope: Scope, *, poor_rtt_ms: float, poor_jitter_ms: float,
-                 poor_loss_pct: float) -> Select[Any]:
-    """One row per participant of each visit: sample count, median and p95 of each metric
-    (nearest rank), the median resolution, the media path and whether it was poor."""
-    v = _visits(scope)
-    qs = QualitySample
-    part = (qs.visit_id, qs.participant_id)
+class nearest_rank(FunctionElement[float]):
+    """``nearest_rank(x, fraction)`` (PostgreSQL only): the group's value at the nearest
+    rank ⌈fraction·n⌉ of its non-NULL values in ascending order, as
+    ``percentile_disc(fraction) WITHIN GROUP (ORDER BY x)`` (which takes the row at
+    ``ceil(fraction · n)`` in float arithmetic: exact for 0.5 and 0.95, whose product with
+    an integer rounds to that integer whenever the exact product is one). ``fraction`` is
+    a literal column, so it is part of the statement's cache key."""
+
+    type = Float()
+    inherit_cache = True
+    name = "nearest_rank"
+
+
+@compiles(nearest_rank)
+def _nearest_rank_pg(element: nearest_rank, compiler: SQLCompiler, **kw: Any) -> str:
+    x, fraction = list(element.clauses)
+    return (f"percentile_disc({compiler.process(fraction, **kw)}) WITHIN GROUP "
+            f"(ORDER BY {compiler.process(x, **kw)})")
+
+
+def _nearest(x: ColumnElement[Any], percent: int) -> nearest_rank:
+    return nearest_rank(x, literal_column(f"{percent / 100!r}"))
+
+
+#: The median resolution is the frame of the sample at the median frame height; frame
+#: sizes are far below this, so height·FRAME_KEY + width orders by height, then width.
+FRAME_KEY = 65536
+
+
+def _per_participant_ranked(samples: Select[Any]) -> Subquery:
+    """Per (visit, participant): sample count, median and p95 of each metric, the median
+    frame, the best media path — by window functions (row numbers per metric), for SQLite,
+    which has no ordered-set aggregate."""
+    qs = samples.subquery("samples")
+    part = (qs.c.visit_id, qs.c.participant_id)
     ranks: list[Any] = []
     for m in (*METRICS, "frame_height"):
-        col = getattr(qs, m)
+        col = qs.c[m]
         ranks += [
             func.row_number().over(partition_by=part,
                                    order_by=(case((col.is_(None), 1), else_=0), col))
             .label(f"{m}_rn"),
             func.count(col).over(partition_by=part).label(f"{m}_n"),
         ]
-    ranked = (select(qs.visit_id, qs.participant_id, qs.media_path, qs.frame_width,
-                     *[getattr(qs, m) for m in (*METRICS, "frame_height")], *ranks)
-              .where(qs.visit_id.in_(select(v.c.id)))
-              .subquery("ranked"))
+    ranked = select(qs, *ranks).subquery("ranked")
     r = ranked.c
     stats: list[Any] = [func.count().label("samples")]
     for m in METRICS:
@@ -346,14 +420,47 @@ def quality_rows(scope: Scope, *, poor_rtt_ms: float, poor_jitter_ms: float,
               func.max(case((median_h, r.frame_height))).label("height"),
               func.max(case((r.media_path == "relay", 2), (r.media_path == "host", 1),
                             else_=0)).label("path_rank")]
-    per = (select(r.visit_id, r.participant_id, *stats)
-           .group_by(r.visit_id, r.participant_id).subquery("per"))
+    return (select(r.visit_id, r.participant_id, *stats)
+            .group_by(r.visit_id, r.participant_id).subquery("per"))
+
+
+def _per_participant_ordered(samples: Select[Any]) -> Subquery:
+    """The same figures as :func:`_per_participant_ranked` in one GROUP BY with ordered-set
+    aggregates (PostgreSQL): one pass over the samples instead of five sorts and windows."""
+    qs = samples.subquery("samples")
+    stats: list[Any] = [func.count().label("samples")]
+    for m in METRICS:
+        for percent, label in ((50, "median"), (95, "p95")):
+            stats.append(_nearest(qs.c[m], percent).label(f"{m}_{label}"))
+    frame = _nearest(qs.c.frame_height.cast(BigInteger) * FRAME_KEY
+                     + func.coalesce(qs.c.frame_width, 0), 50)
+    frame_n = frame.cast(BigInteger)
+    stats += [func.nullif(frame_n % FRAME_KEY, 0).label("width"),
+              (frame_n // FRAME_KEY).label("height"),
+              func.max(case((qs.c.media_path == "relay", 2), (qs.c.media_path == "host", 1),
+                            else_=0)).label("path_rank")]
+    return (select(qs.c.visit_id, qs.c.participant_id, *stats)
+            .group_by(qs.c.visit_id, qs.c.participant_id).subquery("per"))
+
+
+def quality_rows(scope: Scope, *, poor_rtt_ms: float, poor_jitter_ms: float,
+                 poor_loss_pct: float, ordered_sets: bool = False) -> Select[Any]:
+    """One row per participant of each visit: sample count, median and p95 of each metric
+    (nearest rank), the median resolution, the media path and whether it was poor.
+    ``ordered_sets``: compute them with PostgreSQL's ordered-set aggregates (same values)."""
+    v = _visits(scope)
+    qs = QualitySample
+    sample_range = _visits(scope)
+    samples = (select(qs.visit_id, qs.participant_id, qs.media_path, qs.frame_width,
+                      *[getattr(qs, m) for m in (*METRICS, "frame_height")])
+               .join(sample_range, sample_range.c.id == qs.visit_id))
+    per = (_per_participant_ordered if ordered_sets else _per_participant_ranked)(samples)
     poor = or_(per.c.rtt_ms_p95 > poor_rtt_ms, per.c.jitter_ms_p95 > poor_jitter_ms,
                per.c.packet_loss_pct_p95 > poor_loss_pct)
     path = case((v.c.media_backend != "mesh", "sfu"), (per.c.path_rank == 2, "relay"),
                 (per.c.path_rank == 1, "host"), else_=None)
     stmt = (select(v.c.id.label("visit_id"), v.c.started_at, v.c.department,
-                   Participant.role, Participant.label, per.c.samples,
+                   Participant.role, Participant.label, Participant.seat_no, per.c.samples,
                    *[per.c[f"{m}_{p}"] for m in METRICS for p in ("median", "p95")],
                    per.c.width, per.c.height, path.label("media_path"),
                    _flag(poor).label("poor"))
@@ -363,37 +470,50 @@ def quality_rows(scope: Scope, *, poor_rtt_ms: float, poor_jitter_ms: float,
     return stmt
 
 
-async def quality_summary(session: AsyncSession, rows: Select[Any]) -> RowMapping:
-    """Visits with samples, visits where anyone's call was poor, participants, poor ones."""
-    sub = rows.order_by(None).subquery("quality")
-    per_visit = (select(sub.c.visit_id, func.max(sub.c.poor).label("poor"))
-                 .group_by(sub.c.visit_id).subquery("per_visit"))
-    stmt = select(
-        select(func.count()).select_from(per_visit).scalar_subquery().label("visits"),
-        select(func.coalesce(func.sum(per_visit.c.poor), 0)).scalar_subquery()
-        .label("poor_visits"),
-        select(func.count()).select_from(sub).scalar_subquery().label("participants"),
-        select(func.coalesce(func.sum(sub.c.poor), 0)).select_from(sub).scalar_subquery()
-        .label("poor_participants"),
-        select(func.avg(sub.c.rtt_ms_median)).scalar_subquery().label("avg_rtt_median"),
-    )
-    return (await session.execute(stmt)).one()._mapping
+async def quality_page(session: AsyncSession, rows: Select[Any],
+                       days: Sequence[tuple[str, datetime, datetime]]
+                       ) -> tuple[Sequence[Row[Any]], RowMapping, Sequence[Row[Any]]]:
+    """The rows (in their order); the summary (visits with samples, visits where anyone's
+    call was poor, participants, poor ones, the average median RTT); and (day, visits,
+    poor visits) for the quality-over-time chart.
 
-
-async def quality_per_day(session: AsyncSession, rows: Select[Any],
-                          days: Sequence[tuple[str, datetime, datetime]]) -> Sequence[Row[Any]]:
-    """(day, visits, poor visits) for the quality-over-time chart."""
-    sub = rows.order_by(None).subquery("quality")
+    One statement: the rows and their per-visit roll-up are common table expressions read
+    by the three parts (PostgreSQL computes a CTE named more than once a single time), so
+    the report's rows are computed once per page."""
+    sub = rows.order_by(None).cte("quality")
+    names = list(sub.c.keys())
     per_visit = (select(sub.c.visit_id, func.min(sub.c.started_at).label("started_at"),
-                        func.max(sub.c.poor).label("poor"))
-                 .group_by(sub.c.visit_id).subquery("per_visit"))
-    cal = calendar(days, "days")
-    stmt = (select(cal.c.key.label("day"), func.count().label("visits"),
-                   func.sum(per_visit.c.poor).label("poor_visits"))
-            .join(cal, and_(per_visit.c.started_at >= cal.c.lo,
-                            per_visit.c.started_at < cal.c.hi))
-            .group_by(cal.c.key).order_by(cal.c.key))
-    return (await session.execute(stmt)).all()
+                        func.max(sub.c.poor).label("poor"),
+                        func.count().label("participants"),
+                        func.sum(sub.c.poor).label("poor_participants"),
+                        func.sum(sub.c.rtt_ms_median).label("rtt_sum"),
+                        func.count(sub.c.rtt_ms_median).label("rtt_n"))
+                 .group_by(sub.c.visit_id).cte("per_visit"))
+    no_row = [null().label(name) for name in names]
+    the_rows = select(literal(0).label("part"), *[sub.c[name] for name in names],
+                      null().label("day"), null().label("visits"), null().label("poor_visits"),
+                      null().label("participants"), null().label("poor_participants"),
+                      null().label("avg_rtt_median"))
+    total = select(literal(1), *no_row, literal(None, String()), func.count(),
+                   func.coalesce(func.sum(per_visit.c.poor), 0),
+                   func.coalesce(func.sum(per_visit.c.participants), 0),
+                   func.coalesce(func.sum(per_visit.c.poor_participants), 0),
+                   func.sum(per_visit.c.rtt_sum) / func.nullif(func.sum(per_visit.c.rtt_n), 0))
+    day, joins = day_of(per_visit.c.started_at, days, "days")
+    per_day = (select(literal(2), *no_row, day, func.count(),
+                      func.sum(per_visit.c.poor), null(), null(), null())
+               .select_from(per_visit))
+    for table_, on in joins:
+        per_day = per_day.outerjoin(table_, on)
+    per_day = per_day.where(day.is_not(None)).group_by(day)
+    every = union_all(the_rows, total, per_day).subquery("page")
+    c = every.c
+    found = (await session.execute(select(every).order_by(
+        c.part, c.day, c.started_at, c.visit_id, c.role, c.seat_no))).all()
+    parts: list[list[Row[Any]]] = [[], [], []]
+    for row in found:
+        parts[row.part].append(row)
+    return parts[0], parts[1][0]._mapping, parts[2]
 
 
 # ------------------------------------------------------------------ messages
@@ -501,21 +621,51 @@ def funnel_rows(scope: Scope) -> Select[Any]:
     return stmt
 
 
-async def funnel_by(session: AsyncSession, rows: Select[Any],
-                    dimension: str | None) -> Sequence[Row[Any]]:
-    """The funnel summed by ``department`` or ``language`` (None: one total row)."""
-    sub = rows.subquery("funnel")
+async def funnel_groups(session: AsyncSession, rows: Select[Any]
+                        ) -> tuple[Sequence[Row[Any]], Sequence[Row[Any]], Sequence[Row[Any]]]:
+    """The funnel in total (one row, ``key`` ''), by department and by language (each row's
+    group is its ``key``), in one statement: the rows are a CTE read by the three groupings
+    (computed once on PostgreSQL), not the rows statement run once per grouping."""
+    sub = rows.cte("funnel")
     sums = [func.coalesce(func.sum(sub.c[s]), 0).label(s) for s in (*FUNNEL_STEPS, "no_show")]
-    if dimension is None:
-        stmt = select(literal("").label("key"), func.count().label("appointments"), *sums)
-    else:
-        key = sub.c[dimension]
-        stmt = (select(key.label("key"), func.count().label("appointments"), *sums)
-                .group_by(key).order_by(key))
-    return (await session.execute(stmt.select_from(sub))).all()
+
+    def grouped(part: int, key: ColumnElement[Any] | None) -> Select[Any]:
+        head = [literal(part).label("part"),
+                (literal("", String()) if key is None else key).label("key"),
+                func.count().label("appointments"), *sums]
+        stmt = select(*head).select_from(sub)
+        return stmt if key is None else stmt.group_by(key)
+
+    both = union_all(grouped(0, None), grouped(1, sub.c.department),
+                     grouped(2, sub.c.language)).subquery("funnels")
+    found = (await session.execute(select(both).order_by(both.c.part, both.c.key))).all()
+    total, by_department, by_language = ([r for r in found if r.part == part]
+                                         for part in (0, 1, 2))
+    return total, by_department, by_language
 
 
 # ------------------------------------------------------------------ execution
+
+#: Settings of a report's transaction on PostgreSQL (``SET LOCAL``: they end with it),
+#: measured with ``EXPLAIN ANALYZE`` on the benchmark's data (bench/README.md):
+#: no JIT — a report statement is planned and run once, and over a year's rows its cost
+#: passes ``jit_above_cost``, so PostgreSQL spent ~0.9 s of the year's 2.5 s usage statement
+#: compiling it; 32 MB per sort or hash instead of the default 4 MB — a year's rows
+#: (100,000 visits, 300,000 samples) were sorted on disk ("external merge"): the year's
+#: quality statement went from 1.3-1.5 s to 0.9-1.0 s.
+REPORT_SETTINGS: tuple[str, ...] = ("SET LOCAL jit = off", "SET LOCAL work_mem = '32MB'")
+
+
+def ordered_sets(session: AsyncSession) -> bool:
+    """Whether the session's database has ordered-set aggregates (PostgreSQL)."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
+async def prepare_report(session: AsyncSession) -> None:
+    """Apply :data:`REPORT_SETTINGS` to the session's transaction (PostgreSQL only)."""
+    if session.get_bind().dialect.name == "postgresql":
+        for setting in REPORT_SETTINGS:
+            await session.execute(text(setting))
 
 
 def devicetest_rows(scope: Scope, *, endpoint_ids: Sequence[str] | None = None) -> Select[Any]:
@@ -543,14 +693,19 @@ async def endpoint_facts(session: AsyncSession,
 
 
 async def all_rows(session: AsyncSession, stmt: Select[Any]) -> Sequence[Row[Any]]:
-    rows: Sequence[Row[Any]] = (await session.execute(stmt)).all()
+    """Every row, through the session's connection: the statements select columns, not
+    entities, and Core's result skips the ORM's loading of each row (a third of the time
+    a year's 100,000 quality rows took in Python)."""
+    connection = await session.connection()
+    rows: Sequence[Row[Any]] = (await connection.execute(stmt)).all()
     return rows
 
 
 async def stream_rows(session: AsyncSession, stmt: Select[Any], *,
                       batch: int = 2000) -> AsyncIterator[Row[Any]]:
     """Rows through a server-side cursor (PostgreSQL) in batches: memory stays flat."""
-    result = await session.stream(stmt.execution_options(yield_per=batch))
+    connection = await session.connection()
+    result = await connection.stream(stmt.execution_options(yield_per=batch))
     async for row in result:
         yield row
 

@@ -184,9 +184,20 @@ class FunnelReport(BaseModel):
     by_language: Table
 
 
+#: The exact types of :data:`Cell`: a value of one of them is what validation would keep.
+_CELL_TYPES = frozenset({str, int, float, bool, datetime, type(None)})
+
+
 def table(columns: tuple[Column, ...], rows: list[dict[str, Any]]) -> Table:
-    return Table(columns=[{"key": c.key, "label": c.label} for c in columns],
-                 rows=[{c.key: r.get(c.key) for c in columns} for r in rows])
+    """The rows' cells of ``columns``. Cells that all have an exact :data:`Cell` type (what
+    the services build) skip pydantic's per-cell union validation, which validation would
+    leave unchanged and which took 0.19 s of a month's usage page (8,500 rows of 17 cells);
+    anything else is validated."""
+    heads = [{"key": c.key, "label": c.label} for c in columns]
+    cells = [{c.key: r.get(c.key) for c in columns} for r in rows]
+    if all(type(v) in _CELL_TYPES for row in cells for v in row.values()):
+        return Table.model_construct(columns=heads, rows=cells)
+    return Table(columns=heads, rows=cells)
 
 
 class DeviceTestReport(BaseModel):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol
@@ -314,6 +314,7 @@ async def devicetests(session: AsyncSession, *, query: Query,
                       caller: Caller) -> DeviceTestReport:
     """The device tests patients ran from the clinic's links, newest last."""
     may_read(caller)
+    await repo.prepare_report(session)
     stmt, cells = await _devicetest_plan(session, query, caller)
     rows = [cells(r) for r in await repo.all_rows(session, stmt)]
     return DeviceTestReport(filters=query.filters, rows=table(DEVICETEST_COLUMNS, rows),
@@ -350,10 +351,10 @@ async def usage_statement(session: AsyncSession, query: Query, caller: Caller
 
 async def usage(session: AsyncSession, *, query: Query, caller: Caller) -> UsageReport:
     may_read(caller)
+    await repo.prepare_report(session)
     stmt, limit, refs = await usage_statement(session, query, caller)
-    rows = [usage_cells(r, zone=query.zone, limit=limit, refs=query.refs)
-            for r in await repo.all_rows(session, stmt)]
-    total, by_dept, by_staff = await repo.usage_summaries(session, stmt, query.scope)
+    found, total, by_dept, by_staff = await repo.usage_page(session, stmt, query.scope)
+    rows = [usage_cells(r, zone=query.zone, limit=limit, refs=query.refs) for r in found]
     t = total._mapping
     return UsageReport(
         filters=query.filters, rows=table(usage_columns(refs), rows),
@@ -361,9 +362,8 @@ async def usage(session: AsyncSession, *, query: Query, caller: Caller) -> Usage
                             avg_lobby_wait_s=_round(t["avg_wait_s"]),
                             over_allocation=int(t["over_allocation"]),
                             allocation_limit=limit),
-        by_department=table(SUMMARY_COLUMNS, [_summary_cells(r, "department")
-                                              for r in by_dept]),
-        by_staff=table(SUMMARY_COLUMNS, [_summary_cells(r, "staff") for r in by_staff]))
+        by_department=table(SUMMARY_COLUMNS, [_summary_cells(r, "key") for r in by_dept]),
+        by_staff=table(SUMMARY_COLUMNS, [_summary_cells(r, "key") for r in by_staff]))
 
 
 def _thresholds(settings: Settings) -> dict[str, float]:
@@ -371,10 +371,12 @@ def _thresholds(settings: Settings) -> dict[str, float]:
             "packet_loss_pct": settings.report_poor_loss_pct}
 
 
-def _quality_statement(settings: Settings, query: Query) -> Select[Any]:
+def _quality_statement(session: AsyncSession, settings: Settings, query: Query
+                       ) -> Select[Any]:
     return repo.quality_rows(query.scope, poor_rtt_ms=settings.report_poor_rtt_ms,
                              poor_jitter_ms=settings.report_poor_jitter_ms,
-                             poor_loss_pct=settings.report_poor_loss_pct)
+                             poor_loss_pct=settings.report_poor_loss_pct,
+                             ordered_sets=repo.ordered_sets(session))
 
 
 PER_DAY_COLUMNS = (Column("day", "Day", "date"), Column("visits", "Visits with samples", "int"),
@@ -384,10 +386,10 @@ PER_DAY_COLUMNS = (Column("day", "Day", "date"), Column("visits", "Visits with s
 async def quality(session: AsyncSession, *, settings: Settings, query: Query,
                   caller: Caller) -> QualityReport:
     may_read(caller)
-    stmt = _quality_statement(settings, query)
-    rows = [quality_cells(r, zone=query.zone) for r in await repo.all_rows(session, stmt)]
-    s = await repo.quality_summary(session, stmt)
-    per_day = await repo.quality_per_day(session, stmt, query.days)
+    await repo.prepare_report(session)
+    stmt = _quality_statement(session, settings, query)
+    found, s, per_day = await repo.quality_page(session, stmt, query.days)
+    rows = [quality_cells(r, zone=query.zone) for r in found]
     visits = int(s["visits"] or 0)
     return QualityReport(
         filters=query.filters, rows=table(QUALITY_COLUMNS, rows),
@@ -412,6 +414,7 @@ CHANNEL_COLUMNS = (Column("channel", "Channel"), Column("messages", "Messages", 
 
 async def messages(session: AsyncSession, *, query: Query, caller: Caller) -> MessageReport:
     may_read(caller)
+    await repo.prepare_report(session)
     stmt = repo.message_rows(query.scope)
     rows = [message_cells(r, zone=query.zone) for r in await repo.all_rows(session, stmt)]
     by_channel, opt_outs = await repo.message_summary(session, stmt, query.scope)
@@ -427,21 +430,23 @@ async def messages(session: AsyncSession, *, query: Query, caller: Caller) -> Me
 
 async def funnel(session: AsyncSession, *, query: Query, caller: Caller) -> FunnelReport:
     may_read(caller)
-    stmt = repo.funnel_rows(query.scope)
+    await repo.prepare_report(session)
+    total, by_department, by_language = await repo.funnel_groups(
+        session, repo.funnel_rows(query.scope))
 
-    async def by(dimension: str | None, blank: str) -> Table:
-        found = await repo.funnel_by(session, stmt, dimension)
+    def by(found: Sequence[Row[Any]], blank: str) -> Table:
         return table(FUNNEL_COLUMNS, [funnel_cells(r, blank=blank) for r in found])
 
-    return FunnelReport(filters=query.filters, total=await by(None, _("All")),
-                        by_department=await by("department", _("(no department)")),
-                        by_language=await by("language", _("(not known)")))
+    return FunnelReport(filters=query.filters, total=by(total, _("All")),
+                        by_department=by(by_department, _("(no department)")),
+                        by_language=by(by_language, _("(not known)")))
 
 
 async def charts(session: AsyncSession, *, name: ReportName, settings: Settings, query: Query,
                  caller: Caller) -> dict[str, Any]:
     """The data behind a page's charts (the funnel and quality pages reuse their report)."""
     may_read(caller)
+    await repo.prepare_report(session)
     if name == "usage":
         stmt, _limit, _refs = await usage_statement(session, query, caller)
         per_day = await repo.visits_per_day(session, query.scope, query.days)
@@ -469,6 +474,7 @@ async def csv_stream(app_read: Callable[[], Any], *, name: ReportName, settings:
     ``language`` of the request (the body may be sent from another context)."""
     i18n.activate(language)
     async with app_read() as session:
+        await repo.prepare_report(session)
         columns, statement, cells = await _csv_plan(session, name=name, settings=settings,
                                                     query=query, caller=caller)
         yield ("\ufeff" + _csv_line([_(c.label) for c in columns])).encode("utf-8")
@@ -494,7 +500,7 @@ async def _csv_plan(session: AsyncSession, *, name: ReportName, settings: Settin
         return usage_columns(refs), stmt, lambda r: usage_cells(r, zone=query.zone, limit=limit,
                                                                   refs=query.refs)
     if name == "quality":
-        return (QUALITY_COLUMNS, _quality_statement(settings, query),
+        return (QUALITY_COLUMNS, _quality_statement(session, settings, query),
                 lambda r: quality_cells(r, zone=query.zone))
     if name == "messages":
         return MESSAGE_COLUMNS, repo.message_rows(query.scope), (
