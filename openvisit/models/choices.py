@@ -78,6 +78,12 @@ Change = Literal[
 #: notice is sent, contacts are kept only for the grace period.
 ENDED_STATUSES: frozenset[AppointmentStatus] = frozenset(
     {"cancelled", "noshow", "entered-in-error", "fulfilled"})
+#: Ended statuses of an appointment that did not take place (called off, missed, or never
+#: real): all of :data:`ENDED_STATUSES` but "fulfilled". Where the question is "is there a
+#: visit to go to today?" a fulfilled appointment still counts: it did take place, and a
+#: patient who launches again after the EHR marked it fulfilled (a dropped call, check-out
+#: done early) lands in that visit, whose page says whether it has ended.
+NOT_HELD_STATUSES: frozenset[AppointmentStatus] = ENDED_STATUSES - {"fulfilled"}
 #: Changes that end the appointment (S15, S16, S17, S26).
 ENDING_CHANGES: frozenset[Change] = frozenset({"cancelled", "discontinued", "deleted", "noshow"})
 
