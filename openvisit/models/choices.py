@@ -67,7 +67,8 @@ AppointmentStatus = Literal[
     "entered-in-error", "checked-in", "waitlist",
 ]
 #: Where OpenVisit learnt of an appointment: a SMART launch ("fhir"), the SIU feed ("hl7"),
-#: an Epic link ("epic-link") or none, a visit opened on the spot ("adhoc").
+#: an Epic link ("epic-link"); "adhoc" is kept for an appointment made on the spot (nothing
+#: writes it yet: an ad-hoc visit today has no appointment at all).
 AppointmentSource = Literal["fhir", "hl7", "epic-link", "adhoc"]
 #: What a change of an appointment means for the patient: handed by the scheduling feed to
 #: notifications (one meaning per SIU event, HL7 v2.5.1 §10.3).
