@@ -157,7 +157,6 @@ class AppContext:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A database transaction that wakes workers after commit if it enqueued jobs."""
         async with self.db.transaction() as session:
-            session.info["openvisit.ctx"] = self
             yield session
             if session.info.get("openvisit.jobs_enqueued"):
                 after_commit(session, self._wake_workers)
