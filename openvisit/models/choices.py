@@ -10,10 +10,8 @@ are the same type and nothing converts at the boundary.
 
 Vocabularies that stay open on purpose are plain strings: a job's ``kind`` (plug-in modules
 add kinds), a visit event's ``kind`` (write-back and reports add events), an appointment's
-``status`` (the launch stores the EHR's FHIR status as given), what the provider reports (a
-receipt's status, a number's ``verification_status``) and a write-back row's ``what`` (a
-vendor's adapter in ``writeback/<vendor>/`` plans kinds of its own, so adding one touches
-only that folder).
+``status`` (the launch stores the EHR's FHIR status as given) and what a provider reports
+(a receipt's status, a number's ``verification_status``).
 """
 
 from __future__ import annotations
@@ -119,6 +117,12 @@ MessageStatus = Literal[
 WritebackState = Literal["pending", "retrying", "sent", "failed", "blocked", "skipped"]
 #: The vendor profile of an endpoint's write-back (``openvisit.writeback.adapters``).
 WritebackProfile = Literal["generic", "epic", "oracle"]
+#: What a write-back row writes (``Writeback.what``; the constants of
+#: ``openvisit.writeback.adapter``, whose payloads ``writeback.service`` builds).
+WritebackWhat = Literal[
+    "audit", "encounter", "appointment_status", "devicetest", "message", "arrived",
+    "connection_status", "video_link", "arrived_webhook",
+]
 
 VENDORS: tuple[Vendor, ...] = get_args(Vendor)
 ENVIRONMENTS: tuple[Environment, ...] = get_args(Environment)
@@ -149,6 +153,7 @@ NOTIFICATION_PURPOSES: tuple[NotificationPurpose, ...] = get_args(NotificationPu
 NOTIFICATION_MESSAGES: tuple[NotificationMessage, ...] = get_args(NotificationMessage)
 WRITEBACK_STATES: tuple[WritebackState, ...] = get_args(WritebackState)
 WRITEBACK_PROFILES: tuple[WritebackProfile, ...] = get_args(WritebackProfile)
+WRITEBACK_WHATS: tuple[WritebackWhat, ...] = get_args(WritebackWhat)
 
 
 Value = TypeVar("Value", bound=str)

@@ -424,7 +424,7 @@ def upgrade() -> None:
     sa.Column('endpoint_id', sa.Uuid(), nullable=False),
     sa.Column('order_key', sa.String(length=64), nullable=False),
     sa.Column('key', sa.String(length=120), nullable=False),
-    sa.Column('what', sa.String(length=32), nullable=False),
+    sa.Column('what', sa.Enum('audit', 'encounter', 'appointment_status', 'devicetest', 'message', 'arrived', 'connection_status', 'video_link', 'arrived_webhook', name='what', native_enum=False, create_constraint=True, length=32), nullable=False),
     sa.Column('event_kind', sa.String(length=32), nullable=False),
     sa.Column('visit_event_id', sa.BigInteger(), nullable=True),
     sa.Column('payload', sa.JSON(), nullable=False),
