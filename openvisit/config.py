@@ -20,6 +20,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from openvisit.errors import ConfigurationError
+from openvisit.models.choices import EmailProvider, MediaBackend, SmsProvider
 
 #: A well-known value that only development may use. Production refuses it (and anything short).
 DEV_SECRET_KEY = "openvisit-development-secret-key-do-not-use-in-production"
@@ -157,7 +158,7 @@ class Settings(BaseSettings):
     #: "livekit" (an SFU). A visit keeps the backend it was opened with. The SFUs' rooms and
     #: grants are managed; the room page's media path through them is not built yet
     #: (docs/deploy.md, "Status").
-    media_backend: Literal["mesh", "janus", "livekit"] = "mesh"
+    media_backend: MediaBackend = "mesh"
     #: Janus's HTTP API, e.g. http://janus.internal:8088/janus (OpenVisit drives it; browsers
     #: never reach it with admin rights), its ``api_secret`` and the VideoRoom ``admin_key``.
     janus_url: str = ""
@@ -186,9 +187,9 @@ class Settings(BaseSettings):
     # Notifications (openvisit.notify): SMS and e-mail confirmations and reminders.
     #: The SMS transport when the endpoint has no linked number naming its own provider.
     #: "outbox" keeps messages in the database for the /ops/outbox page (nothing leaves).
-    sms_provider: Literal["outbox", "twilio", "smpp", "azure"] = "outbox"
+    sms_provider: SmsProvider = "outbox"
     #: "outbox" keeps e-mail in the database too; "smtp" sends through smtp_host.
-    email_provider: Literal["outbox", "smtp"] = "outbox"
+    email_provider: EmailProvider = "outbox"
     #: Sending number (E.164) or alphanumeric sender id for endpoints without a linked number.
     sms_sender: str = ""
     twilio_account_sid: str = ""

@@ -32,6 +32,8 @@ if TYPE_CHECKING:  # the holders' types only; the objects are made by their pack
     from openvisit.media.backend import MediaBackend
     from openvisit.notify.transport import EmailTransport, SmsTransport
     from openvisit.portal.signin.passwords import PasswordWorkers
+    from openvisit.signalling.limits import HelloGate
+    from openvisit.signalling.rooms import Rooms
     from openvisit.smart.idtoken import JwksCache
     from openvisit.smart.keys import KeySet
     from openvisit.visits.tokens import JoinLinks
@@ -79,6 +81,10 @@ class Services:
     writeback_tokens: BackendTokens | None = None
     #: :func:`openvisit.media.backends.backend_named`: the media backends in use, by name.
     media_backends: dict[str, MediaBackend] = field(default_factory=dict)
+    #: :func:`openvisit.signalling.endpoint.rooms_of` and ``gate_of``: this process's visit
+    #: rooms and its count of sockets that have not said hello yet.
+    visit_rooms: Rooms | None = None
+    hello_gate: HelloGate | None = None
 
     async def aclose(self) -> None:
         """Close what holds connections or threads (transports, peers, clients, pools)."""
@@ -151,7 +157,6 @@ class AppContext:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A database transaction that wakes workers after commit if it enqueued jobs."""
         async with self.db.transaction() as session:
-            session.info["openvisit.ctx"] = self
             yield session
             if session.info.get("openvisit.jobs_enqueued"):
                 after_commit(session, self._wake_workers)

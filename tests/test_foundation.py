@@ -168,6 +168,10 @@ OUT_OF_VOCABULARY = [
     ("participant", "role", "observer"),
     ("participant", "lobby_state", "kicked"),
     ("contact", "kind", "fax"),
+    ("visit", "media_backend", "webex"),
+    ("appointment", "source", "fax"),
+    ("participant", "invited_by", "clinician"),
+    ("organisation", "provider_label_mode", "name"),
 ]
 
 
@@ -204,5 +208,20 @@ async def test_it_refuses_a_value_outside_the_columns_vocabulary_in_the_database
                    ("contact", "kind"): "email", ("job", "state"): "cancelled",
                    ("ehr_endpoint", "state"): "approved", ("ehr_endpoint", "vendor"): "epic",
                    ("ehr_endpoint", "environment"): "production",
-                   ("ehr_endpoint", "auth_method"): "none"}[(table, column)]
+                   ("ehr_endpoint", "auth_method"): "none",
+                   ("visit", "media_backend"): "janus", ("appointment", "source"): "hl7",
+                   ("participant", "invited_by"): "patient",
+                   ("organisation", "provider_label_mode"): "display"}[(table, column)]
         await session.execute(text(f"UPDATE {table} SET {column} = :value"), {"value": allowed})
+
+
+def test_it_names_the_same_providers_and_backends_in_their_tables_as_in_the_vocabulary() -> None:
+    """Settings, the CHECK constraints and the tables that serve each name agree."""
+    from openvisit.media.backends import BACKENDS
+    from openvisit.models import choices
+    from openvisit.notify import providers
+
+    assert tuple(providers.SMS_PROVIDERS) == choices.SMS_PROVIDERS
+    assert tuple(providers.EMAIL_PROVIDERS) == choices.EMAIL_PROVIDERS
+    assert set(providers.NUMBER_PROVIDERS) <= set(choices.SMS_PROVIDERS)
+    assert tuple(BACKENDS) == choices.MEDIA_BACKENDS

@@ -3,9 +3,12 @@
 1. Only repositories build SQL: a call of SQLAlchemy's ``select``/``insert``/``update``/
    ``delete`` (the core functions, the dialect inserts, ``text``) appears only in a
    ``repository.py`` or in ``db.py``.
+   Nor does any other module run a statement on a session (``session.execute``/``scalar``/
+   ``scalars``/``stream``): a statement run elsewhere was built elsewhere.
 2. Views call services: a module that serves pages or JSON (``views.py``, ``endpoints.py``,
    ``api.py``, ``views_*.py``, ``api_*.py``, ``routes.py``, ``hooks.py``, ``http.py``) and the
-   CLI import no repository.
+   CLI import no repository and load nothing through the session themselves (not even
+   ``session.get``, which services may use on the unit of work).
 3. No string registries: ``importlib.import_module`` only where a deployment names modules in
    its configuration (``OPENVISIT_JOB_MODULES``).
 
@@ -25,6 +28,10 @@ PACKAGE = Path(__file__).resolve().parent.parent / "openvisit"
 SQL_MODULES = ("sqlalchemy", "sqlalchemy.sql", "sqlalchemy.sql.expression",
                "sqlalchemy.dialects.postgresql", "sqlalchemy.dialects.sqlite")
 SQL_FUNCTIONS = frozenset({"select", "insert", "update", "delete", "text", "tuple_"})
+#: Session methods that run a statement (only repositories and db.py call them).
+SESSION_RUNS = frozenset({"execute", "scalar", "scalars", "stream", "stream_scalars"})
+#: ... and the ones a view may not call either: it asks a service for the row.
+VIEW_SESSION_LOADS = SESSION_RUNS | {"get", "get_one"}
 
 #: Files that may still build SQL outside a repository (none: keep it so).
 SQL_ALLOWED: dict[str, str] = {}
@@ -85,6 +92,25 @@ def sql_calls(tree: ast.Module) -> list[tuple[int, str]]:
     return calls
 
 
+def session_calls(tree: ast.Module, methods: frozenset[str]) -> list[tuple[int, str]]:
+    """``(line, method)`` of every call of one of ``methods`` on a session in ``tree``.
+
+    A session is whatever the code calls one: a name or attribute ending in ``session``
+    (``session``, ``job.session``, ``read_session``); ``dict.get`` or ``request.stream`` is not.
+    """
+    calls = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr in methods):
+            continue
+        receiver = node.func.value
+        name = receiver.id if isinstance(receiver, ast.Name) else \
+            receiver.attr if isinstance(receiver, ast.Attribute) else ""
+        if name.endswith("session"):
+            calls.append((node.lineno, node.func.attr))
+    return calls
+
+
 def _is_view(relative: str) -> bool:
     name = relative.rsplit("/", 1)[-1]
     return name in VIEW_NAMES or name.startswith(VIEW_PREFIXES)
@@ -114,6 +140,18 @@ def test_it_finds_sql_only_in_repositories_and_db() -> None:
     assert outside == [], "SQL belongs in the package's repository.py:\n" + "\n".join(outside)
 
 
+def test_it_runs_statements_on_the_session_only_in_repositories_and_db() -> None:
+    outside = sorted(
+        f"openvisit/{relative}:{line} session.{method}()"
+        for relative, tree in _modules()
+        if not relative.endswith("repository.py") and relative != "db.py"
+        and relative not in SQL_ALLOWED
+        for line, method in session_calls(tree, SESSION_RUNS)
+    )
+    assert outside == [], "statements run in the package's repository.py:\n" + \
+        "\n".join(outside)
+
+
 def test_it_keeps_the_sql_allow_list_to_files_that_still_need_it() -> None:
     modules = dict(_modules())
     stale = [relative for relative in SQL_ALLOWED
@@ -126,6 +164,17 @@ def test_it_lets_views_reach_the_database_only_through_services() -> None:
               if _is_view(relative) and relative not in VIEW_REPOSITORY_ALLOWED
               and _imports_repository(tree)]
     assert direct == [], "views call services, never a repository:\n" + "\n".join(direct)
+
+
+def test_it_lets_views_load_rows_only_through_services() -> None:
+    direct = sorted(
+        f"openvisit/{relative}:{line} session.{method}()"
+        for relative, tree in _modules()
+        if _is_view(relative) and relative not in VIEW_REPOSITORY_ALLOWED
+        for line, method in session_calls(tree, VIEW_SESSION_LOADS)
+    )
+    assert direct == [], "views ask a service for rows, never the session:\n" + \
+        "\n".join(direct)
 
 
 def test_it_keeps_the_view_allow_list_to_files_that_still_need_it() -> None:
@@ -169,3 +218,18 @@ router.delete("/x")
 '''
     assert [name for _line, name in sql_calls(ast.parse(source))] == [
         "pick", "update", "insert", "insert"]
+
+
+def test_it_recognises_a_session_however_it_is_named() -> None:
+    """The session detector: any name ending in ``session``; other objects' methods do not."""
+    source = '''
+await session.get(Model, 1)
+await job.session.execute(statement)
+await read_session.scalars(statement)
+await self.session.scalar(statement)
+settings.get("x")
+request.stream()
+engine.execute(statement)
+'''
+    assert [method for _line, method in session_calls(ast.parse(source), VIEW_SESSION_LOADS)] \
+        == ["get", "execute", "scalars", "scalar"]

@@ -16,7 +16,7 @@ from tests.support.backend import REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), pytest.mark.postgres_pass]
 
-OPTIONAL = ("twilio", "smpplib", "aiortc", "azure.communication.sms", "livekit", "hl7")
+OPTIONAL = ("twilio", "smpplib", "aiortc", "livekit", "hl7")
 
 
 def test_it_serves_from_a_bare_install_without_any_extra(tmp_path: Path) -> None:

@@ -44,6 +44,10 @@ class Subscription:
     def resync(self) -> None:
         self.deliver(RESYNC, {})
 
+    def pending(self) -> int:
+        """How many messages wait in this inbox (0: :meth:`get` would wait)."""
+        return self._queue.qsize()
+
     async def get(self, timeout: float | None = None) -> tuple[str, Message]:
         """The next (channel, message); raises :class:`TimeoutError` after ``timeout``."""
         item = await asyncio.wait_for(self._queue.get(), timeout)

@@ -203,8 +203,14 @@ class LoopbackCalls:
         pc, timer = entry
         if cancel_timer:
             timer.cancel()
+        # Tracked from the moment the call leaves _calls (no await in between), so aclose()
+        # waits for a close that a state change began, rather than the process ending it
+        # halfway with the peer's sockets still open.
+        closing = asyncio.ensure_future(pc.close())
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
         with contextlib.suppress(Exception):
-            await pc.close()
+            await asyncio.shield(closing)  # the waiter cancelled (a timer), the close goes on
         log.info("devicetest_call_ended", call_id=str(call_id), active=len(self._calls))
 
     async def aclose(self) -> None:

@@ -45,14 +45,17 @@ EVENT_CHANGE: dict[SiuEvent, Change] = {
 #: the notification history (was the patient told?) survives for the cancellation notice.
 #: S16 (discontinued) ends what is left of the appointment: FHIR has no "discontinued", and
 #: for the patient the rest of it is cancelled.
-EVENT_STATUS: dict[SiuEvent, str] = {
+EVENT_STATUS: dict[SiuEvent, AppointmentStatus] = {
     SiuEvent.S15: "cancelled",
     SiuEvent.S16: "cancelled",
     SiuEvent.S17: "cancelled",
     SiuEvent.S26: "noshow",
 }
 #: Statuses an S12 (a new booking) without SCH-25 lifts: the EHR booked the visit again.
-REBOOKABLE = frozenset({"cancelled", "noshow"})
+#: Only the two that a new booking undoes (docs/siu-intake.md), not all of
+#: :data:`ENDED_STATUSES`: a fulfilled appointment has taken place and one entered in error
+#: was never real, so an S12 for either keeps its status.
+REBOOKABLE: frozenset[AppointmentStatus] = frozenset({"cancelled", "noshow"})
 
 #: FHIR R4 Appointment.status values a status map may name (EHR-SPEC §5).
 FHIR_STATUSES: frozenset[AppointmentStatus] = frozenset(APPOINTMENT_STATUSES)

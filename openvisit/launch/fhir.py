@@ -20,6 +20,7 @@ import httpx
 
 from openvisit.errors import InvalidInput, NotFound, OutboundError
 from openvisit.logs import get_logger
+from openvisit.models.choices import NOT_HELD_STATUSES
 from openvisit.smart.context import LaunchContext, reference_id
 
 log = get_logger(__name__)
@@ -244,7 +245,7 @@ async def todays_appointment(
     ]
     live = [
         c for c in candidates
-        if c.status not in ("cancelled", "noshow", "entered-in-error")
+        if c.status not in NOT_HELD_STATUSES
         and c.patient_ref == f"Patient/{patient_id}"
     ]
     if not live:

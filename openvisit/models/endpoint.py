@@ -15,11 +15,13 @@ from openvisit.models.choices import (
     ENDPOINT_STATES,
     ENVIRONMENTS,
     NUMBER_STATES,
+    SMS_PROVIDERS,
     VENDORS,
     AuthMethod,
     EndpointState,
     Environment,
     NumberState,
+    SmsProvider,
     Vendor,
     choice,
 )
@@ -98,7 +100,8 @@ class PhoneNumber(Timestamped, Base):
         ForeignKey("organisation.id", ondelete="CASCADE"), index=True
     )
     e164: Mapped[str | None] = mapped_column(String(20), default=None, unique=True)
-    provider: Mapped[str] = mapped_column(String(32), default="outbox")
+    provider: Mapped[SmsProvider] = mapped_column(
+        choice(SMS_PROVIDERS, name="provider", length=32), default="outbox")
     state: Mapped[NumberState] = mapped_column(
         choice(NUMBER_STATES, name="state", length=16), default="requested")
     #: Toll-free / number verification status as reported by the provider.

@@ -13,6 +13,17 @@ from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from openvisit.models.base import Base, BigIntId, utcnow
+from openvisit.models.choices import (
+    CONTACT_KINDS,
+    NOTIFICATION_MESSAGES,
+    NOTIFICATION_PURPOSES,
+    SMS_PROVIDERS,
+    ContactKind,
+    NotificationMessage,
+    NotificationPurpose,
+    SmsProvider,
+    choice,
+)
 
 
 class Notification(Base):
@@ -33,10 +44,12 @@ class Notification(Base):
         ForeignKey("appointment.id", ondelete="CASCADE"), index=True, default=None
     )
     job_key: Mapped[str] = mapped_column(String(255), unique=True)
-    #: confirmation | cancellation | reminder | invite
-    purpose: Mapped[str] = mapped_column(String(16))
+    #: confirmation | cancellation | reminder | invite, or other (a send job without a row).
+    purpose: Mapped[NotificationPurpose] = mapped_column(
+        choice(NOTIFICATION_PURPOSES, name="purpose", length=16))
     #: The template: booked | rescheduled | modified | cancelled | reminder | invite.
-    message: Mapped[str] = mapped_column(String(16))
+    message: Mapped[NotificationMessage] = mapped_column(
+        choice(NOTIFICATION_MESSAGES, name="message", length=16))
     #: What the message tells the patient (start time and department), hashed.
     fingerprint: Mapped[str] = mapped_column(String(32))
     start_at: Mapped[datetime]
@@ -58,7 +71,7 @@ class OutboxMessage(Base):
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     reference: Mapped[str] = mapped_column(String(255), unique=True)
-    channel: Mapped[str] = mapped_column(String(8))
+    channel: Mapped[ContactKind] = mapped_column(choice(CONTACT_KINDS, name="channel", length=8))
     sender: Mapped[str] = mapped_column(String(255))
     recipient_masked: Mapped[str] = mapped_column(String(64))
     recipient_enc: Mapped[str] = mapped_column(Text)
@@ -80,7 +93,9 @@ class ProviderReceipt(Base):
     __tablename__ = "provider_receipt"
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
-    provider: Mapped[str] = mapped_column(String(32))
+    #: The SMS provider whose receiver took the receipt (SMPP, Twilio).
+    provider: Mapped[SmsProvider] = mapped_column(
+        choice(SMS_PROVIDERS, name="provider", length=32))
     provider_message_id: Mapped[str] = mapped_column(String(255), index=True)
     recipient_hash: Mapped[str] = mapped_column(String(64), index=True)
     #: SMPP user_message_reference (decimal), when the SMSC echoed it.

@@ -14,10 +14,12 @@ from openvisit.models.choices import (
     JOB_STATES,
     MEDIA_PATHS,
     MESSAGE_CHANNELS,
+    MESSAGE_PROVIDERS,
     MESSAGE_STATUSES,
     JobState,
     MediaPath,
     MessageChannel,
+    MessageProvider,
     MessageStatus,
     choice,
 )
@@ -85,7 +87,8 @@ class MessageLog(Timestamped, Base):
     #: sms | email, or none for a message that was suppressed before a channel was chosen.
     channel: Mapped[MessageChannel] = mapped_column(
         choice(MESSAGE_CHANNELS, name="channel", length=8))
-    provider: Mapped[str] = mapped_column(String(32))
+    provider: Mapped[MessageProvider] = mapped_column(
+        choice(MESSAGE_PROVIDERS, name="provider", length=32))
     recipient_masked: Mapped[str] = mapped_column(String(64))
     #: Keyed hash of the recipient, to apply opt-outs and rate limits without keeping it.
     recipient_hash: Mapped[str] = mapped_column(String(64), index=True)

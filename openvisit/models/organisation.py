@@ -9,7 +9,14 @@ from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from openvisit.models.base import Base, Timestamped, new_id, utcnow
-from openvisit.models.choices import SIGNIN_METHODS, SigninMethod, StaffRole, choice
+from openvisit.models.choices import (
+    PROVIDER_LABEL_MODES,
+    SIGNIN_METHODS,
+    ProviderLabelMode,
+    SigninMethod,
+    StaffRole,
+    choice,
+)
 
 
 class Organisation(Timestamped, Base):
@@ -28,7 +35,8 @@ class Organisation(Timestamped, Base):
     default_phone_region: Mapped[str] = mapped_column(String(2), default="US")
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     #: How patients see providers: "role" ("Your clinician") or "display" (configured label).
-    provider_label_mode: Mapped[str] = mapped_column(String(16), default="role")
+    provider_label_mode: Mapped[ProviderLabelMode] = mapped_column(
+        choice(PROVIDER_LABEL_MODES, name="provider_label_mode", length=16), default="role")
     #: The two SMS consents of the portal's SMS step (send on the organisation's behalf;
     #: patients agreed to receive SMS). Both are needed before numbers or SMS are turned on.
     sms_consent_send_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -11,13 +11,19 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from openvisit.models.base import Base, BigIntId, Timestamped, new_id, utcnow
 from openvisit.models.choices import (
+    APPOINTMENT_SOURCES,
     CONTACT_KINDS,
+    INVITED_BY,
     LOBBY_STATES,
+    MEDIA_BACKENDS,
     PARTICIPANT_ROLES,
     VISIT_KINDS,
     VISIT_STATUSES,
+    AppointmentSource,
     ContactKind,
+    InvitedBy,
     LobbyState,
+    MediaBackend,
     ParticipantRole,
     VisitKind,
     VisitStatus,
@@ -67,7 +73,8 @@ class Appointment(Timestamped, Base):
     status: Mapped[str] = mapped_column(String(24), default="booked")
     language: Mapped[str | None] = mapped_column(String(8), default=None)
     #: "fhir" (launch), "hl7" (SIU feed), "epic-link" or "adhoc".
-    source: Mapped[str] = mapped_column(String(16), default="fhir")
+    source: Mapped[AppointmentSource] = mapped_column(
+        choice(APPOINTMENT_SOURCES, name="source", length=16), default="fhir")
 
 
 class Visit(Timestamped, Base):
@@ -94,7 +101,8 @@ class Visit(Timestamped, Base):
     window_end: Mapped[datetime | None] = mapped_column(default=None)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     ended_at: Mapped[datetime | None] = mapped_column(default=None)
-    media_backend: Mapped[str] = mapped_column(String(16), default="mesh")
+    media_backend: Mapped[MediaBackend] = mapped_column(
+        choice(MEDIA_BACKENDS, name="media_backend", length=16), default="mesh")
 
 
 class Participant(Timestamped, Base):
@@ -138,7 +146,8 @@ class Participant(Timestamped, Base):
     #: Ordinal among seats of the same role in the visit: "Patient 2" is role patient, seat 2.
     seat_no: Mapped[int] = mapped_column(default=1)
     #: "patient" for a family member or caregiver the patient invited; None: the clinician.
-    invited_by: Mapped[str | None] = mapped_column(String(16), default=None)
+    invited_by: Mapped[InvitedBy | None] = mapped_column(
+        choice(INVITED_BY, name="invited_by", length=16), default=None)
     #: Incremented on every state change, so a roster cached in a web process applies bus
     #: events in order even when two processes publish out of commit order.
     rev: Mapped[int] = mapped_column(default=0)

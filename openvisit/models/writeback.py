@@ -17,7 +17,13 @@ from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from openvisit.models.base import Base, BigIntId, utcnow
-from openvisit.models.choices import WRITEBACK_STATES, WritebackState, choice
+from openvisit.models.choices import (
+    WRITEBACK_STATES,
+    WRITEBACK_WHATS,
+    WritebackState,
+    WritebackWhat,
+    choice,
+)
 
 
 class Writeback(Base):
@@ -37,7 +43,7 @@ class Writeback(Base):
     #: Unique: the job key and the ``meta.tag`` the EHR dedupes on (``If-None-Exist``).
     key: Mapped[str] = mapped_column(String(120), unique=True)
     #: audit, encounter, appointment_status, devicetest, message, arrived, connection_status.
-    what: Mapped[str] = mapped_column(String(32))
+    what: Mapped[WritebackWhat] = mapped_column(choice(WRITEBACK_WHATS, name="what", length=32))
     #: The visit event kind (or message template) that caused it.
     event_kind: Mapped[str] = mapped_column(String(32))
     visit_event_id: Mapped[int | None] = mapped_column(BigInteger, default=None)

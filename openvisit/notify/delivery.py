@@ -45,7 +45,7 @@ from openvisit.models import (
     SmsSettings,
     utcnow,
 )
-from openvisit.models.choices import ENDED_STATUSES, ContactKind
+from openvisit.models.choices import ENDED_STATUSES, ContactKind, EmailProvider, SmsProvider
 from openvisit.models.visit import Participant, Visit
 from openvisit.notify import departments, render
 from openvisit.notify import repository as repo
@@ -65,7 +65,7 @@ class Prepared:
     """A message ready to hand over (or to reconcile): the frozen content and its route."""
 
     channel: ContactKind
-    provider: str
+    provider: SmsProvider | EmailProvider
     to: str
     sender: str
     sender_name: str
@@ -315,7 +315,7 @@ async def _route(
 
 
 async def _sender(app: AppContext, session: AsyncSession, *, channel: str,
-                  settings: SmsSettings, now: datetime) -> tuple[str, str]:
+                  settings: SmsSettings, now: datetime) -> tuple[str, SmsProvider | EmailProvider]:
     """(sender, provider) of one message: for SMS the endpoint's sending number, after a
     slot of its per-minute rate (else :class:`Defer` to the slot); for e-mail the From."""
     if channel != "sms":
@@ -329,7 +329,7 @@ async def _sender(app: AppContext, session: AsyncSession, *, channel: str,
 
 
 async def _sms_sender(app: AppContext, session: AsyncSession, *,
-                      endpoint_id: uuid.UUID) -> tuple[str, str]:
+                      endpoint_id: uuid.UUID) -> tuple[str, SmsProvider]:
     """(sender, provider): the endpoint's own number through its provider, else defaults."""
     number = await repo.sending_number(session, endpoint_id)
     if number is not None and number.e164:

@@ -8,13 +8,17 @@ number API) are imported at the top. The two whose SDK is an extra (Twilio messa
 provider is configured, so a bare ``pip install openvisit`` serves (tests/test_packaging.py)
 and a missing extra is named in the error.
 
+The Twilio SDK is imported in :func:`twilio_sdk` alone: the transport and the webhooks'
+signature check (``notify/twilio/hooks.py``) both reach it through that function.
+
 Transports are made once per process and kept in ``AppContext.services`` (SMPP keeps its
 bind open, Twilio its HTTP pool); :meth:`~openvisit.context.AppContext.close` closes them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from openvisit.context import AppContext
 from openvisit.errors import ConfigurationError, InvalidInput
@@ -35,13 +39,31 @@ def _missing_extra(exc: ImportError, *, package: str, extra: str, provider: str)
             f"library is not installed: pip install 'openvisit[{extra}]'.") from exc
 
 
-def _twilio_sms(app: AppContext) -> SmsTransport:
+class TwilioSdk(Protocol):
+    """What OpenVisit uses of ``notify/twilio/transport.py``, the module over the SDK."""
+
+    def sms_transport(self, app: AppContext) -> SmsTransport: ...
+
+    def signature_valid(self, *, auth_token: str, url: str, params: Mapping[str, Any],
+                        signature: str, signature_settings: str) -> bool: ...
+
+
+def twilio_sdk() -> TwilioSdk:
+    """The Twilio module, through the ONE import of the optional Twilio SDK.
+
+    Raises :class:`ConfigurationError` naming the ``twilio`` extra when the SDK is not
+    installed (any other import error is a bug, and is raised as it is).
+    """
     try:  # optional provider: the Twilio SDK (the ``twilio`` extra)
         from openvisit.notify.twilio import transport as twilio
     except ImportError as exc:
         _missing_extra(exc, package="twilio", extra="twilio", provider="Twilio")
         raise
-    return twilio.sms_transport(app)
+    return twilio
+
+
+def _twilio_sms(app: AppContext) -> SmsTransport:
+    return twilio_sdk().sms_transport(app)
 
 
 def _smpp_sms(app: AppContext) -> SmsTransport:

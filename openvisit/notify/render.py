@@ -16,14 +16,17 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from openvisit import i18n
+from openvisit.models.choices import NOTIFICATION_MESSAGES, NotificationMessage
 from openvisit.notify import gsm, ics
 from openvisit.notify.plan import zone
 
 #: Every template of the package is under ``templates/notify/``: the outbox page beside these.
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "notify" / "messages"
-MESSAGES = ("booked", "rescheduled", "modified", "cancelled", "reminder", "invite")
+#: Every message there is (``Notification.message``, checked by the column's constraint).
+MESSAGES = NOTIFICATION_MESSAGES
 #: Messages that carry the join link (a cancellation does not).
-WITH_LINK = frozenset({"booked", "rescheduled", "modified", "reminder", "invite"})
+WITH_LINK: frozenset[NotificationMessage] = frozenset(
+    {"booked", "rescheduled", "modified", "reminder", "invite"})
 LANGUAGES = tuple(i18n.LANGUAGES)
 
 _env = Environment(

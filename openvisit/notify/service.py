@@ -31,7 +31,13 @@ from openvisit import jobs
 from openvisit.context import AppContext
 from openvisit.logs import get_logger
 from openvisit.models import Appointment, EhrEndpoint, SmsSettings, utcnow
-from openvisit.models.choices import ENDED_STATUSES, ENDING_CHANGES, Change
+from openvisit.models.choices import (
+    ENDED_STATUSES,
+    ENDING_CHANGES,
+    AppointmentStatus,
+    Change,
+    JobState,
+)
 from openvisit.notify import repository as repo
 from openvisit.notify.plan import QuietHours, fingerprint, release_time, reminder_times
 
@@ -39,7 +45,10 @@ log = get_logger(__name__)
 
 SEND_JOB = "notify.send"
 #: Job states meaning the patient has (or may have) received the message.
-TOLD_STATES = frozenset({"running", "done", "dead"})
+TOLD_STATES: frozenset[JobState] = frozenset({"running", "done", "dead"})
+#: Ended statuses of an appointment that was over without being called off (it took place,
+#: or the patient missed it): no cancellation notice, only pending confirmations dropped.
+PASSED_STATUSES: frozenset[AppointmentStatus] = frozenset({"noshow", "fulfilled"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +216,7 @@ def _plan_one(
 
     confirmations = bool(enabled and settings and settings.confirmations_enabled)
     planned: str | None = None
-    if change == "noshow" or appointment.status in ("noshow", "fulfilled"):
+    if change == "noshow" or appointment.status in PASSED_STATUSES:
         # Over without being called off: nothing to tell the patient, nothing left to send.
         _cancel_pending(history, purposes=("confirmation",), writes=writes)
     elif ended:

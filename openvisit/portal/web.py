@@ -63,7 +63,10 @@ class PortalRoute(APIRoute):
 
     Because the error becomes a normal response here, the request's transaction would commit;
     the handler therefore rolls it back first, so an error never leaves half-done changes
-    (routers using this class add :func:`remember_session` as a dependency)."""
+    (routers using this class add :func:`remember_session` as a dependency).
+
+    The form a view (or the CSRF check) read is closed once the response is made: uploaded
+    files are spooled to temporary files that nothing else would close."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         original = super().get_route_handler()
@@ -85,6 +88,8 @@ class PortalRoute(APIRoute):
                 log.info("portal_error", error_code=exc.code, status=exc.status_code,
                          route=route_template(request.scope))
                 return problem(request, exc)
+            finally:
+                await request.close()
 
         return handler
 

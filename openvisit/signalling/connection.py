@@ -90,6 +90,7 @@ class Connection:
         self.ws = websocket
         self.ctx = ctx
         self.rooms = rooms
+        self.clock = rooms.clock
         self.gate = gate
         self.gate_key: str | None = None  # holds a place in the gate until hello succeeds
         self.budget = SenderBudget(ctx.settings)
@@ -108,7 +109,7 @@ class Connection:
         self.outbox: asyncio.Queue[str | None] = asyncio.Queue(maxsize=OUTBOX_SIZE)
         self.closing: str | None = None
         self.media_backend = "mesh"  # the visit's (visit.media_backend), set on join
-        self.last_heartbeat = 0.0  # monotonic time of the last stored heartbeat
+        self.last_heartbeat = 0.0  # clock time of the last stored heartbeat
 
     # ------------------------------------------------------------------ running
 
@@ -169,9 +170,9 @@ class Connection:
 
     async def _await_hello(self) -> p.Hello | None:
         """The first valid ``hello``, or ``None`` (socket closed: gone, silent or abusive)."""
-        deadline = time.monotonic() + self.ctx.settings.ws_hello_timeout_seconds
+        deadline = self.clock() + self.ctx.settings.ws_hello_timeout_seconds
         while True:
-            left = deadline - time.monotonic()
+            left = deadline - self.clock()
             try:
                 if left <= 0:
                     raise TimeoutError
@@ -233,7 +234,7 @@ class Connection:
                                            connection_id=connection_id, devices=hello.devices)
         self.pid, self.org_id, self.connection_id = seat.id, visit.organisation_id, connection_id
         self.media_backend = visit.media_backend
-        self.last_heartbeat = time.monotonic()  # the join stored last_seen_at
+        self.last_heartbeat = self.clock()  # the join stored last_seen_at
         self._leave_gate()  # authenticated: no longer counted against the address
         snapshot = Seat.of(seat)
         self.staff = snapshot.is_staff
@@ -267,10 +268,10 @@ class Connection:
     # ------------------------------------------------------------------ rate limits
 
     def _allowed(self, kind: str) -> bool:
-        return self.budget.allow(kind, time.monotonic())
+        return self.budget.allow(kind, self.clock())
 
     def _strike(self) -> bool:
-        return self.budget.strike(time.monotonic())
+        return self.budget.strike(self.clock())
 
     def _throttled(self, kind: str) -> None:
         """A frame over its sender's budget: dropped; the sender is told (once a second),
@@ -280,7 +281,7 @@ class Connection:
                         kind=kind, dropped=self.budget.dropped)
             self._close_after_flush("flood")
             return
-        now = time.monotonic()
+        now = self.clock()
         if now - self.last_throttle_notice >= 1.0:
             self.last_throttle_notice = now
             self._queue(p.encode("error", code="rate_limited", rejected=kind,
@@ -323,7 +324,7 @@ class Connection:
         """Refresh the seat's ``last_seen_at`` (at most every ``presence_heartbeat_seconds``),
         so the presence sweep knows this process is alive (:mod:`openvisit.visits.presence`)."""
         assert self.pid is not None
-        now = time.monotonic()
+        now = self.clock()
         if now - self.last_heartbeat < self.ctx.settings.presence_heartbeat_seconds:
             return
         self.last_heartbeat = now
@@ -337,7 +338,7 @@ class Connection:
 
     async def _quality(self, message: p.Quality) -> None:
         assert self.room is not None and self.pid is not None
-        now = time.monotonic()
+        now = self.clock()
         # Per seat in this process, not per socket: reconnecting does not buy more samples.
         last = self.room.last_quality.get(str(self.pid), 0.0)
         if not message.values or now - last < QUALITY_MIN_INTERVAL_S:
@@ -376,7 +377,7 @@ class Connection:
         if me is None or not me.admitted:
             await self._error("not_in_call", REFUSALS[p.Verdict.NOT_IN_CALL], rejected="chat")
             return
-        if not self.room.allow_message("chat", me.id, time.monotonic()):
+        if not self.room.allow_message("chat", me.id, self.clock()):
             self._throttled("chat")
             return
         echo = await messages.send_chat(self.ctx, room=self.room, sender=me, text=message.text)
@@ -390,7 +391,7 @@ class Connection:
                               rejected="lobby_message")
             return
         assert me is not None
-        if not self.room.allow_message("lobby_message", me.id, time.monotonic()):
+        if not self.room.allow_message("lobby_message", me.id, self.clock()):
             self._throttled("lobby_message")
             return
         sent = await messages.send_lobby_message(self.ctx, room=self.room, sender=me,

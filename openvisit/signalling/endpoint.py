@@ -15,26 +15,22 @@ from openvisit.signalling.rooms import Rooms
 router = APIRouter()
 
 
-def gate_of(websocket: WebSocket) -> HelloGate:
-    """This process's count of sockets that have not said hello (one per application)."""
-    state = websocket.app.state
-    gate: HelloGate | None = getattr(state, "visit_hello_gate", None)
+def gate_of(ctx: AppContext) -> HelloGate:
+    """This process's count of sockets that have not said hello (made on first use)."""
+    gate = ctx.services.hello_gate
     if gate is None:
-        settings = state.ctx.settings
-        gate = HelloGate(per_address=settings.ws_unauthenticated_per_address,
-                         total=settings.ws_unauthenticated_total)
-        state.visit_hello_gate = gate
+        settings = ctx.settings
+        gate = ctx.services.hello_gate = HelloGate(
+            per_address=settings.ws_unauthenticated_per_address,
+            total=settings.ws_unauthenticated_total)
     return gate
 
 
-def rooms_of(websocket: WebSocket) -> Rooms:
-    """This process's rooms, made on first use (one per application)."""
-    state = websocket.app.state
-    rooms: Rooms | None = getattr(state, "visit_rooms", None)
+def rooms_of(ctx: AppContext) -> Rooms:
+    """This process's rooms (made on first use)."""
+    rooms = ctx.services.visit_rooms
     if rooms is None:
-        ctx: AppContext = state.ctx
-        rooms = Rooms(ctx)
-        state.visit_rooms = rooms
+        rooms = ctx.services.visit_rooms = Rooms(ctx)
     return rooms
 
 
@@ -42,6 +38,6 @@ def rooms_of(websocket: WebSocket) -> Rooms:
 async def visit_socket(websocket: WebSocket) -> None:
     """One participant's signalling socket; see :mod:`openvisit.signalling.connection`."""
     await websocket.accept()
-    connection = Connection(websocket, ctx=websocket.app.state.ctx, rooms=rooms_of(websocket),
-                            gate=gate_of(websocket))
+    ctx: AppContext = websocket.app.state.ctx
+    connection = Connection(websocket, ctx=ctx, rooms=rooms_of(ctx), gate=gate_of(ctx))
     await connection.serve()

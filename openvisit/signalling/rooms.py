@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any, Protocol
 
@@ -162,10 +164,15 @@ class Room:
 
 
 class Rooms:
-    """The rooms of this process, created on a visit's first socket, gone with its last."""
+    """The rooms of this process, created on a visit's first socket, gone with its last.
 
-    def __init__(self, ctx: AppContext) -> None:
+    ``clock`` is the monotonic clock (seconds) the process's sockets time their heartbeats,
+    budgets and deadlines by; tests inject one rather than sleep past an interval.
+    """
+
+    def __init__(self, ctx: AppContext, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.ctx = ctx
+        self.clock = clock
         self._rooms: dict[uuid.UUID, Room] = {}
 
     def __len__(self) -> int:

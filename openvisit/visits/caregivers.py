@@ -25,13 +25,14 @@ from openvisit.context import AppContext
 from openvisit.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from openvisit.i18n import gettext as _
 from openvisit.models import Organisation
+from openvisit.models.choices import InvitedBy
 from openvisit.models.visit import Participant, Visit
 from openvisit.notify import invites
 from openvisit.visits import lobby
 from openvisit.visits import repository as repo
 from openvisit.visits.service import append_event, find_or_create_seat, link_for
 
-BY_PATIENT = "patient"
+BY_PATIENT: InvitedBy = "patient"
 
 
 async def limit_for(session: AsyncSession, visit: Visit) -> int:

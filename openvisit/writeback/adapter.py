@@ -18,19 +18,20 @@ from typing import Any, Protocol
 
 import httpx
 
+from openvisit.models.choices import WritebackWhat
 from openvisit.writeback.fhir import FhirClient
 from openvisit.writeback.settings import WritebackSettings
 
 #: What a row writes (``Writeback.what``).
-AUDIT = "audit"
-ENCOUNTER = "encounter"
-APPOINTMENT_STATUS = "appointment_status"
-DEVICETEST = "devicetest"
-MESSAGE = "message"
-ARRIVED = "arrived"
-CONNECTION_STATUS = "connection_status"
-VIDEO_LINK = "video_link"
-ARRIVED_WEBHOOK = "arrived_webhook"
+AUDIT: WritebackWhat = "audit"
+ENCOUNTER: WritebackWhat = "encounter"
+APPOINTMENT_STATUS: WritebackWhat = "appointment_status"
+DEVICETEST: WritebackWhat = "devicetest"
+MESSAGE: WritebackWhat = "message"
+ARRIVED: WritebackWhat = "arrived"
+CONNECTION_STATUS: WritebackWhat = "connection_status"
+VIDEO_LINK: WritebackWhat = "video_link"
+ARRIVED_WEBHOOK: WritebackWhat = "arrived_webhook"
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class Write:
     """One write: its key (the dedupe tag), what it is, the event behind it, its facts."""
 
     key: str
-    what: str
+    what: WritebackWhat
     event_kind: str
     payload: Mapping[str, Any]
 
@@ -64,7 +65,7 @@ class Adapter(Protocol):
     name: str
 
     def plan(self, event_kind: str, *, role: str | None, has_encounter: bool,
-             settings: WritebackSettings, options: Mapping[str, Any]) -> list[str]:
+             settings: WritebackSettings, options: Mapping[str, Any]) -> list[WritebackWhat]:
         """The ``what`` of each write a visit event causes, in the order they are sent."""
         ...
 

@@ -35,6 +35,7 @@ from openvisit.errors import InvalidInput, NotFound, OpenVisitError
 from openvisit.jobs import enqueue
 from openvisit.logs import get_logger
 from openvisit.models import Appointment, EhrEndpoint, Writeback, utcnow
+from openvisit.models.choices import WritebackWhat
 from openvisit.models.visit import Participant, Visit, VisitEvent
 from openvisit.outbound import portal_http
 from openvisit.writeback import adapter as a
@@ -89,7 +90,7 @@ def _appointment_facts(appointment: Appointment) -> dict[str, Any]:
 
 
 async def _add(session: AsyncSession, *, endpoint: EhrEndpoint, order_key: str, key: str,
-               what: str, event_kind: str, event_id: int | None,
+               what: WritebackWhat, event_kind: str, event_id: int | None,
                payload: dict[str, Any]) -> Writeback:
     row = Writeback(endpoint_id=endpoint.id, order_key=order_key, key=key, what=what,
                     event_kind=event_kind, visit_event_id=event_id, payload=payload)

@@ -280,6 +280,7 @@ async def test_it_speaks_tls_and_requires_a_client_certificate(
         plain = await asyncio.open_connection("127.0.0.1", run.port)
         plain[1].write(encode_frame(siu(control_id="PLAIN")))
         assert await asyncio.wait_for(plain[0].read(), timeout=10) == b""
+        plain[1].close()
         again = read_ack(await _one(run.port, siu(control_id="TLS-3", filler="T3"), ssl=client))
 
     assert (ack.code, again.code) == ("AA", "AA")

@@ -32,6 +32,7 @@ class Proc:
     def kill9(self) -> None:
         os.killpg(self.popen.pid, signal.SIGKILL)
         self.popen.wait(timeout=10)
+        self._out.close()  # nothing writes to it any more (stop() after this is a no-op)
 
     def stop(self) -> None:
         if self.popen.poll() is None:

@@ -1,6 +1,7 @@
 """Presence that survives a dead web process: heartbeats, the sweep, a live seat reclaimed.
 
-The in-process tests use an injected clock (``now=``) for the sweep; the two-process test
+The in-process tests use injected clocks: ``now=`` for the sweep, the sockets' clock
+(``Rooms(clock=…)``) for the heartbeat interval; the two-process test
 kills one real ``openvisit web`` with SIGKILL on PostgreSQL + Redis and waits for the sweep
 to notice, through the surviving process's socket.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -21,6 +23,7 @@ from sqlalchemy import select
 from openvisit.context import AppContext
 from openvisit.models.base import utcnow
 from openvisit.models.visit import Participant, VisitEvent
+from openvisit.signalling.rooms import Rooms
 from openvisit.visits import presence
 from tests.support.backend import BACKEND
 from tests.visits.support import Links, Peer, make_visit, seed_org, serve
@@ -115,6 +118,10 @@ async def test_it_gives_a_live_socket_its_seat_back_on_its_next_heartbeat(
 ) -> None:
     links = await make_visit(ctx, await seed_org(ctx))
     quick = _quick(ctx, timeout=0.5)
+    # The sockets' clock: it stands still but for the test moving it on (no sleeping past
+    # an interval).
+    clock = [time.monotonic()]
+    quick.services.visit_rooms = Rooms(quick, clock=lambda: clock[0])
     async with serve(quick) as host:
         provider = await Peer.connect(host, tok(links.provider), name="provider")
         welcome = await provider.wait_for(lambda m: m["type"] == "welcome")
@@ -127,7 +134,7 @@ async def test_it_gives_a_live_socket_its_seat_back_on_its_next_heartbeat(
         await _roster_after(provider, mark, pid, connected=False)
         mark = len(provider.inbox)
         # …its next ping takes the seat back, and everyone sees it connected again.
-        await asyncio.sleep(0.06)  # past presence_heartbeat_seconds (0.05 s) since the join
+        clock[0] += 0.06  # past presence_heartbeat_seconds (0.05 s) since the join
         await provider.send(type="ping", t=2)
         await _roster_after(provider, mark, pid, connected=True)
         seat = await _seat(ctx, pid)

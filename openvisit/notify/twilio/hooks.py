@@ -13,9 +13,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from openvisit.errors import PermissionDenied
+from openvisit.errors import ConfigurationError, PermissionDenied
 from openvisit.logs import get_logger
 from openvisit.notify import inbound
+from openvisit.notify.providers import twilio_sdk
 from openvisit.web.deps import CtxDep
 from openvisit.web.middleware import route_template
 
@@ -36,18 +37,17 @@ async def verified_form(request: Request, *, auth_token: str, public_url: str) -
         raise PermissionDenied("Twilio webhooks are not configured on this deployment "
                                "(OPENVISIT_TWILIO_AUTH_TOKEN is empty).")
     try:
-        # The one import of the optional Twilio SDK on this path: a deployment installed
-        # without the twilio extra still starts, and says here what is missing.
-        from twilio.request_validator import RequestValidator, get_signature_algorithm
-    except ImportError:
+        # The SDK through providers' one lazy import: a deployment installed without the
+        # twilio extra still starts, and says here what is missing.
+        sdk = twilio_sdk()
+    except ConfigurationError:
         raise PermissionDenied("Twilio webhooks need the Twilio SDK on this server: "
                                "pip install 'openvisit[twilio]'.") from None
     url = public_url + request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    algorithm = get_signature_algorithm(
-        request.headers.get("X-Twilio-Webhooks-Signature-Settings", ""))
     signature = request.headers.get("X-Twilio-Signature", "")
-    if not signature or not RequestValidator(auth_token).validate(url, form, signature,
-                                                                  algorithm=algorithm):
+    if not signature or not sdk.signature_valid(
+            auth_token=auth_token, url=url, params=form, signature=signature,
+            signature_settings=request.headers.get("X-Twilio-Webhooks-Signature-Settings", "")):
         log.warning("twilio_signature_rejected", route=route_template(request.scope))
         raise PermissionDenied("The request is not signed by Twilio.")
     return form

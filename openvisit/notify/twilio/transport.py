@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -28,6 +29,7 @@ import requests
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
+from twilio.request_validator import RequestValidator, get_signature_algorithm
 from twilio.rest import Client
 
 from openvisit.context import AppContext
@@ -171,3 +173,15 @@ def _classify(exc: TwilioRestException) -> OutboundError:
 
 def sms_transport(app: AppContext) -> SmsTransport:
     return TwilioSms(app)
+
+
+def signature_valid(*, auth_token: str, url: str, params: Mapping[str, Any], signature: str,
+                    signature_settings: str) -> bool:
+    """Whether ``signature`` (``X-Twilio-Signature``) is Twilio's over ``url`` and ``params``.
+
+    ``signature_settings`` is the ``X-Twilio-Webhooks-Signature-Settings`` header, which
+    chooses the algorithm; the SDK's ``RequestValidator`` does the checking.
+    """
+    algorithm = get_signature_algorithm(signature_settings)
+    return bool(RequestValidator(auth_token).validate(url, params, signature,
+                                                      algorithm=algorithm))

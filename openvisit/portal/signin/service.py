@@ -185,6 +185,16 @@ async def authenticate_local(
     return candidate.id
 
 
+async def active_account(session: AsyncSession, account_id: uuid.UUID) -> StaffAccount | None:
+    """The staff account ``account_id`` if it exists and is active, else ``None``.
+
+    For the sign-in that :func:`authenticate_local` just proved: the account may have been
+    deactivated (or removed) between that check, which holds no transaction, and now.
+    """
+    account = await session.get(StaffAccount, account_id)
+    return account if account is not None and account.is_active else None
+
+
 async def account_for_idp(
     session: AsyncSession, *, issuer: str, subject: str, bootstrap_subjects: list[str],
     default_organisation: str,

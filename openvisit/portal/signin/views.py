@@ -13,7 +13,6 @@ from openvisit import nonces
 from openvisit.context import AppContext
 from openvisit.errors import OpenVisitError
 from openvisit.idp.client import IdpClient, idp_client
-from openvisit.models import StaffAccount
 from openvisit.portal.signin import service as accounts
 from openvisit.portal.signin import sessions
 from openvisit.portal.signin.passwords import SigninBusy
@@ -116,8 +115,8 @@ async def signin_local(request: Request, session: SessionDep, ctx: CtxDep) -> Re
             message = f"{message} {accounts.IDP_HINT}"
         return _signin_page(request, ctx, next_url=next_url, username=username,
                             error=message, status_code=exc.status_code)
-    account = await session.get(StaffAccount, account_id)
-    if account is None or not account.is_active:  # deactivated a moment ago
+    account = await accounts.active_account(session, account_id)
+    if account is None:  # deactivated a moment ago
         return _signin_page(request, ctx, next_url=next_url, username=username,
                             error=accounts.BAD_CREDENTIALS, status_code=401)
     token = await sessions.start_session(session, settings=ctx.settings, account=account,

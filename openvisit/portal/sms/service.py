@@ -28,6 +28,7 @@ from openvisit.models import (
     SmsSettings,
     utcnow,
 )
+from openvisit.models.choices import PROVIDER_LABEL_MODES, is_one_of
 from openvisit.portal import repository
 from openvisit.portal.signin.sessions import Principal
 from openvisit.privacy import retention
@@ -43,10 +44,6 @@ async def organisation_of(session: AsyncSession, principal: Principal) -> Organi
     if org is None:
         raise NotFound("Your organisation no longer exists.")
     return org
-
-
-#: How patients may see a clinician (``Organisation.provider_label_mode``).
-PROVIDER_LABEL_MODES = ("role", "display")
 
 
 @dataclass
@@ -122,7 +119,7 @@ async def update_organisation(
                                "Europe/Prague.", details={"field": "timezone"}) from None
         org.timezone = data.timezone
     if data.provider_label_mode is not None:
-        if data.provider_label_mode not in PROVIDER_LABEL_MODES:
+        if not is_one_of(data.provider_label_mode, PROVIDER_LABEL_MODES):
             raise InvalidInput("Choose how patients see the clinician: as “Your clinician” "
                                "or by the clinician's name from the EHR.",
                                details={"field": "provider_label_mode"})

@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from openvisit.models.choices import WritebackWhat
 from openvisit.smart._http import describe_url
 from openvisit.writeback import adapter as a
 from openvisit.writeback.fhir import FhirWriteError, classify, retry_after_seconds
@@ -64,8 +65,8 @@ class EpicAdapter(GenericAdapter):
     name = "epic"
 
     def plan(self, event_kind: str, *, role: str | None, has_encounter: bool,
-             settings: WritebackSettings, options: Mapping[str, Any]) -> list[str]:
-        whats: list[str] = []
+             settings: WritebackSettings, options: Mapping[str, Any]) -> list[WritebackWhat]:
+        whats: list[WritebackWhat] = []
         if event_kind in status_codes(options):
             whats.append(a.CONNECTION_STATUS)
         if epic_options(options).get("fhir_writes", True):

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from openvisit.models.choices import WritebackWhat
 from openvisit.writeback import adapter as a
 from openvisit.writeback import fhir, webhook
 from openvisit.writeback import resources as res
@@ -52,8 +53,8 @@ class GenericAdapter:
     name = "generic"
 
     def plan(self, event_kind: str, *, role: str | None, has_encounter: bool,
-             settings: WritebackSettings, options: Mapping[str, Any]) -> list[str]:
-        whats: list[str] = []
+             settings: WritebackSettings, options: Mapping[str, Any]) -> list[WritebackWhat]:
+        whats: list[WritebackWhat] = []
         if event_kind == "joined" and role == "patient" and settings.patient_arrived:
             whats.append(a.ARRIVED)
         if event_kind == "joined" and role == "patient" and settings.webhook_url:
