@@ -45,4 +45,8 @@ def test_it_keeps_healthz_flat_during_20_concurrent_sign_ins(web: str) -> None:
     print(result.summary())
     assert set(result.statuses) == {401}, result.statuses  # each one verified and refused
     assert len(result.during) >= 20, result.summary()
-    assert result.p(result.during, 0.95) < 0.05, result.summary()
+    # A verification on the loop holds every probe behind it for its whole ~0.2 s, so a
+    # blocked loop puts p95 at 0.2 s or more. 0.1 s keeps that apart with room for a loaded
+    # CI machine (p95 51 ms seen there, both passes side by side, nothing blocking).
+    assert result.p(result.during, 0.95) < 0.1, result.summary()
+    assert result.p(result.during, 0.5) < 0.05, result.summary()
