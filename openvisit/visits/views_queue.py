@@ -25,6 +25,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
 from openvisit import i18n
+from openvisit.context import AppContext
 from openvisit.models.base import utcnow
 from openvisit.visits import queue
 from openvisit.visits.strings import room_strings
@@ -112,11 +113,17 @@ async def queue_events(token: str, ctx: CtxDep) -> Response:
     changes in the lobby (no data: the page refetches its rows, which are filtered)."""
     async with transaction(ctx) as session:
         clinician = await queue.clinician_of(session, app=ctx, token=token)
+    return queue_event_stream(ctx, clinician.organisation_id)
+
+
+def queue_event_stream(ctx: AppContext, organisation_id: uuid.UUID) -> Response:
+    """The queue's nudge stream for an organisation (also the front desk's, in the portal):
+    ``ready`` on (re)connect, ``update`` per lobby change, keep-alives, closed after
+    :data:`STREAM_SECONDS` (the browser reconnects and the caller's check runs again)."""
 
     async def stream() -> AsyncIterator[bytes]:
         deadline = asyncio.get_running_loop().time() + STREAM_SECONDS
-        async with ctx.bus.subscribe(queue.queue_channel(clinician.organisation_id),
-                                     maxsize=100) as sub:
+        async with ctx.bus.subscribe(queue.queue_channel(organisation_id), maxsize=100) as sub:
             yield b"retry: 2000\n\nevent: ready\ndata: {}\n\n"
             while (left := deadline - asyncio.get_running_loop().time()) > 0:
                 try:

@@ -10,13 +10,11 @@ of the page, its rows and its event stream.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 
 from openvisit import i18n
 from openvisit.models.base import utcnow
@@ -24,7 +22,7 @@ from openvisit.portal.signin.sessions import Principal
 from openvisit.portal.web import PortalRoute, PrincipalDep, remember_session
 from openvisit.visits import queue
 from openvisit.visits.strings import room_strings
-from openvisit.visits.views_queue import HEADERS, KEEPALIVE_SECONDS, STREAM_SECONDS, _clock
+from openvisit.visits.views_queue import HEADERS, _clock, queue_event_stream
 from openvisit.web.deps import CtxDep, SessionDep
 from openvisit.web.security import page_needs
 from openvisit.web.templating import json_for_script, templates
@@ -104,19 +102,4 @@ async def desk_events(session: SessionDep, ctx: CtxDep, principal: PrincipalDep)
     lobby (no data; the page refetches its rows). The session is checked when the stream
     opens; the stream ends after a few minutes and the browser reconnects, checking again."""
     principal.require(ROLE, doing="see the clinic queue")
-    organisation_id = principal.organisation_id
-
-    async def stream() -> AsyncIterator[bytes]:
-        deadline = asyncio.get_running_loop().time() + STREAM_SECONDS
-        async with ctx.bus.subscribe(queue.queue_channel(organisation_id), maxsize=100) as sub:
-            yield b"retry: 2000\n\nevent: ready\ndata: {}\n\n"
-            while (left := deadline - asyncio.get_running_loop().time()) > 0:
-                try:
-                    await sub.get(timeout=min(KEEPALIVE_SECONDS, left))
-                except TimeoutError:
-                    yield b": keepalive\n\n"
-                    continue
-                yield b"event: update\ndata: {}\n\n"
-
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={**HEADERS, "X-Accel-Buffering": "no"})
+    return queue_event_stream(ctx, principal.organisation_id)
