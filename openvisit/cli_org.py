@@ -8,14 +8,13 @@ from typing import Annotated, Any
 
 import typer
 
-from openvisit.cli_support import print_settings, run
+from openvisit.cli_support import OrgOpt, print_settings, run
 from openvisit.context import AppContext
 
 org_app = typer.Typer(
     help="Organisation settings: phone region, time zone and SMS consents (as in the portal).",
     no_args_is_help=True,
 )
-OrgOpt = Annotated[str, typer.Option("--org", help="Organisation slug.")]
 
 
 @org_app.command("set")

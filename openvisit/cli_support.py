@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -16,6 +16,8 @@ from openvisit.context import AppContext
 from openvisit.errors import OpenVisitError
 
 T = TypeVar("T")
+#: ``--org SLUG``, the option every organisation command takes.
+OrgOpt = Annotated[str, typer.Option("--org", help="Organisation slug.")]
 
 
 def settings_or_exit(**overrides: Any) -> Settings:

@@ -10,14 +10,13 @@ from typing import Annotated
 
 import typer
 
-from openvisit.cli_support import run
+from openvisit.cli_support import OrgOpt, run
 from openvisit.context import AppContext
 
 privacy_app = typer.Typer(
     help="What is kept and for how long; erase one patient; re-key patient references.",
     no_args_is_help=True,
 )
-OrgOpt = Annotated[str, typer.Option("--org", help="Organisation slug.")]
 
 
 @privacy_app.command("retention")
